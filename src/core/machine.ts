@@ -1,0 +1,111 @@
+import {BumpAllocator, type AllocatorState} from './allocator.js'
+import {HvmemError} from './errors.js'
+import {Heap, checkLayout} from './heap.js'
+import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
+import {PhysicalMemory} from './memory.js'
+import {hex} from './u64.js'
+
+export interface Layout {
+  ramBase: bigint
+  ramSize: bigint
+  heapBase: bigint
+  heapSize: bigint
+}
+
+/** Everything a snapshot holds, apart from memory contents. */
+export interface MachineState {
+  ram: {base: bigint; size: bigint}
+  heap: AllocatorState
+  mapper: MapperState | undefined
+}
+
+export interface HeapResetResult {
+  /** the mapper's table pages that were zeroed, when --discard-mapper dropped it */
+  discardedTables: bigint[]
+}
+
+/**
+ * The emulated machine a snapshot holds: RAM, the heap in it, and the stage-2 mapper whose tables
+ * live in the heap. Commands load one, change it, and save it; the rules that span the parts
+ * (creating the mapper on first use, resetting a heap that holds live tables) live here.
+ */
+export class Machine {
+  private mapperInstance: IdentityMapper | undefined
+
+  private constructor(
+    readonly memory: PhysicalMemory,
+    readonly heap: Heap,
+    mapper: MapperState | undefined,
+  ) {
+    this.mapperInstance = mapper === undefined ? undefined : IdentityMapper.attach(heap, mapper)
+  }
+
+  static create(layout: Layout): Machine {
+    checkLayout(layout.ramBase, layout.ramSize, layout.heapBase, layout.heapSize)
+    const memory = new PhysicalMemory(layout.ramBase, layout.ramSize)
+    return new Machine(memory, new Heap(memory, new BumpAllocator(layout.heapBase, layout.heapSize)), undefined)
+  }
+
+  /** Rebuilds a machine from a snapshot's state; `memory` already holds the pages. */
+  static restore(state: MachineState, memory: PhysicalMemory): Machine {
+    if (memory.base !== state.ram.base || memory.size !== state.ram.size) throw new HvmemError('snapshot-invalid', 'memory does not match the RAM layout')
+    return new Machine(memory, new Heap(memory, BumpAllocator.fromState(state.heap)), state.mapper)
+  }
+
+  get mapper(): IdentityMapper | undefined {
+    return this.mapperInstance
+  }
+
+  state(): MachineState {
+    return {ram: {base: this.memory.base, size: this.memory.size}, heap: this.heap.allocator.state(), mapper: this.mapperInstance?.state}
+  }
+
+  /**
+   * The mapper, created (its L1 table allocated from the heap) on first use. Options given for an
+   * existing mapper must match it: VMID and budget are fixed at creation.
+   */
+  ensureMapper(options: MapperOptions = {}): {mapper: IdentityMapper; created: boolean} {
+    const existing = this.mapperInstance
+    if (existing === undefined) {
+      this.mapperInstance = IdentityMapper.create(this.heap, options)
+      return {mapper: this.mapperInstance, created: true}
+    }
+    for (const [name, flag, current] of [
+      ['vmid', '--vmid', existing.state.vmid],
+      ['l2Budget', '--l2-budget', existing.state.l2Budget],
+    ] as const) {
+      const wanted = options[name]
+      if (wanted !== undefined && wanted !== current) {
+        throw new HvmemError('input', `the mapper already exists with ${flag} ${current}; ${flag} applies only when the mapper is created (start over with "heap reset --discard-mapper")`)
+      }
+    }
+    return {mapper: existing, created: false}
+  }
+
+  /**
+   * Returns the heap to its start. The mapper's tables live in the heap, so a reset with a mapper
+   * would let new allocations overwrite live tables: it is refused unless `discardMapper`, which
+   * zeroes the tables and drops the mapper first. Other heap contents are left as they are, as on
+   * real hardware.
+   */
+  resetHeap(discardMapper: boolean): HeapResetResult {
+    const mapper = this.mapperInstance
+    const discardedTables: bigint[] = []
+    if (mapper !== undefined) {
+      const tables = [mapper.root, ...mapper.l2Tables()]
+      if (!discardMapper) {
+        throw new HvmemError(
+          'mapping-conflict',
+          `the heap holds the stage-2 tables (root ${hex(mapper.root)}, ${tables.length - 1} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
+        )
+      }
+      for (const table of tables) {
+        if (this.memory.contains(table, 4096n)) this.memory.zero(table, 4096n)
+        discardedTables.push(table)
+      }
+      this.mapperInstance = undefined
+    }
+    this.heap.allocator.reset()
+    return {discardedTables}
+  }
+}
