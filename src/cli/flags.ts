@@ -1,0 +1,37 @@
+import {Args, Flags} from '@oclif/core'
+
+import {hex} from '../core/u64.js'
+import {DEFAULT_SNAPSHOT} from '../snapshot/store.js'
+import {parseInteger, parseU64} from './numbers.js'
+
+/** A 64-bit number flag (address or size); see numbers.ts for the accepted syntax. */
+export const u64Flag = Flags.custom<bigint>({
+  parse: async (input, _context, options) => parseU64(input, `--${options.name}`),
+  defaultHelp: async ({options}) => helpFor(options.default),
+})
+
+/** A small integer flag within [min, max]. */
+export function intFlag(min: number, max: number) {
+  return Flags.custom<number>({
+    parse: async (input, _context, options) => parseInteger(input, `--${options.name}`, min, max),
+  })
+}
+
+/** A 64-bit number argument, named in errors by its upper-case name (IPA, SIZE, ADDR). */
+export const u64Arg = Args.custom<bigint>({
+  parse: async (input, _context, options) => parseU64(input, options.name.toUpperCase()),
+  defaultHelp: async ({options}) => helpFor(options.default),
+})
+
+/** Help (and the oclif manifest, which cannot hold a bigint) shows a 64-bit default as hex. */
+function helpFor(value: unknown): string | undefined {
+  return typeof value === 'bigint' ? hex(value) : undefined
+}
+
+export const snapshotFlag = Flags.string({
+  char: 's',
+  env: 'HVMEM_SNAPSHOT',
+  default: DEFAULT_SNAPSHOT,
+  summary: 'Snapshot file to operate on (or set HVMEM_SNAPSHOT).',
+  helpGroup: 'GLOBAL',
+})

@@ -1,0 +1,45 @@
+/** Human renderings shared by commands. */
+import type {HeapStatus} from '../core/heap.js'
+import type {LeafFields} from '../core/stage2.js'
+import {formatSize, hex} from '../core/u64.js'
+import type {Range} from '../core/walker.js'
+import {color} from './style.js'
+
+/** A proportional bar: `[████░░░░]`, allocated then padding then free. */
+export function usageBar(s: HeapStatus, width = 32): string {
+  const cells = (bytes: bigint): number => Number((bytes * BigInt(width) + s.size - 1n) / s.size)
+  const used = Math.min(width, cells(s.allocated))
+  const padding = Math.min(width - used, cells(s.next - s.start) - used)
+  return `[${color.cyan('█'.repeat(used))}${color.yellow('▒'.repeat(Math.max(0, padding)))}${color.dim('░'.repeat(width - used - Math.max(0, padding)))}]`
+}
+
+export function percent(part: bigint, whole: bigint): string {
+  return `${(Number((part * 10000n) / whole) / 100).toFixed(2)}%`
+}
+
+/** ptdump-style attribute words: `RW X Normal-WB IS AF BLK`. */
+export function attributeWords(leaf: LeafFields, kind: string): string {
+  const access = leaf.access === 'none' ? '--' : leaf.access
+  return [access, leaf.executable ? 'X' : 'NX', leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', kind === 'page' ? 'PG' : 'BLK'].join(' ')
+}
+
+/** One ptdump line: `0x0000000040000000-0x0000000080000000   1G  L2  RW X Normal-WB IS AF BLK`. */
+export function rangeLine(r: Range): string {
+  const leaf = r.decoded.leaf!
+  const identity = r.outputStart === r.start ? '' : `  -> ${hex(r.outputStart, 10)}`
+  return `${hex(r.start, 16)}-${hex(r.end, 16)} ${formatSize(r.end - r.start).padStart(4)}  L${r.level}  ${attributeWords(leaf, r.decoded.kind)}${identity}`
+}
+
+/** Classic hexdump, 16 bytes a line: address, bytes in two groups of eight, ASCII. */
+export function hexdump(address: bigint, bytes: Uint8Array): string {
+  const lines: string[] = []
+  for (let offset = 0; offset < bytes.length; offset += 16) {
+    const row = bytes.subarray(offset, offset + 16)
+    const hexes = [...row].map((b) => b.toString(16).padStart(2, '0'))
+    const left = hexes.slice(0, 8).join(' ')
+    const right = hexes.slice(8).join(' ')
+    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('')
+    lines.push(`${color.dim(hex(address + BigInt(offset), 10))}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${ascii}|`)
+  }
+  return lines.join('\n')
+}

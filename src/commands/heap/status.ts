@@ -1,0 +1,40 @@
+import {HvmemCommand} from '../../cli/base.js'
+import {type HeapJson, type MapperJson, heapJson, mapperJson} from '../../cli/json.js'
+import {percent, usageBar} from '../../cli/render.js'
+import {color, table} from '../../cli/style.js'
+import {formatSize, hex} from '../../core/u64.js'
+import {loadSnapshot} from '../../snapshot/store.js'
+
+export interface HeapStatusJson {
+  ram: {base: string; size: number; end: string}
+  heap: HeapJson
+  mapper: MapperJson | null
+}
+
+export default class HeapStatus extends HvmemCommand {
+  static override summary = 'Show the heap: start, end, next free address, allocated, remaining, and bytes lost to alignment padding.'
+  static override examples = ['<%= config.bin %> heap status', '<%= config.bin %> heap status --json']
+
+  async run(): Promise<HeapStatusJson> {
+    const {flags} = await this.parse(HeapStatus)
+    const machine = await loadSnapshot(flags.snapshot)
+    const s = machine.heap.status()
+    const mapper = machine.mapper
+    const t = table(['heap', 'value'], {align: ['left', 'right']})
+    t.push(
+      ['start', hex(s.start)],
+      ['end', hex(s.end)],
+      ['next', hex(s.next)],
+      ['allocated', `${s.allocated}`],
+      ['padding', `${s.padding}`],
+      ['remaining', `${s.remaining}`],
+    )
+    this.log(t.toString())
+    this.log(`${usageBar(s)} ${percent(s.next - s.start, s.size)} of ${formatSize(s.size)} used  ${color.cyan('█')} allocated ${color.yellow('▒')} padding ${color.dim('░')} free`)
+    if (mapper === undefined) this.log('No mapper yet: "hvmem map region" creates one.')
+    else {
+      this.log(`Mapper: stage 2, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables; VTTBR_EL2 ${hex(mapper.vttbr())}, VTCR_EL2 ${hex(mapper.vtcr())}`)
+    }
+    return {ram: {base: hex(machine.memory.base), size: Number(machine.memory.size), end: hex(machine.memory.end)}, heap: heapJson(s), mapper: mapper === undefined ? null : mapperJson(mapper)}
+  }
+}
