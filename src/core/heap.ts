@@ -28,7 +28,7 @@ export function checkLayout(ramBase: bigint, ramSize: bigint, heapBase: bigint, 
   const fail = (what: string): never => {
     throw new HvmemError('input', what)
   }
-  if (ramSize <= 0n || !isAligned(ramBase, PAGE_SIZE) || !isAligned(ramSize, PAGE_SIZE)) fail(`RAM base and size must be non-zero multiples of 4 KiB (got ${hex(ramBase)} + ${hex(ramSize)})`)
+  if (ramBase < 0n || ramSize <= 0n || !isAligned(ramBase, PAGE_SIZE) || !isAligned(ramSize, PAGE_SIZE)) fail(`RAM base and size must be non-zero multiples of 4 KiB (got ${hex(ramBase)} + ${hex(ramSize)})`)
   if (ramBase + ramSize > PA_LIMIT) fail(`RAM ${hex(ramBase)}-${hex(ramBase + ramSize)} ends past the 40-bit physical address space (${hex(PA_LIMIT)}, VTCR_EL2.PS)`)
   if (heapSize <= 0n || !isAligned(heapBase, PAGE_SIZE) || !isAligned(heapSize, PAGE_SIZE)) fail(`heap base and size must be non-zero multiples of 4 KiB (got ${hex(heapBase)} + ${hex(heapSize)})`)
   if (heapBase < ramBase || heapBase + heapSize > ramBase + ramSize) fail(`heap ${hex(heapBase)}-${hex(heapBase + heapSize)} is not inside RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}`)

@@ -85,7 +85,7 @@ export class Machine {
   /**
    * Returns the heap to its start. The mapper's tables live in the heap, so a reset with a mapper
    * would let new allocations overwrite live tables: it is refused unless `discardMapper`, which
-   * zeroes the tables and drops the mapper first. Other heap contents are left as they are, as on
+   * zeroes the mapper's tables that lie in the heap and drops the mapper first. Other heap contents are left as they are, as on
    * real hardware.
    */
   resetHeap(discardMapper: boolean): HeapResetResult {
@@ -99,8 +99,9 @@ export class Machine {
           `the heap holds the stage-2 tables (root ${hex(mapper.root)}, ${tables.length - 1} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
         )
       }
-      for (const table of tables) {
-        if (this.memory.contains(table, 4096n)) this.memory.zero(table, 4096n)
+      // Only tables hvmem allocated, i.e. inside the heap: an L1 entry written by hand may point anywhere.
+      for (const table of tables.filter((t) => this.heap.contains(t))) {
+        this.memory.zero(table, 4096n)
         discardedTables.push(table)
       }
       this.mapperInstance = undefined

@@ -1,5 +1,5 @@
 import {HvmemError} from './errors.js'
-import {hex, isAligned} from './u64.js'
+import {U64_MAX, hex, isAligned} from './u64.js'
 
 export const PAGE_SHIFT = 12n
 export const PAGE_BYTES = 4096
@@ -22,8 +22,8 @@ export class PhysicalMemory {
     readonly base: bigint,
     readonly size: bigint,
   ) {
-    if (!isAligned(base, 4096n) || !isAligned(size, 4096n) || size <= 0n) {
-      throw new HvmemError('input', `RAM base and size must be non-zero multiples of 4 KiB (got base ${hex(base)}, size ${hex(size)})`)
+    if (base < 0n || !isAligned(base, 4096n) || !isAligned(size, 4096n) || size <= 0n || base + size > U64_MAX + 1n) {
+      throw new HvmemError('input', `RAM must be a non-empty, 4 KiB-aligned range of the 64-bit address space (got base ${hex(base)}, size ${hex(size)})`)
     }
   }
 
@@ -72,6 +72,7 @@ export class PhysicalMemory {
   }
 
   writeU64(address: bigint, value: bigint): void {
+    if (value < 0n || value > U64_MAX) throw new HvmemError('input', `${value} does not fit in 8 bytes`)
     this.checkRange(address, 8n)
     const page = this.pageForWrite(Number(address >> PAGE_SHIFT))
     new DataView(page.buffer, page.byteOffset, PAGE_BYTES).setBigUint64(Number(address & 0xfffn), value, true)

@@ -28,6 +28,7 @@ export const FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
 const CRC_BYTES = 4
 const REGIME_STAGE2 = 1
+const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
 
 export function encodeSnapshot(machine: Machine): Buffer {
   const state = machine.state()
@@ -101,18 +102,20 @@ export function decodeSnapshot(data: Buffer, name: string): Machine {
       const address = data.readBigUInt64LE(HEADER_BYTES + 8 * i)
       if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
       previous = address
-      memory.loadPage(address, data.subarray(dataStart + i * PAGE_BYTES, dataStart + (i + 1) * PAGE_BYTES))
+      const page = data.subarray(dataStart + i * PAGE_BYTES, dataStart + (i + 1) * PAGE_BYTES)
+      if (page.equals(ZERO_PAGE)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
+      memory.loadPage(address, page)
     }
     return Machine.restore(state, memory)
   })
 }
 
-/** Reports a core error raised while rebuilding the machine as an invalid snapshot. */
+/** Reports a core error raised while rebuilding the machine as an invalid snapshot, naming the file. */
 function asInvalid<T>(name: string, build: () => T): T {
   try {
     return build()
   } catch (error) {
-    if (error instanceof HvmemError && error.kind !== 'snapshot-invalid') {
+    if (error instanceof HvmemError && !error.message.startsWith(name)) {
       throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${error.message}`)
     }
     throw error

@@ -6,6 +6,7 @@
  * saves nothing: the file stays byte-identical.
  */
 import {readFile, stat} from 'node:fs/promises'
+import {dirname} from 'node:path'
 import lockfile from 'proper-lockfile'
 import writeFileAtomic from 'write-file-atomic'
 
@@ -19,7 +20,7 @@ export const DEFAULT_SNAPSHOT = './hvmem.snap'
 const LOCK_OPTIONS = {
   realpath: false,
   stale: 10_000,
-  retries: {retries: 300, factor: 1, minTimeout: 100, maxTimeout: 100, randomize: true},
+  retries: {retries: 600, factor: 1.5, minTimeout: 5, maxTimeout: 50, randomize: true},
 }
 
 export async function loadSnapshot(path: string): Promise<Machine> {
@@ -41,7 +42,7 @@ export async function loadSnapshot(path: string): Promise<Machine> {
 
 /** Loads, lets `change` modify the machine, and saves it: all under the lock, and only if `change` returns. */
 export async function updateSnapshot<T>(path: string, change: (machine: Machine) => T): Promise<T> {
-  return withLock(path, async () => {
+  return withLock(path, false, async () => {
     const machine = await loadSnapshot(path)
     const result = change(machine)
     await save(path, machine)
@@ -51,7 +52,7 @@ export async function updateSnapshot<T>(path: string, change: (machine: Machine)
 
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
 export async function createSnapshot(path: string, machine: Machine, force: boolean): Promise<void> {
-  await withLock(path, async () => {
+  await withLock(path, true, async () => {
     const info = await stat(path).catch((error: unknown) => {
       if (isCode(error, 'ENOENT')) return undefined
       throw fsError(error, path)
@@ -72,7 +73,7 @@ async function save(path: string, machine: Machine): Promise<void> {
   }
 }
 
-async function withLock<T>(path: string, body: () => Promise<T>): Promise<T> {
+async function withLock<T>(path: string, creating: boolean, body: () => Promise<T>): Promise<T> {
   let release: () => Promise<void>
   let compromised = false
   try {
@@ -85,6 +86,7 @@ async function withLock<T>(path: string, body: () => Promise<T>): Promise<T> {
     })
   } catch (error) {
     if (isCode(error, 'ELOCKED')) throw new HvmemError('io', `${path} is locked by another hvmem command that has not finished in 30 s; try again, or remove ${path}.lock if no hvmem command is running`)
+    if (creating && isCode(error, 'ENOENT')) throw new HvmemError('io', `cannot create ${path}: its directory ${dirname(path)} does not exist`)
     throw fsError(error, path)
   }
   try {
