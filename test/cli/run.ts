@@ -1,0 +1,44 @@
+/** Runs the real, built binary (bin/run.js over dist/) in a scratch directory. */
+import {spawn} from 'node:child_process'
+import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+
+export interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export async function scratch(): Promise<{dir: string; snap: string; cleanup: () => Promise<void>}> {
+  const dir = await mkdtemp(join(tmpdir(), 'hvmem-cli-'))
+  return {dir, snap: join(dir, 'hvmem.snap'), cleanup: () => rm(dir, {recursive: true, force: true})}
+}
+
+export function hvmem(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const base = {...process.env}
+    delete base.HVMEM_SNAPSHOT
+    delete base.FORCE_COLOR
+    const child = spawn(process.execPath, [BIN, ...args], {cwd, env: {...base, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
+  })
+}
+
+/** Runs with --json and parses stdout. */
+export async function hvmemJson<T>(cwd: string, args: string[]): Promise<{code: number; json: T; stderr: string}> {
+  const r = await hvmem(cwd, [...args, '--json'])
+  return {code: r.code, json: JSON.parse(r.stdout) as T, stderr: r.stderr}
+}
+
+export function snapshotBytes(path: string): Promise<Buffer> {
+  return readFile(path)
+}
