@@ -1,11 +1,14 @@
 /** Shared fixtures for the core tests (not a test file itself: vitest only collects *.test.ts). */
 import {expect} from 'vitest'
 
-import {type ErrorKind, HvmemError} from '../../src/core/errors.js'
+import type {ErrorKind, HvmemError} from '../../src/core/errors.js'
 import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE, type HeapStatus} from '../../src/core/heap.js'
 import {Machine} from '../../src/core/machine.js'
 import type {IdentityMapper, MapperOptions, MapperState} from '../../src/core/mapper.js'
 import {type WalkEntry, walkTables} from '../../src/core/walker.js'
+import {expectHvmemError} from '../expect-error.js'
+
+export {expectHvmemError}
 
 export const PAGE = 0x1000n
 export const BLOCK = 0x20_0000n
@@ -25,21 +28,6 @@ export function smallHeapMachine(pages: number): Machine {
 export function mappedMachine(options: MapperOptions = {}): {machine: Machine; mapper: IdentityMapper} {
   const machine = defaultMachine()
   return {machine, mapper: machine.ensureMapper(options).mapper}
-}
-
-/** Runs `fn`, which must throw an HvmemError of `kind` (and whose message contains / matches `message`). */
-export function expectHvmemError(fn: () => unknown, kind: ErrorKind, message?: string | RegExp): HvmemError {
-  let caught: unknown
-  try {
-    fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(HvmemError)
-  const error = caught as HvmemError
-  expect(error.kind).toBe(kind)
-  if (message !== undefined) expect(error.message).toMatch(message)
-  return error
 }
 
 /** Everything a failed operation must leave alone: heap state, mapper state and every non-zero page, copied. */

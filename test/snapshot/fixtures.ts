@@ -1,8 +1,6 @@
 /** Shared fixtures for the snapshot tests (not a test file itself: vitest only collects *.test.ts). */
 import {crc32} from 'node:zlib'
-import {expect} from 'vitest'
 
-import {type ErrorKind, HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
 
 export const RAM_BASE = 0x4000_0000n
@@ -15,33 +13,7 @@ export function newMachine(): Machine {
   return Machine.create({ramBase: RAM_BASE, ramSize: RAM_SIZE, heapBase: HEAP_BASE, heapSize: HEAP_SIZE})
 }
 
-/** Runs `fn`, which must throw an HvmemError of `kind`; returns it. */
-export function expectHvmemError(fn: () => unknown, kind: ErrorKind): HvmemError {
-  let caught: unknown
-  try {
-    fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(HvmemError)
-  const error = caught as HvmemError
-  expect(error.kind).toBe(kind)
-  return error
-}
-
-/** Awaits `promise`, which must reject with an HvmemError of `kind`; returns it. */
-export async function expectHvmemRejection(promise: Promise<unknown>, kind: ErrorKind): Promise<HvmemError> {
-  let caught: unknown
-  try {
-    await promise
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(HvmemError)
-  const error = caught as HvmemError
-  expect(error.kind).toBe(kind)
-  return error
-}
+export {expectHvmemError, expectHvmemRejection} from '../expect-error.js'
 
 /** A copy of `data` changed by `edit`, with the trailing CRC-32 recomputed so only the edit is wrong. */
 export function patched(data: Buffer, edit: (copy: Buffer) => void): Buffer {
