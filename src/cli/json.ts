@@ -4,7 +4,7 @@
  */
 import type {HeapStatus} from '../core/heap.js'
 import type {IdentityMapper} from '../core/mapper.js'
-import type {Decoded} from '../core/stage2.js'
+import type {Decoded, RegimeName} from '../core/descriptor.js'
 import {hex} from '../core/u64.js'
 import type {Range, WalkEntry} from '../core/walker.js'
 
@@ -23,13 +23,13 @@ export function heapJson(s: HeapStatus): HeapJson {
 }
 
 export interface MapperJson {
-  regime: 'stage2'
+  regime: RegimeName
   root: string
   vmid: number
   l2Budget: number
   l2Tables: string[]
-  vttbr: string
-  vtcr: string
+  /** the values to load, by architectural name: VTTBR_EL2, VTCR_EL2, HCR_EL2 (stage 2) or TTBR0_EL2, TCR_EL2, MAIR_EL2, SCTLR_EL2, HCR_EL2 (stage 1) */
+  registers: Record<string, string>
 }
 
 export function mapperJson(m: IdentityMapper): MapperJson {
@@ -39,24 +39,37 @@ export function mapperJson(m: IdentityMapper): MapperJson {
     vmid: m.state.vmid,
     l2Budget: m.state.l2Budget,
     l2Tables: m.l2Tables().map((t) => hex(t)),
-    vttbr: hex(m.vttbr()),
-    vtcr: hex(m.vtcr()),
+    registers: Object.fromEntries(m.registers().map((r) => [r.name, hex(r.value)])),
   }
+}
+
+/** The translation-table registers in one line, e.g. "VTTBR_EL2 0x41000000  VTCR_EL2 0x80023559". */
+export function registerLine(m: IdentityMapper): string {
+  return m
+    .registers()
+    .filter((r) => r.name !== 'HCR_EL2' && r.name !== 'SCTLR_EL2')
+    .map((r) => `${r.name} ${hex(r.value)}`)
+    .join('  ')
 }
 
 export interface LeafJson {
   outputAddress: string
-  memAttr: number
   memType: string
-  s2ap: number
   access: string
   sh: number
   shareability: string
   af: boolean
-  xn: number
   executable: boolean
   contiguous: boolean
   software: number
+  /** stage 2 only */
+  memAttr?: number
+  s2ap?: number
+  xn?: number
+  /** stage 1 only */
+  attrIndx?: number
+  mairAttr?: number
+  ap?: number
 }
 
 export interface DescriptorJson {

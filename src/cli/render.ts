@@ -1,6 +1,6 @@
 /** Human renderings shared by commands. */
 import type {HeapStatus} from '../core/heap.js'
-import type {LeafFields} from '../core/stage2.js'
+import type {LeafFields} from '../core/descriptor.js'
 import {formatSize, hex} from '../core/u64.js'
 import type {Range} from '../core/walker.js'
 import {color} from './style.js'

@@ -62,7 +62,7 @@ export class Machine {
 
   /**
    * The mapper, created (its L1 table allocated from the heap) on first use. Options given for an
-   * existing mapper must match it: VMID and budget are fixed at creation.
+   * existing mapper must match it: regime, VMID and budget are fixed at creation.
    */
   ensureMapper(options: MapperOptions = {}): {mapper: IdentityMapper; created: boolean} {
     const existing = this.mapperInstance
@@ -71,6 +71,7 @@ export class Machine {
       return {mapper: this.mapperInstance, created: true}
     }
     for (const [name, flag, current] of [
+      ['regime', '--regime', existing.state.regime],
       ['vmid', '--vmid', existing.state.vmid],
       ['l2Budget', '--l2-budget', existing.state.l2Budget],
     ] as const) {
@@ -96,7 +97,7 @@ export class Machine {
       if (!discardMapper) {
         throw new HvmemError(
           'mapping-conflict',
-          `the heap holds the stage-2 tables (root ${hex(mapper.root)}, ${tables.length - 1} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
+          `the heap holds the ${mapper.state.regime === 'stage2' ? 'stage-2' : 'stage-1'} tables (root ${hex(mapper.root)}, ${tables.length - 1} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
         )
       }
       // Only tables hvmem allocated, i.e. inside the heap: an L1 entry written by hand may point anywhere.

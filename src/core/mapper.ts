@@ -1,8 +1,10 @@
 import {PAGE_SIZE} from './allocator.js'
 import {HvmemError} from './errors.js'
 import type {Heap} from './heap.js'
-import {IPA_LIMIT, PA_LIMIT, checkVmid, vtcrFor, vttbrFor} from './registers.js'
-import {LEVEL_SHIFT, LEVEL_SIZE, type Stage2Attr, attrOf, decode, kindOf, leafDescriptor, tableDescriptor} from './stage2.js'
+import {type Attr, LEVEL_SHIFT, LEVEL_SIZE, type Regime, type RegimeName, kindOf, tableDescriptor} from './descriptor.js'
+import {IPA_LIMIT, PA_LIMIT, type Register, checkVmid, registersFor} from './registers.js'
+import {STAGE1} from './stage1.js'
+import {STAGE2} from './stage2.js'
 import {hex} from './u64.js'
 
 export const DEFAULT_L2_BUDGET = 4
@@ -10,15 +12,18 @@ export const MAX_L2_BUDGET = 512
 const BLOCK = LEVEL_SIZE[2]!
 const ENTRIES = 512
 
+export const REGIMES: Record<RegimeName, Regime> = {stage2: STAGE2, stage1: STAGE1}
+
 /** What a snapshot stores of the mapper; the L2 tables are found by walking the root. */
 export interface MapperState {
-  regime: 'stage2'
+  regime: RegimeName
   root: bigint
   vmid: number
   l2Budget: number
 }
 
 export interface MapperOptions {
+  regime?: RegimeName
   vmid?: number
   l2Budget?: number
 }
@@ -26,7 +31,7 @@ export interface MapperOptions {
 export interface MapResult {
   ipa: bigint
   size: bigint
-  attr: Stage2Attr
+  attr: Attr
   /** the block descriptor written for the first block */
   descriptor: bigint
   blocks: number
@@ -42,8 +47,9 @@ interface PlannedWrite {
 }
 
 /**
- * The plan's DynamicIdentityMapper: an L1 table (39-bit IPA, VTCR_EL2.SL0 = 1) and L2 tables of
- * 2 MiB stage-2 block descriptors, allocated from the heap on demand within a budget.
+ * The plan's DynamicIdentityMapper: an L1 table (39-bit input addresses, walks from level 1) and L2
+ * tables of 2 MiB block descriptors, allocated from the heap on demand within a budget. The regime is
+ * stage 2 (VTTBR_EL2, the default) or the hypervisor's own stage 1 (TTBR0_EL2), fixed at creation.
  *
  * Fixed against the plan: aligned inputs only; stage-2 encodings; a plan is made and checked
  * (conflicts, budget, heap) before anything is written, so a failing map changes nothing;
@@ -58,18 +64,21 @@ export class IdentityMapper {
 
   /** Allocates and zeroes the L1 table. */
   static create(heap: Heap, options: MapperOptions = {}): IdentityMapper {
+    const regime = options.regime ?? 'stage2'
     const vmid = options.vmid ?? 0
     const l2Budget = options.l2Budget ?? DEFAULT_L2_BUDGET
     checkVmid(vmid)
+    if (regime === 'stage1' && vmid !== 0) throw new HvmemError('input', 'a VMID applies to stage-2 tables only; the stage-1 (EL2) regime has none')
     checkBudget(l2Budget)
     const [root] = heap.allocZeroedPages(1)
-    return new IdentityMapper(heap, {regime: 'stage2', root: root!, vmid, l2Budget})
+    return new IdentityMapper(heap, {regime, root: root!, vmid, l2Budget})
   }
 
   /** Re-binds a mapper loaded from a snapshot, checking that its root table is readable. */
   static attach(heap: Heap, state: MapperState): IdentityMapper {
     checkVmid(state.vmid)
     checkBudget(state.l2Budget)
+    if (state.regime === 'stage1' && state.vmid !== 0) throw new HvmemError('snapshot-invalid', `a stage-1 mapper has VMID ${state.vmid}`)
     if (state.root % PAGE_SIZE !== 0n || !heap.memory.contains(state.root, PAGE_SIZE)) {
       throw new HvmemError('snapshot-invalid', `mapper root table ${hex(state.root)} is not a page inside RAM`)
     }
@@ -80,26 +89,41 @@ export class IdentityMapper {
     return this.state.root
   }
 
+  get regime(): Regime {
+    return REGIMES[this.state.regime]
+  }
+
+  /** The plan's vttbr(), with the VMID: for stage-2 tables only. */
   vttbr(): bigint {
-    return vttbrFor(this.state.root, this.state.vmid)
+    return this.stage2Register('VTTBR_EL2')
   }
 
   vtcr(): bigint {
-    return vtcrFor(this.state.vmid)
+    return this.stage2Register('VTCR_EL2')
+  }
+
+  private stage2Register(name: string): bigint {
+    if (this.state.regime !== 'stage2') throw new HvmemError('input', `${name} applies to stage-2 tables; these are stage-1 tables under TTBR0_EL2`)
+    return this.registers().find((r) => r.name === name)!.value
+  }
+
+  /** The registers that install these tables, decoded (VTTBR/VTCR/HCR for stage 2; TTBR0/TCR/MAIR/SCTLR/HCR for stage 1). */
+  registers(): Register[] {
+    return registersFor(this.state.regime, this.state.root, this.state.vmid)
   }
 
   /** The L2 tables the L1 table points at, in L1 index order. */
   l2Tables(): bigint[] {
     const out: bigint[] = []
     for (let i = 0; i < ENTRIES; i++) {
-      const d = decode(this.l1Entry(i), 1)
+      const d = this.regime.decode(this.l1Entry(i), 1)
       if (d.kind === 'table') out.push(d.nextTable!)
     }
     return out
   }
 
   /** Identity-maps [ipa, ipa + size) with 2 MiB blocks. All or nothing. */
-  mapRegion(ipa: bigint, size: bigint, attr: Stage2Attr): MapResult {
+  mapRegion(ipa: bigint, size: bigint, attr: Attr): MapResult {
     checkRange(ipa, size)
     const writes: PlannedWrite[] = []
     const newTableFor = new Set<number>()
@@ -109,7 +133,7 @@ export class IdentityMapper {
     for (let at = ipa; at < ipa + size; at += BLOCK) {
       const l1Index = index(at, 1)
       const l2Index = index(at, 2)
-      const descriptor = leafDescriptor(2, at, attr)
+      const descriptor = this.regime.leafDescriptor(2, at, attr)
       const existing = this.existingL2Entry(l1Index, l2Index, at)
       if (existing === undefined) newTableFor.add(l1Index)
       if (existing === undefined || kindOf(existing, 2) === 'invalid') {
@@ -126,7 +150,7 @@ export class IdentityMapper {
     if (conflict !== undefined) {
       throw new HvmemError(
         'mapping-conflict',
-        `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(conflict.start)}-${hex(conflict.end)} is already mapped ${describeExisting(conflict.existing)}; hvmem never overwrites a mapping`,
+        `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(conflict.start)}-${hex(conflict.end)} is already mapped ${describeExisting(this.regime, conflict.existing)}; hvmem never overwrites a mapping`,
       )
     }
 
@@ -146,11 +170,11 @@ export class IdentityMapper {
       this.heap.memory.writeU64(this.state.root + BigInt(8 * l1Index), tableDescriptor(newTables[i]!))
     })
     for (const w of writes) {
-      const table = tableOf.get(w.l1Index) ?? decode(this.l1Entry(w.l1Index), 1).nextTable!
+      const table = tableOf.get(w.l1Index) ?? this.regime.decode(this.l1Entry(w.l1Index), 1).nextTable!
       this.heap.memory.writeU64(table + BigInt(8 * w.l2Index), w.descriptor)
     }
 
-    return {ipa, size, attr, descriptor: leafDescriptor(2, ipa, attr), blocks: Number(size / BLOCK), written: writes.length, unchanged, newTables}
+    return {ipa, size, attr, descriptor: this.regime.leafDescriptor(2, ipa, attr), blocks: Number(size / BLOCK), written: writes.length, unchanged, newTables}
   }
 
   private l1Entry(l1Index: number): bigint {
@@ -159,7 +183,7 @@ export class IdentityMapper {
 
   /** The L2 entry for `ipa`, or undefined when no L2 table exists yet. An L1 block is a conflict. */
   private existingL2Entry(l1Index: number, l2Index: number, ipa: bigint): bigint | undefined {
-    const l1 = decode(this.l1Entry(l1Index), 1)
+    const l1 = this.regime.decode(this.l1Entry(l1Index), 1)
     if (l1.kind === 'invalid') return undefined
     if (l1.kind === 'block') {
       const start = ipa & ~(LEVEL_SIZE[1]! - 1n)
@@ -189,13 +213,13 @@ function checkRange(ipa: bigint, size: bigint): void {
   if (size % BLOCK !== 0n) throw new HvmemError('input', `size ${hex(size)} is not a multiple of 2 MiB (identity maps use 2 MiB blocks)`)
   const limit = IPA_LIMIT < PA_LIMIT ? IPA_LIMIT : PA_LIMIT
   if (ipa + size > limit) {
-    throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the 39-bit IPA space (${hex(limit)}, VTCR_EL2.T0SZ = 25)`)
+    throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the 39-bit input address space (${hex(limit)}, T0SZ = 25)`)
   }
 }
 
-function describeExisting(descriptor: bigint): string {
-  const attr = attrOf(descriptor)
-  const d = decode(descriptor, 2)
+function describeExisting(regime: Regime, descriptor: bigint): string {
+  const attr = regime.attrOf(descriptor)
+  const d = regime.decode(descriptor, 2)
   if (d.kind === 'table') return `through an L3 table at ${hex(d.nextTable!)}`
   const target = d.leaf ? ` to ${hex(d.leaf.outputAddress)}` : ''
   return `${attr ?? 'with other attributes'}${target} (descriptor ${hex(descriptor)})`

@@ -1,6 +1,6 @@
+import {ADDRESS_MASK, type Decoded, LEVEL_SHIFT, LEVEL_SIZE, type Regime} from './descriptor.js'
 import type {PhysicalMemory} from './memory.js'
 import {IPA_BITS, START_LEVEL} from './registers.js'
-import {ADDRESS_MASK, type Decoded, LEVEL_SHIFT, LEVEL_SIZE, decode} from './stage2.js'
 import {hex} from './u64.js'
 
 /** One valid descriptor found by a walk. */
@@ -23,11 +23,11 @@ export interface WalkOptions {
 }
 
 /**
- * Reads a table tree back out of memory, in input-address order, listing every valid entry
+ * Reads a table tree back out of memory, in input-address order, decoding by the regime's rules and listing every valid entry
  * (tables, blocks, pages and reserved encodings). Untouched (all-zero) table pages are skipped
  * without reading them.
  */
-export function walkTables(memory: PhysicalMemory, root: bigint, options: WalkOptions = {}): WalkEntry[] {
+export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, options: WalkOptions = {}): WalkEntry[] {
   const startLevel = options.startLevel ?? START_LEVEL
   const ipaBits = options.ipaBits ?? IPA_BITS
   const entries: WalkEntry[] = []
@@ -38,7 +38,7 @@ export function walkTables(memory: PhysicalMemory, root: bigint, options: WalkOp
     const size = LEVEL_SIZE[level]!
     for (let index = 0; index < count; index++) {
       const raw = memory.readU64(table + BigInt(8 * index))
-      const decoded = decode(raw, level)
+      const decoded = regime.decode(raw, level)
       if (decoded.kind === 'invalid') continue
       const ipa = base + BigInt(index) * size
       const entry: WalkEntry = {level, index, table, ipa, size, decoded}

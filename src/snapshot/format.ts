@@ -8,7 +8,7 @@
  *       16     8  RAM base                24     8  RAM size
  *       32     8  heap start              40     8  heap size
  *       48     8  heap next               56     8  heap allocated bytes
- *       64     1  mapper present (0 or 1) 65     1  regime (1 = stage 2)
+ *       64     1  mapper present (0 or 1) 65     1  regime (1 = stage 2, 2 = stage 1 EL2)
  *       66     2  VMID                    68     4  L2-table budget
  *       72     8  mapper root table       80     8  page count N
  *       88    40  reserved, zero
@@ -18,6 +18,7 @@
  */
 import {crc32} from 'node:zlib'
 
+import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {Machine, type MachineState} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
@@ -27,7 +28,7 @@ export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
 export const FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
 const CRC_BYTES = 4
-const REGIME_STAGE2 = 1
+const REGIME_CODE: Record<RegimeName, number> = {stage2: 1, stage1: 2}
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
 
 export function encodeSnapshot(machine: Machine): Buffer {
@@ -47,7 +48,7 @@ export function encodeSnapshot(machine: Machine): Buffer {
   const mapper = state.mapper
   if (mapper !== undefined) {
     out.writeUInt8(1, 64)
-    out.writeUInt8(REGIME_STAGE2, 65)
+    out.writeUInt8(REGIME_CODE[mapper.regime], 65)
     out.writeUInt16LE(mapper.vmid, 66)
     out.writeUInt32LE(mapper.l2Budget, 68)
     out.writeBigUInt64LE(mapper.root, 72)
@@ -85,12 +86,13 @@ export function decodeSnapshot(data: Buffer, name: string): Machine {
 
   const hasMapper = data.readUInt8(64)
   if (hasMapper > 1) bad(`mapper flag ${hasMapper}`)
-  if (hasMapper === 1 && data.readUInt8(65) !== REGIME_STAGE2) bad(`unknown regime ${data.readUInt8(65)}`)
+  const regime = REGIME_NAMES.find((r) => REGIME_CODE[r] === data.readUInt8(65))
+  if (hasMapper === 1 && regime === undefined) bad(`unknown regime ${data.readUInt8(65)}`)
   if (hasMapper === 0 && !data.subarray(65, 80).every((b) => b === 0)) bad('mapper fields set without a mapper')
   const state: MachineState = {
     ram: {base: data.readBigUInt64LE(16), size: data.readBigUInt64LE(24)},
     heap: {start: data.readBigUInt64LE(32), size: data.readBigUInt64LE(40), next: data.readBigUInt64LE(48), allocated: data.readBigUInt64LE(56)},
-    mapper: hasMapper === 1 ? {regime: 'stage2', vmid: data.readUInt16LE(66), l2Budget: data.readUInt32LE(68), root: data.readBigUInt64LE(72)} : undefined,
+    mapper: hasMapper === 1 ? {regime: regime!, vmid: data.readUInt16LE(66), l2Budget: data.readUInt32LE(68), root: data.readBigUInt64LE(72)} : undefined,
   }
 
   return asInvalid(name, () => {

@@ -40,7 +40,7 @@ const cases: Case[] = [
   {args: ['map', 'region', '0x4010_0000', '2M'], code: 2, message: 'hvmem: IPA 0x40100000 is not 2 MiB aligned'},
   {args: ['map', 'region', '0x4000_0000', '3M'], code: 2, message: 'hvmem: size 0x300000 is not a multiple of 2 MiB'},
   {args: ['map', 'region', '0x4000_0000', '0'], code: 2, message: 'hvmem: size must be > 0'},
-  {args: ['map', 'region', '0x7f_ffe0_0000', '4M'], code: 2, message: 'hvmem: 0x7fffe00000-0x8000200000 ends past the 39-bit IPA space'},
+  {args: ['map', 'region', '0x7f_ffe0_0000', '4M'], code: 2, message: 'hvmem: 0x7fffe00000-0x8000200000 ends past the 39-bit input address space'},
   {args: ['map', 'region', '0', '2M', '--attr', 'cached'], code: 2, message: 'hvmem: Expected --attr=cached to be one of: normal, device, readonly'},
   {args: ['map', 'region', '0', '2M', '--vmid', '3'], code: 2, message: 'hvmem: the mapper already exists with --vmid 0'},
   {args: ['map', 'region', '0', '2M', '--vmid', '65536'], code: 2, message: 'hvmem: --vmid: "65536" is out of range (0..65535)'},

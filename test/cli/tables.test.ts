@@ -54,7 +54,7 @@ describe('map region and dump tables', () => {
   it('carries the VMID in VTTBR_EL2 bits 63:48 and reports VTCR_EL2 0x80023559', async () => {
     await ok('heap', 'init')
     const map = await hvmemJson<MapRegionJson>(dir, ['map', 'region', '0', '2M', '--vmid', '5', '--l2-budget', '8'])
-    expect(map.json.mapper).toMatchObject({root: '0x41000000', vmid: 5, l2Budget: 8, vttbr: '0x5000041000000', vtcr: '0x80023559'})
+    expect(map.json.mapper).toMatchObject({regime: 'stage2', root: '0x41000000', vmid: 5, l2Budget: 8, registers: {VTTBR_EL2: '0x5000041000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}})
     expect(await ok('map', 'region', '0', '2M')).toContain('VTTBR_EL2 0x5000041000000  VTCR_EL2 0x80023559')
   })
 
@@ -77,7 +77,7 @@ describe('map region and dump tables', () => {
 
   it('dump tables without a mapper says so and gives empty JSON', async () => {
     await ok('heap', 'init')
-    expect(await ok('dump', 'tables')).toBe('No stage-2 tables yet: "hvmem map region" creates them.\n')
+    expect(await ok('dump', 'tables')).toBe('No translation tables yet: "hvmem map region" creates them.\n')
     expect((await hvmemJson<DumpTablesJson>(dir, ['dump', 'tables'])).json).toEqual({mapper: null, entries: [], ranges: []})
   })
 })

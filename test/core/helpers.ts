@@ -5,6 +5,7 @@ import type {ErrorKind, HvmemError} from '../../src/core/errors.js'
 import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE, type HeapStatus} from '../../src/core/heap.js'
 import {Machine} from '../../src/core/machine.js'
 import type {IdentityMapper, MapperOptions, MapperState} from '../../src/core/mapper.js'
+import {STAGE2} from '../../src/core/stage2.js'
 import {type WalkEntry, walkTables} from '../../src/core/walker.js'
 import {expectHvmemError} from '../expect-error.js'
 
@@ -55,7 +56,7 @@ export function expectUnchangedAfterError(machine: Machine, fn: () => unknown, k
 
 /** The level-2 walk entries (2 MiB blocks) under a mapper's root, in IPA order. */
 export function l2Leaves(machine: Machine, mapper: IdentityMapper): WalkEntry[] {
-  return walkTables(machine.memory, mapper.root).filter((e) => e.level === 2)
+  return walkTables(machine.memory, STAGE2, mapper.root).filter((e) => e.level === 2)
 }
 
 /** The raw L2 descriptor translating `ipa`, or undefined when the walk finds none. */

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {Machine} from '../../src/core/machine.js'
-import {tableDescriptor} from '../../src/core/stage2.js'
+import {tableDescriptor} from '../../src/core/descriptor.js'
 import {BLOCK, GIB, PAGE, capture, defaultMachine, expectHvmemError, expectUnchangedAfterError, mappedMachine} from './helpers.js'
 
 const HEAP = 0x4100_0000n

@@ -1,7 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {DEFAULT_L2_BUDGET, IdentityMapper, MAX_L2_BUDGET} from '../../src/core/mapper.js'
-import {leafDescriptor, tableDescriptor} from '../../src/core/stage2.js'
+import {tableDescriptor} from '../../src/core/descriptor.js'
+import {STAGE2} from '../../src/core/stage2.js'
 import {walkTables} from '../../src/core/walker.js'
 import {
   BLOCK,
@@ -132,7 +133,7 @@ describe('IdentityMapper: plan defects fixed', () => {
   it('a block with the same attribute but another output address is a conflict', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, BLOCK, 'normal')
-    machine.memory.writeU64(FIRST_L2 + 8n, leafDescriptor(2, 0x4800_0000n, 'normal')) // IPA 0x4020_0000 -> PA 0x4800_0000
+    machine.memory.writeU64(FIRST_L2 + 8n, STAGE2.leafDescriptor(2, 0x4800_0000n, 'normal')) // IPA 0x4020_0000 -> PA 0x4800_0000
     expectUnchangedAfterError(
       machine,
       () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'),
@@ -150,7 +151,7 @@ describe('IdentityMapper: plan defects fixed', () => {
 
   it('an L1 block descriptor written by hand is a conflict, not "no table"', () => {
     const {machine, mapper} = mappedMachine()
-    machine.memory.writeU64(ROOT + 8n * 1n, leafDescriptor(1, 0x4000_0000n, 'normal'))
+    machine.memory.writeU64(ROOT + 8n * 1n, STAGE2.leafDescriptor(1, 0x4000_0000n, 'normal'))
     expectUnchangedAfterError(
       machine,
       () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'),
@@ -247,9 +248,9 @@ describe('IdentityMapper: L2 table budget', () => {
       machine,
       () => mapper.mapRegion(IPA_LIMIT - BLOCK, 2n * BLOCK, 'normal'),
       'input',
-      '0x7fffe00000-0x8000200000 ends past the 39-bit IPA space (0x8000000000, VTCR_EL2.T0SZ = 25)',
+      '0x7fffe00000-0x8000200000 ends past the 39-bit input address space (0x8000000000, T0SZ = 25)',
     )
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(IPA_LIMIT, BLOCK, 'normal'), 'input', 'ends past the 39-bit IPA space')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(IPA_LIMIT, BLOCK, 'normal'), 'input', 'ends past the 39-bit input address space')
     expect(mapper.mapRegion(IPA_LIMIT - BLOCK, BLOCK, 'device').descriptor).toBe(0x0040_007f_ffe0_07c5n)
     expect(machine.memory.readU64(ROOT + 8n * 511n)).toBe(0x4100_1003n)
     expect(machine.memory.readU64(FIRST_L2 + 8n * 511n)).toBe(0x0040_007f_ffe0_07c5n)
@@ -307,7 +308,7 @@ describe('IdentityMapper and the walker agree', () => {
   it('walking from the VTTBR (VMID in the top bits) finds the same tables', () => {
     const {machine, mapper} = mappedMachine({vmid: 0x1234})
     mapper.mapRegion(0x4000_0000n, 2n * BLOCK, 'readonly')
-    expect(walkTables(machine.memory, mapper.vttbr())).toEqual(walkTables(machine.memory, mapper.root))
-    expect(walkTables(machine.memory, mapper.vttbr())).toHaveLength(3)
+    expect(walkTables(machine.memory, STAGE2, mapper.vttbr())).toEqual(walkTables(machine.memory, STAGE2, mapper.root))
+    expect(walkTables(machine.memory, STAGE2, mapper.vttbr())).toHaveLength(3)
   })
 })

@@ -1,24 +1,14 @@
 import {describe, expect, it} from 'vitest'
 
-import {
-  ADDRESS_MASK,
-  ATTR_BITS,
-  type LeafFields,
-  attrOf,
-  decode,
-  kindOf,
-  leafDescriptor,
-  memTypeName,
-  parseAttr,
-  tableDescriptor,
-} from '../../src/core/stage2.js'
+import {ADDRESS_MASK, type LeafFields, kindOf, tableDescriptor} from '../../src/core/descriptor.js'
+import {STAGE2, STAGE2_ATTR_BITS as ATTR_BITS, memTypeName} from '../../src/core/stage2.js'
 import {expectHvmemError} from './helpers.js'
 
 const P = 0x4000_0000n
 
 /** The leaf fields of a descriptor decoded at `level`; fails the test if it is not a leaf. */
 function leafOf(descriptor: bigint, level: number): LeafFields {
-  const d = decode(descriptor, level)
+  const d = STAGE2.decode(descriptor, level)
   expect(d.leaf).toBeDefined()
   return d.leaf!
 }
@@ -30,25 +20,25 @@ describe('stage-2 encodings (KVM-compatible)', () => {
   })
 
   it('2 MiB blocks: normal P|0x7fd, device P|0x0040_0000_0000_07c5, readonly P|0x77d', () => {
-    expect(leafDescriptor(2, P, 'normal')).toBe(0x4000_07fdn)
-    expect(leafDescriptor(2, P + 0x20_0000n, 'normal')).toBe(0x4020_07fdn)
-    expect(leafDescriptor(2, P, 'device')).toBe(0x0040_0000_4000_07c5n)
-    expect(leafDescriptor(2, 0x0900_0000n, 'device')).toBe(0x0040_0000_0900_07c5n)
-    expect(leafDescriptor(2, P, 'readonly')).toBe(0x4000_077dn)
+    expect(STAGE2.leafDescriptor(2, P, 'normal')).toBe(0x4000_07fdn)
+    expect(STAGE2.leafDescriptor(2, P + 0x20_0000n, 'normal')).toBe(0x4020_07fdn)
+    expect(STAGE2.leafDescriptor(2, P, 'device')).toBe(0x0040_0000_4000_07c5n)
+    expect(STAGE2.leafDescriptor(2, 0x0900_0000n, 'device')).toBe(0x0040_0000_0900_07c5n)
+    expect(STAGE2.leafDescriptor(2, P, 'readonly')).toBe(0x4000_077dn)
   })
 
   it('1 GiB blocks have bit 1 clear, 4 KiB pages have it set', () => {
-    expect(leafDescriptor(1, P, 'normal')).toBe(0x4000_07fdn)
-    expect(leafDescriptor(1, 0x80_0000_0000n, 'device')).toBe(0x0040_0080_0000_07c5n)
-    expect(leafDescriptor(3, P + 0x1000n, 'normal')).toBe(0x4000_17ffn)
-    expect(leafDescriptor(3, P, 'readonly')).toBe(0x4000_077fn)
+    expect(STAGE2.leafDescriptor(1, P, 'normal')).toBe(0x4000_07fdn)
+    expect(STAGE2.leafDescriptor(1, 0x80_0000_0000n, 'device')).toBe(0x0040_0080_0000_07c5n)
+    expect(STAGE2.leafDescriptor(3, P + 0x1000n, 'normal')).toBe(0x4000_17ffn)
+    expect(STAGE2.leafDescriptor(3, P, 'readonly')).toBe(0x4000_077fn)
   })
 
-  it('leafDescriptor() refuses an output address not aligned to the level or above 48 bits', () => {
-    expectHvmemError(() => leafDescriptor(2, P + 0x1000n, 'normal'), 'input', 'output address 0x40001000 is not a 2097152-byte aligned 48-bit address')
-    expectHvmemError(() => leafDescriptor(1, P + 0x20_0000n, 'normal'), 'input')
-    expectHvmemError(() => leafDescriptor(3, P + 0x800n, 'normal'), 'input')
-    expectHvmemError(() => leafDescriptor(2, 1n << 48n, 'normal'), 'input')
+  it('STAGE2.leafDescriptor() refuses an output address not aligned to the level or above 48 bits', () => {
+    expectHvmemError(() => STAGE2.leafDescriptor(2, P + 0x1000n, 'normal'), 'input', 'output address 0x40001000 is not a 2097152-byte aligned 48-bit address')
+    expectHvmemError(() => STAGE2.leafDescriptor(1, P + 0x20_0000n, 'normal'), 'input')
+    expectHvmemError(() => STAGE2.leafDescriptor(3, P + 0x800n, 'normal'), 'input')
+    expectHvmemError(() => STAGE2.leafDescriptor(2, 1n << 48n, 'normal'), 'input')
   })
 
   it('tableDescriptor() is the address | 0b11 with no attributes, masked to bits 47:12', () => {
@@ -56,28 +46,18 @@ describe('stage-2 encodings (KVM-compatible)', () => {
     expect(tableDescriptor(0xf000_0000_4100_1fffn)).toBe(0x4100_1003n)
   })
 
-  it('attrOf() names the attribute a leaf carries, and nothing else', () => {
-    expect(attrOf(0x4000_07fdn)).toBe('normal')
-    expect(attrOf(0x0040_0000_0900_07c5n)).toBe('device')
-    expect(attrOf(0x4000_077dn)).toBe('readonly')
-    expect(attrOf(0x4000_17ffn)).toBe('normal') // a page: bits 1:0 are ignored
-    expect(attrOf(0x4000_0405n)).toBeUndefined()
-    expect(attrOf(0x4000_07fdn | (1n << 52n))).toBeUndefined()
-    expect(attrOf(0x4100_1003n)).toBeUndefined()
+  it('STAGE2.attrOf() names the attribute a leaf carries, and nothing else', () => {
+    expect(STAGE2.attrOf(0x4000_07fdn)).toBe('normal')
+    expect(STAGE2.attrOf(0x0040_0000_0900_07c5n)).toBe('device')
+    expect(STAGE2.attrOf(0x4000_077dn)).toBe('readonly')
+    expect(STAGE2.attrOf(0x4000_17ffn)).toBe('normal') // a page: bits 1:0 are ignored
+    expect(STAGE2.attrOf(0x4000_0405n)).toBeUndefined()
+    expect(STAGE2.attrOf(0x4000_07fdn | (1n << 52n))).toBeUndefined()
+    expect(STAGE2.attrOf(0x4100_1003n)).toBeUndefined()
   })
 
-  it('parseAttr() accepts the three names only', () => {
-    expect(parseAttr('normal')).toBe('normal')
-    expect(parseAttr('device')).toBe('device')
-    expect(parseAttr('readonly')).toBe('readonly')
-    expectHvmemError(() => parseAttr('Normal'), 'input', 'unknown attribute "Normal" (use normal, device, readonly)')
-    expectHvmemError(() => parseAttr(''), 'input')
-  })
-})
-
-describe('stage-2 decode', () => {
   it('decodes every field of a normal RW block', () => {
-    const d = decode(0x4000_07fdn, 2)
+    const d = STAGE2.decode(0x4000_07fdn, 2)
     expect(d).toMatchObject({raw: 0x4000_07fdn, level: 2, kind: 'block'})
     expect(d.nextTable).toBeUndefined()
     expect(d.leaf).toEqual({
@@ -154,15 +134,15 @@ describe('stage-2 decode', () => {
   })
 
   it('level 3: 0b11 is a page, 0b01 is reserved', () => {
-    expect(decode(0x4000_37ffn, 3)).toMatchObject({kind: 'page', leaf: {outputAddress: 0x4000_3000n, access: 'RW'}})
-    const reserved = decode(0x4000_37fdn, 3)
+    expect(STAGE2.decode(0x4000_37ffn, 3)).toMatchObject({kind: 'page', leaf: {outputAddress: 0x4000_3000n, access: 'RW'}})
+    const reserved = STAGE2.decode(0x4000_37fdn, 3)
     expect(reserved).toEqual({raw: 0x4000_37fdn, level: 3, kind: 'reserved'})
     expect(kindOf(0x4000_37fdn, 3)).toBe('reserved')
   })
 
   it('a level-0 block is reserved, a level-0 table is a table', () => {
-    expect(decode(0x4000_07fdn, 0)).toEqual({raw: 0x4000_07fdn, level: 0, kind: 'reserved'})
-    expect(decode(0x4100_1003n, 0)).toEqual({raw: 0x4100_1003n, level: 0, kind: 'table', nextTable: 0x4100_1000n})
+    expect(STAGE2.decode(0x4000_07fdn, 0)).toEqual({raw: 0x4000_07fdn, level: 0, kind: 'reserved'})
+    expect(STAGE2.decode(0x4100_1003n, 0)).toEqual({raw: 0x4100_1003n, level: 0, kind: 'table', nextTable: 0x4100_1000n})
   })
 
   it('tables at levels 0-2, invalid when bit 0 is clear', () => {
@@ -171,12 +151,12 @@ describe('stage-2 decode', () => {
     expect(kindOf(0x4000_07fdn, 1)).toBe('block')
     expect(kindOf(0x4000_07fcn, 2)).toBe('invalid')
     expect(kindOf(0n, 3)).toBe('invalid')
-    expect(decode(0x4000_07fen, 2)).toEqual({raw: 0x4000_07fen, level: 2, kind: 'invalid'})
+    expect(STAGE2.decode(0x4000_07fen, 2)).toEqual({raw: 0x4000_07fen, level: 2, kind: 'invalid'})
   })
 
   it('a table descriptor with high attribute bits set still points at bits 47:12', () => {
     const raw = 0x4100_1003n | (1n << 63n) | (0xfn << 59n) | 0xffcn
-    expect(decode(raw, 1).nextTable).toBe(0x4100_1000n)
+    expect(STAGE2.decode(raw, 1).nextTable).toBe(0x4100_1000n)
   })
 
   it('memTypeName() names every MemAttr', () => {

@@ -1,7 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {PhysicalMemory} from '../../src/core/memory.js'
-import {type Stage2Attr, leafDescriptor, tableDescriptor} from '../../src/core/stage2.js'
+import {type Attr as Stage2Attr, tableDescriptor} from '../../src/core/descriptor.js'
+import {STAGE2} from '../../src/core/stage2.js'
 import {type WalkEntry, mergeRanges, walkTables} from '../../src/core/walker.js'
 import {BLOCK, GIB, PAGE, mappedMachine} from './helpers.js'
 
@@ -23,7 +24,7 @@ function handTables(): {memory: PhysicalMemory; setL1: (index: bigint, descripto
 }
 
 function block(pa: bigint, attr: Stage2Attr = 'normal'): bigint {
-  return leafDescriptor(2, pa, attr)
+  return STAGE2.leafDescriptor(2, pa, attr)
 }
 
 describe('walkTables', () => {
@@ -32,7 +33,7 @@ describe('walkTables', () => {
     mapper.mapRegion(0x8000_0000n, BLOCK, 'device') // L1[2] -> 0x4100_1000
     mapper.mapRegion(0x20_0000n, BLOCK, 'normal') // L1[0] -> 0x4100_2000
     mapper.mapRegion(0x7fe0_0000n, BLOCK, 'readonly') // L1[1] -> 0x4100_3000
-    const entries = walkTables(machine.memory, mapper.root)
+    const entries = walkTables(machine.memory, STAGE2, mapper.root)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'},
       {level: 2, index: 1, table: 0x4100_2000n, ipa: 0x20_0000n, size: BLOCK, kind: 'block'},
@@ -48,15 +49,15 @@ describe('walkTables', () => {
 
   it('lists an L1 block with its 1 GiB size', () => {
     const {memory, setL1} = handTables()
-    setL1(3n, leafDescriptor(1, 3n * GIB, 'device'))
-    expect(walkTables(memory, ROOT).map(shape)).toEqual([{level: 1, index: 3, table: ROOT, ipa: 3n * GIB, size: GIB, kind: 'block'}])
+    setL1(3n, STAGE2.leafDescriptor(1, 3n * GIB, 'device'))
+    expect(walkTables(memory, STAGE2, ROOT).map(shape)).toEqual([{level: 1, index: 3, table: ROOT, ipa: 3n * GIB, size: GIB, kind: 'block'}])
   })
 
   it('returns nothing for an untouched root, and skips untouched table pages', () => {
     const {memory, setL1} = handTables()
-    expect(walkTables(memory, ROOT)).toEqual([])
+    expect(walkTables(memory, STAGE2, ROOT)).toEqual([])
     setL1(0n, tableDescriptor(0x4200_0000n)) // inside RAM, never written
-    expect(walkTables(memory, ROOT).map(shape)).toEqual([{level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'}])
+    expect(walkTables(memory, STAGE2, ROOT).map(shape)).toEqual([{level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'}])
   })
 
   it('a table descriptor pointing outside RAM gets a problem and the walk carries on', () => {
@@ -64,7 +65,7 @@ describe('walkTables', () => {
     setL1(0n, tableDescriptor(0x10_0000_0000n))
     setL1(1n, tableDescriptor(0x4100_1000n))
     setL2(0x4100_1000n, 0n, block(0x4000_0000n))
-    const entries = walkTables(memory, ROOT)
+    const entries = walkTables(memory, STAGE2, ROOT)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'},
       {level: 1, index: 1, table: ROOT, ipa: GIB, size: GIB, kind: 'table'},
@@ -78,7 +79,7 @@ describe('walkTables', () => {
     const {memory, setL1, setL2} = handTables()
     setL1(1n, 0x4100_1003n | (1n << 63n) | (0xfn << 59n))
     setL2(0x4100_1000n, 5n, block(0x40a0_0000n))
-    const entries = walkTables(memory, ROOT)
+    const entries = walkTables(memory, STAGE2, ROOT)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 1, table: ROOT, ipa: GIB, size: GIB, kind: 'table'},
       {level: 2, index: 5, table: 0x4100_1000n, ipa: 0x40a0_0000n, size: BLOCK, kind: 'block'},
@@ -93,9 +94,9 @@ describe('walkTables', () => {
     memory.writeU64(l0 + 16n, 0x4000_07fdn) // L0[2]: a level-0 block is reserved
     memory.writeU64(l1, tableDescriptor(l2))
     memory.writeU64(l2 + 8n * 3n, tableDescriptor(l3))
-    memory.writeU64(l3 + 8n, leafDescriptor(3, 0x4000_5000n, 'readonly'))
+    memory.writeU64(l3 + 8n, STAGE2.leafDescriptor(3, 0x4000_5000n, 'readonly'))
     memory.writeU64(l3 + 16n, 0x4000_67fdn) // 0b01 at level 3: reserved
-    const entries = walkTables(memory, l0, {startLevel: 0, ipaBits: 48n})
+    const entries = walkTables(memory, STAGE2, l0, {startLevel: 0, ipaBits: 48n})
     const tb512 = 512n * GIB
     expect(entries.map(shape)).toEqual([
       {level: 0, index: 1, table: l0, ipa: tb512, size: tb512, kind: 'table'},
@@ -112,7 +113,7 @@ describe('walkTables', () => {
     const memory = new PhysicalMemory(0x4000_0000n, 0x10_0000n)
     memory.writeU64(0x4000_0000n, tableDescriptor(0x4000_1000n))
     memory.writeU64(0x4000_0008n, tableDescriptor(0x4000_2000n)) // L0[1]: beyond a 39-bit IPA
-    expect(walkTables(memory, 0x4000_0000n, {startLevel: 0, ipaBits: 39n}).map((e) => e.index)).toEqual([0])
+    expect(walkTables(memory, STAGE2, 0x4000_0000n, {startLevel: 0, ipaBits: 39n}).map((e) => e.index)).toEqual([0])
   })
 })
 
@@ -120,7 +121,7 @@ describe('mergeRanges', () => {
   it('merges 512 contiguous 2 MiB normal blocks into one 1 GiB range', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, GIB, 'normal')
-    const ranges = mergeRanges(walkTables(machine.memory, mapper.root))
+    const ranges = mergeRanges(walkTables(machine.memory, STAGE2, mapper.root))
     expect(ranges).toHaveLength(1)
     expect(ranges[0]).toMatchObject({start: 0x4000_0000n, end: 0x8000_0000n, level: 2, outputStart: 0x4000_0000n, entries: 512})
     expect(ranges[0]!.decoded.raw).toBe(0x4000_07fdn)
@@ -129,7 +130,7 @@ describe('mergeRanges', () => {
   it('merges across an L1 boundary (two L2 tables)', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(GIB - BLOCK, 2n * BLOCK, 'device')
-    expect(mergeRanges(walkTables(machine.memory, mapper.root))).toMatchObject([{start: GIB - BLOCK, end: GIB + BLOCK, level: 2, outputStart: GIB - BLOCK, entries: 2}])
+    expect(mergeRanges(walkTables(machine.memory, STAGE2, mapper.root))).toMatchObject([{start: GIB - BLOCK, end: GIB + BLOCK, level: 2, outputStart: GIB - BLOCK, entries: 2}])
   })
 
   it('splits on an attribute change', () => {
@@ -138,7 +139,7 @@ describe('mergeRanges', () => {
     mapper.mapRegion(0x4040_0000n, BLOCK, 'device')
     mapper.mapRegion(0x4060_0000n, 3n * BLOCK, 'normal')
     mapper.mapRegion(0x40c0_0000n, BLOCK, 'readonly')
-    const ranges = mergeRanges(walkTables(machine.memory, mapper.root))
+    const ranges = mergeRanges(walkTables(machine.memory, STAGE2, mapper.root))
     expect(ranges.map((r) => [r.start, r.end, r.entries, r.decoded.raw])).toEqual([
       [0x4000_0000n, 0x4040_0000n, 2, 0x4000_07fdn],
       [0x4040_0000n, 0x4060_0000n, 1, 0x0040_0000_4040_07c5n],
@@ -155,7 +156,7 @@ describe('mergeRanges', () => {
     setL2(l2, 1n, block(0x4800_0000n)) // contiguous IPA, same attributes, output jumps
     setL2(l2, 2n, block(0x4820_0000n))
     setL2(l2, 4n, block(0x4860_0000n)) // IPA gap at index 3, output would be contiguous with index 2
-    const ranges = mergeRanges(walkTables(memory, ROOT))
+    const ranges = mergeRanges(walkTables(memory, STAGE2, ROOT))
     expect(ranges.map((r) => [r.start, r.end, r.outputStart, r.entries])).toEqual([
       [0x4000_0000n, 0x4020_0000n, 0x4000_0000n, 1],
       [0x4020_0000n, 0x4060_0000n, 0x4800_0000n, 2],
@@ -168,8 +169,8 @@ describe('mergeRanges', () => {
     const l2 = 0x4100_1000n
     setL1(0n, tableDescriptor(l2))
     setL2(l2, 511n, block(GIB - BLOCK))
-    setL1(1n, leafDescriptor(1, GIB, 'normal')) // contiguous, same attributes, but a 1 GiB block
-    const ranges = mergeRanges(walkTables(memory, ROOT))
+    setL1(1n, STAGE2.leafDescriptor(1, GIB, 'normal')) // contiguous, same attributes, but a 1 GiB block
+    const ranges = mergeRanges(walkTables(memory, STAGE2, ROOT))
     expect(ranges.map((r) => [r.level, r.start, r.end, r.entries])).toEqual([
       [2, GIB - BLOCK, GIB, 1],
       [1, GIB, 2n * GIB, 1],
@@ -180,6 +181,6 @@ describe('mergeRanges', () => {
     expect(mergeRanges([])).toEqual([])
     const {memory, setL1} = handTables()
     setL1(0n, tableDescriptor(0x10_0000_0000n))
-    expect(mergeRanges(walkTables(memory, ROOT))).toEqual([])
+    expect(mergeRanges(walkTables(memory, STAGE2, ROOT))).toEqual([])
   })
 })

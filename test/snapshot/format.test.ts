@@ -299,7 +299,7 @@ describe('decodeSnapshot: structural checks behind a valid CRC', () => {
     ['heap size zero', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(0n, 40)), ''],
     ['mapper flag 2', () => patched(emptySnapshot(), (b) => b.writeUInt8(2, 64)), 'mapper flag 2'],
     ['mapper flag 0xff', () => patched(emptySnapshot(), (b) => b.writeUInt8(0xff, 64)), 'mapper flag 255'],
-    ['regime 2', () => patched(emptySnapshot(), (b) => b.writeUInt8(2, 65)), 'unknown regime 2'],
+    ['regime 3', () => patched(emptySnapshot(), (b) => b.writeUInt8(3, 65)), 'unknown regime 3'],
     ['mapper fields without a mapper', () => patched(onePageSnapshot(), (b) => b.writeUInt16LE(5, 66)), 'mapper fields set without a mapper'],
     ['mapper L2 budget 0', () => patched(emptySnapshot(), (b) => b.writeUInt32LE(0, 68)), 'budget'],
     ['mapper L2 budget 513', () => patched(emptySnapshot(), (b) => b.writeUInt32LE(513, 68)), 'budget'],

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson} from '../../cli/json.js'
+import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -15,7 +15,7 @@ export interface DumpTablesJson {
 }
 
 export default class DumpTables extends HvmemCommand {
-  static override summary = 'Walk the stage-2 tables in the snapshot and show every valid descriptor, decoded.'
+  static override summary = 'Walk the translation tables in the snapshot and show every valid descriptor, decoded by its regime\'s rules.'
   static override description = `--format tree (default) lists each valid entry by level and index: the table it sits in, the IPA it covers, the raw descriptor and its decoded fields. --format ranges merges neighbouring entries with the same attributes and contiguous output addresses into one line per range, like Linux's ptdump. --json gives both.`
   static override examples = ['<%= config.bin %> dump tables', '<%= config.bin %> dump tables --format ranges', '<%= config.bin %> dump tables --json']
 
@@ -28,13 +28,13 @@ export default class DumpTables extends HvmemCommand {
     const machine = await loadSnapshot(flags.snapshot)
     const mapper = machine.mapper
     if (mapper === undefined) {
-      this.log('No stage-2 tables yet: "hvmem map region" creates them.')
+      this.log('No translation tables yet: "hvmem map region" creates them.')
       return {mapper: null, entries: [], ranges: []}
     }
-    const entries = walkTables(machine.memory, mapper.root)
+    const entries = walkTables(machine.memory, mapper.regime, mapper.root)
     const ranges = mergeRanges(entries)
     if (!this.jsonEnabled()) {
-      this.log(`Stage 2, root ${hex(mapper.root)}: VTTBR_EL2 ${hex(mapper.vttbr())}  VTCR_EL2 ${hex(mapper.vtcr())}`)
+      this.log(`${mapper.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'}, root ${hex(mapper.root)}: ${registerLine(mapper)}`)
       if (flags.format === 'ranges') {
         for (const r of ranges) this.log(rangeLine(r))
       } else {

@@ -1,5 +1,5 @@
 import {HvmemCommand} from '../../cli/base.js'
-import {type HeapJson, type MapperJson, heapJson, mapperJson} from '../../cli/json.js'
+import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
 import {percent, usageBar} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -33,7 +33,8 @@ export default class HeapStatus extends HvmemCommand {
     this.log(`${usageBar(s)} ${percent(s.next - s.start, s.size)} of ${formatSize(s.size)} used  ${color.cyan('█')} allocated ${color.yellow('▒')} padding ${color.dim('░')} free`)
     if (mapper === undefined) this.log('No mapper yet: "hvmem map region" creates one.')
     else {
-      this.log(`Mapper: stage 2, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables; VTTBR_EL2 ${hex(mapper.vttbr())}, VTCR_EL2 ${hex(mapper.vtcr())}`)
+      const vmid = mapper.state.regime === 'stage2' ? `, VMID ${mapper.state.vmid}` : ''
+      this.log(`Mapper: ${mapper.state.regime}, root ${hex(mapper.root)}${vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables; ${registerLine(mapper)}`)
     }
     return {ram: {base: hex(machine.memory.base), size: Number(machine.memory.size), end: hex(machine.memory.end)}, heap: heapJson(s), mapper: mapper === undefined ? null : mapperJson(mapper)}
   }

@@ -1,0 +1,141 @@
+/**
+ * What stage-1 and stage-2 VMSAv8-64 descriptors share, 4 KiB granule (Arm ARM DDI 0487, D8.3
+ * "Translation table descriptor formats"), and the Regime that gives the attribute bits their meaning.
+ */
+import {HvmemError} from './errors.js'
+import {GiB, KiB, MiB, hex} from './u64.js'
+
+/** Output/next-table address bits 47:12. Never `~0xfff`: that keeps the upper attribute bits. */
+export const ADDRESS_MASK = 0x0000_ffff_ffff_f000n
+
+export const VALID = 1n << 0n
+/** bit 1: table (L0-L2) or page (L3); clear for a block (L1, L2). */
+export const TABLE_OR_PAGE = 1n << 1n
+export const AF = 1n << 10n
+export const CONTIGUOUS = 1n << 52n
+/** XN (stage 2: XN[1]; stage 1 EL2: XN), bit 54. */
+export const XN = 1n << 54n
+
+/** Bytes mapped by one leaf descriptor at each level (4 KiB granule). */
+export const LEVEL_SIZE: Record<number, bigint> = {0: 512n * GiB, 1: GiB, 2: 2n * MiB, 3: 4n * KiB}
+
+/** The input-address bit where each level's 9-bit index starts. */
+export const LEVEL_SHIFT: Record<number, bigint> = {0: 39n, 1: 30n, 2: 21n, 3: 12n}
+
+/** hvmem's named attribute sets; each regime encodes them its own way. */
+export type Attr = 'normal' | 'device' | 'readonly'
+export const ATTRS: readonly Attr[] = ['normal', 'device', 'readonly']
+
+export type DescriptorKind = 'invalid' | 'table' | 'block' | 'page' | 'reserved'
+export type Access = 'none' | 'RO' | 'WO' | 'RW'
+export type Shareability = 'NS' | 'reserved' | 'OS' | 'IS'
+export const SHAREABILITY: readonly Shareability[] = ['NS', 'reserved', 'OS', 'IS']
+
+export interface LeafFields {
+  outputAddress: bigint
+  memType: string
+  /** the access the leaf allows: stage 2 to the guest, stage 1 to EL2 */
+  access: Access
+  sh: number
+  shareability: Shareability
+  af: boolean
+  executable: boolean
+  contiguous: boolean
+  /** bits 58:55, ignored by hardware */
+  software: number
+  /** stage 2: MemAttr[3:0] (bits 5:2), S2AP (bits 7:6), XN[1:0] (bits 54:53; without FEAT_XNX only bit 54 counts) */
+  memAttr?: number
+  s2ap?: number
+  xn?: number
+  /** stage 1: AttrIndx (bits 4:2), the MAIR_EL2 byte it selects, AP[2:1] (bits 7:6) */
+  attrIndx?: number
+  mairAttr?: number
+  ap?: number
+}
+
+export interface Decoded {
+  raw: bigint
+  level: number
+  kind: DescriptorKind
+  /** next-level table address, for kind 'table' */
+  nextTable?: bigint
+  /** for kinds 'block' and 'page' */
+  leaf?: LeafFields
+}
+
+export function kindOf(descriptor: bigint, level: number): DescriptorKind {
+  if ((descriptor & VALID) === 0n) return 'invalid'
+  const typeBit = (descriptor & TABLE_OR_PAGE) !== 0n
+  if (level === 3) return typeBit ? 'page' : 'reserved'
+  if (typeBit) return 'table'
+  // 4 KiB granule without FEAT_LPA2: no blocks at level 0.
+  return level === 0 ? 'reserved' : 'block'
+}
+
+/** A table descriptor: the next table's address | 0b11. Neither regime's table descriptors carry hvmem attributes. */
+export function tableDescriptor(nextTable: bigint): bigint {
+  return (nextTable & ADDRESS_MASK) | VALID | TABLE_OR_PAGE
+}
+
+export type RegimeName = 'stage2' | 'stage1'
+export const REGIME_NAMES: readonly RegimeName[] = ['stage2', 'stage1']
+
+export interface RegimeSpec {
+  name: RegimeName
+  stage: 1 | 2
+  /** leaf attribute bits for each named attribute set: everything but the output address and bits 1:0 */
+  attrBits: Record<Attr, bigint>
+  /** the regime's reading of a leaf's attribute bits */
+  decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields
+}
+
+/** A translation regime: how leaf descriptors are written and read. */
+export class Regime {
+  constructor(private readonly spec: RegimeSpec) {}
+
+  get name(): RegimeName {
+    return this.spec.name
+  }
+
+  get stage(): 1 | 2 {
+    return this.spec.stage
+  }
+
+  get attrBits(): Record<Attr, bigint> {
+    return this.spec.attrBits
+  }
+
+  /** A block (L1, L2) or page (L3) descriptor for output address `pa`, which must be aligned to the level. */
+  leafDescriptor(level: 1 | 2 | 3, pa: bigint, attr: Attr): bigint {
+    const size = LEVEL_SIZE[level]!
+    if ((pa & (size - 1n)) !== 0n || (pa & ~ADDRESS_MASK) !== 0n) throw new HvmemError('input', `output address ${hex(pa)} is not a ${size}-byte aligned 48-bit address`)
+    return pa | this.spec.attrBits[attr] | VALID | (level === 3 ? TABLE_OR_PAGE : 0n)
+  }
+
+  /** The named attribute set whose bits a leaf descriptor carries, if any. */
+  attrOf(descriptor: bigint): Attr | undefined {
+    const bits = descriptor & ~ADDRESS_MASK & ~3n
+    return ATTRS.find((a) => this.spec.attrBits[a] === bits)
+  }
+
+  decode(descriptor: bigint, level: number): Decoded {
+    const kind = kindOf(descriptor, level)
+    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & ADDRESS_MASK}
+    if (kind !== 'block' && kind !== 'page') return {raw: descriptor, level, kind}
+    const outputAddress = descriptor & ADDRESS_MASK & ~(LEVEL_SIZE[level]! - 1n)
+    return {raw: descriptor, level, kind, leaf: this.spec.decodeLeaf(descriptor, outputAddress)}
+  }
+}
+
+/** The fields every leaf has, in either regime. */
+export function commonLeafFields(descriptor: bigint): Pick<LeafFields, 'sh' | 'shareability' | 'af' | 'executable' | 'contiguous' | 'software'> {
+  const sh = Number((descriptor >> 8n) & 3n)
+  return {
+    sh,
+    shareability: SHAREABILITY[sh]!,
+    af: (descriptor & AF) !== 0n,
+    executable: (descriptor & XN) === 0n,
+    contiguous: (descriptor & CONTIGUOUS) !== 0n,
+    software: Number((descriptor >> 55n) & 0xfn),
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * A software MMU walk of one input address, as `AT S12E1R/W` (stage 2, with HCR_EL2.DC making the
+ * guest's stage 1 an identity map of Normal write-back memory) or `AT S1E2R/W` (stage 1, EL2) would do
+ * it, reporting the fault an MMU would raise (Arm ARM DDI 0487, D8.11 "MMU fault types", and the
+ * PAR_EL1 layout in shared/reference/architecture-notes.md).
+ */
+import {ADDRESS_MASK, type DescriptorKind, type LeafFields, LEVEL_SHIFT, LEVEL_SIZE, type Regime, type Shareability, SHAREABILITY} from './descriptor.js'
+import type {PhysicalMemory} from './memory.js'
+import {IPA_LIMIT, PA_LIMIT, START_LEVEL} from './registers.js'
+
+export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permission' | 'external-abort'
+
+/** Fault status codes: FSC = base | level (0-3). External abort is "synchronous external abort on a table walk". */
+const FSC_BASE: Record<FaultKind, number> = {'address-size': 0b000000, translation: 0b000100, 'access-flag': 0b001000, permission: 0b001100, 'external-abort': 0b010100}
+
+export interface Fault {
+  kind: FaultKind
+  level: number
+  stage: 1 | 2
+  /** the fault status code, as in ESR_ELx.ISS.xFSC and PAR_EL1.FST */
+  fsc: number
+  reason: string
+}
+
+export interface WalkStep {
+  level: number
+  table: bigint
+  index: number
+  descriptor: bigint
+  kind: DescriptorKind
+}
+
+export interface Output {
+  address: bigint
+  level: number
+  /** bytes the leaf maps */
+  size: bigint
+  leaf: LeafFields
+  /** the final memory type, and its MAIR-format byte (what PAR_EL1.ATTR reports) */
+  memType: string
+  attr: number
+  /** the final shareability as PAR_EL1.SH reports it: Device and Normal non-cacheable memory read as outer shareable */
+  sh: number
+  shareability: Shareability
+  read: boolean
+  write: boolean
+  execute: boolean
+}
+
+export interface Translation {
+  input: bigint
+  write: boolean
+  exec: boolean
+  steps: WalkStep[]
+  output?: Output
+  fault?: Fault
+  /** PAR_EL1 after the matching AT instruction */
+  par: bigint
+}
+
+export interface AccessKind {
+  write?: boolean
+  exec?: boolean
+}
+
+const PAR_F = 1n
+const PAR_S = 1n << 9n
+const PAR_RES1 = 1n << 11n
+
+export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}): Translation {
+  const write = access.write ?? false
+  const exec = access.exec ?? false
+  const steps: WalkStep[] = []
+  const stage = regime.stage
+  const fail = (kind: FaultKind, level: number, reason: string): Translation => {
+    const fsc = FSC_BASE[kind] | level
+    const par = PAR_RES1 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
+    return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
+  }
+
+  if (input < 0n || input >= IPA_LIMIT) return fail('translation', 0, `the address is outside the 39-bit input address space (T0SZ 25)`)
+  let table = root & ADDRESS_MASK
+  for (let level = START_LEVEL; level <= 3; level++) {
+    const index = Number((input >> LEVEL_SHIFT[level]!) & 0x1ffn)
+    const entryAddress = table + BigInt(8 * index)
+    if (!memory.contains(entryAddress, 8n)) return fail('external-abort', level, `the level-${level} table at 0x${table.toString(16)} is outside RAM`)
+    const descriptor = memory.readU64(entryAddress)
+    const decoded = regime.decode(descriptor, level)
+    steps.push({level, table, index, descriptor, kind: decoded.kind})
+    if (decoded.kind === 'invalid') return fail('translation', level, `L${level}[${index}] is not valid`)
+    if (decoded.kind === 'reserved') return fail('translation', level, `L${level}[${index}] is a reserved encoding`)
+    if (decoded.kind === 'table') {
+      table = decoded.nextTable!
+      if (table >= PA_LIMIT) return fail('address-size', level, `L${level}[${index}] points at a table above the 40-bit PA limit`)
+      continue
+    }
+    const leaf = decoded.leaf!
+    if (leaf.outputAddress >= PA_LIMIT) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the 40-bit PA limit`)
+    if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
+    const size = LEVEL_SIZE[level]!
+    const perms = permissions(regime, leaf)
+    if (!(write ? perms.write : perms.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed (${leaf.access})`)
+    if (exec && !perms.execute) return fail('permission', level, 'execution is not allowed (XN)')
+    const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
+    const address = leaf.outputAddress | (input & (size - 1n))
+    const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_RES1 | (BigInt(effective.sh) << 7n)
+    return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
+  }
+  throw new Error('unreachable: level 3 has no tables')
+}
+
+function permissions(regime: Regime, leaf: LeafFields): {read: boolean; write: boolean; execute: boolean} {
+  if (regime.stage === 2) return {read: (leaf.s2ap! & 1) !== 0, write: (leaf.s2ap! & 2) !== 0, execute: leaf.executable}
+  // EL2 stage 1: one privilege level, AP[2] read-only; SCTLR_EL2.WXN is 0.
+  return {read: true, write: leaf.access === 'RW', execute: leaf.executable}
+}
+
+/** MAIR-format nibble for a stage-2 cacheability (01 NC, 10 WT, 11 WB), allocation hints from stage 1 (RA, WA). */
+const S2_NIBBLE = [0, 0b0100, 0b1011, 0b1111] as const
+
+/**
+ * Stage 2 combined with the guest's stage 1 under HCR_EL2.DC (Normal, write-back, non-shareable):
+ * the stage-2 memory type wins where it is weaker, and the shareability is stage 2's.
+ */
+function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
+  const memAttr = leaf.memAttr!
+  const outer = (memAttr >> 2) & 3
+  const inner = memAttr & 3
+  if (outer === 0) return {memType: leaf.memType, attr: inner << 2, sh: 0b10}
+  const attr = (S2_NIBBLE[outer]! << 4) | S2_NIBBLE[inner]!
+  return {memType: leaf.memType, attr, sh: outer === 1 && inner === 1 ? 0b10 : leaf.sh}
+}
+
+/** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects. */
+function stage1Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
+  const attr = leaf.mairAttr!
+  const deviceOrNc = attr >> 4 === 0 || attr === 0x44
+  return {memType: leaf.memType, attr, sh: deviceOrNc ? 0b10 : leaf.sh}
+}
