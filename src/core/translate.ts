@@ -64,8 +64,12 @@ export interface AccessKind {
 }
 
 const PAR_F = 1n
+/** on a fault: the fault was at stage 2 */
 const PAR_S = 1n << 9n
-const PAR_RES1 = 1n << 11n
+/** on success: the output address is Non-secure (hvmem models Non-secure EL2) */
+const PAR_NS = 1n << 9n
+/** IMPLEMENTATION DEFINED; QEMU (and hvmem) set it */
+const PAR_BIT11 = 1n << 11n
 
 export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}): Translation {
   const write = access.write ?? false
@@ -74,7 +78,7 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
   const stage = regime.stage
   const fail = (kind: FaultKind, level: number, reason: string): Translation => {
     const fsc = FSC_BASE[kind] | level
-    const par = PAR_RES1 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
+    const par = PAR_BIT11 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
     return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
   }
 
@@ -103,7 +107,7 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     if (exec && !perms.execute) return fail('permission', level, 'execution is not allowed (XN)')
     const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
     const address = leaf.outputAddress | (input & (size - 1n))
-    const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_RES1 | (BigInt(effective.sh) << 7n)
+    const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
     return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
   }
   throw new Error('unreachable: level 3 has no tables')
@@ -119,8 +123,9 @@ function permissions(regime: Regime, leaf: LeafFields): {read: boolean; write: b
 const S2_NIBBLE = [0, 0b0100, 0b1011, 0b1111] as const
 
 /**
- * Stage 2 combined with the guest's stage 1 under HCR_EL2.DC (Normal, write-back, non-shareable):
- * the stage-2 memory type wins where it is weaker, and the shareability is stage 2's.
+ * Stage 2 combined with the guest's stage 1 under HCR_EL2.DC (Normal write-back, non-shareable), as
+ * Arm ARM D8.5.5 combines them: the weaker cacheability wins, the more shareable wins, and Device or
+ * Normal non-cacheable memory is always outer shareable.
  */
 function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
   const memAttr = leaf.memAttr!
@@ -131,9 +136,7 @@ function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: 
   return {memType: leaf.memType, attr, sh: outer === 1 && inner === 1 ? 0b10 : leaf.sh}
 }
 
-/** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects. */
+/** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects, and the descriptor's shareability as it is (as QEMU reports it, Device included). */
 function stage1Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
-  const attr = leaf.mairAttr!
-  const deviceOrNc = attr >> 4 === 0 || attr === 0x44
-  return {memType: leaf.memType, attr, sh: deviceOrNc ? 0b10 : leaf.sh}
+  return {memType: leaf.memType, attr: leaf.mairAttr!, sh: leaf.sh}
 }

@@ -1,0 +1,33 @@
+import {HvmemCommand} from '../cli/base.js'
+import {requireMapper} from '../cli/mapper.js'
+import {color, table} from '../cli/style.js'
+import type {RegimeName} from '../core/descriptor.js'
+import {hex} from '../core/u64.js'
+import {loadSnapshot} from '../snapshot/store.js'
+
+export interface RegsJson {
+  regime: RegimeName
+  registers: Array<{name: string; value: string; purpose: string; fields: Array<{name: string; bits: string; value: string; meaning: string}>}>
+}
+
+export default class Regs extends HvmemCommand {
+  static override summary = 'The system-register values that install the snapshot\'s tables, decoded field by field.'
+  static override description = `Stage 2: VTTBR_EL2 (root and VMID), VTCR_EL2, and the HCR_EL2 bits stage 2 needs. Stage 1 (EL2): TTBR0_EL2, TCR_EL2, MAIR_EL2, SCTLR_EL2 with the MMU on, and HCR_EL2.E2H clear.`
+  static override examples = ['<%= config.bin %> regs', '<%= config.bin %> regs --json']
+
+  async run(): Promise<RegsJson> {
+    const {flags} = await this.parse(Regs)
+    const mapper = requireMapper(await loadSnapshot(flags.snapshot))
+    const registers = mapper.registers()
+    for (const r of registers) {
+      this.log(`${color.bold(r.name)} = ${hex(r.value)}  ${color.dim(r.purpose)}`)
+      const t = table(['field', 'bits', 'value', 'meaning'], {align: ['left', 'right', 'right', 'left']})
+      for (const f of r.fields) t.push([f.name, f.bits, hex(f.value), f.meaning])
+      this.log(t.toString())
+    }
+    return {
+      regime: mapper.state.regime,
+      registers: registers.map((r) => ({name: r.name, value: hex(r.value), purpose: r.purpose, fields: r.fields.map((f) => ({...f, value: hex(f.value)}))})),
+    }
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * Mapping scenarios for the QEMU conformance suite: seeded random ones plus hand-picked edge cases,
+ * built through hvmem's core API. Each scenario is a machine (its tables in the heap) and the addresses
+ * to probe. Some scenarios also damage descriptors by hand (access flag clear, output or table
+ * addresses past the 40-bit PA limit, reserved encodings, the other regime's encodings, L1 blocks, L3
+ * tables) so that every fault kind and level is compared against QEMU, not only hvmem's own output.
+ */
+import {ADDRESS_MASK, AF, type Attr, LEVEL_SIZE, type RegimeName, TABLE_OR_PAGE, tableDescriptor} from '../../src/core/descriptor.js'
+import {HvmemError} from '../../src/core/errors.js'
+import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE} from '../../src/core/heap.js'
+import {Machine} from '../../src/core/machine.js'
+import type {IdentityMapper} from '../../src/core/mapper.js'
+import {IPA_LIMIT, PA_LIMIT} from '../../src/core/registers.js'
+import {STAGE1} from '../../src/core/stage1.js'
+import {STAGE2} from '../../src/core/stage2.js'
+import {walkTables} from '../../src/core/walker.js'
+import {PROGRAM_RANGE, type Probe, UART_RANGE} from './qemu.js'
+
+export interface Scenario {
+  name: string
+  regime: RegimeName
+  machine: Machine
+  mapper: IdentityMapper
+  probes: Probe[]
+}
+
+const GIB = LEVEL_SIZE[1]!
+const BLOCK = LEVEL_SIZE[2]!
+const PAGE = LEVEL_SIZE[3]!
+const ATTRS: Attr[] = ['normal', 'device', 'readonly']
+/** Above this, QEMU's cortex-a57 (44-bit PA) faults AT S12E1 at its own stage 1 first: not a stage-2 question. */
+const STAGE2_PROBE_LIMIT = 1n << 44n
+
+/** mulberry32: a small seeded generator, so every run builds the same scenarios. */
+export class Random {
+  private state: number
+  constructor(seed: number) {
+    this.state = seed >>> 0
+  }
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0
+    let t = this.state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  int(below: number): number {
+    return Math.floor(this.next() * below)
+  }
+  big(below: bigint): bigint {
+    // two 32-bit draws are plenty for the 2^44 range used here
+    const value = (BigInt(this.int(2 ** 32)) << 32n) | BigInt(this.int(2 ** 32))
+    return value % below
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!
+  }
+  chance(p: number): boolean {
+    return this.next() < p
+  }
+}
+
+/** The default layout, a mapper with room for many tables, and for stage 1 the probe program's own mappings. */
+export function freshScenario(name: string, regime: RegimeName): Scenario {
+  const machine = Machine.create({ramBase: DEFAULT_RAM_BASE, ramSize: DEFAULT_RAM_SIZE, heapBase: DEFAULT_HEAP_BASE, heapSize: DEFAULT_HEAP_SIZE})
+  const {mapper} = machine.ensureMapper({regime, l2Budget: 128})
+  if (regime === 'stage1') {
+    // With the EL2 MMU on, the probe program runs through these very tables.
+    mapper.mapRegion(PROGRAM_RANGE.start, PROGRAM_RANGE.end - PROGRAM_RANGE.start, 'normal')
+    mapper.mapRegion(UART_RANGE.start, UART_RANGE.end - UART_RANGE.start, 'device')
+  }
+  return {name, regime, machine, mapper, probes: []}
+}
+
+/** Maps, ignoring a refusal (conflict, budget): scenarios pile mappings up at random. */
+export function tryMap(s: Scenario, ipa: bigint, size: bigint, attr: Attr): boolean {
+  try {
+    s.mapper.mapRegion(ipa, size, attr)
+    return true
+  } catch (error) {
+    if (error instanceof HvmemError) return false
+    throw error
+  }
+}
+
+/** L1 entries a damaged descriptor must not touch: in stage 1 the program and UART live under L1[0] and L1[1]. */
+function protectedL1(s: Scenario, l1Index: number): boolean {
+  return s.regime === 'stage1' && l1Index <= 1
+}
+
+function inProtectedBlock(s: Scenario, ipa: bigint): boolean {
+  if (s.regime !== 'stage1') return false
+  return (ipa >= PROGRAM_RANGE.start && ipa < PROGRAM_RANGE.end) || (ipa >= UART_RANGE.start && ipa < UART_RANGE.end)
+}
+
+function l1Address(s: Scenario, l1Index: number): bigint {
+  return s.mapper.root + BigInt(8 * l1Index)
+}
+
+function freeL1Index(s: Scenario, r: Random): number | undefined {
+  for (let tries = 0; tries < 64; tries++) {
+    const i = 2 + r.int(510)
+    if (s.machine.memory.readU64(l1Address(s, i)) === 0n) return i
+  }
+  return undefined
+}
+
+/** The leaf (block) entries of the tables: address of the entry, the IPA it maps, its descriptor. */
+function leaves(s: Scenario): Array<{entry: bigint; ipa: bigint; size: bigint; descriptor: bigint}> {
+  return walkTables(s.machine.memory, s.mapper.regime, s.mapper.root)
+    .filter((e) => e.decoded.leaf !== undefined)
+    .map((e) => ({entry: e.table + BigInt(8 * e.index), ipa: e.ipa, size: e.size, descriptor: e.decoded.raw}))
+}
+
+/** Damages or adds descriptors by hand, each kind of damage aimed at a fault kind/level QEMU must agree on. */
+export function damage(s: Scenario, r: Random, count: number): string[] {
+  const done: string[] = []
+  const memory = s.machine.memory
+  const regime = s.regime === 'stage2' ? STAGE2 : STAGE1
+  const other = s.regime === 'stage2' ? STAGE1 : STAGE2
+  for (let n = 0; n < count; n++) {
+    const candidates = leaves(s).filter((l) => !inProtectedBlock(s, l.ipa) && l.size === BLOCK)
+    const kind = r.int(8)
+    if (kind <= 3 && candidates.length > 0) {
+      const leaf = r.pick(candidates)
+      const oa = leaf.descriptor & ADDRESS_MASK
+      if (kind === 0) {
+        memory.writeU64(leaf.entry, leaf.descriptor & ~AF)
+        done.push(`AF clear at ${leaf.ipa.toString(16)}`)
+      } else if (kind === 1) {
+        memory.writeU64(leaf.entry, (leaf.descriptor & ~ADDRESS_MASK) | PA_LIMIT | (BigInt(r.int(128)) << 41n) | oa)
+        done.push(`output past 2^40 at ${leaf.ipa.toString(16)}`)
+      } else if (kind === 2) {
+        memory.writeU64(leaf.entry, other.leafDescriptor(2, oa, r.pick(ATTRS)))
+        done.push(`${other.name} encoding at ${leaf.ipa.toString(16)}`)
+      } else {
+        // low output-address bits inside the block: QEMU ignores them, hvmem must too
+        memory.writeU64(leaf.entry, leaf.descriptor | (BigInt(1 + r.int(511)) << 12n))
+        done.push(`bits below block alignment at ${leaf.ipa.toString(16)}`)
+      }
+      continue
+    }
+    const l1Index = freeL1Index(s, r)
+    if (l1Index === undefined || protectedL1(s, l1Index)) continue
+    const base = BigInt(l1Index) * GIB
+    if (kind === 4) {
+      // a 1 GiB block, identity or not, maybe damaged
+      const oa = r.chance(0.7) ? base % PA_LIMIT : (r.big(1024n) * GIB) % (PA_LIMIT * 2n)
+      let d = regime.leafDescriptor(1, oa % PA_LIMIT, r.pick(ATTRS))
+      if (oa >= PA_LIMIT) d |= PA_LIMIT
+      if (r.chance(0.2)) d &= ~AF
+      memory.writeU64(l1Address(s, l1Index), d)
+      done.push(`L1 block at ${base.toString(16)}`)
+    } else if (kind === 5) {
+      // a table descriptor pointing past the PA limit
+      memory.writeU64(l1Address(s, l1Index), tableDescriptor(PA_LIMIT | (BigInt(r.int(1024)) << 12n)))
+      done.push(`L1 table past 2^40 at ${base.toString(16)}`)
+    } else {
+      // an L2 table with a few blocks and an L3 table of pages (valid, AF clear, read-only, reserved, past 2^40)
+      const [l2, l3] = s.machine.heap.allocZeroedPages(2)
+      memory.writeU64(l1Address(s, l1Index), tableDescriptor(l2!))
+      const l3Slot = r.int(512)
+      memory.writeU64(l2! + BigInt(8 * l3Slot), tableDescriptor(l3!))
+      for (let i = 0; i < 4; i++) {
+        const slot = r.int(512)
+        if (slot !== l3Slot) memory.writeU64(l2! + BigInt(8 * slot), regime.leafDescriptor(2, base + BigInt(slot) * BLOCK, r.pick(ATTRS)))
+      }
+      const pageBase = base + BigInt(l3Slot) * BLOCK
+      for (let i = 0; i < 24; i++) {
+        const slot = r.int(512)
+        const pa = pageBase + BigInt(slot) * PAGE
+        const variant = r.int(6)
+        let d = regime.leafDescriptor(3, pa, r.pick(ATTRS))
+        if (variant === 1) d &= ~AF
+        else if (variant === 2) d &= ~TABLE_OR_PAGE // 0b01 at level 3: reserved
+        else if (variant === 3) d |= PA_LIMIT
+        else if (variant === 4) d = regime.leafDescriptor(3, (pa + BigInt(r.int(4096)) * PAGE) % PA_LIMIT, r.pick(ATTRS)) // not identity
+        memory.writeU64(l3! + BigInt(8 * slot), d)
+      }
+      if (r.chance(0.3)) memory.writeU64(l2! + BigInt(8 * ((l3Slot + 1) % 512)), tableDescriptor(PA_LIMIT | l3!))
+      done.push(`L2+L3 tables at ${base.toString(16)}`)
+    }
+  }
+  return done
+}
+
+/** Probe addresses: both edges and the inside of every leaf, the holes beside them, random ones, the input-size limit. */
+export function chooseProbes(s: Scenario, r: Random, most: number): Probe[] {
+  const addresses = new Set<bigint>()
+  for (const leaf of walkTables(s.machine.memory, s.mapper.regime, s.mapper.root)) {
+    if (leaf.level === 1 && leaf.decoded.kind === 'table') {
+      addresses.add(leaf.ipa + r.big(leaf.size)) // somewhere under every table, mapped or not
+      continue
+    }
+    if (leaf.decoded.kind === 'table') continue
+    addresses.add(leaf.ipa)
+    addresses.add(leaf.ipa + leaf.size - 1n)
+    addresses.add(leaf.ipa + r.big(leaf.size))
+    if (leaf.ipa >= PAGE) addresses.add(leaf.ipa - 1n - r.big(PAGE))
+    addresses.add(leaf.ipa + leaf.size + r.big(PAGE))
+  }
+  const limit = s.regime === 'stage2' ? STAGE2_PROBE_LIMIT : IPA_LIMIT * 2n
+  for (let i = 0; i < 8; i++) addresses.add(r.big(IPA_LIMIT))
+  for (const edge of [0n, IPA_LIMIT - 1n, IPA_LIMIT, IPA_LIMIT + PAGE, PA_LIMIT - PAGE, limit - 1n]) addresses.add(edge)
+  const all = [...addresses].filter((a) => a >= 0n && a < limit)
+  // keep every edge case, then a random sample of the rest
+  const chosen = all.length <= most ? all : [...all.slice(-6), ...shuffle(all.slice(0, -6), r).slice(0, most - 6)]
+  return chosen.map((address) => ({address, write: r.chance(0.5)}))
+}
+
+function shuffle<T>(items: T[], r: Random): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = r.int(i + 1)
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}
+
+/** A 2 MiB-aligned IPA chosen to land on interesting places: table edges, L1 boundaries, the top of the space. */
+function interestingIpa(r: Random, blocks: number): bigint {
+  const size = BigInt(blocks) * BLOCK
+  switch (r.int(5)) {
+    case 0: // the first block of a table
+      return r.big(512n) * GIB
+    case 1: // ending at the last block of a table, or crossing into the next one
+      return r.big(511n) * GIB + GIB - size + (r.chance(0.5) ? BLOCK * BigInt(r.int(3)) : 0n)
+    case 2: // the top of the input space
+      return IPA_LIMIT - size
+    case 3: // low memory, where the device and RAM maps of a real guest live
+      return r.big(4n * GIB / BLOCK) * BLOCK
+    default:
+      return r.big(IPA_LIMIT / BLOCK) * BLOCK
+  }
+}
+
+/** A seeded random scenario. */
+export function randomScenario(regime: RegimeName, seed: number): Scenario {
+  const r = new Random(seed * 7919 + (regime === 'stage2' ? 1 : 2))
+  const s = freshScenario(`${regime} random #${seed}`, regime)
+  const operations = 1 + r.int(10)
+  for (let i = 0; i < operations; i++) {
+    const blocks = r.chance(0.1) ? 256 + r.int(300) : 1 + r.int(24)
+    const ipa = interestingIpa(r, blocks)
+    if (ipa >= 0n && ipa + BigInt(blocks) * BLOCK <= IPA_LIMIT) tryMap(s, ipa, BigInt(blocks) * BLOCK, r.pick(ATTRS))
+  }
+  if (r.chance(0.6)) s.name += ` (${damage(s, r, 1 + r.int(4)).join('; ')})`
+  s.probes = chooseProbes(s, r, 70)
+  return s
+}
+
+/** Hand-picked cases: each attribute, the first and last block of a table, an L1 boundary, the top of the space, holes. */
+export function edgeScenarios(regime: RegimeName): Scenario[] {
+  const r = new Random(regime === 'stage2' ? 11 : 12)
+  const make = (name: string, maps: Array<[bigint, bigint, Attr]>, damageCount = 0): Scenario => {
+    const s = freshScenario(`${regime} edge: ${name}`, regime)
+    for (const [ipa, size, attr] of maps) if (!tryMap(s, ipa, size, attr)) throw new Error(`edge scenario ${name}: cannot map ${ipa.toString(16)}`)
+    if (damageCount > 0) damage(s, r, damageCount)
+    s.probes = chooseProbes(s, r, 120)
+    return s
+  }
+  const top = IPA_LIMIT - BLOCK
+  return [
+    ...ATTRS.map((attr) => make(`one ${attr} block`, [[0x8000_0000n + BLOCK * 3n, BLOCK, attr]])),
+    make('first and last block of a table', [[2n * GIB, BLOCK, 'normal'], [3n * GIB - BLOCK, BLOCK, 'device']]),
+    make('across an L1 boundary', [[5n * GIB - 2n * BLOCK, 4n * BLOCK, 'readonly']]),
+    make('a whole table', [[6n * GIB, GIB, 'normal']]),
+    make('the top of the input space', [[top, BLOCK, 'normal']]),
+    make('holes between mappings', [[7n * GIB, BLOCK, 'normal'], [7n * GIB + 2n * BLOCK, BLOCK, 'device'], [7n * GIB + 4n * BLOCK, BLOCK, 'readonly']]),
+    make('guest RAM, UART and flash', [[0x4000_0000n, GIB, 'normal'], [0x0800_0000n, BLOCK, 'readonly']]),
+    make('damaged descriptors', [[9n * GIB, 16n * BLOCK, 'normal'], [10n * GIB, 16n * BLOCK, 'device']], 8),
+  ]
+}
