@@ -19,5 +19,8 @@ run map region 0x4000_0000 1G                           # guest RAM: Normal writ
 run map region 0x0900_0000 2M --attr device             # the PL011 UART: Device-nGnRE, execute-never
 run map region 0x0800_0000 2M --attr readonly           # a read-only region (say, a flash image)
 run dump tables --format ranges                         # ptdump-style ranges
+run translate 0x0900_0010 --write                      # one address walked as the MMU would: output or fault, and PAR_EL1
+run translate 0x0800_0000 --write                      # a write to the read-only region: a permission fault
+run regs                                               # the registers that install the tables
 run heap status
 printf '\nSnapshot: %s\n' "$HVMEM_SNAPSHOT"
