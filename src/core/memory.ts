@@ -8,22 +8,48 @@ export type Width = 1 | 2 | 4 | 8
 export const WIDTHS: readonly Width[] = [1, 2, 4, 8]
 
 /**
+ * Where pages not yet in memory come from: a snapshot read on demand. hvmem's core does no I/O; the
+ * snapshot layer implements `pageSource` (synchronously, with fs.readSync) and checks each page's
+ * integrity as it reads it, throwing if it cannot be trusted.
+ */
+export interface PageSourceOptions {
+  /** The pages the source holds (4 KiB-aligned addresses inside RAM, any order); every other page reads as zero. */
+  storedPages: Iterable<bigint>
+  /** The 4096 bytes of a stored page (undefined: all zero). Called when the page is first used; a throw leaves it unread. */
+  pageSource: (pageAddress: bigint) => Uint8Array | undefined
+}
+
+/**
  * Sparse emulated physical memory: RAM at [base, base + size), kept as 4 KiB pages that exist only once
  * written. Untouched pages read as zero and cost nothing. Accesses are little-endian, may be unaligned
  * and may cross pages, and are bounds-checked against RAM.
  *
  * Pages are keyed by page-frame number (address >> 12) as a JS number: exact, since addresses are
  * below 2^64 and so frame numbers below 2^52.
+ *
+ * With a page source (see PageSourceOptions), stored pages are read only when first used, so memory
+ * stays proportional to the pages a caller touches; every method behaves as if all were loaded.
  */
 export class PhysicalMemory {
   private readonly pages = new Map<number, Uint8Array>()
+  /** frame numbers the page source holds that have not been read yet */
+  private readonly pending = new Set<number>()
+  private readonly source: PageSourceOptions['pageSource'] | undefined
 
   constructor(
     readonly base: bigint,
     readonly size: bigint,
+    options?: PageSourceOptions,
   ) {
     if (base < 0n || !isAligned(base, 4096n) || !isAligned(size, 4096n) || size <= 0n || base + size > U64_MAX + 1n) {
       throw new HvmemError('input', `RAM must be a non-empty, 4 KiB-aligned range of the 64-bit address space (got base ${hex(base)}, size ${hex(size)})`)
+    }
+    if (options !== undefined) {
+      this.source = options.pageSource
+      for (const address of options.storedPages) {
+        if (!isAligned(address, 4096n) || !this.contains(address, 4096n)) throw new HvmemError('input', `stored page ${hex(address)} is not a 4 KiB page inside RAM ${hex(base)}-${hex(this.end)}`)
+        this.pending.add(Number(address >> PAGE_SHIFT))
+      }
     }
   }
 
@@ -66,7 +92,7 @@ export class PhysicalMemory {
   /** An aligned 64-bit read: the walker's and mapper's path for descriptors. */
   readU64(address: bigint): bigint {
     this.checkRange(address, 8n)
-    const page = this.pages.get(Number(address >> PAGE_SHIFT))
+    const page = this.page(Number(address >> PAGE_SHIFT))
     if (page === undefined) return 0n
     return new DataView(page.buffer, page.byteOffset, PAGE_BYTES).getBigUint64(Number(address & 0xfffn), true)
   }
@@ -86,7 +112,7 @@ export class PhysicalMemory {
       const at = address + BigInt(done)
       const offset = Number(at & 0xfffn)
       const chunk = Math.min(PAGE_BYTES - offset, length - done)
-      const page = this.pages.get(Number(at >> PAGE_SHIFT))
+      const page = this.page(Number(at >> PAGE_SHIFT))
       if (page !== undefined) out.set(page.subarray(offset, offset + chunk), done)
       done += chunk
     }
@@ -115,15 +141,18 @@ export class PhysicalMemory {
       const offset = Number(at & 0xfffn)
       const pageEnd = (at | 0xfffn) + 1n
       const stop = end < pageEnd ? end : pageEnd
-      if (offset === 0 && stop === pageEnd) this.pages.delete(pfn)
-      else this.pages.get(pfn)?.fill(0, offset, offset + Number(stop - at))
+      if (offset === 0 && stop === pageEnd) {
+        this.pages.delete(pfn)
+        this.pending.delete(pfn)
+      } else this.page(pfn)?.fill(0, offset, offset + Number(stop - at))
       at = stop
     }
   }
 
   /** True if the page holding `address` was ever written (it may still hold only zeros). */
   hasPage(address: bigint): boolean {
-    return this.pages.has(Number(address >> PAGE_SHIFT))
+    const pfn = Number(address >> PAGE_SHIFT)
+    return this.pages.has(pfn) || this.pending.has(pfn)
   }
 
   /** Installs a whole page, as a snapshot load does. */
@@ -131,21 +160,55 @@ export class PhysicalMemory {
     if (!isAligned(pageAddress, 4096n) || data.length !== PAGE_BYTES) throw new HvmemError('input', `a page must be 4096 bytes at a 4 KiB-aligned address (got ${data.length} at ${hex(pageAddress)})`)
     this.checkRange(pageAddress, 4096n)
     // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
-    this.pages.set(Number(pageAddress >> PAGE_SHIFT), new Uint8Array(data))
+    const pfn = Number(pageAddress >> PAGE_SHIFT)
+    this.pages.set(pfn, new Uint8Array(data))
+    this.pending.delete(pfn)
   }
 
-  /** The pages holding any non-zero byte, in address order. */
+  /** The pages holding any non-zero byte, in address order (reading every stored page not read yet). */
   nonZeroPages(): Array<[bigint, Uint8Array]> {
-    const out: Array<[bigint, Uint8Array]> = []
-    for (const pfn of [...this.pages.keys()].sort((a, b) => a - b)) {
-      const page = this.pages.get(pfn)!
-      if (!isZero(page)) out.push([BigInt(pfn) << PAGE_SHIFT, page])
+    for (const pfn of [...this.pending]) this.page(pfn)
+    return [...this.readNonZeroPages()]
+  }
+
+  /**
+   * The pages holding any non-zero byte, in address order, one at a time: a stored page not read yet
+   * is read from the page source and not kept, so a whole large memory can be streamed out.
+   */
+  *readNonZeroPages(): Generator<[bigint, Uint8Array]> {
+    const pfns = [...this.pages.keys(), ...this.pending].sort((a, b) => a - b)
+    for (const pfn of pfns) {
+      const page = this.pages.get(pfn) ?? (this.pending.has(pfn) ? this.fetch(pfn, false) : undefined)
+      if (page !== undefined && !isZero(page)) yield [BigInt(pfn) << PAGE_SHIFT, page]
     }
-    return out
+  }
+
+  /** How many pages are held in memory (written, loaded, or read from the page source so far). */
+  get residentPages(): number {
+    return this.pages.size
+  }
+
+  /** The page at frame `pfn`, read from the page source on first use; undefined if it was never written. */
+  private page(pfn: number): Uint8Array | undefined {
+    return this.pages.get(pfn) ?? (this.pending.has(pfn) ? this.fetch(pfn, true) : undefined)
+  }
+
+  /** Reads a stored page; with `keep`, holds it from now on (the source is not asked again). */
+  private fetch(pfn: number, keep: boolean): Uint8Array | undefined {
+    const address = BigInt(pfn) << PAGE_SHIFT
+    const data = this.source!(address)
+    if (data !== undefined && data.length !== PAGE_BYTES) throw new HvmemError('input', `the page source gave ${data.length} bytes for page ${hex(address)}, not 4096`)
+    // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
+    const page = data === undefined ? undefined : new Uint8Array(data)
+    if (keep) {
+      this.pending.delete(pfn)
+      if (page !== undefined) this.pages.set(pfn, page)
+    }
+    return page
   }
 
   private pageForWrite(pfn: number): Uint8Array {
-    let page = this.pages.get(pfn)
+    let page = this.page(pfn)
     if (page === undefined) {
       page = new Uint8Array(PAGE_BYTES)
       this.pages.set(pfn, page)
