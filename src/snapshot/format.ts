@@ -1,9 +1,13 @@
 /**
- * The snapshot file format, version 1. All integers little-endian.
+ * The snapshot file format. All integers little-endian. hvmem writes version 2 and reads 1 and 2.
+ *
+ * Version 2: a header and a page index, both covered by one CRC-32 checked on every load, then the
+ * pages, each with its own CRC-32 in the index, checked when the page is first read. A command that
+ * only reads can so load the header and index and read just the pages it uses.
  *
  *   offset  size  field
  *        0     8  magic "HVMEMSNP"
- *        8     4  format version (1)
+ *        8     4  format version (2)
  *       12     4  header length (128)
  *       16     8  RAM base                24     8  RAM size
  *       32     8  heap start              40     8  heap size
@@ -11,10 +15,17 @@
  *       64     1  mapper present (0 or 1) 65     1  regime (1 = stage 2, 2 = stage 1 EL2)
  *       66     2  VMID                    68     4  L2-table budget
  *       72     8  mapper root table       80     8  page count N
- *       88    40  reserved, zero
- *      128   8N  physical address of each stored page, strictly ascending
- *  128+8N 4096N  the pages' bytes, in the same order (only pages holding a non-zero byte)
- *      end     4  CRC-32 (zlib) of every byte before it
+ *       88     4  mapper's unreachable (orphaned) table pages
+ *       92    32  reserved, zero
+ *      124     4  CRC-32 (zlib) of bytes 0..123 followed by the whole index
+ *      128   16N  index, one entry a page, addresses strictly ascending:
+ *                 physical address (8), CRC-32 of the page's 4096 bytes (4), reserved zero (4)
+ * 128+16N 4096N  the pages' bytes, in index order (only pages holding a non-zero byte)
+ *
+ * The file is exactly 128 + 4112N bytes.
+ *
+ * Version 1 (still read, whole): the same header up to byte 88, bytes 88..127 reserved zero, then N
+ * addresses (8 bytes each), the N pages, and a CRC-32 of everything before it in the last 4 bytes.
  */
 import {crc32} from 'node:zlib'
 
@@ -25,75 +36,217 @@ import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
-export const FORMAT_VERSION = 1
+export const FORMAT_VERSION = 2
+/** The oldest format version this hvmem reads. */
+export const OLDEST_FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
-const CRC_BYTES = 4
+export const INDEX_ENTRY_BYTES = 16
+/** Bytes a stored page costs in a version-2 file: its index entry and its data. */
+export const PAGE_RECORD_BYTES = INDEX_ENTRY_BYTES + PAGE_BYTES
+/** Offset of the header-and-index CRC in a version-2 header. */
+export const META_CRC_OFFSET = 124
+const V1_CRC_BYTES = 4
 const REGIME_CODE: Record<RegimeName, number> = {stage2: 1, stage1: 2}
-const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
+/** Pages written per chunk when streaming a snapshot out (1 MiB). */
+const CHUNK_PAGES = 256
 
-export function encodeSnapshot(machine: Machine): Buffer {
-  const state = machine.state()
-  const pages = machine.memory.nonZeroPages()
-  const n = pages.length
-  const out = Buffer.alloc(HEADER_BYTES + n * (8 + PAGE_BYTES) + CRC_BYTES)
-  MAGIC.copy(out, 0)
-  out.writeUInt32LE(FORMAT_VERSION, 8)
-  out.writeUInt32LE(HEADER_BYTES, 12)
-  out.writeBigUInt64LE(state.ram.base, 16)
-  out.writeBigUInt64LE(state.ram.size, 24)
-  out.writeBigUInt64LE(state.heap.start, 32)
-  out.writeBigUInt64LE(state.heap.size, 40)
-  out.writeBigUInt64LE(state.heap.next, 48)
-  out.writeBigUInt64LE(state.heap.allocated, 56)
-  const mapper = state.mapper
-  if (mapper !== undefined) {
-    out.writeUInt8(1, 64)
-    out.writeUInt8(REGIME_CODE[mapper.regime], 65)
-    out.writeUInt16LE(mapper.vmid, 66)
-    out.writeUInt32LE(mapper.l2Budget, 68)
-    out.writeBigUInt64LE(mapper.root, 72)
-  }
-  out.writeBigUInt64LE(BigInt(n), 80)
-  const dataStart = HEADER_BYTES + 8 * n
-  pages.forEach(([address, bytes], i) => {
-    out.writeBigUInt64LE(address, HEADER_BYTES + 8 * i)
-    out.set(bytes, dataStart + i * PAGE_BYTES)
-  })
-  out.writeUInt32LE(crc32(out.subarray(0, out.length - CRC_BYTES)), out.length - CRC_BYTES)
-  return out
+/** Where a snapshot's bytes come from: a file held in memory, or an open file read on demand. */
+export interface SnapshotSource {
+  /** the file's size in bytes */
+  readonly length: number
+  /** exactly `length` bytes at `offset` (which lie inside the file) */
+  read(offset: number, length: number): Uint8Array
 }
 
-/** Parses and checks a snapshot; anything wrong is a 'snapshot-invalid' error naming the problem. */
-export function decodeSnapshot(data: Buffer, name: string): Machine {
+export function bufferSource(data: Uint8Array): SnapshotSource {
+  return {length: data.length, read: (offset, length) => data.subarray(offset, offset + length)}
+}
+
+/** How to decode: 'full' reads and checks every page now; 'lazy' reads a page (checking it) when it is first used. */
+export type DecodeMode = 'full' | 'lazy'
+
+export interface Decoded {
+  machine: Machine
+  version: number
+  /** true if the machine's memory still reads pages from the source (a lazy version-2 load with pages) */
+  usesSource: boolean
+}
+
+/** The whole version-2 file for `machine`, in memory (see snapshotChunks). */
+export function encodeSnapshot(machine: Machine): Buffer {
+  return Buffer.concat([...snapshotChunks(machine)])
+}
+
+/**
+ * The version-2 file for `machine` as a sequence of buffers: header and index first, then the pages
+ * about 1 MiB at a time. Pages a lazily loaded machine has not read are read (and checked) here, one
+ * at a time, and not kept: memory stays small however large the snapshot.
+ */
+export function* snapshotChunks(machine: Machine): Generator<Buffer> {
+  const state = machine.state()
+  const memory = machine.memory
+  // First pass: addresses and checksums, for the index that precedes the pages.
+  const addresses: bigint[] = []
+  const crcs: number[] = []
+  for (const [address, bytes] of memory.readNonZeroPages()) {
+    addresses.push(address)
+    crcs.push(crc32(bytes))
+  }
+  const n = addresses.length
+  const head = Buffer.alloc(HEADER_BYTES + n * INDEX_ENTRY_BYTES)
+  MAGIC.copy(head, 0)
+  head.writeUInt32LE(FORMAT_VERSION, 8)
+  head.writeUInt32LE(HEADER_BYTES, 12)
+  head.writeBigUInt64LE(state.ram.base, 16)
+  head.writeBigUInt64LE(state.ram.size, 24)
+  head.writeBigUInt64LE(state.heap.start, 32)
+  head.writeBigUInt64LE(state.heap.size, 40)
+  head.writeBigUInt64LE(state.heap.next, 48)
+  head.writeBigUInt64LE(state.heap.allocated, 56)
+  const mapper = state.mapper
+  if (mapper !== undefined) {
+    head.writeUInt8(1, 64)
+    head.writeUInt8(REGIME_CODE[mapper.regime], 65)
+    head.writeUInt16LE(mapper.vmid, 66)
+    head.writeUInt32LE(mapper.l2Budget, 68)
+    head.writeBigUInt64LE(mapper.root, 72)
+    head.writeUInt32LE(orphanedTablesOf(mapper), 88)
+  }
+  head.writeBigUInt64LE(BigInt(n), 80)
+  for (let i = 0; i < n; i++) {
+    head.writeBigUInt64LE(addresses[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i)
+    head.writeUInt32LE(crcs[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i + 8)
+  }
+  head.writeUInt32LE(metaCrc(head.subarray(0, HEADER_BYTES), head.subarray(HEADER_BYTES)), META_CRC_OFFSET)
+  yield head
+
+  // Second pass: the pages, which must be the ones just indexed.
+  let i = 0
+  let chunk: Uint8Array[] = []
+  for (const [address, bytes] of memory.readNonZeroPages()) {
+    if (i >= n || address !== addresses[i] || crc32(bytes) !== crcs[i]) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
+    chunk.push(bytes)
+    i++
+    if (chunk.length === CHUNK_PAGES) {
+      yield Buffer.concat(chunk)
+      chunk = []
+    }
+  }
+  if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
+  if (chunk.length > 0) yield Buffer.concat(chunk)
+}
+
+/** The orphaned-table count, where the mapper state has one (older mapper states do not). */
+function orphanedTablesOf(mapper: object): number {
+  const count = (mapper as {orphanedTables?: unknown}).orphanedTables
+  return typeof count === 'number' ? count : 0
+}
+
+function metaCrc(header: Uint8Array, index: Uint8Array): number {
+  return crc32(index, crc32(header.subarray(0, META_CRC_OFFSET)))
+}
+
+/** Parses and checks a whole snapshot held in memory (every page); anything wrong is a 'snapshot-invalid' error naming the problem. */
+export function decodeSnapshot(data: Uint8Array, name: string): Machine {
+  return decodeSource(bufferSource(data), name, 'full').machine
+}
+
+/** Parses and checks a snapshot from `source`: header and index now, pages now ('full') or on first use ('lazy'; version 2 only). */
+export function decodeSource(source: SnapshotSource, name: string, mode: DecodeMode): Decoded {
   const bad = (why: string): never => {
     throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${why}`)
   }
-  if (data.length < MAGIC.length || !data.subarray(0, MAGIC.length).equals(MAGIC)) bad('wrong magic (not a snapshot, or damaged)')
-  if (data.length < HEADER_BYTES + CRC_BYTES) bad(`truncated (${data.length} bytes, a header alone needs ${HEADER_BYTES + CRC_BYTES})`)
-  const version = data.readUInt32LE(8)
+  const size = source.length
+  if (size < MAGIC.length || !Buffer.from(source.read(0, MAGIC.length)).equals(MAGIC)) bad('wrong magic (not a snapshot, or damaged)')
+  if (size < 12) bad(`truncated (${size} bytes, too short for a header)`)
+  const version = Buffer.from(source.read(8, 4)).readUInt32LE(0)
   if (version > FORMAT_VERSION) {
     throw new HvmemError('snapshot-invalid', `${name} has snapshot format version ${version}, newer than this hvmem reads (version ${FORMAT_VERSION}); upgrade hvmem`)
   }
-  if (version !== FORMAT_VERSION) bad(`unknown format version ${version}`)
+  if (version < OLDEST_FORMAT_VERSION) bad(`unknown format version ${version}`)
+  if (version === 1) return {machine: decodeV1(Buffer.from(source.read(0, size)), name, bad), version, usesSource: false}
+
+  if (size < HEADER_BYTES) bad(`truncated (${size} bytes, a header alone needs ${HEADER_BYTES})`)
+  const header = Buffer.from(source.read(0, HEADER_BYTES))
+  if (header.readUInt32LE(12) !== HEADER_BYTES) bad(`header length ${header.readUInt32LE(12)}, expected ${HEADER_BYTES}`)
+  const count = header.readBigUInt64LE(80)
+  const expected = BigInt(HEADER_BYTES) + count * BigInt(PAGE_RECORD_BYTES)
+  if (expected !== BigInt(size)) bad(`${size} bytes where the header's ${count} pages need ${expected} (truncated or damaged)`)
+  const n = Number(count)
+  const index = Buffer.from(source.read(HEADER_BYTES, n * INDEX_ENTRY_BYTES))
+  const storedCrc = header.readUInt32LE(META_CRC_OFFSET)
+  const actualCrc = metaCrc(header, index)
+  if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
+  if (!header.subarray(92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
+  const state = headerState(header, bad, header.readUInt32LE(88))
+
+  const addresses: bigint[] = new Array<bigint>(n)
+  let previous = -1n
+  for (let i = 0; i < n; i++) {
+    const at = INDEX_ENTRY_BYTES * i
+    const address = index.readBigUInt64LE(at)
+    if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
+    if ((address & 0xfffn) !== 0n) bad(`page address ${hex(address)} at entry ${i} is not 4 KiB aligned`)
+    if (index.readUInt32LE(at + 12) !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
+    previous = address
+    addresses[i] = address
+  }
+  const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
+  /** The checked bytes of the i-th stored page. */
+  const readPage = (i: number): Uint8Array => {
+    const address = addresses[i]!
+    const page = source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES)
+    const stored = index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+    const actual = crc32(page)
+    if (stored !== actual) bad(`page ${hex(address)} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
+    if (isZero(page)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
+    return page
+  }
+
+  return asInvalid(name, () => {
+    if (mode === 'full' || n === 0) {
+      const memory = new PhysicalMemory(state.ram.base, state.ram.size)
+      for (let i = 0; i < n; i++) memory.loadPage(addresses[i]!, readPage(i))
+      return {machine: Machine.restore(state, memory), version, usesSource: false}
+    }
+    const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
+      storedPages: addresses,
+      pageSource: (pageAddress) => {
+        const i = findIndex(addresses, pageAddress)
+        return i === undefined ? undefined : readPage(i)
+      },
+    })
+    return {machine: Machine.restore(state, memory), version, usesSource: true}
+  })
+}
+
+/** The machine state in header bytes 16..87 (the same in versions 1 and 2). */
+function headerState(header: Buffer, bad: (why: string) => never, orphanedTables: number): MachineState {
+  const hasMapper = header.readUInt8(64)
+  if (hasMapper > 1) bad(`mapper flag ${hasMapper}`)
+  const regime = REGIME_NAMES.find((r) => REGIME_CODE[r] === header.readUInt8(65))
+  if (hasMapper === 1 && regime === undefined) bad(`unknown regime ${header.readUInt8(65)}`)
+  if (hasMapper === 0 && (!header.subarray(65, 80).every((b) => b === 0) || orphanedTables !== 0)) bad('mapper fields set without a mapper')
+  const mapper = {regime: regime!, vmid: header.readUInt16LE(66), l2Budget: header.readUInt32LE(68), root: header.readBigUInt64LE(72), orphanedTables}
+  return {
+    ram: {base: header.readBigUInt64LE(16), size: header.readBigUInt64LE(24)},
+    heap: {start: header.readBigUInt64LE(32), size: header.readBigUInt64LE(40), next: header.readBigUInt64LE(48), allocated: header.readBigUInt64LE(56)},
+    mapper: hasMapper === 1 ? mapper : undefined,
+  }
+}
+
+/** A version-1 file: one CRC over everything, so it is read and checked whole. */
+function decodeV1(data: Buffer, name: string, bad: (why: string) => never): Machine {
+  if (data.length < HEADER_BYTES + V1_CRC_BYTES) bad(`truncated (${data.length} bytes, a header alone needs ${HEADER_BYTES + V1_CRC_BYTES})`)
   if (data.readUInt32LE(12) !== HEADER_BYTES) bad(`header length ${data.readUInt32LE(12)}, expected ${HEADER_BYTES}`)
   const count = data.readBigUInt64LE(80)
-  const expected = BigInt(HEADER_BYTES + CRC_BYTES) + count * BigInt(8 + PAGE_BYTES)
+  const expected = BigInt(HEADER_BYTES + V1_CRC_BYTES) + count * BigInt(8 + PAGE_BYTES)
   if (expected !== BigInt(data.length)) bad(`${data.length} bytes where the header's ${count} pages need ${expected} (truncated or damaged)`)
-  const stored = data.readUInt32LE(data.length - CRC_BYTES)
-  const actual = crc32(data.subarray(0, data.length - CRC_BYTES))
+  const stored = data.readUInt32LE(data.length - V1_CRC_BYTES)
+  const actual = crc32(data.subarray(0, data.length - V1_CRC_BYTES))
   if (stored !== actual) bad(`checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
   if (!data.subarray(88, HEADER_BYTES).every((b) => b === 0)) bad('reserved header bytes are not zero')
-
-  const hasMapper = data.readUInt8(64)
-  if (hasMapper > 1) bad(`mapper flag ${hasMapper}`)
-  const regime = REGIME_NAMES.find((r) => REGIME_CODE[r] === data.readUInt8(65))
-  if (hasMapper === 1 && regime === undefined) bad(`unknown regime ${data.readUInt8(65)}`)
-  if (hasMapper === 0 && !data.subarray(65, 80).every((b) => b === 0)) bad('mapper fields set without a mapper')
-  const state: MachineState = {
-    ram: {base: data.readBigUInt64LE(16), size: data.readBigUInt64LE(24)},
-    heap: {start: data.readBigUInt64LE(32), size: data.readBigUInt64LE(40), next: data.readBigUInt64LE(48), allocated: data.readBigUInt64LE(56)},
-    mapper: hasMapper === 1 ? {regime: regime!, vmid: data.readUInt16LE(66), l2Budget: data.readUInt32LE(68), root: data.readBigUInt64LE(72)} : undefined,
-  }
+  const state = headerState(data, bad, 0)
 
   return asInvalid(name, () => {
     const memory = new PhysicalMemory(state.ram.base, state.ram.size)
@@ -105,11 +258,31 @@ export function decodeSnapshot(data: Buffer, name: string): Machine {
       if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
       previous = address
       const page = data.subarray(dataStart + i * PAGE_BYTES, dataStart + (i + 1) * PAGE_BYTES)
-      if (page.equals(ZERO_PAGE)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
+      if (isZero(page)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
       memory.loadPage(address, page)
     }
     return Machine.restore(state, memory)
   })
+}
+
+/** Binary search of an ascending address list. */
+function findIndex(addresses: readonly bigint[], address: bigint): number | undefined {
+  let low = 0
+  let high = addresses.length - 1
+  while (low <= high) {
+    const mid = (low + high) >>> 1
+    const at = addresses[mid]!
+    if (at === address) return mid
+    if (at < address) low = mid + 1
+    else high = mid - 1
+  }
+  return undefined
+}
+
+const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
+
+function isZero(page: Uint8Array): boolean {
+  return ZERO_PAGE.equals(page)
 }
 
 /** Reports a core error raised while rebuilding the machine as an invalid snapshot, naming the file. */

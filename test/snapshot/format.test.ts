@@ -1,14 +1,31 @@
+import {createHash} from 'node:crypto'
 import {crc32} from 'node:zlib'
 import {describe, expect, it} from 'vitest'
 
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
-import {FORMAT_VERSION, HEADER_BYTES, MAGIC, decodeSnapshot, encodeSnapshot} from '../../src/snapshot/format.js'
-import {HEAP_BASE, HEAP_SIZE, PAGE, RAM_BASE, RAM_SIZE, expectHvmemError, newMachine, patched} from './fixtures.js'
+import {FORMAT_VERSION, HEADER_BYTES, INDEX_ENTRY_BYTES, MAGIC, META_CRC_OFFSET, bufferSource, decodeSnapshot, decodeSource, encodeSnapshot, snapshotChunks} from '../../src/snapshot/format.js'
+import {
+  HEAP_BASE,
+  HEAP_SIZE,
+  PAGE,
+  RAM_BASE,
+  RAM_SIZE,
+  V1_GOLDEN_HEX,
+  V1_ONE_PAGE_SHA256,
+  dataStart,
+  encodeV1,
+  expectHvmemError,
+  newMachine,
+  patched,
+  patchedV1,
+} from './fixtures.js'
 
 const NAME = '/some dir/test.snap'
 const PAGE_BYTES = 4096
-const ENTRY = 8 + PAGE_BYTES
+/** What a stored page costs in a version-2 file: a 16-byte index entry and its 4096 bytes. */
+const RECORD = INDEX_ENTRY_BYTES + PAGE_BYTES
+const V1_ENTRY = 8 + PAGE_BYTES
 
 /** Exact layout of the machine built by richMachine(). */
 const FIRST_PAGE = HEAP_BASE // allocPage
@@ -17,6 +34,7 @@ const ALIGNED_64 = HEAP_BASE + 0x2000n // allocAligned(64, 4096): allocated, nev
 const ROOT = HEAP_BASE + 0x3000n // the mapper's L1 table
 const L2_NORMAL = HEAP_BASE + 0x4000n // L2 table for L1[1], 0x4000_0000-0x8000_0000
 const L2_DEVICE = HEAP_BASE + 0x5000n // L2 table for L1[0], the device block
+const NORMAL_SIZE = 4n << 20n // two 2 MiB blocks at RAM_BASE
 const DEVICE_BLOCK = 0x0900_0000n
 const CROSSING = RAM_BASE + 0x2_0ffen // a 4-byte write spanning two pages
 const LAST_BYTE = RAM_BASE + RAM_SIZE - 1n
@@ -33,7 +51,7 @@ function richMachine(): Machine {
   const {mapper, created} = m.ensureMapper({vmid: 7, l2Budget: 8})
   expect(created).toBe(true)
   expect(mapper.root).toBe(ROOT)
-  expect(mapper.mapRegion(RAM_BASE, RAM_SIZE, 'normal').newTables).toEqual([L2_NORMAL])
+  expect(mapper.mapRegion(RAM_BASE, NORMAL_SIZE, 'normal').newTables).toEqual([L2_NORMAL])
   expect(mapper.mapRegion(DEVICE_BLOCK, 2n << 20n, 'device').newTables).toEqual([L2_DEVICE])
   m.memory.write(FIRST_PAGE, 8, 0x1122_3344_5566_7788n)
   m.memory.writeBytes(BYTES_100, Uint8Array.from({length: 100}, (_, i) => i + 1))
@@ -45,21 +63,31 @@ function richMachine(): Machine {
   return m
 }
 
-/** No pages (the mapper's root table is allocated but still all zeros): 132 bytes. */
-function emptySnapshot(): Buffer {
+/** A stage-2 mapper (VMID 3, budget 2) whose root table is allocated but still all zeros; heap next 0x4100100a. */
+function emptyMachine(): Machine {
   const m = newMachine()
   m.ensureMapper({vmid: 3, l2Budget: 2})
   m.heap.alloc(10n)
-  return encodeSnapshot(m)
+  return m
 }
 
-/** One page, no mapper: 4236 bytes. */
-function onePageSnapshot(): Buffer {
+/** No pages: 128 bytes. */
+function emptySnapshot(): Buffer {
+  return encodeSnapshot(emptyMachine())
+}
+
+/** One page at HEAP_BASE (0x01020304 at +0x10), heap next HEAP_BASE + 0x1006, no mapper. */
+function onePageMachine(): Machine {
   const m = newMachine()
   const page = m.heap.allocPage()
   m.heap.alloc(6n)
   m.memory.write(page + 0x10n, 4, 0x0102_0304n)
-  return encodeSnapshot(m)
+  return m
+}
+
+/** One page, no mapper: 4240 bytes. */
+function onePageSnapshot(): Buffer {
+  return encodeSnapshot(onePageMachine())
 }
 
 /** Two pages, no mapper: for ordering checks. */
@@ -91,7 +119,7 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
       padding: EXPECTED_NEXT - HEAP_BASE - EXPECTED_ALLOCATED,
     })
     expect(restored.state()).toEqual(original.state())
-    expect(restored.mapper?.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 8})
+    expect(restored.mapper?.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 8, orphanedTables: 0})
     expect(restored.mapper?.vttbr()).toBe(original.mapper?.vttbr())
     expect(restored.mapper?.vttbr()).toBe((7n << 48n) | ROOT)
     expect(restored.mapper?.l2Tables()).toEqual([L2_DEVICE, L2_NORMAL])
@@ -104,6 +132,14 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(restored.memory.hasPage(ZEROED_AGAIN)).toBe(false)
   })
 
+  it('keeps the mapper\'s count of unreachable table pages (header offset 88)', () => {
+    const m = emptyMachine()
+    Object.assign(m.mapper!.state, {orphanedTables: 5})
+    const data = encodeSnapshot(m)
+    expect(data.readUInt32LE(88)).toBe(5)
+    expect(decodeSnapshot(data, NAME).mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 5})
+  })
+
   it('re-encoding a decoded snapshot is byte-identical', () => {
     const data = encodeSnapshot(richMachine())
     const again = encodeSnapshot(decodeSnapshot(data, NAME))
@@ -114,46 +150,46 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     }
   })
 
-  it('the restored mapper keeps working: re-mapping the same ranges is a no-op, the budget still counts', () => {
-    const restored = decodeSnapshot(encodeSnapshot(richMachine()), NAME)
+  it('the restored mapper keeps working: re-mapping the same ranges changes no byte, the budget still counts', () => {
+    const data = encodeSnapshot(richMachine())
+    const restored = decodeSnapshot(data, NAME)
     const mapper = restored.ensureMapper({vmid: 7, l2Budget: 8}).mapper
-    const again = mapper.mapRegion(RAM_BASE, RAM_SIZE, 'normal')
-    expect(again.written).toBe(0)
-    expect(again.unchanged).toBe(512)
-    expect(again.newTables).toEqual([])
-    expect(mapper.mapRegion(DEVICE_BLOCK, 2n << 20n, 'device').unchanged).toBe(1)
+    expect(mapper.mapRegion(RAM_BASE, NORMAL_SIZE, 'normal').newTables).toEqual([])
+    expect(mapper.mapRegion(DEVICE_BLOCK, 2n << 20n, 'device').newTables).toEqual([])
+    expect(encodeSnapshot(restored).equals(data)).toBe(true)
     expect(restored.heap.status().next).toBe(EXPECTED_NEXT)
   })
 
   it('the decoded machine does not share memory with the buffer it came from', () => {
     const data = encodeSnapshot(richMachine())
     const restored = decodeSnapshot(data, NAME)
-    data.fill(0xee, HEADER_BYTES + 8 * EXPECTED_PAGES.length)
+    data.fill(0xee, dataStart(data))
     expect(restored.memory.read(FIRST_PAGE, 8)).toBe(0x1122_3344_5566_7788n)
   })
 
-  it('is exactly 128 + N*(8+4096) + 4 bytes for N non-zero pages (a re-zeroed page is not stored)', () => {
+  it('is exactly 128 + N*(16+4096) bytes for N non-zero pages (a re-zeroed page is not stored)', () => {
     const data = encodeSnapshot(richMachine())
     expect(EXPECTED_PAGES.length).toBe(8)
-    expect(data.length).toBe(128 + 8 * ENTRY + 4)
-    expect(data.length).toBe(32_964)
-    expect(emptySnapshot().length).toBe(132)
-    expect(onePageSnapshot().length).toBe(128 + ENTRY + 4)
-    expect(twoPageSnapshot().length).toBe(128 + 2 * ENTRY + 4)
+    expect(data.length).toBe(128 + 8 * RECORD)
+    expect(data.length).toBe(33_024)
+    expect(emptySnapshot().length).toBe(128)
+    expect(onePageSnapshot().length).toBe(128 + RECORD)
+    expect(onePageSnapshot().length).toBe(4240)
+    expect(twoPageSnapshot().length).toBe(128 + 2 * RECORD)
 
     const zeroed = newMachine()
     zeroed.memory.writeBytes(RAM_BASE + 0x7000n, Uint8Array.of(9, 9))
     zeroed.memory.zero(RAM_BASE + 0x7000n, 2n)
-    expect(encodeSnapshot(zeroed).length).toBe(132)
+    expect(encodeSnapshot(zeroed).length).toBe(128)
   })
 
-  it('writes every header field at its documented offset, little-endian', () => {
+  it('writes every header field, index entry and checksum at its documented offset, little-endian', () => {
     const data = encodeSnapshot(richMachine())
     const n = EXPECTED_PAGES.length
     expect(data.subarray(0, 8).toString('latin1')).toBe('HVMEMSNP')
     expect(data.subarray(0, 8).equals(MAGIC)).toBe(true)
-    expect(data.readUInt32LE(8)).toBe(1)
-    expect(FORMAT_VERSION).toBe(1)
+    expect(data.readUInt32LE(8)).toBe(2)
+    expect(FORMAT_VERSION).toBe(2)
     expect(data.readUInt32LE(12)).toBe(128)
     expect(HEADER_BYTES).toBe(128)
     expect(data.readBigUInt64LE(16)).toBe(RAM_BASE)
@@ -168,38 +204,60 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(data.readUInt32LE(68)).toBe(8)
     expect(data.readBigUInt64LE(72)).toBe(ROOT)
     expect(data.readBigUInt64LE(80)).toBe(BigInt(n))
-    expect([...data.subarray(88, 128)]).toEqual(new Array<number>(40).fill(0))
+    expect(data.readUInt32LE(88)).toBe(0)
+    expect([...data.subarray(92, 124)]).toEqual(new Array<number>(32).fill(0))
+    expect(META_CRC_OFFSET).toBe(124)
     // little-endian: the low byte of RAM base (0x4000_0000) first
     expect([...data.subarray(16, 24)]).toEqual([0x00, 0x00, 0x00, 0x40, 0, 0, 0, 0])
 
-    const addresses = Array.from({length: n}, (_, i) => data.readBigUInt64LE(128 + 8 * i))
-    expect(addresses).toEqual(EXPECTED_PAGES)
-    const dataStart = 128 + 8 * n
+    const start = 128 + 16 * n
+    expect(dataStart(data)).toBe(start)
+    const entries = Array.from({length: n}, (_, i) => ({
+      address: data.readBigUInt64LE(128 + 16 * i),
+      crc: data.readUInt32LE(128 + 16 * i + 8),
+      reserved: data.readUInt32LE(128 + 16 * i + 12),
+    }))
+    expect(entries.map((e) => e.address)).toEqual(EXPECTED_PAGES)
+    entries.forEach((e, i) => {
+      expect(e.crc).toBe(crc32(data.subarray(start + i * PAGE_BYTES, start + (i + 1) * PAGE_BYTES)))
+      expect(e.reserved).toBe(0)
+    })
+    // the header-and-index CRC: bytes 0..123, then the index
+    expect(data.readUInt32LE(124)).toBe(crc32(data.subarray(128, start), crc32(data.subarray(0, 124))))
+
     // the first stored page is CROSSING's: 0xdead_beef starts at offset 0xffe, so its bytes ef be
-    expect([...data.subarray(dataStart + 0xffe, dataStart + 0x1000)]).toEqual([0xef, 0xbe])
+    expect([...data.subarray(start + 0xffe, start + 0x1000)]).toEqual([0xef, 0xbe])
     // the second continues it with ad de
-    expect([...data.subarray(dataStart + PAGE_BYTES, dataStart + PAGE_BYTES + 2)]).toEqual([0xad, 0xde])
+    expect([...data.subarray(start + PAGE_BYTES, start + PAGE_BYTES + 2)]).toEqual([0xad, 0xde])
     // the third is FIRST_PAGE
-    expect(data.readBigUInt64LE(dataStart + 2 * PAGE_BYTES)).toBe(0x1122_3344_5566_7788n)
-    // the last byte of the last page is the last byte of RAM
-    expect(data[dataStart + n * PAGE_BYTES - 1]).toBe(0xaa)
-    expect(data.readUInt32LE(data.length - 4)).toBe(crc32(data.subarray(0, data.length - 4)))
+    expect(data.readBigUInt64LE(start + 2 * PAGE_BYTES)).toBe(0x1122_3344_5566_7788n)
+    // the last byte of the file is the last byte of RAM
+    expect(data[data.length - 1]).toBe(0xaa)
   })
 
-  it('a machine without a mapper leaves bytes 64..79 zero', () => {
+  it('a machine without a mapper leaves bytes 64..79 and 88..91 zero', () => {
     const data = onePageSnapshot()
     expect([...data.subarray(64, 80)]).toEqual(new Array<number>(16).fill(0))
+    expect([...data.subarray(88, 92)]).toEqual([0, 0, 0, 0])
     expect(data.readBigUInt64LE(80)).toBe(1n)
     expect(decodeSnapshot(data, NAME).mapper).toBeUndefined()
+  })
+
+  it('snapshotChunks streams the same bytes: header and index first, then at most 256 pages (1 MiB) a chunk', () => {
+    const m = newMachine()
+    for (let i = 0n; i < 300n; i++) m.memory.write(RAM_BASE + i * PAGE, 8, i + 1n)
+    const chunks = [...snapshotChunks(m)]
+    expect(chunks.map((c) => c.length)).toEqual([128 + 300 * 16, 256 * PAGE_BYTES, 44 * PAGE_BYTES])
+    expect(Buffer.concat(chunks).equals(encodeSnapshot(m))).toBe(true)
   })
 })
 
 /** Decodes every input; returns a description of each one not refused as 'snapshot-invalid' starting with the name. */
-function misdecoded(inputs: Array<[string, Buffer]>): string[] {
+function misdecoded(inputs: Array<[string, Buffer]>, decode: (data: Buffer) => unknown = (data) => decodeSnapshot(data, NAME)): string[] {
   const wrong: string[] = []
   for (const [label, input] of inputs) {
     try {
-      decodeSnapshot(input, NAME)
+      decode(input)
       wrong.push(`${label}: accepted`)
     } catch (error) {
       if (!(error instanceof HvmemError)) wrong.push(`${label}: threw ${String(error)}`)
@@ -230,45 +288,125 @@ function appended(data: Buffer): Array<[string, Buffer]> {
 }
 
 describe('decodeSnapshot: corruption is always snapshot-invalid', () => {
-  // 132-byte snapshot: 132 flips + 132 truncations + 2 appends = 266 inputs.
-  it('no pages: all 132 single-byte flips, all 132 truncations (0..131) and 2 appended bytes (266 inputs)', () => {
+  // 128-byte snapshot: 128 flips + 128 truncations + 2 appends = 258 inputs.
+  it('no pages: all 128 single-byte flips, all 128 truncations (0..127) and 2 appended bytes (258 inputs)', () => {
     const data = emptySnapshot()
-    expect(data.length).toBe(132)
+    expect(data.length).toBe(128)
     expect(data.readUInt8(64)).toBe(1) // the mapper fields are populated, so flips there matter
     decodeSnapshot(data, NAME)
     const inputs = [...flips(data), ...truncations(data), ...appended(data)]
-    expect(inputs.length).toBe(266)
+    expect(inputs.length).toBe(258)
     expect(misdecoded(inputs)).toEqual([])
   })
 
-  // 4236-byte snapshot: 4236 flips + 4236 truncations + 2 appends = 8474 inputs.
-  it('one page: all 4236 single-byte flips, all 4236 truncations (0..4235) and 2 appended bytes (8474 inputs)', () => {
+  // 4240-byte snapshot: 4240 flips + 4240 truncations + 2 appends = 8482 inputs.
+  it('one page: all 4240 single-byte flips, all 4240 truncations (0..4239) and 2 appended bytes (8482 inputs)', () => {
     const data = onePageSnapshot()
-    expect(data.length).toBe(4236)
+    expect(data.length).toBe(4240)
     decodeSnapshot(data, NAME)
     const inputs = [...flips(data), ...truncations(data), ...appended(data)]
-    expect(inputs.length).toBe(8474)
+    expect(inputs.length).toBe(8482)
     expect(misdecoded(inputs)).toEqual([])
   })
 
-  it('names the problem: wrong magic, truncation, checksum', () => {
+  it('names the problem: wrong magic, truncation, header checksum, page checksum', () => {
     const data = onePageSnapshot()
-    expect(expectHvmemError(() => decodeSnapshot(Buffer.alloc(0), NAME), 'snapshot-invalid').message).toBe(`${NAME} is not a valid hvmem snapshot: wrong magic (not a snapshot, or damaged)`)
-    expect(expectHvmemError(() => decodeSnapshot(data.subarray(0, 100), NAME), 'snapshot-invalid').message).toContain('truncated (100 bytes')
-    expect(expectHvmemError(() => decodeSnapshot(data.subarray(0, 4235), NAME), 'snapshot-invalid').message).toContain('4235 bytes where the header')
-    const flipped = Buffer.from(data)
-    flipped[200] = flipped[200]! ^ 0xff
-    expect(expectHvmemError(() => decodeSnapshot(flipped, NAME), 'snapshot-invalid').message).toContain('checksum mismatch')
+    const message = (input: Buffer): string => expectHvmemError(() => decodeSnapshot(input, NAME), 'snapshot-invalid').message
+    expect(message(Buffer.alloc(0))).toBe(`${NAME} is not a valid hvmem snapshot: wrong magic (not a snapshot, or damaged)`)
+    expect(message(data.subarray(0, 10))).toBe(`${NAME} is not a valid hvmem snapshot: truncated (10 bytes, too short for a header)`)
+    expect(message(data.subarray(0, 100))).toBe(`${NAME} is not a valid hvmem snapshot: truncated (100 bytes, a header alone needs 128)`)
+    expect(message(data.subarray(0, 4239))).toBe(`${NAME} is not a valid hvmem snapshot: 4239 bytes where the header's 1 pages need 4240 (truncated or damaged)`)
+    const header = Buffer.from(data)
+    header[40] = header[40]! ^ 0x01
+    expect(message(header)).toMatch(new RegExp(`^${NAME} is not a valid hvmem snapshot: header or page index checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
+    const page = Buffer.from(data)
+    page[200] = page[200]! ^ 0xff
+    expect(message(page)).toMatch(new RegExp(`^${NAME} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
+  })
+
+  it('a page count far too large is refused from the file size, before anything is allocated', () => {
+    for (const count of [2n, 1n << 32n, (1n << 64n) - 1n]) {
+      const data = Buffer.from(onePageSnapshot())
+      data.writeBigUInt64LE(count, 80)
+      const need = 128n + count * 4112n
+      expect(expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid').message).toBe(`${NAME} is not a valid hvmem snapshot: 4240 bytes where the header's ${count} pages need ${need} (truncated or damaged)`)
+    }
+  })
+})
+
+describe('decodeSource lazy: header and index checked at load, each page when first used', () => {
+  const lazy = (data: Buffer): Machine => decodeSource(bufferSource(data), NAME, 'lazy').machine
+
+  it('reads no page until one is used, then only that one', () => {
+    const decoded = decodeSource(bufferSource(encodeSnapshot(richMachine())), NAME, 'lazy')
+    expect(decoded.usesSource).toBe(true)
+    const m = decoded.machine
+    expect(m.memory.residentPages).toBe(0)
+    expect(m.heap.status().next).toBe(EXPECTED_NEXT)
+    expect(m.memory.hasPage(FIRST_PAGE)).toBe(true)
+    expect(m.memory.hasPage(ALIGNED_64)).toBe(false)
+    expect(m.memory.residentPages).toBe(0)
+    expect(m.memory.read(FIRST_PAGE, 8)).toBe(0x1122_3344_5566_7788n)
+    expect(m.memory.residentPages).toBe(1)
+    expect(m.mapper?.l2Tables()).toEqual([L2_DEVICE, L2_NORMAL]) // reads the root table
+    expect(m.memory.residentPages).toBe(2)
+    expect(pagesAsHex(m)).toEqual(pagesAsHex(richMachine()))
+    expect(m.memory.residentPages).toBe(8)
+  })
+
+  it('a lazily loaded machine re-encodes byte-identically, and keeps its changes', () => {
+    const data = encodeSnapshot(richMachine())
+    expect(encodeSnapshot(lazy(data)).equals(data)).toBe(true)
+    const m = lazy(data)
+    m.memory.write(FIRST_PAGE + 8n, 8, 0xfeedn)
+    m.memory.zero(LAST_BYTE & ~0xfffn, PAGE) // drops a stored page never read
+    const expected = richMachine()
+    expected.memory.write(FIRST_PAGE + 8n, 8, 0xfeedn)
+    expected.memory.zero(LAST_BYTE & ~0xfffn, PAGE)
+    expect(encodeSnapshot(m).equals(encodeSnapshot(expected))).toBe(true)
+  })
+
+  // 4240 flips of the one-page snapshot: those in the header or index fail the load; those in the page
+  // load, then fail the first read of the page, naming it.
+  it('every one of the 4240 single-byte flips fails the load or the first read of the page', () => {
+    const data = onePageSnapshot()
+    const start = dataStart(data)
+    expect(start).toBe(144)
+    const atLoad = flips(data).filter(([label]) => Number(label.split(' ').at(-1)) < start)
+    const inPage = flips(data).filter(([label]) => Number(label.split(' ').at(-1)) >= start)
+    expect(atLoad.length + inPage.length).toBe(4240)
+    expect(misdecoded(atLoad, lazy)).toEqual([])
+    const wrong: string[] = []
+    for (const [label, input] of inPage) {
+      const m = lazy(input)
+      try {
+        m.memory.read(HEAP_BASE + 0x10n, 4)
+        wrong.push(`${label}: read`)
+      } catch (error) {
+        if (!(error instanceof HvmemError) || error.kind !== 'snapshot-invalid' || !error.message.startsWith(`${NAME} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch`)) wrong.push(`${label}: ${String(error)}`)
+      }
+      // still refused on a second use: a damaged page is never taken in
+      expect(() => m.memory.nonZeroPages()).toThrow(HvmemError)
+    }
+    expect(wrong).toEqual([])
+  })
+
+  it('a damaged page does not stop other pages from being read', () => {
+    const data = twoPageSnapshot()
+    const damaged = Buffer.from(data)
+    damaged[dataStart(data) + 5] = damaged[dataStart(data) + 5]! ^ 1 // first page, RAM_BASE
+    const m = lazy(damaged)
+    expect(m.memory.read(RAM_BASE + 0x3000n, 1)).toBe(2n)
+    expectHvmemError(() => m.memory.read(RAM_BASE, 1), 'snapshot-invalid', 'page 0x40000000 checksum mismatch')
+    expectHvmemError(() => encodeSnapshot(m), 'snapshot-invalid', 'page 0x40000000 checksum mismatch')
   })
 })
 
 describe('decodeSnapshot: format version', () => {
-  it('refuses a newer version (2, valid CRC) naming both versions', () => {
-    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(2, 8))
+  it('refuses a newer version (3, valid checksums) naming both versions', () => {
+    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(3, 8))
     const error = expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid')
-    expect(error.message.startsWith(`${NAME} `)).toBe(true)
-    expect(error.message).toContain('version 2')
-    expect(error.message).toContain('version 1')
+    expect(error.message).toBe(`${NAME} has snapshot format version 3, newer than this hvmem reads (version 2); upgrade hvmem`)
   })
 
   it('refuses version 0 and a wrong header length', () => {
@@ -277,19 +415,74 @@ describe('decodeSnapshot: format version', () => {
   })
 })
 
-describe('decodeSnapshot: structural checks behind a valid CRC', () => {
+describe('version 1: still read', () => {
+  it('reads a file hvmem 0.1 wrote (golden bytes)', () => {
+    const golden = Buffer.from(V1_GOLDEN_HEX, 'hex')
+    expect(golden.length).toBe(132)
+    const m = decodeSnapshot(golden, NAME)
+    expect(m.state()).toEqual(emptyMachine().state())
+    expect(m.heap.status().next).toBe(HEAP_BASE + 0x100an)
+    expect(m.mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 0})
+    expect(m.memory.nonZeroPages()).toEqual([])
+    // and writes it back as version 2
+    expect(encodeSnapshot(m).equals(emptySnapshot())).toBe(true)
+    expect(encodeV1(emptyMachine()).equals(golden)).toBe(true)
+  })
+
+  it('encodeV1 (the test writer) makes exactly the bytes hvmem 0.1 did', () => {
+    const v1 = encodeV1(onePageMachine())
+    expect(v1.length).toBe(4236)
+    expect(createHash('sha256').update(v1).digest('hex')).toBe(V1_ONE_PAGE_SHA256)
+  })
+
+  it('a version-1 file of every kind of content decodes to the same machine as its version-2 file, through both modes', () => {
+    const original = richMachine()
+    const v1 = encodeV1(original)
+    expect(v1.length).toBe(132 + 8 * V1_ENTRY)
+    for (const mode of ['full', 'lazy'] as const) {
+      const decoded = decodeSource(bufferSource(v1), NAME, mode)
+      expect(decoded.version).toBe(1)
+      expect(decoded.usesSource).toBe(false) // read whole
+      expect(decoded.machine.state()).toEqual(original.state())
+      expect(pagesAsHex(decoded.machine)).toEqual(pagesAsHex(original))
+      expect(encodeSnapshot(decoded.machine).equals(encodeSnapshot(original))).toBe(true)
+    }
+  })
+
+  // 4236-byte version-1 snapshot: 4236 flips + 4236 truncations + 2 appends = 8474 inputs.
+  it('one page: all 4236 flips, all 4236 truncations and 2 appended bytes are refused (8474 inputs)', () => {
+    const data = encodeV1(onePageMachine())
+    decodeSnapshot(data, NAME)
+    const inputs = [...flips(data), ...truncations(data), ...appended(data)]
+    expect(inputs.length).toBe(8474)
+    expect(misdecoded(inputs)).toEqual([])
+  })
+
+  it('structural checks behind a valid version-1 CRC: order, zero page, reserved bytes', () => {
+    const two = newMachine()
+    two.memory.write(RAM_BASE, 1, 1n)
+    two.memory.write(RAM_BASE + 0x3000n, 1, 2n)
+    const message = (input: Buffer): string => expectHvmemError(() => decodeSnapshot(input, NAME), 'snapshot-invalid').message
+    expect(message(patchedV1(encodeV1(two), (b) => b.writeBigUInt64LE(RAM_BASE, 136)))).toContain('out of order at entry 1')
+    expect(message(patchedV1(encodeV1(onePageMachine()), (b) => b.fill(0, 136, 136 + 4096)))).toBe(`${NAME} is not a valid hvmem snapshot: page 0x41000000 is stored but all zero (only non-zero pages are stored)`)
+    expect(message(patchedV1(encodeV1(onePageMachine()), (b) => b.writeUInt8(1, 100)))).toBe(`${NAME} is not a valid hvmem snapshot: reserved header bytes are not zero`)
+  })
+})
+
+describe('decodeSnapshot: structural checks behind valid checksums', () => {
   const ramEnd = RAM_BASE + RAM_SIZE
 
-  /** Cases whose error message starts with the file name. */
+  /** Cases whose error message starts with the file name. Index entries are at 128 + 16i: address, CRC, reserved. */
   const named: Array<[string, () => Buffer, string]> = [
     ['page addresses swapped', () => patched(twoPageSnapshot(), (b) => {
       b.writeBigUInt64LE(RAM_BASE + 0x3000n, 128)
-      b.writeBigUInt64LE(RAM_BASE, 136)
-    }), 'out of order at entry 1'],
-    ['page address repeated', () => patched(twoPageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE, 136)), 'out of order at entry 1'],
+      b.writeBigUInt64LE(RAM_BASE, 144)
+    }), 'page addresses out of order at entry 1 (0x40000000)'],
+    ['page address repeated', () => patched(twoPageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE, 144)), 'out of order at entry 1'],
     ['page just past RAM', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(ramEnd, 128)), 'outside RAM'],
     ['page just below RAM', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE - PAGE, 128)), 'outside RAM'],
-    ['page not page-aligned', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE + 8n, 128)), '4 KiB-aligned'],
+    ['page not page-aligned', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE + 8n, 128)), 'page address 0x40000008 at entry 0 is not 4 KiB aligned'],
+    ['index entry reserved bytes set', () => patched(onePageSnapshot(), (b) => b.writeUInt32LE(1, 140)), 'reserved bytes of index entry 0 are not zero'],
     ['heap starting past RAM', () => patched(emptySnapshot(), (b) => {
       b.writeBigUInt64LE(ramEnd, 32)
       b.writeBigUInt64LE(ramEnd, 48)
@@ -301,6 +494,7 @@ describe('decodeSnapshot: structural checks behind a valid CRC', () => {
     ['mapper flag 0xff', () => patched(emptySnapshot(), (b) => b.writeUInt8(0xff, 64)), 'mapper flag 255'],
     ['regime 3', () => patched(emptySnapshot(), (b) => b.writeUInt8(3, 65)), 'unknown regime 3'],
     ['mapper fields without a mapper', () => patched(onePageSnapshot(), (b) => b.writeUInt16LE(5, 66)), 'mapper fields set without a mapper'],
+    ['orphaned tables without a mapper', () => patched(onePageSnapshot(), (b) => b.writeUInt32LE(1, 88)), 'mapper fields set without a mapper'],
     ['mapper L2 budget 0', () => patched(emptySnapshot(), (b) => b.writeUInt32LE(0, 68)), 'budget'],
     ['mapper L2 budget 513', () => patched(emptySnapshot(), (b) => b.writeUInt32LE(513, 68)), 'budget'],
     ['RAM size zero', () => patched(emptySnapshot(), (b) => b.writeBigUInt64LE(0n, 24)), ''],
@@ -331,9 +525,12 @@ describe('decodeSnapshot: structural checks behind a valid CRC', () => {
     })
   }
 
-  it('a stored page of zeros is refused (only non-zero pages are stored)', () => {
-    const data = patched(onePageSnapshot(), (b) => b.fill(0, 136, 136 + 4096))
-    expect(expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid').message).toBe(`${NAME} is not a valid hvmem snapshot: page 0x41000000 is stored but all zero (only non-zero pages are stored)`)
+  it('a stored page of zeros is refused (only non-zero pages are stored), at load or on first use', () => {
+    const data = patched(onePageSnapshot(), (b) => b.fill(0, 144, 144 + 4096))
+    const expected = `${NAME} is not a valid hvmem snapshot: page 0x41000000 is stored but all zero (only non-zero pages are stored)`
+    expect(expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid').message).toBe(expected)
+    const m = decodeSource(bufferSource(data), NAME, 'lazy').machine
+    expect(expectHvmemError(() => m.memory.read(HEAP_BASE, 1), 'snapshot-invalid').message).toBe(expected)
   })
 
   it('allocator next exactly at the end is accepted (a full heap)', () => {
@@ -341,11 +538,11 @@ describe('decodeSnapshot: structural checks behind a valid CRC', () => {
     expect(decodeSnapshot(data, NAME).heap.status().remaining).toBe(0n)
   })
 
-  // 40 inputs: each reserved byte 88..127 set to 1.
-  it('a non-zero byte at any of the 40 reserved offsets 88..127 -> snapshot-invalid', () => {
+  // 32 inputs: each reserved byte 92..123 set to 1.
+  it('a non-zero byte at any of the 32 reserved offsets 92..123 -> snapshot-invalid', () => {
     const base = emptySnapshot()
     const wrong: string[] = []
-    for (let offset = 88; offset < 128; offset++) {
+    for (let offset = 92; offset < 124; offset++) {
       const data = patched(base, (b) => b.writeUInt8(1, offset))
       try {
         decodeSnapshot(data, NAME)
