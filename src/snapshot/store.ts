@@ -1,50 +1,74 @@
 /**
- * Loading and saving snapshot files. Reads need no lock: saves replace the file by an atomic rename
- * (write-file-atomic: temp file, fsync, rename), so a reader sees the old file or the new one, whole.
+ * Loading and saving snapshot files.
+ *
+ * Reads need no lock: saves replace the file by an atomic rename, so a reader sees the old file or
+ * the new one, whole; and a reader keeps the file it opened, so a save that lands while it reads
+ * pages on demand does not mix two snapshots. A read-only load (loadSnapshot) checks the header and
+ * page index, and each page as it is first used; a change (updateSnapshot) loads and checks every page.
+ *
  * Every change runs load -> change -> save under an exclusive inter-process lock (proper-lockfile,
  * a `<snapshot>.lock` directory), so concurrent commands never lose an update. A change that throws
  * saves nothing: the file stays byte-identical.
+ *
+ * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
+ * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
+ * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
  */
-import {readFile, stat} from 'node:fs/promises'
-import {dirname} from 'node:path'
+import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, utimes} from 'node:fs'
+import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
+import {randomBytes} from 'node:crypto'
+import {basename, dirname, join} from 'node:path'
 import lockfile from 'proper-lockfile'
-import writeFileAtomic from 'write-file-atomic'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {decodeSnapshot, encodeSnapshot} from './format.js'
+import {type DecodeMode, type SnapshotSource, decodeSource, snapshotChunks} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
-/** Lock waits: up to about 30 s in all; a lock whose holder died is taken over after 10 s. */
-const LOCK_OPTIONS = {
-  realpath: false,
-  stale: 10_000,
-  retries: {retries: 600, factor: 1.5, minTimeout: 5, maxTimeout: 50, randomize: true},
+/** A lock untouched this long is taken to be left by a command that died, and taken over. */
+export const LOCK_STALE_MS = 10_000
+/** How long a command waits for another's lock before giving up (exit 9). */
+export const LOCK_WAIT_MS = 30_000
+
+/** Warnings (a stale lock taken over) go to stderr as one line, like errors (control characters in a path shown escaped). */
+export let warn = (message: string): void => {
+  process.stderr.write(`hvmem: ${message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`)
 }
 
+/** Replaces the warning sink (for tests); returns the previous one. */
+export function setWarn(sink: (message: string) => void): (message: string) => void {
+  const previous = warn
+  warn = sink
+  return previous
+}
+
+/** Closes the file a lazily loaded snapshot reads from once its machine is gone. */
+const openFiles = new FinalizationRegistry<number>((fd) => {
+  try {
+    closeSync(fd)
+  } catch {
+    // already closed
+  }
+})
+
+/**
+ * Loads a snapshot for reading: the header and page index now (checked), each page when first used
+ * (checked then; a damaged page is a 'snapshot-invalid' error naming the file and the page). Memory
+ * stays proportional to the pages used. Version-1 files are read whole.
+ */
 export async function loadSnapshot(path: string): Promise<Machine> {
-  let info
-  try {
-    info = await stat(path)
-  } catch (error) {
-    throw fsError(error, path)
-  }
-  if (!info.isFile()) throw new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
-  let data: Buffer
-  try {
-    data = await readFile(path)
-  } catch (error) {
-    throw fsError(error, path)
-  }
-  return decodeSnapshot(data, path)
+  return openAndDecode(path, 'lazy')
 }
 
 /** Loads, lets `change` modify the machine, and saves it: all under the lock, and only if `change` returns. */
 export async function updateSnapshot<T>(path: string, change: (machine: Machine) => T): Promise<T> {
-  return withLock(path, false, async () => {
-    const machine = await loadSnapshot(path)
+  // Refuse a missing file, a directory or a device before making a lock next to it.
+  await checkRegular(path, false)
+  return withLock(path, false, async (stillOurs) => {
+    const machine = await openAndDecode(path, 'full')
     const result = change(machine)
+    await stillOurs()
     await save(path, machine)
     return result
   })
@@ -52,7 +76,8 @@ export async function updateSnapshot<T>(path: string, change: (machine: Machine)
 
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
 export async function createSnapshot(path: string, machine: Machine, force: boolean): Promise<void> {
-  await withLock(path, true, async () => {
+  await checkRegular(path, true)
+  await withLock(path, true, async (stillOurs) => {
     const info = await stat(path).catch((error: unknown) => {
       if (isCode(error, 'ENOENT')) return undefined
       throw fsError(error, path)
@@ -61,41 +86,227 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
       if (!info.isFile()) throw new HvmemError('snapshot-invalid', `${path} exists and is not a regular file; choose another --snapshot`)
       if (!force) throw new HvmemError('snapshot-exists', `${path} already exists; pass --force to replace it, or choose another --snapshot`)
     }
+    await stillOurs()
     await save(path, machine)
   })
 }
 
-async function save(path: string, machine: Machine): Promise<void> {
+/** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all). */
+async function checkRegular(path: string, mayBeMissing: boolean): Promise<void> {
+  let info: Stats
   try {
-    await writeFileAtomic(path, encodeSnapshot(machine), {fsync: true})
+    info = await stat(path)
+  } catch (error) {
+    if (mayBeMissing && isCode(error, 'ENOENT')) return
+    throw fsError(error, path)
+  }
+  if (!info.isFile()) throw new HvmemError('snapshot-invalid', mayBeMissing ? `${path} exists and is not a regular file; choose another --snapshot` : `${path} is not a regular file; pass a snapshot file with --snapshot`)
+}
+
+async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
+  const notRegular = (): HvmemError => new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
+  let info: Stats
+  try {
+    info = await stat(path)
   } catch (error) {
     throw fsError(error, path)
+  }
+  // Never open a device, FIFO or socket: opening some has effects, or blocks.
+  if (!info.isFile()) throw notRegular()
+  let fd: number
+  try {
+    // A plain descriptor, not a FileHandle: it outlives this function when pages are read on demand (see openFiles).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+  } catch (error) {
+    throw fsError(error, path)
+  }
+  let keep = false
+  try {
+    const opened = fstatSync(fd)
+    if (!opened.isFile()) throw notRegular()
+    const decoded = decodeSource(fileSource(fd, opened.size, path), path, mode)
+    if (decoded.usesSource) {
+      openFiles.register(decoded.machine.memory, fd)
+      keep = true
+    }
+    return decoded.machine
+  } finally {
+    if (!keep) closeSync(fd)
   }
 }
 
-async function withLock<T>(path: string, creating: boolean, body: () => Promise<T>): Promise<T> {
-  let release: () => Promise<void>
-  let compromised = false
+/** Reads an open snapshot with fs.readSync (page sources are synchronous). */
+function fileSource(fd: number, length: number, path: string): SnapshotSource {
+  return {
+    length,
+    read(offset: number, bytes: number): Uint8Array {
+      const out = Buffer.allocUnsafe(bytes)
+      let done = 0
+      while (done < bytes) {
+        let got: number
+        try {
+          got = readSync(fd, out, done, bytes - done, offset + done)
+        } catch (error) {
+          throw fsError(error, path)
+        }
+        if (got === 0) throw new HvmemError('snapshot-invalid', `${path} is not a valid hvmem snapshot: it ended at byte ${offset + done} while being read (changed in place by another program?)`)
+        done += got
+      }
+      return out
+    },
+  }
+}
+
+/** The temp files of `base` a save writes: `<base>.hvmem-tmp.<pid>.<8 hex digits>`. */
+export function tempFilePattern(base: string): RegExp {
+  return new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.hvmem-tmp\\.\\d+\\.[0-9a-f]{8}$`)
+}
+
+/**
+ * Writes the snapshot atomically: a new temp file in the same directory (never an existing one),
+ * written in chunks, fsynced, renamed over `path`, then the directory fsynced. Called under the lock,
+ * so temp files of this snapshot left by a killed command are removed first.
+ */
+async function save(path: string, machine: Machine): Promise<void> {
+  // A symlinked snapshot: replace the file it points at, not the link.
+  const target = await realpath(path).catch(() => path)
+  const dir = dirname(target)
+  const base = basename(target)
+  await removeStaleTemps(dir, base)
+  const existing = await stat(target).catch(() => undefined)
+  let temp = ''
   try {
-    release = await lockfile.lock(path, {
-      ...LOCK_OPTIONS,
-      // Another process took the lock over, thinking this one dead; reported once the body ends.
-      onCompromised: () => {
-        compromised = true
-      },
-    })
+    let handle
+    for (let attempt = 0; handle === undefined; attempt++) {
+      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${randomBytes(4).toString('hex')}`)
+      try {
+        // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
+        handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
+      } catch (error) {
+        if (!isCode(error, 'EEXIST') || attempt >= 4) throw error
+      }
+    }
+    try {
+      for (const chunk of snapshotChunks(machine)) {
+        let done = 0
+        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten
+      }
+      if (existing !== undefined) {
+        await handle.chmod(existing.mode & 0o7777)
+        if (process.getuid?.() === 0) await handle.chown(existing.uid, existing.gid).catch(() => undefined)
+      }
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(temp, target)
   } catch (error) {
-    if (isCode(error, 'ELOCKED')) throw new HvmemError('io', `${path} is locked by another hvmem command that has not finished in 30 s; try again, or remove ${path}.lock if no hvmem command is running`)
-    if (creating && isCode(error, 'ENOENT')) throw new HvmemError('io', `cannot create ${path}: its directory ${dirname(path)} does not exist`)
+    if (temp !== '') await unlink(temp).catch(() => undefined)
     throw fsError(error, path)
   }
+  await syncDirectory(dir)
+}
+
+/** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
+async function syncDirectory(dir: string): Promise<void> {
   try {
-    const result = await body()
+    const handle = await open(dir, constants.O_RDONLY)
+    try {
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  } catch {
+    // best effort
+  }
+}
+
+async function removeStaleTemps(dir: string, base: string): Promise<void> {
+  const pattern = tempFilePattern(base)
+  const names = await readdir(dir).catch(() => [] as string[])
+  for (const name of names.filter((n) => pattern.test(n))) await unlink(join(dir, name)).catch(() => undefined)
+}
+
+/**
+ * Runs `body` holding the snapshot's lock. Waits up to LOCK_WAIT_MS for another command's lock, and
+ * takes over one untouched for LOCK_STALE_MS (saying so on stderr). `body` gets `stillOurs`, which
+ * throws if another command took the lock over meanwhile (this one was thought dead): call it
+ * right before saving, so a command that lost its lock writes nothing.
+ */
+async function withLock<T>(path: string, creating: boolean, body: (stillOurs: () => Promise<void>) => Promise<T>): Promise<T> {
+  let compromised = false
+  const release = await acquire(path, creating, () => {
+    compromised = true
+  })
+  const stillOurs = async (): Promise<void> => {
+    // Let a pending lock refresh run first: it is what notices a takeover.
+    await new Promise((resolve) => setImmediate(resolve))
+    if (compromised) throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+  }
+  try {
+    const result = await body(stillOurs)
     if (compromised) throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran; check the snapshot with "hvmem heap status"`)
     return result
   } finally {
     await release().catch(() => undefined)
   }
+}
+
+async function acquire(path: string, creating: boolean, onCompromised: () => void): Promise<() => Promise<void>> {
+  const lockPath = `${path}.lock`
+  const deadline = Date.now() + LOCK_WAIT_MS
+  let delay = 5
+  for (;;) {
+    // proper-lockfile's own file-system calls, watched to learn when it removes a stale lock.
+    let acquiring = true
+    let staleMtime: Date | undefined
+    let tookOver = false
+    const fs = {
+      mkdir,
+      utimes,
+      stat: (file: string, callback: (error: NodeJS.ErrnoException | null, stats: Stats) => void) =>
+        statCallback(file, (error, stats) => {
+          // the lock found in place (not the one proper-lockfile then makes and probes)
+          if (acquiring && !tookOver && error === null) staleMtime = stats.mtime
+          callback(error, stats)
+        }),
+      rmdir: (file: string, callback: (error: NodeJS.ErrnoException | null) => void) => {
+        if (acquiring) tookOver = true
+        rmdir(file, callback)
+      },
+    }
+    try {
+      const release = await lockfile.lock(path, {realpath: false, stale: LOCK_STALE_MS, retries: 0, fs, onCompromised})
+      acquiring = false
+      if (tookOver) {
+        const age = staleMtime === undefined ? '' : `, untouched for ${Math.round((Date.now() - staleMtime.getTime()) / 1000)} s`
+        warn(`took over a stale lock on ${path} left by a command that did not finish (${lockPath}${age})`)
+      }
+      return release
+    } catch (error) {
+      acquiring = false
+      if (isCode(error, 'ELOCKED')) {
+        if (Date.now() >= deadline) throw new HvmemError('io', `${path} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
+        await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay))
+        delay = Math.min(delay * 1.5, 50)
+        continue
+      }
+      throw lockError(error, path, lockPath, creating)
+    }
+  }
+}
+
+/** The lock directory could not be made: say why, in terms of the snapshot's directory. */
+function lockError(error: unknown, path: string, lockPath: string, creating: boolean): unknown {
+  const dir = dirname(path)
+  if (isCode(error, 'ENOENT')) {
+    if (!creating) return fsError(error, path)
+    return existsSync(dir) ? new HvmemError('io', `cannot create ${path}: ${dir} does not take new files (ENOENT)`) : new HvmemError('io', `cannot create ${path}: its directory ${dir} does not exist`)
+  }
+  if (isCode(error, 'EACCES') || isCode(error, 'EPERM') || isCode(error, 'EROFS')) {
+    return new HvmemError('io', `cannot lock ${path}: the directory ${dir} is not writable (${(error as {code: string}).code}); hvmem creates ${basename(lockPath)} and a temp file next to the snapshot`)
+  }
+  return fsError(error, path)
 }
 
 function isCode(error: unknown, code: string): boolean {
@@ -107,7 +318,11 @@ function fsError(error: unknown, path: string): unknown {
   if (error instanceof HvmemError) return error
   if (isCode(error, 'ENOENT')) return new HvmemError('snapshot-missing', `no snapshot at ${path}; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT`)
   if (isCode(error, 'EISDIR')) return new HvmemError('snapshot-invalid', `${path} is a directory, not a snapshot file`)
+  if (isCode(error, 'ENOTDIR')) return new HvmemError('io', `cannot use ${path}: part of its directory ${dirname(path)} is not a directory`)
+  if (isCode(error, 'ELOOP')) return new HvmemError('io', `cannot use ${path}: too many levels of symbolic links`)
+  if (isCode(error, 'ENAMETOOLONG')) return new HvmemError('io', `cannot use the snapshot path: it is too long (${path.length} characters)`)
   if (isCode(error, 'EACCES') || isCode(error, 'EPERM') || isCode(error, 'EROFS')) return new HvmemError('io', `permission denied for ${path}; check the file and its directory`)
+  if (isCode(error, 'ENOSPC') || isCode(error, 'EDQUOT')) return new HvmemError('io', `no space left to save ${path}; the snapshot was not changed`)
   if (error instanceof Error) return new HvmemError('io', `cannot access ${path}: ${error.message}`)
   return error
 }

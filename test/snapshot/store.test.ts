@@ -1,4 +1,4 @@
-import {mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
+import {chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
@@ -6,8 +6,8 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import {HvmemError} from '../../src/core/errors.js'
 import type {Machine} from '../../src/core/machine.js'
 import {decodeSnapshot, encodeSnapshot} from '../../src/snapshot/format.js'
-import {createSnapshot, loadSnapshot, updateSnapshot} from '../../src/snapshot/store.js'
-import {HEAP_BASE, PAGE, RAM_BASE, expectHvmemRejection, newMachine} from './fixtures.js'
+import {createSnapshot, loadSnapshot, setWarn, updateSnapshot} from '../../src/snapshot/store.js'
+import {HEAP_BASE, PAGE, RAM_BASE, dataStart, encodeV1, expectHvmemError, expectHvmemRejection, newMachine} from './fixtures.js'
 
 let dir: string
 let file: string
@@ -26,7 +26,7 @@ function populated(): Machine {
   const m = newMachine()
   const page = m.heap.allocPage()
   m.memory.write(page, 8, 0x0123_4567_89ab_cdefn)
-  m.ensureMapper({vmid: 7, l2Budget: 8}).mapper.mapRegion(RAM_BASE, 1n << 30n, 'normal')
+  m.ensureMapper({vmid: 7, l2Budget: 8}).mapper.mapRegion(RAM_BASE, 1n << 30n, 'normal', {granularity: '2M'})
   return m
 }
 
@@ -46,6 +46,10 @@ async function entries(): Promise<string[]> {
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
 describe('loadSnapshot', () => {
   it('a missing path -> snapshot-missing, naming the path', async () => {
     const error = await expectHvmemRejection(loadSnapshot(file), 'snapshot-missing')
@@ -62,13 +66,70 @@ describe('loadSnapshot', () => {
     expect(error.message).toContain('/dev/null')
   })
 
-  it('an empty or damaged file -> snapshot-invalid with a message starting with the path', async () => {
+  it('an empty file or a damaged header -> snapshot-invalid with a message starting with the path', async () => {
     await writeFile(file, Buffer.alloc(0))
     expect((await expectHvmemRejection(loadSnapshot(file), 'snapshot-invalid')).message.startsWith(`${file} `)).toBe(true)
     const data = encodeSnapshot(populated())
-    data[data.length - 1] = data[data.length - 1]! ^ 1
+    data[50] = data[50]! ^ 1
     await writeFile(file, data)
-    expect((await expectHvmemRejection(loadSnapshot(file), 'snapshot-invalid')).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*checksum mismatch`))
+    expect((await expectHvmemRejection(loadSnapshot(file), 'snapshot-invalid')).message).toMatch(new RegExp(`^${escape(file)} .*header or page index checksum mismatch`))
+  })
+
+  it('a damaged page: the load succeeds, the first read of that page fails naming file and page; other pages read', async () => {
+    const m = populated()
+    const data = encodeSnapshot(m)
+    const pages = m.memory.nonZeroPages().map(([address]) => address)
+    expect(pages[0]).toBe(HEAP_BASE)
+    const start = dataStart(data)
+    data[start + 3] = data[start + 3]! ^ 0x40 // the first page, HEAP_BASE
+    await writeFile(file, data)
+    const loaded = await loadSnapshot(file)
+    expect(loaded.memory.read(pages[1]!, 8)).toBe(m.memory.read(pages[1]!, 8))
+    const error = expectHvmemError(() => loaded.memory.read(HEAP_BASE, 8), 'snapshot-invalid')
+    expect(error.message).toMatch(new RegExp(`^${escape(file)} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
+  })
+
+  it('reads only the pages used: the header and index, then one page at a time', async () => {
+    const m = newMachine()
+    for (let i = 0n; i < 64n; i++) m.memory.write(RAM_BASE + i * PAGE, 8, 0x100n + i)
+    await snapshotOf(m)
+    const loaded = await loadSnapshot(file)
+    expect(loaded.memory.residentPages).toBe(0)
+    expect(loaded.heap.status()).toEqual(m.heap.status())
+    expect(loaded.memory.read(RAM_BASE + 5n * PAGE, 8)).toBe(0x105n)
+    expect(loaded.memory.residentPages).toBe(1)
+    expect(loaded.memory.nonZeroPages().length).toBe(64)
+    expect(loaded.memory.residentPages).toBe(64)
+  })
+
+  it('keeps reading the file it opened: a save that replaces the snapshot meanwhile does not mix the two', async () => {
+    const m = newMachine()
+    m.memory.write(RAM_BASE, 8, 1n)
+    m.memory.write(RAM_BASE + PAGE, 8, 2n)
+    await createSnapshot(file, m, false)
+    const reader = await loadSnapshot(file)
+    expect(reader.memory.read(RAM_BASE, 8)).toBe(1n)
+    await updateSnapshot(file, (w) => {
+      w.memory.write(RAM_BASE, 8, 10n)
+      w.memory.write(RAM_BASE + PAGE, 8, 20n)
+    })
+    expect(reader.memory.read(RAM_BASE + PAGE, 8)).toBe(2n) // the old file's page, not the new one
+    const fresh = await loadSnapshot(file)
+    expect([fresh.memory.read(RAM_BASE, 8), fresh.memory.read(RAM_BASE + PAGE, 8)]).toEqual([10n, 20n])
+  })
+
+  it('reads a version-1 file (whole), and the next change writes it as version 2', async () => {
+    const m = populated()
+    await writeFile(file, encodeV1(m))
+    const loaded = await loadSnapshot(file)
+    expect(loaded.state()).toEqual(m.state())
+    expect(encodeSnapshot(loaded).equals(encodeSnapshot(m))).toBe(true)
+    await updateSnapshot(file, (w) => w.heap.alloc(8n))
+    const data = await readFile(file)
+    expect(data.readUInt32LE(8)).toBe(2)
+    const expected = populated()
+    expected.heap.alloc(8n)
+    expect(data.equals(encodeSnapshot(expected))).toBe(true)
   })
 
   it('loads what was written', async () => {
@@ -230,4 +291,91 @@ describe('updateSnapshot', () => {
     expect(status.allocated).toBe(20n * PAGE)
     expect(await entries()).toEqual(['test.snap'])
   }, 30_000)
+})
+
+describe('saving: temp files, permissions, links', () => {
+  it('a temp file left by a killed save is ignored by loads and removed by the next save; look-alike files are kept', async () => {
+    const m = populated()
+    await createSnapshot(file, m, false)
+    const good = await readFile(file)
+    // what a save killed mid-write leaves: part of a new snapshot under the temp name
+    const leftover = join(dir, 'test.snap.hvmem-tmp.12345.0badf00d')
+    await writeFile(leftover, good.subarray(0, 1000))
+    // names that only look like it, or belong to another snapshot: never touched
+    const keep = ['test.snap.1', 'test.snap.bak', 'test.snap.hvmem-tmp.1.xyz', 'other.snap.hvmem-tmp.1.0badf00d', 'test.snap.hvmem-tmp.12.0badf00d.old']
+    for (const name of keep) await writeFile(join(dir, name), 'mine')
+    expect((await loadSnapshot(file)).state()).toEqual(m.state())
+    expect(await entries()).toEqual([...keep, 'test.snap', 'test.snap.hvmem-tmp.12345.0badf00d'].sort())
+    await updateSnapshot(file, (w) => w.heap.alloc(4n))
+    expect(await entries()).toEqual([...keep, 'test.snap'].sort())
+    for (const name of keep) expect(await readFile(join(dir, name), 'utf8')).toBe('mine')
+  })
+
+  it('a replaced snapshot keeps its permission bits; a new one gets 0666 less the umask', async () => {
+    await createSnapshot(file, newMachine(), false)
+    expect((await stat(file)).mode & 0o777).toBe(0o666 & ~process.umask())
+    await chmod(file, 0o640)
+    await updateSnapshot(file, (m) => m.heap.alloc(4n))
+    expect((await stat(file)).mode & 0o777).toBe(0o640)
+  })
+
+  it('a symlinked snapshot: the file it points at is replaced, the link stays a link', async () => {
+    const real = join(dir, 'real.snap')
+    await createSnapshot(real, newMachine(), false)
+    await symlink(real, file)
+    await updateSnapshot(file, (m) => m.heap.alloc(4n))
+    expect((await lstat(file)).isSymbolicLink()).toBe(true)
+    expect((await loadSnapshot(real)).heap.status().allocated).toBe(4n)
+    expect(await entries()).toEqual(['real.snap', 'test.snap'])
+  })
+})
+
+describe('the lock', () => {
+  it('takes over a stale lock (untouched for a minute), saying so once, and saves', async () => {
+    await createSnapshot(file, newMachine(), false)
+    await mkdir(`${file}.lock`)
+    const old = new Date(Date.now() - 60_000)
+    await utimes(`${file}.lock`, old, old)
+    const warnings: string[] = []
+    const previous = setWarn((message) => warnings.push(message))
+    try {
+      expect(await updateSnapshot(file, (m) => m.heap.allocPage())).toBe(HEAP_BASE)
+    } finally {
+      setWarn(previous)
+    }
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatch(new RegExp(`^took over a stale lock on ${escape(file)} left by a command that did not finish \\(${escape(file)}\\.lock, untouched for \\d+ s\\)$`))
+    expect(await entries()).toEqual(['test.snap'])
+  })
+
+  it('waits for a live lock instead of taking it over, and says nothing', async () => {
+    await createSnapshot(file, newMachine(), false)
+    await mkdir(`${file}.lock`)
+    const warnings: string[] = []
+    const previous = setWarn((message) => warnings.push(message))
+    try {
+      let done = false
+      const update = updateSnapshot(file, (m) => m.heap.allocPage()).then((page) => {
+        done = true
+        return page
+      })
+      await pause(300)
+      expect(done).toBe(false) // still waiting
+      await rmdir(`${file}.lock`)
+      expect(await update).toBe(HEAP_BASE)
+    } finally {
+      setWarn(previous)
+    }
+    expect(warnings).toEqual([])
+  })
+
+  // The 15 s limit is this test's own timeout, not a product timing: a retry loop would take 30 s a call.
+  it('a lock that cannot be made fails at once with the reason (no 30 s of retries)', async () => {
+    const missing = join(dir, 'no-such-dir', 'a.snap')
+    await expectHvmemRejection(createSnapshot(missing, newMachine(), false), 'io')
+    await expectHvmemRejection(updateSnapshot(missing, () => undefined), 'snapshot-missing')
+    await writeFile(join(dir, 'plain'), 'x')
+    const under = join(dir, 'plain', 'a.snap')
+    expect((await expectHvmemRejection(createSnapshot(under, newMachine(), false), 'io')).message).toBe(`cannot use ${under}: part of its directory ${join(dir, 'plain')} is not a directory`)
+  }, 15_000)
 })
