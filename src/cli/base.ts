@@ -20,16 +20,29 @@ export abstract class HvmemCommand extends Command {
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     if (err instanceof Errors.ExitError) throw err
-    const {kind, message, exitCode} = describe(err)
+    const described = describe(err)
+    const {kind, exitCode} = described
+    const message = oneLine(described.message)
     if (process.env.HVMEM_DEBUG) process.stderr.write(`${err.stack ?? String(err)}\n`)
     process.exitCode = exitCode
-    if (this.jsonEnabled()) {
-      this.logJson({error: {kind, message, exitCode}} satisfies ErrorJson)
-      return
-    }
-    process.stderr.write(`hvmem: ${message}\n`)
+    if (this.jsonEnabled()) this.logJson({error: {kind, message, exitCode}} satisfies ErrorJson)
+    else process.stderr.write(`hvmem: ${message}\n`)
+    // Exit here in both modes: returning would let oclif go on (and, with NODE_ENV=development or
+    // test, warn on stderr that a command whose parse failed "did not parse its arguments").
     this.exit(exitCode)
   }
+}
+
+/**
+ * A message as one printable line: input quoted into it (a path, an argument) may hold newlines or
+ * terminal escapes, which are shown escaped (\n, \u001b) instead.
+ */
+export function oneLine(message: string): string {
+  return message.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    if (c === '\n') return '\\n'
+    if (c === '\r') return '\\r'
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+  })
 }
 
 function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {
@@ -40,8 +53,12 @@ function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; messag
       .split('\n')
       .map((line) => line.trim())
       .filter((line) => line !== '' && !line.startsWith('See more help'))
+    let text: string
     // "Missing 2 required args:" is followed by one "name  description" line per argument.
-    const text = head.endsWith(':') ? `${head} ${rest.map((line) => line.split(/\s+/)[0]!.toUpperCase()).join(', ')}` : [head, ...rest].join('; ')
+    if (/^Missing \d+ required args?:$/.test(head)) text = `${head} ${rest.map((line) => line.split(/\s+/)[0]!.toUpperCase()).join(', ')}`
+    // "The following error(s) occurred:" is followed by the errors themselves.
+    else if (/^The following errors? occurred:$/.test(head) && rest.length > 0) text = rest.join('; ')
+    else text = [head, ...rest].join('; ')
     return {kind: 'input', message: `${text} (see --help)`, exitCode: EXIT_CODES.input}
   }
   return {kind: 'internal', message: `internal error: ${err.message} (set HVMEM_DEBUG=1 for a stack trace, and please report it)`, exitCode: EXIT_CODES.internal}
