@@ -58,12 +58,14 @@ const openFiles = new FinalizationRegistry<number>((fd) => {
  * stays proportional to the pages used. Version-1 files are read whole.
  */
 export async function loadSnapshot(path: string): Promise<Machine> {
+  checkPath(path)
   return openAndDecode(path, 'lazy')
 }
 
 /** Loads, lets `change` modify the machine, and saves it: all under the lock, and only if `change` returns. */
 export async function updateSnapshot<T>(path: string, change: (machine: Machine) => T): Promise<T> {
   // Refuse a missing file, a directory or a device before making a lock next to it.
+  checkPath(path)
   await checkRegular(path, false)
   return withLock(path, false, async (stillOurs) => {
     const machine = await openAndDecode(path, 'full')
@@ -76,6 +78,7 @@ export async function updateSnapshot<T>(path: string, change: (machine: Machine)
 
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
 export async function createSnapshot(path: string, machine: Machine, force: boolean): Promise<void> {
+  checkPath(path)
   await checkRegular(path, true)
   await withLock(path, true, async (stillOurs) => {
     const info = await stat(path).catch((error: unknown) => {
@@ -89,6 +92,11 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
     await stillOurs()
     await save(path, machine)
   })
+}
+
+/** An empty path names nothing (and would resolve to the current directory): bad input. */
+function checkPath(path: string): void {
+  if (path === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
 }
 
 /** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all). */
