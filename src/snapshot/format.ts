@@ -143,7 +143,9 @@ function orphanedTablesOf(mapper: object): number {
 }
 
 function metaCrc(header: Uint8Array, index: Uint8Array): number {
-  return crc32(index, crc32(header.subarray(0, META_CRC_OFFSET)))
+  const headerCrc = crc32(header.subarray(0, META_CRC_OFFSET))
+  // (zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value: skip it)
+  return index.length === 0 ? headerCrc : crc32(index, headerCrc)
 }
 
 /** Parses and checks a whole snapshot held in memory (every page); anything wrong is a 'snapshot-invalid' error naming the problem. */
@@ -157,30 +159,31 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
     throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${why}`)
   }
   const size = source.length
-  if (size < MAGIC.length || !Buffer.from(source.read(0, MAGIC.length)).equals(MAGIC)) bad('wrong magic (not a snapshot, or damaged)')
+  if (size < MAGIC.length || !view(source.read(0, MAGIC.length)).equals(MAGIC)) bad('wrong magic (not a snapshot, or damaged)')
   if (size < 12) bad(`truncated (${size} bytes, too short for a header)`)
-  const version = Buffer.from(source.read(8, 4)).readUInt32LE(0)
+  const version = view(source.read(8, 4)).readUInt32LE(0)
   if (version > FORMAT_VERSION) {
     throw new HvmemError('snapshot-invalid', `${name} has snapshot format version ${version}, newer than this hvmem reads (version ${FORMAT_VERSION}); upgrade hvmem`)
   }
   if (version < OLDEST_FORMAT_VERSION) bad(`unknown format version ${version}`)
-  if (version === 1) return {machine: decodeV1(Buffer.from(source.read(0, size)), name, bad), version, usesSource: false}
+  if (version === 1) return {machine: decodeV1(view(source.read(0, size)), name, bad), version, usesSource: false}
 
   if (size < HEADER_BYTES) bad(`truncated (${size} bytes, a header alone needs ${HEADER_BYTES})`)
-  const header = Buffer.from(source.read(0, HEADER_BYTES))
+  const header = view(source.read(0, HEADER_BYTES))
   if (header.readUInt32LE(12) !== HEADER_BYTES) bad(`header length ${header.readUInt32LE(12)}, expected ${HEADER_BYTES}`)
   const count = header.readBigUInt64LE(80)
   const expected = BigInt(HEADER_BYTES) + count * BigInt(PAGE_RECORD_BYTES)
   if (expected !== BigInt(size)) bad(`${size} bytes where the header's ${count} pages need ${expected} (truncated or damaged)`)
   const n = Number(count)
-  const index = Buffer.from(source.read(HEADER_BYTES, n * INDEX_ENTRY_BYTES))
+  const index = view(source.read(HEADER_BYTES, n * INDEX_ENTRY_BYTES))
   const storedCrc = header.readUInt32LE(META_CRC_OFFSET)
   const actualCrc = metaCrc(header, index)
   if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
   if (!header.subarray(92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
   const state = headerState(header, bad, header.readUInt32LE(88))
 
-  const addresses: bigint[] = new Array<bigint>(n)
+  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however many.
+  const frames = new Float64Array(n)
   let previous = -1n
   for (let i = 0; i < n; i++) {
     const at = INDEX_ENTRY_BYTES * i
@@ -189,30 +192,32 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
     if ((address & 0xfffn) !== 0n) bad(`page address ${hex(address)} at entry ${i} is not 4 KiB aligned`)
     if (index.readUInt32LE(at + 12) !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
     previous = address
-    addresses[i] = address
+    frames[i] = Number(address >> 12n)
   }
+  const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
   /** The checked bytes of the i-th stored page. */
   const readPage = (i: number): Uint8Array => {
-    const address = addresses[i]!
     const page = source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES)
     const stored = index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
     const actual = crc32(page)
-    if (stored !== actual) bad(`page ${hex(address)} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
-    if (isZero(page)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
+    if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
+    if (isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
     return page
   }
 
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
-      for (let i = 0; i < n; i++) memory.loadPage(addresses[i]!, readPage(i))
+      for (let i = 0; i < n; i++) memory.loadPage(addressOf(i), readPage(i))
       return {machine: Machine.restore(state, memory), version, usesSource: false}
     }
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
-      storedPages: addresses,
+      storedPages: (function* () {
+        for (let i = 0; i < n; i++) yield addressOf(i)
+      })(),
       pageSource: (pageAddress) => {
-        const i = findIndex(addresses, pageAddress)
+        const i = findIndex(frames, Number(pageAddress >> 12n))
         return i === undefined ? undefined : readPage(i)
       },
     })
@@ -265,18 +270,23 @@ function decodeV1(data: Buffer, name: string, bad: (why: string) => never): Mach
   })
 }
 
-/** Binary search of an ascending address list. */
-function findIndex(addresses: readonly bigint[], address: bigint): number | undefined {
+/** Binary search of an ascending list of page frame numbers. */
+function findIndex(frames: Float64Array, frame: number): number | undefined {
   let low = 0
-  let high = addresses.length - 1
+  let high = frames.length - 1
   while (low <= high) {
     const mid = (low + high) >>> 1
-    const at = addresses[mid]!
-    if (at === address) return mid
-    if (at < address) low = mid + 1
+    const at = frames[mid]!
+    if (at === frame) return mid
+    if (at < frame) low = mid + 1
     else high = mid - 1
   }
   return undefined
+}
+
+/** A Buffer over the same bytes (no copy), for Buffer's readers. */
+function view(bytes: Uint8Array): Buffer {
+  return bytes.length === 0 ? Buffer.alloc(0) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
 }
 
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
