@@ -1,0 +1,61 @@
+/** Starting the built binary with more control than test/cli/run.ts gives: a handle to kill, another user. */
+import {type ChildProcess, spawn} from 'node:child_process'
+
+import {BIN, type Run} from '../cli/run.js'
+
+export {BIN, hvmem, hvmemJson, scratch} from '../cli/run.js'
+
+export interface Started {
+  child: ChildProcess
+  /** resolves when the process has exited (and its output is complete) */
+  done: Promise<Run & {signal: NodeJS.Signals | null}>
+}
+
+export interface StartOptions {
+  env?: Record<string, string>
+  /** run as this user and group (tests running as root use it to meet permissions) */
+  uid?: number
+  gid?: number
+  /** extra arguments for node itself, before the script */
+  nodeArgs?: string[]
+}
+
+export function start(cwd: string, args: string[], options: StartOptions = {}): Started {
+  const base = {...process.env}
+  delete base.HVMEM_SNAPSHOT
+  delete base.FORCE_COLOR
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], {
+    cwd,
+    env: {...base, ...options.env},
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.uid === undefined ? {} : {uid: options.uid, gid: options.gid ?? options.uid}),
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  const done = new Promise<Run & {signal: NodeJS.Signals | null}>((resolve, reject) => {
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({code: code ?? -1, signal, stdout, stderr}))
+  })
+  return {child, done}
+}
+
+/** Every line of stderr that looks like a stack frame: there must never be one. */
+export function stackLines(stderr: string): string[] {
+  return stderr.split('\n').filter((line) => /^\s+at /.test(line))
+}
+
+/** Runs `tasks` with at most `limit` at a time, results in order. */
+export async function pool<T>(limit: number, tasks: Array<() => Promise<T>>): Promise<T[]> {
+  const results = new Array<T>(tasks.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < tasks.length) {
+      const i = next++
+      results[i] = await tasks[i]!()
+    }
+  }
+  await Promise.all(Array.from({length: Math.min(limit, tasks.length)}, worker))
+  return results
+}
