@@ -28,6 +28,8 @@ export interface MapperJson {
   vmid: number
   l2Budget: number
   l2Tables: string[]
+  /** table pages left unreachable by coalesce, replacing maps and unmaps (the bump allocator cannot free them) */
+  orphanedTables: number
   /** the values to load, by architectural name: VTTBR_EL2, VTCR_EL2, HCR_EL2 (stage 2) or TTBR0_EL2, TCR_EL2, MAIR_EL2, SCTLR_EL2, HCR_EL2 (stage 1) */
   registers: Record<string, string>
 }
@@ -39,6 +41,7 @@ export function mapperJson(m: IdentityMapper): MapperJson {
     vmid: m.state.vmid,
     l2Budget: m.state.l2Budget,
     l2Tables: m.l2Tables().map((t) => hex(t)),
+    orphanedTables: m.state.orphanedTables,
     registers: Object.fromEntries(m.registers().map((r) => [r.name, hex(r.value)])),
   }
 }

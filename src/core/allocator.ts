@@ -96,4 +96,11 @@ export class BumpAllocator {
   clone(): BumpAllocator {
     return BumpAllocator.fromState(this.state())
   }
+
+  /** Takes over another allocator's position over the same range (a transaction's clone, on commit). */
+  adopt(other: BumpAllocator): void {
+    if (other.start !== this.start || other.end !== this.end) throw new Error('adopt: allocators cover different ranges')
+    this.nextFree = other.nextFree
+    this.allocatedBytes = other.allocatedBytes
+  }
 }

@@ -34,7 +34,9 @@ export default class HeapStatus extends HvmemCommand {
     if (mapper === undefined) this.log('No mapper yet: "hvmem map region" creates one.')
     else {
       const vmid = mapper.state.regime === 'stage2' ? `, VMID ${mapper.state.vmid}` : ''
-      this.log(`Mapper: ${mapper.state.regime}, root ${hex(mapper.root)}${vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables; ${registerLine(mapper)}`)
+      const orphans = mapper.state.orphanedTables
+      const orphaned = orphans > 0 ? `, ${orphans} unreachable table page(s) (${formatSize(BigInt(orphans) * 4096n)} lost)` : ''
+      this.log(`Mapper: ${mapper.state.regime}, root ${hex(mapper.root)}${vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables${orphaned}; ${registerLine(mapper)}`)
     }
     return {ram: {base: hex(machine.memory.base), size: Number(machine.memory.size), end: hex(machine.memory.end)}, heap: heapJson(s), mapper: mapper === undefined ? null : mapperJson(mapper)}
   }

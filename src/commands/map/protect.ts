@@ -1,0 +1,46 @@
+import {Flags} from '@oclif/core'
+
+import {HvmemCommand} from '../../cli/base.js'
+import {describeCounts, type EditJson, editJson, editLines} from '../../cli/edit.js'
+import {u64Arg} from '../../cli/flags.js'
+import {type MapperJson, mapperJson} from '../../cli/json.js'
+import {requireMapper} from '../../cli/mapper.js'
+import {ATTRS, type Attr} from '../../core/descriptor.js'
+import {HvmemError} from '../../core/errors.js'
+import {PERMISSIONS, type Permission} from '../../core/mapper.js'
+import {formatSize, hex} from '../../core/u64.js'
+import {updateSnapshot} from '../../snapshot/store.js'
+
+export interface ProtectJson extends EditJson {
+  mapper: MapperJson
+}
+
+export default class MapProtect extends HvmemCommand {
+  static override summary = 'Change the attributes (--attr) or the permissions (--perm) of every mapping in [IPA, IPA+SIZE).'
+  static override description = `--attr replaces all attribute bits with those of normal, device or readonly. --perm r|rw|rx|rwx changes only read/write and execute (stage 2: S2AP and XN; stage 1: AP[2] and XN) and keeps the memory type. A block that the range covers in part is split first, keeping the rest exactly as it was. The whole range must be mapped (exit 2 otherwise). All or nothing.`
+  static override examples = ['<%= config.bin %> map protect 0x4000_0000 2M --perm r', '<%= config.bin %> map protect 0x4020_0000 4K --attr device', '<%= config.bin %> map protect 0x4000_0000 1G --perm rwx']
+
+  static override args = {
+    ipa: u64Arg({description: 'First input address (4 KiB aligned).', required: true}),
+    size: u64Arg({description: 'Bytes to change (a multiple of 4 KiB).', required: true}),
+  }
+
+  static override flags = {
+    attr: Flags.option({options: ATTRS, summary: 'New attributes.', exclusive: ['perm']})(),
+    perm: Flags.option({options: PERMISSIONS, summary: 'New permissions, keeping the memory type.', exclusive: ['attr']})(),
+  }
+
+  async run(): Promise<ProtectJson> {
+    const {args, flags} = await this.parse(MapProtect)
+    if (flags.attr === undefined && flags.perm === undefined) throw new HvmemError('input', 'say what to change: --attr normal|device|readonly or --perm r|rw|rx|rwx')
+    const protection = flags.attr === undefined ? {perm: flags.perm as Permission} : {attr: flags.attr as Attr}
+    const {result, mapper} = await updateSnapshot(flags.snapshot, (machine) => {
+      const mapper = requireMapper(machine)
+      return {result: mapper.protect(args.ipa, args.size, protection), mapper: mapperJson(mapper)}
+    })
+    const what = 'attr' in protection ? `--attr ${protection.attr}` : `--perm ${protection.perm}`
+    this.log(`Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written)} descriptor(s) rewritten, ${describeCounts(result.unchanged)} already so`)
+    for (const line of editLines(result)) this.log(line)
+    return {...editJson(result), mapper}
+  }
+}

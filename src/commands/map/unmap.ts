@@ -1,0 +1,33 @@
+import {HvmemCommand} from '../../cli/base.js'
+import {describeCounts, type EditJson, editJson, editLines} from '../../cli/edit.js'
+import {u64Arg} from '../../cli/flags.js'
+import {type MapperJson, mapperJson} from '../../cli/json.js'
+import {requireMapper} from '../../cli/mapper.js'
+import {formatSize, hex} from '../../core/u64.js'
+import {updateSnapshot} from '../../snapshot/store.js'
+
+export interface UnmapJson extends EditJson {
+  mapper: MapperJson
+}
+
+export default class MapUnmap extends HvmemCommand {
+  static override summary = 'Remove every mapping in [IPA, IPA+SIZE), splitting blocks the range covers only in part.'
+  static override description = `A block that the range covers in part is first split into a next-level table that keeps the rest of the block exactly as it was (a 1 GiB block into 2 MiB blocks, a 2 MiB block into pages; an L2 table counts against the budget). Tables the range covers whole are dropped: their pages become unreachable (see "heap status"). Unmapping what is not mapped is not an error. All or nothing.`
+  static override examples = ['<%= config.bin %> map unmap 0x4000_0000 2M', '<%= config.bin %> map unmap 0x4010_0000 4K']
+
+  static override args = {
+    ipa: u64Arg({description: 'First input address (4 KiB aligned).', required: true}),
+    size: u64Arg({description: 'Bytes to unmap (a multiple of 4 KiB).', required: true}),
+  }
+
+  async run(): Promise<UnmapJson> {
+    const {args, flags} = await this.parse(MapUnmap)
+    const {result, mapper} = await updateSnapshot(flags.snapshot, (machine) => {
+      const mapper = requireMapper(machine)
+      return {result: mapper.unmap(args.ipa, args.size), mapper: mapperJson(mapper)}
+    })
+    this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared)} descriptor(s) cleared`)
+    for (const line of editLines(result)) this.log(line)
+    return {...editJson(result), mapper}
+  }
+}
