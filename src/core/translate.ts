@@ -82,6 +82,8 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
   }
 
+  // A table outside RAM: the walk's read is an external abort. Hardware may report it in PAR_EL1 or take it
+  // as a Data Abort (QEMU does the latter, with the same fault status code); hvmem reports it in `par`.
   if (input < 0n || input >= IPA_LIMIT) return fail('translation', 0, `the address is outside the 39-bit input address space (T0SZ 25)`)
   let table = root & ADDRESS_MASK
   for (let level = START_LEVEL; level <= 3; level++) {
@@ -119,8 +121,11 @@ function permissions(regime: Regime, leaf: LeafFields): {read: boolean; write: b
   return {read: true, write: leaf.access === 'RW', execute: leaf.executable}
 }
 
-/** MAIR-format nibble for a stage-2 cacheability (01 NC, 10 WT, 11 WB), allocation hints from stage 1 (RA, WA). */
-const S2_NIBBLE = [0, 0b0100, 0b1011, 0b1111] as const
+/**
+ * MAIR-format nibble for a stage-2 cacheability (01 NC, 10 WT, 11 WB), allocation hints from stage 1
+ * (RA, WA). The reserved inner value 00 leaves stage 1's write-back as it is (as QEMU does).
+ */
+const S2_NIBBLE = [0b1111, 0b0100, 0b1011, 0b1111] as const
 
 /**
  * Stage 2 combined with the guest's stage 1 under HCR_EL2.DC (Normal write-back, non-shareable), as
@@ -133,7 +138,9 @@ function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: 
   const inner = memAttr & 3
   if (outer === 0) return {memType: leaf.memType, attr: inner << 2, sh: 0b10}
   const attr = (S2_NIBBLE[outer]! << 4) | S2_NIBBLE[inner]!
-  return {memType: leaf.memType, attr, sh: outer === 1 && inner === 1 ? 0b10 : leaf.sh}
+  // combined with stage 1's non-shareable: outer if either is outer, else inner if either is inner, else none
+  const sh = outer === 1 && inner === 1 ? 0b10 : leaf.sh === 0b10 || leaf.sh === 0b11 ? leaf.sh : 0b00
+  return {memType: leaf.memType, attr, sh}
 }
 
 /** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects, and the descriptor's shareability as it is (as QEMU reports it, Device included). */
