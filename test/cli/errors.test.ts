@@ -37,8 +37,8 @@ const cases: Case[] = [
   {args: ['alloc', 'bytes', '0x1_0000_0000_0000_0000'], code: 2, message: 'hvmem: SIZE: "0x1_0000_0000_0000_0000" does not fit in 64 bits'},
   {args: ['alloc', 'bytes', '1__0'], code: 2, message: 'hvmem: SIZE: "1__0" is not a number'},
   {args: ['alloc', 'page', '--count', '0'], code: 2, message: 'hvmem: --count: "0" is out of range'},
-  {args: ['map', 'region', '0x4010_0000', '2M'], code: 2, message: 'hvmem: IPA 0x40100000 is not 2 MiB aligned'},
-  {args: ['map', 'region', '0x4000_0000', '3M'], code: 2, message: 'hvmem: size 0x300000 is not a multiple of 2 MiB'},
+  {args: ['map', 'region', '0x4010_0800', '2M'], code: 2, message: 'hvmem: IPA 0x40100800 is not 4 KiB aligned'},
+  {args: ['map', 'region', '0x4000_0000', '0x1800'], code: 2, message: 'hvmem: size 0x1800 is not a multiple of 4 KiB'},
   {args: ['map', 'region', '0x4000_0000', '0'], code: 2, message: 'hvmem: size must be > 0'},
   {args: ['map', 'region', '0x7f_ffe0_0000', '4M'], code: 2, message: 'hvmem: 0x7fffe00000-0x8000200000 ends past the 39-bit input address space'},
   {args: ['map', 'region', '0', '2M', '--attr', 'cached'], code: 2, message: 'hvmem: Expected --attr=cached to be one of: normal, device, readonly'},
@@ -55,11 +55,11 @@ const cases: Case[] = [
   {args: ['alloc', 'page', '--count', '4095'], code: 5, message: 'hvmem: heap exhausted: 16773120 bytes (align 4096) requested but 16760832 bytes remain at 0x41004000'},
   {args: ['alloc', 'aligned', '--size', '16M', '--align', '2M'], code: 5, message: 'hvmem: heap exhausted'},
   // mapping conflict: exit 6
-  {args: ['map', 'region', '0x3fe0_0000', '4M', '--attr', 'device'], code: 6, message: 'hvmem: cannot map 0x3fe00000-0x40200000 as device: 0x40000000-0x40200000 is already mapped normal to 0x40000000 (descriptor 0x400007fd)'},
+  {args: ['map', 'region', '0x3fe0_0000', '4M', '--attr', 'device'], code: 6, message: 'hvmem: cannot map 0x3fe00000-0x40200000 as device: 0x40000000-0x40200000 is already mapped normal to 0x40000000 (2M, descriptor 0x400007fd)'},
   {args: ['map', 'region', '0x4000_0000', '4M', '--attr', 'readonly'], code: 6, message: '0x40000000-0x40400000 is already mapped normal'},
   {args: ['heap', 'reset'], code: 6, message: 'hvmem: the heap holds the stage-2 tables (root 0x41002000, 1 L2 table(s))'},
   // mapping limit: exit 7 (budget 2: one L2 table in use, this needs two more)
-  {args: ['map', 'region', '0x8000_0000', '2G'], code: 7, message: 'hvmem: mapping 0x80000000-0x100000000 needs 2 new L2 table(s) but 1 of the budget of 2 are in use'},
+  {args: ['map', 'region', '0x8000_0000', '2G', '--granularity', '2M'], code: 7, message: 'hvmem: mapping 0x80000000-0x100000000 needs 2 new L2 table(s) but 1 of the budget of 2 are in use'},
   // snapshot exists: exit 8
   {args: ['heap', 'init'], code: 8, message: 'already exists; pass --force to replace it'},
   {args: ['heap', 'init', '--force', '--base', '0x3000_0000'], code: 2, message: 'hvmem: heap 0x30000000-0x31000000 is not inside RAM 0x40000000-0x80000000'},

@@ -40,7 +40,7 @@ describe('output', () => {
     const keys = async (args: string[]): Promise<string[]> => Object.keys((await hvmemJson<Record<string, unknown>>(dir, args)).json)
     expect(await keys(['heap', 'status'])).toEqual(['ram', 'heap', 'mapper'])
     expect(await keys(['alloc', 'page'])).toEqual(['addresses', 'size', 'align', 'heap'])
-    expect(await keys(['map', 'region', '0x4000_0000', '2M'])).toEqual(['mapped', 'blocks', 'written', 'unchanged', 'newTables', 'mapperCreated', 'mapper'])
+    expect(await keys(['map', 'region', '0x4000_0000', '2M'])).toEqual(['mapped', 'blocks', 'written', 'unchanged', 'leaves', 'splits', 'newTables', 'orphanedTables', 'mapperCreated', 'mapper'])
     expect(await keys(['dump', 'tables'])).toEqual(['mapper', 'entries', 'ranges'])
     expect(await keys(['mem', 'read', '0x4100_0000', '1'])).toEqual(['address', 'length', 'bytes'])
     expect(await keys(['mem', 'write', '0x4200_0000', '1', '--width', '2'])).toEqual(['address', 'width', 'value'])

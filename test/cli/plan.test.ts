@@ -47,10 +47,10 @@ describe('plan task 2: global heap', () => {
 describe('plan task 3: dynamic page tables', () => {
   it('maps 0x1000_0000 + 2 MiB and gives a non-zero VTTBR', async () => {
     await ok(['heap', 'init'])
-    const map = await hvmemJson<MapRegionJson>(dir, ['map', 'region', '0x1000_0000', '0x20_0000'])
+    const map = await hvmemJson<MapRegionJson>(dir, ['map', 'region', '0x1000_0000', '0x20_0000', '--granularity', '2M'])
     expect(map.code).toBe(0)
     expect(map.json.mapperCreated).toBe(true)
-    expect(map.json.mapped).toEqual({ipa: '0x10000000', end: '0x10200000', size: 0x20_0000, attr: 'normal', descriptor: '0x100007fd'})
+    expect(map.json.mapped).toEqual({ipa: '0x10000000', end: '0x10200000', size: 0x20_0000, pa: '0x10000000', attr: 'normal', descriptor: '0x100007fd'})
     expect(BigInt(map.json.mapper.registers.VTTBR_EL2!)).not.toBe(0n)
     expect(map.json.mapper.registers.VTTBR_EL2!).toBe('0x41000000')
     expect(map.json.mapper.registers.VTCR_EL2).toBe('0x80023559')

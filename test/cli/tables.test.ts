@@ -21,7 +21,7 @@ async function ok(...args: string[]): Promise<string> {
 describe('map region and dump tables', () => {
   it('maps 0x4000_0000 + 1 GiB normal as 512 L2 blocks 0x400007fd, 0x402007fd, ...', async () => {
     await ok('heap', 'init')
-    await ok('map', 'region', '0x4000_0000', '1G')
+    await ok('map', 'region', '0x4000_0000', '1G', '--granularity', '2M')
     const dump = await hvmemJson<DumpTablesJson>(dir, ['dump', 'tables'])
     const [l1, ...l2] = dump.json.entries
     expect(l1).toMatchObject({level: 1, index: 1, table: '0x41000000', ipa: '0x40000000', descriptor: '0x41001003', kind: 'table', nextTable: '0x41001000'})

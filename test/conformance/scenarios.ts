@@ -9,7 +9,7 @@ import {ADDRESS_MASK, AF, type Attr, LEVEL_SIZE, type RegimeName, TABLE_OR_PAGE,
 import {HvmemError} from '../../src/core/errors.js'
 import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE} from '../../src/core/heap.js'
 import {Machine} from '../../src/core/machine.js'
-import type {IdentityMapper} from '../../src/core/mapper.js'
+import {GRANULARITIES, type IdentityMapper, type MapOptions, PERMISSIONS} from '../../src/core/mapper.js'
 import {IPA_LIMIT, PA_LIMIT} from '../../src/core/registers.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
@@ -72,15 +72,26 @@ export function freshScenario(name: string, regime: RegimeName): Scenario {
   return {name, regime, machine, mapper, probes: []}
 }
 
-/** Maps, ignoring a refusal (conflict, budget): scenarios pile mappings up at random. */
-export function tryMap(s: Scenario, ipa: bigint, size: bigint, attr: Attr): boolean {
+/** Runs a mapper operation, ignoring a refusal (conflict, budget, hole): scenarios pile operations up at random. */
+export function attempt(operation: () => unknown): boolean {
   try {
-    s.mapper.mapRegion(ipa, size, attr)
+    operation()
     return true
   } catch (error) {
     if (error instanceof HvmemError) return false
     throw error
   }
+}
+
+export function tryMap(s: Scenario, ipa: bigint, size: bigint, attr: Attr, options: MapOptions = {}): boolean {
+  return attempt(() => s.mapper.mapRegion(ipa, size, attr, options))
+}
+
+/** Whether [ipa, ipa + size) touches what the stage-1 probe program needs mapped as it is. */
+function touchesProgram(s: Scenario, ipa: bigint, size: bigint): boolean {
+  if (s.regime !== 'stage1') return false
+  const overlaps = (r: {start: bigint; end: bigint}): boolean => ipa < r.end && ipa + size > r.start
+  return overlaps(PROGRAM_RANGE) || overlaps(UART_RANGE)
 }
 
 /** L1 entries a damaged descriptor must not touch: in stage 1 the program and UART live under L1[0] and L1[1]. */
@@ -118,11 +129,11 @@ export function damage(s: Scenario, r: Random, count: number): string[] {
   const memory = s.machine.memory
   const regime = s.regime === 'stage2' ? STAGE2 : STAGE1
   const other = s.regime === 'stage2' ? STAGE1 : STAGE2
+  const candidates = leaves(s).filter((l) => !inProtectedBlock(s, l.ipa) && l.size === BLOCK)
   for (let n = 0; n < count; n++) {
-    const candidates = leaves(s).filter((l) => !inProtectedBlock(s, l.ipa) && l.size === BLOCK)
     const kind = r.int(8)
     if (kind <= 3 && candidates.length > 0) {
-      const leaf = r.pick(candidates)
+      const leaf = candidates.splice(r.int(candidates.length), 1)[0]!
       const oa = leaf.descriptor & ADDRESS_MASK
       if (kind === 0) {
         memory.writeU64(leaf.entry, leaf.descriptor & ~AF)
@@ -233,17 +244,43 @@ function interestingIpa(r: Random, blocks: number): bigint {
   }
 }
 
-/** A seeded random scenario. */
+/** A 4 KiB-aligned range of a few pages to a few blocks, somewhere interesting. */
+function smallRange(r: Random): [bigint, bigint] {
+  const size = r.chance(0.5) ? BigInt(1 + r.int(40)) * PAGE : BigInt(1 + r.int(6)) * BLOCK + BigInt(r.int(8)) * PAGE
+  const ipa = interestingIpa(r, 1) + BigInt(r.int(512)) * PAGE
+  return [ipa, size]
+}
+
+/** A seeded random scenario: maps of every granularity (identity or not), then unmaps, protects and coalesces. */
 export function randomScenario(regime: RegimeName, seed: number): Scenario {
   const r = new Random(seed * 7919 + (regime === 'stage2' ? 1 : 2))
   const s = freshScenario(`${regime} random #${seed}`, regime)
   const operations = 1 + r.int(10)
   for (let i = 0; i < operations; i++) {
     const blocks = r.chance(0.1) ? 256 + r.int(300) : 1 + r.int(24)
-    const ipa = interestingIpa(r, blocks)
-    if (ipa >= 0n && ipa + BigInt(blocks) * BLOCK <= IPA_LIMIT) tryMap(s, ipa, BigInt(blocks) * BLOCK, r.pick(ATTRS))
+    let ipa = interestingIpa(r, blocks)
+    let size = BigInt(blocks) * BLOCK
+    if (r.chance(0.3)) [ipa, size] = smallRange(r) // page-granular edges
+    if (ipa < 0n || ipa + size > IPA_LIMIT) continue
+    // page-granular maps stay small: a scenario of a quarter of a million pages only slows the walks down
+    const options: MapOptions = {granularity: size > 16n * BLOCK ? r.pick(['2M', '1G'] as const) : r.pick(GRANULARITIES)}
+    if (r.chance(0.25)) options.pa = (r.big(PA_LIMIT / GIB) * GIB + (r.chance(0.5) ? ipa % GIB : BigInt(r.int(512)) * PAGE)) % (PA_LIMIT - size)
+    tryMap(s, ipa, size, r.pick(ATTRS), options)
   }
-  if (r.chance(0.6)) s.name += ` (${damage(s, r, 1 + r.int(4)).join('; ')})`
+  // edits inside what is mapped now: they split blocks, keep the rest, and make coalescable tables
+  const mapped = leaves(s).filter((l) => !inProtectedBlock(s, l.ipa))
+  for (let i = 0; i < 3 && mapped.length > 0; i++) {
+    const leaf = r.pick(mapped)
+    const at = leaf.ipa + BigInt(r.int(Number(leaf.size / PAGE))) * PAGE
+    const size = BigInt(1 + r.int(16)) * PAGE
+    if (touchesProgram(s, at, size) || at + size > IPA_LIMIT) continue
+    const choice = r.int(3)
+    if (choice === 0) attempt(() => s.mapper.unmap(at, size))
+    else if (choice === 1) attempt(() => s.mapper.protect(at, size, r.chance(0.5) ? {perm: r.pick(PERMISSIONS)} : {attr: r.pick(ATTRS)}))
+    else attempt(() => s.mapper.protect(at, size, {perm: r.pick(PERMISSIONS)}))
+  }
+  if (r.chance(0.3)) s.mapper.coalesce()
+  if (r.chance(0.5)) s.name += ` (${damage(s, r, 1 + r.int(4)).join('; ')})`
   s.probes = chooseProbes(s, r, 70)
   return s
 }
@@ -259,14 +296,58 @@ export function edgeScenarios(regime: RegimeName): Scenario[] {
     return s
   }
   const top = IPA_LIMIT - BLOCK
+  const edited = (name: string, build: (s: Scenario) => void): Scenario => {
+    const s = freshScenario(`${regime} edge: ${name}`, regime)
+    build(s)
+    s.probes = chooseProbes(s, r, 120)
+    return s
+  }
+  const must = (ok: boolean, what: string): void => {
+    if (!ok) throw new Error(`edge scenario: ${what} was refused`)
+  }
   return [
     ...ATTRS.map((attr) => make(`one ${attr} block`, [[0x8000_0000n + BLOCK * 3n, BLOCK, attr]])),
+    ...ATTRS.map((attr) => make(`one ${attr} page`, [[0x8000_0000n + BLOCK * 5n + 7n * PAGE, PAGE, attr]])),
+    ...ATTRS.map((attr) => make(`one ${attr} 1 GiB block`, [[(4n + BigInt(ATTRS.indexOf(attr))) * GIB, GIB, attr]])),
     make('first and last block of a table', [[2n * GIB, BLOCK, 'normal'], [3n * GIB - BLOCK, BLOCK, 'device']]),
+    make('first and last page of a table', [[11n * GIB, PAGE, 'normal'], [11n * GIB + BLOCK - PAGE, PAGE, 'readonly']]),
     make('across an L1 boundary', [[5n * GIB - 2n * BLOCK, 4n * BLOCK, 'readonly']]),
     make('a whole table', [[6n * GIB, GIB, 'normal']]),
     make('the top of the input space', [[top, BLOCK, 'normal']]),
     make('holes between mappings', [[7n * GIB, BLOCK, 'normal'], [7n * GIB + 2n * BLOCK, BLOCK, 'device'], [7n * GIB + 4n * BLOCK, BLOCK, 'readonly']]),
     make('guest RAM, UART and flash', [[0x4000_0000n, GIB, 'normal'], [0x0800_0000n, BLOCK, 'readonly']]),
     make('damaged descriptors', [[9n * GIB, 16n * BLOCK, 'normal'], [10n * GIB, 16n * BLOCK, 'device']], 8),
+    edited('blocks, then pages at unaligned edges', (s) => must(tryMap(s, 12n * GIB - 3n * PAGE, GIB + 5n * BLOCK + 7n * PAGE, 'normal'), 'map')),
+    edited('not identity: IPA to another PA, as blocks and pages', (s) => {
+      must(tryMap(s, 13n * GIB, GIB, 'normal', {pa: 0x80_0000_0000n}), '1G map')
+      must(tryMap(s, 14n * GIB + 3n * PAGE, 3n * BLOCK, 'device', {pa: 0x1234_5000n}), 'page map')
+    }),
+    edited('a 1 GiB block split by an unmap in its middle', (s) => {
+      must(tryMap(s, 15n * GIB, GIB, 'normal'), 'map')
+      must(attempt(() => s.mapper.unmap(15n * GIB + 5n * BLOCK + 9n * PAGE, 2n * PAGE)), 'unmap')
+    }),
+    edited('a block split by protect, then coalesced back', (s) => {
+      must(tryMap(s, 16n * GIB, 4n * BLOCK, 'normal'), 'map')
+      must(attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'r'})), 'protect r')
+      must(attempt(() => s.mapper.protect(16n * GIB + 2n * BLOCK, PAGE, {attr: 'device'})), 'protect device')
+      must(attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'rwx'})), 'protect rwx')
+      s.mapper.coalesce()
+    }),
+    edited('pages coalesced into a block and blocks into a 1 GiB block', (s) => {
+      must(tryMap(s, 17n * GIB, GIB, 'readonly', {granularity: 'page'}), 'map pages')
+      s.mapper.coalesce()
+    }),
+    edited('level-1 faults: 1 GiB blocks without AF or past 2^40, a table past 2^40', (s) => {
+      const regimeOf = s.regime === 'stage2' ? STAGE2 : STAGE1
+      must(tryMap(s, 19n * GIB, GIB, 'normal'), 'map')
+      s.machine.memory.writeU64(l1Address(s, 19), regimeOf.leafDescriptor(1, 19n * GIB, 'normal') & ~AF)
+      s.machine.memory.writeU64(l1Address(s, 20), regimeOf.leafDescriptor(1, 20n * GIB, 'device') | PA_LIMIT)
+      s.machine.memory.writeU64(l1Address(s, 21), tableDescriptor(PA_LIMIT | 0x4100_0000n))
+      s.machine.memory.writeU64(l1Address(s, 22), regimeOf.leafDescriptor(1, 22n * GIB, 'readonly'))
+    }),
+    edited('a replacing map over pages and blocks', (s) => {
+      must(tryMap(s, 18n * GIB, 3n * BLOCK, 'normal', {granularity: 'page'}), 'map')
+      must(tryMap(s, 18n * GIB + BLOCK - PAGE, BLOCK + 2n * PAGE, 'device', {replace: true}), 'replace')
+    }),
   ]
 }

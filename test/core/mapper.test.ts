@@ -25,16 +25,19 @@ const IPA_LIMIT = 1n << 39n
 describe('IdentityMapper: the plan scenario (Task 3)', () => {
   it('maps 0x1000_0000 + 2 MiB normal and has a non-zero VTTBR', () => {
     const {machine, mapper} = mappedMachine()
-    const result = mapper.mapRegion(0x1000_0000n, 0x20_0000n, 'normal')
+    const result = mapper.mapRegion(0x1000_0000n, 0x20_0000n, 'normal', {granularity: '2M'})
     expect(result).toEqual({
       ipa: 0x1000_0000n,
       size: 0x20_0000n,
+      pa: 0x1000_0000n,
       attr: 'normal',
       descriptor: 0x1000_07fdn,
-      blocks: 1,
-      written: 1,
-      unchanged: 0,
+      written: {1: 0, 2: 1, 3: 0},
+      unchanged: {1: 0, 2: 0, 3: 0},
+      cleared: {1: 0, 2: 0, 3: 0},
+      splits: 0,
       newTables: [FIRST_L2],
+      orphanedTables: 0,
     })
     expect(mapper.vttbr()).not.toBe(0n)
     expect(mapper.vttbr()).toBe(ROOT)
@@ -49,7 +52,7 @@ describe('IdentityMapper: the plan scenario (Task 3)', () => {
     const machine = defaultMachine()
     machine.memory.write(ROOT + 0x40n, 8, 0x4000_07fdn) // stale data where the root will go
     const mapper = IdentityMapper.create(machine.heap, {vmid: 7, l2Budget: 9})
-    expect(mapper.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 9})
+    expect(mapper.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 9, orphanedTables: 0})
     expect(machine.memory.nonZeroPages()).toEqual([])
     expect(mapper.l2Tables()).toEqual([])
     expect(mapper.vttbr()).toBe(0x0007_0000_4100_0000n)
@@ -60,8 +63,8 @@ describe('IdentityMapper: the plan scenario (Task 3)', () => {
 describe('IdentityMapper: stage-2 encodings in memory', () => {
   it('mapping 0x4000_0000 + 1 GiB normal writes 512 L2 blocks 0x4000_07fd, 0x4020_07fd, ...', () => {
     const {machine, mapper} = mappedMachine()
-    const result = mapper.mapRegion(0x4000_0000n, GIB, 'normal')
-    expect(result).toMatchObject({blocks: 512, written: 512, unchanged: 0, newTables: [FIRST_L2], descriptor: 0x4000_07fdn})
+    const result = mapper.mapRegion(0x4000_0000n, GIB, 'normal', {granularity: '2M'})
+    expect(result).toMatchObject({written: {1: 0, 2: 512, 3: 0}, unchanged: {1: 0, 2: 0, 3: 0}, newTables: [FIRST_L2], descriptor: 0x4000_07fdn})
     const leaves = l2Leaves(machine, mapper)
     expect(leaves).toHaveLength(512)
     expect(leaves.slice(0, 3).map((e) => e.decoded.raw)).toEqual([0x4000_07fdn, 0x4020_07fdn, 0x4040_07fdn])
@@ -94,9 +97,10 @@ describe('IdentityMapper: stage-2 encodings in memory', () => {
 describe('IdentityMapper: plan defects fixed', () => {
   it('mapRegion refuses an unaligned IPA or size with input', () => {
     const {machine, mapper} = mappedMachine()
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_1000n, BLOCK, 'normal'), 'input', 'IPA 0x40001000 is not 2 MiB aligned')
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0x1000n, 'normal'), 'input', 'size 0x1000 is not a multiple of 2 MiB')
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK + PAGE, 'normal'), 'input', 'not a multiple of 2 MiB')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4010_0800n, BLOCK, 'normal'), 'input', 'IPA 0x40100800 is not 4 KiB aligned')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0x1800n, 'normal'), 'input', 'size 0x1800 is not a multiple of 4 KiB')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK + PAGE / 2n, 'normal'), 'input', 'not a multiple of 4 KiB')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK, 'normal', {pa: 0x4800_0800n}), 'input', 'PA 0x48000800 is not 4 KiB aligned')
     expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0n, 'normal'), 'input', 'size must be > 0 (got 0)')
     expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, -BLOCK, 'normal'), 'input')
     expect(mapper.l2Tables()).toEqual([])
@@ -107,7 +111,7 @@ describe('IdentityMapper: plan defects fixed', () => {
     mapper.mapRegion(0x4000_0000n, 4n * BLOCK, 'normal')
     const before = capture(machine)
     const again = mapper.mapRegion(0x4000_0000n, 4n * BLOCK, 'normal')
-    expect(again).toMatchObject({blocks: 4, written: 0, unchanged: 4, newTables: []})
+    expect(again).toMatchObject({written: {1: 0, 2: 0, 3: 0}, unchanged: {1: 0, 2: 4, 3: 0}, newTables: []})
     expect(capture(machine)).toEqual(before)
   })
 
@@ -115,7 +119,7 @@ describe('IdentityMapper: plan defects fixed', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, 2n * BLOCK, 'normal')
     const next = machine.heap.status().next
-    expect(mapper.mapRegion(0x4000_0000n, 4n * BLOCK, 'normal')).toMatchObject({written: 2, unchanged: 2, newTables: []})
+    expect(mapper.mapRegion(0x4000_0000n, 4n * BLOCK, 'normal')).toMatchObject({written: {1: 0, 2: 2, 3: 0}, unchanged: {1: 0, 2: 2, 3: 0}, newTables: []})
     expect(machine.heap.status().next).toBe(next)
     expect(l2Leaves(machine, mapper).map((e) => e.decoded.raw)).toEqual([0x4000_07fdn, 0x4020_07fdn, 0x4040_07fdn, 0x4060_07fdn])
   })
@@ -125,7 +129,7 @@ describe('IdentityMapper: plan defects fixed', () => {
     mapper.mapRegion(0x4000_0000n, 2n * BLOCK, 'normal')
     const error = expectUnchangedAfterError(machine, () => mapper.mapRegion(0x3fe0_0000n, 4n * BLOCK, 'device'), 'mapping-conflict')
     expect(error.message).toBe(
-      'cannot map 0x3fe00000-0x40600000 as device: 0x40000000-0x40400000 is already mapped normal to 0x40000000 (descriptor 0x400007fd); hvmem never overwrites a mapping',
+      'cannot map 0x3fe00000-0x40600000 as device: 0x40000000-0x40400000 is already mapped normal to 0x40000000 (4M, descriptor 0x400007fd); unmap it first, or pass --replace',
     )
     expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4020_0000n, BLOCK, 'readonly'), 'mapping-conflict', '0x40200000-0x40400000 is already mapped normal')
   })
@@ -138,15 +142,21 @@ describe('IdentityMapper: plan defects fixed', () => {
       machine,
       () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'),
       'mapping-conflict',
-      '0x40200000-0x40400000 is already mapped normal to 0x48000000 (descriptor 0x480007fd)',
+      '0x40200000-0x40400000 is already mapped normal to 0x48000000 (2M, descriptor 0x480007fd)',
     )
   })
 
-  it('an L3 table under an L2 entry is a conflict too', () => {
+  it('an L3 table under an L2 entry is followed, not overwritten: a page in it mapped otherwise is a conflict too', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, BLOCK, 'normal')
     machine.memory.writeU64(FIRST_L2 + 8n, tableDescriptor(0x4200_0000n)) // L2[1] -> an L3 table
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'), 'mapping-conflict', '0x40200000-0x40400000 is already mapped through an L3 table at 0x42000000')
+    machine.memory.writeU64(0x4200_0000n, STAGE2.leafDescriptor(3, 0x4800_0000n, 'normal')) // L3[0]: IPA 0x4020_0000 -> PA 0x4800_0000
+    expectUnchangedAfterError(
+      machine,
+      () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'),
+      'mapping-conflict',
+      '0x40200000-0x40201000 is already mapped normal to 0x48000000 (4K, descriptor 0x480007ff)',
+    )
   })
 
   it('an L1 block descriptor written by hand is a conflict, not "no table"', () => {
@@ -154,13 +164,17 @@ describe('IdentityMapper: plan defects fixed', () => {
     machine.memory.writeU64(ROOT + 8n * 1n, STAGE2.leafDescriptor(1, 0x4000_0000n, 'normal'))
     expectUnchangedAfterError(
       machine,
-      () => mapper.mapRegion(0x4020_0000n, BLOCK, 'normal'),
+      () => mapper.mapRegion(0x4020_0000n, BLOCK, 'device'),
       'mapping-conflict',
-      '0x40000000-0x80000000 is already mapped by a 1 GiB block (L1[1] = 0x400007fd)',
+      '0x40200000-0x40400000 is already mapped normal to 0x40200000 (2M, descriptor 0x400007fd)',
     )
     expect(mapper.l2Tables()).toEqual([])
+    // The same mapping inside the block is already there: nothing is written under it.
+    const before = capture(machine)
+    expect(mapper.mapRegion(0x4020_0000n, BLOCK, 'normal')).toMatchObject({written: {1: 0, 2: 0, 3: 0}, unchanged: {1: 1, 2: 0, 3: 0}, newTables: []})
+    expect(capture(machine)).toEqual(before)
     // A range that only starts before the block is refused as a whole.
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x3fe0_0000n, 2n * BLOCK, 'normal'), 'mapping-conflict')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x3fe0_0000n, 2n * BLOCK, 'device'), 'mapping-conflict')
   })
 
   it('an L1 table descriptor with high attribute bits set is still followed to the right L2 table', () => {
@@ -169,8 +183,8 @@ describe('IdentityMapper: plan defects fixed', () => {
     const tagged = 0x4100_1003n | (1n << 63n) | (0xfn << 59n)
     machine.memory.writeU64(ROOT + 8n, tagged) // L1[1]
     expect(mapper.l2Tables()).toEqual([FIRST_L2])
-    expect(mapper.mapRegion(0x4000_0000n, BLOCK, 'normal')).toMatchObject({written: 0, unchanged: 1, newTables: []})
-    expect(mapper.mapRegion(0x4020_0000n, BLOCK, 'normal')).toMatchObject({written: 1, unchanged: 0, newTables: []})
+    expect(mapper.mapRegion(0x4000_0000n, BLOCK, 'normal')).toMatchObject({written: {1: 0, 2: 0, 3: 0}, unchanged: {1: 0, 2: 1, 3: 0}, newTables: []})
+    expect(mapper.mapRegion(0x4020_0000n, BLOCK, 'normal')).toMatchObject({written: {1: 0, 2: 1, 3: 0}, unchanged: {1: 0, 2: 0, 3: 0}, newTables: []})
     expect(machine.memory.readU64(FIRST_L2 + 8n)).toBe(0x4020_07fdn)
     expect(machine.memory.readU64(ROOT + 8n)).toBe(tagged)
     expect(machine.heap.status().next).toBe(0x4100_2000n)
@@ -183,7 +197,7 @@ describe('IdentityMapper: plan defects fixed', () => {
   it('an L1 table pointing outside RAM makes the map fail as snapshot-invalid, changing nothing', () => {
     const {machine, mapper} = mappedMachine()
     machine.memory.writeU64(ROOT, tableDescriptor(0x10_0000_0000n))
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0n, BLOCK, 'normal'), 'snapshot-invalid', 'L1[0] = 0x1000000003 points at 0x1000000000, outside RAM')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0n, BLOCK, 'normal'), 'snapshot-invalid', 'the L1 entry at 0x41000000 (0x1000000003) points at 0x1000000000, outside RAM')
   })
 })
 
@@ -205,7 +219,7 @@ describe('IdentityMapper: L2 table budget', () => {
       'mapping 0x100000000-0x100200000 needs 1 new L2 table(s) but 4 of the budget of 4 are in use',
     )
     // Blocks under existing tables still map.
-    expect(mapper.mapRegion(3n * GIB + BLOCK, BLOCK, 'normal').written).toBe(1)
+    expect(mapper.mapRegion(3n * GIB + BLOCK, BLOCK, 'normal').written).toEqual({1: 0, 2: 1, 3: 0})
   })
 
   it('a range that needs a table beyond the budget writes none of its blocks under existing tables', () => {
@@ -228,7 +242,7 @@ describe('IdentityMapper: L2 table budget', () => {
 
   it('counts every new table a single map needs', () => {
     const {machine, mapper} = mappedMachine({l2Budget: 2})
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(GIB - BLOCK, GIB + 2n * BLOCK, 'normal'), 'mapping-limit', 'needs 3 new L2 table(s) but 0 of the budget of 2')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(GIB - BLOCK, GIB + 2n * BLOCK, 'normal', {granularity: '2M'}), 'mapping-limit', 'needs 3 new L2 table(s) but 0 of the budget of 2')
     expect(mapper.mapRegion(GIB - BLOCK, 2n * BLOCK, 'normal').newTables).toEqual([0x4100_1000n, 0x4100_2000n])
   })
 
@@ -263,8 +277,15 @@ describe('IdentityMapper: heap exhaustion', () => {
     const {mapper} = machine.ensureMapper()
     expect(machine.heap.status()).toMatchObject({next: ROOT + PAGE, remaining: 2n * PAGE})
     // L1[0]'s last block, all of L1[1], L1[2]'s first block: three new L2 tables.
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(GIB - BLOCK, GIB + 2n * BLOCK, 'normal'), 'heap-exhausted', 'heap exhausted: 12288 bytes (align 4096) requested but 8192 bytes remain')
+    expectUnchangedAfterError(
+      machine,
+      () => mapper.mapRegion(GIB - BLOCK, GIB + 2n * BLOCK, 'normal', {granularity: '2M'}),
+      'heap-exhausted',
+      'heap exhausted: 4096 bytes (align 4096) requested but 0 bytes remain',
+    )
     expect(mapper.l2Tables()).toEqual([])
+    // Both remaining pages are still there: a map needing two tables fits.
+    expect(mapper.mapRegion(GIB - BLOCK, 2n * BLOCK, 'normal', {granularity: '2M'}).newTables).toEqual([ROOT + PAGE, ROOT + 2n * PAGE])
   })
 
   it('a map failing halfway (first part under an existing table) writes nothing', () => {
@@ -291,7 +312,7 @@ describe('IdentityMapper.attach', () => {
     const again = IdentityMapper.attach(machine.heap, mapper.state)
     expect(again.vttbr()).toBe(0x0003_0000_4100_0000n)
     expect(again.l2Tables()).toEqual([FIRST_L2])
-    expect(again.mapRegion(0x4000_0000n, BLOCK, 'normal').unchanged).toBe(1)
+    expect(again.mapRegion(0x4000_0000n, BLOCK, 'normal').unchanged).toEqual({1: 0, 2: 1, 3: 0})
   })
 
   it('refuses a root that is not a page inside RAM', () => {

@@ -120,7 +120,7 @@ describe('walkTables', () => {
 describe('mergeRanges', () => {
   it('merges 512 contiguous 2 MiB normal blocks into one 1 GiB range', () => {
     const {machine, mapper} = mappedMachine()
-    mapper.mapRegion(0x4000_0000n, GIB, 'normal')
+    mapper.mapRegion(0x4000_0000n, GIB, 'normal', {granularity: '2M'})
     const ranges = mergeRanges(walkTables(machine.memory, STAGE2, mapper.root))
     expect(ranges).toHaveLength(1)
     expect(ranges[0]).toMatchObject({start: 0x4000_0000n, end: 0x8000_0000n, level: 2, outputStart: 0x4000_0000n, entries: 512})
