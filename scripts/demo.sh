@@ -15,12 +15,15 @@ run alloc page --count 2                                # the plan's bump alloca
 run alloc aligned --size 256 --align 2048
 run mem write 0x4100_0000 0xdeadbeef                    # the plan's heap test: write, then read back
 run mem read 0x4100_0000 16
-run map region 0x4000_0000 1G                           # guest RAM: Normal write-back, RW, executable
+run map region 0x4000_0000 1G                           # guest RAM: one 1 GiB block, Normal write-back, RW, executable
 run map region 0x0900_0000 2M --attr device             # the PL011 UART: Device-nGnRE, execute-never
 run map region 0x0800_0000 2M --attr readonly           # a read-only region (say, a flash image)
 run dump tables --format ranges                         # ptdump-style ranges
 run translate 0x0900_0010 --write                      # one address walked as the MMU would: output or fault, and PAR_EL1
 run translate 0x0800_0000 --write                      # a write to the read-only region: a permission fault
+run map unmap 0x4020_0000 4K                            # punch a hole: the 1 GiB block is split, the rest kept
+run map protect 0x4000_0000 2M --perm r                # read-only, not executable: split again
+run dump tables --format ranges
 run regs                                               # the registers that install the tables
 run heap status
 printf '\nSnapshot: %s\n' "$HVMEM_SNAPSHOT"
