@@ -4,7 +4,7 @@
  */
 import type {HeapStatus} from '../core/heap.js'
 import type {IdentityMapper} from '../core/mapper.js'
-import type {Decoded, RegimeName} from '../core/descriptor.js'
+import type {Decoded, LeafFields, RegimeName} from '../core/descriptor.js'
 import {hex} from '../core/u64.js'
 import type {Range, WalkEntry} from '../core/walker.js'
 
@@ -55,25 +55,8 @@ export function registerLine(m: IdentityMapper): string {
     .join('  ')
 }
 
-export interface LeafJson {
-  outputAddress: string
-  memType: string
-  access: string
-  sh: number
-  shareability: string
-  af: boolean
-  executable: boolean
-  contiguous: boolean
-  software: number
-  /** stage 2 only */
-  memAttr?: number
-  s2ap?: number
-  xn?: number
-  /** stage 1 only */
-  attrIndx?: number
-  mairAttr?: number
-  ap?: number
-}
+/** A leaf's decoded fields, with its output address as hex. */
+export type LeafJson = Omit<LeafFields, 'outputAddress'> & {outputAddress: string}
 
 export interface DescriptorJson {
   descriptor: string
