@@ -14,7 +14,7 @@
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
  * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
  */
-import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, utimes} from 'node:fs'
+import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
 import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {randomBytes} from 'node:crypto'
 import {basename, dirname, join} from 'node:path'
@@ -238,40 +238,67 @@ async function removeStaleTemps(dir: string, base: string): Promise<void> {
 /**
  * Runs `body` holding the snapshot's lock. Waits up to LOCK_WAIT_MS for another command's lock, and
  * takes over one untouched for LOCK_STALE_MS (saying so on stderr). `body` gets `stillOurs`, which
- * throws if another command took the lock over meanwhile (this one was thought dead): call it
- * right before saving, so a command that lost its lock writes nothing.
+ * throws if another command took the lock over meanwhile (this one was thought dead, its event loop
+ * blocked past the stale time): call it right before saving, so a command that lost its lock writes
+ * nothing, and does not remove the lock that is now the other command's.
  */
 async function withLock<T>(path: string, creating: boolean, body: (stillOurs: () => Promise<void>) => Promise<T>): Promise<T> {
-  let compromised = false
-  const release = await acquire(path, creating, () => {
-    compromised = true
-  })
+  const lock = await acquire(path, creating)
+  let lost = false
   const stillOurs = async (): Promise<void> => {
-    // Let a pending lock refresh run first: it is what notices a takeover.
-    await new Promise((resolve) => setImmediate(resolve))
-    if (compromised) throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+    if (await lock.lost()) {
+      lost = true
+      throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+    }
   }
   try {
-    const result = await body(stillOurs)
-    if (compromised) throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran; check the snapshot with "hvmem heap status"`)
-    return result
+    return await body(stillOurs)
   } finally {
-    await release().catch(() => undefined)
+    if (!lost) await lock.release().catch(() => undefined)
   }
 }
 
-async function acquire(path: string, creating: boolean, onCompromised: () => void): Promise<() => Promise<void>> {
+interface HeldLock {
+  release: () => Promise<void>
+  /** true if the lock directory is no longer the one this command made (or refreshed) */
+  lost: () => Promise<boolean>
+}
+
+/** What tells one lock directory from the next: a takeover removes it and makes another. */
+interface LockIdentity {
+  ino: bigint
+  ctimeNs: bigint
+}
+
+function lockIdentity(lockPath: string): LockIdentity | undefined {
+  const info = statSync(lockPath, {bigint: true, throwIfNoEntry: false})
+  return info === undefined ? undefined : {ino: info.ino, ctimeNs: info.ctimeNs}
+}
+
+async function acquire(path: string, creating: boolean): Promise<HeldLock> {
   const lockPath = `${path}.lock`
   const deadline = Date.now() + LOCK_WAIT_MS
   let delay = 5
   for (;;) {
-    // proper-lockfile's own file-system calls, watched to learn when it removes a stale lock.
+    // proper-lockfile's own file-system calls, watched to learn when it removes a stale lock, and to
+    // follow its refreshes of the lock (each changes the directory's ctime).
     let acquiring = true
     let staleMtime: Date | undefined
     let tookOver = false
+    let compromised = false
+    let identity: LockIdentity | undefined
+    let refreshing = 0
     const fs = {
       mkdir,
-      utimes,
+      utimes: (file: string, atime: Date, mtime: Date, callback: (error: NodeJS.ErrnoException | null) => void) => {
+        refreshing++
+        utimes(file, atime, mtime, (error) => {
+          // Just refreshed, so not stale: nobody can have taken it over in between.
+          if (error === null && !acquiring) identity = lockIdentity(file)
+          refreshing--
+          callback(error)
+        })
+      },
       stat: (file: string, callback: (error: NodeJS.ErrnoException | null, stats: Stats) => void) =>
         statCallback(file, (error, stats) => {
           // the lock found in place (not the one proper-lockfile then makes and probes)
@@ -284,13 +311,29 @@ async function acquire(path: string, creating: boolean, onCompromised: () => voi
       },
     }
     try {
-      const release = await lockfile.lock(path, {realpath: false, stale: LOCK_STALE_MS, retries: 0, fs, onCompromised})
+      const release = await lockfile.lock(path, {
+        realpath: false,
+        stale: LOCK_STALE_MS,
+        retries: 0,
+        fs,
+        onCompromised: () => {
+          compromised = true
+        },
+      })
       acquiring = false
+      identity = lockIdentity(lockPath)
       if (tookOver) {
         const age = staleMtime === undefined ? '' : `, untouched for ${Math.round((Date.now() - staleMtime.getTime()) / 1000)} s`
         warn(`took over a stale lock on ${path} left by a command that did not finish (${lockPath}${age})`)
       }
-      return release
+      const lost = async (): Promise<boolean> => {
+        // let a refresh under way finish (it updates `identity`)
+        await new Promise((resolve) => setImmediate(resolve))
+        for (let i = 0; refreshing > 0 && i < 200; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+        const now = lockIdentity(lockPath)
+        return compromised || now === undefined || identity === undefined || now.ino !== identity.ino || now.ctimeNs !== identity.ctimeNs
+      }
+      return {release, lost}
     } catch (error) {
       acquiring = false
       if (isCode(error, 'ELOCKED')) {

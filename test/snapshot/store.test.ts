@@ -1,3 +1,4 @@
+import {mkdirSync, rmdirSync} from 'node:fs'
 import {chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, symlink, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -367,6 +368,24 @@ describe('the lock', () => {
       setWarn(previous)
     }
     expect(warnings).toEqual([])
+  })
+
+  it('a command whose lock was taken over while it ran (thought dead) saves nothing, and leaves the new owner\'s lock alone', async () => {
+    await createSnapshot(file, newMachine(), false)
+    const before = await fingerprint(file)
+    const error = await expectHvmemRejection(
+      updateSnapshot(file, (m) => {
+        m.heap.allocPage()
+        // What another command does to a lock it finds stale: remove it and make its own.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50) // a later moment than the lock's last refresh
+        rmdirSync(`${file}.lock`)
+        mkdirSync(`${file}.lock`)
+      }),
+      'io',
+    )
+    expect(error.message).toBe(`the lock on ${file} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+    expect(await fingerprint(file)).toEqual(before)
+    expect(await entries()).toEqual(['test.snap', 'test.snap.lock']) // the other command's lock, still there
   })
 
   // The 15 s limit is this test's own timeout, not a product timing: a retry loop would take 30 s a call.
