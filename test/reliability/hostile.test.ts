@@ -144,10 +144,12 @@ function check(c: Case, r: {code: number; stdout: string; stderr: string}): stri
 const label = (c: Case): string => c.args.map((a) => (a.length > 30 ? `${a.slice(0, 12)}...(${a.length})` : JSON.stringify(a))).join(' ')
 
 describe(`${cases.length} hostile inputs: one line naming the problem, a documented exit code, nothing changed`, () => {
-  it.each(cases.map((c) => [label(c), c] as const))('%s', async (_, c) => {
+  // All fail before writing anything, so they may run side by side (five at a time); concurrent
+  // tests assert with their own context's expect.
+  it.concurrent.for(cases.map((c) => [label(c), c] as const))('%s', async ([, c], {expect: expectHere}) => {
     const r = await hvmem(dir, c.args)
-    expect(check(c, r)).toEqual([])
-    expect((await readFile(snap)).equals(original)).toBe(true)
+    expectHere(check(c, r)).toEqual([])
+    expectHere((await readFile(snap)).equals(original)).toBe(true)
   })
 
   it('every exit code used is a documented one, and each category is represented', () => {
