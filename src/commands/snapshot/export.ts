@@ -1,4 +1,5 @@
 import {open} from 'node:fs/promises'
+import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
@@ -34,6 +35,7 @@ export default class SnapshotExport extends HvmemCommand {
 
   async run(): Promise<ExportJson> {
     const {flags} = await this.parse(SnapshotExport)
+    if (resolve(flags.raw) === resolve(flags.snapshot)) throw new HvmemError('input', `--raw ${flags.raw} is the snapshot itself; write the image to another file`)
     const machine = await loadSnapshot(flags.snapshot)
     const heap = machine.heap.status()
     const from = flags.from ?? heap.start
