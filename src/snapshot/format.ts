@@ -110,7 +110,7 @@ export function* snapshotChunks(machine: Machine): Generator<Buffer> {
     head.writeUInt16LE(mapper.vmid, 66)
     head.writeUInt32LE(mapper.l2Budget, 68)
     head.writeBigUInt64LE(mapper.root, 72)
-    head.writeUInt32LE(orphanedTablesOf(mapper), 88)
+    head.writeUInt32LE(mapper.orphanedTables ?? 0, 88)
   }
   head.writeBigUInt64LE(BigInt(n), 80)
   for (let i = 0; i < n; i++) {
@@ -134,12 +134,6 @@ export function* snapshotChunks(machine: Machine): Generator<Buffer> {
   }
   if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
   if (chunk.length > 0) yield Buffer.concat(chunk)
-}
-
-/** The orphaned-table count, where the mapper state has one (older mapper states do not). */
-function orphanedTablesOf(mapper: object): number {
-  const count = (mapper as {orphanedTables?: unknown}).orphanedTables
-  return typeof count === 'number' ? count : 0
 }
 
 function metaCrc(header: Uint8Array, index: Uint8Array): number {
