@@ -18,16 +18,18 @@ export async function scratch(): Promise<{dir: string; snap: string; cleanup: ()
   return {dir, snap: join(dir, 'hvmem.snap'), cleanup: () => rm(dir, {recursive: true, force: true})}
 }
 
-export function hvmem(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** Runs hvmem; `input`, when given, is written to its standard input (otherwise stdin is closed). */
+export function hvmem(cwd: string, args: string[], env: Record<string, string> = {}, input?: string | Uint8Array): Promise<Run> {
   return new Promise((resolve, reject) => {
     const base = {...process.env}
     delete base.HVMEM_SNAPSHOT
     delete base.FORCE_COLOR
-    const child = spawn(process.execPath, [BIN, ...args], {cwd, env: {...base, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, [BIN, ...args], {cwd, env: {...base, ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
+    if (input !== undefined) child.stdin!.end(input)
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     child.on('error', reject)
     child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
   })
