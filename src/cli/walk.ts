@@ -8,7 +8,6 @@ import {Flags} from '@oclif/core'
 import type {RegimeName, Regime} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {REGIMES} from '../core/mapper.js'
 import {DEFAULT_WALK, type WalkConfig, foreignWalk} from '../core/regime-config.js'
 import {hex} from '../core/u64.js'
 import {intFlag, u64Flag} from './flags.js'
@@ -20,6 +19,7 @@ export const walkFlags = {
   vtcr: u64Flag({summary: 'With --root, stage 2: VTCR_EL2 (T0SZ, SL0, TG0, PS give the walk; default 0x80023559).', helpGroup: 'FOREIGN TABLES'}),
   tcr: u64Flag({summary: 'With --root, stage 1: TCR_EL2 (T0SZ, TG0, PS give the walk; default 0x80823519).', helpGroup: 'FOREIGN TABLES'}),
   vmid: intFlag(0, 0xffff)({summary: 'With --root, stage 2: the VMID shown in VTTBR_EL2 (default 0).', helpGroup: 'FOREIGN TABLES'}),
+  mair: u64Flag({summary: 'With --root, stage 1: MAIR_EL2, which AttrIndx selects from (default 0x0004ff00).', helpGroup: 'FOREIGN TABLES'}),
 }
 
 export interface WalkFlags {
@@ -28,6 +28,7 @@ export interface WalkFlags {
   vtcr?: bigint
   tcr?: bigint
   vmid?: number
+  mair?: bigint
 }
 
 /** What to walk. */
@@ -66,7 +67,7 @@ export function walkJson(t: WalkTarget): WalkJson {
 /** Refuses --regime/--vtcr/--tcr/--vmid without --root, and the other regime's register. */
 function checkCombination(flags: WalkFlags): void {
   if (flags.root === undefined) {
-    for (const name of ['regime', 'vtcr', 'tcr', 'vmid'] as const) {
+    for (const name of ['regime', 'vtcr', 'tcr', 'vmid', 'mair'] as const) {
       if (flags[name] !== undefined) throw new HvmemError('input', `--${name} describes the tables at --root; pass --root ADDR too (without --root the snapshot's own tables are walked, with their own settings)`)
     }
     return
@@ -87,8 +88,8 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean
   checkCombination(flags)
   if (flags.root !== undefined) {
     const regimeName = flags.regime ?? 'stage2'
-    const w = foreignWalk(regimeName, flags.root, regimeName === 'stage2' ? flags.vtcr : flags.tcr, flags.vmid)
-    return {regimeName, regime: REGIMES[regimeName], root: w.root, config: w.config, registers: w.registers, foreign: true}
+    const w = foreignWalk(regimeName, flags.root, regimeName === 'stage2' ? flags.vtcr : flags.tcr, flags.vmid, flags.mair)
+    return {regimeName, regime: w.decoder, root: w.root, config: w.config, registers: w.registers, foreign: true}
   }
   const mapper = required ? requireMapper(machine) : machine.mapper
   if (mapper === undefined) return undefined

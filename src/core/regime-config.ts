@@ -9,7 +9,10 @@
  * descriptions, and the pseudocode AArch64.S1StartLevel, AArch64.S2InconsistentSL and
  * AArch64.S2InvalidSL), for the 4 KiB granule without FEAT_LPA2 or FEAT_TTST.
  */
+import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
 import {HvmemError} from './errors.js'
+import {STAGE2} from './stage2.js'
+import {MAIR_EL2, STAGE1, STAGE1_ATTR_BITS, mairAttrAt, mairTypeName} from './stage1.js'
 import {IPA_BITS, PA_BITS, START_LEVEL, TCR_EL2, checkVmid, vtcrFor} from './registers.js'
 import {hex} from './u64.js'
 
@@ -120,6 +123,8 @@ export function stage1Walk(tcr: bigint): WalkConfig {
 /** A regime's walk and the control-register value it came from. */
 export interface ForeignWalk {
   regime: 'stage2' | 'stage1'
+  /** how to read the descriptors: stage 2, or stage 1 with the given MAIR_EL2 */
+  decoder: Regime
   root: bigint
   /** VTCR_EL2 (stage 2) or TCR_EL2 (stage 1) */
   control: bigint
@@ -135,8 +140,9 @@ export interface ForeignWalk {
  * Defaults: hvmem's own VTCR_EL2 (0x80023559) or TCR_EL2 (0x80823519). The root must be 4 KiB
  * aligned, inside the 48-bit output space and below 2^PS, and aligned to its concatenated size.
  */
-export function foreignWalk(regime: 'stage2' | 'stage1', root: bigint, control?: bigint, vmid?: number): ForeignWalk {
+export function foreignWalk(regime: 'stage2' | 'stage1', root: bigint, control?: bigint, vmid?: number, mair?: bigint): ForeignWalk {
   if (regime === 'stage1' && vmid !== undefined) throw new HvmemError('input', '--vmid applies to stage 2 only: the EL2 stage-1 regime has no VMID')
+  if (regime === 'stage2' && mair !== undefined) throw new HvmemError('input', '--mair applies to stage 1 only: stage-2 descriptors carry their memory type in MemAttr')
   const value = control ?? (regime === 'stage2' ? vtcrFor(vmid ?? 0) : TCR_EL2)
   const config = regime === 'stage2' ? stage2Walk(value) : stage1Walk(value)
   const tables = rootTables(config)
@@ -150,7 +156,27 @@ export function foreignWalk(regime: 'stage2' | 'stage1', root: bigint, control?:
     checkVmid(v)
     const vs = fieldOf(value, 19, 19)
     if (v > 0xff && vs === 0) throw new HvmemError('input', `--vmid ${v} needs 16-bit VMIDs, but VTCR_EL2 ${hex(value)} has VS (bit 19) clear; pass a VMID up to 255 or set VS`)
-    return {regime, root, control: value, vmid: v, config, registers: [{name: 'VTTBR_EL2', value: (BigInt(v) << 48n) | root}, {name: 'VTCR_EL2', value}]}
+    return {regime, decoder: STAGE2, root, control: value, vmid: v, config, registers: [{name: 'VTTBR_EL2', value: (BigInt(v) << 48n) | root}, {name: 'VTCR_EL2', value}]}
   }
-  return {regime, root, control: value, vmid: 0, config, registers: [{name: 'TTBR0_EL2', value: root}, {name: 'TCR_EL2', value}]}
+  const m = mair ?? MAIR_EL2
+  return {regime, decoder: stage1WithMair(m), root, control: value, vmid: 0, config, registers: [{name: 'TTBR0_EL2', value: root}, {name: 'TCR_EL2', value}, {name: 'MAIR_EL2', value: m}]}
+}
+
+/**
+ * The EL2 stage-1 regime reading AttrIndx through another MAIR_EL2 (a foreign hypervisor's): the
+ * same descriptor rules as hvmem's STAGE1, whose own MAIR_EL2 is 0x0004ff00.
+ */
+export function stage1WithMair(mair: bigint): Regime {
+  if (mair === MAIR_EL2) return STAGE1
+  return new Regime({
+    name: 'stage1',
+    stage: 1,
+    attrBits: STAGE1_ATTR_BITS,
+    decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
+      const attrIndx = Number((descriptor >> 2n) & 7n)
+      const mairAttr = mairAttrAt(mair, attrIndx)
+      const ap = Number((descriptor >> 6n) & 3n)
+      return {outputAddress, memType: mairTypeName(mairAttr), access: (ap & 2) !== 0 ? 'RO' : 'RW', ...commonLeafFields(descriptor), attrIndx, mairAttr, ap}
+    },
+  })
 }
