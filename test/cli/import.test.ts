@@ -91,6 +91,7 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
       heap: {start: '0x42000000', end: '0x43000000', size: 16 * 1024 * 1024, next: '0x42000000', allocated: 0, remaining: 16 * 1024 * 1024, padding: 0},
       heapPlacement: 'tail',
       tablesOverwritten: [],
+      mapper: null,
     })
   })
 
@@ -139,6 +140,20 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
     }
   })
 
+  it('adopts the tables as the mapper when asked, so every command sees them as the original\'s', async () => {
+    const adopted = join(dir, `${regime}-adopted.snap`)
+    const r = await okJson<ImportJson>(dir, 'snapshot', 'import', image, '--base', '0x4100_0000', '--ram-size', '32M', '--adopt', '0x4100_0000', '--regime', regime, '-s', adopted)
+    const a = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '-s', orig)
+    const b = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '-s', adopted)
+    expect(b).toEqual(a)
+    expect(r.mapper).toEqual(a.mapper)
+    expect(await okJson<unknown>(dir, 'regs', '-s', adopted)).toEqual(await okJson<unknown>(dir, 'regs', '-s', orig))
+    expect(await okJson<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', adopted)).toEqual(await okJson<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', orig))
+    // and hvmem can go on mapping with them, from the new heap
+    const out = await ok(dir, 'map', 'region', '0x1_0000_0000', '4K', '-s', adopted)
+    expect(out).toContain('New table(s): 0x42000000, 0x42001000')
+  })
+
   it('translates with --root exactly as the original', async () => {
     for (const [i, address] of PROBES.entries()) {
       for (const access of [[[], ['--write'], ['--exec']][i % 3]!]) {
@@ -169,7 +184,7 @@ describe('snapshot import', () => {
     expect(out.split('\n')).toEqual([
       'Imported 12388 bytes at 0x80000000-0x80003064 from small.bin into new snapshot small.snap: 2 page(s) stored, 2 all-zero page(s) skipped',
       'RAM 0x80000000-0x80100000 (1M); heap 0x80004000-0x80100000 (1008K) (the free tail of RAM)',
-      'Tables in the image are not adopted as hvmem\'s mapper: walk them with "hvmem dump tables --root ADDR" (and --vtcr or --tcr)',
+      'Tables in the image are not adopted as hvmem\'s mapper: walk them with "hvmem dump tables --root ADDR" (and --vtcr or --tcr), or import with --adopt ROOT',
       '',
     ])
     const read = await okJson<MemReadJson>(dir, 'mem', 'read', '0x8000_1008', '4', '-s', 'small.snap')
@@ -230,6 +245,10 @@ describe('snapshot import', () => {
       'snapshot', 'import', 'img.bin', '--base', '0x7fff_f000', '--into', '-s', 'keep.snap',
     )
     await fails(dir, keep, 2, 'RAW keep.snap is the snapshot itself; import a raw image from another file', 'snapshot', 'import', 'keep.snap', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
+  })
+
+  it('refuses a layout that does not fit, leaving the snapshot byte-identical', async () => {
+    const keep = [join(dir, 'keep.snap')]
     await fails(dir, keep, 8, 'keep.snap already exists; pass --force to replace it, --into to write the image into it, or choose another --snapshot', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '-s', 'keep.snap')
     await fails(dir, keep, 2, 'RAW img.bin (8192 bytes, 0x40000000-0x40002000) goes past RAM 0x40000000-0x40001000; pass a --ram-size of at least 0x2000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '4K', '--force', '-s', 'keep.snap')
     await fails(
@@ -261,6 +280,8 @@ describe('snapshot import', () => {
       'snapshot', 'import', 'img.bin', '--base', '0xff_ffff_f000', '--force', '-s', 'keep.snap',
     )
     await fails(dir, keep, 2, '--into=true cannot also be provided when using --force (see --help)', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '--force', '-s', 'keep.snap')
+    await fails(dir, keep, 2, '--adopt 0x40003000 must be a 4 KiB-aligned table inside RAM 0x40000000-0x40003000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '12K', '--adopt', '0x4000_3000', '--force', '-s', 'keep.snap')
+    await fails(dir, keep, 2, 'All of the following must be provided when using --vmid: --adopt (see --help)', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--vmid', '3', '--force', '-s', 'keep.snap')
     await fails(dir, [], 3, 'no snapshot at missing.snap; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '-s', 'missing.snap')
   })
 })

@@ -3,12 +3,15 @@ import {resolve} from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {u64Flag} from '../../cli/flags.js'
-import {type HeapJson, heapJson} from '../../cli/json.js'
+import {intFlag, u64Flag} from '../../cli/flags.js'
+import {type HeapJson, type MapperJson, heapJson, mapperJson} from '../../cli/json.js'
 import {progress} from '../../cli/progress.js'
 import {HvmemError} from '../../core/errors.js'
 import {type ImageScan, checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../core/image.js'
+import {REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
 import {Machine} from '../../core/machine.js'
+import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, REGIMES, type StoredMapperState} from '../../core/mapper.js'
+import {MAX_VMID} from '../../core/registers.js'
 import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {walkTables} from '../../core/walker.js'
@@ -37,13 +40,15 @@ export interface ImportJson {
   heapPlacement: 'tail' | 'given' | 'kept'
   /** --into: the snapshot mapper's table pages the image overwrote (they now hold the image's bytes) */
   tablesOverwritten: string[]
+  /** the snapshot's mapper: the tables adopted with --adopt, the existing one with --into, else null */
+  mapper: MapperJson | null
 }
 
 export default class SnapshotImport extends HvmemCommand {
   static override summary = 'Import a raw physical memory image (QEMU pmemsave, dump-guest-memory, "snapshot export --raw") whose first byte is at --base.'
   static override description = `The image is read in 1 MiB chunks and stored sparsely: all-zero 4 KiB pages are not stored. --base must be 4 KiB aligned; an image whose size is not a multiple of 4 KiB ends in a short page.
 
-Without --into, a new snapshot is made at --snapshot (an existing file is replaced only with --force): RAM starts at --base and is the image rounded up to pages, or --ram-size. hvmem's heap must not overwrite imported data, so by default it is the free tail of RAM: the all-zero pages above the image's last non-zero page, at most --heap-size (default 16 MiB), ending at the end of RAM (add RAM above the image with --ram-size if there is none); or give --heap-start (and --heap-size) for a heap over all-zero pages. Tables in the image are not adopted as hvmem's mapper: inspect them with "dump tables --root ADDR" and "translate ADDR --root ADDR" (with --vtcr or --tcr).
+Without --into, a new snapshot is made at --snapshot (an existing file is replaced only with --force): RAM starts at --base and is the image rounded up to pages, or --ram-size. hvmem's heap must not overwrite imported data, so by default it is the free tail of RAM: the all-zero pages above the image's last non-zero page, at most --heap-size (default 16 MiB), ending at the end of RAM (add RAM above the image with --ram-size if there is none); or give --heap-start (and --heap-size) for a heap over all-zero pages. Tables in the image are not adopted as hvmem's mapper unless asked: inspect them with "dump tables --root ADDR" and "translate ADDR --root ADDR" (with --vtcr or --tcr); or, if they are in hvmem's own layout (VTCR_EL2 0x80023559 / TCR_EL2 0x80823519: 39-bit inputs, level-1 root), --adopt ROOT makes them the snapshot's mapper (with --regime, --vmid and --l2-budget as for "map region"; the budget defaults to 4, or to the L2 tables already reachable if more), so "map", "translate" and "regs" work on them.
 
 With --into, the image is written into the existing snapshot at --snapshot, under its lock: it must lie inside the snapshot's RAM, every byte it covers is replaced (its zero pages clear what was there), and the heap and mapper are kept as they are. An image over the mapper's own tables overwrites them, as "mem write" would; the tables overwritten are listed.
 
@@ -54,6 +59,7 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     '<%= config.bin %> snapshot import tables.bin --base 0x4100_0000 --ram-size 32M -s copy.snap --force',
     '<%= config.bin %> snapshot import ram.bin --base 0x4000_0000 --heap-start 0x7f00_0000 --heap-size 16M -s vm.snap',
     '<%= config.bin %> snapshot import patch.bin --base 0x4800_0000 --into',
+    '<%= config.bin %> snapshot import tables.bin --base 0x4100_0000 --adopt 0x4100_1000 -s copy.snap',
   ]
 
   static override args = {
@@ -67,6 +73,10 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     'ram-size': u64Flag({summary: 'RAM size of the new snapshot (default: the image rounded up to 4 KiB).', exclusive: ['into']}),
     'heap-start': u64Flag({summary: 'Heap start in the new snapshot (default: the free tail of RAM).', exclusive: ['into']}),
     'heap-size': u64Flag({summary: 'Heap size in the new snapshot (default: 16 MiB, or the free tail if smaller).', exclusive: ['into']}),
+    adopt: u64Flag({summary: 'Make the tables at this root the new snapshot\'s mapper (hvmem\'s layout: 39-bit inputs, level-1 root).', exclusive: ['into']}),
+    regime: Flags.option({options: REGIME_NAMES, summary: 'With --adopt: the regime of the tables (default stage2).', dependsOn: ['adopt']})(),
+    vmid: intFlag(0, MAX_VMID)({summary: 'With --adopt: the VMID for VTTBR_EL2 (stage 2; default 0).', dependsOn: ['adopt']}),
+    'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'With --adopt: most L2 tables the mapper may have (default 4, or those reachable if more).', dependsOn: ['adopt']}),
   }
 
   async run(): Promise<ImportJson> {
@@ -97,8 +107,13 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     return progress(`Importing ${image.path}`, Math.ceil(image.size / PAGE_BYTES), {json: this.jsonEnabled()})
   }
 
-  private async create(image: RawImage, flags: {base: bigint; snapshot: string; force: boolean; 'ram-size'?: bigint; 'heap-start'?: bigint; 'heap-size'?: bigint}): Promise<ImportJson> {
+  private async create(
+    image: RawImage,
+    flags: {base: bigint; snapshot: string; force: boolean; 'ram-size'?: bigint; 'heap-start'?: bigint; 'heap-size'?: bigint; adopt?: bigint; regime?: string; vmid?: number; 'l2-budget'?: number},
+  ): Promise<ImportJson> {
     const name = `RAW ${image.path}`
+    const regime = (flags.regime ?? 'stage2') as RegimeName
+    if (regime === 'stage1' && flags.vmid !== undefined) throw new HvmemError('input', '--vmid applies to stage-2 tables only; the stage-1 (EL2) regime has none')
     const bar = this.bar(image)
     let scan: ImageScan
     try {
@@ -115,7 +130,23 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
       storedPages: scan.nonZero.map((i) => flags.base + BigInt(i) * pageBytes),
       pageSource: (address) => readPage(Number((address - flags.base) / pageBytes)),
     })
-    const machine = Machine.restore({ram: {base: layout.ramBase, size: layout.ramSize}, heap: {start: layout.heapBase, size: layout.heapSize, next: layout.heapBase, allocated: 0n}, mapper: undefined}, memory)
+    const ram = {base: layout.ramBase, size: layout.ramSize}
+    const heap = {start: layout.heapBase, size: layout.heapSize, next: layout.heapBase, allocated: 0n}
+    let mapper: StoredMapperState | undefined
+    if (flags.adopt !== undefined) {
+      const root = flags.adopt
+      if ((root & 0xfffn) !== 0n || !memory.contains(root, pageBytes)) {
+        throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
+      }
+      // The budget must not be spent already: at least the L2 tables the root reaches.
+      const reachableL2 = new Set(walkTables(memory, REGIMES[regime], root).filter((e) => e.level === 1 && e.decoded.kind === 'table').map((e) => e.decoded.nextTable!)).size
+      if (flags['l2-budget'] !== undefined && flags['l2-budget'] < reachableL2) {
+        throw new HvmemError('input', `--l2-budget ${flags['l2-budget']} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
+      }
+      const l2Budget = flags['l2-budget'] ?? Math.min(MAX_L2_BUDGET, Math.max(DEFAULT_L2_BUDGET, reachableL2))
+      mapper = {regime, root, vmid: flags.vmid ?? 0, l2Budget, orphanedTables: 0}
+    }
+    const machine = Machine.restore({ram, heap, mapper}, memory)
     await createSnapshot(flags.snapshot, machine, flags.force)
     return this.json(flags.snapshot, image, flags.base, scan.nonZero.length, scan.pages, machine, true, layout.heapPlacement, [])
   }
@@ -174,6 +205,7 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
       heap: heapJson(machine.heap.status()),
       heapPlacement,
       tablesOverwritten: overwritten.map((t) => hex(t)),
+      mapper: machine.mapper === undefined ? null : mapperJson(machine.mapper),
     }
   }
 
@@ -182,7 +214,8 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     this.log(`Imported ${r.bytes} bytes at ${r.base}-${r.end} from ${r.file} into ${into}: ${r.pagesStored} page(s) stored, ${r.zeroPagesSkipped} all-zero page(s) ${r.created ? 'skipped' : 'cleared'}`)
     const heapWhere = {tail: ' (the free tail of RAM)', given: ' (--heap-start)', kept: ' (kept)'}[r.heapPlacement]
     this.log(`RAM ${r.ram.base}-${r.ram.end} (${formatSize(BigInt(r.ram.size))}); heap ${r.heap.start}-${r.heap.end} (${formatSize(BigInt(r.heap.size))})${heapWhere}`)
-    if (r.created) this.log('Tables in the image are not adopted as hvmem\'s mapper: walk them with "hvmem dump tables --root ADDR" (and --vtcr or --tcr)')
+    if (r.created && r.mapper !== null) this.log(`Adopted the tables at ${r.mapper.root} as hvmem's ${r.mapper.regime === 'stage2' ? 'stage-2' : 'stage-1 (EL2)'} mapper: ${r.mapper.l2Tables.length} L2 table(s), budget ${r.mapper.l2Budget}; ${Object.entries(r.mapper.registers).map(([n, v]) => `${n}=${v}`).join(' ')}`)
+    else if (r.created) this.log('Tables in the image are not adopted as hvmem\'s mapper: walk them with "hvmem dump tables --root ADDR" (and --vtcr or --tcr), or import with --adopt ROOT')
     if (r.tablesOverwritten.length > 0) this.log(`The image overwrote ${r.tablesOverwritten.length} of the mapper's table page(s): ${r.tablesOverwritten.join(', ')}; check them with "hvmem dump tables"`)
   }
 }
