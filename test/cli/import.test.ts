@@ -2,6 +2,8 @@
  * snapshot import, and walking imported (foreign) tables with dump tables / translate --root, through
  * the real binary: round trips with snapshot export --raw in both regimes, --into, and bad input.
  */
+import {spawnSync} from 'node:child_process'
+import {existsSync} from 'node:fs'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -11,7 +13,7 @@ import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {ImportJson} from '../../src/commands/snapshot/import.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
+import {BIN, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
 
 async function ok(dir: string, ...args: string[]): Promise<string> {
   const r = await hvmem(dir, args)
@@ -194,6 +196,29 @@ describe('snapshot import', () => {
     expect((await snapshotBytes(join(dir, 'small.snap'))).length).toBe(128 + 2 * 4112)
     const j = await okJson<ImportJson>(dir, 'snapshot', 'import', 'small.bin', '--base', '0x8000_0000', '--heap-start', '0x8000_0000', '--heap-size', '4K', '-s', 'small2.snap')
     expect(j).toMatchObject({pages: 4, pagesStored: 2, zeroPagesSkipped: 2, heapPlacement: 'given', ram: {base: '0x80000000', size: 16384, end: '0x80004000'}, heap: {start: '0x80000000', end: '0x80001000', size: 4096}})
+  })
+
+  it('draws a progress bar on a terminal\'s stderr for a large image, never when piped or with --json', async () => {
+    const big = Buffer.alloc(16 * 1024 * 1024)
+    big[5 * 4096] = 1
+    await writeFile(join(dir, 'big.bin'), big)
+    const piped = await hvmem(dir, ['snapshot', 'import', 'big.bin', '--base', '0x4000_0000', '-s', 'big-piped.snap'])
+    expect(piped.code).toBe(0)
+    expect(piped.stderr).toBe('')
+    // util-linux script(1) gives the command a terminal; its output is what the terminal showed
+    if (!existsSync('/usr/bin/script')) return
+    const onTerminal = (args: string): string => {
+      const r = spawnSync('/usr/bin/script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`, '/dev/null'], {cwd: dir, encoding: 'utf8', env: {...process.env, NO_COLOR: '1'}})
+      expect(r.status).toBe(0)
+      return r.stdout
+    }
+    const shown = onTerminal('snapshot import big.bin --base 0x40000000 -s big-tty.snap')
+    expect(shown).toMatch(/\rImporting big\.bin \[[█░]{30}\] +\d+%/)
+    expect(shown).toContain('\r\u001b[2K') // erased when done
+    expect(shown).toContain('Imported 16777216 bytes at 0x40000000-0x41000000 from big.bin into new snapshot big-tty.snap: 1 page(s) stored')
+    const json = onTerminal('snapshot import big.bin --base 0x40000000 -s big-json.snap --json')
+    expect(json).not.toContain('Importing')
+    expect(JSON.parse(json.replaceAll('\r\n', '\n')) as ImportJson).toMatchObject({pagesStored: 1, zeroPagesSkipped: 4095})
   })
 
   it('writes an image --into an existing snapshot, keeping its heap and mapper, and names overwritten tables', async () => {
