@@ -304,9 +304,9 @@ describe('snapshot import', () => {
       'RAW img.bin (8192 bytes at --base 0xfffffff000) would end at 0x10000001000, past the 40-bit physical address space (0x10000000000) hvmem\'s RAM must lie in',
       'snapshot', 'import', 'img.bin', '--base', '0xff_ffff_f000', '--force', '-s', 'keep.snap',
     )
-    await fails(dir, keep, 2, '--into=true cannot also be provided when using --force (see --help)', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '--force', '-s', 'keep.snap')
+    await fails(dir, keep, 2, '--force applies to a new snapshot; with --into the image goes into the existing one, whose RAM, heap and mapper are kept', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '--force', '-s', 'keep.snap')
     await fails(dir, keep, 2, '--adopt 0x40003000 must be a 4 KiB-aligned table inside RAM 0x40000000-0x40003000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '12K', '--adopt', '0x4000_3000', '--force', '-s', 'keep.snap')
-    await fails(dir, keep, 2, 'All of the following must be provided when using --vmid: --adopt (see --help)', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--vmid', '3', '--force', '-s', 'keep.snap')
+    await fails(dir, keep, 2, "--vmid describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too", 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--vmid', '3', '--force', '-s', 'keep.snap')
     await fails(dir, [], 3, 'no snapshot at missing.snap; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '-s', 'missing.snap')
   })
 })

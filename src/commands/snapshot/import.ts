@@ -69,18 +69,28 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
   static override flags = {
     base: u64Flag({summary: 'Physical address of the image\'s first byte (4 KiB aligned).', required: true}),
     into: Flags.boolean({summary: 'Write the image into the existing snapshot instead of making a new one.', default: false}),
-    force: Flags.boolean({summary: 'Replace an existing snapshot (new snapshot only).', default: false, exclusive: ['into']}),
-    'ram-size': u64Flag({summary: 'RAM size of the new snapshot (default: the image rounded up to 4 KiB).', exclusive: ['into']}),
-    'heap-start': u64Flag({summary: 'Heap start in the new snapshot (default: the free tail of RAM).', exclusive: ['into']}),
-    'heap-size': u64Flag({summary: 'Heap size in the new snapshot (default: 16 MiB, or the free tail if smaller).', exclusive: ['into']}),
-    adopt: u64Flag({summary: 'Make the tables at this root the new snapshot\'s mapper (hvmem\'s layout: 39-bit inputs, level-1 root).', exclusive: ['into']}),
-    regime: Flags.option({options: REGIME_NAMES, summary: 'With --adopt: the regime of the tables (default stage2).', dependsOn: ['adopt']})(),
-    vmid: intFlag(0, MAX_VMID)({summary: 'With --adopt: the VMID for VTTBR_EL2 (stage 2; default 0).', dependsOn: ['adopt']}),
-    'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'With --adopt: most L2 tables the mapper may have (default 4, or those reachable if more).', dependsOn: ['adopt']}),
+    force: Flags.boolean({summary: 'Replace an existing snapshot (new snapshot only).', default: false}),
+    'ram-size': u64Flag({summary: 'RAM size of the new snapshot (default: the image rounded up to 4 KiB).'}),
+    'heap-start': u64Flag({summary: 'Heap start in the new snapshot (default: the free tail of RAM).'}),
+    'heap-size': u64Flag({summary: 'Heap size in the new snapshot (default: 16 MiB, or the free tail if smaller).'}),
+    adopt: u64Flag({summary: 'Make the tables at this root the new snapshot\'s mapper (hvmem\'s layout: 39-bit inputs, level-1 root).'}),
+    regime: Flags.option({options: REGIME_NAMES, summary: 'With --adopt: the regime of the tables (default stage2).'})(),
+    vmid: intFlag(0, MAX_VMID)({summary: 'With --adopt: the VMID for VTTBR_EL2 (stage 2; default 0).'}),
+    'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'With --adopt: most L2 tables the mapper may have (default 4, or those reachable if more).'}),
   }
 
   async run(): Promise<ImportJson> {
     const {args, flags} = await this.parse(SnapshotImport)
+    if (flags.into) {
+      for (const name of ['force', 'ram-size', 'heap-start', 'heap-size', 'adopt'] as const) {
+        if (flags[name] !== undefined && flags[name] !== false) throw new HvmemError('input', `--${name} applies to a new snapshot; with --into the image goes into the existing one, whose RAM, heap and mapper are kept`)
+      }
+    }
+    if (flags.adopt === undefined) {
+      for (const name of ['regime', 'vmid', 'l2-budget'] as const) {
+        if (flags[name] !== undefined) throw new HvmemError('input', `--${name} describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too`)
+      }
+    }
     if (flags.snapshot !== '' && resolve(args.raw) === resolve(flags.snapshot)) throw new HvmemError('input', `RAW ${args.raw} is the snapshot itself; import a raw image from another file`)
     if (!flags.into && !flags.force && flags.snapshot !== '') {
       // Say so now, not after reading a large image (createSnapshot checks again under the lock).
