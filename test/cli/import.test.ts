@@ -345,6 +345,25 @@ describe('--root, --regime, --vtcr and --tcr', () => {
     expect(human.split('\n')[0]).toBe('Stage-2 walk of IPA 0x10040001234 for read, root 0x42000000 (VTCR_EL2 0x80023590: start level 0, 48-bit input, 40-bit PA)')
   })
 
+  it('walks a concatenated root (VTCR_EL2 T0SZ 24, SL0 1: two level-1 pages), its first page never written', async () => {
+    // L1[513], in the root's second page: IPA 0x80_4000_0000 -> 1 GiB at 0x4000_0000
+    await ok(dir, 'mem', 'write', '0x4200_5008', '0x4000_07fd')
+    const out = await ok(dir, 'dump', 'tables', '--root', '0x4200_4000', '--vtcr', '0x80023558', '--format', 'ranges')
+    expect(out.split('\n')).toEqual([
+      'Stage 2, root 0x42004000: VTTBR_EL2 0x42004000  VTCR_EL2 0x80023558 (start level 1, 40-bit input, 40-bit PA)',
+      '0x0000008040000000-0x0000008080000000   1G  L1  RW X Normal-WB IS AF BLK  -> 0x0040000000',
+      '1 valid entries, 1 leaves, 1 range(s)',
+      '',
+    ])
+    const json = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '--root', '0x4200_4000', '--vtcr', '0x80023558')
+    expect(json.entries.map((e) => [e.level, e.index, e.table, e.ipa])).toEqual([[1, 513, '0x42004000', '0x8040000000']])
+    const t = await okJson<TranslateJson>(dir, 'translate', '0x80_4000_0010', '--root', '0x4200_4000', '--vtcr', '0x80023558')
+    expect(t.output?.address).toBe('0x40000010')
+    expect(t.steps[0]).toEqual({level: 1, table: '0x42004000', index: 513, descriptor: '0x400007fd', kind: 'block'})
+    const dot = await ok(dir, 'dump', 'tables', '--root', '0x4200_4000', '--vtcr', '0x80023558', '--format', 'dot')
+    expect(dot).toContain('  "0x42004000" [label="L1 table 0x42004000 (root, 2 pages)\\l0x8040000000-0x8080000000 1G RW X Normal-WB IS AF BLK -> 0x40000000\\l"];')
+  })
+
   it('refuses bad combinations and registers (exit 2)', async () => {
     const snap = [join(dir, 'hvmem.snap')]
     await fails(dir, snap, 2, '--vtcr describes the tables at --root; pass --root ADDR too (without --root the snapshot\'s own tables are walked, with their own settings)', 'dump', 'tables', '--vtcr', '0x80023559')

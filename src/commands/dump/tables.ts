@@ -5,11 +5,11 @@ import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, 
 import {tablesDot} from '../../cli/dot.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
-import {type WalkJson, describeWalk, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {type WalkJson, describeWalk, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {HvmemError} from '../../core/errors.js'
 import {rootTables} from '../../core/regime-config.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges, walkTables} from '../../core/walker.js'
+import {mergeRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
@@ -58,7 +58,7 @@ export default class DumpTables extends HvmemCommand {
     if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
       throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
     }
-    const entries = walkTables(machine.memory, target.regime, target.root, {startLevel: target.config.startLevel, ipaBits: target.config.inputBits})
+    const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
     const startLevel = target.config.startLevel
     const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
