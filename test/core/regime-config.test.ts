@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {tableDescriptor} from '../../src/core/descriptor.js'
-import {DEFAULT_WALK, foreignWalk, rootIndexBits, rootTables, stage1Walk, stage2Walk} from '../../src/core/regime-config.js'
+import {DEFAULT_WALK, foreignWalk, rootIndexBits, rootTables, stage1Walk, stage1WithMair, stage2Walk} from '../../src/core/regime-config.js'
 import {TCR_EL2, vtcrFor} from '../../src/core/registers.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
@@ -116,7 +116,21 @@ describe('foreignWalk', () => {
     expect(foreignWalk('stage1', 0x4100_0000n).registers).toEqual([
       {name: 'TTBR0_EL2', value: 0x4100_0000n},
       {name: 'TCR_EL2', value: 0x8082_3519n},
+      {name: 'MAIR_EL2', value: 0x0004_ff00n},
     ])
+    expect(foreignWalk('stage1', 0x4100_0000n).decoder).toBe(STAGE1)
+    expect(foreignWalk('stage2', 0x4100_0000n).decoder).toBe(STAGE2)
+  })
+
+  it('reads stage-1 AttrIndx through the MAIR_EL2 given', () => {
+    // AttrIndx 1: hvmem's MAIR says Normal WB (0xff); this one says Device-nGnRE (0x04), and AttrIndx 2 Normal NC (0x44)
+    const w = foreignWalk('stage1', 0x4100_0000n, undefined, undefined, 0x0044_0400n)
+    expect(w.registers[2]).toEqual({name: 'MAIR_EL2', value: 0x0044_0400n})
+    expect(w.decoder.decode(0x4000_0405n, 1).leaf).toMatchObject({memType: 'Device-nGnRE', attrIndx: 1, mairAttr: 0x04, access: 'RW'})
+    expect(w.decoder.decode(0x4000_0489n, 1).leaf).toMatchObject({memType: 'Normal-NC', attrIndx: 2, mairAttr: 0x44, access: 'RO'})
+    expect(STAGE1.decode(0x4000_0405n, 1).leaf).toMatchObject({memType: 'Normal-WB', mairAttr: 0xff})
+    expect(stage1WithMair(0x0004_ff00n)).toBe(STAGE1)
+    expectHvmemError(() => foreignWalk('stage2', 0x4100_0000n, undefined, undefined, 0xffn), 'input', '--mair applies to stage 1 only: stage-2 descriptors carry their memory type in MemAttr')
   })
 
   it('refuses a misaligned root, a root past the PA size, a 16-bit VMID without VS, and --vmid for stage 1', () => {
