@@ -307,6 +307,7 @@ describe('snapshot import', () => {
     await fails(dir, keep, 2, '--force applies to a new snapshot; with --into the image goes into the existing one, whose RAM, heap and mapper are kept', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '--force', '-s', 'keep.snap')
     await fails(dir, keep, 2, '--adopt 0x40003000 must be a 4 KiB-aligned table inside RAM 0x40000000-0x40003000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '12K', '--adopt', '0x4000_3000', '--force', '-s', 'keep.snap')
     await fails(dir, keep, 2, "--vmid describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too", 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--vmid', '3', '--force', '-s', 'keep.snap')
+    await fails(dir, keep, 2, 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '-s', '')
     await fails(dir, [], 3, 'no snapshot at missing.snap; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '-s', 'missing.snap')
   })
 })

@@ -91,8 +91,10 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
         if (flags[name] !== undefined) throw new HvmemError('input', `--${name} describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too`)
       }
     }
-    if (flags.snapshot !== '' && resolve(args.raw) === resolve(flags.snapshot)) throw new HvmemError('input', `RAW ${args.raw} is the snapshot itself; import a raw image from another file`)
-    if (!flags.into && !flags.force && flags.snapshot !== '') {
+    // Before reading a large image: the same message loadSnapshot/createSnapshot give.
+    if (flags.snapshot === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
+    if (resolve(args.raw) === resolve(flags.snapshot)) throw new HvmemError('input', `RAW ${args.raw} is the snapshot itself; import a raw image from another file`)
+    if (!flags.into && !flags.force) {
       // Say so now, not after reading a large image (createSnapshot checks again under the lock).
       let existing: Stats | undefined
       try {
