@@ -6,7 +6,7 @@
  */
 import {ADDRESS_MASK, type DescriptorKind, type LeafFields, LEVEL_SHIFT, LEVEL_SIZE, type Regime, type Shareability, SHAREABILITY} from './descriptor.js'
 import type {PhysicalMemory} from './memory.js'
-import {IPA_LIMIT, PA_LIMIT, START_LEVEL} from './registers.js'
+import {DEFAULT_WALK, type WalkConfig, rootIndexBits} from './regime-config.js'
 
 export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permission' | 'external-abort'
 
@@ -71,7 +71,11 @@ const PAR_NS = 1n << 9n
 /** IMPLEMENTATION DEFINED; QEMU (and hvmem) set it */
 const PAR_BIT11 = 1n << 11n
 
-export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}): Translation {
+/**
+ * `walk` gives the start level, the input size and the output size (from VTCR_EL2 / TCR_EL2, see
+ * regime-config.ts); by default hvmem's own: level 1, 39-bit inputs, 40-bit PA.
+ */
+export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}, walk: WalkConfig = DEFAULT_WALK): Translation {
   const write = access.write ?? false
   const exec = access.exec ?? false
   const steps: WalkStep[] = []
@@ -84,10 +88,14 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
 
   // A table outside RAM: the walk's read is an external abort. Hardware may report it in PAR_EL1 or take it
   // as a Data Abort (QEMU does the latter, with the same fault status code); hvmem reports it in `par`.
-  if (input < 0n || input >= IPA_LIMIT) return fail('translation', 0, `the address is outside the 39-bit input address space (T0SZ 25)`)
+  const inputLimit = 1n << walk.inputBits
+  const paLimit = 1n << walk.paBits
+  if (input < 0n || input >= inputLimit) return fail('translation', 0, `the address is outside the ${walk.inputBits}-bit input address space (T0SZ ${64n - walk.inputBits})`)
   let table = root & ADDRESS_MASK
-  for (let level = START_LEVEL; level <= 3; level++) {
-    const index = Number((input >> LEVEL_SHIFT[level]!) & 0x1ffn)
+  // The root table's index takes every input bit above its level (stage 2 may concatenate up to 16 tables).
+  const rootMask = (1n << BigInt(rootIndexBits(walk))) - 1n
+  for (let level = walk.startLevel; level <= 3; level++) {
+    const index = Number((input >> LEVEL_SHIFT[level]!) & (level === walk.startLevel ? rootMask : 0x1ffn))
     const entryAddress = table + BigInt(8 * index)
     if (!memory.contains(entryAddress, 8n)) return fail('external-abort', level, `the level-${level} table at 0x${table.toString(16)} is outside RAM`)
     const descriptor = memory.readU64(entryAddress)
@@ -97,11 +105,11 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     if (decoded.kind === 'reserved') return fail('translation', level, `L${level}[${index}] is a reserved encoding`)
     if (decoded.kind === 'table') {
       table = decoded.nextTable!
-      if (table >= PA_LIMIT) return fail('address-size', level, `L${level}[${index}] points at a table above the 40-bit PA limit`)
+      if (table >= paLimit) return fail('address-size', level, `L${level}[${index}] points at a table above the ${walk.paBits}-bit PA limit`)
       continue
     }
     const leaf = decoded.leaf!
-    if (leaf.outputAddress >= PA_LIMIT) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the 40-bit PA limit`)
+    if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${walk.paBits}-bit PA limit`)
     if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
     const size = LEVEL_SIZE[level]!
     const perms = permissions(regime, leaf)

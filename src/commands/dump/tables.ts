@@ -2,39 +2,71 @@ import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
+import {tablesDot} from '../../cli/dot.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
+import {type WalkJson, describeWalk, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {HvmemError} from '../../core/errors.js'
+import {rootTables} from '../../core/regime-config.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges, walkTables} from '../../core/walker.js'
+import {mergeRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
   mapper: MapperJson | null
   entries: EntryJson[]
   ranges: RangeJson[]
+  /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers */
+  walk?: WalkJson
+  /** with --format dot only: the Graphviz source */
+  dot?: string
 }
 
 export default class DumpTables extends HvmemCommand {
   static override summary = 'Walk the translation tables in the snapshot and show every valid descriptor, decoded by its regime\'s rules.'
-  static override description = `--format tree (default) lists each valid entry by level and index: the table it sits in, the IPA it covers, the raw descriptor and its decoded fields. --format ranges merges neighbouring entries with the same attributes and contiguous output addresses into one line per range, like Linux's ptdump. --json gives both.`
-  static override examples = ['<%= config.bin %> dump tables', '<%= config.bin %> dump tables --format ranges', '<%= config.bin %> dump tables --json']
+  static override description = `--format tree (default) lists each valid entry by level and index: the table it sits in, the IPA it covers, the raw descriptor and its decoded fields. --format ranges merges neighbouring entries with the same attributes and contiguous output addresses into one line per range, like Linux's ptdump. --format dot writes Graphviz source: one node per table page (level and address, its leaves merged into ranges), an edge per table descriptor (render with "dot -Tsvg"). --json gives entries and ranges (and the dot source with --format dot).
+
+--root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519.`
+  static override examples = [
+    '<%= config.bin %> dump tables',
+    '<%= config.bin %> dump tables --format ranges',
+    '<%= config.bin %> dump tables --json',
+    '<%= config.bin %> dump tables --format dot | dot -Tsvg > tables.svg',
+    '<%= config.bin %> dump tables --root 0x4100_0000 --vtcr 0x800235a0 --format ranges',
+  ]
 
   static override flags = {
-    format: Flags.option({options: ['tree', 'ranges'] as const, summary: 'Output layout.', default: 'tree' as const})(),
+    format: Flags.option({options: ['tree', 'ranges', 'dot'] as const, summary: 'Output layout.', default: 'tree' as const})(),
+    ...walkFlags,
   }
 
   async run(): Promise<DumpTablesJson> {
     const {flags} = await this.parse(DumpTables)
     const machine = await loadSnapshot(flags.snapshot)
     const mapper = machine.mapper
-    if (mapper === undefined) {
+    const target = walkTarget(machine, flags, false)
+    if (target === undefined) {
+      if (flags.format === 'dot') {
+        const dot = 'digraph "hvmem" {\n  // no translation tables yet: "hvmem map region" creates them\n}'
+        this.log(dot)
+        return {mapper: null, entries: [], ranges: [], dot}
+      }
       this.log('No translation tables yet: "hvmem map region" creates them.')
       return {mapper: null, entries: [], ranges: []}
     }
-    const entries = walkTables(machine.memory, mapper.regime, mapper.root)
+    const pages = rootTables(target.config)
+    if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
+      throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
+    }
+    const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
-    if (!this.jsonEnabled()) {
-      this.log(`${mapper.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'}, root ${hex(mapper.root)}: ${registerLine(mapper)}`)
+    const startLevel = target.config.startLevel
+    const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
+    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${describeWalk(target.config)})` : registerLine(mapper!)
+    const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.config.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
+    if (dot !== undefined) this.log(dot)
+    else if (!this.jsonEnabled()) {
+      this.log(`${stage}, root ${hex(target.root)}: ${registers}`)
       if (flags.format === 'ranges') {
         for (const r of ranges) this.log(rangeLine(r))
       } else {
@@ -44,7 +76,7 @@ export default class DumpTables extends HvmemCommand {
           const target = d.nextTable ?? d.leaf?.outputAddress
           const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
           t.push([
-            `${'  '.repeat(e.level - 1)}L${e.level}[${e.index}]`,
+            `${'  '.repeat(e.level - startLevel)}L${e.level}[${e.index}]`,
             hex(e.table),
             hex(e.ipa, 10),
             formatSize(e.size),
@@ -59,6 +91,12 @@ export default class DumpTables extends HvmemCommand {
       const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
       this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))
     }
-    return {mapper: mapperJson(mapper), entries: entries.map(entryJson), ranges: ranges.map(rangeJson)}
+    return {
+      mapper: mapper === undefined ? null : mapperJson(mapper),
+      entries: entries.map(entryJson),
+      ranges: ranges.map(rangeJson),
+      ...(target.foreign ? {walk: walkJson(target)} : {}),
+      ...(dot === undefined ? {} : {dot}),
+    }
   }
 }

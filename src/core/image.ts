@@ -1,0 +1,121 @@
+/**
+ * Importing a raw physical memory image (QEMU's pmemsave, dump-guest-memory written raw, or hvmem's
+ * own `snapshot export --raw`): where it lies, which of its pages hold data, and the RAM and heap of
+ * a new snapshot made from it. No I/O here: the snapshot layer reads the file and reports its pages.
+ */
+import {HvmemError} from './errors.js'
+import {DEFAULT_HEAP_SIZE, checkLayout} from './heap.js'
+import {PAGE_BYTES} from './memory.js'
+import {PA_LIMIT} from './registers.js'
+import {alignUp, formatSize, hex, isAligned} from './u64.js'
+
+const PAGE = BigInt(PAGE_BYTES)
+
+/** An image: `length` bytes whose first byte is physical address `base`. */
+export interface ImageExtent {
+  base: bigint
+  length: bigint
+}
+
+/** The physical range the image's pages cover: [base, base + length rounded up to 4 KiB). */
+export function imageEnd(image: ImageExtent): bigint {
+  return image.base + alignUp(image.length, PAGE)
+}
+
+/** Refuses an image that cannot be imported anywhere: unaligned base, empty, past the 40-bit PA space. */
+export function checkImage(image: ImageExtent, name: string): void {
+  if (!isAligned(image.base, PAGE)) throw new HvmemError('input', `--base ${hex(image.base)} is not 4 KiB aligned; an image is imported in whole 4 KiB pages, so its first byte must start a page`)
+  if (image.length === 0n) throw new HvmemError('input', `${name} is empty: there is nothing to import`)
+  if (imageEnd(image) > PA_LIMIT) {
+    throw new HvmemError('input', `${name} (${image.length} bytes at --base ${hex(image.base)}) would end at ${hex(image.base + image.length)}, past the 40-bit physical address space (${hex(PA_LIMIT)}) hvmem's RAM must lie in`)
+  }
+}
+
+/** What the file holds, page by page: the indices (from 0 at `base`) of pages holding a non-zero byte, ascending. */
+export interface ImageScan extends ImageExtent {
+  pages: number
+  nonZero: readonly number[]
+}
+
+export interface NewSnapshotOptions {
+  ramSize?: bigint
+  heapStart?: bigint
+  heapSize?: bigint
+}
+
+export interface NewSnapshotLayout {
+  ramBase: bigint
+  ramSize: bigint
+  heapBase: bigint
+  heapSize: bigint
+  /** 'tail': in the all-zero pages at the top of RAM (the default); 'given': --heap-start */
+  heapPlacement: 'tail' | 'given'
+}
+
+/**
+ * RAM and heap for a new snapshot holding the image. RAM starts at the image's base and is the
+ * image's extent rounded up to pages, or `ramSize` (which must hold the image). The heap, where
+ * hvmem allocates (and zeroes) tables, must not overwrite imported data: by default it is the free
+ * tail of RAM, the all-zero pages above the image's last non-zero page, at most `heapSize` (default
+ * 16 MiB) and ending at RAM's end; with `heapStart` it is [heapStart, heapStart + heapSize), which must
+ * lie inside RAM over all-zero pages.
+ */
+export function newSnapshotLayout(scan: ImageScan, options: NewSnapshotOptions, name: string): NewSnapshotLayout {
+  const extent = alignUp(scan.length, PAGE)
+  const ramBase = scan.base
+  const ramSize = options.ramSize ?? extent
+  if (!isAligned(ramSize, PAGE) || ramSize === 0n) throw new HvmemError('input', `--ram-size ${hex(ramSize)} must be a non-zero multiple of 4 KiB`)
+  if (ramSize < extent) {
+    throw new HvmemError('input', `${name} (${scan.length} bytes, ${hex(scan.base)}-${hex(scan.base + scan.length)}) goes past RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}; pass a --ram-size of at least ${hex(extent)}`)
+  }
+  const ramEnd = ramBase + ramSize
+  const lastData = scan.nonZero.length === 0 ? ramBase : ramBase + BigInt(scan.nonZero[scan.nonZero.length - 1]! + 1) * PAGE
+  if (options.heapStart !== undefined) {
+    const heapSize = options.heapSize ?? DEFAULT_HEAP_SIZE
+    checkLayout(ramBase, ramSize, options.heapStart, heapSize)
+    const overlap = firstPageIn(scan, options.heapStart, options.heapStart + heapSize)
+    if (overlap !== undefined) {
+      throw new HvmemError(
+        'input',
+        `the heap ${hex(options.heapStart)}-${hex(options.heapStart + heapSize)} would overlap imported data (page ${hex(overlap)}), which hvmem's allocations (tables are zeroed when allocated) would overwrite; place it over all-zero pages, or leave out --heap-start to use the free tail`,
+      )
+    }
+    return {ramBase, ramSize, heapBase: options.heapStart, heapSize, heapPlacement: 'given'}
+  }
+  const free = ramEnd - lastData
+  if (free === 0n) {
+    throw new HvmemError('input', `${name} leaves no all-zero page at the top of RAM ${hex(ramBase)}-${hex(ramEnd)} for hvmem's heap; pass --ram-size larger than ${hex(extent)} to add RAM above the image, or --heap-start and --heap-size`)
+  }
+  const wanted = options.heapSize ?? DEFAULT_HEAP_SIZE
+  if (options.heapSize !== undefined && (!isAligned(wanted, PAGE) || wanted === 0n)) throw new HvmemError('input', `--heap-size ${hex(wanted)} must be a non-zero multiple of 4 KiB`)
+  if (options.heapSize !== undefined && wanted > free) {
+    throw new HvmemError('input', `--heap-size ${formatSize(wanted)} does not fit in the free tail of RAM (${hex(lastData)}-${hex(ramEnd)}, ${formatSize(free)} of all-zero pages above the image's data); pass a larger --ram-size, a smaller --heap-size, or --heap-start`)
+  }
+  const heapSize = wanted < free ? wanted : free
+  checkLayout(ramBase, ramSize, ramEnd - heapSize, heapSize)
+  return {ramBase, ramSize, heapBase: ramEnd - heapSize, heapSize, heapPlacement: 'tail'}
+}
+
+/** The address of the first non-zero image page in [start, end), if any. */
+function firstPageIn(scan: ImageScan, start: bigint, end: bigint): bigint | undefined {
+  const pages = scan.nonZero
+  // binary search for the first page whose address is >= start
+  let low = 0
+  let high = pages.length
+  while (low < high) {
+    const mid = (low + high) >>> 1
+    if (scan.base + BigInt(pages[mid]!) * PAGE < start) low = mid + 1
+    else high = mid
+  }
+  if (low === pages.length) return undefined
+  const address = scan.base + BigInt(pages[low]!) * PAGE
+  return address < end ? address : undefined
+}
+
+/** Refuses an image that does not lie inside an existing snapshot's RAM (`--into`). */
+export function checkInsideRam(image: ImageExtent, ramBase: bigint, ramEnd: bigint, name: string): void {
+  const end = image.base + image.length
+  if (image.base < ramBase || end > ramEnd) {
+    throw new HvmemError('input', `${name} (${image.length} bytes at ${hex(image.base)}-${hex(end)}) does not lie inside the snapshot's RAM ${hex(ramBase)}-${hex(ramEnd)}; check --base, or import into a new snapshot (leave out --into)`)
+  }
+}
