@@ -66,9 +66,10 @@ export function stateLines(machine: Machine): string[] {
 export function* snapshotText(machine: Machine, pages: PageList, paint: Paint = PLAIN): Generator<string> {
   yield stateLines(machine).join('\n')
   const m = machine.mapper
-  const ranges = m === undefined ? [] : mergeRanges(walkTables(machine.memory, m.regime, m.root))
+  const entries = m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
+  const ranges = mergeRanges(entries)
   yield ['', paint.heading(`mappings (${ranges.length} range${ranges.length === 1 ? '' : 's'}):`), ...ranges.map((r) => rangeLine(r))].join('\n')
-  const tables = tablePages(machine)
+  const tables = tablePages(machine, entries)
   let tableCount = 0
   for (let i = 0; i < pages.count; i++) if (tables.has(pages.frame(i))) tableCount++
   yield ['', paint.heading(`pages (${pages.count} stored, ${tableCount} holding tables):`)].join('\n')

@@ -13,7 +13,7 @@ import type {Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {START_LEVEL} from './registers.js'
-import {type Range, mergeRanges, walkTables} from './walker.js'
+import {type Range, type WalkEntry, mergeRanges, walkTables} from './walker.js'
 
 /** The pages a side holds, in ascending address order; every page not listed reads as zero. */
 export interface PageList {
@@ -78,7 +78,7 @@ export interface MapperDiff {
   fields: string[]
 }
 
-/** A leaf mapping as one side sees a changed range: the output of its first address, and the leaf translating it. */
+/** A leaf mapping as one side sees a changed range: the output of its first address, and the leaf descriptor translating that address. */
 export interface MappingSide {
   outputStart: bigint
   level: number
@@ -135,9 +135,11 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   const mapper = diffMapper(a.machine.mapper, b.machine.mapper)
   const pagesA = a.pages ?? memoryPages(a.machine.memory)
   const pagesB = b.pages ?? memoryPages(b.machine.memory)
-  const mappings = diffMappings(leafRanges(a.machine), leafRanges(b.machine))
-  const tablesA = tablePages(a.machine)
-  const tablesB = tablePages(b.machine)
+  const walkA = walk(a.machine)
+  const walkB = walk(b.machine)
+  const mappings = diffMappings(walkA, walkB)
+  const tablesA = tablePages(a.machine, walkA)
+  const tablesB = tablePages(b.machine, walkB)
   const tables = diffTables(tablesA, tablesB, pagesA, pagesB)
   const skip = new Set([...tablesA.keys(), ...tablesB.keys()])
   const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
@@ -187,24 +189,46 @@ function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undef
   return fields.length === 0 ? undefined : {change: 'changed', old, new: now, fields}
 }
 
-/** The machine's leaf mappings as ptdump ranges (none without a mapper). */
-function leafRanges(machine: Machine): Range[] {
+/** A walk of the machine's tables (none without a mapper). */
+function walk(machine: Machine): WalkEntry[] {
   const m = machine.mapper
-  return m === undefined ? [] : mergeRanges(walkTables(machine.memory, m.regime, m.root))
+  return m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
 }
 
 /** Everything a leaf says apart from its output address and whether it is a block or a page. */
 const ATTRIBUTES = ~ADDRESS_MASK & ~TABLE_OR_PAGE & ((1n << 64n) - 1n)
 
-function sideAt(r: Range | undefined, at: bigint): MappingSide | undefined {
-  return r === undefined ? undefined : {outputStart: r.outputStart + (at - r.start), level: r.level, decoded: r.decoded}
+/** The leaves of a walk, in input-address order, and the ptdump ranges they merge into. */
+interface Leaves {
+  entries: WalkEntry[]
+  ranges: Range[]
+}
+
+function leavesOf(entries: readonly WalkEntry[]): Leaves {
+  return {entries: entries.filter((e) => e.decoded.leaf !== undefined), ranges: mergeRanges(entries)}
+}
+
+/** The leaf translating `at`, which a range covers (binary search). */
+function leafAt(leaves: readonly WalkEntry[], at: bigint): WalkEntry {
+  let low = 0
+  let high = leaves.length - 1
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1
+    if (leaves[mid]!.ipa <= at) low = mid
+    else high = mid - 1
+  }
+  return leaves[low]!
+}
+
+function sideAt(leaves: Leaves, r: Range | undefined, at: bigint): MappingSide | undefined {
+  return r === undefined ? undefined : {outputStart: r.outputStart + (at - r.start), level: r.level, decoded: leafAt(leaves.entries, at).decoded}
 }
 
 function sameMapping(x: MappingSide, y: MappingSide): boolean {
   return x.outputStart === y.outputStart && (x.decoded.raw & ATTRIBUTES) === (y.decoded.raw & ATTRIBUTES)
 }
 
-/** `next` continues `prev` (which ends at `at`): the same leaf encoding and level, contiguous output. */
+/** `next` continues `prev` (which ends at `at`): the same level and attributes (as ptdump merges), contiguous output. */
 function continues(prev: MappingSide | undefined, prevStart: bigint, at: bigint, next: MappingSide | undefined): boolean {
   if (prev === undefined || next === undefined) return prev === next
   return prev.level === next.level && (prev.decoded.raw & ~ADDRESS_MASK) === (next.decoded.raw & ~ADDRESS_MASK) && prev.outputStart + (at - prevStart) === next.outputStart
@@ -214,7 +238,11 @@ function continues(prev: MappingSide | undefined, prevStart: bigint, at: bigint,
  * Compares two sets of ranges per input address: a 2 MiB block split into 512 pages with the same
  * output and attributes maps the same. Changed stretches are merged like ptdump merges ranges.
  */
-export function diffMappings(old: readonly Range[], now: readonly Range[]): MappingChange[] {
+export function diffMappings(oldWalk: readonly WalkEntry[], newWalk: readonly WalkEntry[]): MappingChange[] {
+  const leavesA = leavesOf(oldWalk)
+  const leavesB = leavesOf(newWalk)
+  const old = leavesA.ranges
+  const now = leavesB.ranges
   const out: MappingChange[] = []
   let i = 0
   let j = 0
@@ -232,8 +260,8 @@ export function diffMappings(old: readonly Range[], now: readonly Range[]): Mapp
     }
     const ends = [ra ? ra.end : old[i]?.start, rb ? rb.end : now[j]?.start].filter((s): s is bigint => s !== undefined)
     const end = ends.reduce((x, y) => (x < y ? x : y))
-    const sa = sideAt(ra, at)
-    const sb = sideAt(rb, at)
+    const sa = sideAt(leavesA, ra, at)
+    const sb = sideAt(leavesB, rb, at)
     if (sa === undefined || sb === undefined || !sameMapping(sa, sb)) {
       const change = sa === undefined ? 'added' : sb === undefined ? 'removed' : 'changed'
       const last = out.at(-1)
@@ -245,15 +273,15 @@ export function diffMappings(old: readonly Range[], now: readonly Range[]): Mapp
   return out
 }
 
-/** The table pages a walk reaches from the mapper's root (inside RAM), by frame number, with their levels. */
-export function tablePages(machine: Machine): Map<number, number> {
+/** The table pages a walk (`entries`, default: a new one) reaches from the mapper's root (inside RAM), by frame number, with their levels. */
+export function tablePages(machine: Machine, entries?: readonly WalkEntry[]): Map<number, number> {
   const tables = new Map<number, number>()
   const m = machine.mapper
   if (m === undefined) return tables
   const root = m.root & ADDRESS_MASK
   if (!machine.memory.contains(root, BigInt(PAGE))) return tables
   tables.set(Number(root >> 12n), START_LEVEL)
-  for (const e of walkTables(machine.memory, m.regime, m.root)) {
+  for (const e of entries ?? walkTables(machine.memory, m.regime, m.root)) {
     if (e.decoded.kind === 'table' && e.problem === undefined) tables.set(Number(e.decoded.nextTable! >> 12n), e.level + 1)
   }
   return tables

@@ -47,8 +47,9 @@ export default class SnapshotShow extends HvmemCommand {
       return
     }
     const m = machine.mapper
-    const tables = tablePages(machine)
-    const ranges = m === undefined ? [] : mergeRanges(walkTables(machine.memory, m.regime, m.root))
+    const entries = m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
+    const tables = tablePages(machine, entries)
+    const ranges = mergeRanges(entries)
     const stored: SnapshotShowJson['pages'] = []
     for (let i = 0; i < pages.count; i++) {
       const frame = pages.frame(i)
