@@ -15,7 +15,7 @@ const STDIN_NAME = 'standard input'
 
 export default class SnapshotDiff extends HvmemCommand {
   static override summary = 'Compare two snapshots: layout, heap, mapper, mappings, page tables and other memory.'
-  static override description = `Exit codes as diff(1): 0 the same, 1 different, 2 trouble (any error: a missing or damaged file, a bad flag). Mappings are compared per input address, so a block split into pages that map the same is no change. Memory outside the translation tables is compared byte for byte and shown as ranges of changed bytes (runs fewer than 8 equal bytes apart are one range); --bytes adds a hexdump of each range's old and new bytes. A or B may be "-" for standard input (not both). Nothing is locked or written.`
+  static override description = `Exit codes as diff(1): 0 the same, 1 different, 2 trouble (any error: a missing or damaged file, a bad flag). Mappings are compared per input address, so a block split into pages that map the same is no change. Memory outside the translation tables is compared byte for byte and shown as ranges of changed bytes (runs fewer than 8 equal bytes apart are one range); --bytes adds a hexdump of each range's old and new bytes. A or B may be "-" for standard input (not both); --snapshot is not used. Nothing is locked or written.`
   static override examples = [
     '<%= config.bin %> snapshot diff before.snap after.snap',
     '<%= config.bin %> snapshot diff before.snap after.snap --bytes',
