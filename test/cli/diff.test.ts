@@ -268,6 +268,7 @@ describe('snapshot diff', () => {
     })
     expect((await diff('a.snap', '.', [], 2)).stderr).toBe('hvmem: . is not a regular file; pass a snapshot file with --snapshot\n')
     expect((await diff('a.snap', 'b.snap', ['--bogus'], 2)).stderr).toBe('hvmem: Nonexistent flag: --bogus (see --help)\n')
+    expect((await diff('', 'b.snap', [], 2)).stderr).toBe('hvmem: a snapshot file name is empty; name two snapshot files (or - for standard input)\n')
     const missingArg = await hvmem(dir, ['snapshot', 'diff', 'a.snap'])
     expect(missingArg).toEqual({code: 2, stdout: '', stderr: 'hvmem: Missing 1 required arg: B (see --help)\n'})
     // under --json the error is the document, with exit code 2

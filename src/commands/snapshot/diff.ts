@@ -60,6 +60,7 @@ export default class SnapshotDiff extends HvmemCommand {
 }
 
 async function open(path: string): Promise<SnapshotFile> {
+  if (path === '') throw new HvmemError('input', 'a snapshot file name is empty; name two snapshot files (or - for standard input)')
   if (path !== '-') return openSnapshotFile(path)
   const chunks: Buffer[] = []
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
