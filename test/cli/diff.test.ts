@@ -4,6 +4,8 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {SnapshotDiffJson} from '../../src/cli/diff-render.js'
+import {decodeSnapshot} from '../../src/snapshot/format.js'
+import {encodeV1} from '../snapshot/fixtures.js'
 import {hvmem, scratch} from './run.js'
 
 let dir: string
@@ -241,7 +243,14 @@ describe('snapshot diff', () => {
     )
   })
 
-  it('reads - from standard input, for either side, and never both', async () => {
+  it('compares content, not format versions: a version-1 file and its version-2 rewrite are the same', async () => {
+    const v1 = encodeV1(decodeSnapshot(await readFile(join(dir, 'a.snap')), 'a.snap'))
+    await writeFile(join(dir, 'old.snap'), v1)
+    expect((await diff('old.snap', 'a.snap', [], 0)).stdout).toBe('old.snap and a.snap are the same\n')
+    expect((await diff('old.snap', 'b.snap', [], 1)).stdout).toBe(['--- old.snap', '+++ b.snap', ...B_TEXT.slice(2)].join('\n') + '\n')
+  })
+
+    it('reads - from standard input, for either side, and never both', async () => {
     const a = await readFile(join(dir, 'a.snap'))
     const b = await readFile(join(dir, 'b.snap'))
     expect((await diff('-', 'b.snap', [], 1, a)).stdout).toBe(['--- -', '+++ b.snap', ...B_TEXT.slice(2)].join('\n') + '\n')
