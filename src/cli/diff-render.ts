@@ -182,9 +182,9 @@ export function diffLines(d: SnapshotDiff, names: {a: string; b: string}, bytes?
   }
   if (d.memory.length > 0) {
     const differing = d.memory.reduce((n, r) => n + r.differing, 0)
-    out.push(heading(`Memory outside the tables: ${plural(d.memory.length, 'range')}, ${plural(differing, 'byte')} differ`))
+    out.push(heading(`Memory outside the tables: ${plural(d.memory.length, 'range')}, ${plural(differing, 'byte')} ${differing === 1 ? 'differs' : 'differ'}`))
     for (const r of d.memory) {
-      out.push(tilde(`${hex(r.address)}-${hex(r.address + BigInt(r.length))}  ${plural(r.length, 'byte')}, ${r.differing} differ`))
+      out.push(tilde(`${hex(r.address)}-${hex(r.address + BigInt(r.length))}  ${plural(r.length, 'byte')}, ${r.differing} ${r.differing === 1 ? 'differs' : 'differ'}`))
       if (bytes !== undefined) {
         const b = bytes(r)
         out.push(...dumpLines(r.address, b.old, minus), ...dumpLines(r.address, b.new, plus))

@@ -68,8 +68,8 @@ const B_TEXT = [
   '~ 0x41000000  L1 table changed, 1 entry changed',
   '+ 0x41002000  L2 table appeared, 512 entries changed',
   '+ 0x41003000  L3 table appeared, 511 entries changed',
-  'Memory outside the tables: 1 range, 1 byte differ',
-  '~ 0x41100004-0x41100005  1 byte, 1 differ',
+  'Memory outside the tables: 1 range, 1 byte differs',
+  '~ 0x41100004-0x41100005  1 byte, 1 differs',
 ]
 
 describe('snapshot diff', () => {
