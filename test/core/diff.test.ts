@@ -1,8 +1,11 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
-import {type ByteRange, MERGE_GAP, type PageList, type SnapshotDiff, bytesAt, diffMachines, diffMemory, memoryPages, tablePages} from '../../src/core/diff.js'
+import {ADDRESS_MASK, TABLE_OR_PAGE} from '../../src/core/descriptor.js'
+import {type ByteRange, MERGE_GAP, type PageList, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory, memoryPages, tablePages} from '../../src/core/diff.js'
 import {Machine} from '../../src/core/machine.js'
+import type {Permission} from '../../src/core/mapper.js'
+import {type WalkEntry, walkTables} from '../../src/core/walker.js'
 import {bufferSource, decodeSource, encodeSnapshot} from '../../src/snapshot/format.js'
 import {BLOCK, GIB, PAGE, defaultMachine, mappedMachine} from './helpers.js'
 
@@ -315,6 +318,84 @@ describe('diffMemory', () => {
       }),
       {numRuns: 300},
     )
+  })
+})
+
+describe('diffMappings', () => {
+  const WINDOW = 0x4000_0000n // the operations touch [1 GiB, 1 GiB + 8 MiB)
+  const PAGES = 2048
+
+  /** Each 4 KiB page of the window as a walk maps it: output address and attribute bits (block/page bit aside), or undefined. */
+  function perPage(entries: readonly WalkEntry[]): Array<string | undefined> {
+    const out: Array<string | undefined> = new Array(PAGES).fill(undefined)
+    for (const e of entries) {
+      const leaf = e.decoded.leaf
+      if (leaf === undefined) continue
+      for (let at = e.ipa; at < e.ipa + e.size; at += PAGE) {
+        const k = Number((at - WINDOW) / PAGE)
+        if (k >= 0 && k < PAGES) out[k] = `${leaf.outputAddress + (at - e.ipa)}:${e.decoded.raw & ~ADDRESS_MASK & ~TABLE_OR_PAGE}`
+      }
+    }
+    return out
+  }
+
+  type Op = {op: 'map'; page: number; pages: number; pa: number; granularity: 'page' | '2M'} | {op: 'unmap'; page: number; pages: number} | {op: 'protect'; page: number; pages: number; perm: Permission}
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({op: fc.constant('map' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 1024}), pa: fc.integer({min: 0, max: 3}), granularity: fc.constantFrom('page' as const, '2M' as const)}),
+    fc.record({op: fc.constant('unmap' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 600})}),
+    fc.record({op: fc.constant('protect' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 600}), perm: fc.constantFrom<Permission>('r', 'rw', 'rx', 'rwx')}),
+  )
+
+  function apply(machine: Machine, ops: readonly Op[]): void {
+    const m = machine.ensureMapper({l2Budget: 512}).mapper
+    for (const o of ops) {
+      const ipa = WINDOW + BigInt(o.page) * PAGE
+      const size = BigInt(Math.min(o.pages, PAGES - o.page)) * PAGE
+      try {
+        if (o.op === 'map') m.mapRegion(ipa, size, 'normal', {pa: ipa + BigInt(o.pa) * 0x4000_0000n, granularity: o.granularity, replace: true})
+        else if (o.op === 'unmap') m.unmap(ipa, size)
+        else m.protect(ipa, size, {perm: o.perm})
+      } catch {
+        // a protect of unmapped pages is refused and changes nothing
+      }
+    }
+  }
+
+  it('classifies every page as a per-page comparison does, in ordered, disjoint ranges (property)', () => {
+    let changed = 0
+    fc.assert(
+      fc.property(fc.array(op, {maxLength: 5}), fc.array(op, {maxLength: 4}), (common, more) => {
+        const a = defaultMachine()
+        apply(a, common)
+        const b = copy(a)
+        apply(b, more)
+        const walkA = walkTables(a.memory, a.mapper!.regime, a.mapper!.root)
+        const walkB = walkTables(b.memory, b.mapper!.regime, b.mapper!.root)
+        const changes = diffMappings(walkA, walkB)
+        const pagesA = perPage(walkA)
+        const pagesB = perPage(walkB)
+        const expected = pagesA.map((x, k) => {
+          const y = pagesB[k]
+          return x === y ? undefined : x === undefined ? 'added' : y === undefined ? 'removed' : 'changed'
+        })
+        const actual: Array<string | undefined> = new Array(PAGES).fill(undefined)
+        let previousEnd = 0n
+        for (const c of changes) {
+          expect(c.start).toBeGreaterThanOrEqual(previousEnd)
+          expect(c.end).toBeGreaterThan(c.start)
+          previousEnd = c.end
+          for (let at = c.start; at < c.end; at += PAGE) actual[Number((at - WINDOW) / PAGE)] = c.change
+          // each side's first address maps as the change says
+          if (c.old !== undefined) expect(`${c.old.outputStart}:${c.old.decoded.raw & ~ADDRESS_MASK & ~TABLE_OR_PAGE}`).toBe(pagesA[Number((c.start - WINDOW) / PAGE)])
+          if (c.new !== undefined) expect(`${c.new.outputStart}:${c.new.decoded.raw & ~ADDRESS_MASK & ~TABLE_OR_PAGE}`).toBe(pagesB[Number((c.start - WINDOW) / PAGE)])
+        }
+        expect(actual).toEqual(expected)
+        if (changes.length > 0) changed++
+      }),
+      {numRuns: 60},
+    )
+    // the runs are not vacuous: most of them change some mapping
+    expect(changed).toBeGreaterThan(20)
   })
 })
 
