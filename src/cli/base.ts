@@ -21,7 +21,8 @@ export abstract class HvmemCommand extends Command {
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     if (err instanceof Errors.ExitError) throw err
     const described = describe(err)
-    const {kind, exitCode} = described
+    const {kind} = described
+    const exitCode = this.errorExitCode(described.exitCode)
     const message = oneLine(described.message)
     if (process.env.HVMEM_DEBUG) process.stderr.write(`${err.stack ?? String(err)}\n`)
     process.exitCode = exitCode
@@ -30,6 +31,14 @@ export abstract class HvmemCommand extends Command {
     // Exit here in both modes: returning would let oclif go on (and, with NODE_ENV=development or
     // test, warn on stderr that a command whose parse failed "did not parse its arguments").
     this.exit(exitCode)
+  }
+
+  /**
+   * The exit code for an error whose documented code is `code`. A command with its own convention
+   * overrides it (`snapshot diff` exits 2 on any error, as diff(1) does).
+   */
+  protected errorExitCode(code: number): number {
+    return code
   }
 }
 

@@ -30,8 +30,8 @@ export function rangeLine(r: Range): string {
   return `${hex(r.start, 16)}-${hex(r.end, 16)} ${formatSize(r.end - r.start).padStart(4)}  L${r.level}  ${attributeWords(leaf, r.decoded.kind)}${identity}`
 }
 
-/** Classic hexdump, 16 bytes a line: address, bytes in two groups of eight, ASCII. */
-export function hexdump(address: bigint, bytes: Uint8Array): string {
+/** Classic hexdump, 16 bytes a line: address, bytes in two groups of eight, ASCII. `dim` paints the address (pass `(s) => s` for none). */
+export function hexdump(address: bigint, bytes: Uint8Array, dim: (text: string) => string = color.dim): string {
   const lines: string[] = []
   for (let offset = 0; offset < bytes.length; offset += 16) {
     const row = bytes.subarray(offset, offset + 16)
@@ -39,7 +39,7 @@ export function hexdump(address: bigint, bytes: Uint8Array): string {
     const left = hexes.slice(0, 8).join(' ')
     const right = hexes.slice(8).join(' ')
     const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('')
-    lines.push(`${color.dim(hex(address + BigInt(offset), 10))}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${ascii}|`)
+    lines.push(`${dim(hex(address + BigInt(offset), 10))}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${ascii}|`)
   }
   return lines.join('\n')
 }

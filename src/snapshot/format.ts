@@ -56,6 +56,8 @@ export interface SnapshotSource {
   readonly length: number
   /** exactly `length` bytes at `offset` (which lie inside the file) */
   read(offset: number, length: number): Uint8Array
+  /** optionally, the same into `target` (all of it): a caller reading much can so reuse one buffer */
+  readInto?(offset: number, target: Uint8Array): void
 }
 
 export function bufferSource(data: Uint8Array): SnapshotSource {
@@ -70,6 +72,23 @@ export interface Decoded {
   version: number
   /** true if the machine's memory still reads pages from the source (a lazy version-2 load with pages) */
   usesSource: boolean
+  /** the checksum stored in the file: version 2, the CRC-32 of the header and index (bytes 0-123, then the index); version 1, of the whole file */
+  checksum: number
+  /** a lazy version-2 load: the stored pages by index entry, in address order, each read (and checked) on demand and not kept */
+  pages?: StoredPages
+}
+
+/** A version-2 file's page index: what `snapshot diff` compares without loading pages into the machine. */
+export interface StoredPages {
+  readonly count: number
+  /** the i-th stored page's frame number (address >> 12) */
+  frame(i: number): number
+  /** the CRC-32 the index holds for the i-th page */
+  crc(i: number): number
+  /** the i-th page's 4096 bytes, checked against its CRC (a mismatch is a 'snapshot-invalid' error) */
+  read(i: number): Uint8Array
+  /** pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in `into` when given (if large enough) */
+  readRun(first: number, count: number, into?: Uint8Array): Uint8Array
 }
 
 /** The whole version-2 file for `machine`, in memory (see snapshotChunks). */
@@ -160,7 +179,11 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
     throw new HvmemError('snapshot-invalid', `${name} has snapshot format version ${version}, newer than this hvmem reads (version ${FORMAT_VERSION}); upgrade hvmem`)
   }
   if (version < OLDEST_FORMAT_VERSION) bad(`unknown format version ${version}`)
-  if (version === 1) return {machine: decodeV1(view(source.read(0, size)), name, bad), version, usesSource: false}
+  if (version === 1) {
+    const whole = view(source.read(0, size))
+    const machine = decodeV1(whole, name, bad)
+    return {machine, version, usesSource: false, checksum: whole.readUInt32LE(whole.length - V1_CRC_BYTES)}
+  }
 
   if (size < HEADER_BYTES) bad(`truncated (${size} bytes, a header alone needs ${HEADER_BYTES})`)
   const header = view(source.read(0, HEADER_BYTES))
@@ -190,21 +213,35 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   }
   const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
-  /** The checked bytes of the i-th stored page. */
-  const readPage = (i: number): Uint8Array => {
-    const page = source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES)
+  /** `page`, the bytes of the i-th stored page, once checked. */
+  const checkPage = (i: number, page: Uint8Array): Uint8Array => {
     const stored = index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
     const actual = crc32(page)
     if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
     if (isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
     return page
   }
-
+  /** The checked bytes of the i-th stored page. */
+  const readPage = (i: number): Uint8Array => checkPage(i, source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES))
+  const readRun = (first: number, count: number, into?: Uint8Array): Uint8Array => {
+    const offset = dataStart + first * PAGE_BYTES
+    const bytes = count * PAGE_BYTES
+    let run: Uint8Array
+    if (into !== undefined && into.length >= bytes && source.readInto !== undefined) {
+      run = into.subarray(0, bytes)
+      source.readInto(offset, run)
+    } else run = source.read(offset, bytes)
+    for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
+    return run
+  }
+  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: (i) => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8), read: readPage, readRun}
+  const file = {version, checksum: storedCrc}
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
       for (let i = 0; i < n; i++) memory.loadPage(addressOf(i), readPage(i))
-      return {machine: Machine.restore(state, memory), version, usesSource: false}
+      // (a full load may have closed its source: no page index to read from later, except an empty one)
+      return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
     }
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
       storedPages: (function* () {
@@ -215,7 +252,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
         return i === undefined ? undefined : readPage(i)
       },
     })
-    return {machine: Machine.restore(state, memory), version, usesSource: true}
+    return {machine: Machine.restore(state, memory), usesSource: true, ...file, pages}
   })
 }
 

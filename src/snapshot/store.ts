@@ -22,7 +22,7 @@ import lockfile from 'proper-lockfile'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {type DecodeMode, type SnapshotSource, decodeSource, snapshotChunks} from './format.js'
+import {type DecodeMode, type Decoded, type SnapshotSource, bufferSource, decodeSource, snapshotChunks} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -60,6 +60,29 @@ const openFiles = new FinalizationRegistry<number>((fd) => {
 export async function loadSnapshot(path: string): Promise<Machine> {
   checkPath(path)
   return openAndDecode(path, 'lazy')
+}
+
+/** A snapshot opened read-only with what its file says about itself (format version, size, checksum, page index). */
+export interface SnapshotFile extends Decoded {
+  /** the file's size in bytes */
+  size: number
+}
+
+/**
+ * Opens a snapshot file read-only, like loadSnapshot (no lock, pages read and checked on first use),
+ * keeping the file-level facts `snapshot info` and `snapshot diff` show.
+ */
+export async function openSnapshotFile(path: string): Promise<SnapshotFile> {
+  checkPath(path)
+  return openDecoded(path, 'lazy')
+}
+
+/**
+ * Decodes a snapshot held in memory (read from standard input, say) named `name` in errors: the header
+ * and index are checked now, each page when first used. Nothing is locked or written.
+ */
+export function loadSnapshotBytes(data: Uint8Array, name: string): SnapshotFile {
+  return {...decodeSource(bufferSource(data), name, 'lazy'), size: data.length}
 }
 
 /** Loads, lets `change` modify the machine, and saves it: all under the lock, and only if `change` returns. */
@@ -112,6 +135,10 @@ async function checkRegular(path: string, mayBeMissing: boolean): Promise<void> 
 }
 
 async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
+  return (await openDecoded(path, mode)).machine
+}
+
+async function openDecoded(path: string, mode: DecodeMode): Promise<SnapshotFile> {
   const notRegular = (): HvmemError => new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
   let info: Stats
   try {
@@ -137,7 +164,7 @@ async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
     }
-    return decoded.machine
+    return {...decoded, size: opened.size}
   } finally {
     if (!keep) closeSync(fd)
   }
@@ -145,23 +172,28 @@ async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
 
 /** Reads an open snapshot with fs.readSync (page sources are synchronous). */
 function fileSource(fd: number, length: number, path: string): SnapshotSource {
+  const readInto = (offset: number, out: Uint8Array): void => {
+    const bytes = out.length
+    let done = 0
+    while (done < bytes) {
+      let got: number
+      try {
+        got = readSync(fd, out, done, bytes - done, offset + done)
+      } catch (error) {
+        throw fsError(error, path)
+      }
+      if (got === 0) throw new HvmemError('snapshot-invalid', `${path} is not a valid hvmem snapshot: it ended at byte ${offset + done} while being read (changed in place by another program?)`)
+      done += got
+    }
+  }
   return {
     length,
     read(offset: number, bytes: number): Uint8Array {
       const out = Buffer.allocUnsafe(bytes)
-      let done = 0
-      while (done < bytes) {
-        let got: number
-        try {
-          got = readSync(fd, out, done, bytes - done, offset + done)
-        } catch (error) {
-          throw fsError(error, path)
-        }
-        if (got === 0) throw new HvmemError('snapshot-invalid', `${path} is not a valid hvmem snapshot: it ended at byte ${offset + done} while being read (changed in place by another program?)`)
-        done += got
-      }
+      readInto(offset, out)
       return out
     },
+    readInto,
   }
 }
 

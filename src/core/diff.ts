@@ -1,0 +1,464 @@
+/**
+ * A semantic diff of two machines (two snapshots): layout, heap state, mapper state, the mappings the
+ * tables make (compared per input address), the table pages themselves, and every other byte of memory.
+ *
+ * Memory is compared page by page over the stored (non-zero) pages of each side, merged in address
+ * order. A caller that has each page's CRC-32 (a version-2 snapshot index) passes it: a different CRC
+ * proves a page changed, an equal one is only a hint, so those pages are still compared byte for byte
+ * (one memcmp). Changed pages are scanned 32 bits at a time; addresses inside the scan are JS numbers,
+ * exact because RAM lies below 2^40.
+ */
+import {ADDRESS_MASK, type Decoded, TABLE_OR_PAGE} from './descriptor.js'
+import type {Machine} from './machine.js'
+import type {IdentityMapper} from './mapper.js'
+import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
+import {START_LEVEL} from './registers.js'
+import {type Range, type WalkEntry, mergeRanges, walkTables} from './walker.js'
+
+/** The pages a side holds, in ascending address order; every page not listed reads as zero. */
+export interface PageList {
+  readonly count: number
+  /** the i-th page's frame number (address >> 12) */
+  frame(i: number): number
+  /** the i-th page's CRC-32, when known (a snapshot's index): pages whose CRCs differ are known to differ */
+  crc?(i: number): number
+  /** the i-th page's 4096 bytes */
+  read(i: number): Uint8Array
+  /** pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when that is cheaper than one at a time */
+  readRun?(first: number, count: number, into?: Uint8Array): Uint8Array
+}
+
+/** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
+export interface DiffSide {
+  machine: Machine
+  /** default: the machine's non-zero pages (read from memory, no CRCs) */
+  pages?: PageList
+}
+
+export interface DiffOptions {
+  /** called now and then with the pages compared so far and the total */
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface Layout {
+  ramBase: bigint
+  ramSize: bigint
+  heapStart: bigint
+  heapSize: bigint
+}
+
+/** A value in both snapshots and how far it moved (new - old). */
+export interface Moved {
+  old: bigint
+  new: bigint
+  delta: bigint
+}
+
+export interface HeapDiff {
+  next: Moved
+  allocated: Moved
+  remaining: Moved
+  changed: boolean
+}
+
+export interface MapperSummary {
+  regime: string
+  root: bigint
+  vmid: number
+  l2Budget: number
+  orphanedTables: number
+  registers: Array<{name: string; value: bigint}>
+}
+
+export interface MapperDiff {
+  change: 'added' | 'removed' | 'changed'
+  old: IdentityMapper | undefined
+  new: IdentityMapper | undefined
+  /** the fields that differ (mapper state fields, then register names), for 'changed' */
+  fields: string[]
+}
+
+/** A leaf mapping as one side sees a changed range: the output of its first address, and the leaf descriptor translating that address. */
+export interface MappingSide {
+  outputStart: bigint
+  level: number
+  decoded: Decoded
+}
+
+export interface MappingChange {
+  change: 'added' | 'removed' | 'changed'
+  start: bigint
+  end: bigint
+  old: MappingSide | undefined
+  new: MappingSide | undefined
+}
+
+export interface TableChange {
+  change: 'appeared' | 'disappeared' | 'changed'
+  address: bigint
+  /** the table's level (in the new snapshot, or the old one for a table that disappeared) */
+  level: number
+  /** 64-bit entries whose value differs between the two snapshots' bytes of this page */
+  entriesChanged: number
+}
+
+/** A run of changed bytes: [address, address + length), of which `differing` bytes differ. */
+export interface ByteRange {
+  address: bigint
+  length: number
+  differing: number
+}
+
+export interface SnapshotDiff {
+  same: boolean
+  layout: {old: Layout; new: Layout; fields: Array<keyof Layout>} | undefined
+  heap: HeapDiff
+  mapper: MapperDiff | undefined
+  mappings: MappingChange[]
+  tables: TableChange[]
+  memory: ByteRange[]
+}
+
+/**
+ * Runs of differing bytes closer than this are one range: a changed 64-bit descriptor or value is one
+ * range even where some of its bytes happen to be equal.
+ */
+export const MERGE_GAP = 8
+
+const PAGE = PAGE_BYTES
+const WORDS = PAGE_BYTES / 4
+const ZERO_PAGE = new Uint8Array(PAGE_BYTES)
+
+export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}): SnapshotDiff {
+  const layout = diffLayout(layoutOf(a.machine), layoutOf(b.machine))
+  const heap = diffHeap(a.machine, b.machine)
+  const mapper = diffMapper(a.machine.mapper, b.machine.mapper)
+  const pagesA = a.pages ?? memoryPages(a.machine.memory)
+  const pagesB = b.pages ?? memoryPages(b.machine.memory)
+  const walkA = walk(a.machine)
+  const walkB = walk(b.machine)
+  const mappings = diffMappings(walkA, walkB)
+  const tablesA = tablePages(a.machine, walkA)
+  const tablesB = tablePages(b.machine, walkB)
+  const tables = diffTables(tablesA, tablesB, pagesA, pagesB)
+  const skip = new Set([...tablesA.keys(), ...tablesB.keys()])
+  const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
+  const same = layout === undefined && !heap.changed && mapper === undefined && mappings.length === 0 && tables.length === 0 && memory.length === 0
+  return {same, layout, heap, mapper, mappings, tables, memory}
+}
+
+export function layoutOf(machine: Machine): Layout {
+  const heap = machine.heap.allocator
+  return {ramBase: machine.memory.base, ramSize: machine.memory.size, heapStart: heap.start, heapSize: heap.end - heap.start}
+}
+
+function diffLayout(old: Layout, now: Layout): SnapshotDiff['layout'] {
+  const fields = (['ramBase', 'ramSize', 'heapStart', 'heapSize'] as const).filter((f) => old[f] !== now[f])
+  return fields.length === 0 ? undefined : {old, new: now, fields}
+}
+
+function moved(old: bigint, now: bigint): Moved {
+  return {old, new: now, delta: now - old}
+}
+
+function diffHeap(a: Machine, b: Machine): HeapDiff {
+  const old = a.heap.status()
+  const now = b.heap.status()
+  const next = moved(old.next, now.next)
+  const allocated = moved(old.allocated, now.allocated)
+  const remaining = moved(old.remaining, now.remaining)
+  return {next, allocated, remaining, changed: next.delta !== 0n || allocated.delta !== 0n || remaining.delta !== 0n}
+}
+
+export function mapperSummary(m: IdentityMapper): MapperSummary {
+  const s = m.state
+  return {regime: s.regime, root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
+}
+
+function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undefined): MapperDiff | undefined {
+  if (old === undefined && now === undefined) return undefined
+  if (old === undefined) return {change: 'added', old, new: now, fields: []}
+  if (now === undefined) return {change: 'removed', old, new: now, fields: []}
+  const o = mapperSummary(old)
+  const n = mapperSummary(now)
+  const fields: string[] = (['regime', 'root', 'vmid', 'l2Budget', 'orphanedTables'] as const).filter((f) => o[f] !== n[f])
+  const names = [...new Set([...o.registers, ...n.registers].map((r) => r.name))]
+  for (const name of names) {
+    if (o.registers.find((r) => r.name === name)?.value !== n.registers.find((r) => r.name === name)?.value) fields.push(name)
+  }
+  return fields.length === 0 ? undefined : {change: 'changed', old, new: now, fields}
+}
+
+/** A walk of the machine's tables (none without a mapper). */
+function walk(machine: Machine): WalkEntry[] {
+  const m = machine.mapper
+  return m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
+}
+
+/** Everything a leaf says apart from its output address and whether it is a block or a page. */
+const ATTRIBUTES = ~ADDRESS_MASK & ~TABLE_OR_PAGE & ((1n << 64n) - 1n)
+
+/** The leaves of a walk, in input-address order, and the ptdump ranges they merge into. */
+interface Leaves {
+  entries: WalkEntry[]
+  ranges: Range[]
+}
+
+function leavesOf(entries: readonly WalkEntry[]): Leaves {
+  return {entries: entries.filter((e) => e.decoded.leaf !== undefined), ranges: mergeRanges(entries)}
+}
+
+/** The leaf translating `at`, which a range covers (binary search). */
+function leafAt(leaves: readonly WalkEntry[], at: bigint): WalkEntry {
+  let low = 0
+  let high = leaves.length - 1
+  while (low < high) {
+    const mid = (low + high + 1) >>> 1
+    if (leaves[mid]!.ipa <= at) low = mid
+    else high = mid - 1
+  }
+  return leaves[low]!
+}
+
+function sideAt(leaves: Leaves, r: Range | undefined, at: bigint): MappingSide | undefined {
+  return r === undefined ? undefined : {outputStart: r.outputStart + (at - r.start), level: r.level, decoded: leafAt(leaves.entries, at).decoded}
+}
+
+function sameMapping(x: MappingSide, y: MappingSide): boolean {
+  return x.outputStart === y.outputStart && (x.decoded.raw & ATTRIBUTES) === (y.decoded.raw & ATTRIBUTES)
+}
+
+/** `next` continues `prev` (which ends at `at`): the same level and attributes (as ptdump merges), contiguous output. */
+function continues(prev: MappingSide | undefined, prevStart: bigint, at: bigint, next: MappingSide | undefined): boolean {
+  if (prev === undefined || next === undefined) return prev === next
+  return prev.level === next.level && (prev.decoded.raw & ~ADDRESS_MASK) === (next.decoded.raw & ~ADDRESS_MASK) && prev.outputStart + (at - prevStart) === next.outputStart
+}
+
+/**
+ * Compares two sets of ranges per input address: a 2 MiB block split into 512 pages with the same
+ * output and attributes maps the same. Changed stretches are merged like ptdump merges ranges.
+ */
+export function diffMappings(oldWalk: readonly WalkEntry[], newWalk: readonly WalkEntry[]): MappingChange[] {
+  const leavesA = leavesOf(oldWalk)
+  const leavesB = leavesOf(newWalk)
+  const old = leavesA.ranges
+  const now = leavesB.ranges
+  const out: MappingChange[] = []
+  let i = 0
+  let j = 0
+  let at = 0n
+  for (;;) {
+    while (i < old.length && old[i]!.end <= at) i++
+    while (j < now.length && now[j]!.end <= at) j++
+    if (i >= old.length && j >= now.length) break
+    const ra = i < old.length && old[i]!.start <= at ? old[i] : undefined
+    const rb = j < now.length && now[j]!.start <= at ? now[j] : undefined
+    if (ra === undefined && rb === undefined) {
+      const starts = [old[i]?.start, now[j]?.start].filter((s): s is bigint => s !== undefined)
+      at = starts.reduce((x, y) => (x < y ? x : y))
+      continue
+    }
+    const ends = [ra ? ra.end : old[i]?.start, rb ? rb.end : now[j]?.start].filter((s): s is bigint => s !== undefined)
+    const end = ends.reduce((x, y) => (x < y ? x : y))
+    const sa = sideAt(leavesA, ra, at)
+    const sb = sideAt(leavesB, rb, at)
+    if (sa === undefined || sb === undefined || !sameMapping(sa, sb)) {
+      const change = sa === undefined ? 'added' : sb === undefined ? 'removed' : 'changed'
+      const last = out.at(-1)
+      if (last !== undefined && last.change === change && last.end === at && continues(last.old, last.start, at, sa) && continues(last.new, last.start, at, sb)) last.end = end
+      else out.push({change, start: at, end, old: sa, new: sb})
+    }
+    at = end
+  }
+  return out
+}
+
+/** The table pages a walk (`entries`, default: a new one) reaches from the mapper's root (inside RAM), by frame number, with their levels. */
+export function tablePages(machine: Machine, entries?: readonly WalkEntry[]): Map<number, number> {
+  const tables = new Map<number, number>()
+  const m = machine.mapper
+  if (m === undefined) return tables
+  const root = m.root & ADDRESS_MASK
+  if (!machine.memory.contains(root, BigInt(PAGE))) return tables
+  tables.set(Number(root >> 12n), START_LEVEL)
+  for (const e of entries ?? walkTables(machine.memory, m.regime, m.root)) {
+    if (e.decoded.kind === 'table' && e.problem === undefined) tables.set(Number(e.decoded.nextTable! >> 12n), e.level + 1)
+  }
+  return tables
+}
+
+function diffTables(a: Map<number, number>, b: Map<number, number>, pagesA: PageList, pagesB: PageList): TableChange[] {
+  const frames = [...new Set([...a.keys(), ...b.keys()])].sort((x, y) => x - y)
+  const out: TableChange[] = []
+  for (const frame of frames) {
+    const entriesChanged = changedEntries(pageAt(pagesA, frame) ?? ZERO_PAGE, pageAt(pagesB, frame) ?? ZERO_PAGE)
+    const levelA = a.get(frame)
+    const levelB = b.get(frame)
+    const address = BigInt(frame) << 12n
+    if (levelA === undefined) out.push({change: 'appeared', address, level: levelB!, entriesChanged})
+    else if (levelB === undefined) out.push({change: 'disappeared', address, level: levelA, entriesChanged})
+    else if (entriesChanged > 0) out.push({change: 'changed', address, level: levelB, entriesChanged})
+  }
+  return out
+}
+
+function changedEntries(x: Uint8Array, y: Uint8Array): number {
+  const wx = pageWords(x)
+  const wy = pageWords(y)
+  let n = 0
+  for (let w = 0; w < WORDS; w += 2) if (wx[w] !== wy[w] || wx[w + 1] !== wy[w + 1]) n++
+  return n
+}
+
+/** The page at `frame` in a page list (binary search), or undefined when it is not stored (all zero). */
+export function pageAt(pages: PageList, frame: number): Uint8Array | undefined {
+  let low = 0
+  let high = pages.count - 1
+  while (low <= high) {
+    const mid = (low + high) >>> 1
+    const f = pages.frame(mid)
+    if (f === frame) return pages.read(mid)
+    if (f < frame) low = mid + 1
+    else high = mid - 1
+  }
+  return undefined
+}
+
+/** `length` bytes at `address` as a side's pages hold them (zero where no page is stored). */
+export function bytesAt(pages: PageList, address: bigint, length: number): Uint8Array {
+  const out = new Uint8Array(length)
+  let done = 0
+  while (done < length) {
+    const at = address + BigInt(done)
+    const offset = Number(at & 0xfffn)
+    const chunk = Math.min(PAGE - offset, length - done)
+    const page = pageAt(pages, Number(at >> 12n))
+    if (page !== undefined) out.set(page.subarray(offset, offset + chunk), done)
+    done += chunk
+  }
+  return out
+}
+
+/** A machine's non-zero pages as a page list (no CRCs). */
+export function memoryPages(memory: PhysicalMemory): PageList {
+  const pages = memory.nonZeroPages()
+  return {count: pages.length, frame: (i) => Number(pages[i]![0] >> 12n), read: (i) => pages[i]![1]}
+}
+
+/** A page's bytes as 32-bit words (copied first if the view is not 4-byte aligned). */
+function pageWords(page: Uint8Array): Uint32Array {
+  const bytes = page.byteOffset % 4 === 0 ? page : new Uint8Array(page)
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS)
+}
+
+/** Pages a reader fetches at once where the list can read runs: 64 KiB, one buffer reused throughout. */
+const RUN_PAGES = 16
+
+/**
+ * Reads a page list in ascending order, RUN_PAGES at a time into one reused buffer where the list can
+ * (few, large reads, and no fresh memory to fault in), and exposes the current page as 32-bit words.
+ */
+class PageReader {
+  /** the current page: its words are words[at .. at + 1024), its bytes bytes[4 * at ..] */
+  words: Uint32Array = ZERO_WORDS
+  bytes: Buffer = Buffer.from(ZERO_PAGE.buffer)
+  at = 0
+  private first = 0
+  private count = 0
+  private readonly buffer: Uint8Array | undefined
+
+  constructor(private readonly pages: PageList) {
+    if (pages.readRun !== undefined) this.buffer = new Uint8Array(RUN_PAGES * PAGE)
+  }
+
+  load(i: number): void {
+    const pages = this.pages
+    if (pages.readRun === undefined) {
+      this.view(pages.read(i))
+      this.at = 0
+      return
+    }
+    if (this.count === 0 || i < this.first || i >= this.first + this.count) {
+      this.first = i
+      this.count = Math.min(RUN_PAGES, pages.count - i)
+      this.view(pages.readRun(i, this.count, this.buffer))
+    }
+    this.at = (i - this.first) * WORDS
+  }
+
+  private view(data: Uint8Array): void {
+    const bytes = data.byteOffset % 4 === 0 ? data : new Uint8Array(data)
+    this.words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
+    this.bytes = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+  }
+}
+
+const ZERO_WORDS = new Uint32Array(WORDS)
+
+/** The byte ranges in which two page lists differ, leaving out the pages in `skip` (frame numbers). */
+export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, onProgress?: (done: number, total: number) => void): ByteRange[] {
+  const out: ByteRange[] = []
+  // the run being built, [start, end) with `differing` bytes, as numbers (exact: RAM lies below 2^40)
+  let start = -1
+  let end = -1
+  let differing = 0
+  const flush = (): void => {
+    if (start >= 0) out.push({address: BigInt(start), length: end - start, differing})
+  }
+  const scan = (frame: number, wx: Uint32Array, ox: number, wy: Uint32Array, oy: number): void => {
+    const base = frame * PAGE
+    for (let w = 0; w < WORDS; w++) {
+      const d = wx[ox + w]! ^ wy[oy + w]!
+      if (d === 0) continue
+      const at = base + w * 4
+      // little-endian: byte k of the word is bits 8k+7..8k; the differing bytes, counted without a branch
+      let t = d | (d >>> 4)
+      t |= t >>> 2
+      t |= t >>> 1
+      const count = Math.imul(t & 0x01010101, 0x01010101) >>> 24
+      const last = at + 4 - (Math.clz32(d) >> 3)
+      // (a run ending at most 4 bytes before this word is less than 8 equal bytes from its first differing byte)
+      if (start >= 0 && (at - end <= 4 || at + ((31 - Math.clz32(d & -d)) >> 3) - end < MERGE_GAP)) {
+        end = last
+        differing += count
+      } else {
+        flush()
+        start = at + ((31 - Math.clz32(d & -d)) >> 3)
+        end = last
+        differing = count
+      }
+    }
+  }
+  const ra = new PageReader(a)
+  const rb = new PageReader(b)
+  const total = a.count + b.count
+  let i = 0
+  let j = 0
+  let steps = 0
+  while (i < a.count || j < b.count) {
+    const fa = i < a.count ? a.frame(i) : Infinity
+    const fb = j < b.count ? b.frame(j) : Infinity
+    const frame = Math.min(fa, fb)
+    if (!skip.has(frame)) {
+      if (fa === fb) {
+        ra.load(i)
+        rb.load(j)
+        // different CRCs prove a change; equal ones do not prove equality, so compare the bytes
+        const known = a.crc !== undefined && b.crc !== undefined && a.crc(i) !== b.crc(j)
+        if (known || ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) !== 0) scan(frame, ra.words, ra.at, rb.words, rb.at)
+      } else if (fa < fb) {
+        ra.load(i)
+        scan(frame, ra.words, ra.at, ZERO_WORDS, 0)
+      } else {
+        rb.load(j)
+        scan(frame, ZERO_WORDS, 0, rb.words, rb.at)
+      }
+    }
+    if (fa === frame) i++
+    if (fb === frame) j++
+    if (onProgress !== undefined && ++steps % 256 === 0) onProgress(i + j, total)
+  }
+  flush()
+  onProgress?.(total, total)
+  return out
+}
