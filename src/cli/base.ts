@@ -1,4 +1,5 @@
-import {Command, Errors} from '@oclif/core'
+import {format, inspect} from 'node:util'
+import {Command, Errors, type Interfaces, ux} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
@@ -17,6 +18,48 @@ export interface ErrorJson {
 export abstract class HvmemCommand extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {snapshot: snapshotFlag}
+
+  /**
+   * Set by `hvmem batch` (src/cli/batch.ts), which calls run() itself: errors then reach the batch
+   * as exceptions (this class's `catch` is not involved), and output goes where the hooks say.
+   */
+  batch: BatchHooks | undefined
+
+  override jsonEnabled(): boolean {
+    return this.batch?.json === true || super.jsonEnabled()
+  }
+
+  override log(message = '', ...args: unknown[]): void {
+    if (this.batch === undefined) super.log(message, ...args)
+    else if (!this.jsonEnabled()) this.batch.log(typeof message === 'string' ? format(message, ...args) : inspect(message))
+  }
+
+  override logJson(json: unknown): void {
+    if (this.batch === undefined) super.logJson(json)
+    else this.batch.log(ux.colorizeJson(json, {pretty: true, theme: this.config.theme?.json}))
+  }
+
+  protected override async parse<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    if (this.batch === undefined || options === undefined) return super.parse(options, argv)
+    // Inside a batch, standard input is the script: a line's missing argument is never read from it
+    // (oclif would try).
+    const args = Object.fromEntries(Object.entries(options.args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+    // (Each field by name: a command's inherited statics, e.g. baseFlags, are not its own to spread.)
+    const input = {
+      flags: options.flags,
+      baseFlags: options.baseFlags,
+      constraints: options.constraints,
+      enableJsonFlag: options.enableJsonFlag,
+      args,
+      strict: options.strict,
+      context: options.context,
+      '--': options['--'],
+    } as Interfaces.Input<F, B, A>
+    return this.batch.parse(() => super.parse(input, argv))
+  }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     if (err instanceof Errors.ExitError) throw err
@@ -43,6 +86,22 @@ export function oneLine(message: string): string {
     if (c === '\r') return '\\r'
     return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
   })
+}
+
+/** How `hvmem batch` runs a command in-process (see HvmemCommand.batch). */
+export interface BatchHooks {
+  /** the batch reports JSON: the command renders nothing, as under --json */
+  readonly json: boolean
+  /** takes each line of output the command logs (without its newline) */
+  log(text: string): void
+  /** parses the command's arguments; `parse` is the command's own (oclif's) parse */
+  parse<T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T>
+}
+
+/** An error as hvmem reports it: its kind, one-line message and exit code (shared with hvmem batch). */
+export function describeError(err: Error): {kind: string; message: string; exitCode: number} {
+  const described = describe(err)
+  return {...described, message: oneLine(described.message)}
 }
 
 function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {

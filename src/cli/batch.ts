@@ -1,0 +1,236 @@
+/**
+ * Running many hvmem commands in one process (`hvmem batch`): each line is found among the real
+ * oclif commands and run through the command's own class, flags, parser and run(), so its syntax,
+ * validation, messages and results are exactly the CLI's; only where it reads and writes the snapshot
+ * (the batch's session, src/snapshot/store.ts) and where its output goes (a buffer) differ.
+ */
+import {resolve} from 'node:path'
+import type {Command, Config, Interfaces} from '@oclif/core'
+
+import {HvmemError} from '../core/errors.js'
+import type {Machine} from '../core/machine.js'
+import {type BatchHooks, HvmemCommand, describeError} from './base.js'
+import {quote} from './numbers.js'
+import type {ScriptLine} from './words.js'
+
+export interface BatchOptions {
+  /** the batch's snapshot: every line works on it */
+  snapshot: string
+  json: boolean
+  /** go on after a failing line (and save what the others did) */
+  keepGoing: boolean
+  /** text mode: a `# line N: ...` header before each line's output, and a closing summary line */
+  verbose: boolean
+}
+
+/** --json: one of these a line run, in order, then a SummaryJson (README, "Scripting with batch"). */
+export interface LineResultJson {
+  line: number
+  command: string
+  result: unknown
+}
+
+export interface LineErrorJson {
+  line: number
+  command: string
+  /** the line as written */
+  text: string
+  error: {kind: string; message: string; exitCode: number}
+}
+
+export interface SummaryJson {
+  summary: {lines: number; ok: number; failed: number; skipped: number; saved: boolean; exitCode: number}
+}
+
+/** Why a command cannot run inside a batch, or undefined if it can. */
+export function refusal(id: string, pluginName: string | undefined, rootName: string): string | undefined {
+  if (id === 'batch') return 'a batch cannot run another batch'
+  if (id === 'heap:init') return 'it creates the snapshot the batch works on; run it before the batch'
+  if (id === 'snapshot' || id.startsWith('snapshot:')) return "the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"
+  if (pluginName !== rootName) return `it is ${pluginName ?? 'a plugin'}'s, not one of hvmem's snapshot commands; run it outside the batch`
+  return undefined
+}
+
+/** stdout and stderr of a batch, written in large chunks (never once a line). */
+export class BufferedOutput {
+  private out: string[] = []
+  private outLength = 0
+  private err: string[] = []
+  static readonly CHUNK = 1 << 16
+
+  stdout(text: string): void {
+    this.out.push(text)
+    this.outLength += text.length
+    if (this.outLength >= BufferedOutput.CHUNK) this.flushStdout()
+  }
+
+  stderr(text: string): void {
+    this.err.push(text)
+  }
+
+  /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
+  flush(): void {
+    this.flushStdout()
+    if (this.err.length > 0) process.stderr.write(this.err.join(''))
+    this.err = []
+  }
+
+  private flushStdout(): void {
+    if (this.out.length > 0) process.stdout.write(this.out.join(''))
+    this.out = []
+    this.outLength = 0
+  }
+}
+
+interface Resolved {
+  id: string
+  /** the command's name as typed: "alloc page" */
+  name: string
+  argv: string[]
+}
+
+/** Parse results are kept for this many distinct lines at most (a cache, not a record). */
+const PARSE_CACHE_LIMIT = 10_000
+
+export class BatchRunner {
+  ok = 0
+  failed = 0
+  skipped = 0
+  /** the first failing line's exit code (0: none failed) */
+  exitCode = 0
+  private firstFailure: number | undefined
+  private readonly classes = new Map<string, Command.Class>()
+  private readonly parses = new Map<string, Interfaces.ParserOutput>()
+  private readonly snapshot: string
+
+  constructor(
+    private readonly config: Config,
+    private readonly options: BatchOptions,
+    private readonly out: BufferedOutput,
+  ) {
+    this.snapshot = resolve(options.snapshot)
+  }
+
+  /** Runs `lines` against `machine` (the session's) in order; without --keep-going, stops at the first failure. */
+  async runAll(lines: ScriptLine[], machine: Machine): Promise<void> {
+    for (let i = 0; i < lines.length; i++) {
+      const passed = await this.runLine(lines[i]!, machine)
+      if (!passed && !this.options.keepGoing) {
+        this.skipped = lines.length - i - 1
+        return
+      }
+    }
+  }
+
+  /** The closing output: the JSON summary, or (text) a note of failures under --keep-going and a summary line with --verbose. */
+  finish(lines: number, saved: boolean): void {
+    const {json, keepGoing, verbose} = this.options
+    if (json) {
+      const summary: SummaryJson = {summary: {lines, ok: this.ok, failed: this.failed, skipped: this.skipped, saved, exitCode: this.exitCode}}
+      this.out.stdout(`${JSON.stringify(summary)}\n`)
+      return
+    }
+    if (verbose) {
+      const skipped = this.skipped > 0 ? `, ${this.skipped} not run` : ''
+      this.out.stdout(`# ${lines} line(s): ${this.ok} ok, ${this.failed} failed${skipped}; ${saved ? `saved ${this.options.snapshot}` : `${this.options.snapshot} unchanged`}\n`)
+    }
+    if (keepGoing && this.failed > 0) {
+      this.out.stderr(`hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`)
+    }
+  }
+
+  private async runLine(line: ScriptLine, machine: Machine): Promise<boolean> {
+    const {json, keepGoing, verbose} = this.options
+    if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
+    let name = line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
+    // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
+    const checkpoint = keepGoing ? machine.checkpoint() : undefined
+    try {
+      const resolved = this.resolve(line.words)
+      name = resolved.name
+      const command = await this.instantiate(resolved)
+      const result: unknown = await command.run()
+      checkpoint?.release()
+      this.ok++
+      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: name, result: result ?? null} satisfies LineResultJson)}\n`)
+      // A line's own --json prints its result as JSON, as the command alone would.
+      else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
+      return true
+    } catch (error) {
+      checkpoint?.rollback()
+      const err = error instanceof Error ? error : new Error(String(error))
+      if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
+      const described = describeError(err)
+      this.failed++
+      if (this.firstFailure === undefined) {
+        this.firstFailure = line.line
+        this.exitCode = described.exitCode
+      }
+      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: name, text: line.text, error: described} satisfies LineErrorJson)}\n`)
+      else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
+      return false
+    }
+  }
+
+  /** The command a line names: the longest run of leading words that is a command id, through topics. */
+  private resolve(words: string[]): Resolved {
+    const prefix: string[] = []
+    let found: {id: string; length: number; pluginName: string | undefined} | undefined
+    for (const word of words) {
+      if (word.startsWith('-')) break
+      prefix.push(word)
+      const id = prefix.join(':')
+      const command = this.config.findCommand(id)
+      if (command !== undefined) found = {id, length: prefix.length, pluginName: command.pluginName}
+      if (this.config.findTopic(id) === undefined) break
+    }
+    if (found === undefined) throw new HvmemError('input', `unknown command ${quote(prefix.join(' '))}; see "hvmem --help" for the commands`)
+    const name = found.id.replaceAll(':', ' ')
+    const why = refusal(found.id, found.pluginName, this.config.name)
+    if (why !== undefined) throw new HvmemError('input', `"${name}" cannot run inside a batch: ${why}`)
+    return {id: found.id, name, argv: words.slice(found.length)}
+  }
+
+  private async instantiate(resolved: Resolved): Promise<HvmemCommand> {
+    let cls = this.classes.get(resolved.id)
+    if (cls === undefined) {
+      cls = await this.config.findCommand(resolved.id, {must: true}).load()
+      this.classes.set(resolved.id, cls)
+    }
+    // Command.Class is typed abstract; the classes oclif loads are the concrete commands.
+    const command = new (cls as unknown as new (argv: string[], config: Config) => Command)(resolved.argv, this.config)
+    if (!(command instanceof HvmemCommand)) throw new HvmemError('input', `"${resolved.name}" cannot run inside a batch: it is not one of hvmem's snapshot commands`)
+    command.batch = this.hooks(resolved)
+    return command
+  }
+
+  private hooks(resolved: Resolved): BatchHooks {
+    const {json} = this.options
+    return {
+      json,
+      log: (text) => this.out.stdout(`${text}\n`),
+      parse: async <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
+        // oclif's parse is a pure function of the argv and the command's flag definitions (and of
+        // the environment, fixed for the batch): identical lines reuse one parse.
+        const key = `${resolved.id}\u0000${resolved.argv.join('\u0000')}`
+        let parsed = this.parses.get(key) as T | undefined
+        if (parsed === undefined) {
+          parsed = await parse()
+          if (this.parses.size >= PARSE_CACHE_LIMIT) this.parses.clear()
+          this.parses.set(key, parsed)
+        }
+        return this.onBatchSnapshot(parsed)
+      },
+    }
+  }
+
+  /** A copy of a line's parse that works on the batch's snapshot: a line may name it with --snapshot, but no other. */
+  private onBatchSnapshot<T extends Interfaces.ParserOutput>(parsed: T): T {
+    for (const token of parsed.raw) {
+      if (token.type === 'flag' && token.flag === 'snapshot' && resolve(token.input) !== this.snapshot) {
+        throw new HvmemError('input', `--snapshot ${quote(token.input)}: every line works on the batch's snapshot ${quote(this.options.snapshot)}; drop the flag, or give the file to "hvmem batch --snapshot"`)
+      }
+    }
+    return {...parsed, args: {...parsed.args}, flags: {...parsed.flags, snapshot: this.options.snapshot}}
+  }
+}
