@@ -26,7 +26,7 @@ export abstract class HvmemCommand extends Command {
   batch: BatchHooks | undefined
 
   override jsonEnabled(): boolean {
-    return this.batch?.json === true || super.jsonEnabled()
+    return this.batch === undefined ? super.jsonEnabled() : this.batch.json
   }
 
   override log(message = '', ...args: unknown[]): void {
@@ -44,21 +44,23 @@ export abstract class HvmemCommand extends Command {
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
     if (this.batch === undefined || options === undefined) return super.parse(options, argv)
-    // Inside a batch, standard input is the script: a line's missing argument is never read from it
-    // (oclif would try).
-    const args = Object.fromEntries(Object.entries(options.args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
-    // (Each field by name: a command's inherited statics, e.g. baseFlags, are not its own to spread.)
-    const input = {
-      flags: options.flags,
-      baseFlags: options.baseFlags,
-      constraints: options.constraints,
-      enableJsonFlag: options.enableJsonFlag,
-      args,
-      strict: options.strict,
-      context: options.context,
-      '--': options['--'],
-    } as Interfaces.Input<F, B, A>
-    return this.batch.parse(() => super.parse(input, argv))
+    return this.batch.parse(() => {
+      // Inside a batch, standard input is the script: a line's missing argument is never read from
+      // it (oclif would try). Each field by name: a command's inherited statics (baseFlags) are not
+      // its own to spread.
+      const args = Object.fromEntries(Object.entries(options.args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+      const input = {
+        flags: options.flags,
+        baseFlags: options.baseFlags,
+        constraints: options.constraints,
+        enableJsonFlag: options.enableJsonFlag,
+        args,
+        strict: options.strict,
+        context: options.context,
+        '--': options['--'],
+      } as Interfaces.Input<F, B, A>
+      return super.parse(input, argv)
+    })
   }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
@@ -90,7 +92,7 @@ export function oneLine(message: string): string {
 
 /** How `hvmem batch` runs a command in-process (see HvmemCommand.batch). */
 export interface BatchHooks {
-  /** the batch reports JSON: the command renders nothing, as under --json */
+  /** what jsonEnabled() answers: the batch reports JSON, or the line has its own --json (the command renders nothing) */
   readonly json: boolean
   /** takes each line of output the command logs (without its newline) */
   log(text: string): void

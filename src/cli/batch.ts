@@ -53,32 +53,29 @@ export function refusal(id: string, pluginName: string | undefined, rootName: st
 
 /** stdout and stderr of a batch, written in large chunks (never once a line). */
 export class BufferedOutput {
-  private out: string[] = []
-  private outLength = 0
-  private err: string[] = []
+  private out = ''
+  private err = ''
   static readonly CHUNK = 1 << 16
 
   stdout(text: string): void {
-    this.out.push(text)
-    this.outLength += text.length
-    if (this.outLength >= BufferedOutput.CHUNK) this.flushStdout()
+    this.out += text
+    if (this.out.length >= BufferedOutput.CHUNK) this.flushStdout()
   }
 
   stderr(text: string): void {
-    this.err.push(text)
+    this.err += text
   }
 
   /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
   flush(): void {
     this.flushStdout()
-    if (this.err.length > 0) process.stderr.write(this.err.join(''))
-    this.err = []
+    if (this.err !== '') process.stderr.write(this.err)
+    this.err = ''
   }
 
   private flushStdout(): void {
-    if (this.out.length > 0) process.stdout.write(this.out.join(''))
-    this.out = []
-    this.outLength = 0
+    if (this.out !== '') process.stdout.write(this.out)
+    this.out = ''
   }
 }
 
@@ -89,8 +86,13 @@ interface Resolved {
   argv: string[]
 }
 
-/** Parse results are kept for this many distinct lines at most (a cache, not a record). */
-const PARSE_CACHE_LIMIT = 10_000
+/** What running a line needs, kept for this many distinct line texts at most (a cache, not a record). */
+const PREPARED_LIMIT = 10_000
+
+interface Prepared {
+  name: string
+  command: HvmemCommand
+}
 
 export class BatchRunner {
   ok = 0
@@ -100,7 +102,10 @@ export class BatchRunner {
   exitCode = 0
   private firstFailure: number | undefined
   private readonly classes = new Map<string, Command.Class>()
-  private readonly parses = new Map<string, Interfaces.ParserOutput>()
+  /** per distinct line text: what running it needs that does not change from one run to the next */
+  private readonly prepared = new Map<string, Prepared>()
+  /** config.findCommand and findTopic, by id */
+  private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
   private readonly snapshot: string
 
   constructor(
@@ -146,9 +151,9 @@ export class BatchRunner {
     // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
     const checkpoint = keepGoing ? machine.checkpoint() : undefined
     try {
-      const resolved = this.resolve(line.words)
-      name = resolved.name
-      const command = await this.instantiate(resolved)
+      const prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
+      name = prepared.name
+      const command = prepared.command
       const result: unknown = await command.run()
       checkpoint?.release()
       this.ok++
@@ -172,6 +177,42 @@ export class BatchRunner {
     }
   }
 
+  /**
+   * What running a line needs, kept for the lines with the same text: an instance of its command,
+   * with hooks that parse it once. oclif's parse is a pure function of the argv and the command's flag
+   * definitions (and of the environment, fixed for the batch), so identical lines share one parse.
+   */
+  private async prepare(line: ScriptLine): Promise<Prepared> {
+    const resolved = this.resolve(line.words)
+    let cls = this.classes.get(resolved.id)
+    if (cls === undefined) {
+      const loaded = await this.config.findCommand(resolved.id, {must: true}).load()
+      if (!(loaded.prototype instanceof HvmemCommand)) throw new HvmemError('input', `"${resolved.name}" cannot run inside a batch: it is not one of hvmem's snapshot commands`)
+      cls = loaded
+      this.classes.set(resolved.id, cls)
+    }
+    // Command.Class is typed abstract; the classes oclif loads are the concrete commands (checked above).
+    const concrete = cls as unknown as new (argv: string[], config: Config) => HvmemCommand
+    // One instance runs every line with this text: an hvmem command keeps nothing of a run on itself.
+    const command = new concrete(resolved.argv, this.config)
+    // Whether the line has its own --json, as oclif tells it (argv, and HVMEM_CONTENT_TYPE).
+    const lineJson = command.jsonEnabled()
+    let parsed: Interfaces.ParserOutput | undefined
+    const hooks: BatchHooks = {
+      json: this.options.json || lineJson,
+      log: (text) => this.out.stdout(text + '\n'),
+      parse: async <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
+        if (parsed === undefined) parsed = this.onBatchSnapshot(await parse())
+        return parsed as T
+      },
+    }
+    command.batch = hooks
+    const prepared: Prepared = {name: resolved.name, command}
+    if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()
+    this.prepared.set(line.text, prepared)
+    return prepared
+  }
+
   /** The command a line names: the longest run of leading words that is a command id, through topics. */
   private resolve(words: string[]): Resolved {
     const prefix: string[] = []
@@ -180,9 +221,13 @@ export class BatchRunner {
       if (word.startsWith('-')) break
       prefix.push(word)
       const id = prefix.join(':')
-      const command = this.config.findCommand(id)
-      if (command !== undefined) found = {id, length: prefix.length, pluginName: command.pluginName}
-      if (this.config.findTopic(id) === undefined) break
+      let lookup = this.lookups.get(id)
+      if (lookup === undefined) {
+        lookup = {command: this.config.findCommand(id), topic: this.config.findTopic(id) !== undefined}
+        this.lookups.set(id, lookup)
+      }
+      if (lookup.command !== undefined) found = {id, length: prefix.length, pluginName: lookup.command.pluginName}
+      if (!lookup.topic) break
     }
     if (found === undefined) throw new HvmemError('input', `unknown command ${quote(prefix.join(' '))}; see "hvmem --help" for the commands`)
     const name = found.id.replaceAll(':', ' ')
@@ -191,46 +236,16 @@ export class BatchRunner {
     return {id: found.id, name, argv: words.slice(found.length)}
   }
 
-  private async instantiate(resolved: Resolved): Promise<HvmemCommand> {
-    let cls = this.classes.get(resolved.id)
-    if (cls === undefined) {
-      cls = await this.config.findCommand(resolved.id, {must: true}).load()
-      this.classes.set(resolved.id, cls)
-    }
-    // Command.Class is typed abstract; the classes oclif loads are the concrete commands.
-    const command = new (cls as unknown as new (argv: string[], config: Config) => Command)(resolved.argv, this.config)
-    if (!(command instanceof HvmemCommand)) throw new HvmemError('input', `"${resolved.name}" cannot run inside a batch: it is not one of hvmem's snapshot commands`)
-    command.batch = this.hooks(resolved)
-    return command
-  }
-
-  private hooks(resolved: Resolved): BatchHooks {
-    const {json} = this.options
-    return {
-      json,
-      log: (text) => this.out.stdout(`${text}\n`),
-      parse: async <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
-        // oclif's parse is a pure function of the argv and the command's flag definitions (and of
-        // the environment, fixed for the batch): identical lines reuse one parse.
-        const key = `${resolved.id}\u0000${resolved.argv.join('\u0000')}`
-        let parsed = this.parses.get(key) as T | undefined
-        if (parsed === undefined) {
-          parsed = await parse()
-          if (this.parses.size >= PARSE_CACHE_LIMIT) this.parses.clear()
-          this.parses.set(key, parsed)
-        }
-        return this.onBatchSnapshot(parsed)
-      },
-    }
-  }
-
-  /** A copy of a line's parse that works on the batch's snapshot: a line may name it with --snapshot, but no other. */
+  /**
+   * A line's parse, made to work on the batch's snapshot (a line may name it with --snapshot, but no
+   * other), and frozen: the lines with the same text share it.
+   */
   private onBatchSnapshot<T extends Interfaces.ParserOutput>(parsed: T): T {
     for (const token of parsed.raw) {
       if (token.type === 'flag' && token.flag === 'snapshot' && resolve(token.input) !== this.snapshot) {
         throw new HvmemError('input', `--snapshot ${quote(token.input)}: every line works on the batch's snapshot ${quote(this.options.snapshot)}; drop the flag, or give the file to "hvmem batch --snapshot"`)
       }
     }
-    return {...parsed, args: {...parsed.args}, flags: {...parsed.flags, snapshot: this.options.snapshot}}
+    return Object.freeze({...parsed, args: Object.freeze({...parsed.args}), flags: Object.freeze({...parsed.flags, snapshot: this.options.snapshot})})
   }
 }

@@ -28,11 +28,15 @@ export class WordsError extends Error {
   }
 }
 
+const NOT_PLAIN = /[\\'"#|&;<>()]/
+const BLANKS = /[ \t]+/
 const OPERATORS = new Set(['|', '&', ';', '<', '>', '(', ')'])
 const DOUBLE_QUOTE_ESCAPES = new Set(['\\', '"', '$', '`'])
 
 /** The words of one line (which holds no newline). Throws WordsError for an unterminated quote, a trailing backslash or an operator. */
 export function splitWords(line: string): string[] {
+  // Most lines are plain words: split them at once.
+  if (!NOT_PLAIN.test(line)) return line.split(BLANKS).filter((w) => w !== '')
   const words: string[] = []
   let word = ''
   let inWord = false
@@ -112,18 +116,23 @@ export function splitScript(text: string): {lines: ScriptLine[]; errors: Array<{
   const raw = text.split('\n')
   // A final newline ends the last line rather than starting an empty one.
   if (raw.length > 0 && raw[raw.length - 1] === '') raw.pop()
+  // Scripts repeat lines (10,000 "alloc page"): identical lines share their words.
+  const seen = new Map<string, string[]>()
   for (let i = 0; i < raw.length; i++) {
     let line = raw[i]!
     if (line.endsWith('\r')) line = line.slice(0, -1)
-    let words: string[]
-    try {
-      words = splitWords(line)
-    } catch (error) {
-      if (!(error instanceof WordsError)) throw error
-      errors.push({line: i + 1, text: line, message: error.message})
-      continue
+    let words = seen.get(line)
+    if (words === undefined) {
+      try {
+        words = splitWords(line)
+      } catch (error) {
+        if (!(error instanceof WordsError)) throw error
+        errors.push({line: i + 1, text: line, message: error.message})
+        continue
+      }
+      if (words[0] === 'hvmem') words = words.slice(1)
+      seen.set(line, words)
     }
-    if (words[0] === 'hvmem') words = words.slice(1)
     if (words.length === 0) continue
     lines.push({line: i + 1, text: line.trim(), words})
   }

@@ -118,6 +118,7 @@ let active: (SnapshotSession & {readonly resolved: string}) | undefined
 /** The open session, if `path` is its snapshot; a session refuses every other snapshot. */
 function sessionFor(path: string): SnapshotSession | undefined {
   if (active === undefined) return undefined
+  if (path === active.path) return active
   if (resolve(path) !== active.resolved) throw new HvmemError('input', `cannot use ${path} inside a batch, which works on ${active.path}; run that command outside the batch`)
   return active
 }
