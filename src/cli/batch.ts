@@ -229,6 +229,7 @@ export class BatchRunner {
       if (lookup.command !== undefined) found = {id, length: prefix.length, pluginName: lookup.command.pluginName}
       if (!lookup.topic) break
     }
+    if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
     if (found === undefined) throw new HvmemError('input', `unknown command ${quote(prefix.join(' '))}; see "hvmem --help" for the commands`)
     const name = found.id.replaceAll(':', ' ')
     const why = refusal(found.id, found.pluginName, this.config.name)
