@@ -147,7 +147,7 @@ export class BatchRunner {
   private async runLine(line: ScriptLine, machine: Machine): Promise<boolean> {
     const {json, keepGoing, verbose} = this.options
     if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
-    let name = line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
+    let name: string | undefined
     // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
     const checkpoint = keepGoing ? machine.checkpoint() : undefined
     try {
@@ -157,7 +157,7 @@ export class BatchRunner {
       const result: unknown = await command.run()
       checkpoint?.release()
       this.ok++
-      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: name, result: result ?? null} satisfies LineResultJson)}\n`)
+      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson)}\n`)
       // A line's own --json prints its result as JSON, as the command alone would.
       else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
       return true
@@ -171,6 +171,8 @@ export class BatchRunner {
         this.firstFailure = line.line
         this.exitCode = described.exitCode
       }
+      // A line that names no known command is reported by its first words.
+      name ??= line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
       if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: name, text: line.text, error: described} satisfies LineErrorJson)}\n`)
       else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
       return false
