@@ -86,8 +86,11 @@ interface Resolved {
   argv: string[]
 }
 
-/** What running a line needs, kept for this many distinct line texts at most (a cache, not a record). */
-const PREPARED_LIMIT = 10_000
+/**
+ * What running a line needs is kept for this many distinct line texts at most (a cache, not a
+ * record: a script of all-different lines would otherwise keep one command instance a line alive).
+ */
+const PREPARED_LIMIT = 1024
 
 interface Prepared {
   name: string
@@ -104,6 +107,8 @@ export class BatchRunner {
   private readonly classes = new Map<string, Command.Class>()
   /** per distinct line text: what running it needs that does not change from one run to the next */
   private readonly prepared = new Map<string, Prepared>()
+  /** line texts run once, and not (yet) kept in `prepared` */
+  private readonly seenOnce = new Set<string>()
   /** config.findCommand and findTopic, by id */
   private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
   private readonly snapshot: string
@@ -210,8 +215,14 @@ export class BatchRunner {
     }
     command.batch = hooks
     const prepared: Prepared = {name: resolved.name, command}
-    if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()
-    this.prepared.set(line.text, prepared)
+    // Kept from a text's second line on: a line seen once would only burden the garbage collector.
+    if (this.seenOnce.delete(line.text)) {
+      if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()
+      this.prepared.set(line.text, prepared)
+    } else {
+      if (this.seenOnce.size >= PREPARED_LIMIT) this.seenOnce.clear()
+      this.seenOnce.add(line.text)
+    }
     return prepared
   }
 
@@ -219,10 +230,11 @@ export class BatchRunner {
   private resolve(words: string[]): Resolved {
     const prefix: string[] = []
     let found: {id: string; length: number; pluginName: string | undefined} | undefined
+    let id = ''
     for (const word of words) {
       if (word.startsWith('-')) break
       prefix.push(word)
-      const id = prefix.join(':')
+      id = id === '' ? word : `${id}:${word}`
       let lookup = this.lookups.get(id)
       if (lookup === undefined) {
         lookup = {command: this.config.findCommand(id), topic: this.config.findTopic(id) !== undefined}
