@@ -13,6 +13,10 @@
  * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
  * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
+ *
+ * `hvmem batch` runs many commands under one session (withSnapshotSession): one lock, one full load,
+ * and one save at the end; meanwhile loadSnapshot and updateSnapshot of that snapshot use the
+ * session's machine. Outside a session they behave as described above.
  */
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
 import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
