@@ -8,7 +8,7 @@ import {resolve} from 'node:path'
 import type {Command, Config, Interfaces} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
-import type {Machine} from '../core/machine.js'
+import type {SnapshotSession} from '../snapshot/store.js'
 import {type BatchHooks, HvmemCommand, describeError} from './base.js'
 import {quote} from './numbers.js'
 import type {ScriptLine} from './words.js'
@@ -121,10 +121,10 @@ export class BatchRunner {
     this.snapshot = resolve(options.snapshot)
   }
 
-  /** Runs `lines` against `machine` (the session's) in order; without --keep-going, stops at the first failure. */
-  async runAll(lines: ScriptLine[], machine: Machine): Promise<void> {
+  /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
+  async runAll(lines: ScriptLine[], session: SnapshotSession): Promise<void> {
     for (let i = 0; i < lines.length; i++) {
-      const passed = await this.runLine(lines[i]!, machine)
+      const passed = await this.runLine(lines[i]!, session)
       if (!passed && !this.options.keepGoing) {
         this.skipped = lines.length - i - 1
         return
@@ -149,12 +149,13 @@ export class BatchRunner {
     }
   }
 
-  private async runLine(line: ScriptLine, machine: Machine): Promise<boolean> {
+  private async runLine(line: ScriptLine, session: SnapshotSession): Promise<boolean> {
     const {json, keepGoing, verbose} = this.options
     if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
     let name: string | undefined
     // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
-    const checkpoint = keepGoing ? machine.checkpoint() : undefined
+    const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
+    const changed = session.changed
     try {
       const prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
       name = prepared.name
@@ -168,6 +169,7 @@ export class BatchRunner {
       return true
     } catch (error) {
       checkpoint?.rollback()
+      session.changed = changed
       const err = error instanceof Error ? error : new Error(String(error))
       if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
       const described = describeError(err)

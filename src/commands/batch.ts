@@ -48,7 +48,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
     let saved: boolean
     try {
       ;({saved} = await withSnapshotSession(flags.snapshot, async (session) => {
-        await runner.runAll(lines, session.machine)
+        await runner.runAll(lines, session)
         return {result: undefined, commit: runner.failed === 0 || flags['keep-going']}
       }))
     } catch (error) {

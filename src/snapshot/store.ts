@@ -113,7 +113,7 @@ export interface SnapshotSession {
   readonly path: string
   /** the snapshot's machine, loaded whole: loadSnapshot and updateSnapshot of `path` use it meanwhile */
   readonly machine: Machine
-  /** true once an updateSnapshot of `path` has returned during the session */
+  /** true once an updateSnapshot of `path` has returned during the session (its owner may reset it when it undoes a change) */
   changed: boolean
 }
 
