@@ -65,6 +65,9 @@ const MIXED: string[][] = [
   ['regs'],
   ['mem', 'read', '0x4100_0000', '16'],
   ['heap', 'status'],
+  ['heap', 'reset', '--discard-mapper'],
+  ['alloc', 'aligned', '--size', '8K', '--align', '64K'],
+  ['heap', 'status'],
 ]
 const script = (commands: string[][]): string => commands.map((c) => `${c.join(' ')}\n`).join('')
 
