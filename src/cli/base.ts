@@ -39,7 +39,8 @@ export abstract class HvmemCommand extends Command {
     else this.batch.log(ux.colorizeJson(json, {pretty: true, theme: this.config.theme?.json}))
   }
 
-  protected override async parse<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(
+  // Not async: inside a batch, a line seen before gets its parse back without a new promise.
+  protected override parse<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(
     options?: Interfaces.Input<F, B, A>,
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {

@@ -123,11 +123,32 @@ export class BatchRunner {
 
   /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
   async runAll(lines: ScriptLine[], session: SnapshotSession): Promise<void> {
+    const {json, keepGoing, verbose} = this.options
+    // One loop, no function a line: at 10,000 lines, every promise and frame shows.
     for (let i = 0; i < lines.length; i++) {
-      const passed = await this.runLine(lines[i]!, session)
-      if (!passed && !this.options.keepGoing) {
-        this.skipped = lines.length - i - 1
-        return
+      const line = lines[i]!
+      if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
+      // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
+      const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
+      const changed = session.changed
+      let prepared: Prepared | undefined
+      try {
+        prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
+        const command = prepared.command
+        const result: unknown = await command.run()
+        checkpoint?.release()
+        this.ok++
+        if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson)}\n`)
+        // A line's own --json prints its result as JSON, as the command alone would.
+        else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
+      } catch (error) {
+        checkpoint?.rollback()
+        session.changed = changed
+        this.failure(line, prepared?.name, error)
+        if (!keepGoing) {
+          this.skipped = lines.length - i - 1
+          return
+        }
       }
     }
   }
@@ -149,41 +170,21 @@ export class BatchRunner {
     }
   }
 
-  private async runLine(line: ScriptLine, session: SnapshotSession): Promise<boolean> {
-    const {json, keepGoing, verbose} = this.options
-    if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
-    let name: string | undefined
-    // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
-    const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
-    const changed = session.changed
-    try {
-      const prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
-      name = prepared.name
-      const command = prepared.command
-      const result: unknown = await command.run()
-      checkpoint?.release()
-      this.ok++
-      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson)}\n`)
-      // A line's own --json prints its result as JSON, as the command alone would.
-      else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
-      return true
-    } catch (error) {
-      checkpoint?.rollback()
-      session.changed = changed
-      const err = error instanceof Error ? error : new Error(String(error))
-      if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
-      const described = describeError(err)
-      this.failed++
-      if (this.firstFailure === undefined) {
-        this.firstFailure = line.line
-        this.exitCode = described.exitCode
-      }
-      // A line that names no known command is reported by its first words.
-      name ??= line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
-      if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: name, text: line.text, error: described} satisfies LineErrorJson)}\n`)
-      else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
-      return false
+  /** Counts and reports a failed line. */
+  private failure(line: ScriptLine, name: string | undefined, error: unknown): void {
+    const {json, keepGoing} = this.options
+    const err = error instanceof Error ? error : new Error(String(error))
+    if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
+    const described = describeError(err)
+    this.failed++
+    if (this.firstFailure === undefined) {
+      this.firstFailure = line.line
+      this.exitCode = described.exitCode
     }
+    // A line that names no known command is reported by its first words.
+    const command = name ?? line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
+    if (json) this.out.stdout(`${JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson)}\n`)
+    else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
   }
 
   /**
@@ -206,13 +207,21 @@ export class BatchRunner {
     const command = new concrete(resolved.argv, this.config)
     // Whether the line has its own --json, as oclif tells it (argv, and HVMEM_CONTENT_TYPE).
     const lineJson = command.jsonEnabled()
-    let parsed: Interfaces.ParserOutput | undefined
+    // The parse, once made: later lines get the same settled promise (no new one a line).
+    let parsed: Promise<Interfaces.ParserOutput> | undefined
     const hooks: BatchHooks = {
       json: this.options.json || lineJson,
       log: (text) => this.out.stdout(text + '\n'),
-      parse: async <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
-        if (parsed === undefined) parsed = this.onBatchSnapshot(await parse())
-        return parsed as T
+      parse: <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
+        if (parsed === undefined) {
+          const made = parse().then((output) => this.onBatchSnapshot(output))
+          // A line that fails to parse is parsed again (and fails again) if it comes back.
+          made.catch(() => {
+            if (parsed === made) parsed = undefined
+          })
+          parsed = made
+        }
+        return parsed as Promise<T>
       },
     }
     command.batch = hooks

@@ -263,12 +263,19 @@ describe('hvmem batch: failures', () => {
   it('--keep-going where every line fails: nothing to save, the file untouched', async () => {
     await init()
     const before = await fingerprint(snap)
-    const r = await hvmem(dir, ['batch', '-k'], {}, 'alloc bytes 0\nmap unmap 0x4000_0000 4K\n')
+    // The same failing lines twice: a line that failed to parse fails the same way when it comes back.
+    const r = await hvmem(dir, ['batch', '-k'], {}, 'alloc bytes 0\nmap unmap 0x4000_0000 4K\nalloc bytes 1__0\nalloc bytes 0\nalloc bytes 1__0\n')
     expect(r.code).toBe(2)
+    const badNumber = 'SIZE: "1__0" is not a number'
+    expect(r.stderr).toMatch(new RegExp(`^hvmem: line 3 "alloc bytes 1__0": ${badNumber} \\(.*\\)\n`, 'm'))
+    const third = r.stderr.split('\n')[2]!
     expect(r.stderr).toBe(
       'hvmem: line 1 "alloc bytes 0": allocation size must be > 0 (got 0)\n' +
         'hvmem: line 2 "map unmap 0x4000_0000 4K": the snapshot has no translation tables yet; create them with "hvmem map region"\n' +
-        'hvmem: 2 of 2 line(s) failed (the first: line 1); the snapshot is unchanged\n',
+        `${third}\n` +
+        'hvmem: line 4 "alloc bytes 0": allocation size must be > 0 (got 0)\n' +
+        `${third.replace('line 3', 'line 5')}\n` +
+        'hvmem: 5 of 5 line(s) failed (the first: line 1); the snapshot is unchanged\n',
     )
     expect(await fingerprint(snap)).toEqual(before)
   })
