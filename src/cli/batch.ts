@@ -51,15 +51,27 @@ export function refusal(id: string, pluginName: string | undefined, rootName: st
   return undefined
 }
 
-/** stdout and stderr of a batch, written in large chunks (never once a line). */
+/**
+ * stdout and stderr of a batch, written in large chunks (never once a line). stdout is gathered in a
+ * byte buffer rather than as strings: 10,000 lines of strings kept until a write would outlive
+ * several garbage collections each, and cost more to collect than to print.
+ */
 export class BufferedOutput {
-  private out = ''
-  private err = ''
   static readonly CHUNK = 1 << 16
+  private readonly buffer = Buffer.allocUnsafe(BufferedOutput.CHUNK)
+  private used = 0
+  private err = ''
 
   stdout(text: string): void {
-    this.out += text
-    if (this.out.length >= BufferedOutput.CHUNK) this.flushStdout()
+    // A character takes at most 3 bytes in UTF-8 (a surrogate pair, 4 for 2).
+    if (this.used + text.length * 3 > BufferedOutput.CHUNK) {
+      this.flushStdout()
+      if (text.length * 3 > BufferedOutput.CHUNK) {
+        process.stdout.write(text)
+        return
+      }
+    }
+    this.used += this.buffer.write(text, this.used)
   }
 
   stderr(text: string): void {
@@ -74,8 +86,9 @@ export class BufferedOutput {
   }
 
   private flushStdout(): void {
-    if (this.out !== '') process.stdout.write(this.out)
-    this.out = ''
+    // A copy: a stream may hold on to what it is given after write() returns.
+    if (this.used > 0) process.stdout.write(Buffer.from(this.buffer.subarray(0, this.used)))
+    this.used = 0
   }
 }
 
