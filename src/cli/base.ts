@@ -31,7 +31,8 @@ export abstract class HvmemCommand extends Command {
 
   override log(message = '', ...args: unknown[]): void {
     if (this.batch === undefined) super.log(message, ...args)
-    else if (!this.jsonEnabled()) this.batch.log(typeof message === 'string' ? format(message, ...args) : inspect(message))
+    // (format() of a lone string returns it as it is: skip it, as the hot path of a batch.)
+    else if (!this.jsonEnabled()) this.batch.log(typeof message !== 'string' ? inspect(message) : args.length === 0 ? message : format(message, ...args))
   }
 
   override logJson(json: unknown): void {
