@@ -1,5 +1,5 @@
 /** hvmem batch: many commands in one process, checked against the same commands run one by one. */
-import {copyFile, mkdir, readFile, readdir, rmdir, stat, writeFile} from 'node:fs/promises'
+import {copyFile, mkdir, readFile, readdir, rmdir, stat, utimes, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
@@ -354,5 +354,17 @@ describe('hvmem batch: failures', () => {
     const r = await waiting.done
     expect({code: r.code, stdout: r.stdout, stderr: r.stderr}).toEqual({code: 0, stdout: '0x41000000\n0x41001000\n', stderr: ''})
     expect(await readdir(dir)).toEqual(['hvmem.snap', 'two.hvmem'])
+  })
+
+  it('a stale lock (left by a killed command) is taken over with the same one-line message as for any command', async () => {
+    await init()
+    await mkdir(`${snap}.lock`)
+    const old = new Date(Date.now() - 60_000)
+    await utimes(`${snap}.lock`, old, old)
+    const r = await hvmem(dir, ['batch'], {}, 'alloc page\n')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe('0x41000000\n')
+    expect(r.stderr).toMatch(/^hvmem: took over a stale lock on \.\/hvmem\.snap left by a command that did not finish \(\.\/hvmem\.snap\.lock, untouched for \d+ s\)\n$/)
+    expect(await readdir(dir)).toEqual(['hvmem.snap'])
   })
 })
