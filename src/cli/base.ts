@@ -1,4 +1,5 @@
-import {Command, Errors} from '@oclif/core'
+import {format, inspect} from 'node:util'
+import {Command, Errors, type Interfaces, ux} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
@@ -17,6 +18,36 @@ export interface ErrorJson {
 export abstract class HvmemCommand extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {snapshot: snapshotFlag}
+
+  /**
+   * Set by `hvmem batch` (src/cli/batch.ts), which calls run() itself: errors then reach the batch
+   * as exceptions (this class's `catch` is not involved), and output goes where the hooks say.
+   */
+  batch: BatchHooks | undefined
+
+  override jsonEnabled(): boolean {
+    return this.batch === undefined ? super.jsonEnabled() : this.batch.json
+  }
+
+  override log(message = '', ...args: unknown[]): void {
+    if (this.batch === undefined) super.log(message, ...args)
+    // (format() of a lone string returns it as it is: skip it, as the hot path of a batch.)
+    else if (!this.jsonEnabled()) this.batch.log(typeof message !== 'string' ? inspect(message) : args.length === 0 ? message : format(message, ...args))
+  }
+
+  override logJson(json: unknown): void {
+    if (this.batch === undefined) super.logJson(json)
+    else this.batch.log(ux.colorizeJson(json, {pretty: true, theme: this.config.theme?.json}))
+  }
+
+  // Not async: inside a batch, a line seen before gets its parse back without a new promise.
+  protected override parse<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    if (this.batch === undefined || options === undefined) return super.parse(options, argv)
+    return this.batch.parse(() => super.parse(batchInput(options), argv))
+  }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     if (err instanceof Errors.ExitError) throw err
@@ -52,6 +83,41 @@ export function oneLine(message: string): string {
     if (c === '\r') return '\\r'
     return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
   })
+}
+
+const batchInputs = new WeakMap<object, object>()
+
+/**
+ * A command's parser input as a batch uses it: the same, except that a missing argument is never
+ * read from standard input (oclif would try; inside a batch it is the script). Made once a command.
+ */
+function batchInput<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(options: Interfaces.Input<F, B, A>): Interfaces.Input<F, B, A> {
+  let input = batchInputs.get(options)
+  if (input === undefined) {
+    const args = Object.fromEntries(Object.entries(options.args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+    // Each field by name, as oclif reads them (a command's inherited statics, such as baseFlags, are
+    // not its own to spread), and only those it has (an undefined `context` would hide the command).
+    const fields = {flags: options.flags, baseFlags: options.baseFlags, constraints: options.constraints, enableJsonFlag: options.enableJsonFlag, strict: options.strict, context: options.context, '--': options['--']}
+    input = {...Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)), args}
+    batchInputs.set(options, input)
+  }
+  return input as Interfaces.Input<F, B, A>
+}
+
+/** How `hvmem batch` runs a command in-process (see HvmemCommand.batch). */
+export interface BatchHooks {
+  /** what jsonEnabled() answers: the batch reports JSON, or the line has its own --json (the command renders nothing) */
+  readonly json: boolean
+  /** takes each line of output the command logs (without its newline) */
+  log(text: string): void
+  /** parses the command's arguments; `parse` is the command's own (oclif's) parse */
+  parse<T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T>
+}
+
+/** An error as hvmem reports it: its kind, one-line message and exit code (shared with hvmem batch). */
+export function describeError(err: Error): {kind: string; message: string; exitCode: number} {
+  const described = describe(err)
+  return {...described, message: oneLine(described.message)}
 }
 
 function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {

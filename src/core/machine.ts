@@ -84,6 +84,28 @@ export class Machine {
   }
 
   /**
+   * A point to return to: `rollback` puts memory, heap and mapper back as they were when it was
+   * taken; `release` keeps every change since. hvmem batch --keep-going takes one before each line,
+   * so a line that fails half-way (a map region that created the mapper, then was refused) leaves
+   * the machine as it found it. One checkpoint at a time.
+   */
+  checkpoint(): {rollback(): void; release(): void} {
+    const memory = this.memory.beginUndo()
+    const heap = this.heap.allocator.clone()
+    const mapper = this.mapperInstance
+    const mapperState = mapper === undefined ? undefined : {...mapper.state}
+    return {
+      rollback: () => {
+        memory.rollback()
+        this.heap.allocator.adopt(heap)
+        this.mapperInstance = mapper
+        if (mapper !== undefined && mapperState !== undefined) Object.assign(mapper.state, mapperState)
+      },
+      release: () => memory.release(),
+    }
+  }
+
+  /**
    * Returns the heap to its start. The mapper's tables live in the heap, so a reset with a mapper
    * would let new allocations overwrite live tables: it is refused unless `discardMapper`, which
    * zeroes the mapper's tables that lie in the heap and drops the mapper first. Other heap contents are left as they are, as on

@@ -35,6 +35,8 @@ export class PhysicalMemory {
   /** frame numbers the page source holds that have not been read yet */
   private readonly pending = new Set<number>()
   private readonly source: PageSourceOptions['pageSource'] | undefined
+  /** while an undo record is open (beginUndo): each changed page's contents before its first change (undefined: it did not exist) */
+  private undoLog: Map<number, Uint8Array | undefined> | undefined
 
   constructor(
     readonly base: bigint,
@@ -141,6 +143,7 @@ export class PhysicalMemory {
       const offset = Number(at & 0xfffn)
       const pageEnd = (at | 0xfffn) + 1n
       const stop = end < pageEnd ? end : pageEnd
+      this.remember(pfn)
       if (offset === 0 && stop === pageEnd) {
         this.pages.delete(pfn)
         this.pending.delete(pfn)
@@ -161,6 +164,7 @@ export class PhysicalMemory {
     this.checkRange(pageAddress, 4096n)
     // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
     const pfn = Number(pageAddress >> PAGE_SHIFT)
+    this.remember(pfn)
     this.pages.set(pfn, new Uint8Array(data))
     this.pending.delete(pfn)
   }
@@ -207,7 +211,40 @@ export class PhysicalMemory {
     return page
   }
 
+  /**
+   * Opens an undo record: from now on, the contents each page had before its first change are kept,
+   * so that `rollback` puts memory back exactly as it was (`release` keeps the changes and closes the
+   * record). One record at a time. hvmem batch --keep-going takes one around each line, so a line that
+   * fails half-way leaves memory as it found it.
+   */
+  beginUndo(): {rollback(): void; release(): void} {
+    if (this.undoLog !== undefined) throw new Error('beginUndo: an undo record is already open')
+    const log = new Map<number, Uint8Array | undefined>()
+    this.undoLog = log
+    const close = (): void => {
+      if (this.undoLog === log) this.undoLog = undefined
+    }
+    return {
+      rollback: () => {
+        close()
+        for (const [pfn, page] of log) {
+          if (page === undefined) this.pages.delete(pfn)
+          else this.pages.set(pfn, page)
+        }
+      },
+      release: close,
+    }
+  }
+
+  /** Keeps page `pfn` as it is now in the open undo record, if any, before its first change. */
+  private remember(pfn: number): void {
+    const log = this.undoLog
+    if (log === undefined || log.has(pfn)) return
+    log.set(pfn, this.page(pfn)?.slice())
+  }
+
   private pageForWrite(pfn: number): Uint8Array {
+    this.remember(pfn)
     let page = this.page(pfn)
     if (page === undefined) {
       page = new Uint8Array(PAGE_BYTES)

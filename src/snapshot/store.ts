@@ -13,11 +13,15 @@
  * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
  * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
+ *
+ * `hvmem batch` runs many commands under one session (withSnapshotSession): one lock, one full load,
+ * and one save at the end; meanwhile loadSnapshot and updateSnapshot of that snapshot use the
+ * session's machine. Outside a session they behave as described above.
  */
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
 import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {randomBytes} from 'node:crypto'
-import {basename, dirname, join} from 'node:path'
+import {basename, dirname, join, resolve} from 'node:path'
 import lockfile from 'proper-lockfile'
 
 import {HvmemError} from '../core/errors.js'
@@ -59,6 +63,8 @@ const openFiles = new FinalizationRegistry<number>((fd) => {
  */
 export async function loadSnapshot(path: string): Promise<Machine> {
   checkPath(path)
+  const session = sessionFor(path)
+  if (session !== undefined) return session.machine
   return openAndDecode(path, 'lazy')
 }
 
@@ -87,8 +93,14 @@ export function loadSnapshotBytes(data: Uint8Array, name: string): SnapshotFile 
 
 /** Loads, lets `change` modify the machine, and saves it: all under the lock, and only if `change` returns. */
 export async function updateSnapshot<T>(path: string, change: (machine: Machine) => T): Promise<T> {
-  // Refuse a missing file, a directory or a device before making a lock next to it.
   checkPath(path)
+  const session = sessionFor(path)
+  if (session !== undefined) {
+    const result = change(session.machine)
+    session.changed = true
+    return result
+  }
+  // Refuse a missing file, a directory or a device before making a lock next to it.
   await checkRegular(path, false)
   return withLock(path, false, async (stillOurs) => {
     const machine = await openAndDecode(path, 'full')
@@ -102,6 +114,7 @@ export async function updateSnapshot<T>(path: string, change: (machine: Machine)
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
 export async function createSnapshot(path: string, machine: Machine, force: boolean): Promise<void> {
   checkPath(path)
+  if (active !== undefined) throw new HvmemError('input', `cannot create ${path} inside a batch, which works on ${active.path}; create it before the batch`)
   await checkRegular(path, true)
   await withLock(path, true, async (stillOurs) => {
     const info = await stat(path).catch((error: unknown) => {
@@ -114,6 +127,57 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
     }
     await stillOurs()
     await save(path, machine)
+  })
+}
+
+/** A snapshot held open by `withSnapshotSession`. */
+export interface SnapshotSession {
+  /** the snapshot's path, as given */
+  readonly path: string
+  /** the snapshot's machine, loaded whole: loadSnapshot and updateSnapshot of `path` use it meanwhile */
+  readonly machine: Machine
+  /** true once an updateSnapshot of `path` has returned during the session (its owner may reset it when it undoes a change) */
+  changed: boolean
+}
+
+let active: (SnapshotSession & {readonly resolved: string}) | undefined
+
+/** The open session, if `path` is its snapshot; a session refuses every other snapshot. */
+function sessionFor(path: string): SnapshotSession | undefined {
+  if (active === undefined) return undefined
+  if (path === active.path) return active
+  if (resolve(path) !== active.resolved) throw new HvmemError('input', `cannot use ${path} inside a batch, which works on ${active.path}; run that command outside the batch`)
+  return active
+}
+
+/**
+ * Holds the snapshot at `path` open for many commands (hvmem batch): takes its lock once, loads it
+ * whole once, and while `body` runs, loadSnapshot and updateSnapshot of that path use the loaded
+ * machine (no locking, loading or saving of their own); any other snapshot is refused. When `body`
+ * returns `commit: true` and some update changed the machine, the machine is saved once, atomically,
+ * before the lock is released; otherwise (or if `body` throws) the file stays byte-identical. An
+ * update that throws half-way is the caller's to undo (Machine.checkpoint). One session at a time.
+ */
+export async function withSnapshotSession<T>(path: string, body: (session: SnapshotSession) => Promise<{result: T; commit: boolean}>): Promise<{result: T; saved: boolean}> {
+  checkPath(path)
+  if (active !== undefined) throw new HvmemError('input', `a batch is already running on ${active.path}`)
+  await checkRegular(path, false)
+  return withLock(path, false, async (stillOurs) => {
+    const machine = await openAndDecode(path, 'full')
+    const session = {path, resolved: resolve(path), machine, changed: false}
+    active = session
+    let outcome: {result: T; commit: boolean}
+    try {
+      outcome = await body(session)
+    } finally {
+      active = undefined
+    }
+    const saved = outcome.commit && session.changed
+    if (saved) {
+      await stillOurs()
+      await save(path, machine)
+    }
+    return {result: outcome.result, saved}
   })
 }
 

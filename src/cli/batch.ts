@@ -1,0 +1,290 @@
+/**
+ * Running many hvmem commands in one process (`hvmem batch`): each line is found among the real
+ * oclif commands and run through the command's own class, flags, parser and run(), so its syntax,
+ * validation, messages and results are exactly the CLI's; only where it reads and writes the snapshot
+ * (the batch's session, src/snapshot/store.ts) and where its output goes (a buffer) differ.
+ */
+import {resolve} from 'node:path'
+import type {Command, Config, Interfaces} from '@oclif/core'
+
+import {HvmemError} from '../core/errors.js'
+import type {SnapshotSession} from '../snapshot/store.js'
+import {type BatchHooks, HvmemCommand, describeError} from './base.js'
+import {quote} from './numbers.js'
+import type {ScriptLine} from './words.js'
+
+export interface BatchOptions {
+  /** the batch's snapshot: every line works on it */
+  snapshot: string
+  json: boolean
+  /** go on after a failing line (and save what the others did) */
+  keepGoing: boolean
+  /** text mode: a `# line N: ...` header before each line's output, and a closing summary line */
+  verbose: boolean
+}
+
+/** --json: one of these a line run, in order, then a SummaryJson (README, "Scripting with batch"). */
+export interface LineResultJson {
+  line: number
+  command: string
+  result: unknown
+}
+
+export interface LineErrorJson {
+  line: number
+  command: string
+  /** the line as written */
+  text: string
+  error: {kind: string; message: string; exitCode: number}
+}
+
+export interface SummaryJson {
+  summary: {lines: number; ok: number; failed: number; skipped: number; saved: boolean; exitCode: number}
+}
+
+/** Why a command cannot run inside a batch, or undefined if it can. */
+export function refusal(id: string, pluginName: string | undefined, rootName: string): string | undefined {
+  if (id === 'batch') return 'a batch cannot run another batch'
+  if (id === 'heap:init') return 'it creates the snapshot the batch works on; run it before the batch'
+  if (id === 'snapshot' || id.startsWith('snapshot:')) return "the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"
+  if (pluginName !== rootName) return `it is ${pluginName ?? 'a plugin'}'s, not one of hvmem's snapshot commands; run it outside the batch`
+  return undefined
+}
+
+/**
+ * stdout and stderr of a batch, written in large chunks (never once a line). stdout is gathered in a
+ * byte buffer rather than as strings: 10,000 lines of strings kept until a write would outlive
+ * several garbage collections each, and cost more to collect than to print.
+ */
+export class BufferedOutput {
+  static readonly CHUNK = 1 << 16
+  private readonly buffer = Buffer.allocUnsafe(BufferedOutput.CHUNK)
+  private used = 0
+  private err = ''
+
+  stdout(text: string): void {
+    // A character takes at most 3 bytes in UTF-8 (a surrogate pair, 4 for 2).
+    if (this.used + text.length * 3 > BufferedOutput.CHUNK) {
+      this.flushStdout()
+      if (text.length * 3 > BufferedOutput.CHUNK) {
+        process.stdout.write(text)
+        return
+      }
+    }
+    this.used += this.buffer.write(text, this.used)
+  }
+
+  stderr(text: string): void {
+    this.err += text
+  }
+
+  /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
+  flush(): void {
+    this.flushStdout()
+    if (this.err !== '') process.stderr.write(this.err)
+    this.err = ''
+  }
+
+  private flushStdout(): void {
+    // A copy: a stream may hold on to what it is given after write() returns.
+    if (this.used > 0) process.stdout.write(Buffer.from(this.buffer.subarray(0, this.used)))
+    this.used = 0
+  }
+}
+
+interface Resolved {
+  id: string
+  /** the command's name as typed: "alloc page" */
+  name: string
+  argv: string[]
+}
+
+/**
+ * What running a line needs is kept for this many distinct line texts at most (a cache, not a
+ * record: a script of all-different lines would otherwise keep one command instance a line alive).
+ */
+const PREPARED_LIMIT = 1024
+
+interface Prepared {
+  name: string
+  command: HvmemCommand
+}
+
+export class BatchRunner {
+  ok = 0
+  failed = 0
+  skipped = 0
+  /** the first failing line's exit code (0: none failed) */
+  exitCode = 0
+  private firstFailure: number | undefined
+  private readonly classes = new Map<string, Command.Class>()
+  /** per distinct line text: what running it needs that does not change from one run to the next */
+  private readonly prepared = new Map<string, Prepared>()
+  /** line texts run once, and not (yet) kept in `prepared` */
+  private readonly seenOnce = new Set<string>()
+  /** config.findCommand and findTopic, by id */
+  private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
+  private readonly snapshot: string
+
+  constructor(
+    private readonly config: Config,
+    private readonly options: BatchOptions,
+    private readonly out: BufferedOutput,
+  ) {
+    this.snapshot = resolve(options.snapshot)
+  }
+
+  /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
+  async runAll(lines: ScriptLine[], session: SnapshotSession): Promise<void> {
+    const {json, keepGoing, verbose} = this.options
+    // One loop, no function a line: at 10,000 lines, every promise and frame shows.
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!
+      if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
+      // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
+      const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
+      const changed = session.changed
+      let prepared: Prepared | undefined
+      try {
+        prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
+        const command = prepared.command
+        const result: unknown = await command.run()
+        checkpoint?.release()
+        this.ok++
+        if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson)}\n`)
+        // A line's own --json prints its result as JSON, as the command alone would.
+        else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
+      } catch (error) {
+        checkpoint?.rollback()
+        session.changed = changed
+        this.failure(line, prepared?.name, error)
+        if (!keepGoing) {
+          this.skipped = lines.length - i - 1
+          return
+        }
+      }
+    }
+  }
+
+  /** The closing output: the JSON summary, or (text) a note of failures under --keep-going and a summary line with --verbose. */
+  finish(lines: number, saved: boolean): void {
+    const {json, keepGoing, verbose} = this.options
+    if (json) {
+      const summary: SummaryJson = {summary: {lines, ok: this.ok, failed: this.failed, skipped: this.skipped, saved, exitCode: this.exitCode}}
+      this.out.stdout(`${JSON.stringify(summary)}\n`)
+      return
+    }
+    if (verbose) {
+      const skipped = this.skipped > 0 ? `, ${this.skipped} not run` : ''
+      this.out.stdout(`# ${lines} line(s): ${this.ok} ok, ${this.failed} failed${skipped}; ${saved ? `saved ${this.options.snapshot}` : `${this.options.snapshot} unchanged`}\n`)
+    }
+    if (keepGoing && this.failed > 0) {
+      this.out.stderr(`hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`)
+    }
+  }
+
+  /** Counts and reports a failed line. */
+  private failure(line: ScriptLine, name: string | undefined, error: unknown): void {
+    const {json, keepGoing} = this.options
+    const err = error instanceof Error ? error : new Error(String(error))
+    if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
+    const described = describeError(err)
+    this.failed++
+    if (this.firstFailure === undefined) {
+      this.firstFailure = line.line
+      this.exitCode = described.exitCode
+    }
+    // A line that names no known command is reported by its first words.
+    const command = name ?? line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
+    if (json) this.out.stdout(`${JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson)}\n`)
+    else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
+  }
+
+  /**
+   * What running a line needs, kept for the lines with the same text: an instance of its command,
+   * with hooks that parse it once. oclif's parse is a pure function of the argv and the command's flag
+   * definitions (and of the environment, fixed for the batch), so identical lines share one parse.
+   */
+  private async prepare(line: ScriptLine): Promise<Prepared> {
+    const resolved = this.resolve(line.words)
+    let cls = this.classes.get(resolved.id)
+    if (cls === undefined) {
+      const loaded = await this.config.findCommand(resolved.id, {must: true}).load()
+      if (!(loaded.prototype instanceof HvmemCommand)) throw new HvmemError('input', `"${resolved.name}" cannot run inside a batch: it is not one of hvmem's snapshot commands`)
+      cls = loaded
+      this.classes.set(resolved.id, cls)
+    }
+    // Command.Class is typed abstract; the classes oclif loads are the concrete commands (checked above).
+    const concrete = cls as unknown as new (argv: string[], config: Config) => HvmemCommand
+    // One instance runs every line with this text: an hvmem command keeps nothing of a run on itself.
+    const command = new concrete(resolved.argv, this.config)
+    // Whether the line has its own --json, as oclif tells it (argv, and HVMEM_CONTENT_TYPE).
+    const lineJson = command.jsonEnabled()
+    // The parse, once made: later lines get the same settled promise (no new one a line).
+    let parsed: Promise<Interfaces.ParserOutput> | undefined
+    const hooks: BatchHooks = {
+      json: this.options.json || lineJson,
+      log: (text) => this.out.stdout(text + '\n'),
+      parse: <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
+        if (parsed === undefined) {
+          const made = parse().then((output) => this.onBatchSnapshot(output))
+          // A line that fails to parse is parsed again (and fails again) if it comes back.
+          made.catch(() => {
+            if (parsed === made) parsed = undefined
+          })
+          parsed = made
+        }
+        return parsed as Promise<T>
+      },
+    }
+    command.batch = hooks
+    const prepared: Prepared = {name: resolved.name, command}
+    // Kept from a text's second line on: a line seen once would only burden the garbage collector.
+    if (this.seenOnce.delete(line.text)) {
+      if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()
+      this.prepared.set(line.text, prepared)
+    } else {
+      if (this.seenOnce.size >= PREPARED_LIMIT) this.seenOnce.clear()
+      this.seenOnce.add(line.text)
+    }
+    return prepared
+  }
+
+  /** The command a line names: the longest run of leading words that is a command id, through topics. */
+  private resolve(words: string[]): Resolved {
+    const prefix: string[] = []
+    let found: {id: string; length: number; pluginName: string | undefined} | undefined
+    let id = ''
+    for (const word of words) {
+      if (word.startsWith('-')) break
+      prefix.push(word)
+      id = id === '' ? word : `${id}:${word}`
+      let lookup = this.lookups.get(id)
+      if (lookup === undefined) {
+        lookup = {command: this.config.findCommand(id), topic: this.config.findTopic(id) !== undefined}
+        this.lookups.set(id, lookup)
+      }
+      if (lookup.command !== undefined) found = {id, length: prefix.length, pluginName: lookup.command.pluginName}
+      if (!lookup.topic) break
+    }
+    if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
+    if (found === undefined) throw new HvmemError('input', `unknown command ${quote(prefix.join(' '))}; see "hvmem --help" for the commands`)
+    const name = found.id.replaceAll(':', ' ')
+    const why = refusal(found.id, found.pluginName, this.config.name)
+    if (why !== undefined) throw new HvmemError('input', `"${name}" cannot run inside a batch: ${why}`)
+    return {id: found.id, name, argv: words.slice(found.length)}
+  }
+
+  /**
+   * A line's parse, made to work on the batch's snapshot (a line may name it with --snapshot, but no
+   * other), and frozen: the lines with the same text share it.
+   */
+  private onBatchSnapshot<T extends Interfaces.ParserOutput>(parsed: T): T {
+    for (const token of parsed.raw) {
+      if (token.type === 'flag' && token.flag === 'snapshot' && resolve(token.input) !== this.snapshot) {
+        throw new HvmemError('input', `--snapshot ${quote(token.input)}: every line works on the batch's snapshot ${quote(this.options.snapshot)}; drop the flag, or give the file to "hvmem batch --snapshot"`)
+      }
+    }
+    return Object.freeze({...parsed, args: Object.freeze({...parsed.args}), flags: Object.freeze({...parsed.flags, snapshot: this.options.snapshot})})
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Splitting a batch line into words as a POSIX shell splits simple words (XCU 2.2, Quoting; 2.3,
+ * Token Recognition), without any expansion: what `hvmem batch` reads is what a shell script would
+ * pass to hvmem, minus the shell.
+ *
+ * - Words are separated by spaces and tabs.
+ * - A backslash outside quotes keeps the next character literally.
+ * - Single quotes keep everything up to the next single quote literally (no escapes inside).
+ * - Double quotes keep everything literally up to the next unescaped double quote, except that a
+ *   backslash escapes `\`, `"`, `$` and a backquote there (before anything else it stays a backslash).
+ * - `#` at the start of a word starts a comment that runs to the end of the line (`a#b` is one word).
+ * - Nothing is expanded: `$HOME`, `*`, `~` and backquotes are kept as written.
+ * - The shell's operators (`|`, `&`, `;`, `<`, `>`, `(`, `)`) are refused outside quotes: a batch runs
+ *   one command per line, and quoting passes them literally.
+ *
+ * Written by hand: the npm splitters either expand (`shell-quote`: $VAR, operators), add Bash syntax
+ * (`shlex`: $'...' strings) or ignore comments, and none reports where an unterminated quote began.
+ */
+
+/** A line that cannot be split: `column` (1-based) is where the problem starts. */
+export class WordsError extends Error {
+  constructor(
+    readonly reason: string,
+    readonly column: number,
+  ) {
+    super(`${reason} at column ${column}`)
+    this.name = 'WordsError'
+  }
+}
+
+const NOT_PLAIN = /[\\'"#|&;<>()]/
+const BLANKS = /[ \t]+/
+const OPERATORS = new Set(['|', '&', ';', '<', '>', '(', ')'])
+const DOUBLE_QUOTE_ESCAPES = new Set(['\\', '"', '$', '`'])
+
+/** The words of one line (which holds no newline). Throws WordsError for an unterminated quote, a trailing backslash or an operator. */
+export function splitWords(line: string): string[] {
+  // Most lines are plain words: split them at once.
+  if (!NOT_PLAIN.test(line)) return line.split(BLANKS).filter((w) => w !== '')
+  const words: string[] = []
+  let word = ''
+  let inWord = false
+  let i = 0
+  const n = line.length
+  while (i < n) {
+    const c = line[i]!
+    if (c === ' ' || c === '\t') {
+      if (inWord) {
+        words.push(word)
+        word = ''
+        inWord = false
+      }
+      i++
+    } else if (c === '#' && !inWord) {
+      break
+    } else if (c === '\\') {
+      if (i + 1 >= n) throw new WordsError('a backslash ends the line (continuation lines are not supported)', i + 1)
+      word += line[i + 1]
+      inWord = true
+      i += 2
+    } else if (c === "'") {
+      const close = line.indexOf("'", i + 1)
+      if (close < 0) throw new WordsError("unterminated ' quote, opened", i + 1)
+      word += line.slice(i + 1, close)
+      inWord = true
+      i = close + 1
+    } else if (c === '"') {
+      let j = i + 1
+      for (;;) {
+        if (j >= n) throw new WordsError('unterminated " quote, opened', i + 1)
+        const d = line[j]!
+        if (d === '"') break
+        if (d === '\\' && j + 1 < n && DOUBLE_QUOTE_ESCAPES.has(line[j + 1]!)) {
+          word += line[j + 1]
+          j += 2
+        } else {
+          word += d
+          j++
+        }
+      }
+      inWord = true
+      i = j + 1
+    } else if (OPERATORS.has(c)) {
+      throw new WordsError(`the shell operator ${c} is not supported (one command per line; quote it to pass it literally)`, i + 1)
+    } else {
+      // the run of ordinary characters up to the next special one, at once
+      let j = i + 1
+      while (j < n && !SPECIAL.has(line[j]!)) j++
+      word += line.slice(i, j)
+      inWord = true
+      i = j
+    }
+  }
+  if (inWord) words.push(word)
+  return words
+}
+
+/** Characters that end a run of ordinary ones inside a word (`#` does not: it starts a comment only at a word's start). */
+const SPECIAL = new Set([' ', '\t', '\\', "'", '"', ...OPERATORS])
+
+/** One command of a batch script: its 1-based line number, the line as written, and its words. */
+export interface ScriptLine {
+  line: number
+  text: string
+  words: string[]
+}
+
+/**
+ * The commands of a batch script: one per line, blank and comment-only lines skipped, a trailing
+ * CR (a CRLF file) dropped, and a leading `hvmem` word (as the line would be typed in a shell)
+ * dropped too. Lines that cannot be split come back in `errors`, with their line numbers.
+ */
+export function splitScript(text: string): {lines: ScriptLine[]; errors: Array<{line: number; text: string; message: string}>} {
+  const lines: ScriptLine[] = []
+  const errors: Array<{line: number; text: string; message: string}> = []
+  const raw = text.split('\n')
+  // A final newline ends the last line rather than starting an empty one.
+  if (raw.length > 0 && raw[raw.length - 1] === '') raw.pop()
+  // Scripts repeat lines (10,000 "alloc page"): identical lines share their words.
+  const seen = new Map<string, string[]>()
+  for (let i = 0; i < raw.length; i++) {
+    let line = raw[i]!
+    if (line.endsWith('\r')) line = line.slice(0, -1)
+    let words = seen.get(line)
+    if (words === undefined) {
+      try {
+        words = splitWords(line)
+      } catch (error) {
+        if (!(error instanceof WordsError)) throw error
+        errors.push({line: i + 1, text: line, message: error.message})
+        continue
+      }
+      if (words[0] === 'hvmem') words = words.slice(1)
+      seen.set(line, words)
+    }
+    if (words.length === 0) continue
+    lines.push({line: i + 1, text: line.trim(), words})
+  }
+  return {lines, errors}
+}
