@@ -21,7 +21,7 @@ import Table from 'cli-table3'
 import {PAGE, patternPage, readSnapshot, writeSnapshot} from './snapfile.js'
 
 const BIN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
-const RSS_PRELOAD = fileURLToPath(new URL('./rss-preload.mjs', import.meta.url))
+const RSS_PRELOAD = new URL('./rss-preload.mjs', import.meta.url).href
 
 // ---- options -------------------------------------------------------------------------------------
 const argv = process.argv.slice(2)
@@ -50,18 +50,18 @@ function run(cmd, {stdout = 'ignore', rss = false} = {}) {
   else if (program === 'node') full = [...(rss ? ['--import', RSS_PRELOAD] : []), ...args]
   else file = program
   const rssFile = at('rss.txt')
-  if (rss) env.BENCH_RSS_OUT = rssFile
+  if (rss) {
+    env.BENCH_RSS_OUT = rssFile
+    rmSync(rssFile, {force: true})
+  }
   const start = performance.now()
   const r = spawnSync(file, full, {cwd: dir, env, stdio: ['ignore', stdout, 'pipe'], maxBuffer: 1 << 30})
   const ms = performance.now() - start
   if (r.error) throw r.error
   let rssKb
   if (rss) {
-    try {
-      rssKb = Number(readFileSync(rssFile, 'utf8'))
-    } catch {
-      rssKb = undefined
-    }
+    if (r.status !== 0) throw new Error(`${cmd.join(' ')} failed under the RSS probe (exit ${r.status}): ${r.stderr.toString().trim()}`)
+    rssKb = Number(readFileSync(rssFile, 'utf8'))
   }
   return {ms, code: r.status, stderr: r.stderr?.toString() ?? '', stdout: r.stdout?.toString() ?? '', rssKb}
 }

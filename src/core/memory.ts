@@ -183,6 +183,15 @@ export class PhysicalMemory {
     }
   }
 
+  /**
+   * The bytes of the page at frame number `pfn` (address >> 12), read from the page source on first
+   * use, or undefined if it was never written: for scans that read many descriptors (the walker)
+   * without a bigint address per read. The caller must not change the bytes.
+   */
+  pageOfFrame(pfn: number): Uint8Array | undefined {
+    return this.page(pfn)
+  }
+
   /** How many pages are held in memory (written, loaded, or read from the page source so far). */
   get residentPages(): number {
     return this.pages.size

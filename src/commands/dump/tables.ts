@@ -5,7 +5,7 @@ import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, 
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges, walkTables} from '../../core/walker.js'
+import {mergeRanges, walkRanges, walkTables} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
@@ -31,31 +31,35 @@ export default class DumpTables extends HvmemCommand {
       this.log('No translation tables yet: "hvmem map region" creates them.')
       return {mapper: null, entries: [], ranges: []}
     }
+    const header = `${mapper.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'}, root ${hex(mapper.root)}: ${registerLine(mapper)}`
+    if (flags.format === 'ranges' && !this.jsonEnabled()) {
+      // The ranges alone: no object per entry (walkRanges), for large trees.
+      const walk = walkRanges(machine.memory, mapper.regime, mapper.root)
+      this.log([header, ...walk.ranges.map((r) => rangeLine(r))].join('\n'))
+      this.log(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
+      return {mapper: mapperJson(mapper), entries: [], ranges: walk.ranges.map(rangeJson)}
+    }
     const entries = walkTables(machine.memory, mapper.regime, mapper.root)
     const ranges = mergeRanges(entries)
     if (!this.jsonEnabled()) {
-      this.log(`${mapper.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'}, root ${hex(mapper.root)}: ${registerLine(mapper)}`)
-      if (flags.format === 'ranges') {
-        for (const r of ranges) this.log(rangeLine(r))
-      } else {
-        const t = table(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'])
-        for (const e of entries) {
-          const d = e.decoded
-          const target = d.nextTable ?? d.leaf?.outputAddress
-          const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
-          t.push([
-            `${'  '.repeat(e.level - 1)}L${e.level}[${e.index}]`,
-            hex(e.table),
-            hex(e.ipa, 10),
-            formatSize(e.size),
-            hex(d.raw, 16),
-            d.kind === 'reserved' ? color.red(d.kind) : d.kind,
-            target === undefined ? '' : hex(target),
-            e.problem ? color.red(attributes) : attributes,
-          ])
-        }
-        this.log(t.toString())
+      this.log(header)
+      const t = table(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'])
+      for (const e of entries) {
+        const d = e.decoded
+        const target = d.nextTable ?? d.leaf?.outputAddress
+        const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
+        t.push([
+          `${'  '.repeat(e.level - 1)}L${e.level}[${e.index}]`,
+          hex(e.table),
+          hex(e.ipa, 10),
+          formatSize(e.size),
+          hex(d.raw, 16),
+          d.kind === 'reserved' ? color.red(d.kind) : d.kind,
+          target === undefined ? '' : hex(target),
+          e.problem ? color.red(attributes) : attributes,
+        ])
       }
+      this.log(t.toString())
       const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
       this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))
     }
