@@ -8,7 +8,7 @@
  *   node bench/run.js [--quick] [--runs N] [--only id,id,...] [--list]
  *
  * --quick: 3 timed runs a case instead of 7 (BENCH_RUNS sets the default too); --only: a subset by
- * case id (see --list). A case whose command is not in this build prints "n/a (command not built)".
+ * case id (see --list); BENCH_KEEP=1 keeps the scratch inputs. A case whose command is not in this build prints "n/a (command not built)".
  */
 import {spawnSync} from 'node:child_process'
 import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -36,7 +36,8 @@ const only = option('--only')?.split(',')
 // ---- processes -----------------------------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'hvmem-bench-'))
 const at = (name) => join(dir, name)
-process.on('exit', () => rmSync(dir, {recursive: true, force: true}))
+// BENCH_KEEP=1 keeps the inputs (for profiling a case by hand).
+process.on('exit', () => (process.env.BENCH_KEEP ? console.error(`inputs kept in ${dir}`) : rmSync(dir, {recursive: true, force: true})))
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
 
 /** Runs a command line ([program, ...args]; 'hvmem' is the built binary) and times it. */

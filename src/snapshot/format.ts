@@ -47,7 +47,7 @@ export const PAGE_RECORD_BYTES = INDEX_ENTRY_BYTES + PAGE_BYTES
 export const META_CRC_OFFSET = 124
 const V1_CRC_BYTES = 4
 const REGIME_CODE: Record<RegimeName, number> = {stage2: 1, stage1: 2}
-/** Pages written per chunk when streaming a snapshot out (1 MiB). */
+/** Pages read or written per chunk when a snapshot is loaded whole or streamed out (1 MiB). */
 const CHUNK_PAGES = 256
 
 /** Where a snapshot's bytes come from: a file held in memory, or an open file read on demand. */
@@ -83,14 +83,26 @@ export function encodeSnapshot(machine: Machine): Buffer {
  * at a time, and not kept: memory stays small however large the snapshot.
  */
 export function* snapshotChunks(machine: Machine): Generator<Buffer> {
+  for (const batch of snapshotBatches(machine)) yield batch.length === 1 ? Buffer.from(batch[0]!.buffer, batch[0]!.byteOffset, batch[0]!.length) : Buffer.concat(batch)
+}
+
+/**
+ * The same bytes as snapshotChunks, as batches of views (the header and index, then up to
+ * CHUNK_PAGES pages a batch) for a vectored write, without copying the pages into chunks.
+ */
+export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
   const state = machine.state()
   const memory = machine.memory
-  // First pass: addresses and checksums, for the index that precedes the pages.
+  // First pass: addresses and checksums, for the index that precedes the pages. A page unchanged
+  // since it was loaded (and checked) keeps the checksum it was stored with (memory.pageTag).
   const addresses: bigint[] = []
   const crcs: number[] = []
+  /** pages held in memory, as the first pass saw them: the second pass need not checksum them again */
+  const seen: Array<Uint8Array | undefined> = []
   for (const [address, bytes] of memory.readNonZeroPages()) {
     addresses.push(address)
-    crcs.push(crc32(bytes))
+    crcs.push(memory.pageTag(address) ?? crc32(bytes))
+    seen.push(memory.isResident(address) ? bytes : undefined)
   }
   const n = addresses.length
   const head = Buffer.alloc(HEADER_BYTES + n * INDEX_ENTRY_BYTES)
@@ -118,22 +130,22 @@ export function* snapshotChunks(machine: Machine): Generator<Buffer> {
     head.writeUInt32LE(crcs[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i + 8)
   }
   head.writeUInt32LE(metaCrc(head.subarray(0, HEADER_BYTES), head.subarray(HEADER_BYTES)), META_CRC_OFFSET)
-  yield head
+  yield [head]
 
   // Second pass: the pages, which must be the ones just indexed.
   let i = 0
   let chunk: Uint8Array[] = []
   for (const [address, bytes] of memory.readNonZeroPages()) {
-    if (i >= n || address !== addresses[i] || crc32(bytes) !== crcs[i]) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
+    if (i >= n || address !== addresses[i] || (bytes !== seen[i] && crc32(bytes) !== crcs[i])) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
     chunk.push(bytes)
     i++
     if (chunk.length === CHUNK_PAGES) {
-      yield Buffer.concat(chunk)
+      yield chunk
       chunk = []
     }
   }
   if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
-  if (chunk.length > 0) yield Buffer.concat(chunk)
+  if (chunk.length > 0) yield chunk
 }
 
 function metaCrc(header: Uint8Array, index: Uint8Array): number {
@@ -176,24 +188,31 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   if (!header.subarray(92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
   const state = headerState(header, bad, header.readUInt32LE(88))
 
-  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however many.
+  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however
+  // many, read as 32-bit halves (no bigint per entry).
   const frames = new Float64Array(n)
-  let previous = -1n
+  const entryAddress = (i: number): bigint => index.readBigUInt64LE(INDEX_ENTRY_BYTES * i)
+  let previousHi = -1
+  let previousLo = 0
   for (let i = 0; i < n; i++) {
     const at = INDEX_ENTRY_BYTES * i
-    const address = index.readBigUInt64LE(at)
-    if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
-    if ((address & 0xfffn) !== 0n) bad(`page address ${hex(address)} at entry ${i} is not 4 KiB aligned`)
+    const lo = index.readUInt32LE(at)
+    const hi = index.readUInt32LE(at + 4)
+    if (hi < previousHi || (hi === previousHi && lo <= previousLo)) bad(`page addresses out of order at entry ${i} (${hex(entryAddress(i))})`)
+    if ((lo & 0xfff) !== 0) bad(`page address ${hex(entryAddress(i))} at entry ${i} is not 4 KiB aligned`)
     if (index.readUInt32LE(at + 12) !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
-    previous = address
-    frames[i] = Number(address >> 12n)
+    previousHi = hi
+    previousLo = lo
+    // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
+    frames[i] = hi * 0x10_0000 + (lo >>> 12)
   }
   const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
-  /** The checked bytes of the i-th stored page. */
-  const readPage = (i: number): Uint8Array => {
-    const page = source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES)
-    const stored = index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+  const pageCrc = (i: number): number => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+  /** The checked bytes of the i-th stored page (from `chunk`, which holds pages from `first` on, if given). */
+  const readPage = (i: number, chunk?: Uint8Array, first = 0): Uint8Array => {
+    const page = chunk === undefined ? source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES) : chunk.subarray((i - first) * PAGE_BYTES, (i - first + 1) * PAGE_BYTES)
+    const stored = pageCrc(i)
     const actual = crc32(page)
     if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
     if (isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
@@ -203,13 +222,18 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
-      for (let i = 0; i < n; i++) memory.loadPage(addressOf(i), readPage(i))
+      // Pages read CHUNK_PAGES at a time (not one read a page); each is checked, and keeps its
+      // checksum as its tag, so a save need not compute it again unless the page changes.
+      for (let first = 0; first < n; first += CHUNK_PAGES) {
+        const count = Math.min(CHUNK_PAGES, n - first)
+        // (a copy the memory may keep: the source's bytes may be a view of a buffer it reuses)
+        const chunk = new Uint8Array(source.read(dataStart + first * PAGE_BYTES, count * PAGE_BYTES))
+        for (let i = first; i < first + count; i++) memory.loadPage(addressOf(i), readPage(i, chunk, first), pageCrc(i), {adopt: true})
+      }
       return {machine: Machine.restore(state, memory), version, usesSource: false}
     }
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
-      storedPages: (function* () {
-        for (let i = 0; i < n; i++) yield addressOf(i)
-      })(),
+      storedFrames: frames,
       pageSource: (pageAddress) => {
         const i = findIndex(frames, Number(pageAddress >> 12n))
         return i === undefined ? undefined : readPage(i)

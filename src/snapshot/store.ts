@@ -15,14 +15,14 @@
  * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
  */
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
-import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
+import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {randomBytes} from 'node:crypto'
 import {basename, dirname, join} from 'node:path'
 import lockfile from 'proper-lockfile'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {type DecodeMode, type SnapshotSource, decodeSource, snapshotChunks} from './format.js'
+import {type DecodeMode, type SnapshotSource, decodeSource, snapshotBatches} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -195,10 +195,7 @@ async function save(path: string, machine: Machine): Promise<void> {
       }
     }
     try {
-      for (const chunk of snapshotChunks(machine)) {
-        let done = 0
-        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten
-      }
+      for (const batch of snapshotBatches(machine)) await writeAll(handle, batch)
       if (existing !== undefined) {
         await handle.chmod(existing.mode & 0o7777)
         if (process.getuid?.() === 0) await handle.chown(existing.uid, existing.gid).catch(() => undefined)
@@ -213,6 +210,19 @@ async function save(path: string, machine: Machine): Promise<void> {
     throw fsError(error, path)
   }
   await syncDirectory(dir)
+}
+
+/** Writes the buffers in order with vectored writes, going on after a short write. */
+async function writeAll(handle: FileHandle, buffers: Uint8Array[]): Promise<void> {
+  let pending = buffers.filter((b) => b.length > 0)
+  while (pending.length > 0) {
+    let written = (await handle.writev(pending)).bytesWritten
+    while (pending.length > 0 && written >= pending[0]!.length) {
+      written -= pending[0]!.length
+      pending = pending.slice(1)
+    }
+    if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
+  }
 }
 
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
