@@ -239,7 +239,7 @@ function measure(c) {
   c.setup?.()
   c.before?.()
   // Warm-up (also checks the command works in this build).
-  const first = run(c.target(), {stdout: 'pipe'})
+  const first = run(c.target())
   if (notBuilt(first)) return {status: 'n/a (command not built)'}
   if (first.code !== 0) return {status: `error: exit ${first.code}: ${first.stderr.trim().split('\n')[0]}`}
   const ref0 = run(c.reference())

@@ -32,6 +32,8 @@ type Visit = (level: number, index: number, table: number, ipa: number, lo: numb
 
 const TWO_32 = 2 ** 32
 const PAGE = 4096
+/** Bytes one entry at each level maps, as numbers (LEVEL_SIZE). */
+const ENTRY_BYTES = [0, 1, 2, 3].map((level) => 2 ** Number(LEVEL_SHIFT[level]!))
 
 /** Bits 47:12 of a descriptor given as halves: a table or output address. */
 const addressOf = (lo: number, hi: number): number => (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0)
@@ -56,7 +58,7 @@ function scan(memory: PhysicalMemory, root: bigint, options: WalkOptions, visit:
     const page = memory.pageOfFrame(table / PAGE)
     if (page === undefined) return
     const view = new DataView(page.buffer, page.byteOffset, PAGE)
-    const size = 2 ** Number(LEVEL_SHIFT[level]!)
+    const size = ENTRY_BYTES[level]!
     for (let index = 0; index < count; index++) {
       const lo = view.getUint32(8 * index, true)
       if ((lo & 1) === 0) continue
@@ -170,7 +172,7 @@ export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint,
     const isLeaf = entryLevel === 3 ? (lo & 2) !== 0 : entryLevel > 0 && (lo & 2) === 0
     if (!isLeaf) return
     leaves++
-    const size = 2 ** Number(LEVEL_SHIFT[entryLevel]!)
+    const size = ENTRY_BYTES[entryLevel]!
     const address = addressOf(lo, hi)
     const output = address - (address % size)
     const aLo = lo & 0xfff
