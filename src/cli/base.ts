@@ -18,12 +18,16 @@ export abstract class HvmemCommand extends Command {
   static override enableJsonFlag = true
   static override baseFlags = {snapshot: snapshotFlag}
 
+  /** Set by a command that wrote its --json document itself, as it was produced (dump tables): oclif then writes nothing more. */
+  protected jsonWritten = false
+
   /**
    * --json output, as oclif writes it (two-space indented) but without its colouring pass, which
    * tokenizes the text with regular expressions: seconds for a large document (`dump tables --json`
    * of 262,144 entries). oclif colours JSON only with a user theme, and then only for a terminal.
    */
   protected override logJson(json: unknown): void {
+    if (this.jsonWritten) return
     if (this.config.theme?.json !== undefined && process.stdout.isTTY === true) super.logJson(json)
     else process.stdout.write(`${JSON.stringify(json, null, 2)}\n`)
   }

@@ -28,7 +28,7 @@ export interface WalkOptions {
  * addresses are bits 47:12. The 64-bit descriptor is given as two 32-bit halves, `lo` (bits 31:0)
  * and `hi` (bits 63:32), so a scan of many entries makes no bigint until it needs one.
  */
-type Visit = (level: number, index: number, table: number, ipa: number, lo: number, hi: number, tableOutsideRam: boolean) => void
+export type Visit = (level: number, index: number, table: number, ipa: number, lo: number, hi: number, tableOutsideRam: boolean) => void
 
 const TWO_32 = 2 ** 32
 const PAGE = 4096
@@ -36,15 +36,16 @@ const PAGE = 4096
 const ENTRY_BYTES = [0, 1, 2, 3].map((level) => 2 ** Number(LEVEL_SHIFT[level]!))
 
 /** Bits 47:12 of a descriptor given as halves: a table or output address. */
-const addressOf = (lo: number, hi: number): number => (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0)
+export const addressOf = (lo: number, hi: number): number => (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0)
 /** The descriptor as one exact 64-bit value. */
-const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
+export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
 
 /**
- * The walk itself, over numbers: reads each table page once, skips invalid entries on bit 0, and
- * descends into next-level tables inside RAM. Untouched (all-zero) table pages are not read.
+ * The walk itself, over numbers (what walkTables and walkRanges are made of, for callers that need
+ * no object per entry): reads each table page once, skips invalid entries on bit 0, and descends
+ * into next-level tables inside RAM. Untouched (all-zero) table pages are not read.
  */
-function scan(memory: PhysicalMemory, root: bigint, options: WalkOptions, visit: Visit): void {
+export function scanTables(memory: PhysicalMemory, root: bigint, options: WalkOptions, visit: Visit): void {
   const startLevel = options.startLevel ?? START_LEVEL
   const ipaBits = options.ipaBits ?? IPA_BITS
   const rootEntries = 1 << Number(ipaBits - LEVEL_SHIFT[startLevel]!)
@@ -86,7 +87,7 @@ export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint,
   const sizes = [0, 1, 2, 3].map((level) => LEVEL_SIZE[level]!)
   let tableNumber = -1
   let tableBig = 0n
-  scan(memory, root, options, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
+  scanTables(memory, root, options, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
     if (table !== tableNumber) {
       tableNumber = table
       tableBig = BigInt(table)
@@ -166,7 +167,7 @@ export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint,
     open.end = BigInt(end)
     open.entries = count
   }
-  scan(memory, root, options, (entryLevel, _index, _table, ipa, lo, hi) => {
+  scanTables(memory, root, options, (entryLevel, _index, _table, ipa, lo, hi) => {
     entries++
     // a leaf: a block at levels 1-2 or a page at level 3 (kindOf in descriptor.ts)
     const isLeaf = entryLevel === 3 ? (lo & 2) !== 0 : entryLevel > 0 && (lo & 2) === 0

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {writeDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
@@ -38,6 +39,12 @@ export default class DumpTables extends HvmemCommand {
       this.log([header, ...walk.ranges.map((r) => rangeLine(r))].join('\n'))
       this.log(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
       return {mapper: mapperJson(mapper), entries: [], ranges: walk.ranges.map(rangeJson)}
+    }
+    if (this.jsonEnabled()) {
+      // Written as it is produced (writeDumpJson): the same text as the document below, stringified.
+      writeDumpJson(mapper, machine.memory, (text) => process.stdout.write(text))
+      this.jsonWritten = true
+      return {mapper: mapperJson(mapper), entries: [], ranges: []}
     }
     const entries = walkTables(machine.memory, mapper.regime, mapper.root)
     const ranges = mergeRanges(entries)
