@@ -18,7 +18,6 @@ import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync
 import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {randomBytes} from 'node:crypto'
 import {basename, dirname, join} from 'node:path'
-import lockfile from 'proper-lockfile'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
@@ -285,6 +284,11 @@ function lockIdentity(lockPath: string): LockIdentity | undefined {
   return info === undefined ? undefined : {ino: info.ino, ctimeNs: info.ctimeNs}
 }
 
+/** proper-lockfile, loaded by the first command that takes a lock (it patches `fs` through graceful-fs: read-only commands skip that). */
+async function lockfileModule(): Promise<typeof import('proper-lockfile')> {
+  return (await import('proper-lockfile')).default
+}
+
 async function acquire(path: string, creating: boolean): Promise<HeldLock> {
   const lockPath = `${path}.lock`
   const deadline = Date.now() + LOCK_WAIT_MS
@@ -321,7 +325,7 @@ async function acquire(path: string, creating: boolean): Promise<HeldLock> {
       },
     }
     try {
-      const release = await lockfile.lock(path, {
+      const release = await (await lockfileModule()).lock(path, {
         realpath: false,
         stale: LOCK_STALE_MS,
         retries: 0,
