@@ -21,9 +21,10 @@ try {
 } catch {
   // no cache: compile as usual
 }
+// (The bundle is ASCII, checked by the build: latin1 decodes it by plain copy.)
 // A CommonJS module wrapper, plus __hvmemImport: the bundle's dynamic imports (oclif loading a plugin's ESM
 // commands) go through this module's import(), as vm.Script code has no loader of its own.
-const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __hvmemImport) {${source.toString('utf8')}\n})`, {filename: file, cachedData})
+const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __hvmemImport) {${source.toString('latin1')}\n})`, {filename: file, cachedData})
 const bundle = {exports: {}}
 script.runInThisContext()(bundle.exports, createRequire(file), bundle, file, dirname(file), (specifier) => import(specifier))
 globalThis[Symbol.for('hvmem.bundle')] = bundle.exports

@@ -16,7 +16,6 @@
  */
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
 import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
-import {randomBytes} from 'node:crypto'
 import {basename, dirname, join} from 'node:path'
 
 import {HvmemError} from '../core/errors.js'
@@ -185,7 +184,8 @@ async function save(path: string, machine: Machine): Promise<void> {
   try {
     let handle
     for (let attempt = 0; handle === undefined; attempt++) {
-      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${randomBytes(4).toString('hex')}`)
+      // (Web Crypto's global, which loads the crypto module only when first used: by saves, not reads)
+      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(4))).toString('hex')}`)
       try {
         // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
         handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
