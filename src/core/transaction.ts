@@ -52,8 +52,10 @@ export class TableTransaction {
     return table
   }
 
+  /** Puts the edit into memory and the allocation into the heap. The transaction is done with: use it no more. */
   commit(): void {
-    for (const [pfn, page] of this.pages) this.heap.memory.writeBytes(BigInt(pfn) * PAGE_SIZE, new Uint8Array(page.buffer))
+    // Each page here is a whole copy (or a new zeroed table): memory takes it over, no copy made.
+    for (const [pfn, page] of this.pages) this.heap.memory.loadPage(BigInt(pfn) * PAGE_SIZE, new Uint8Array(page.buffer), undefined, {adopt: true})
     this.heap.allocator.adopt(this.trial.allocator)
   }
 }
