@@ -28,6 +28,7 @@ const script = new vm.Script(`(function (exports, require, module, __filename, _
 const bundle = {exports: {}}
 script.runInThisContext()(bundle.exports, createRequire(file), bundle, file, dirname(file), (specifier) => import(specifier))
 globalThis[Symbol.for('hvmem.bundle')] = bundle.exports
+if (process.env.HVMEM_DEBUG_CODE_CACHE) process.stderr.write(`hvmem: code cache ${cachedData === undefined ? 'missing or stale' : script.cachedDataRejected ? 'rejected' : 'used'}\n`)
 
 if (process.env.HVMEM_WRITE_CODE_CACHE) {
   // scripts/build.mjs --code-cache: save the cache once the command has run (its functions compiled).
