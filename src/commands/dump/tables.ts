@@ -4,7 +4,7 @@ import {HvmemCommand} from '../../cli/base.js'
 import {writeDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
-import {color, table} from '../../cli/style.js'
+import {color, renderTable} from '../../cli/style.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {mergeRanges, walkRanges, walkTables} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
@@ -50,12 +50,12 @@ export default class DumpTables extends HvmemCommand {
     const ranges = mergeRanges(entries)
     if (!this.jsonEnabled()) {
       this.log(header)
-      const t = table(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'])
+      const rows: string[][] = []
       for (const e of entries) {
         const d = e.decoded
         const target = d.nextTable ?? d.leaf?.outputAddress
         const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
-        t.push([
+        rows.push([
           `${'  '.repeat(e.level - 1)}L${e.level}[${e.index}]`,
           hex(e.table),
           hex(e.ipa, 10),
@@ -66,7 +66,7 @@ export default class DumpTables extends HvmemCommand {
           e.problem ? color.red(attributes) : attributes,
         ])
       }
-      this.log(t.toString())
+      this.log(renderTable(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'], rows))
       const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
       this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))
     }
