@@ -192,15 +192,15 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   // many, read as 32-bit halves (no bigint per entry).
   const frames = new Float64Array(n)
   const entryAddress = (i: number): bigint => index.readBigUInt64LE(INDEX_ENTRY_BYTES * i)
+  const words = indexWords(index)
   let previousHi = -1
   let previousLo = 0
   for (let i = 0; i < n; i++) {
-    const at = INDEX_ENTRY_BYTES * i
-    const lo = index.readUInt32LE(at)
-    const hi = index.readUInt32LE(at + 4)
+    const lo = words[4 * i]!
+    const hi = words[4 * i + 1]!
     if (hi < previousHi || (hi === previousHi && lo <= previousLo)) bad(`page addresses out of order at entry ${i} (${hex(entryAddress(i))})`)
     if ((lo & 0xfff) !== 0) bad(`page address ${hex(entryAddress(i))} at entry ${i} is not 4 KiB aligned`)
-    if (index.readUInt32LE(at + 12) !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
+    if (words[4 * i + 3] !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
     previousHi = hi
     previousLo = lo
     // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
@@ -300,6 +300,23 @@ function findIndex(frames: Float64Array, frame: number): number | undefined {
     else high = mid - 1
   }
   return undefined
+}
+
+/** True where typed arrays are little-endian, like the file. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
+/**
+ * The index as little-endian 32-bit words: a typed array over its bytes where the host is
+ * little-endian (three times faster to scan than Buffer's readers), copied first if unaligned.
+ */
+function indexWords(index: Buffer): Uint32Array {
+  if (LITTLE_ENDIAN_HOST) {
+    const aligned = index.byteOffset % 4 === 0 ? index : Buffer.from(index)
+    return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.length / 4)
+  }
+  const words = new Uint32Array(index.length / 4)
+  for (let w = 0; w < words.length; w++) words[w] = index.readUInt32LE(4 * w)
+  return words
 }
 
 /** A Buffer over the same bytes (no copy), for Buffer's readers. */
