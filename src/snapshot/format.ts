@@ -56,6 +56,8 @@ export interface SnapshotSource {
   readonly length: number
   /** exactly `length` bytes at `offset` (which lie inside the file) */
   read(offset: number, length: number): Uint8Array
+  /** true if every read returns new bytes of its own, which the caller may keep (no copy needed) */
+  readonly fresh?: boolean
 }
 
 export function bufferSource(data: Uint8Array): SnapshotSource {
@@ -226,8 +228,9 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
       // checksum as its tag, so a save need not compute it again unless the page changes.
       for (let first = 0; first < n; first += CHUNK_PAGES) {
         const count = Math.min(CHUNK_PAGES, n - first)
-        // (a copy the memory may keep: the source's bytes may be a view of a buffer it reuses)
-        const chunk = new Uint8Array(source.read(dataStart + first * PAGE_BYTES, count * PAGE_BYTES))
+        // bytes the memory may keep: the source's own if fresh, else a copy (they may be a view of its buffer)
+        const bytes = source.read(dataStart + first * PAGE_BYTES, count * PAGE_BYTES)
+        const chunk = source.fresh === true ? bytes : new Uint8Array(bytes)
         for (let i = first; i < first + count; i++) memory.loadPage(addressOf(i), readPage(i, chunk, first), pageCrc(i), {adopt: true})
       }
       return {machine: Machine.restore(state, memory), version, usesSource: false}

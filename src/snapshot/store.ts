@@ -145,6 +145,8 @@ async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
 function fileSource(fd: number, length: number, path: string): SnapshotSource {
   return {
     length,
+    // each read fills a new buffer (allocUnsafe of more than 4 KiB is not pooled: its own memory)
+    fresh: true,
     read(offset: number, bytes: number): Uint8Array {
       const out = Buffer.allocUnsafe(bytes)
       let done = 0
