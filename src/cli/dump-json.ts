@@ -23,39 +23,59 @@ const marker = (field: Field): string => `\u0000${field}\u0000`
 const MARKER_TEXT = new Map(FIELDS.map((f) => [JSON.stringify(marker(f)), f]))
 const MARKER_PATTERN = new RegExp(`(${[...MARKER_TEXT.keys()].map((t) => t.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')).join('|')})`)
 
-/** Literal text, then a field, then literal text ... (odd positions are fields). */
-type Template = Array<string | Field>
+/** An entry's text: literals[0], fields[0], literals[1], ... as UTF-8, and the most bytes it can take. */
+interface Template {
+  literals: Uint8Array[]
+  fields: Field[]
+  maxBytes: number
+}
+
+const QUOTE = 0x22
+const ZERO = 0x30
+const X = 0x78
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
+const FIRST_SEPARATOR = Buffer.from('\n    ')
+const SEPARATOR = Buffer.from(',\n    ')
+
+/** Writes the hex digits of a 32-bit `v` (at least `width` of them, zero-padded) at `at`; returns the end. */
+function putDigits(out: Uint8Array, at: number, v: number, width: number): number {
+  const digits = Math.max(width, 1, (35 - Math.clz32(v)) >> 2)
+  for (let shift = 4 * (digits - 1); shift >= 0; shift -= 4) out[at++] = HEX_DIGITS[(v >>> shift) & 15]!
+  return at
+}
+
+/** Writes `0x` and the hex digits of `n`, a whole number below 2^53, as hex(BigInt(n)) spells it. */
+function putHex(out: Uint8Array, at: number, n: number): number {
+  out[at++] = ZERO
+  out[at++] = X
+  const high = Math.floor(n / 0x1_0000_0000)
+  if (high === 0) return putDigits(out, at, n >>> 0, 0)
+  return putDigits(out, putDigits(out, at, high, 0), n >>> 0, 8)
+}
+
+function putQuotedHex(out: Uint8Array, at: number, n: number): number {
+  out[at++] = QUOTE
+  at = putHex(out, at, n)
+  out[at++] = QUOTE
+  return at
+}
+
+/** Writes a whole number in decimal. */
+function putDecimal(out: Uint8Array, at: number, n: number): number {
+  const text = String(n)
+  for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i)
+  return at
+}
 
 /** `value` as JSON.stringify(_, null, 2) writes it nested `depth` levels deep (its first line not indented). */
 function nested(value: unknown, depth: number): string {
   return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`)
 }
 
-/** Two hex digits for each byte value. */
-const BYTE_HEX = Array.from({length: 256}, (_, i) => i.toString(16).padStart(2, '0'))
-/** A 16-bit value as four hex digits. */
-const hex4 = (v: number): string => BYTE_HEX[v >>> 8]! + BYTE_HEX[v & 0xff]!
-/** A 32-bit value as eight hex digits. */
-const hex8 = (v: number): string => hex4(v >>> 16) + hex4(v & 0xffff)
-
-/**
- * `hex(BigInt(n))` for a whole number below 2^53, from 16-bit pieces: Number#toString(16) is slow for
- * values past 2^31, which most addresses are.
- */
-function hexNumber(n: number): string {
-  if (n < 0x4000_0000) return `0x${n.toString(16)}`
-  const hi = Math.floor(n / 0x1_0000_0000)
-  const lo = n % 0x1_0000_0000
-  return hi === 0 ? `0x${(lo >>> 16).toString(16)}${hex4(lo & 0xffff)}` : `0x${hi.toString(16)}${hex8(lo)}`
-}
-
-/** `hex(rawOf(lo, hi))`: a 64-bit descriptor given as halves. */
-const hexHalves = (lo: number, hi: number): string => (hi === 0 ? hexNumber(lo >>> 0) : `0x${(hi >>> 0).toString(16)}${hex8(lo >>> 0)}`)
-
 /** Writes the `dump tables --json` document for `mapper`'s tables through `write`, as UTF-8 in chunks of up to 1 MiB. */
 export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, write: (bytes: Uint8Array) => void): void {
   const regime = mapper.regime
-  const templates = new Map<string, Template>()
+  const templates = new Map<number, Template>()
   // UTF-8 straight into 1 MiB buffers (a new one each time: `write` may keep the last)
   const CHUNK = 1 << 20
   let buffer = Buffer.allocUnsafe(CHUNK)
@@ -78,57 +98,73 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
 
   emit(`{\n  "mapper": ${nested(mapperJson(mapper), 1)},\n  "entries": [`)
   let first = true
-  // the table of the entries just written, whose address repeats 512 times
-  let tableNumber = -1
-  let tableHex = ''
+  let lastKey = -1
+  let template: Template | undefined
   scanTables(memory, mapper.root, {}, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
-    if (table !== tableNumber) {
-      tableNumber = table
-      tableHex = hexNumber(table)
-    }
-    emit(first ? '\n    ' : ',\n    ')
-    first = false
     if (tableOutsideRam) {
       // rare: the entry with its problem, rendered whole
       const decoded = regime.decode(rawOf(lo, hi), level)
       const entry: WalkEntry = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: SIZE[level]!, decoded, problem: `next-level table ${hex(decoded.nextTable!)} is outside RAM`}
-      emit(nested(entryJson(entry), 2))
+      emit(`${first ? '\n    ' : ',\n    '}${nested(entryJson(entry), 2)}`)
+      first = false
+      lastKey = -1
       return
     }
-    // the kind: level, type bits and attribute bits (11:0 and 63:48)
-    const key = `${level}:${lo & 0xfff}:${hi >>> 16}`
-    let template = templates.get(key)
-    if (template === undefined) {
-      template = makeTemplate(regime.decode(rawOf(lo, hi), level), level, index, table, ipa)
-      templates.set(key, template)
+    // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number
+    const key = level * 0x1000_0000 + (lo & 0xfff) * 0x1_0000 + (hi >>> 16)
+    if (key !== lastKey) {
+      template = templates.get(key)
+      if (template === undefined) {
+        template = makeTemplate(regime.decode(rawOf(lo, hi), level), level, index, table, ipa)
+        templates.set(key, template)
+      }
+      lastKey = key
     }
+    const t = template!
+    if (used + t.maxBytes > CHUNK) flush()
+    const out = buffer
+    let at = used
+    const separator = first ? FIRST_SEPARATOR : SEPARATOR
+    out.set(separator, at)
+    at += separator.length
+    first = false
     const address = addressOf(lo, hi)
-    const size = SIZE_NUMBER[level]!
-    let text = template[0] as string
-    for (let i = 1; i < template.length; i += 2) {
-      switch (template[i] as Field) {
+    out.set(t.literals[0]!, at)
+    at += t.literals[0]!.length
+    for (let i = 0; i < t.fields.length; i++) {
+      switch (t.fields[i]!) {
         case 'index':
-          text += index
+          at = putDecimal(out, at, index)
           break
         case 'table':
-          text += `"${table === tableNumber ? tableHex : hexNumber(table)}"`
+          at = putQuotedHex(out, at, table)
           break
         case 'ipa':
-          text += `"${hexNumber(ipa)}"`
+          at = putQuotedHex(out, at, ipa)
           break
         case 'descriptor':
-          text += `"${hexHalves(lo, hi)}"`
+          out[at++] = QUOTE
+          if (hi === 0) at = putHex(out, at, lo >>> 0)
+          else {
+            out[at++] = ZERO
+            out[at++] = X
+            at = putDigits(out, at, hi >>> 0, 0)
+            at = putDigits(out, at, lo >>> 0, 8)
+          }
+          out[at++] = QUOTE
           break
         case 'next':
-          text += `"${hexNumber(address)}"`
+          at = putQuotedHex(out, at, address)
           break
         case 'output':
-          text += `"${hexNumber(address - (address % size))}"`
+          at = putQuotedHex(out, at, address - (address % SIZE_NUMBER[level]!))
           break
       }
-      text += template[i + 1] as string
+      const literal = t.literals[i + 1]!
+      out.set(literal, at)
+      at += literal.length
     }
-    emit(text)
+    used = at
   })
   const ranges = walkRanges(memory, regime, mapper.root).ranges.map(rangeJson)
   emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges, 1)}\n}\n`)
@@ -145,7 +181,9 @@ function makeTemplate(decoded: Decoded, level: number, index: number, table: num
   const marked: Record<string, unknown> = {...json, index: marker('index'), table: marker('table'), ipa: marker('ipa'), descriptor: marker('descriptor')}
   if (json.nextTable !== undefined) marked.nextTable = marker('next')
   if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker('output')}
-  return nested(marked, 2)
-    .split(MARKER_PATTERN)
-    .map((part, i) => (i % 2 === 0 ? part : MARKER_TEXT.get(part)!))
+  const parts = nested(marked, 2).split(MARKER_PATTERN)
+  const literals = parts.filter((_, i) => i % 2 === 0).map((part) => Buffer.from(part, 'utf8'))
+  const fields = parts.filter((_, i) => i % 2 === 1).map((part) => MARKER_TEXT.get(part)!)
+  // each field: at most 18 characters and its quotes ("0x" and 16 hex digits, or an index)
+  return {literals, fields, maxBytes: SEPARATOR.length + literals.reduce((sum, l) => sum + l.length, 0) + 20 * fields.length}
 }
