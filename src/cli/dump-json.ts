@@ -12,7 +12,7 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {type WalkEntry, addressOf, rawOf, scanTables, walkRanges} from '../core/walker.js'
+import {RangeMerger, type WalkEntry, addressOf, rawOf, scanTables} from '../core/walker.js'
 import {hex} from '../core/u64.js'
 import {entryJson, mapperJson, rangeJson} from './json.js'
 
@@ -60,8 +60,16 @@ function putQuotedHex(out: Uint8Array, at: number, n: number): number {
   return at
 }
 
+/** The decimal digits of 0..511 (table indexes), ready to copy. */
+const DECIMALS = Array.from({length: 512}, (_, i) => Buffer.from(String(i)))
+
 /** Writes a whole number in decimal. */
 function putDecimal(out: Uint8Array, at: number, n: number): number {
+  const known = DECIMALS[n]
+  if (known !== undefined) {
+    out.set(known, at)
+    return at + known.length
+  }
   const text = String(n)
   for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i)
   return at
@@ -72,17 +80,21 @@ function nested(value: unknown, depth: number): string {
   return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`)
 }
 
-/** Writes the `dump tables --json` document for `mapper`'s tables through `write`, as UTF-8 in chunks of up to 1 MiB. */
-export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, write: (bytes: Uint8Array) => void): void {
+/**
+ * Writes the `dump tables --json` document for `mapper`'s tables through `write`, as UTF-8 in chunks
+ * of up to 1 MiB; `write` returns true if it is done with the bytes it was given (they may be reused).
+ */
+export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, write: (bytes: Uint8Array) => boolean | void): void {
   const regime = mapper.regime
   const templates = new Map<number, Template>()
-  // UTF-8 straight into 1 MiB buffers (a new one each time: `write` may keep the last)
+  // UTF-8 straight into a 1 MiB buffer, reused when `write` returns true (it wrote the bytes out and
+  // keeps no reference to them), else a new one
   const CHUNK = 1 << 20
   let buffer = Buffer.allocUnsafe(CHUNK)
   let used = 0
   const flush = (): void => {
-    if (used > 0) write(buffer.subarray(0, used))
-    buffer = Buffer.allocUnsafe(CHUNK)
+    const reusable = used === 0 || write(buffer.subarray(0, used)) === true
+    if (!reusable) buffer = Buffer.allocUnsafe(CHUNK)
     used = 0
   }
   const emit = (text: string): void => {
@@ -100,7 +112,12 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
   let first = true
   let lastKey = -1
   let template: Template | undefined
+  const ranges = new RangeMerger(regime)
+  // the table of the entries being written (512 in a row share it), and its text
+  let tableNumber = -1
+  let tableText = new Uint8Array(0)
   scanTables(memory, mapper.root, {}, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
+    ranges.add(level, ipa, lo, hi)
     if (tableOutsideRam) {
       // rare: the entry with its problem, rendered whole
       const decoded = regime.decode(rawOf(lo, hi), level)
@@ -137,7 +154,12 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
           at = putDecimal(out, at, index)
           break
         case 'table':
-          at = putQuotedHex(out, at, table)
+          if (table !== tableNumber) {
+            tableNumber = table
+            tableText = out.slice(at, putQuotedHex(out, at, table))
+          }
+          out.set(tableText, at)
+          at += tableText.length
           break
         case 'ipa':
           at = putQuotedHex(out, at, ipa)
@@ -166,8 +188,7 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     }
     used = at
   })
-  const ranges = walkRanges(memory, regime, mapper.root).ranges.map(rangeJson)
-  emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges, 1)}\n}\n`)
+  emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}\n}\n`)
   flush()
 }
 

@@ -151,50 +151,70 @@ export interface RangeWalk {
  * `dump tables --format ranges` uses.
  */
 export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, options: WalkOptions = {}): RangeWalk {
-  const ranges: Range[] = []
-  let entries = 0
-  let leaves = 0
+  const merger = new RangeMerger(regime)
+  scanTables(memory, root, options, (level, _index, _table, ipa, lo, hi) => merger.add(level, ipa, lo, hi))
+  return merger.finish()
+}
+
+/**
+ * mergeRanges over the entries of a scan (scanTables), as they come: for a caller that walks once
+ * and wants the ranges too (`walkRanges`, `dump tables --json`).
+ */
+export class RangeMerger {
+  private readonly ranges: Range[] = []
+  private entries = 0
+  private leaves = 0
   // the open range, in numbers
-  let level = -1
-  let end = -1
-  let outputEnd = -1
-  let attrLo = 0
-  let attrHi = 0
-  let count = 0
-  let open: Range | undefined
-  const close = (): void => {
-    if (open === undefined) return
-    open.end = BigInt(end)
-    open.entries = count
-  }
-  scanTables(memory, root, options, (entryLevel, _index, _table, ipa, lo, hi) => {
-    entries++
+  private level = -1
+  private end = -1
+  private outputEnd = -1
+  private attrLo = 0
+  private attrHi = 0
+  private count = 0
+  private open: Range | undefined
+
+  constructor(private readonly regime: Regime) {}
+
+  /** The next valid entry of the walk (Visit's arguments). */
+  add(level: number, ipa: number, lo: number, hi: number): void {
+    this.entries++
     // a leaf: a block at levels 1-2 or a page at level 3 (kindOf in descriptor.ts)
-    const isLeaf = entryLevel === 3 ? (lo & 2) !== 0 : entryLevel > 0 && (lo & 2) === 0
+    const isLeaf = level === 3 ? (lo & 2) !== 0 : level > 0 && (lo & 2) === 0
     if (!isLeaf) return
-    leaves++
-    const size = ENTRY_BYTES[entryLevel]!
+    this.leaves++
+    const size = ENTRY_BYTES[level]!
     const address = addressOf(lo, hi)
     const output = address - (address % size)
     const aLo = lo & 0xfff
     const aHi = hi >>> 16
-    if (open !== undefined && entryLevel === level && ipa === end && aLo === attrLo && aHi === attrHi && output === outputEnd) {
-      end += size
-      outputEnd += size
-      count++
+    if (this.open !== undefined && level === this.level && ipa === this.end && aLo === this.attrLo && aHi === this.attrHi && output === this.outputEnd) {
+      this.end += size
+      this.outputEnd += size
+      this.count++
       return
     }
-    close()
-    const decoded = regime.decode(rawOf(lo, hi), entryLevel)
-    open = {start: BigInt(ipa), end: 0n, level: entryLevel, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
-    ranges.push(open)
-    level = entryLevel
-    end = ipa + size
-    outputEnd = output + size
-    attrLo = aLo
-    attrHi = aHi
-    count = 1
-  })
-  close()
-  return {ranges, entries, leaves}
+    this.close()
+    const decoded = this.regime.decode(rawOf(lo, hi), level)
+    this.open = {start: BigInt(ipa), end: 0n, level, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
+    this.ranges.push(this.open)
+    this.level = level
+    this.end = ipa + size
+    this.outputEnd = output + size
+    this.attrLo = aLo
+    this.attrHi = aHi
+    this.count = 1
+  }
+
+  /** The ranges and counts of everything added. */
+  finish(): RangeWalk {
+    this.close()
+    this.open = undefined
+    return {ranges: this.ranges, entries: this.entries, leaves: this.leaves}
+  }
+
+  private close(): void {
+    if (this.open === undefined) return
+    this.open.end = BigInt(this.end)
+    this.open.entries = this.count
+  }
 }

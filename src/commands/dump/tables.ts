@@ -42,7 +42,11 @@ export default class DumpTables extends HvmemCommand {
     }
     if (this.jsonEnabled()) {
       // Written as it is produced (writeDumpJson): the same text as the document below, stringified.
-      writeDumpJson(mapper, machine.memory, (text) => process.stdout.write(text))
+      writeDumpJson(mapper, machine.memory, (bytes) => {
+        process.stdout.write(bytes)
+        // written through already (stdout to a file or, on Linux, a pipe is synchronous): reusable
+        return process.stdout.writableLength === 0
+      })
       this.jsonWritten = true
       return {mapper: mapperJson(mapper), entries: [], ranges: []}
     }
