@@ -7,7 +7,7 @@
  *
  *   node bench/run.js [--quick] [--runs N] [--only id,id,...] [--list]
  *
- * --quick: 3 timed runs a case instead of 7 (BENCH_RUNS sets the default too); --only: a subset by
+ * --quick: 3 timed runs a case instead of 11 (BENCH_RUNS sets the default too); --only: a subset by
  * case id (see --list); BENCH_KEEP=1 keeps the scratch inputs. A case whose command is not in this build prints "n/a (command not built)".
  */
 import {spawnSync} from 'node:child_process'
@@ -30,7 +30,7 @@ const option = (name) => {
   return i === -1 ? undefined : argv[i + 1]
 }
 const quick = argv.includes('--quick')
-const runs = Number(option('--runs') ?? process.env.BENCH_RUNS ?? (quick ? 3 : 7))
+const runs = Number(option('--runs') ?? process.env.BENCH_RUNS ?? (quick ? 3 : 11))
 const only = option('--only')?.split(',')
 
 // ---- processes -----------------------------------------------------------------------------------
