@@ -1,4 +1,43 @@
 #!/usr/bin/env node
-import {execute} from '@oclif/core'
+// Runs hvmem from its esbuild bundle, dist/hvmem.cjs (scripts/build.mjs), compiled with V8's code
+// cache dist/hvmem.cjs.cache when that matches the bundle: start-up then skips parsing and compiling
+// the bundle's start-up code (README, "Performance"). Without a usable cache it compiles as usual.
+import {readFileSync, renameSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import {dirname} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import vm from 'node:vm'
+import {crc32} from 'node:zlib'
 
-await execute({dir: import.meta.url})
+const file = fileURLToPath(new URL('../dist/hvmem.cjs', import.meta.url))
+const cacheFile = `${file}.cache`
+const source = readFileSync(file)
+const sourceCrc = crc32(source)
+let cachedData
+try {
+  // The cache file: CRC-32 of the bundle it was made for (4 bytes LE), then V8's data.
+  const cache = readFileSync(cacheFile)
+  if (cache.length > 4 && cache.readUInt32LE(0) === sourceCrc) cachedData = cache.subarray(4)
+} catch {
+  // no cache: compile as usual
+}
+// (The bundle is ASCII, checked by the build: latin1 decodes it by plain copy.)
+// A CommonJS module wrapper, plus __hvmemImport: the bundle's dynamic imports (oclif loading a plugin's ESM
+// commands) go through this module's import(), as vm.Script code has no loader of its own.
+const script = new vm.Script(`(function (exports, require, module, __filename, __dirname, __hvmemImport) {${source.toString('latin1')}\n})`, {filename: file, cachedData})
+const bundle = {exports: {}}
+script.runInThisContext()(bundle.exports, createRequire(file), bundle, file, dirname(file), (specifier) => import(specifier))
+globalThis[Symbol.for('hvmem.bundle')] = bundle.exports
+if (process.env.HVMEM_DEBUG_CODE_CACHE) process.stderr.write(`hvmem: code cache ${cachedData === undefined ? 'missing or stale' : script.cachedDataRejected ? 'rejected' : 'used'}\n`)
+
+if (process.env.HVMEM_WRITE_CODE_CACHE) {
+  // scripts/build.mjs --code-cache: save the cache once the command has run (its functions compiled).
+  process.on('exit', () => {
+    const header = Buffer.alloc(4)
+    header.writeUInt32LE(sourceCrc, 0)
+    writeFileSync(`${cacheFile}.tmp`, Buffer.concat([header, script.createCachedData()]))
+    renameSync(`${cacheFile}.tmp`, cacheFile)
+  })
+}
+
+await bundle.exports.execute({dir: import.meta.url})

@@ -35,9 +35,20 @@ export abstract class HvmemCommand extends Command {
     else if (!this.jsonEnabled()) this.batch.log(typeof message !== 'string' ? inspect(message) : args.length === 0 ? message : format(message, ...args))
   }
 
+  /** Set by a command that wrote its --json document itself, as it was produced (dump tables): oclif then writes nothing more. */
+  protected jsonWritten = false
+
+  /**
+   * --json output, as oclif writes it (two-space indented) but without its colouring pass, which
+   * tokenizes the text with regular expressions: seconds for a large document (`dump tables --json`
+   * of 262,144 entries). oclif colours JSON only with a user theme, and then only for a terminal.
+   */
   override logJson(json: unknown): void {
-    if (this.batch === undefined) super.logJson(json)
-    else this.batch.log(ux.colorizeJson(json, {pretty: true, theme: this.config.theme?.json}))
+    if (this.jsonWritten) return
+    const theme = this.config.theme?.json
+    const text = theme !== undefined && process.stdout.isTTY === true ? ux.colorizeJson(json, {pretty: true, theme}) : JSON.stringify(json, null, 2)
+    if (this.batch === undefined) process.stdout.write(`${text}\n`)
+    else this.batch.log(text)
   }
 
   // Not async: inside a batch, a line seen before gets its parse back without a new promise.

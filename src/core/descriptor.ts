@@ -89,6 +89,9 @@ export interface RegimeSpec {
   decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields
 }
 
+/** How many distinct leaf attribute patterns a Regime keeps decoded (see Regime.leafFields). */
+const LEAF_CACHE_SIZE = 4096
+
 /** A translation regime: how leaf descriptors are written and read. */
 export class Regime {
   constructor(private readonly spec: RegimeSpec) {}
@@ -123,8 +126,24 @@ export class Regime {
     if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & ADDRESS_MASK}
     if (kind !== 'block' && kind !== 'page') return {raw: descriptor, level, kind}
     const outputAddress = descriptor & ADDRESS_MASK & ~(LEVEL_SIZE[level]! - 1n)
-    return {raw: descriptor, level, kind, leaf: this.spec.decodeLeaf(descriptor, outputAddress)}
+    return {raw: descriptor, level, kind, leaf: this.leafFields(descriptor, outputAddress)}
   }
+
+  /**
+   * The regime's reading of a leaf. Everything but the output address depends only on the bits
+   * outside 47:12, which a table of many leaves mostly shares: those readings are kept (up to
+   * LEAF_CACHE_SIZE of them) and copied, so walking 262,144 blocks decodes a handful.
+   */
+  private leafFields(descriptor: bigint, outputAddress: bigint): LeafFields {
+    const key = descriptor & ~ADDRESS_MASK
+    const known = this.leaves.get(key)
+    if (known !== undefined) return {...known, outputAddress}
+    const leaf = this.spec.decodeLeaf(descriptor, outputAddress)
+    if (this.leaves.size < LEAF_CACHE_SIZE) this.leaves.set(key, leaf)
+    return {...leaf}
+  }
+
+  private readonly leaves = new Map<bigint, LeafFields>()
 }
 
 /** The fields every leaf has, in either regime. */

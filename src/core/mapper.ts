@@ -327,7 +327,7 @@ export class IdentityMapper {
         if (wanted !== undefined) {
           tx.write(entry, wanted)
           result.written[levelOf(level)]++
-        } else this.editTable(s, this.newTable(s, entry, level), level + 1, entryStart, start, end)
+        } else this.fillNewTable(s, edit, this.newTable(s, entry, level), level + 1, entryStart, start, end)
         return
       }
       if (isLeaf) {
@@ -384,6 +384,46 @@ export class IdentityMapper {
       tx.write(entry, changed)
       result.written[levelOf(level)]++
     } else this.editTable(s, this.split(s, entry, level, raw), level + 1, entryStart, start, end)
+  }
+
+  /**
+   * A map into a table this edit just made (all its entries invalid): what editTable would do there,
+   * without reading or decoding an entry. Runs of whole entries that take leaves are written as two
+   * 32-bit halves a descriptor (exact: output addresses are below 2^48), so mapping 262,144 pages or
+   * blocks makes no bigint per descriptor.
+   */
+  private fillNewTable(s: EditState, edit: Extract<Edit, {op: 'map'}>, table: bigint, level: number, base: bigint, start: bigint, end: bigint): void {
+    const size = LEVEL_SIZE[level]!
+    const from = start > base ? start : base
+    const first = Number((from - base) / size)
+    const last = Math.min(ENTRIES - 1, Number((end - 1n - base) / size))
+    /** the last entry that lies wholly inside [start, end) */
+    const lastWhole = Math.min(last, Number((end - base) / size) - 1)
+    const leafBits = edit.attrBits | VALID | (level === 3 ? TABLE_OR_PAGE : 0n)
+    const bitsLo = Number(leafBits & 0xffff_ffffn)
+    const bitsHi = Number(leafBits >> 32n)
+    for (let i = first; i <= last; ) {
+      const entryStart = base + BigInt(i) * size
+      const entryEnd = entryStart + size
+      const oa = edit.pa + (entryStart - edit.ipa)
+      if (entryStart >= start && entryEnd <= end && size <= edit.maxLeaf && oa % size === 0n) {
+        // entries i..lastWhole all take leaves (their output addresses step by `size`, so stay aligned)
+        const view = s.tx.pageView(table)
+        const step = Number(size)
+        let address = Number(oa & ADDRESS_MASK)
+        for (let j = i; j <= lastWhole; j++, address += step) {
+          view.setUint32(8 * j, ((address % 0x1_0000_0000) | bitsLo) >>> 0, true)
+          view.setUint32(8 * j + 4, (Math.floor(address / 0x1_0000_0000) | bitsHi) >>> 0, true)
+        }
+        s.result.written[levelOf(level)] += lastWhole - i + 1
+        i = lastWhole + 1
+        continue
+      }
+      const s0 = start > entryStart ? start : entryStart
+      const e0 = end < entryEnd ? end : entryEnd
+      this.fillNewTable(s, edit, this.newTable(s, table + BigInt(8 * i), level), level + 1, entryStart, s0, e0)
+      i++
+    }
   }
 
   /** A new, empty next-level table hung at `entry`. */

@@ -14,7 +14,12 @@ export const WIDTHS: readonly Width[] = [1, 2, 4, 8]
  */
 export interface PageSourceOptions {
   /** The pages the source holds (4 KiB-aligned addresses inside RAM, any order); every other page reads as zero. */
-  storedPages: Iterable<bigint>
+  storedPages?: Iterable<bigint>
+  /**
+   * The same as frame numbers (address >> 12), strictly ascending: the compact form for many pages
+   * (8 bytes a page, no bigint each), kept as given (the caller must not change it).
+   */
+  storedFrames?: Float64Array
   /** The 4096 bytes of a stored page (undefined: all zero). Called when the page is first used; a throw leaves it unread. */
   pageSource: (pageAddress: bigint) => Uint8Array | undefined
 }
@@ -33,10 +38,12 @@ export interface PageSourceOptions {
 export class PhysicalMemory {
   private readonly pages = new Map<number, Uint8Array>()
   /** frame numbers the page source holds that have not been read yet */
-  private readonly pending = new Set<number>()
+  private readonly pending: FrameSet = new FrameSet()
   private readonly source: PageSourceOptions['pageSource'] | undefined
   /** while an undo record is open (beginUndo): each changed page's contents before its first change (undefined: it did not exist) */
   private undoLog: Map<number, Uint8Array | undefined> | undefined
+  /** an opaque number a loader attached to a page (a snapshot's checksum of it), dropped when the page changes */
+  private readonly tags = new Map<number, number>()
 
   constructor(
     readonly base: bigint,
@@ -48,9 +55,22 @@ export class PhysicalMemory {
     }
     if (options !== undefined) {
       this.source = options.pageSource
-      for (const address of options.storedPages) {
-        if (!isAligned(address, 4096n) || !this.contains(address, 4096n)) throw new HvmemError('input', `stored page ${hex(address)} is not a 4 KiB page inside RAM ${hex(base)}-${hex(this.end)}`)
+      const outside = (address: bigint): HvmemError => new HvmemError('input', `stored page ${hex(address)} is not a 4 KiB page inside RAM ${hex(base)}-${hex(this.end)}`)
+      for (const address of options.storedPages ?? []) {
+        if (!isAligned(address, 4096n) || !this.contains(address, 4096n)) throw outside(address)
         this.pending.add(Number(address >> PAGE_SHIFT))
+      }
+      const frames = options.storedFrames
+      if (frames !== undefined && frames.length > 0) {
+        // ascending whole numbers from the first RAM frame to the last: checking the ends checks all
+        const first = Number(base >> PAGE_SHIFT)
+        const last = Number((this.end >> PAGE_SHIFT) - 1n)
+        for (let i = 0; i < frames.length; i++) {
+          const f = frames[i]!
+          if (!Number.isInteger(f) || f < first || f > last) throw outside(BigInt(Math.max(0, Math.trunc(f))) << PAGE_SHIFT)
+          if (i > 0 && f <= frames[i - 1]!) throw new HvmemError('input', `stored frames must be strictly ascending (frame ${f} at ${i})`)
+        }
+        this.pending.addSorted(frames)
       }
     }
   }
@@ -144,6 +164,7 @@ export class PhysicalMemory {
       const pageEnd = (at | 0xfffn) + 1n
       const stop = end < pageEnd ? end : pageEnd
       this.remember(pfn)
+      this.tags.delete(pfn)
       if (offset === 0 && stop === pageEnd) {
         this.pages.delete(pfn)
         this.pending.delete(pfn)
@@ -158,20 +179,36 @@ export class PhysicalMemory {
     return this.pages.has(pfn) || this.pending.has(pfn)
   }
 
-  /** Installs a whole page, as a snapshot load does. */
-  loadPage(pageAddress: bigint, data: Uint8Array): void {
+  /**
+   * Installs a whole page, as a snapshot load does; `tag`, if given, is kept with the page until it
+   * changes (see pageTag).
+   */
+  loadPage(pageAddress: bigint, data: Uint8Array, tag?: number, options: {adopt?: boolean} = {}): void {
     if (!isAligned(pageAddress, 4096n) || data.length !== PAGE_BYTES) throw new HvmemError('input', `a page must be 4096 bytes at a 4 KiB-aligned address (got ${data.length} at ${hex(pageAddress)})`)
     this.checkRange(pageAddress, 4096n)
-    // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
+    // A copy with its own buffer, so every page starts 8-byte aligned (see isZero); with `adopt`, the
+    // caller hands `data` over (no copy) if it is so aligned: a loader's pages sliced from one big read.
     const pfn = Number(pageAddress >> PAGE_SHIFT)
     this.remember(pfn)
-    this.pages.set(pfn, new Uint8Array(data))
+    this.pages.set(pfn, options.adopt === true && data.byteOffset % 8 === 0 ? data : new Uint8Array(data))
     this.pending.delete(pfn)
+    if (tag === undefined) this.tags.delete(pfn)
+    else this.tags.set(pfn, tag)
+  }
+
+  /** The tag loadPage attached to the page at `pageAddress`, if the page has not changed since. */
+  pageTag(pageAddress: bigint): number | undefined {
+    return this.tags.get(Number(pageAddress >> PAGE_SHIFT))
+  }
+
+  /** True if the page at `pageAddress` is held in memory (loaded, written or read already), not only in the page source. */
+  isResident(pageAddress: bigint): boolean {
+    return this.pages.has(Number(pageAddress >> PAGE_SHIFT))
   }
 
   /** The pages holding any non-zero byte, in address order (reading every stored page not read yet). */
   nonZeroPages(): Array<[bigint, Uint8Array]> {
-    for (const pfn of [...this.pending]) this.page(pfn)
+    for (const pfn of [...this.pending.values()]) this.page(pfn)
     return [...this.readNonZeroPages()]
   }
 
@@ -180,11 +217,23 @@ export class PhysicalMemory {
    * is read from the page source and not kept, so a whole large memory can be streamed out.
    */
   *readNonZeroPages(): Generator<[bigint, Uint8Array]> {
-    const pfns = [...this.pages.keys(), ...this.pending].sort((a, b) => a - b)
+    // Held pages (sorted) merged with the pending ones (ascending already).
+    const held = [...this.pages.keys()].sort((a, b) => a - b)
+    const pending = this.pending.values()
+    const pfns = held.length === 0 ? pending : pending.length === 0 ? held : mergeSorted(held, pending)
     for (const pfn of pfns) {
       const page = this.pages.get(pfn) ?? (this.pending.has(pfn) ? this.fetch(pfn, false) : undefined)
       if (page !== undefined && !isZero(page)) yield [BigInt(pfn) << PAGE_SHIFT, page]
     }
+  }
+
+  /**
+   * The bytes of the page at frame number `pfn` (address >> 12), read from the page source on first
+   * use, or undefined if it was never written: for scans that read many descriptors (the walker)
+   * without a bigint address per read. The caller must not change the bytes.
+   */
+  pageOfFrame(pfn: number): Uint8Array | undefined {
+    return this.page(pfn)
   }
 
   /** How many pages are held in memory (written, loaded, or read from the page source so far). */
@@ -245,6 +294,7 @@ export class PhysicalMemory {
 
   private pageForWrite(pfn: number): Uint8Array {
     this.remember(pfn)
+    this.tags.delete(pfn)
     let page = this.page(pfn)
     if (page === undefined) {
       page = new Uint8Array(PAGE_BYTES)
@@ -255,7 +305,90 @@ export class PhysicalMemory {
 }
 
 function isZero(page: Uint8Array): boolean {
-  const words = new BigUint64Array(page.buffer, page.byteOffset, PAGE_BYTES / 8)
-  for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false
+  // 32-bit words: no bigint per word (pages start 4-byte aligned, see loadPage and fetch)
+  const words = new Uint32Array(page.buffer, page.byteOffset, PAGE_BYTES / 4)
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false
   return true
+}
+
+/** Two ascending lists of distinct numbers as one. */
+function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = []
+  let i = 0
+  let j = 0
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i]! < b[j]!)) out.push(a[i++]!)
+    else if (i >= a.length || b[j]! < a[i]!) out.push(b[j++]!)
+    else {
+      out.push(a[i++]!)
+      j++
+    }
+  }
+  return out
+}
+
+/**
+ * A set of page frame numbers: a Set for pages added one by one, and for many pages given at once in
+ * ascending order a typed array searched by bisection (8 bytes and one flag byte a page).
+ */
+class FrameSet {
+  private readonly loose = new Set<number>()
+  private sorted: Float64Array = new Float64Array(0)
+  private removed = new Uint8Array(0)
+  private sortedCount = 0
+
+  add(frame: number): void {
+    if (!this.has(frame)) this.loose.add(frame)
+  }
+
+  /** Adds many frames, ascending (only once, on an empty set). */
+  addSorted(frames: Float64Array): void {
+    if (this.sorted.length > 0 || this.loose.size > 0) {
+      for (const f of frames) this.add(f)
+      return
+    }
+    this.sorted = frames
+    this.removed = new Uint8Array(frames.length)
+    this.sortedCount = frames.length
+  }
+
+  has(frame: number): boolean {
+    if (this.loose.has(frame)) return true
+    const i = this.find(frame)
+    return i >= 0 && this.removed[i] === 0
+  }
+
+  delete(frame: number): void {
+    if (this.loose.delete(frame)) return
+    const i = this.find(frame)
+    if (i >= 0 && this.removed[i] === 0) {
+      this.removed[i] = 1
+      this.sortedCount--
+    }
+  }
+
+  get size(): number {
+    return this.loose.size + this.sortedCount
+  }
+
+  /** The frames, ascending. */
+  values(): number[] {
+    const out: number[] = []
+    if (this.sortedCount > 0) for (let i = 0; i < this.sorted.length; i++) if (this.removed[i] === 0) out.push(this.sorted[i]!)
+    if (this.loose.size === 0) return out
+    return mergeSorted([...this.loose].sort((a, b) => a - b), out)
+  }
+
+  private find(frame: number): number {
+    let low = 0
+    let high = this.sorted.length - 1
+    while (low <= high) {
+      const mid = (low + high) >>> 1
+      const at = this.sorted[mid]!
+      if (at === frame) return mid
+      if (at < frame) low = mid + 1
+      else high = mid - 1
+    }
+    return -1
+  }
 }

@@ -26,6 +26,14 @@ export class TableTransaction {
   }
 
   write(address: bigint, value: bigint): void {
+    this.pageView(address).setBigUint64(Number(address & 0xfffn), value, true)
+  }
+
+  /**
+   * The transaction's own copy of the page holding `address` (made on first use), for an edit that
+   * writes many entries of one table as 32-bit halves: what it writes there is committed like write's.
+   */
+  pageView(address: bigint): DataView {
     this.heap.memory.checkRange(address, 8n)
     const pfn = Number(address >> PAGE_SHIFT)
     let page = this.pages.get(pfn)
@@ -33,7 +41,7 @@ export class TableTransaction {
       page = new DataView(this.heap.memory.readBytes(address & ~0xfffn, PAGE_BYTES).buffer)
       this.pages.set(pfn, page)
     }
-    page.setBigUint64(Number(address & 0xfffn), value, true)
+    return page
   }
 
   /** A zeroed table page from the heap (throws 'heap-exhausted'; nothing is taken from the real heap until commit). */
@@ -44,8 +52,10 @@ export class TableTransaction {
     return table
   }
 
+  /** Puts the edit into memory and the allocation into the heap. The transaction is done with: use it no more. */
   commit(): void {
-    for (const [pfn, page] of this.pages) this.heap.memory.writeBytes(BigInt(pfn) * PAGE_SIZE, new Uint8Array(page.buffer))
+    // Each page here is a whole copy (or a new zeroed table): memory takes it over, no copy made.
+    for (const [pfn, page] of this.pages) this.heap.memory.loadPage(BigInt(pfn) * PAGE_SIZE, new Uint8Array(page.buffer), undefined, {adopt: true})
     this.heap.allocator.adopt(this.trial.allocator)
   }
 }

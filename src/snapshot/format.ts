@@ -47,7 +47,7 @@ export const PAGE_RECORD_BYTES = INDEX_ENTRY_BYTES + PAGE_BYTES
 export const META_CRC_OFFSET = 124
 const V1_CRC_BYTES = 4
 const REGIME_CODE: Record<RegimeName, number> = {stage2: 1, stage1: 2}
-/** Pages written per chunk when streaming a snapshot out (1 MiB). */
+/** Pages read or written per chunk when a snapshot is loaded whole or streamed out (1 MiB). */
 const CHUNK_PAGES = 256
 
 /** Where a snapshot's bytes come from: a file held in memory, or an open file read on demand. */
@@ -58,6 +58,8 @@ export interface SnapshotSource {
   read(offset: number, length: number): Uint8Array
   /** optionally, the same into `target` (all of it): a caller reading much can so reuse one buffer */
   readInto?(offset: number, target: Uint8Array): void
+  /** true if every read returns new bytes of its own, which the caller may keep (no copy needed) */
+  readonly fresh?: boolean
 }
 
 export function bufferSource(data: Uint8Array): SnapshotSource {
@@ -102,14 +104,26 @@ export function encodeSnapshot(machine: Machine): Buffer {
  * at a time, and not kept: memory stays small however large the snapshot.
  */
 export function* snapshotChunks(machine: Machine): Generator<Buffer> {
+  for (const batch of snapshotBatches(machine)) yield batch.length === 1 ? Buffer.from(batch[0]!.buffer, batch[0]!.byteOffset, batch[0]!.length) : Buffer.concat(batch)
+}
+
+/**
+ * The same bytes as snapshotChunks, as batches of views (the header and index, then up to
+ * CHUNK_PAGES pages a batch) for a vectored write, without copying the pages into chunks.
+ */
+export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
   const state = machine.state()
   const memory = machine.memory
-  // First pass: addresses and checksums, for the index that precedes the pages.
+  // First pass: addresses and checksums, for the index that precedes the pages. A page unchanged
+  // since it was loaded (and checked) keeps the checksum it was stored with (memory.pageTag).
   const addresses: bigint[] = []
   const crcs: number[] = []
+  /** pages held in memory, as the first pass saw them: the second pass need not checksum them again */
+  const seen: Array<Uint8Array | undefined> = []
   for (const [address, bytes] of memory.readNonZeroPages()) {
     addresses.push(address)
-    crcs.push(crc32(bytes))
+    crcs.push(memory.pageTag(address) ?? crc32(bytes))
+    seen.push(memory.isResident(address) ? bytes : undefined)
   }
   const n = addresses.length
   const head = Buffer.alloc(HEADER_BYTES + n * INDEX_ENTRY_BYTES)
@@ -137,22 +151,22 @@ export function* snapshotChunks(machine: Machine): Generator<Buffer> {
     head.writeUInt32LE(crcs[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i + 8)
   }
   head.writeUInt32LE(metaCrc(head.subarray(0, HEADER_BYTES), head.subarray(HEADER_BYTES)), META_CRC_OFFSET)
-  yield head
+  yield [head]
 
   // Second pass: the pages, which must be the ones just indexed.
   let i = 0
   let chunk: Uint8Array[] = []
   for (const [address, bytes] of memory.readNonZeroPages()) {
-    if (i >= n || address !== addresses[i] || crc32(bytes) !== crcs[i]) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
+    if (i >= n || address !== addresses[i] || (bytes !== seen[i] && crc32(bytes) !== crcs[i])) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
     chunk.push(bytes)
     i++
     if (chunk.length === CHUNK_PAGES) {
-      yield Buffer.concat(chunk)
+      yield chunk
       chunk = []
     }
   }
   if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
-  if (chunk.length > 0) yield Buffer.concat(chunk)
+  if (chunk.length > 0) yield chunk
 }
 
 function metaCrc(header: Uint8Array, index: Uint8Array): number {
@@ -199,23 +213,30 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   if (!header.subarray(92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
   const state = headerState(header, bad, header.readUInt32LE(88))
 
-  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however many.
+  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however
+  // many, read as 32-bit halves (no bigint per entry).
   const frames = new Float64Array(n)
-  let previous = -1n
+  const entryAddress = (i: number): bigint => index.readBigUInt64LE(INDEX_ENTRY_BYTES * i)
+  const words = indexWords(index)
+  let previousHi = -1
+  let previousLo = 0
   for (let i = 0; i < n; i++) {
-    const at = INDEX_ENTRY_BYTES * i
-    const address = index.readBigUInt64LE(at)
-    if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
-    if ((address & 0xfffn) !== 0n) bad(`page address ${hex(address)} at entry ${i} is not 4 KiB aligned`)
-    if (index.readUInt32LE(at + 12) !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
-    previous = address
-    frames[i] = Number(address >> 12n)
+    const lo = words[4 * i]!
+    const hi = words[4 * i + 1]!
+    if (hi < previousHi || (hi === previousHi && lo <= previousLo)) bad(`page addresses out of order at entry ${i} (${hex(entryAddress(i))})`)
+    if ((lo & 0xfff) !== 0) bad(`page address ${hex(entryAddress(i))} at entry ${i} is not 4 KiB aligned`)
+    if (words[4 * i + 3] !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
+    previousHi = hi
+    previousLo = lo
+    // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
+    frames[i] = hi * 0x10_0000 + (lo >>> 12)
   }
   const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
+  const pageCrc = (i: number): number => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
   /** `page`, the bytes of the i-th stored page, once checked. */
   const checkPage = (i: number, page: Uint8Array): Uint8Array => {
-    const stored = index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+    const stored = pageCrc(i)
     const actual = crc32(page)
     if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
     if (isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
@@ -234,19 +255,27 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
     for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
     return run
   }
-  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: (i) => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8), read: readPage, readRun}
+  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun}
   const file = {version, checksum: storedCrc}
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
-      for (let i = 0; i < n; i++) memory.loadPage(addressOf(i), readPage(i))
+      // Pages read CHUNK_PAGES at a time (not one read a page); each is checked, and keeps its
+      // checksum as its tag, so a save need not compute it again unless the page changes.
+      for (let first = 0; first < n; first += CHUNK_PAGES) {
+        const count = Math.min(CHUNK_PAGES, n - first)
+        // bytes the memory may keep: the source's own if fresh, else a copy (they may be a view of its buffer)
+        const bytes = source.read(dataStart + first * PAGE_BYTES, count * PAGE_BYTES)
+        const chunk = source.fresh === true ? bytes : new Uint8Array(bytes)
+        for (let i = first; i < first + count; i++) {
+          memory.loadPage(addressOf(i), checkPage(i, chunk.subarray((i - first) * PAGE_BYTES, (i - first + 1) * PAGE_BYTES)), pageCrc(i), {adopt: true})
+        }
+      }
       // (a full load may have closed its source: no page index to read from later, except an empty one)
       return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
     }
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
-      storedPages: (function* () {
-        for (let i = 0; i < n; i++) yield addressOf(i)
-      })(),
+      storedFrames: frames,
       pageSource: (pageAddress) => {
         const i = findIndex(frames, Number(pageAddress >> 12n))
         return i === undefined ? undefined : readPage(i)
@@ -313,6 +342,23 @@ function findIndex(frames: Float64Array, frame: number): number | undefined {
     else high = mid - 1
   }
   return undefined
+}
+
+/** True where typed arrays are little-endian, like the file. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
+/**
+ * The index as little-endian 32-bit words: a typed array over its bytes where the host is
+ * little-endian (three times faster to scan than Buffer's readers), copied first if unaligned.
+ */
+function indexWords(index: Buffer): Uint32Array {
+  if (LITTLE_ENDIAN_HOST) {
+    const aligned = index.byteOffset % 4 === 0 ? index : Buffer.from(index)
+    return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.length / 4)
+  }
+  const words = new Uint32Array(index.length / 4)
+  for (let w = 0; w < words.length; w++) words[w] = index.readUInt32LE(4 * w)
+  return words
 }
 
 /** A Buffer over the same bytes (no copy), for Buffer's readers. */

@@ -19,14 +19,12 @@
  * session's machine. Outside a session they behave as described above.
  */
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
-import {open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
-import {randomBytes} from 'node:crypto'
+import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
-import lockfile from 'proper-lockfile'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {type DecodeMode, type Decoded, type SnapshotSource, bufferSource, decodeSource, snapshotChunks} from './format.js'
+import {type DecodeMode, type Decoded, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -252,6 +250,8 @@ function fileSource(fd: number, length: number, path: string): SnapshotSource {
   }
   return {
     length,
+    // each read fills a new buffer (allocUnsafe of more than 4 KiB is not pooled: its own memory)
+    fresh: true,
     read(offset: number, bytes: number): Uint8Array {
       const out = Buffer.allocUnsafe(bytes)
       readInto(offset, out)
@@ -282,7 +282,8 @@ async function save(path: string, machine: Machine): Promise<void> {
   try {
     let handle
     for (let attempt = 0; handle === undefined; attempt++) {
-      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${randomBytes(4).toString('hex')}`)
+      // (Web Crypto's global, which loads the crypto module only when first used: by saves, not reads)
+      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(4))).toString('hex')}`)
       try {
         // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
         handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
@@ -291,10 +292,7 @@ async function save(path: string, machine: Machine): Promise<void> {
       }
     }
     try {
-      for (const chunk of snapshotChunks(machine)) {
-        let done = 0
-        while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten
-      }
+      for (const batch of snapshotBatches(machine)) await writeAll(handle, batch)
       if (existing !== undefined) {
         await handle.chmod(existing.mode & 0o7777)
         if (process.getuid?.() === 0) await handle.chown(existing.uid, existing.gid).catch(() => undefined)
@@ -309,6 +307,19 @@ async function save(path: string, machine: Machine): Promise<void> {
     throw fsError(error, path)
   }
   await syncDirectory(dir)
+}
+
+/** Writes the buffers in order with vectored writes, going on after a short write. */
+async function writeAll(handle: FileHandle, buffers: Uint8Array[]): Promise<void> {
+  let pending = buffers.filter((b) => b.length > 0)
+  while (pending.length > 0) {
+    let written = (await handle.writev(pending)).bytesWritten
+    while (pending.length > 0 && written >= pending[0]!.length) {
+      written -= pending[0]!.length
+      pending = pending.slice(1)
+    }
+    if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
+  }
 }
 
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
@@ -371,6 +382,11 @@ function lockIdentity(lockPath: string): LockIdentity | undefined {
   return info === undefined ? undefined : {ino: info.ino, ctimeNs: info.ctimeNs}
 }
 
+/** proper-lockfile, loaded by the first command that takes a lock (it patches `fs` through graceful-fs: read-only commands skip that). */
+async function lockfileModule(): Promise<typeof import('proper-lockfile')> {
+  return (await import('proper-lockfile')).default
+}
+
 async function acquire(path: string, creating: boolean): Promise<HeldLock> {
   const lockPath = `${path}.lock`
   const deadline = Date.now() + LOCK_WAIT_MS
@@ -407,7 +423,7 @@ async function acquire(path: string, creating: boolean): Promise<HeldLock> {
       },
     }
     try {
-      const release = await lockfile.lock(path, {
+      const release = await (await lockfileModule()).lock(path, {
         realpath: false,
         stale: LOCK_STALE_MS,
         retries: 0,

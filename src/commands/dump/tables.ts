@@ -1,15 +1,16 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {writeDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
 import {tablesDot} from '../../cli/dot.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
-import {color, table} from '../../cli/style.js'
+import {color, renderTable} from '../../cli/style.js'
 import {type WalkJson, describeWalk, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {HvmemError} from '../../core/errors.js'
 import {rootTables} from '../../core/regime-config.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges} from '../../core/walker.js'
+import {mergeRanges, walkRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
@@ -58,10 +59,28 @@ export default class DumpTables extends HvmemCommand {
     if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
       throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
     }
+    const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
+    if (!target.foreign && flags.format === 'ranges' && !this.jsonEnabled()) {
+      // The ranges alone: no object per entry (walkRanges), for large trees.
+      const walk = walkRanges(machine.memory, target.regime, target.root)
+      this.log([`${stage}, root ${hex(target.root)}: ${registerLine(mapper!)}`, ...walk.ranges.map((r) => rangeLine(r))].join('\n'))
+      this.log(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
+      return {mapper: mapperJson(mapper!), entries: [], ranges: walk.ranges.map(rangeJson)}
+    }
+    if (!target.foreign && flags.format !== 'dot' && this.jsonEnabled() && this.batch === undefined) {
+      // Written as it is produced (writeDumpJson): the same text as the document below, stringified.
+      // (Not inside a batch, which takes the document this method returns.)
+      writeDumpJson(mapper!, machine.memory, (bytes) => {
+        process.stdout.write(bytes)
+        // written through already (stdout to a file or, on Linux, a pipe is synchronous): reusable
+        return process.stdout.writableLength === 0
+      })
+      this.jsonWritten = true
+      return {mapper: mapperJson(mapper!), entries: [], ranges: []}
+    }
     const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
     const startLevel = target.config.startLevel
-    const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
     const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${describeWalk(target.config)})` : registerLine(mapper!)
     const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.config.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
     if (dot !== undefined) this.log(dot)
@@ -70,12 +89,12 @@ export default class DumpTables extends HvmemCommand {
       if (flags.format === 'ranges') {
         for (const r of ranges) this.log(rangeLine(r))
       } else {
-        const t = table(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'])
+        const rows: string[][] = []
         for (const e of entries) {
           const d = e.decoded
           const target = d.nextTable ?? d.leaf?.outputAddress
           const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
-          t.push([
+          rows.push([
             `${'  '.repeat(e.level - startLevel)}L${e.level}[${e.index}]`,
             hex(e.table),
             hex(e.ipa, 10),
@@ -86,7 +105,7 @@ export default class DumpTables extends HvmemCommand {
             e.problem ? color.red(attributes) : attributes,
           ])
         }
-        this.log(t.toString())
+        this.log(renderTable(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'], rows))
       }
       const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
       this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+/**
+ * Builds the CLI as one esbuild bundle (README, "Performance"), in two steps:
+ *
+ *   node scripts/build.mjs               dist/hvmem.cjs: every command (discovered under src/commands),
+ *                                        every hook (src/hooks), @oclif/core and the other dependencies,
+ *                                        plus dist/commands.js, the module oclif's explicit command
+ *                                        discovery reads (package.json oclif.commands and oclif.hooks).
+ *   node scripts/build.mjs --code-cache  dist/hvmem.cjs.cache: V8's code cache for the bundle, taken
+ *                                        after a training run of `heap status`, so bin/run.js neither
+ *                                        parses nor compiles the functions a command start-up uses.
+ *
+ * `npm run build` runs tsc (type check only), the bundle, `oclif manifest`, then the code cache.
+ */
+import {build} from 'esbuild'
+import {execFileSync} from 'node:child_process'
+import {mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join, relative, sep} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Every .ts file under `dir`, relative to the project root, sorted. */
+function sources(dir) {
+  return readdirSync(join(root, dir), {withFileTypes: true, recursive: true})
+    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
+    .map((e) => relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'))
+    .sort()
+}
+
+/** oclif's command id for a file under src/commands: heap/status.ts -> heap:status (index.ts names its directory). */
+function commandId(file) {
+  const parts = file.replace(/^src\/commands\//, '').replace(/\.ts$/, '').split('/')
+  if (parts.at(-1) === 'index') parts.pop()
+  return parts.join(':')
+}
+
+/** A hook's export name: command-not-found.ts -> commandNotFound. */
+function hookName(file) {
+  return file.replace(/^src\/hooks\//, '').replace(/\.ts$/, '').replace(/[-/]([a-z0-9])/g, (_, c) => c.toUpperCase())
+}
+
+/**
+ * Code compiled by vm.Script (as bin/run.js loads the bundle, to use a code cache) has no module
+ * loader of its own for `import()`: the dependencies' dynamic imports (oclif's module loader) call
+ * `__hvmemImport`, which bin/run.js passes in (its own `import()`).
+ */
+/**
+ * Two start-up costs of @oclif/core that do nothing for hvmem, cut from its bundled copy (each only if
+ * its text is found; the build says so otherwise):
+ * - index.js checks the Node version against the engines of the package.json next to it: in a bundle
+ *   that is hvmem's own, which npm checks at install; it costs a semver evaluation and a file read.
+ * - plugin.js sorts each plugin's manifest commands with localeCompare, whose first call loads ICU's
+ *   collator (4-5 ms). hvmem's command ids sort the same by code units (checked below), and the
+ *   help and autocomplete plugins' ids too.
+ */
+const OCLIF_PATCHES = [
+  {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
+  {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
+]
+
+/**
+ * Rewrites dependencies as they are bundled: their dynamic imports (oclif's module loader) call
+ * `__hvmemImport`, as code compiled by vm.Script (how bin/run.js loads the bundle, to use a code
+ * cache) has no module loader of its own for `import()`: bin/run.js passes its own in. And
+ * OCLIF_PATCHES.
+ */
+function dependencyRewrites(patches) {
+  return {
+    name: 'hvmem-dependency-rewrites',
+    setup(b) {
+      b.onLoad({filter: /node_modules[\\/].*\.[cm]?js$/}, async ({path}) => {
+        const {readFile} = await import('node:fs/promises')
+        let text = await readFile(path, 'utf8')
+        let changed = false
+        for (const patch of patches) {
+          if (!patch.file.test(path)) continue
+          if (text.includes(patch.from)) {
+            text = text.replace(patch.from, patch.to)
+            changed = true
+          } else console.warn(`build: ${path} no longer holds ${JSON.stringify(patch.from)}; not patched`)
+        }
+        if (/\bawait\s+import\s*\(/.test(text)) {
+          text = text.replace(/\bawait\s+import\s*\((?!\s*['"`])/g, 'await __hvmemImport(')
+          changed = true
+        }
+        return changed ? {contents: text, loader: 'js'} : undefined
+      })
+    },
+  }
+}
+
+async function bundle() {
+  const commands = sources('src/commands')
+  const hooks = sources('src/hooks')
+  const lines = [`export {execute} from '@oclif/core'`]
+  commands.forEach((file, i) => lines.push(`import C${i} from './${file.replace(/\.ts$/, '.js')}'`))
+  lines.push(`export const COMMANDS = {${commands.map((file, i) => `${JSON.stringify(commandId(file))}: C${i}`).join(', ')}}`)
+  for (const file of hooks) lines.push(`export {default as ${hookName(file)}} from './${file.replace(/\.ts$/, '.js')}'`)
+  const ids = commands.map(commandId)
+  const byUnits = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  const byLocale = [...ids].sort((a, b) => a.localeCompare(b))
+  const patches = byUnits.join() === byLocale.join() ? OCLIF_PATCHES : OCLIF_PATCHES.filter((p) => !p.from.includes('localeCompare'))
+  if (patches !== OCLIF_PATCHES) console.warn('build: command ids sort differently by code units and by locale; keeping oclif\'s localeCompare')
+  rmSync(join(root, 'dist'), {recursive: true, force: true})
+  await build({
+    absWorkingDir: root,
+    stdin: {contents: lines.join('\n'), resolveDir: root, sourcefile: 'hvmem-entry.ts', loader: 'ts'},
+    outfile: 'dist/hvmem.cjs',
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    minify: !process.env.HVMEM_NO_MINIFY,
+    legalComments: 'none',
+    // oclif's optional TypeScript support (linked plugins in development) must not be bundled: TypeScript alone is 10 MB.
+    external: ['typescript', 'ts-node', 'tsx'],
+    logLevel: 'warning',
+    logOverride: {'empty-import-meta': 'silent'},
+    plugins: [dependencyRewrites(patches)],
+    // ASCII only (esbuild's default, stated): bin/run.js reads the bundle as latin1, a plain copy
+    charset: 'ascii',
+  })
+  // esbuild leaves a few non-ASCII characters in regular expression literals: escaped here (\uXXXX
+  // means the same in strings, templates and regular expressions, which is where they can be).
+  const bundled = readFileSync(join(root, 'dist/hvmem.cjs'), 'utf8')
+  // An import() left in the bundle would fail under vm.Script (see dependencyRewrites): src/ must not
+  // import() a module esbuild leaves external (a Node builtin); bundled ones become require()s.
+  const left = /(?<![\w$.])import\((?!\))/.exec(bundled)
+  if (left) throw new Error(`dist/hvmem.cjs has a dynamic import() at ${left.index}: ${bundled.slice(left.index - 40, left.index + 60)}`)
+  writeFileSync(join(root, 'dist/hvmem.cjs'), bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
+  // What oclif imports to find commands and hooks: the bundle bin/run.js loaded (with its code
+  // cache), or, for other tools (oclif manifest, oclif readme), the bundle required afresh.
+  writeFileSync(
+    join(root, 'dist/commands.js'),
+    `// Generated by scripts/build.mjs: the commands and hooks of dist/hvmem.cjs, for oclif's explicit discovery.
+import {createRequire} from 'node:module'
+const bundle = globalThis[Symbol.for('hvmem.bundle')] ?? createRequire(import.meta.url)('./hvmem.cjs')
+export const COMMANDS = bundle.COMMANDS
+${hooks.map((file) => `export const ${hookName(file)} = bundle.${hookName(file)}`).join('\n')}
+`,
+  )
+  console.log(`bundled ${commands.length} commands and ${hooks.length} hook(s) into dist/hvmem.cjs`)
+}
+
+/** Trains the code cache: `heap status` on a scratch snapshot, with bin/run.js told to save the cache at exit. */
+function codeCache() {
+  const dir = mkdtempSync(join(tmpdir(), 'hvmem-build-'))
+  try {
+    const run = (args, env = {}) => execFileSync(process.execPath, [join(root, 'bin/run.js'), ...args], {cwd: dir, env: {...process.env, ...env}, stdio: ['ignore', 'ignore', 'inherit']})
+    run(['heap', 'init', '-s', 'train.snap'])
+    run(['heap', 'status', '-s', 'train.snap'], {HVMEM_WRITE_CODE_CACHE: '1'})
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+  console.log('wrote dist/hvmem.cjs.cache')
+}
+
+if (process.argv.includes('--code-cache')) codeCache()
+else await bundle()

@@ -1,0 +1,210 @@
+/**
+ * `dump tables --json` written as it is produced: the same text as JSON.stringify(document, null, 2)
+ * (README "JSON output"), without an object per entry or the whole document as one string. A tree of
+ * 262,144 entries is about 135 MB of JSON; built as objects and stringified whole it takes seconds
+ * and hundreds of MB.
+ *
+ * Each entry's text comes from a template: the first entry of each kind (level, descriptor type and
+ * attribute bits) is rendered by entryJson and JSON.stringify with marker values in the fields that
+ * vary (index, addresses, descriptor), and later entries of that kind fill the markers in. So the
+ * text is JSON.stringify's by construction.
+ */
+import type {Decoded} from '../core/descriptor.js'
+import type {IdentityMapper} from '../core/mapper.js'
+import type {PhysicalMemory} from '../core/memory.js'
+import {RangeMerger, type WalkEntry, addressOf, rawOf, scanTables} from '../core/walker.js'
+import {hex} from '../core/u64.js'
+import {entryJson, mapperJson, rangeJson} from './json.js'
+
+type Field = 'index' | 'table' | 'ipa' | 'descriptor' | 'next' | 'output'
+const FIELDS: readonly Field[] = ['index', 'table', 'ipa', 'descriptor', 'next', 'output']
+/** A marker value, and how JSON.stringify writes it (quoted, its NULs escaped). */
+const marker = (field: Field): string => `\u0000${field}\u0000`
+const MARKER_TEXT = new Map(FIELDS.map((f) => [JSON.stringify(marker(f)), f]))
+const MARKER_PATTERN = new RegExp(`(${[...MARKER_TEXT.keys()].map((t) => t.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')).join('|')})`)
+
+/** An entry's text: literals[0], fields[0], literals[1], ... as UTF-8, and the most bytes it can take. */
+interface Template {
+  literals: Uint8Array[]
+  fields: Field[]
+  maxBytes: number
+}
+
+const QUOTE = 0x22
+const ZERO = 0x30
+const X = 0x78
+const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
+const FIRST_SEPARATOR = Buffer.from('\n    ')
+const SEPARATOR = Buffer.from(',\n    ')
+
+/** Writes the hex digits of a 32-bit `v` (at least `width` of them, zero-padded) at `at`; returns the end. */
+function putDigits(out: Uint8Array, at: number, v: number, width: number): number {
+  const digits = Math.max(width, 1, (35 - Math.clz32(v)) >> 2)
+  for (let shift = 4 * (digits - 1); shift >= 0; shift -= 4) out[at++] = HEX_DIGITS[(v >>> shift) & 15]!
+  return at
+}
+
+/** Writes `0x` and the hex digits of `n`, a whole number below 2^53, as hex(BigInt(n)) spells it. */
+function putHex(out: Uint8Array, at: number, n: number): number {
+  out[at++] = ZERO
+  out[at++] = X
+  const high = Math.floor(n / 0x1_0000_0000)
+  if (high === 0) return putDigits(out, at, n >>> 0, 0)
+  return putDigits(out, putDigits(out, at, high, 0), n >>> 0, 8)
+}
+
+function putQuotedHex(out: Uint8Array, at: number, n: number): number {
+  out[at++] = QUOTE
+  at = putHex(out, at, n)
+  out[at++] = QUOTE
+  return at
+}
+
+/** The decimal digits of 0..511 (table indexes), ready to copy. */
+const DECIMALS = Array.from({length: 512}, (_, i) => Buffer.from(String(i)))
+
+/** Writes a whole number in decimal. */
+function putDecimal(out: Uint8Array, at: number, n: number): number {
+  const known = DECIMALS[n]
+  if (known !== undefined) {
+    out.set(known, at)
+    return at + known.length
+  }
+  const text = String(n)
+  for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i)
+  return at
+}
+
+/** `value` as JSON.stringify(_, null, 2) writes it nested `depth` levels deep (its first line not indented). */
+function nested(value: unknown, depth: number): string {
+  return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`)
+}
+
+/**
+ * Writes the `dump tables --json` document for `mapper`'s tables through `write`, as UTF-8 in chunks
+ * of up to 1 MiB; `write` returns true if it is done with the bytes it was given (they may be reused).
+ */
+export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, write: (bytes: Uint8Array) => boolean | void): void {
+  const regime = mapper.regime
+  const templates = new Map<number, Template>()
+  // UTF-8 straight into a 1 MiB buffer, reused when `write` returns true (it wrote the bytes out and
+  // keeps no reference to them), else a new one
+  const CHUNK = 1 << 20
+  let buffer = Buffer.allocUnsafe(CHUNK)
+  let used = 0
+  const flush = (): void => {
+    const reusable = used === 0 || write(buffer.subarray(0, used)) === true
+    if (!reusable) buffer = Buffer.allocUnsafe(CHUNK)
+    used = 0
+  }
+  const emit = (text: string): void => {
+    if (used + 3 * text.length > CHUNK) {
+      flush()
+      if (3 * text.length > CHUNK) {
+        write(Buffer.from(text, 'utf8'))
+        return
+      }
+    }
+    used += buffer.write(text, used, 'utf8')
+  }
+
+  emit(`{\n  "mapper": ${nested(mapperJson(mapper), 1)},\n  "entries": [`)
+  let first = true
+  let lastKey = -1
+  let template: Template | undefined
+  const ranges = new RangeMerger(regime)
+  // the table of the entries being written (512 in a row share it), and its text
+  let tableNumber = -1
+  let tableText = new Uint8Array(0)
+  scanTables(memory, mapper.root, {}, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
+    ranges.add(level, ipa, lo, hi)
+    if (tableOutsideRam) {
+      // rare: the entry with its problem, rendered whole
+      const decoded = regime.decode(rawOf(lo, hi), level)
+      const entry: WalkEntry = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: SIZE[level]!, decoded, problem: `next-level table ${hex(decoded.nextTable!)} is outside RAM`}
+      emit(`${first ? '\n    ' : ',\n    '}${nested(entryJson(entry), 2)}`)
+      first = false
+      lastKey = -1
+      return
+    }
+    // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number
+    const key = level * 0x1000_0000 + (lo & 0xfff) * 0x1_0000 + (hi >>> 16)
+    if (key !== lastKey) {
+      template = templates.get(key)
+      if (template === undefined) {
+        template = makeTemplate(regime.decode(rawOf(lo, hi), level), level, index, table, ipa)
+        templates.set(key, template)
+      }
+      lastKey = key
+    }
+    const t = template!
+    if (used + t.maxBytes > CHUNK) flush()
+    const out = buffer
+    let at = used
+    const separator = first ? FIRST_SEPARATOR : SEPARATOR
+    out.set(separator, at)
+    at += separator.length
+    first = false
+    const address = addressOf(lo, hi)
+    out.set(t.literals[0]!, at)
+    at += t.literals[0]!.length
+    for (let i = 0; i < t.fields.length; i++) {
+      switch (t.fields[i]!) {
+        case 'index':
+          at = putDecimal(out, at, index)
+          break
+        case 'table':
+          if (table !== tableNumber) {
+            tableNumber = table
+            tableText = out.slice(at, putQuotedHex(out, at, table))
+          }
+          out.set(tableText, at)
+          at += tableText.length
+          break
+        case 'ipa':
+          at = putQuotedHex(out, at, ipa)
+          break
+        case 'descriptor':
+          out[at++] = QUOTE
+          if (hi === 0) at = putHex(out, at, lo >>> 0)
+          else {
+            out[at++] = ZERO
+            out[at++] = X
+            at = putDigits(out, at, hi >>> 0, 0)
+            at = putDigits(out, at, lo >>> 0, 8)
+          }
+          out[at++] = QUOTE
+          break
+        case 'next':
+          at = putQuotedHex(out, at, address)
+          break
+        case 'output':
+          at = putQuotedHex(out, at, address - (address % SIZE_NUMBER[level]!))
+          break
+      }
+      const literal = t.literals[i + 1]!
+      out.set(literal, at)
+      at += literal.length
+    }
+    used = at
+  })
+  emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}\n}\n`)
+  flush()
+}
+
+/** Bytes an entry maps at each level (LEVEL_SIZE), as bigints and as numbers. */
+const SIZE: readonly bigint[] = [512n << 30n, 1n << 30n, 2n << 20n, 4n << 10n]
+const SIZE_NUMBER: readonly number[] = [2 ** 39, 2 ** 30, 2 ** 21, 2 ** 12]
+
+/** The text of an entry like this one, with markers where entries of its kind differ. */
+function makeTemplate(decoded: Decoded, level: number, index: number, table: number, ipa: number): Template {
+  const json = entryJson({level, index, table: BigInt(table), ipa: BigInt(ipa), size: SIZE[level]!, decoded})
+  const marked: Record<string, unknown> = {...json, index: marker('index'), table: marker('table'), ipa: marker('ipa'), descriptor: marker('descriptor')}
+  if (json.nextTable !== undefined) marked.nextTable = marker('next')
+  if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker('output')}
+  const parts = nested(marked, 2).split(MARKER_PATTERN)
+  const literals = parts.filter((_, i) => i % 2 === 0).map((part) => Buffer.from(part, 'utf8'))
+  const fields = parts.filter((_, i) => i % 2 === 1).map((part) => MARKER_TEXT.get(part)!)
+  // each field: at most 18 characters and its quotes ("0x" and 16 hex digits, or an index)
+  return {literals, fields, maxBytes: SEPARATOR.length + literals.reduce((sum, l) => sum + l.length, 0) + 20 * fields.length}
+}

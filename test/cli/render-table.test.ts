@@ -1,0 +1,40 @@
+import {Chalk} from 'chalk'
+import fc from 'fast-check'
+import {describe, expect, it} from 'vitest'
+
+import {renderTable, table} from '../../src/cli/style.js'
+
+const colours = new Chalk({level: 1})
+const paint = [(s: string): string => s, colours.red, colours.dim, colours.bold, colours.cyan]
+
+/** A cell: printable ASCII, sometimes coloured (as dump tables colours "reserved" and problems). */
+const cell = fc.tuple(fc.string({unit: fc.integer({min: 0x20, max: 0x7e}).map((c) => String.fromCharCode(c)), maxLength: 24}), fc.integer({min: 0, max: paint.length - 1})).map(([text, p]) => paint[p]!(text))
+
+function viaCliTable3(head: string[], rows: string[][]): string {
+  const t = table(head)
+  for (const row of rows) t.push(row)
+  return t.toString()
+}
+
+describe('renderTable', () => {
+  it('draws exactly what cli-table3 draws, for random ASCII and coloured cells', () => {
+    fc.assert(
+      fc.property(fc.integer({min: 1, max: 6}).chain((columns) => fc.tuple(fc.array(cell, {minLength: columns, maxLength: columns}), fc.array(fc.array(cell, {minLength: columns, maxLength: columns}), {maxLength: 12}))), ([head, rows]) => {
+        expect(renderTable(head, rows)).toBe(viaCliTable3(head, rows))
+      }),
+      {numRuns: 300},
+    )
+  })
+
+  it('leaves other characters and ragged rows to cli-table3', () => {
+    for (const rows of [[['wide 表', 'x']], [['a\nb', 'x']], [['only one']]]) expect(renderTable(['h1', 'h2'], rows)).toBe(viaCliTable3(['h1', 'h2'], rows))
+  })
+
+  it('draws 200,000 rows in well under a second', () => {
+    const rows = Array.from({length: 200_000}, (_, i) => [`L3[${i % 512}]`, `0x${i.toString(16)}`, 'page'])
+    const start = performance.now()
+    const text = renderTable(['entry', 'IPA', 'type'], rows)
+    expect(performance.now() - start).toBeLessThan(3000)
+    expect(text.split('\n')).toHaveLength(200_000 + 4)
+  })
+})

@@ -1,0 +1,85 @@
+import fc from 'fast-check'
+import {describe, expect, it} from 'vitest'
+
+import {type Regime, tableDescriptor} from '../../src/core/descriptor.js'
+import {PhysicalMemory} from '../../src/core/memory.js'
+import {STAGE1} from '../../src/core/stage1.js'
+import {STAGE2} from '../../src/core/stage2.js'
+import {mergeRanges, walkRanges, walkTables} from '../../src/core/walker.js'
+import {mappedMachine} from './helpers.js'
+
+const RAM = 0x4000_0000n
+const ROOT = 0x4100_0000n
+const TABLES = [ROOT, 0x4100_1000n, 0x4100_2000n, 0x4100_3000n]
+
+/** A descriptor that points at one of TABLES, is a random leaf-ish value, or anything at all. */
+const descriptor = fc.oneof(
+  fc.constantFrom(...TABLES).map((t) => tableDescriptor(t)),
+  fc.constantFrom(0x7fdn, 0x7ffn, 0x0040_0000_0000_07c5n, 0x77dn, 0x405n, 0x409n, 0x485n, 0x403n).chain((bits) =>
+    fc.bigInt({min: 0n, max: (1n << 36n) - 1n}).map((frame) => (frame << 12n) | bits),
+  ),
+  fc.bigInt({min: 0n, max: (1n << 64n) - 1n}),
+)
+
+/** Tables written at random slots (neighbouring slots, so ranges form and break). */
+const tables = fc.array(fc.tuple(fc.constantFrom(...TABLES), fc.integer({min: 0, max: 511}), descriptor, fc.integer({min: 1, max: 40})), {maxLength: 12})
+
+function build(writes: Array<[bigint, number, bigint, number]>): PhysicalMemory {
+  const memory = new PhysicalMemory(RAM, 0x4000_0000n)
+  for (const [table, index, value, run] of writes) {
+    // a run of `run` entries continuing the first one's output addresses, as a map would write them
+    for (let i = 0; i < run && index + i < 512; i++) {
+      const step = (value & 2n) === 0n ? 0x20_0000n : 0x1000n
+      const next = (value + BigInt(i) * step) & ((1n << 64n) - 1n)
+      memory.writeU64(table + 8n * BigInt(index + i), next)
+    }
+  }
+  return memory
+}
+
+describe('walkRanges and the number-based walk', () => {
+  it('gives exactly mergeRanges(walkTables()) and its counts, for random tables in both regimes', () => {
+    fc.assert(
+      fc.property(tables, fc.constantFrom<Regime>(STAGE2, STAGE1), fc.constantFrom(0, 1), (writes, regime, startLevel) => {
+        const memory = build(writes)
+        const options = startLevel === 0 ? {startLevel: 0, ipaBits: 48n} : {}
+        const entries = walkTables(memory, regime, ROOT, options)
+        const walk = walkRanges(memory, regime, ROOT, options)
+        expect(walk.ranges).toEqual(mergeRanges(entries))
+        expect(walk.entries).toBe(entries.length)
+        expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
+      }),
+      {numRuns: 300},
+    )
+  })
+
+  it('reads descriptors with bit 63 and bits 47:32 set exactly', () => {
+    const memory = new PhysicalMemory(RAM, 0x4000_0000n)
+    const raw = 0xfff0_ffff_ffe0_07fdn // upper attribute bits all set, output 0xffffffe00000
+    memory.writeU64(ROOT, tableDescriptor(0x4100_1000n))
+    memory.writeU64(0x4100_1000n, raw)
+    const [table, block] = walkTables(memory, STAGE2, ROOT)
+    expect(table!.decoded.nextTable).toBe(0x4100_1000n)
+    expect(block!.decoded.raw).toBe(raw)
+    expect(block!.decoded.leaf!.outputAddress).toBe(0xffff_ffe0_0000n)
+    const {ranges} = walkRanges(memory, STAGE2, ROOT)
+    expect(ranges).toEqual([{start: 0n, end: 0x20_0000n, level: 2, outputStart: 0xffff_ffe0_0000n, decoded: block!.decoded, entries: 1}])
+  })
+
+  it('merges 512 GiB of 2 MiB blocks into one range of 262,144 entries', () => {
+    const {machine, mapper} = mappedMachine({l2Budget: 512})
+    mapper.mapRegion(0n, 512n << 30n, 'normal', {granularity: '2M'})
+    const walk = walkRanges(machine.memory, STAGE2, mapper.root)
+    expect(walk.entries).toBe(512 + 262_144)
+    expect(walk.leaves).toBe(262_144)
+    expect(walk.ranges.map((r) => [r.start, r.end, r.level, r.outputStart, r.entries, r.decoded.raw])).toEqual([[0n, 512n << 30n, 2, 0n, 262_144, 0x7fdn]])
+  })
+
+  it('decodes a leaf the same whether its attributes were seen before or not', () => {
+    const a = STAGE2.decode(0x1234_5000n | 0x7ffn, 3)
+    const b = STAGE2.decode(0x9876_5000n | 0x7ffn, 3)
+    expect(b.leaf).toEqual({...a.leaf, outputAddress: 0x9876_5000n})
+    expect(Object.keys(b.leaf!)).toEqual(Object.keys(a.leaf!))
+    expect(b.leaf).not.toBe(a.leaf)
+  })
+})
