@@ -9,10 +9,10 @@
  * descriptions, and the pseudocode AArch64.S1StartLevel, AArch64.S2InconsistentSL and
  * AArch64.S2InvalidSL), for the 4 KiB granule without FEAT_LPA2 or FEAT_TTST.
  */
-import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
+import type {Regime} from './descriptor.js'
 import {HvmemError} from './errors.js'
 import {STAGE2} from './stage2.js'
-import {MAIR_EL2, STAGE1, STAGE1_ATTR_BITS, mairAttrAt, mairTypeName} from './stage1.js'
+import {MAIR_EL2, STAGE1, stage1Regime} from './stage1.js'
 import {IPA_BITS, PA_BITS, START_LEVEL, TCR_EL2, checkVmid, vtcrFor} from './registers.js'
 import {hex} from './u64.js'
 
@@ -167,16 +167,5 @@ export function foreignWalk(regime: 'stage2' | 'stage1', root: bigint, control?:
  * same descriptor rules as hvmem's STAGE1, whose own MAIR_EL2 is 0x0004ff00.
  */
 export function stage1WithMair(mair: bigint): Regime {
-  if (mair === MAIR_EL2) return STAGE1
-  return new Regime({
-    name: 'stage1',
-    stage: 1,
-    attrBits: STAGE1_ATTR_BITS,
-    decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
-      const attrIndx = Number((descriptor >> 2n) & 7n)
-      const mairAttr = mairAttrAt(mair, attrIndx)
-      const ap = Number((descriptor >> 6n) & 3n)
-      return {outputAddress, memType: mairTypeName(mairAttr), access: (ap & 2) !== 0 ? 'RO' : 'RW', ...commonLeafFields(descriptor), attrIndx, mairAttr, ap}
-    },
-  })
+  return mair === MAIR_EL2 ? STAGE1 : stage1Regime(mair)
 }

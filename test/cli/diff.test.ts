@@ -6,17 +6,12 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SnapshotDiffJson} from '../../src/cli/diff-render.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
 import {encodeV1} from '../snapshot/fixtures.js'
-import {hvmem, scratch} from './run.js'
+import {expectOk, hvmem, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 
-async function ok(...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr).toBe('')
-  expect(r.code).toBe(0)
-  return r.stdout
-}
+const ok = (...args: string[]): Promise<string> => expectOk(dir, ...args)
 
 /** Runs `snapshot diff`, checking the exit code and that neither file changed nor a lock or temp file appeared. */
 async function diff(a: string, b: string, extra: string[], code: number, input?: Uint8Array): Promise<{stdout: string; stderr: string}> {

@@ -13,21 +13,10 @@ import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {ImportJson} from '../../src/commands/snapshot/import.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {BIN, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
+import {BIN, expectOk, expectOkJson, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
 
-async function ok(dir: string, ...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr, args.join(' ')).toBe('')
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.stdout
-}
-
-async function okJson<T>(dir: string, ...args: string[]): Promise<T> {
-  const r = await hvmemJson<T>(dir, args)
-  expect(r.stderr, args.join(' ')).toBe('')
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.json
-}
+const ok = expectOk
+const okJson = expectOkJson
 
 /** Runs a command that must fail: exit code, the one-line message, and the snapshot(s) left byte-identical. */
 async function fails(dir: string, snaps: string[], code: number, message: string, ...args: string[]): Promise<void> {

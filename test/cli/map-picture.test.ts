@@ -3,20 +3,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {DumpMapJson} from '../../src/commands/dump/map.js'
-import {hvmem, hvmemJson, scratch} from './run.js'
+import {expectOk, expectOkJson, scratch} from './run.js'
 
-async function ok(dir: string, ...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr, args.join(' ')).toBe('')
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.stdout
-}
-
-async function okJson<T>(dir: string, ...args: string[]): Promise<T> {
-  const r = await hvmemJson<T>(dir, args)
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.json
-}
+const ok = expectOk
+const okJson = expectOkJson
 
 /**
  * A parser-free check of dot syntax as hvmem writes it: braces balanced outside quoted strings, every

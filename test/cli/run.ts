@@ -4,6 +4,7 @@ import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {expect} from 'vitest'
 
 export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
 
@@ -43,4 +44,20 @@ export async function hvmemJson<T>(cwd: string, args: string[]): Promise<{code: 
 
 export function snapshotBytes(path: string): Promise<Buffer> {
   return readFile(path)
+}
+
+/** Runs hvmem and expects success: exit 0 and nothing on stderr; returns stdout. */
+export async function expectOk(cwd: string, ...args: string[]): Promise<string> {
+  const r = await hvmem(cwd, args)
+  expect(r.stderr, args.join(' ')).toBe('')
+  expect(r.code, args.join(' ')).toBe(0)
+  return r.stdout
+}
+
+/** Runs hvmem with --json and expects success: exit 0 and nothing on stderr; returns the parsed document. */
+export async function expectOkJson<T>(cwd: string, ...args: string[]): Promise<T> {
+  const r = await hvmemJson<T>(cwd, args)
+  expect(r.stderr, args.join(' ')).toBe('')
+  expect(r.code, args.join(' ')).toBe(0)
+  return r.json
 }

@@ -11,17 +11,12 @@ import type {SnapshotShowJson} from '../../src/commands/snapshot/show.js'
 import {Machine} from '../../src/core/machine.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
 import {dataStart, encodeV1} from '../snapshot/fixtures.js'
-import {BIN, hvmem, hvmemJson, scratch} from './run.js'
+import {BIN, expectOk, hvmem, hvmemJson, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 
-async function ok(...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr).toBe('')
-  expect(r.code).toBe(0)
-  return r.stdout
-}
+const ok = (...args: string[]): Promise<string> => expectOk(dir, ...args)
 
 /** hvmem.snap: the default heap, the UART mapped as a 2 MiB device block, a value and a string at 0x4110_0000. */
 beforeAll(async () => {

@@ -4,19 +4,14 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {HeapResetJson} from '../../src/commands/heap/reset.js'
 import type {MapRegionJson} from '../../src/commands/map/region.js'
-import {hvmem, hvmemJson, scratch} from './run.js'
+import {expectOk, hvmemJson, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 beforeEach(async () => ({dir, cleanup} = await scratch()))
 afterEach(async () => cleanup())
 
-async function ok(...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr).toBe('')
-  expect(r.code).toBe(0)
-  return r.stdout
-}
+const ok = (...args: string[]): Promise<string> => expectOk(dir, ...args)
 
 describe('map region and dump tables', () => {
   it('maps 0x4000_0000 + 1 GiB normal as 512 L2 blocks 0x400007fd, 0x402007fd, ...', async () => {

@@ -10,20 +10,10 @@ import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {RegsJson} from '../../src/commands/regs.js'
 import type {ExportJson} from '../../src/commands/snapshot/export.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
+import {expectOk, expectOkJson, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
 
-async function ok(dir: string, ...args: string[]): Promise<string> {
-  const r = await hvmem(dir, args)
-  expect(r.stderr, args.join(' ')).toBe('')
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.stdout
-}
-
-async function okJson<T>(dir: string, ...args: string[]): Promise<T> {
-  const r = await hvmemJson<T>(dir, args)
-  expect(r.code, args.join(' ')).toBe(0)
-  return r.json
-}
+const ok = expectOk
+const okJson = expectOkJson
 
 const lines = (out: string): string[] => out.trimEnd().split('\n')
 
