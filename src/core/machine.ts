@@ -1,7 +1,7 @@
 import {BumpAllocator, type AllocatorState} from './allocator.js'
 import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
-import {IdentityMapper, type MapperOptions, type StoredMapperState} from './mapper.js'
+import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {hex} from './u64.js'
 
@@ -16,7 +16,7 @@ export interface Layout {
 export interface MachineState {
   ram: {base: bigint; size: bigint}
   heap: AllocatorState
-  mapper: StoredMapperState | undefined
+  mapper: MapperState | undefined
 }
 
 export interface HeapResetResult {
@@ -35,7 +35,7 @@ export class Machine {
   private constructor(
     readonly memory: PhysicalMemory,
     readonly heap: Heap,
-    mapper: StoredMapperState | undefined,
+    mapper: MapperState | undefined,
   ) {
     this.mapperInstance = mapper === undefined ? undefined : IdentityMapper.attach(heap, mapper)
   }

@@ -25,9 +25,6 @@ export interface MapperState {
   orphanedTables: number
 }
 
-/** The mapper state as a snapshot may hold it: formats before the orphan count read as 0. */
-export type StoredMapperState = Omit<MapperState, 'orphanedTables'> & {orphanedTables?: number}
-
 export interface MapperOptions {
   regime?: RegimeName
   vmid?: number
@@ -150,14 +147,14 @@ export class IdentityMapper {
   }
 
   /** Re-binds a mapper loaded from a snapshot, checking that its root table is readable. */
-  static attach(heap: Heap, state: StoredMapperState): IdentityMapper {
+  static attach(heap: Heap, state: MapperState): IdentityMapper {
     checkVmid(state.vmid)
     checkBudget(state.l2Budget)
     if (state.regime === 'stage1' && state.vmid !== 0) throw new HvmemError('snapshot-invalid', `a stage-1 mapper has VMID ${state.vmid}`)
     if (state.root % PAGE_SIZE !== 0n || !heap.memory.contains(state.root, PAGE_SIZE)) {
       throw new HvmemError('snapshot-invalid', `mapper root table ${hex(state.root)} is not a page inside RAM`)
     }
-    return new IdentityMapper(heap, {...state, orphanedTables: state.orphanedTables ?? 0})
+    return new IdentityMapper(heap, {...state})
   }
 
   get root(): bigint {

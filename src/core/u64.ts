@@ -38,17 +38,3 @@ export function formatSize(bytes: bigint): string {
   }
   return `${bytes}B`
 }
-
-/** A size for people: exact bytes with a rounded binary-unit reading, e.g. "16773120 (16.0 MiB)". */
-export function describeSize(bytes: bigint): string {
-  const units: Array<[bigint, string]> = [
-    [TiB, 'TiB'],
-    [GiB, 'GiB'],
-    [MiB, 'MiB'],
-    [KiB, 'KiB'],
-  ]
-  for (const [unit, name] of units) {
-    if (bytes >= unit) return `${bytes} (${(Number(bytes) / Number(unit)).toFixed(1)} ${name})`
-  }
-  return `${bytes} B`
-}

@@ -317,7 +317,7 @@ describe('IdentityMapper.attach', () => {
 
   it('refuses a root that is not a page inside RAM', () => {
     const machine = defaultMachine()
-    const state = {regime: 'stage2' as const, root: ROOT, vmid: 0, l2Budget: 4}
+    const state = {regime: 'stage2' as const, root: ROOT, vmid: 0, l2Budget: 4, orphanedTables: 0}
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, root: ROOT + 8n}), 'snapshot-invalid', 'mapper root table 0x41000008 is not a page inside RAM')
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, root: 0x8000_0000n}), 'snapshot-invalid')
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, vmid: -1}), 'input')

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {GiB, KiB, MiB, TiB, U64_MAX, alignUp, describeSize, formatSize, hex, isAligned, isPowerOfTwo} from '../../src/core/u64.js'
+import {GiB, KiB, MiB, TiB, U64_MAX, alignUp, formatSize, hex, isAligned, isPowerOfTwo} from '../../src/core/u64.js'
 
 describe('u64 helpers', () => {
   it('constants', () => {
@@ -39,10 +39,4 @@ describe('u64 helpers', () => {
     expect(formatSize(0n)).toBe('0B')
   })
 
-  it('describeSize() gives exact bytes and a rounded reading', () => {
-    expect(describeSize(16_773_120n)).toBe('16773120 (16.0 MiB)')
-    expect(describeSize(1536n)).toBe('1536 (1.5 KiB)')
-    expect(describeSize(GiB)).toBe('1073741824 (1.0 GiB)')
-    expect(describeSize(1000n)).toBe('1000 B')
-  })
 })

@@ -10,7 +10,7 @@ import {HvmemError} from '../../core/errors.js'
 import {type ImageScan, checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../core/image.js'
 import {REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
 import {Machine} from '../../core/machine.js'
-import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, REGIMES, type StoredMapperState} from '../../core/mapper.js'
+import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, REGIMES, type MapperState} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -144,7 +144,7 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     })
     const ram = {base: layout.ramBase, size: layout.ramSize}
     const heap = {start: layout.heapBase, size: layout.heapSize, next: layout.heapBase, allocated: 0n}
-    let mapper: StoredMapperState | undefined
+    let mapper: MapperState | undefined
     if (flags.adopt !== undefined) {
       const root = flags.adopt
       if ((root & 0xfffn) !== 0n || !memory.contains(root, pageBytes)) {
