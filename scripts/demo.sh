@@ -21,9 +21,14 @@ run map region 0x0800_0000 2M --attr readonly           # a read-only region (sa
 run dump tables --format ranges                         # ptdump-style ranges
 run translate 0x0900_0010 --write                      # one address walked as the MMU would: output or fault, and PAR_EL1
 run translate 0x0800_0000 --write                      # a write to the read-only region: a permission fault
+cp "$HVMEM_SNAPSHOT" "$HVMEM_SNAPSHOT.before"
 run map unmap 0x4020_0000 4K                            # punch a hole: the 1 GiB block is split, the rest kept
 run map protect 0x4000_0000 2M --perm r                # read-only, not executable: split again
 run dump tables --format ranges
+run snapshot diff "$HVMEM_SNAPSHOT.before" "$HVMEM_SNAPSHOT" || [ $? -eq 1 ]   # what the two edits changed (exit 1: they differ, as diff(1))
+printf 'alloc page\nalloc page --count 3\nmem write 0x4100_8000 0x1234 --width 4\n' > "$HVMEM_SNAPSHOT.batch"
+run batch "$HVMEM_SNAPSHOT.batch"                       # three commands, one lock, one load, one atomic save
+run dump map                                           # the IPA space and the heap as a picture
 run regs                                               # the registers that install the tables
 run heap status
 printf '\nSnapshot: %s\n' "$HVMEM_SNAPSHOT"
