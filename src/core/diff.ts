@@ -24,8 +24,14 @@ export interface PageList {
   crc?(i: number): number
   /** the i-th page's 4096 bytes */
   read(i: number): Uint8Array
-  /** pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when that is cheaper than one at a time */
-  readRun?(first: number, count: number, into?: Uint8Array): Uint8Array
+  /**
+   * pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when
+   * that is cheaper than one at a time; with `unchecked` (asked only of a list with `check`), its pages
+   * are not checked here: the diff checks each page it uses, or proves it equal to a checked one
+   */
+  readRun?(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
+  /** checks the i-th page's bytes as an unchecked readRun gave them (throws if they are damaged) */
+  check?(i: number, page: Uint8Array): void
 }
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
@@ -357,6 +363,7 @@ const RUN_PAGES = 16
 /**
  * Reads a page list in ascending order, RUN_PAGES at a time into one reused buffer where the list can
  * (few, large reads, and no fresh memory to fault in), and exposes the current page as 32-bit words.
+ * Where the list can check pages itself, runs are read unchecked and `check` checks the current page.
  */
 class PageReader {
   /** the current page: its words are words[at .. at + 1024), its bytes bytes[4 * at ..] */
@@ -366,9 +373,11 @@ class PageReader {
   private first = 0
   private count = 0
   private readonly buffer: Uint8Array | undefined
+  private readonly unchecked: boolean
 
   constructor(private readonly pages: PageList) {
     if (pages.readRun !== undefined) this.buffer = new Uint8Array(RUN_PAGES * PAGE)
+    this.unchecked = pages.readRun !== undefined && pages.check !== undefined
   }
 
   load(i: number): void {
@@ -381,9 +390,14 @@ class PageReader {
     if (this.count === 0 || i < this.first || i >= this.first + this.count) {
       this.first = i
       this.count = Math.min(RUN_PAGES, pages.count - i)
-      this.view(pages.readRun(i, this.count, this.buffer))
+      this.view(pages.readRun(i, this.count, this.buffer, this.unchecked))
     }
     this.at = (i - this.first) * WORDS
+  }
+
+  /** Checks page i, the current one, if its run was read unchecked. */
+  check(i: number): void {
+    if (this.unchecked) this.pages.check!(i, new Uint8Array(this.words.buffer, this.words.byteOffset + this.at * 4, PAGE))
   }
 
   private view(data: Uint8Array): void {
@@ -444,13 +458,22 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
         ra.load(i)
         rb.load(j)
         // different CRCs prove a change; equal ones do not prove equality, so compare the bytes
-        const known = a.crc !== undefined && b.crc !== undefined && a.crc(i) !== b.crc(j)
-        if (known || ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) !== 0) scan(frame, ra.words, ra.at, rb.words, rb.at)
+        const crcs = a.crc !== undefined && b.crc !== undefined
+        const sameCrc = crcs && a.crc!(i) === b.crc!(j)
+        ra.check(i)
+        if (sameCrc && ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) === 0) {
+          // equal bytes under equal stored CRCs: B's page checks exactly when A's does (checked just now)
+        } else {
+          rb.check(j)
+          if (crcs || ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) !== 0) scan(frame, ra.words, ra.at, rb.words, rb.at)
+        }
       } else if (fa < fb) {
         ra.load(i)
+        ra.check(i)
         scan(frame, ra.words, ra.at, ZERO_WORDS, 0)
       } else {
         rb.load(j)
+        rb.check(j)
         scan(frame, ZERO_WORDS, 0, rb.words, rb.at)
       }
     }

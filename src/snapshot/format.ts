@@ -89,8 +89,14 @@ export interface StoredPages {
   crc(i: number): number
   /** the i-th page's 4096 bytes, checked against its CRC (a mismatch is a 'snapshot-invalid' error) */
   read(i: number): Uint8Array
-  /** pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in `into` when given (if large enough) */
-  readRun(first: number, count: number, into?: Uint8Array): Uint8Array
+  /**
+   * pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in
+   * `into` when given (if large enough). With `unchecked`, none is checked here: the caller passes each
+   * page it uses to `check` (or proves it by another checked page, as `snapshot diff` does).
+   */
+  readRun(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
+  /** checks the i-th page's bytes as read by an unchecked readRun against its CRC (a mismatch is a 'snapshot-invalid' error) */
+  check(i: number, page: Uint8Array): void
 }
 
 /** The whole version-2 file for `machine`, in memory (see snapshotChunks). */
@@ -233,7 +239,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   }
   const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
-  const pageCrc = (i: number): number => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+  const pageCrc = (i: number): number => words[4 * i + 2]!
   /** `page`, the bytes of the i-th stored page, once checked. */
   const checkPage = (i: number, page: Uint8Array): Uint8Array => {
     const stored = pageCrc(i)
@@ -244,7 +250,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   }
   /** The checked bytes of the i-th stored page. */
   const readPage = (i: number): Uint8Array => checkPage(i, source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES))
-  const readRun = (first: number, count: number, into?: Uint8Array): Uint8Array => {
+  const readRun = (first: number, count: number, into?: Uint8Array, unchecked = false): Uint8Array => {
     const offset = dataStart + first * PAGE_BYTES
     const bytes = count * PAGE_BYTES
     let run: Uint8Array
@@ -252,10 +258,11 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
       run = into.subarray(0, bytes)
       source.readInto(offset, run)
     } else run = source.read(offset, bytes)
-    for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
+    if (!unchecked) for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
     return run
   }
-  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun}
+  const check = (i: number, page: Uint8Array): void => void checkPage(i, page)
+  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun, check}
   const file = {version, checksum: storedCrc}
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
