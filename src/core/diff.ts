@@ -32,6 +32,8 @@ export interface PageList {
   readRun?(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
   /** checks the i-th page's bytes as an unchecked readRun gave them (throws if they are damaged) */
   check?(i: number, page: Uint8Array): void
+  /** checks pages first..first+count-1 as an unchecked readRun gave them, `run` their 4096 * count bytes (as `check` on each, in one go) */
+  checkRun?(first: number, count: number, run: Uint8Array): void
 }
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
@@ -400,6 +402,19 @@ class PageReader {
     if (this.unchecked) this.pages.check!(i, new Uint8Array(this.words.buffer, this.words.byteOffset + this.at * 4, PAGE))
   }
 
+  /** Pages i (the current one) and on that the current run holds (1 for a list read a page at a time). */
+  left(i: number): number {
+    return this.pages.readRun === undefined ? 1 : this.first + this.count - i
+  }
+
+  /** Checks pages i (the current one) .. i+count-1 of the current run, if it was read unchecked. */
+  checkRun(i: number, count: number): void {
+    if (!this.unchecked) return
+    const pages = this.pages
+    if (pages.checkRun !== undefined) pages.checkRun(i, count, new Uint8Array(this.words.buffer, this.words.byteOffset + this.at * 4, count * PAGE))
+    else for (let k = 0; k < count; k++) pages.check!(i + k, new Uint8Array(this.words.buffer, this.words.byteOffset + (this.at + k * WORDS) * 4, PAGE))
+  }
+
   private view(data: Uint8Array): void {
     const bytes = data.byteOffset % 4 === 0 ? data : new Uint8Array(data)
     this.words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)
@@ -446,9 +461,17 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
   const ra = new PageReader(a)
   const rb = new PageReader(b)
   const total = a.count + b.count
+  const crcs = a.crc !== undefined && b.crc !== undefined
   let i = 0
   let j = 0
   let steps = 0
+  /** pages of A before this index are not tried as a run again (a run compare found a difference) */
+  let singleUntil = 0
+  const progress = (pages: number): void => {
+    const before = steps
+    steps += pages
+    if (onProgress !== undefined && steps >>> 8 !== before >>> 8) onProgress(i + j, total)
+  }
   while (i < a.count || j < b.count) {
     const fa = i < a.count ? a.frame(i) : Infinity
     const fb = j < b.count ? b.frame(j) : Infinity
@@ -458,8 +481,24 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
         ra.load(i)
         rb.load(j)
         // different CRCs prove a change; equal ones do not prove equality, so compare the bytes
-        const crcs = a.crc !== undefined && b.crc !== undefined
         const sameCrc = crcs && a.crc!(i) === b.crc!(j)
+        if (sameCrc && i >= singleUntil) {
+          // A run of pages in both readers' current runs, at the same frames with the same CRCs (none
+          // skipped): one compare, and where equal one check of A's run, which proves B's pages too.
+          const most = Math.min(ra.left(i), rb.left(j))
+          let k = 1
+          while (k < most && a.frame(i + k) === b.frame(j + k) && a.crc!(i + k) === b.crc!(j + k) && !skip.has(a.frame(i + k))) k++
+          if (k > 1) {
+            if (ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + k * PAGE, ra.at * 4, ra.at * 4 + k * PAGE) === 0) {
+              ra.checkRun(i, k)
+              i += k
+              j += k
+              progress(k)
+              continue
+            }
+            singleUntil = i + k
+          }
+        }
         ra.check(i)
         if (sameCrc && ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) === 0) {
           // equal bytes under equal stored CRCs: B's page checks exactly when A's does (checked just now)
@@ -479,7 +518,7 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
     }
     if (fa === frame) i++
     if (fb === frame) j++
-    if (onProgress !== undefined && ++steps % 256 === 0) onProgress(i + j, total)
+    progress(1)
   }
   flush()
   onProgress?.(total, total)
