@@ -35,14 +35,29 @@ function shiftOperator(bytes: number): number {
   return p
 }
 
-const operators = new Map<number, number>()
+/**
+ * Shifting a CRC past a fixed length is linear in the CRC's bits: as four tables, one a byte of the
+ * CRC, each entry the shifted image of that byte (32 multiplications to make, four lookups to use).
+ */
+function shiftTables(bytes: number): Uint32Array {
+  const op = shiftOperator(bytes)
+  const tables = new Uint32Array(4 * 256)
+  for (let k = 0; k < 4; k++) {
+    const t = tables.subarray(256 * k, 256 * (k + 1))
+    for (let bit = 0; bit < 8; bit++) t[1 << bit] = multiplyModP(op, (1 << (8 * k + bit)) >>> 0)
+    for (let b = 3; b < 256; b++) if ((b & (b - 1)) !== 0) t[b] = t[b & (b - 1)]! ^ t[b & -b]!
+  }
+  return tables
+}
+
+const shifts = new Map<number, Uint32Array>()
 
 /** The CRC-32 of A followed by B, from crcA, crcB and the length of B in bytes (zlib's crc32_combine). */
 export function combineCrc32(crcA: number, crcB: number, lengthB: number): number {
-  let op = operators.get(lengthB)
-  if (op === undefined) {
-    op = shiftOperator(lengthB)
-    operators.set(lengthB, op)
+  let t = shifts.get(lengthB)
+  if (t === undefined) {
+    t = shiftTables(lengthB)
+    shifts.set(lengthB, t)
   }
-  return (multiplyModP(op, crcA >>> 0) ^ crcB) >>> 0
+  return (t[crcA & 0xff]! ^ t[256 + ((crcA >>> 8) & 0xff)]! ^ t[512 + ((crcA >>> 16) & 0xff)]! ^ t[768 + (crcA >>> 24)]! ^ crcB) >>> 0
 }
