@@ -72,7 +72,9 @@ export function diffJson(d: SnapshotDiff, names: {a: string; b: string}, bytes?:
     mappings: d.mappings.map((m) => ({change: m.change, start: hex(m.start), end: hex(m.end), size: Number(m.end - m.start), old: sideJson(m.old), new: sideJson(m.new)})),
     tables: d.tables.map((t) => ({change: t.change, address: hex(t.address), level: t.level, entriesChanged: t.entriesChanged})),
     memory: d.memory.map((r) => {
-      const out: SnapshotDiffJson['memory'][number] = {address: hex(r.address), end: hex(r.address + BigInt(r.length)), length: r.length, differing: r.differing}
+      // (addresses as numbers: exact, as RAM lies below 2^40)
+      const start = Number(r.address)
+      const out: SnapshotDiffJson['memory'][number] = {address: `0x${start.toString(16)}`, end: `0x${(start + r.length).toString(16)}`, length: r.length, differing: r.differing}
       if (bytes !== undefined) {
         const b = bytes(r)
         out.old = Buffer.from(b.old).toString('hex')
@@ -183,8 +185,11 @@ export function diffLines(d: SnapshotDiff, names: {a: string; b: string}, bytes?
   if (d.memory.length > 0) {
     const differing = d.memory.reduce((n, r) => n + r.differing, 0)
     out.push(heading(`Memory outside the tables: ${plural(d.memory.length, 'range')}, ${plural(differing, 'byte')} ${differing === 1 ? 'differs' : 'differ'}`))
+    // (addresses as numbers: exact, as RAM lies below 2^40; a line each, and thousands of ranges are common)
+    const mark = color.level > 0 ? tilde : (text: string): string => `~ ${text}`
     for (const r of d.memory) {
-      out.push(tilde(`${hex(r.address)}-${hex(r.address + BigInt(r.length))}  ${plural(r.length, 'byte')}, ${r.differing} ${r.differing === 1 ? 'differs' : 'differ'}`))
+      const start = Number(r.address)
+      out.push(mark(`0x${start.toString(16)}-0x${(start + r.length).toString(16)}  ${plural(r.length, 'byte')}, ${r.differing} ${r.differing === 1 ? 'differs' : 'differ'}`))
       if (bytes !== undefined) {
         const b = bytes(r)
         out.push(...dumpLines(r.address, b.old, minus), ...dumpLines(r.address, b.new, plus))

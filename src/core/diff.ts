@@ -24,8 +24,16 @@ export interface PageList {
   crc?(i: number): number
   /** the i-th page's 4096 bytes */
   read(i: number): Uint8Array
-  /** pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when that is cheaper than one at a time */
-  readRun?(first: number, count: number, into?: Uint8Array): Uint8Array
+  /**
+   * pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when
+   * that is cheaper than one at a time; with `unchecked` (asked only of a list with `check`), its pages
+   * are not checked here: the diff checks each page it uses, or proves it equal to a checked one
+   */
+  readRun?(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
+  /** checks the i-th page's bytes as an unchecked readRun gave them (throws if they are damaged) */
+  check?(i: number, page: Uint8Array): void
+  /** checks pages first..first+count-1 as an unchecked readRun gave them, `run` their 4096 * count bytes (as `check` on each, in one go) */
+  checkRun?(first: number, count: number, run: Uint8Array): void
 }
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
@@ -357,6 +365,7 @@ const RUN_PAGES = 16
 /**
  * Reads a page list in ascending order, RUN_PAGES at a time into one reused buffer where the list can
  * (few, large reads, and no fresh memory to fault in), and exposes the current page as 32-bit words.
+ * Where the list can check pages itself, runs are read unchecked and `check` checks the current page.
  */
 class PageReader {
   /** the current page: its words are words[at .. at + 1024), its bytes bytes[4 * at ..] */
@@ -366,9 +375,11 @@ class PageReader {
   private first = 0
   private count = 0
   private readonly buffer: Uint8Array | undefined
+  private readonly unchecked: boolean
 
   constructor(private readonly pages: PageList) {
     if (pages.readRun !== undefined) this.buffer = new Uint8Array(RUN_PAGES * PAGE)
+    this.unchecked = pages.readRun !== undefined && pages.check !== undefined
   }
 
   load(i: number): void {
@@ -381,9 +392,27 @@ class PageReader {
     if (this.count === 0 || i < this.first || i >= this.first + this.count) {
       this.first = i
       this.count = Math.min(RUN_PAGES, pages.count - i)
-      this.view(pages.readRun(i, this.count, this.buffer))
+      this.view(pages.readRun(i, this.count, this.buffer, this.unchecked))
     }
     this.at = (i - this.first) * WORDS
+  }
+
+  /** Checks page i, the current one, if its run was read unchecked. */
+  check(i: number): void {
+    if (this.unchecked) this.pages.check!(i, new Uint8Array(this.words.buffer, this.words.byteOffset + this.at * 4, PAGE))
+  }
+
+  /** Pages i (the current one) and on that the current run holds (1 for a list read a page at a time). */
+  left(i: number): number {
+    return this.pages.readRun === undefined ? 1 : this.first + this.count - i
+  }
+
+  /** Checks pages i (the current one) .. i+count-1 of the current run, if it was read unchecked. */
+  checkRun(i: number, count: number): void {
+    if (!this.unchecked) return
+    const pages = this.pages
+    if (pages.checkRun !== undefined) pages.checkRun(i, count, new Uint8Array(this.words.buffer, this.words.byteOffset + this.at * 4, count * PAGE))
+    else for (let k = 0; k < count; k++) pages.check!(i + k, new Uint8Array(this.words.buffer, this.words.byteOffset + (this.at + k * WORDS) * 4, PAGE))
   }
 
   private view(data: Uint8Array): void {
@@ -432,9 +461,17 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
   const ra = new PageReader(a)
   const rb = new PageReader(b)
   const total = a.count + b.count
+  const crcs = a.crc !== undefined && b.crc !== undefined
   let i = 0
   let j = 0
   let steps = 0
+  /** pages of A before this index are not tried as a run again (a run compare found a difference) */
+  let singleUntil = 0
+  const progress = (pages: number): void => {
+    const before = steps
+    steps += pages
+    if (onProgress !== undefined && steps >>> 8 !== before >>> 8) onProgress(i + j, total)
+  }
   while (i < a.count || j < b.count) {
     const fa = i < a.count ? a.frame(i) : Infinity
     const fb = j < b.count ? b.frame(j) : Infinity
@@ -444,19 +481,44 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
         ra.load(i)
         rb.load(j)
         // different CRCs prove a change; equal ones do not prove equality, so compare the bytes
-        const known = a.crc !== undefined && b.crc !== undefined && a.crc(i) !== b.crc(j)
-        if (known || ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) !== 0) scan(frame, ra.words, ra.at, rb.words, rb.at)
+        const sameCrc = crcs && a.crc!(i) === b.crc!(j)
+        if (sameCrc && i >= singleUntil) {
+          // A run of pages in both readers' current runs, at the same frames with the same CRCs (none
+          // skipped): one compare, and where equal one check of A's run, which proves B's pages too.
+          const most = Math.min(ra.left(i), rb.left(j))
+          let k = 1
+          while (k < most && a.frame(i + k) === b.frame(j + k) && a.crc!(i + k) === b.crc!(j + k) && !skip.has(a.frame(i + k))) k++
+          if (k > 1) {
+            if (ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + k * PAGE, ra.at * 4, ra.at * 4 + k * PAGE) === 0) {
+              ra.checkRun(i, k)
+              i += k
+              j += k
+              progress(k)
+              continue
+            }
+            singleUntil = i + k
+          }
+        }
+        ra.check(i)
+        if (sameCrc && ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) === 0) {
+          // equal bytes under equal stored CRCs: B's page checks exactly when A's does (checked just now)
+        } else {
+          rb.check(j)
+          if (crcs || ra.bytes.compare(rb.bytes, rb.at * 4, rb.at * 4 + PAGE, ra.at * 4, ra.at * 4 + PAGE) !== 0) scan(frame, ra.words, ra.at, rb.words, rb.at)
+        }
       } else if (fa < fb) {
         ra.load(i)
+        ra.check(i)
         scan(frame, ra.words, ra.at, ZERO_WORDS, 0)
       } else {
         rb.load(j)
+        rb.check(j)
         scan(frame, ZERO_WORDS, 0, rb.words, rb.at)
       }
     }
     if (fa === frame) i++
     if (fb === frame) j++
-    if (onProgress !== undefined && ++steps % 256 === 0) onProgress(i + j, total)
+    progress(1)
   }
   flush()
   onProgress?.(total, total)

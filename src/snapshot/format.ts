@@ -29,6 +29,7 @@
  */
 import {crc32} from 'node:zlib'
 
+import {combineCrc32} from '../core/crc32.js'
 import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {Machine, type MachineState} from '../core/machine.js'
@@ -89,8 +90,20 @@ export interface StoredPages {
   crc(i: number): number
   /** the i-th page's 4096 bytes, checked against its CRC (a mismatch is a 'snapshot-invalid' error) */
   read(i: number): Uint8Array
-  /** pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in `into` when given (if large enough) */
-  readRun(first: number, count: number, into?: Uint8Array): Uint8Array
+  /**
+   * pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in
+   * `into` when given (if large enough). With `unchecked`, none is checked here: the caller passes each
+   * page it uses to `check` (or proves it by another checked page, as `snapshot diff` does).
+   */
+  readRun(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
+  /** checks the i-th page's bytes as read by an unchecked readRun against its CRC (a mismatch is a 'snapshot-invalid' error) */
+  check(i: number, page: Uint8Array): void
+  /**
+   * checks pages first..first+count-1 as an unchecked readRun gave them (`run`, 4096 * count bytes):
+   * one CRC-32 of the run against the index's CRCs of its pages combined; only if that fails, page by
+   * page, so the error names the damaged page
+   */
+  checkRun(first: number, count: number, run: Uint8Array): void
 }
 
 /** The whole version-2 file for `machine`, in memory (see snapshotChunks). */
@@ -233,18 +246,19 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   }
   const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
   const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
-  const pageCrc = (i: number): number => index.readUInt32LE(INDEX_ENTRY_BYTES * i + 8)
+  const pageCrc = (i: number): number => words[4 * i + 2]!
   /** `page`, the bytes of the i-th stored page, once checked. */
   const checkPage = (i: number, page: Uint8Array): Uint8Array => {
     const stored = pageCrc(i)
     const actual = crc32(page)
     if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
-    if (isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
+    // (a page whose CRC is not the zero page's holds a non-zero byte)
+    if (actual === ZERO_PAGE_CRC && isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
     return page
   }
   /** The checked bytes of the i-th stored page. */
   const readPage = (i: number): Uint8Array => checkPage(i, source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES))
-  const readRun = (first: number, count: number, into?: Uint8Array): Uint8Array => {
+  const readRun = (first: number, count: number, into?: Uint8Array, unchecked = false): Uint8Array => {
     const offset = dataStart + first * PAGE_BYTES
     const bytes = count * PAGE_BYTES
     let run: Uint8Array
@@ -252,10 +266,20 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
       run = into.subarray(0, bytes)
       source.readInto(offset, run)
     } else run = source.read(offset, bytes)
-    for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
+    if (!unchecked) for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
     return run
   }
-  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun}
+  const check = (i: number, page: Uint8Array): void => void checkPage(i, page)
+  const checkRun = (first: number, count: number, run: Uint8Array): void => {
+    let expected = pageCrc(first)
+    for (let k = 1; k < count; k++) expected = combineCrc32(expected, pageCrc(first + k), PAGE_BYTES)
+    const whole = crc32(run.subarray(0, count * PAGE_BYTES)) === expected
+    for (let k = 0; k < count; k++) {
+      // (the run checks: a page is then all zero only if its CRC is the zero page's)
+      if (!whole || pageCrc(first + k) === ZERO_PAGE_CRC) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
+    }
+  }
+  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun, check, checkRun}
   const file = {version, checksum: storedCrc}
   return asInvalid(name, () => {
     if (mode === 'full' || n === 0) {
@@ -367,6 +391,8 @@ function view(bytes: Uint8Array): Buffer {
 }
 
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
+/** The CRC-32 of an all-zero page: a page with any other CRC is not all zero. */
+const ZERO_PAGE_CRC = crc32(ZERO_PAGE)
 
 function isZero(page: Uint8Array): boolean {
   return ZERO_PAGE.equals(page)

@@ -278,6 +278,83 @@ describe('diffMemory', () => {
     expect(buffers.size).toBe(1)
   })
 
+  it('reads runs unchecked from a list that checks pages, and checks every page it uses (one side of an equal pair)', () => {
+    /** A list that reads runs unchecked only when asked, and records the pages it checks (by frame) with their first bytes; CRC: the first byte. */
+    function checking(pages: Map<number, Uint8Array>, checked: Array<[number, number]>, damaged = new Set<number>()): PageList {
+      const base = listOf(pages, (frame) => pages.get(frame)![0]!)
+      return {
+        ...base,
+        readRun: (first, count, into, unchecked) => {
+          expect(unchecked).toBe(true)
+          const out = into!.subarray(0, count * 4096)
+          for (let k = 0; k < count; k++) out.set(base.read(first + k), k * 4096)
+          return out
+        },
+        check: (i, bytes) => {
+          checked.push([base.frame(i), bytes[0]!])
+          if (damaged.has(base.frame(i))) throw new Error(`page ${base.frame(i)} damaged`)
+        },
+      }
+    }
+    const a = new Map([[0x41000, page({0: 1})], [0x41001, page({0: 2, 9: 1})], [0x41002, page({0: 3})], [0x41003, page({0: 4})], [0x41005, page({0: 6})]])
+    const b = new Map([[0x41000, page({0: 1})], [0x41001, page({0: 2, 9: 2})], [0x41002, page({0: 9})], [0x41004, page({0: 5})], [0x41005, page({0: 6})]])
+    const checkedA: Array<[number, number]> = []
+    const checkedB: Array<[number, number]> = []
+    expect(diffMemory(checking(a, checkedA), checking(b, checkedB), new Set([0x41005]))).toEqual([
+      {address: 0x4100_1009n, length: 1, differing: 1}, // equal CRCs, different bytes
+      {address: 0x4100_2000n, length: 1, differing: 1}, // different CRCs
+      {address: 0x4100_3000n, length: 1, differing: 1}, // only in A
+      {address: 0x4100_4000n, length: 1, differing: 1}, // only in B
+    ])
+    // the pages each side used, each checked once with its own bytes; B's copy of an equal page (same CRC) is proven by A's, and the skipped page is not used
+    expect(checkedA).toEqual([
+      [0x41000, 1],
+      [0x41001, 2],
+      [0x41002, 3],
+      [0x41003, 4],
+    ])
+    expect(checkedB).toEqual([
+      [0x41001, 2],
+      [0x41002, 9],
+      [0x41004, 5],
+    ])
+    // a page that fails its check fails the diff, on either side
+    expect(() => diffMemory(checking(a, [], new Set([0x41000])), checking(b, []), new Set())).toThrow('page 266240 damaged')
+    expect(() => diffMemory(checking(a, []), checking(b, [], new Set([0x41002])), new Set())).toThrow('page 266242 damaged')
+  })
+
+  it('compares runs of pages at the same frames with the same CRCs in one go, checking A’s run once (checkRun)', () => {
+    /** A list of the frames 0x41000.. holding `pages`, CRC the first byte, recording its checks. */
+    function runs(pages: Uint8Array[], log: string[]): PageList {
+      const stored = new Map(pages.map((p, k) => [0x41000 + k, p] as [number, Uint8Array]))
+      const base = listOf(stored, (frame) => stored.get(frame)![0]!)
+      return {
+        ...base,
+        readRun: (first, count, into) => {
+          const out = into!.subarray(0, count * 4096)
+          for (let k = 0; k < count; k++) out.set(base.read(first + k), k * 4096)
+          return out
+        },
+        check: (i, bytes) => void log.push(`check ${i} ${bytes[0]}`),
+        checkRun: (first, count, run) => void log.push(`run ${first}+${count} ${run.length / 4096} ${run[0]}`),
+      }
+    }
+    const pages = Array.from({length: 20}, (_, k) => page({0: k + 1, 4000: 7}))
+    const logA: string[] = []
+    const logB: string[] = []
+    expect(diffMemory(runs(pages, logA), runs(pages.map((p) => new Uint8Array(p)), logB), new Set([0x41012]))).toEqual([])
+    // runs of 16 pages are read; page 18 (0x41012) is skipped, so the second run splits around it
+    expect(logA).toEqual(['run 0+16 16 1', 'run 16+2 2 17', 'check 19 20'])
+    expect(logB).toEqual([])
+    // a difference in page 5: that run is compared page by page (and not retried as a shorter run)
+    const changed = pages.map((p) => new Uint8Array(p))
+    changed[5]![4000] = 8
+    logA.length = 0
+    expect(diffMemory(runs(pages, logA), runs(changed, logB), new Set())).toEqual([{address: 0x4100_5fa0n, length: 1, differing: 1}])
+    expect(logA).toEqual([...Array.from({length: 16}, (_, k) => `check ${k} ${k + 1}`), 'run 16+4 4 17'])
+    expect(logB).toEqual(['check 5 6'])
+  })
+
   /** The reference: every differing byte, one at a time, merged by the same gap rule. */
   function naive(a: Map<number, Uint8Array>, b: Map<number, Uint8Array>): ByteRange[] {
     const frames = [...new Set([...a.keys(), ...b.keys()])].sort((x, y) => x - y)

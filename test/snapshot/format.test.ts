@@ -533,6 +533,35 @@ describe('decodeSnapshot: structural checks behind valid checksums', () => {
     expect(expectHvmemError(() => m.memory.read(HEAP_BASE, 1), 'snapshot-invalid').message).toBe(expected)
   })
 
+  it('a run read unchecked is checked in one go (checkRun), naming a damaged page or a stored page of zeros', () => {
+    const m = newMachine()
+    for (let k = 0n; k < 5n; k++) m.memory.writeBytes(HEAP_BASE + k * PAGE, Uint8Array.of(Number(k) + 1, 0xaa))
+    const data = encodeSnapshot(m)
+    const pagesOf = (file: Buffer) => decodeSource(bufferSource(file), NAME, 'lazy').pages!
+    const good = pagesOf(data)
+    expect(good.count).toBe(5)
+    const run = good.readRun(0, 5, undefined, true)
+    expect([...run.subarray(3 * PAGE_BYTES, 3 * PAGE_BYTES + 2)]).toEqual([4, 0xaa])
+    good.checkRun(0, 5, run)
+    good.checkRun(1, 3, run.subarray(PAGE_BYTES))
+    // page 3's byte changed without its CRC: unchecked reads pass it, checks name it
+    const damaged = Buffer.from(data)
+    damaged[dataStart(data) + 3 * PAGE_BYTES + 100] = 1
+    const bad = pagesOf(damaged)
+    const badRun = bad.readRun(0, 5, undefined, true)
+    const mismatch = `${NAME} is not a valid hvmem snapshot: page 0x41003000 checksum mismatch`
+    expect(expectHvmemError(() => bad.checkRun(0, 5, badRun), 'snapshot-invalid').message).toContain(mismatch)
+    expect(expectHvmemError(() => bad.check(3, badRun.subarray(3 * PAGE_BYTES, 4 * PAGE_BYTES)), 'snapshot-invalid').message).toContain(mismatch)
+    expect(expectHvmemError(() => bad.readRun(0, 5), 'snapshot-invalid').message).toContain(mismatch)
+    bad.checkRun(0, 3, badRun)
+    // a page of zeros stored with its true CRC: the run's CRC matches, and the page is still refused
+    const zeros = patched(data, (b) => b.fill(0, dataStart(data) + 2 * PAGE_BYTES, dataStart(data) + 3 * PAGE_BYTES))
+    const z = pagesOf(zeros)
+    expect(expectHvmemError(() => z.checkRun(0, 5, z.readRun(0, 5, undefined, true)), 'snapshot-invalid').message).toBe(
+      `${NAME} is not a valid hvmem snapshot: page 0x41002000 is stored but all zero (only non-zero pages are stored)`,
+    )
+  })
+
   it('allocator next exactly at the end is accepted (a full heap)', () => {
     const data = patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(HEAP_BASE + HEAP_SIZE, 48))
     expect(decodeSnapshot(data, NAME).heap.status().remaining).toBe(0n)

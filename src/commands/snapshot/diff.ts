@@ -35,7 +35,7 @@ export default class SnapshotDiff extends HvmemCommand {
     return DIFF_EXIT.trouble
   }
 
-  async run(): Promise<SnapshotDiffJson> {
+  async run(): Promise<SnapshotDiffJson | void> {
     const {args, flags} = await this.parse(SnapshotDiff)
     if (args.a === '-' && args.b === '-') throw new HvmemError('input', 'A and B cannot both be "-": standard input holds one snapshot; name the other file')
     const fileA = await open(args.a)
@@ -53,9 +53,8 @@ export default class SnapshotDiff extends HvmemCommand {
     const bytes = flags.bytes ? (r: ByteRange) => ({old: bytesAt(sideA.pages, r.address, r.length), new: bytesAt(sideB.pages, r.address, r.length)}) : undefined
     process.exitCode = result.same ? DIFF_EXIT.same : DIFF_EXIT.different
     if (this.jsonEnabled()) return diffJson(result, names, bytes)
+    // (no document without --json, as `snapshot show`: thousands of changed ranges make it cost)
     this.log(diffLines(result, names, bytes).join('\n'))
-    // (the bytes are only in the JSON document)
-    return diffJson(result, names)
   }
 }
 
