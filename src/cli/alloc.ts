@@ -17,7 +17,7 @@ export interface AllocJson {
  */
 export async function allocate(snapshot: string, size: bigint, align: bigint, json: boolean, log: (line: string) => void, take: (heap: Heap) => bigint[]): Promise<AllocJson | undefined> {
   const {addresses, heap} = await updateSnapshot(snapshot, (machine) => ({addresses: take(machine.heap), heap: json ? machine.heap.status() : undefined}))
-  for (const a of addresses) log(hex(a))
+  for (let i = 0; i < addresses.length; i++) log(hex(addresses[i]!))
   if (heap === undefined) return undefined
   return {addresses: addresses.map((a) => hex(a)), size: Number(size), align: Number(align), heap: heapJson(heap)}
 }
