@@ -294,7 +294,7 @@ async function save(path: string, machine: Machine): Promise<void> {
     let handle
     for (let attempt = 0; handle === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
-      // existing file, and a clash is retried), and loading Web Crypto cost every save about 1 ms.
+      // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
       temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
       try {
         // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
