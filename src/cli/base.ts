@@ -56,8 +56,11 @@ export abstract class HvmemCommand extends Command {
     options?: Interfaces.Input<F, B, A>,
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
-    if (this.batch === undefined || options === undefined) return super.parse(options, argv)
-    return this.batch.parse(() => super.parse(batchInput(options), argv))
+    const batch = this.batch
+    if (batch === undefined || options === undefined) return super.parse(options, argv)
+    // A line whose text was parsed before: that parse (no closure made for a parse not needed).
+    if (batch.parsed !== undefined) return batch.parsed as Promise<Interfaces.ParserOutput<F, B, A>>
+    return batch.parse(() => super.parse(batchInput(options), argv))
   }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
@@ -121,6 +124,8 @@ export interface BatchHooks {
   readonly json: boolean
   /** takes each line of output the command logs (without its newline) */
   log(text: string): void
+  /** the parse of this command's argv once it has succeeded (what `parse` then returns) */
+  readonly parsed: Promise<Interfaces.ParserOutput> | undefined
   /** parses the command's arguments; `parse` is the command's own (oclif's) parse */
   parse<T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T>
 }

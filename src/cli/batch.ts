@@ -54,15 +54,43 @@ export function refusal(id: string, pluginName: string | undefined, rootName: st
 /**
  * stdout and stderr of a batch, written in large chunks (never once a line). stdout is gathered in a
  * byte buffer rather than as strings: 10,000 lines of strings kept until a write would outlive
- * several garbage collections each, and cost more to collect than to print.
+ * several garbage collections each, and cost more to collect than to print. The lines commands log
+ * (`line`) wait in a short list first and go into the buffer LINES at a time, joined: one string and
+ * one copy for all of them, where a copy a line cost more than the rest of an `alloc page` line.
  */
 export class BufferedOutput {
   static readonly CHUNK = 1 << 16
+  static readonly LINES = 1024
   private readonly buffer = Buffer.allocUnsafe(BufferedOutput.CHUNK)
   private used = 0
+  /** lines (without their newlines) not yet in `buffer` */
+  private readonly lines: string[] = []
   private err = ''
 
-  stdout(text: string): void {
+  /** `text` and a newline on stdout. */
+  line(text: string): void {
+    if (this.lines.push(text) >= BufferedOutput.LINES) this.drainLines()
+  }
+
+  stderr(text: string): void {
+    this.err += text
+  }
+
+  /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
+  flush(): void {
+    if (this.lines.length > 0) this.drainLines()
+    this.flushStdout()
+    if (this.err !== '') process.stderr.write(this.err)
+    this.err = ''
+  }
+
+  private drainLines(): void {
+    const text = `${this.lines.join('\n')}\n`
+    this.lines.length = 0
+    this.bytes(text)
+  }
+
+  private bytes(text: string): void {
     // A character takes at most 3 bytes in UTF-8 (a surrogate pair, 4 for 2).
     if (this.used + text.length * 3 > BufferedOutput.CHUNK) {
       this.flushStdout()
@@ -72,17 +100,6 @@ export class BufferedOutput {
       }
     }
     this.used += this.buffer.write(text, this.used)
-  }
-
-  stderr(text: string): void {
-    this.err += text
-  }
-
-  /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
-  flush(): void {
-    this.flushStdout()
-    if (this.err !== '') process.stderr.write(this.err)
-    this.err = ''
   }
 
   private flushStdout(): void {
@@ -140,7 +157,7 @@ export class BatchRunner {
     // One loop, no function a line: at 10,000 lines, every promise and frame shows.
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!
-      if (verbose && !json) this.out.stdout(`# line ${line.line}: ${line.text}\n`)
+      if (verbose && !json) this.out.line(`# line ${line.line}: ${line.text}`)
       // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
       const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
       const changed = session.changed
@@ -151,7 +168,7 @@ export class BatchRunner {
         const result: unknown = await command.run()
         checkpoint?.release()
         this.ok++
-        if (json) this.out.stdout(`${JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson)}\n`)
+        if (json) this.out.line(JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson))
         // A line's own --json prints its result as JSON, as the command alone would.
         else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
       } catch (error) {
@@ -171,12 +188,12 @@ export class BatchRunner {
     const {json, keepGoing, verbose} = this.options
     if (json) {
       const summary: SummaryJson = {summary: {lines, ok: this.ok, failed: this.failed, skipped: this.skipped, saved, exitCode: this.exitCode}}
-      this.out.stdout(`${JSON.stringify(summary)}\n`)
+      this.out.line(JSON.stringify(summary))
       return
     }
     if (verbose) {
       const skipped = this.skipped > 0 ? `, ${this.skipped} not run` : ''
-      this.out.stdout(`# ${lines} line(s): ${this.ok} ok, ${this.failed} failed${skipped}; ${saved ? `saved ${this.options.snapshot}` : `${this.options.snapshot} unchanged`}\n`)
+      this.out.line(`# ${lines} line(s): ${this.ok} ok, ${this.failed} failed${skipped}; ${saved ? `saved ${this.options.snapshot}` : `${this.options.snapshot} unchanged`}`)
     }
     if (keepGoing && this.failed > 0) {
       this.out.stderr(`hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`)
@@ -196,7 +213,7 @@ export class BatchRunner {
     }
     // A line that names no known command is reported by its first words.
     const command = name ?? line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
-    if (json) this.out.stdout(`${JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson)}\n`)
+    if (json) this.out.line(JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson))
     else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
   }
 
@@ -222,16 +239,22 @@ export class BatchRunner {
     const lineJson = command.jsonEnabled()
     // The parse, once made: later lines get the same settled promise (no new one a line).
     let parsed: Promise<Interfaces.ParserOutput> | undefined
-    const hooks: BatchHooks = {
+    const hooks: BatchHooks & {parsed: Promise<Interfaces.ParserOutput> | undefined} = {
       json: this.options.json || lineJson,
-      log: (text) => this.out.stdout(text + '\n'),
+      parsed: undefined,
+      log: (text) => this.out.line(text),
       parse: <T extends Interfaces.ParserOutput>(parse: () => Promise<T>): Promise<T> => {
         if (parsed === undefined) {
           const made = parse().then((output) => this.onBatchSnapshot(output))
           // A line that fails to parse is parsed again (and fails again) if it comes back.
-          made.catch(() => {
-            if (parsed === made) parsed = undefined
-          })
+          made.then(
+            () => {
+              if (parsed === made) hooks.parsed = made
+            },
+            () => {
+              if (parsed === made) parsed = undefined
+            },
+          )
           parsed = made
         }
         return parsed as Promise<T>

@@ -113,28 +113,39 @@ export interface ScriptLine {
 export function splitScript(text: string): {lines: ScriptLine[]; errors: Array<{line: number; text: string; message: string}>} {
   const lines: ScriptLine[] = []
   const errors: Array<{line: number; text: string; message: string}> = []
-  const raw = text.split('\n')
-  // A final newline ends the last line rather than starting an empty one.
-  if (raw.length > 0 && raw[raw.length - 1] === '') raw.pop()
-  // Scripts repeat lines (10,000 "alloc page"): identical lines share their words.
+  // Scripts repeat lines (10,000 "alloc page"): identical lines share their text and words, and a
+  // line that repeats the one before it is recognised in place, without being cut out of `text`.
   const seen = new Map<string, string[]>()
-  for (let i = 0; i < raw.length; i++) {
-    let line = raw[i]!
-    if (line.endsWith('\r')) line = line.slice(0, -1)
+  let previous: {raw: string; text: string; words: string[]} | undefined
+  const n = text.length
+  // Each line runs up to its newline; a final newline ends the last line rather than starting an empty one.
+  for (let start = 0, number = 1; start < n; number++) {
+    let end = text.indexOf('\n', start)
+    if (end < 0) end = n
+    if (previous !== undefined && end - start === previous.raw.length && text.startsWith(previous.raw, start)) {
+      lines.push({line: number, text: previous.text, words: previous.words})
+      start = end + 1
+      continue
+    }
+    const raw = text.slice(start, end)
+    start = end + 1
+    previous = undefined
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw
     let words = seen.get(line)
     if (words === undefined) {
       try {
         words = splitWords(line)
       } catch (error) {
         if (!(error instanceof WordsError)) throw error
-        errors.push({line: i + 1, text: line, message: error.message})
+        errors.push({line: number, text: line, message: error.message})
         continue
       }
       if (words[0] === 'hvmem') words = words.slice(1)
       seen.set(line, words)
     }
     if (words.length === 0) continue
-    lines.push({line: i + 1, text: line.trim(), words})
+    previous = {raw, text: line.trim(), words}
+    lines.push({line: number, text: previous.text, words})
   }
   return {lines, errors}
 }

@@ -2,6 +2,7 @@ import {HvmemError} from './errors.js'
 import {U64_MAX, alignUp, hex, isPowerOfTwo} from './u64.js'
 
 export const PAGE_SIZE = 4096n
+const PAGE_MASK = PAGE_SIZE - 1n
 
 /** What a snapshot stores of an allocator. Padding is derived: next - start - allocated. */
 export interface AllocatorState {
@@ -58,10 +59,17 @@ export class BumpAllocator {
 
   allocAligned(size: bigint, align: bigint): bigint | undefined {
     if (size <= 0n) throw new HvmemError('input', `allocation size must be > 0 (got ${size})`)
-    if (!isPowerOfTwo(align)) throw new HvmemError('input', `alignment must be a power of two (got ${align})`)
-    const aligned = alignUp(this.nextFree, align)
-    if (aligned + size > this.end) return undefined
-    this.nextFree = aligned + size
+    // Every bigint operation makes a new bigint: the common cases (page alignment, a position already
+    // aligned) take the fewest (10,000 `alloc page` lines of a batch each come here).
+    let mask: bigint
+    if (align === PAGE_SIZE) mask = PAGE_MASK
+    else if (isPowerOfTwo(align)) mask = align - 1n
+    else throw new HvmemError('input', `alignment must be a power of two (got ${align})`)
+    const next = this.nextFree
+    const aligned = (next & mask) === 0n ? next : alignUp(next, align)
+    const end = aligned + size
+    if (end > this.end) return undefined
+    this.nextFree = end
     this.allocatedBytes += size
     return aligned
   }

@@ -131,6 +131,21 @@ describe('splitScript', () => {
     ])
   })
 
+  it('repeated lines (as in 10,000 "alloc page"): each numbered, a CR or a different spelling still seen as written', () => {
+    const {lines, errors} = splitScript("alloc page\nalloc page\nalloc page\r\nalloc page\n\nalloc page\nalloc  page\nalloc page\nmem write 'x\nmem write 'x\nalloc page")
+    expect(lines.map((l) => [l.line, l.text, l.words.join(' ')])).toEqual([
+      [1, 'alloc page', 'alloc page'],
+      [2, 'alloc page', 'alloc page'],
+      [3, 'alloc page', 'alloc page'],
+      [4, 'alloc page', 'alloc page'],
+      [6, 'alloc page', 'alloc page'],
+      [7, 'alloc  page', 'alloc page'],
+      [8, 'alloc page', 'alloc page'],
+      [11, 'alloc page', 'alloc page'],
+    ])
+    expect(errors.map((e) => e.line)).toEqual([9, 10])
+  })
+
   it('no final newline, only a newline, nothing', () => {
     expect(splitScript('alloc page').lines).toHaveLength(1)
     expect(splitScript('\n').lines).toEqual([])

@@ -12,8 +12,8 @@ export default class AllocAligned extends HvmemCommand {
     align: u64Flag({summary: 'Alignment, a power of two.', required: true}),
   }
 
-  async run(): Promise<AllocJson> {
+  async run(): Promise<AllocJson | undefined> {
     const {flags} = await this.parse(AllocAligned)
-    return allocate(flags.snapshot, flags.size, flags.align, (l) => this.log(l), (heap) => [heap.allocAligned(flags.size, flags.align)])
+    return allocate(flags.snapshot, flags.size, flags.align, this.jsonEnabled(), (l) => this.log(l), (heap) => [heap.allocAligned(flags.size, flags.align)])
   }
 }

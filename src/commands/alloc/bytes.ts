@@ -10,8 +10,8 @@ export default class AllocBytes extends HvmemCommand {
     size: u64Arg({description: 'Bytes to allocate (> 0).', required: true}),
   }
 
-  async run(): Promise<AllocJson> {
+  async run(): Promise<AllocJson | undefined> {
     const {args, flags} = await this.parse(AllocBytes)
-    return allocate(flags.snapshot, args.size, 4n, (l) => this.log(l), (heap) => [heap.alloc(args.size)])
+    return allocate(flags.snapshot, args.size, 4n, this.jsonEnabled(), (l) => this.log(l), (heap) => [heap.alloc(args.size)])
   }
 }

@@ -12,8 +12,8 @@ export default class AllocPage extends HvmemCommand {
     count: intFlag(1, 1 << 28)({char: 'n', summary: 'How many pages.', default: 1}),
   }
 
-  async run(): Promise<AllocJson> {
+  async run(): Promise<AllocJson | undefined> {
     const {flags} = await this.parse(AllocPage)
-    return allocate(flags.snapshot, PAGE_SIZE, PAGE_SIZE, (l) => this.log(l), (heap) => heap.allocPages(flags.count))
+    return allocate(flags.snapshot, PAGE_SIZE, PAGE_SIZE, this.jsonEnabled(), (l) => this.log(l), (heap) => heap.allocPages(flags.count))
   }
 }
