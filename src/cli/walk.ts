@@ -105,6 +105,18 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean
   }
 }
 
+/**
+ * For listings (dump tables, dump map): a foreign root must lie inside RAM, all its pages (a
+ * concatenated stage-2 root has up to 16). Returns how many pages the root has.
+ */
+export function rootPagesInRam(machine: Machine, target: WalkTarget): number {
+  const pages = rootTables(target.config)
+  if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
+    throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
+  }
+  return pages
+}
+
 /** "start level 1, 39-bit input, 40-bit PA" */
 export function describeWalk(config: WalkConfig): string {
   return `start level ${config.startLevel}, ${config.inputBits}-bit input, ${config.paBits}-bit PA`

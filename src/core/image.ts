@@ -5,9 +5,12 @@
  */
 import {HvmemError} from './errors.js'
 import {DEFAULT_HEAP_SIZE, checkLayout} from './heap.js'
-import {PAGE_BYTES} from './memory.js'
+import type {RegimeName} from './descriptor.js'
+import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, REGIMES} from './mapper.js'
+import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {PA_LIMIT} from './registers.js'
 import {alignUp, formatSize, hex, isAligned} from './u64.js'
+import {walkTables} from './walker.js'
 
 const PAGE = BigInt(PAGE_BYTES)
 
@@ -118,4 +121,29 @@ export function checkInsideRam(image: ImageExtent, ramBase: bigint, ramEnd: bigi
   if (image.base < ramBase || end > ramEnd) {
     throw new HvmemError('input', `${name} (${image.length} bytes at ${hex(image.base)}-${hex(end)}) does not lie inside the snapshot's RAM ${hex(ramBase)}-${hex(ramEnd)}; check --base, or import into a new snapshot (leave out --into)`)
   }
+}
+
+export interface AdoptOptions {
+  root: bigint
+  regime: RegimeName
+  vmid?: number
+  l2Budget?: number
+}
+
+/**
+ * The mapper state that makes tables found in an image (in hvmem's layout: a level-1 root, 39-bit
+ * inputs) the snapshot's mapper. Its L2 budget must cover the L2 tables the root already reaches;
+ * by default it is 4, or that many if more.
+ */
+export function adoptedMapperState(memory: PhysicalMemory, options: AdoptOptions): MapperState {
+  const {root, regime} = options
+  if ((root & 0xfffn) !== 0n || !memory.contains(root, BigInt(PAGE_BYTES))) {
+    throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
+  }
+  const reachableL2 = new Set(walkTables(memory, REGIMES[regime], root).filter((e) => e.level === 1 && e.decoded.kind === 'table').map((e) => e.decoded.nextTable!)).size
+  if (options.l2Budget !== undefined && options.l2Budget < reachableL2) {
+    throw new HvmemError('input', `--l2-budget ${options.l2Budget} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
+  }
+  const l2Budget = options.l2Budget ?? Math.min(MAX_L2_BUDGET, Math.max(DEFAULT_L2_BUDGET, reachableL2))
+  return {regime, root, vmid: options.vmid ?? 0, l2Budget, orphanedTables: 0}
 }

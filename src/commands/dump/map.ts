@@ -3,11 +3,9 @@ import type {ChalkInstance} from 'chalk'
 import {HvmemCommand} from '../../cli/base.js'
 import {intFlag} from '../../cli/flags.js'
 import {color} from '../../cli/style.js'
-import {type WalkJson, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {type WalkJson, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {HEAP_CATEGORIES, type HeapCategory, IPA_CATEGORIES, type IpaCategory, type Segment, type Strip, heapScale, heapSegments, ipaCategory, ipaScale, strip} from '../../core/address-map.js'
 import type {Access} from '../../core/descriptor.js'
-import {HvmemError} from '../../core/errors.js'
-import {rootTables} from '../../core/regime-config.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {mergeRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
@@ -84,10 +82,7 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
     let ipaStrip: Strip<IpaCategory> | undefined
     const tablePages: bigint[] = []
     if (target !== undefined) {
-      const pages = rootTables(target.config)
-      if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
-        throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
-      }
+      const pages = rootPagesInRam(machine, target)
       const entries = walkEntries(machine.memory, target)
       for (let i = 0; i < pages; i++) tablePages.push(target.root + 4096n * BigInt(i))
       for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) tablePages.push(e.decoded.nextTable!)

@@ -6,9 +6,7 @@ import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, 
 import {tablesDot} from '../../cli/dot.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, renderTable} from '../../cli/style.js'
-import {type WalkJson, describeWalk, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
-import {HvmemError} from '../../core/errors.js'
-import {rootTables} from '../../core/regime-config.js'
+import {type WalkJson, describeWalk, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {mergeRanges, walkRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
@@ -55,10 +53,7 @@ export default class DumpTables extends HvmemCommand {
       this.log('No translation tables yet: "hvmem map region" creates them.')
       return {mapper: null, entries: [], ranges: []}
     }
-    const pages = rootTables(target.config)
-    if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
-      throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
-    }
+    const pages = rootPagesInRam(machine, target)
     const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
     if (!target.foreign && flags.format === 'ranges' && !this.jsonEnabled()) {
       // The ranges alone: no object per entry (walkRanges), for large trees.

@@ -7,10 +7,10 @@ import {intFlag, u64Flag} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson} from '../../cli/json.js'
 import {progress} from '../../cli/progress.js'
 import {HvmemError} from '../../core/errors.js'
-import {type ImageScan, checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../core/image.js'
+import {type ImageScan, adoptedMapperState, checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../core/image.js'
 import {REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
 import {Machine} from '../../core/machine.js'
-import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, REGIMES, type MapperState} from '../../core/mapper.js'
+import {MAX_L2_BUDGET} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -144,20 +144,7 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
     })
     const ram = {base: layout.ramBase, size: layout.ramSize}
     const heap = {start: layout.heapBase, size: layout.heapSize, next: layout.heapBase, allocated: 0n}
-    let mapper: MapperState | undefined
-    if (flags.adopt !== undefined) {
-      const root = flags.adopt
-      if ((root & 0xfffn) !== 0n || !memory.contains(root, pageBytes)) {
-        throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
-      }
-      // The budget must not be spent already: at least the L2 tables the root reaches.
-      const reachableL2 = new Set(walkTables(memory, REGIMES[regime], root).filter((e) => e.level === 1 && e.decoded.kind === 'table').map((e) => e.decoded.nextTable!)).size
-      if (flags['l2-budget'] !== undefined && flags['l2-budget'] < reachableL2) {
-        throw new HvmemError('input', `--l2-budget ${flags['l2-budget']} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
-      }
-      const l2Budget = flags['l2-budget'] ?? Math.min(MAX_L2_BUDGET, Math.max(DEFAULT_L2_BUDGET, reachableL2))
-      mapper = {regime, root, vmid: flags.vmid ?? 0, l2Budget, orphanedTables: 0}
-    }
+    const mapper = flags.adopt === undefined ? undefined : adoptedMapperState(memory, {root: flags.adopt, regime, vmid: flags.vmid, l2Budget: flags['l2-budget']})
     const machine = Machine.restore({ram, heap, mapper}, memory)
     await createSnapshot(flags.snapshot, machine, flags.force)
     return this.json(flags.snapshot, image, flags.base, scan.nonZero.length, scan.pages, machine, true, layout.heapPlacement, [])
