@@ -60,7 +60,7 @@ export abstract class HvmemCommand extends Command {
     if (batch === undefined || options === undefined) return super.parse(options, argv)
     // A line whose text was parsed before: that parse (no closure made for a parse not needed).
     if (batch.parsed !== undefined) return batch.parsed as Promise<Interfaces.ParserOutput<F, B, A>>
-    return batch.parse(() => super.parse(batchInput(options), argv))
+    return batch.parse(() => super.parse(options, argv))
   }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
@@ -97,25 +97,6 @@ export function oneLine(message: string): string {
     if (c === '\r') return '\\r'
     return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
   })
-}
-
-const batchInputs = new WeakMap<object, object>()
-
-/**
- * A command's parser input as a batch uses it: the same, except that a missing argument is never
- * read from standard input (oclif would try; inside a batch it is the script). Made once a command.
- */
-function batchInput<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(options: Interfaces.Input<F, B, A>): Interfaces.Input<F, B, A> {
-  let input = batchInputs.get(options)
-  if (input === undefined) {
-    const args = Object.fromEntries(Object.entries(options.args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
-    // Each field by name, as oclif reads them (a command's inherited statics, such as baseFlags, are
-    // not its own to spread), and only those it has (an undefined `context` would hide the command).
-    const fields = {flags: options.flags, baseFlags: options.baseFlags, constraints: options.constraints, enableJsonFlag: options.enableJsonFlag, strict: options.strict, context: options.context, '--': options['--']}
-    input = {...Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined)), args}
-    batchInputs.set(options, input)
-  }
-  return input as Interfaces.Input<F, B, A>
 }
 
 /** How `hvmem batch` runs a command in-process (see HvmemCommand.batch). */

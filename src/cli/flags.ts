@@ -17,11 +17,19 @@ export function intFlag(min: number, max: number) {
   })
 }
 
-/** A 64-bit number argument, named in errors by its upper-case name (IPA, SIZE, ADDR). */
+/**
+ * A 64-bit number argument, named in errors by its upper-case name (IPA, SIZE, ADDR). Like every
+ * hvmem argument it is never read from standard input when missing (oclif would try, for 10 ms,
+ * whenever stdin is a pipe: a script's loop input would be taken as the argument).
+ */
 export const u64Arg = Args.custom<bigint>({
   parse: async (input, _context, options) => parseU64(input, options.name.toUpperCase()),
   defaultHelp: async ({options}) => helpFor(options.default),
+  ignoreStdin: true,
 })
+
+/** A text argument (a file name); never read from standard input (see u64Arg). */
+export const textArg = Args.custom<string>({parse: async (input) => input, ignoreStdin: true})
 
 /** Help (and the oclif manifest, which cannot hold a bigint) shows a 64-bit default as hex. */
 function helpFor(value: unknown): string | undefined {

@@ -1,8 +1,9 @@
 import {readFile} from 'node:fs/promises'
 import {text as readStream} from 'node:stream/consumers'
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../cli/base.js'
+import {textArg} from '../cli/flags.js'
 import {BatchRunner, BufferedOutput} from '../cli/batch.js'
 import {quote} from '../cli/numbers.js'
 import {splitScript} from '../cli/words.js'
@@ -27,7 +28,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
   ]
 
   static override args = {
-    file: Args.string({description: 'File of commands, one a line; - or nothing for standard input.', default: '-', ignoreStdin: true}),
+    file: textArg({description: 'File of commands, one a line; - or nothing for standard input.', default: '-'}),
   }
 
   static override flags = {

@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {textArg} from '../../cli/flags.js'
 import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
 import {progress} from '../../cli/progress.js'
 import {type ByteRange, type DiffSide, bytesAt, diffMachines, memoryPages} from '../../core/diff.js'
@@ -23,8 +24,8 @@ export default class SnapshotDiff extends HvmemCommand {
   ]
 
   static override args = {
-    a: Args.string({description: 'The old snapshot file, or - for standard input.', required: true}),
-    b: Args.string({description: 'The new snapshot file, or - for standard input.', required: true}),
+    a: textArg({description: 'The old snapshot file, or - for standard input.', required: true}),
+    b: textArg({description: 'The new snapshot file, or - for standard input.', required: true}),
   }
 
   static override flags = {

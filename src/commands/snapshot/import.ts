@@ -1,9 +1,9 @@
 import {type Stats, statSync} from 'node:fs'
 import {resolve} from 'node:path'
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {intFlag, u64Flag} from '../../cli/flags.js'
+import {intFlag, textArg, u64Flag} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson} from '../../cli/json.js'
 import {progress} from '../../cli/progress.js'
 import {HvmemError} from '../../core/errors.js'
@@ -63,7 +63,7 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
   ]
 
   static override args = {
-    raw: Args.string({description: 'The raw image file (its first byte is at --base).', required: true}),
+    raw: textArg({description: 'The raw image file (its first byte is at --base).', required: true}),
   }
 
   static override flags = {

@@ -1,6 +1,6 @@
-import {Args} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {textArg} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
 import {table} from '../../cli/style.js'
 import {tablePages} from '../../core/diff.js'
@@ -28,7 +28,7 @@ export default class SnapshotInfo extends HvmemCommand {
   static override examples = ['<%= config.bin %> snapshot info', '<%= config.bin %> snapshot info vm.snap --json']
 
   static override args = {
-    file: Args.string({description: 'Snapshot file (default: --snapshot).'}),
+    file: textArg({description: 'Snapshot file (default: --snapshot).'}),
   }
 
   async run(): Promise<SnapshotInfoJson> {

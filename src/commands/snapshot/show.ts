@@ -1,6 +1,7 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {textArg} from '../../cli/flags.js'
 import {PLAIN, type Paint, snapshotText} from '../../cli/diff-text.js'
 import {type HeapJson, type MapperJson, type RangeJson, heapJson, mapperJson, rangeJson} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
@@ -28,7 +29,7 @@ export default class SnapshotShow extends HvmemCommand {
   ]
 
   static override args = {
-    file: Args.string({description: 'Snapshot file (default: --snapshot).'}),
+    file: textArg({description: 'Snapshot file (default: --snapshot).'}),
   }
 
   static override flags = {
