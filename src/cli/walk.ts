@@ -5,7 +5,7 @@
  */
 import {Flags} from '@oclif/core'
 
-import {LEVEL_SHIFT, LEVEL_SIZE, type Regime, type RegimeName} from '../core/descriptor.js'
+import type {Regime, RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
 import type {PhysicalMemory} from '../core/memory.js'
@@ -122,21 +122,7 @@ export function describeWalk(config: WalkConfig): string {
   return `start level ${config.startLevel}, ${config.inputBits}-bit input, ${config.paBits}-bit PA`
 }
 
-/**
- * Every valid entry of the target's tables, in input-address order. A concatenated stage-2 root (up
- * to 16 pages) is walked page by page, each page's entries then numbered and placed as the one root
- * table it is part of: the walker skips a table whose (first) page was never written, which must not
- * hide the pages after it.
- */
+/** Every valid entry of the target's tables, in input-address order (a concatenated stage-2 root as one table). */
 export function walkEntries(memory: PhysicalMemory, target: WalkTarget): WalkEntry[] {
-  const start = target.config.startLevel
-  const pages = rootTables(target.config)
-  if (pages === 1) return walkTables(memory, target.regime, target.root, {startLevel: start, ipaBits: target.config.inputBits})
-  const span = LEVEL_SIZE[start]! * 512n
-  const out: WalkEntry[] = []
-  for (let k = 0; k < pages; k++) {
-    const page = walkTables(memory, target.regime, target.root + 4096n * BigInt(k), {startLevel: start, ipaBits: LEVEL_SHIFT[start]! + 9n})
-    for (const e of page) out.push({...e, ipa: e.ipa + span * BigInt(k), ...(e.level === start ? {index: e.index + 512 * k, table: target.root} : {})})
-  }
-  return out
+  return walkTables(memory, target.regime, target.root, {startLevel: target.config.startLevel, ipaBits: target.config.inputBits})
 }

@@ -43,7 +43,9 @@ export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32
 /**
  * The walk itself, over numbers (what walkTables and walkRanges are made of, for callers that need
  * no object per entry): reads each table page once, skips invalid entries on bit 0, and descends
- * into next-level tables inside RAM. Untouched (all-zero) table pages are not read.
+ * into next-level tables inside RAM. Untouched (all-zero) table pages are not read. A root of more
+ * than 512 entries (a concatenated stage-2 root: up to 16 pages) is one table at `root`, its pages
+ * read one by one, so an unwritten first page hides nothing after it.
  */
 export function scanTables(memory: PhysicalMemory, root: bigint, options: WalkOptions, visit: Visit): void {
   const startLevel = options.startLevel ?? START_LEVEL
@@ -55,26 +57,30 @@ export function scanTables(memory: PhysicalMemory, root: bigint, options: WalkOp
 
   const insideRam = (table: number): boolean => (exactRam ? table >= ramBase && table + PAGE <= ramEnd : memory.contains(BigInt(table), BigInt(PAGE)))
 
-  const walk = (table: number, level: number, base: number, count: number): void => {
-    const page = memory.pageOfFrame(table / PAGE)
-    if (page === undefined) return
-    const view = new DataView(page.buffer, page.byteOffset, PAGE)
+  /** Walks `count` entries of the page at `page`: entries `first`... of the table at `table`, from input address `base`. */
+  const walk = (table: number, level: number, base: number, count: number, page = table, first = 0): void => {
+    const bytes = memory.pageOfFrame(page / PAGE)
+    if (bytes === undefined) return
+    const view = new DataView(bytes.buffer, bytes.byteOffset, PAGE)
     const size = ENTRY_BYTES[level]!
-    for (let index = 0; index < count; index++) {
-      const lo = view.getUint32(8 * index, true)
+    for (let i = 0; i < count; i++) {
+      const lo = view.getUint32(8 * i, true)
       if ((lo & 1) === 0) continue
-      const hi = view.getUint32(8 * index + 4, true)
-      const ipa = base + index * size
+      const hi = view.getUint32(8 * i + 4, true)
+      const ipa = base + i * size
       if (level < 3 && (lo & 2) !== 0) {
         const next = addressOf(lo, hi)
         const inside = insideRam(next)
-        visit(level, index, table, ipa, lo, hi, !inside)
+        visit(level, first + i, table, ipa, lo, hi, !inside)
         if (inside) walk(next, level + 1, ipa, 512)
-      } else visit(level, index, table, ipa, lo, hi, false)
+      } else visit(level, first + i, table, ipa, lo, hi, false)
     }
   }
 
-  walk(Number(root & ADDRESS_MASK), startLevel, 0, rootEntries)
+  const rootTable = Number(root & ADDRESS_MASK)
+  for (let first = 0; first < rootEntries; first += 512) {
+    walk(rootTable, startLevel, first * ENTRY_BYTES[startLevel]!, Math.min(512, rootEntries - first), rootTable + (first / 512) * PAGE, first)
+  }
 }
 
 /**

@@ -28,6 +28,14 @@ function block(pa: bigint, attr: Stage2Attr = 'normal'): bigint {
 }
 
 describe('walkTables', () => {
+  it('walks a concatenated root (two pages: 40-bit inputs from level 1) as one table, past an unwritten first page', () => {
+    const memory = new PhysicalMemory(0x4000_0000n, 0x4000_0000n)
+    // entry 513 of the root sits in its second page; the first page is never written
+    memory.writeU64(ROOT + 8n * 513n, STAGE2.leafDescriptor(1, 0x4000_0000n, 'normal'))
+    const entries = walkTables(memory, STAGE2, ROOT, {startLevel: 1, ipaBits: 40n})
+    expect(entries.map(shape)).toEqual([{level: 1, index: 513, table: ROOT, ipa: 513n * GIB, size: GIB, kind: 'block'}])
+  })
+
   it('lists tables and blocks in IPA order with exact level, index, ipa and size', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x8000_0000n, BLOCK, 'device') // L1[2] -> 0x4100_1000
