@@ -4,10 +4,10 @@
  * the mapping ranges as ptdump lines, then every stored page as a hexdump whose all-zero lines are
  * folded into `*` (as hexdump(1) does). Deterministic: the same content always gives the same text.
  */
-import {type PageList, tablePages} from '../core/diff.js'
+import {type PageList, storedTableCount} from '../core/diff.js'
 import type {Machine} from '../core/machine.js'
 import {formatSize, hex} from '../core/u64.js'
-import {mergeRanges, walkTables} from '../core/walker.js'
+import {mergeRanges} from '../core/walker.js'
 import {hexdump, rangeLine} from './render.js'
 
 export interface Paint {
@@ -65,13 +65,11 @@ export function stateLines(machine: Machine): string[] {
  */
 export function* snapshotText(machine: Machine, pages: PageList, paint: Paint = PLAIN): Generator<string> {
   yield stateLines(machine).join('\n')
-  const m = machine.mapper
-  const entries = m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
+  const entries = machine.walkTables()
   const ranges = mergeRanges(entries)
   yield ['', paint.heading(`mappings (${ranges.length} range${ranges.length === 1 ? '' : 's'}):`), ...ranges.map((r) => rangeLine(r))].join('\n')
-  const tables = tablePages(machine, entries)
-  let tableCount = 0
-  for (let i = 0; i < pages.count; i++) if (tables.has(pages.frame(i))) tableCount++
+  const tables = machine.tablePages(entries)
+  const tableCount = storedTableCount(pages, tables)
   yield ['', paint.heading(`pages (${pages.count} stored, ${tableCount} holding tables):`)].join('\n')
   for (let i = 0; i < pages.count; i++) {
     const frame = pages.frame(i)

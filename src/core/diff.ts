@@ -12,8 +12,7 @@ import {ADDRESS_MASK, type Decoded, TABLE_OR_PAGE} from './descriptor.js'
 import type {Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
-import {START_LEVEL} from './registers.js'
-import {type Range, type WalkEntry, mergeRanges, walkTables} from './walker.js'
+import {type Range, type WalkEntry, mergeRanges} from './walker.js'
 
 /** The pages a side holds, in ascending address order; every page not listed reads as zero. */
 export interface PageList {
@@ -143,11 +142,11 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   const mapper = diffMapper(a.machine.mapper, b.machine.mapper)
   const pagesA = a.pages ?? memoryPages(a.machine.memory)
   const pagesB = b.pages ?? memoryPages(b.machine.memory)
-  const walkA = walk(a.machine)
-  const walkB = walk(b.machine)
+  const walkA = a.machine.walkTables()
+  const walkB = b.machine.walkTables()
   const mappings = diffMappings(walkA, walkB)
-  const tablesA = tablePages(a.machine, walkA)
-  const tablesB = tablePages(b.machine, walkB)
+  const tablesA = a.machine.tablePages(walkA)
+  const tablesB = b.machine.tablePages(walkB)
   const tables = diffTables(tablesA, tablesB, pagesA, pagesB)
   const skip = new Set([...tablesA.keys(), ...tablesB.keys()])
   const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
@@ -195,12 +194,6 @@ function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undef
     if (o.registers.find((r) => r.name === name)?.value !== n.registers.find((r) => r.name === name)?.value) fields.push(name)
   }
   return fields.length === 0 ? undefined : {change: 'changed', old, new: now, fields}
-}
-
-/** A walk of the machine's tables (none without a mapper). */
-function walk(machine: Machine): WalkEntry[] {
-  const m = machine.mapper
-  return m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
 }
 
 /** Everything a leaf says apart from its output address and whether it is a block or a page. */
@@ -279,20 +272,6 @@ export function diffMappings(oldWalk: readonly WalkEntry[], newWalk: readonly Wa
     at = end
   }
   return out
-}
-
-/** The table pages a walk (`entries`, default: a new one) reaches from the mapper's root (inside RAM), by frame number, with their levels. */
-export function tablePages(machine: Machine, entries?: readonly WalkEntry[]): Map<number, number> {
-  const tables = new Map<number, number>()
-  const m = machine.mapper
-  if (m === undefined) return tables
-  const root = m.root & ADDRESS_MASK
-  if (!machine.memory.contains(root, BigInt(PAGE))) return tables
-  tables.set(Number(root >> 12n), START_LEVEL)
-  for (const e of entries ?? walkTables(machine.memory, m.regime, m.root)) {
-    if (e.decoded.kind === 'table' && e.problem === undefined) tables.set(Number(e.decoded.nextTable! >> 12n), e.level + 1)
-  }
-  return tables
 }
 
 function diffTables(a: Map<number, number>, b: Map<number, number>, pagesA: PageList, pagesB: PageList): TableChange[] {
@@ -523,4 +502,11 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
   flush()
   onProgress?.(total, total)
   return out
+}
+
+/** How many of the stored pages hold tables (`tables`: Machine.tablePages). */
+export function storedTableCount(pages: PageList, tables: ReadonlyMap<number, number>): number {
+  let count = 0
+  for (let i = 0; i < pages.count; i++) if (tables.has(pages.frame(i))) count++
+  return count
 }

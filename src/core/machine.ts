@@ -3,7 +3,10 @@ import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
 import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
+import {ADDRESS_MASK} from './descriptor.js'
+import {START_LEVEL} from './registers.js'
 import {hex} from './u64.js'
+import {type WalkEntry, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -105,6 +108,29 @@ export class Machine {
     }
   }
 
+  /** Every valid entry of the mapper's tables, in input-address order (none without a mapper). */
+  walkTables(): WalkEntry[] {
+    const m = this.mapperInstance
+    return m === undefined ? [] : walkTables(this.memory, m.regime, m.root)
+  }
+
+  /**
+   * The table pages reachable from the mapper's root (inside RAM), by frame number, with their
+   * levels, in walk order (the root first); `entries` is a walk already made (walkTables).
+   */
+  tablePages(entries?: readonly WalkEntry[]): Map<number, number> {
+    const tables = new Map<number, number>()
+    const m = this.mapperInstance
+    if (m === undefined) return tables
+    const root = m.root & ADDRESS_MASK
+    if (!this.memory.contains(root, 4096n)) return tables
+    tables.set(Number(root >> 12n), START_LEVEL)
+    for (const e of entries ?? this.walkTables()) {
+      if (e.decoded.kind === 'table' && e.problem === undefined) tables.set(Number(e.decoded.nextTable! >> 12n), e.level + 1)
+    }
+    return tables
+  }
+
   /**
    * Returns the heap to its start. The mapper's tables live in the heap, so a reset with a mapper
    * would let new allocations overwrite live tables: it is refused unless `discardMapper`, which
@@ -115,13 +141,14 @@ export class Machine {
     const mapper = this.mapperInstance
     const discardedTables: bigint[] = []
     if (mapper !== undefined) {
-      const tables = [mapper.root, ...mapper.l2Tables()]
       if (!discardMapper) {
         throw new HvmemError(
           'mapping-conflict',
-          `the heap holds the ${mapper.state.regime === 'stage2' ? 'stage-2' : 'stage-1'} tables (root ${hex(mapper.root)}, ${tables.length - 1} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
+          `the heap holds the ${mapper.state.regime === 'stage2' ? 'stage-2' : 'stage-1'} tables (root ${hex(mapper.root)}, ${mapper.l2Tables().length} L2 table(s)); resetting it would let new allocations overwrite them. Use --discard-mapper to drop the mapper and zero its tables`,
         )
       }
+      // Every table the root reaches (L2 and L3 alike), the root first.
+      const tables = [...this.tablePages().keys()].map((frame) => BigInt(frame) << 12n)
       // Only tables hvmem allocated, i.e. inside the heap: an L1 entry written by hand may point anywhere.
       for (const table of tables.filter((t) => this.heap.contains(t))) {
         this.memory.zero(table, 4096n)

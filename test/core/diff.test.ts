@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {ADDRESS_MASK, TABLE_OR_PAGE} from '../../src/core/descriptor.js'
-import {type ByteRange, MERGE_GAP, type PageList, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory, memoryPages, tablePages} from '../../src/core/diff.js'
+import {type ByteRange, MERGE_GAP, type PageList, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory, memoryPages} from '../../src/core/diff.js'
 import {Machine} from '../../src/core/machine.js'
 import type {Permission} from '../../src/core/mapper.js'
 import {type WalkEntry, walkTables} from '../../src/core/walker.js'
@@ -482,15 +482,15 @@ describe('helpers', () => {
     expect([...bytesAt(list, 0x4100_0ffen, 4)]).toEqual([0, 0, 0xaa, 0xbb])
   })
 
-  it('tablePages lists the root and every table a walk reaches, with levels', () => {
+  it('Machine.tablePages lists the root and every table a walk reaches, with levels', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, PAGE, 'normal')
-    expect([...tablePages(machine)]).toEqual([
+    expect([...machine.tablePages()]).toEqual([
       [0x41000, 1],
       [0x41001, 2],
       [0x41002, 3],
     ])
     expect(memoryPages(machine.memory).count).toBe(3)
-    expect(tablePages(defaultMachine()).size).toBe(0)
+    expect(defaultMachine().tablePages().size).toBe(0)
   })
 })

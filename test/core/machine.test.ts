@@ -115,6 +115,15 @@ describe('Machine.resetHeap', () => {
     expect(again.mapper.l2Tables()).toEqual([])
   })
 
+  it('with discardMapper=true zeroes the L3 tables of page mappings too', () => {
+    const m = defaultMachine()
+    m.ensureMapper({}).mapper.mapRegion(0x4000_0000n, 2n * PAGE, 'normal', {granularity: 'page'})
+    // root, one L2 table, one L3 table
+    expect(m.memory.nonZeroPages().map(([a]) => a)).toEqual([HEAP, 0x4100_1000n, 0x4100_2000n])
+    expect(m.resetHeap(true)).toEqual({discardedTables: [HEAP, 0x4100_1000n, 0x4100_2000n]})
+    expect(m.memory.nonZeroPages()).toEqual([])
+  })
+
   it('with discardMapper=true leaves memory outside the heap alone, even where a hand-written L1 entry points', () => {
     const m = machineWithTables()
     m.memory.write(0x5000_0010n, 8, 0x1234n)

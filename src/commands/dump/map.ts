@@ -111,7 +111,7 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
     const status = machine.heap.status()
     const heapSegs = heapSegments(status, tablePages)
     const heapStrip = strip(heapSegs, heapScale(status.start, status.end, width), HEAP_CATEGORIES, status.end)
-    const inHeap = [...new Set(tablePages)].filter((t) => t >= status.start && t < status.end).sort((a, b) => (a < b ? -1 : 1))
+    const inHeap = heapSegs.filter((s) => s.category === 'table').map((s) => s.start)
     const orphanedTables = target?.foreign ? 0 : (machine.mapper?.state.orphanedTables ?? 0)
     const heap: DumpMapJson['heap'] = {
       start: hex(status.start),

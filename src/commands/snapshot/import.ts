@@ -14,7 +14,6 @@ import {MAX_L2_BUDGET} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {walkTables} from '../../core/walker.js'
 import {type RawImage, forEachImagePage, imagePageReader, openRawImage, scanImage} from '../../snapshot/raw-image.js'
 import {createSnapshot, updateSnapshot} from '../../snapshot/store.js'
 
@@ -158,13 +157,8 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
       checkInsideRam({base, length: BigInt(image.size)}, memory.base, memory.end, name)
       const end = imageEnd({base, length: BigInt(image.size)})
       // The mapper's table pages the image covers: found before they are overwritten.
-      const mapper = machine.mapper
-      const tables = new Set<bigint>()
-      if (mapper !== undefined) {
-        tables.add(mapper.root)
-        for (const e of walkTables(memory, mapper.regime, mapper.root)) if (e.decoded.kind === 'table' && e.problem === undefined) tables.add(e.decoded.nextTable!)
-      }
-      const overwritten = [...tables].filter((t) => t >= base && t < end).sort((a, b) => (a < b ? -1 : 1))
+      const tables = [...machine.tablePages().keys()].map((frame) => BigInt(frame) << 12n)
+      const overwritten = tables.filter((t) => t >= base && t < end).sort((a, b) => (a < b ? -1 : 1))
       let stored = 0
       let pages = 0
       const bar = this.bar(image)

@@ -3,7 +3,7 @@ import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
 import {table} from '../../cli/style.js'
-import {tablePages} from '../../core/diff.js'
+import {memoryPages, storedTableCount} from '../../core/diff.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {openSnapshotFile} from '../../snapshot/store.js'
 
@@ -38,9 +38,8 @@ export default class SnapshotInfo extends HvmemCommand {
     const machine = file.machine
     const memory = machine.memory
     // version 2: the index lists the stored pages; version 1 was read whole, so its memory holds them all
-    const stored = file.pages === undefined ? memory.nonZeroPages().map(([address]) => address) : Array.from({length: file.pages.count}, (_, i) => BigInt(file.pages!.frame(i)) << 12n)
-    const tables = tablePages(machine)
-    const tableCount = stored.filter((address) => tables.has(Number(address >> 12n))).length
+    const stored = file.pages ?? memoryPages(memory)
+    const tableCount = storedTableCount(stored, machine.tablePages())
     const mapper = machine.mapper
     const s = machine.heap.status()
     const covers = file.version === 1 ? 'file' : 'header+index'
@@ -51,7 +50,7 @@ export default class SnapshotInfo extends HvmemCommand {
       ram: {base: hex(memory.base), size: Number(memory.size), end: hex(memory.end)},
       heap: heapJson(s),
       mapper: mapper === undefined ? null : mapperJson(mapper),
-      pages: {stored: stored.length, tables: tableCount},
+      pages: {stored: stored.count, tables: tableCount},
       checksum: {crc32: hex(BigInt(file.checksum), 8), covers},
     }
     const t = table(['snapshot', path])
@@ -63,7 +62,7 @@ export default class SnapshotInfo extends HvmemCommand {
       ['heap next', `${hex(s.next)}: ${s.allocated} allocated, ${s.padding} padding, ${s.remaining} remaining`],
       ['mapper', mapper === undefined ? 'none' : `${mapper.state.regime}, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables, ${mapper.state.orphanedTables} orphaned`],
       ...(mapper === undefined ? [] : [['registers', registerLine(mapper)]]),
-      ['pages', `${stored.length} stored (${tableCount} holding tables)`],
+      ['pages', `${stored.count} stored (${tableCount} holding tables)`],
       ['checksum', `${json.checksum.crc32} (CRC-32 of the ${covers === 'file' ? 'whole file' : 'header and page index'})`],
     )
     this.log(t.toString())

@@ -5,9 +5,9 @@ import {textArg} from '../../cli/flags.js'
 import {PLAIN, type Paint, snapshotText} from '../../cli/diff-text.js'
 import {type HeapJson, type MapperJson, type RangeJson, heapJson, mapperJson, rangeJson} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
-import {memoryPages, tablePages} from '../../core/diff.js'
+import {memoryPages} from '../../core/diff.js'
 import {hex} from '../../core/u64.js'
-import {mergeRanges, walkTables} from '../../core/walker.js'
+import {mergeRanges} from '../../core/walker.js'
 import {openSnapshotFile} from '../../snapshot/store.js'
 
 export interface SnapshotShowJson {
@@ -48,8 +48,8 @@ export default class SnapshotShow extends HvmemCommand {
       return
     }
     const m = machine.mapper
-    const entries = m === undefined ? [] : walkTables(machine.memory, m.regime, m.root)
-    const tables = tablePages(machine, entries)
+    const entries = machine.walkTables()
+    const tables = machine.tablePages(entries)
     const ranges = mergeRanges(entries)
     const stored: SnapshotShowJson['pages'] = []
     for (let i = 0; i < pages.count; i++) {
