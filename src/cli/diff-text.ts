@@ -4,7 +4,8 @@
  * the mapping ranges as ptdump lines, then every stored page as a hexdump whose all-zero lines are
  * folded into `*` (as hexdump(1) does). Deterministic: the same content always gives the same text.
  */
-import {type PageList, storedTableCount} from '../core/diff.js'
+import {storedTableCount} from '../core/diff.js'
+import type {PageList} from '../core/page-list.js'
 import type {Machine} from '../core/machine.js'
 import {formatSize, hex} from '../core/u64.js'
 import {mergeRanges} from '../core/walker.js'
@@ -21,7 +22,7 @@ export const PLAIN: Paint = {heading: (s) => s, dim: (s) => s, table: (s) => s}
 const LINE = 16
 
 /** The page's hexdump lines, each run of all-zero lines folded into one `*`. */
-export function pageDump(address: bigint, page: Uint8Array, dim: (text: string) => string): string[] {
+function pageDump(address: bigint, page: Uint8Array, dim: (text: string) => string): string[] {
   const out: string[] = []
   let folded = false
   for (let offset = 0; offset < page.length; offset += LINE) {
@@ -38,7 +39,7 @@ export function pageDump(address: bigint, page: Uint8Array, dim: (text: string) 
 }
 
 /** The header: layout, heap, mapper and registers, one fact a line. */
-export function stateLines(machine: Machine): string[] {
+function stateLines(machine: Machine): string[] {
   const ram = machine.memory
   const h = machine.heap.status()
   const out = [

@@ -11,29 +11,9 @@
 import {ADDRESS_MASK, type Decoded, TABLE_OR_PAGE} from './descriptor.js'
 import type {Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
-import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
+import {PAGE_BYTES} from './memory.js'
+import {type PageList, memoryPages, pageAt} from './page-list.js'
 import {type Range, type WalkEntry, mergeRanges} from './walker.js'
-
-/** The pages a side holds, in ascending address order; every page not listed reads as zero. */
-export interface PageList {
-  readonly count: number
-  /** the i-th page's frame number (address >> 12) */
-  frame(i: number): number
-  /** the i-th page's CRC-32, when known (a snapshot's index): pages whose CRCs differ are known to differ */
-  crc?(i: number): number
-  /** the i-th page's 4096 bytes */
-  read(i: number): Uint8Array
-  /**
-   * pages first..first+count-1 in one go (4096 * count bytes; in `into` if given and large enough), when
-   * that is cheaper than one at a time; with `unchecked` (asked only of a list with `check`), its pages
-   * are not checked here: the diff checks each page it uses, or proves it equal to a checked one
-   */
-  readRun?(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
-  /** checks the i-th page's bytes as an unchecked readRun gave them (throws if they are damaged) */
-  check?(i: number, page: Uint8Array): void
-  /** checks pages first..first+count-1 as an unchecked readRun gave them, `run` their 4096 * count bytes (as `check` on each, in one go) */
-  checkRun?(first: number, count: number, run: Uint8Array): void
-}
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
 export interface DiffSide {
@@ -154,7 +134,7 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   return {same, layout, heap, mapper, mappings, tables, memory}
 }
 
-export function layoutOf(machine: Machine): Layout {
+function layoutOf(machine: Machine): Layout {
   const heap = machine.heap.allocator
   return {ramBase: machine.memory.base, ramSize: machine.memory.size, heapStart: heap.start, heapSize: heap.end - heap.start}
 }
@@ -297,19 +277,6 @@ function changedEntries(x: Uint8Array, y: Uint8Array): number {
   return n
 }
 
-/** The page at `frame` in a page list (binary search), or undefined when it is not stored (all zero). */
-export function pageAt(pages: PageList, frame: number): Uint8Array | undefined {
-  let low = 0
-  let high = pages.count - 1
-  while (low <= high) {
-    const mid = (low + high) >>> 1
-    const f = pages.frame(mid)
-    if (f === frame) return pages.read(mid)
-    if (f < frame) low = mid + 1
-    else high = mid - 1
-  }
-  return undefined
-}
 
 /** `length` bytes at `address` as a side's pages hold them (zero where no page is stored). */
 export function bytesAt(pages: PageList, address: bigint, length: number): Uint8Array {
@@ -326,11 +293,6 @@ export function bytesAt(pages: PageList, address: bigint, length: number): Uint8
   return out
 }
 
-/** A machine's non-zero pages as a page list (no CRCs). */
-export function memoryPages(memory: PhysicalMemory): PageList {
-  const pages = memory.nonZeroPages()
-  return {count: pages.length, frame: (i) => Number(pages[i]![0] >> 12n), read: (i) => pages[i]![1]}
-}
 
 /** A page's bytes as 32-bit words (copied first if the view is not 4-byte aligned). */
 function pageWords(page: Uint8Array): Uint32Array {

@@ -34,12 +34,13 @@ import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {Machine, type MachineState} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
+import {type PageList, pageAt} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
 export const FORMAT_VERSION = 2
 /** The oldest format version this hvmem reads. */
-export const OLDEST_FORMAT_VERSION = 1
+const OLDEST_FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
 export const INDEX_ENTRY_BYTES = 16
 /** Bytes a stored page costs in a version-2 file: its index entry and its data. */
@@ -81,47 +82,21 @@ export interface Decoded {
   pages?: StoredPages
 }
 
-/** A version-2 file's page index: what `snapshot diff` compares without loading pages into the machine. */
-export interface StoredPages {
-  readonly count: number
-  /** the i-th stored page's frame number (address >> 12) */
-  frame(i: number): number
-  /** the CRC-32 the index holds for the i-th page */
-  crc(i: number): number
-  /** the i-th page's 4096 bytes, checked against its CRC (a mismatch is a 'snapshot-invalid' error) */
-  read(i: number): Uint8Array
-  /**
-   * pages first..first+count-1 (adjacent in the file) in one read, each checked: 4096 * count bytes, in
-   * `into` when given (if large enough). With `unchecked`, none is checked here: the caller passes each
-   * page it uses to `check` (or proves it by another checked page, as `snapshot diff` does).
-   */
-  readRun(first: number, count: number, into?: Uint8Array, unchecked?: boolean): Uint8Array
-  /** checks the i-th page's bytes as read by an unchecked readRun against its CRC (a mismatch is a 'snapshot-invalid' error) */
-  check(i: number, page: Uint8Array): void
-  /**
-   * checks pages first..first+count-1 as an unchecked readRun gave them (`run`, 4096 * count bytes):
-   * one CRC-32 of the run against the index's CRCs of its pages combined; only if that fails, page by
-   * page, so the error names the damaged page
-   */
-  checkRun(first: number, count: number, run: Uint8Array): void
-}
-
-/** The whole version-2 file for `machine`, in memory (see snapshotChunks). */
-export function encodeSnapshot(machine: Machine): Buffer {
-  return Buffer.concat([...snapshotChunks(machine)])
-}
-
 /**
- * The version-2 file for `machine` as a sequence of buffers: header and index first, then the pages
- * about 1 MiB at a time. Pages a lazily loaded machine has not read are read (and checked) here, one
- * at a time, and not kept: memory stays small however large the snapshot.
+ * A version-2 file's page index: what `snapshot diff` compares without loading pages into the
+ * machine. Its CRCs are the index's; `read` and a checked `readRun` check pages against them (a
+ * mismatch is a 'snapshot-invalid' error); `checkRun` checks a run with one CRC of the whole run,
+ * and only if that fails page by page, so the error names the damaged page.
  */
-export function* snapshotChunks(machine: Machine): Generator<Buffer> {
-  for (const batch of snapshotBatches(machine)) yield batch.length === 1 ? Buffer.from(batch[0]!.buffer, batch[0]!.byteOffset, batch[0]!.length) : Buffer.concat(batch)
+export type StoredPages = Required<PageList>
+
+/** The whole version-2 file for `machine`, in memory. */
+export function encodeSnapshot(machine: Machine): Buffer {
+  return Buffer.concat([...snapshotBatches(machine)].flat())
 }
 
 /**
- * The same bytes as snapshotChunks, as batches of views (the header and index, then up to
+ * The file's bytes as batches of views (the header and index, then up to
  * CHUNK_PAGES pages a batch) for a vectored write, without copying the pages into chunks.
  */
 export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
@@ -301,8 +276,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
       storedFrames: frames,
       pageSource: (pageAddress) => {
-        const i = findIndex(frames, Number(pageAddress >> 12n))
-        return i === undefined ? undefined : readPage(i)
+        return pageAt(pages, Number(pageAddress >> 12n))
       },
     })
     return {machine: Machine.restore(state, memory), usesSource: true, ...file, pages}
@@ -352,20 +326,6 @@ function decodeV1(data: Buffer, name: string, bad: (why: string) => never): Mach
     }
     return Machine.restore(state, memory)
   })
-}
-
-/** Binary search of an ascending list of page frame numbers. */
-function findIndex(frames: Float64Array, frame: number): number | undefined {
-  let low = 0
-  let high = frames.length - 1
-  while (low <= high) {
-    const mid = (low + high) >>> 1
-    const at = frames[mid]!
-    if (at === frame) return mid
-    if (at < frame) low = mid + 1
-    else high = mid - 1
-  }
-  return undefined
 }
 
 /** True where typed arrays are little-endian, like the file. */

@@ -4,7 +4,7 @@ import {describe, expect, it} from 'vitest'
 
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
-import {FORMAT_VERSION, HEADER_BYTES, INDEX_ENTRY_BYTES, MAGIC, META_CRC_OFFSET, bufferSource, decodeSnapshot, decodeSource, encodeSnapshot, snapshotChunks} from '../../src/snapshot/format.js'
+import {FORMAT_VERSION, HEADER_BYTES, INDEX_ENTRY_BYTES, MAGIC, META_CRC_OFFSET, bufferSource, decodeSnapshot, decodeSource, encodeSnapshot, snapshotBatches} from '../../src/snapshot/format.js'
 import {
   HEAP_BASE,
   HEAP_SIZE,
@@ -243,10 +243,10 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(decodeSnapshot(data, NAME).mapper).toBeUndefined()
   })
 
-  it('snapshotChunks streams the same bytes: header and index first, then at most 256 pages (1 MiB) a chunk', () => {
+  it('snapshotBatches streams the same bytes: header and index first, then at most 256 pages (1 MiB) a batch', () => {
     const m = newMachine()
     for (let i = 0n; i < 300n; i++) m.memory.write(RAM_BASE + i * PAGE, 8, i + 1n)
-    const chunks = [...snapshotChunks(m)]
+    const chunks = [...snapshotBatches(m)].map((batch) => Buffer.concat(batch))
     expect(chunks.map((c) => c.length)).toEqual([128 + 300 * 16, 256 * PAGE_BYTES, 44 * PAGE_BYTES])
     expect(Buffer.concat(chunks).equals(encodeSnapshot(m))).toBe(true)
   })

@@ -4,12 +4,13 @@ import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
 import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
 import {progress} from '../../cli/progress.js'
-import {type ByteRange, type DiffSide, bytesAt, diffMachines, memoryPages} from '../../core/diff.js'
+import {type ByteRange, type DiffSide, bytesAt, diffMachines} from '../../core/diff.js'
+import {memoryPages} from '../../core/page-list.js'
 import {HvmemError} from '../../core/errors.js'
 import {type SnapshotFile, loadSnapshotBytes, openSnapshotFile} from '../../snapshot/store.js'
 
 /** diff(1)'s exit codes: 0 the same, 1 different, 2 trouble. */
-export const DIFF_EXIT = {same: 0, different: 1, trouble: 2} as const
+const DIFF_EXIT = {same: 0, different: 1, trouble: 2} as const
 
 /** What `-` names in messages. */
 const STDIN_NAME = 'standard input'
