@@ -212,15 +212,8 @@ async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
 }
 
 async function openDecoded(path: string, mode: DecodeMode): Promise<SnapshotFile> {
-  const notRegular = (): HvmemError => new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
-  let info: Stats
-  try {
-    info = await stat(path)
-  } catch (error) {
-    throw fsError(error, path)
-  }
   // Never open a device, FIFO or socket: opening some has effects, or blocks.
-  if (!info.isFile()) throw notRegular()
+  await checkRegular(path, false)
   let fd: number
   try {
     // A plain descriptor, not a FileHandle: it outlives this function when pages are read on demand (see openFiles).
@@ -231,7 +224,8 @@ async function openDecoded(path: string, mode: DecodeMode): Promise<SnapshotFile
   let keep = false
   try {
     const opened = fstatSync(fd)
-    if (!opened.isFile()) throw notRegular()
+    // (replaced by something else between the check and the open)
+    if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
     const decoded = decodeSource(fileSource(fd, opened.size, path), path, mode)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
