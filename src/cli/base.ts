@@ -4,6 +4,7 @@ import {Command, Errors, type Interfaces, ux} from '@oclif/core'
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {snapshotFlag} from './flags.js'
+import {quote} from './numbers.js'
 
 export interface ErrorJson {
   error: {kind: string; message: string; exitCode: number}
@@ -65,10 +66,8 @@ export abstract class HvmemCommand extends Command {
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
     if (err instanceof Errors.ExitError) throw err
-    const described = describe(err)
-    const {kind} = described
-    const exitCode = this.errorExitCode(described.exitCode)
-    const message = oneLine(described.message)
+    const {kind, message, exitCode: documented} = describeError(err)
+    const exitCode = this.errorExitCode(documented)
     if (process.env.HVMEM_DEBUG) process.stderr.write(`${err.stack ?? String(err)}\n`)
     process.exitCode = exitCode
     if (this.jsonEnabled()) this.logJson({error: {kind, message, exitCode}} satisfies ErrorJson)
@@ -112,12 +111,12 @@ export interface BatchHooks {
 }
 
 /** An error as hvmem reports it: its kind, one-line message and exit code (shared with hvmem batch). */
-export function describeError(err: Error): {kind: string; message: string; exitCode: number} {
-  const described = describe(err)
+export function describeError(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {
+  const described = describeRaw(err)
   return {...described, message: oneLine(described.message)}
 }
 
-function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {
+function describeRaw(err: Error & {oclif?: {exit?: number}}): {kind: string; message: string; exitCode: number} {
   if (err instanceof HvmemError) return {kind: err.kind, message: err.summary, exitCode: EXIT_CODES[err.kind]}
   if (err instanceof Errors.CLIError && err.oclif?.exit !== undefined && err.oclif.exit !== 1) {
     // oclif's own parse errors (missing argument, unknown flag, bad option): exit 2, made one line.
@@ -134,4 +133,9 @@ function describe(err: Error & {oclif?: {exit?: number}}): {kind: string; messag
     return {kind: 'input', message: `${text} (see --help)`, exitCode: EXIT_CODES.input}
   }
   return {kind: 'internal', message: `internal error: ${err.message} (set HVMEM_DEBUG=1 for a stack trace, and please report it)`, exitCode: EXIT_CODES.internal}
+}
+
+/** What an unknown command is told (the command_not_found hook, and a batch line). */
+export function unknownCommand(words: string): string {
+  return `unknown command ${quote(words)}; see "hvmem --help" for the commands`
 }

@@ -9,7 +9,7 @@ import type {Command, Config, Interfaces} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import type {SnapshotSession} from '../snapshot/store.js'
-import {type BatchHooks, HvmemCommand, describeError} from './base.js'
+import {type BatchHooks, HvmemCommand, describeError, unknownCommand} from './base.js'
 import {quote} from './numbers.js'
 import type {ScriptLine} from './words.js'
 
@@ -291,7 +291,7 @@ export class BatchRunner {
       if (!lookup.topic) break
     }
     if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
-    if (found === undefined) throw new HvmemError('input', `unknown command ${quote(prefix.join(' '))}; see "hvmem --help" for the commands`)
+    if (found === undefined) throw new HvmemError('input', unknownCommand(prefix.join(' ')))
     const name = found.id.replaceAll(':', ' ')
     const why = refusal(found.id, found.pluginName, this.config.name)
     if (why !== undefined) throw new HvmemError('input', `"${name}" cannot run inside a batch: ${why}`)

@@ -9,7 +9,7 @@ import {type WalkEntry, mergeRanges} from '../core/walker.js'
 import {attributeWords} from './render.js'
 
 /** Most range lines shown in one table's node; the rest are counted. */
-export const DOT_MAX_RANGES = 16
+const DOT_MAX_RANGES = 16
 
 export interface DotOptions {
   root: bigint

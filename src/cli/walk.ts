@@ -24,7 +24,7 @@ export const walkFlags = {
   mair: u64Flag({summary: 'With --root, stage 1: MAIR_EL2, which AttrIndx selects from (default 0x0004ff00).', helpGroup: 'FOREIGN TABLES'}),
 }
 
-export interface WalkFlags {
+interface WalkFlags {
   root?: bigint
   regime?: RegimeName
   vtcr?: bigint

@@ -61,7 +61,7 @@ export class Heap {
   allocPages(count: number): bigint[] {
     if (!Number.isSafeInteger(count) || count < 1) throw new HvmemError('input', `page count must be a positive integer (got ${count})`)
     // One page (10,000 "alloc page" lines of a batch): no size to compute, no loop.
-    if (count === 1) return [this.allocAligned(PAGE_SIZE, PAGE_SIZE)]
+    if (count === 1) return [this.allocPage()]
     const first = this.allocAligned(BigInt(count) * PAGE_SIZE, PAGE_SIZE)
     // A plain loop: Array.from with a mapping function is V8's slow generic path.
     const pages: bigint[] = []

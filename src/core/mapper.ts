@@ -34,7 +34,7 @@ export interface MapperOptions {
 /** The largest leaf a map may use: a 4 KiB page, a 2 MiB block or a 1 GiB block. */
 export type Granularity = 'page' | '2M' | '1G'
 export const GRANULARITIES: readonly Granularity[] = ['page', '2M', '1G']
-export const GRANULARITY_SIZE: Record<Granularity, bigint> = {page: PAGE, '2M': LEVEL_SIZE[2]!, '1G': GiB}
+const GRANULARITY_SIZE: Record<Granularity, bigint> = {page: PAGE, '2M': LEVEL_SIZE[2]!, '1G': GiB}
 
 export interface MapOptions {
   /** output address of `ipa` (default: `ipa`, an identity map) */

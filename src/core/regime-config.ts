@@ -33,8 +33,8 @@ const PS_BITS = [32n, 36n, 40n, 42n, 44n, 48n, 52n] as const
 /** Without FEAT_LPA the largest output size is 48 bits: a PS of 52 bits acts as 48 (Arm ARM, "PS ... greater than the implemented size"). */
 const MAX_PA_BITS = 48n
 /** 4 KiB granule, without FEAT_TTST (T0SZ at most 39) or 52-bit inputs (T0SZ at least 16). */
-export const MIN_T0SZ = 16
-export const MAX_T0SZ = 39
+const MIN_T0SZ = 16
+const MAX_T0SZ = 39
 const GRANULE_BITS = 12
 const STRIDE = 9
 const FINAL_LEVEL = 3
