@@ -14,38 +14,16 @@
  */
 import {build} from 'esbuild'
 import {execFileSync} from 'node:child_process'
-import {mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {join, relative, sep} from 'node:path'
+import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+
+import {commandId, hookName, sources} from './discover.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-/** Every .ts file under `dir`, relative to the project root, sorted. */
-function sources(dir) {
-  return readdirSync(join(root, dir), {withFileTypes: true, recursive: true})
-    .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
-    .map((e) => relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'))
-    .sort()
-}
-
-/** oclif's command id for a file under src/commands: heap/status.ts -> heap:status (index.ts names its directory). */
-function commandId(file) {
-  const parts = file.replace(/^src\/commands\//, '').replace(/\.ts$/, '').split('/')
-  if (parts.at(-1) === 'index') parts.pop()
-  return parts.join(':')
-}
-
-/** A hook's export name: command-not-found.ts -> commandNotFound. */
-function hookName(file) {
-  return file.replace(/^src\/hooks\//, '').replace(/\.ts$/, '').replace(/[-/]([a-z0-9])/g, (_, c) => c.toUpperCase())
-}
-
-/**
- * Code compiled by vm.Script (as bin/run.js loads the bundle, to use a code cache) has no module
- * loader of its own for `import()`: the dependencies' dynamic imports (oclif's module loader) call
- * `__hvmemImport`, which bin/run.js passes in (its own `import()`).
- */
 /**
  * Two start-up costs of @oclif/core that do nothing for hvmem, cut from its bundled copy (each only if
  * its text is found; the build says so otherwise):
@@ -71,7 +49,6 @@ function dependencyRewrites(patches) {
     name: 'hvmem-dependency-rewrites',
     setup(b) {
       b.onLoad({filter: /node_modules[\\/].*\.[cm]?js$/}, async ({path}) => {
-        const {readFile} = await import('node:fs/promises')
         let text = await readFile(path, 'utf8')
         let changed = false
         for (const patch of patches) {
