@@ -6,11 +6,10 @@
 import {HvmemError} from './errors.js'
 import {DEFAULT_HEAP_SIZE, checkLayout} from './heap.js'
 import type {RegimeName} from './descriptor.js'
-import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, REGIMES} from './mapper.js'
+import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, REGIMES, l2TablesAt} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {PA_LIMIT} from './registers.js'
 import {alignUp, formatSize, hex, isAligned} from './u64.js'
-import {walkTables} from './walker.js'
 
 const PAGE = BigInt(PAGE_BYTES)
 
@@ -140,7 +139,8 @@ export function adoptedMapperState(memory: PhysicalMemory, options: AdoptOptions
   if ((root & 0xfffn) !== 0n || !memory.contains(root, BigInt(PAGE_BYTES))) {
     throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
   }
-  const reachableL2 = new Set(walkTables(memory, REGIMES[regime], root).filter((e) => e.level === 1 && e.decoded.kind === 'table').map((e) => e.decoded.nextTable!)).size
+  // counted as the mapper counts them against its budget
+  const reachableL2 = l2TablesAt(REGIMES[regime], root, (a) => memory.readU64(a)).length
   if (options.l2Budget !== undefined && options.l2Budget < reachableL2) {
     throw new HvmemError('input', `--l2-budget ${options.l2Budget} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
   }

@@ -181,12 +181,7 @@ export class IdentityMapper {
 
   /** The L2 tables the L1 table points at, in L1 index order. */
   l2Tables(read: (address: bigint) => bigint = (a) => this.heap.memory.readU64(a)): bigint[] {
-    const out: bigint[] = []
-    for (let i = 0; i < ENTRIES; i++) {
-      const d = this.regime.decode(read(this.state.root + BigInt(8 * i)), 1)
-      if (d.kind === 'table') out.push(d.nextTable!)
-    }
-    return out
+    return l2TablesAt(this.regime, this.state.root, read)
   }
 
   /** Maps [ipa, ipa + size) to [pa, pa + size) with `attr`. Refuses to change an existing mapping unless `replace`. */
@@ -521,4 +516,14 @@ function mergeConflicts(conflicts: Conflict[]): Conflict[] {
 function describeExisting(regime: Regime, c: Conflict): string {
   const attr = regime.attrOf(c.existing)
   return `${attr ?? 'with other attributes'} to ${hex(c.oa)} (${formatSize(c.end - c.start)}, descriptor ${hex(c.existing)})`
+}
+
+/** The L2 tables the L1 table at `root` points at, one per table entry: what counts against a mapper's L2 budget. */
+export function l2TablesAt(regime: Regime, root: bigint, read: (address: bigint) => bigint): bigint[] {
+  const out: bigint[] = []
+  for (let i = 0; i < ENTRIES; i++) {
+    const d = regime.decode(read(root + BigInt(8 * i)), 1)
+    if (d.kind === 'table') out.push(d.nextTable!)
+  }
+  return out
 }

@@ -1,7 +1,10 @@
 /** Where an imported image puts RAM and the heap, and what it refuses. */
 import {describe, expect, it} from 'vitest'
 
-import {checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../src/core/image.js'
+import {tableDescriptor} from '../../src/core/descriptor.js'
+import {adoptedMapperState, checkImage, checkInsideRam, imageEnd, newSnapshotLayout} from '../../src/core/image.js'
+import {Machine} from '../../src/core/machine.js'
+import {PhysicalMemory} from '../../src/core/memory.js'
 import {expectHvmemError} from './helpers.js'
 
 const MiB = 1n << 20n
@@ -35,5 +38,21 @@ describe('checkImage and checkInsideRam', () => {
     expect(() => checkImage({base: (1n << 40n) - 4096n, length: 4096n}, 'RAW x')).not.toThrow()
     expectHvmemError(() => checkInsideRam({base: 0x3fff_f000n, length: 0x1000n}, 0x4000_0000n, 0x8000_0000n, 'RAW x'), 'input', "RAW x (4096 bytes at 0x3ffff000-0x40000000) does not lie inside the snapshot's RAM 0x40000000-0x80000000")
     expect(() => checkInsideRam({base: 0x7fff_f000n, length: 0x1000n}, 0x4000_0000n, 0x8000_0000n, 'RAW x')).not.toThrow()
+  })
+})
+
+describe('adoptedMapperState', () => {
+  const ROOT = 0x4100_0000n
+  const L2 = 0x4100_1000n
+
+  it('sizes the L2 budget as the mapper counts it: one per L1 table entry, even where entries share a table', () => {
+    const memory = new PhysicalMemory(0x4000_0000n, 0x4000_0000n)
+    for (let i = 0n; i < 5n; i++) memory.writeU64(ROOT + 8n * i, tableDescriptor(L2))
+    const state = adoptedMapperState(memory, {root: ROOT, regime: 'stage2'})
+    expect(state).toEqual({regime: 'stage2', root: ROOT, vmid: 0, l2Budget: 5, orphanedTables: 0})
+    // the mapper made of it can still map (its budget is not spent already)
+    const machine = Machine.restore({ram: {base: 0x4000_0000n, size: 0x4000_0000n}, heap: {start: 0x4200_0000n, size: 0x100_0000n, next: 0x4200_0000n, allocated: 0n}, mapper: state}, memory)
+    expect(() => machine.mapper!.mapRegion(0x0000_1000n, 0x1000n, 'normal')).not.toThrow()
+    expectHvmemError(() => adoptedMapperState(memory, {root: ROOT, regime: 'stage2', l2Budget: 4}), 'input', '--l2-budget 4 is below the 5 L2 tables the root 0x41000000 already reaches')
   })
 })
