@@ -12,8 +12,7 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {RangeMerger, type WalkEntry, addressOf, rawOf, scanTables} from '../core/walker.js'
-import {hex} from '../core/u64.js'
+import {RangeMerger, type WalkEntry, describeUnfollowed, scanTables} from '../core/walker.js'
 import {entryJson, mapperJson, rangeJson} from './json.js'
 
 type Field = 'index' | 'table' | 'ipa' | 'descriptor' | 'next' | 'output'
@@ -112,19 +111,32 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
   let first = true
   let lastKey = -1
   let template: Template | undefined
-  const ranges = new RangeMerger(regime)
+  const geometry = mapper.geometry
+  const ranges = new RangeMerger(regime, geometry)
   // the table of the entries being written (512 in a row share it), and its text
   let tableNumber = -1
   let tableText = new Uint8Array(0)
-  scanTables(memory, mapper.root, {}, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
-    ranges.add(level, ipa, lo, hi)
-    if (tableOutsideRam) {
-      // rare: the entry with its problem, rendered whole
-      const decoded = regime.decode(rawOf(lo, hi), level)
-      const entry: WalkEntry = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: SIZE[level]!, decoded, problem: `next-level table ${hex(decoded.nextTable!)} is outside RAM`}
-      emit(`${first ? '\n    ' : ',\n    '}${nested(entryJson(entry), 2)}`)
-      first = false
-      lastKey = -1
+  // an entry whose table the walk does not follow is written with its problem, so it waits for the walk's word
+  let held: WalkEntry | undefined
+  const release = (): void => {
+    if (held === undefined) return
+    emit(`${first ? '\n    ' : ',\n    '}${nested(entryJson(held), 2)}`)
+    first = false
+    lastKey = -1
+    held = undefined
+  }
+  scanTables(memory, mapper.root, geometry, (w, unfollowed) => {
+    if (unfollowed !== undefined) {
+      held!.problem = describeUnfollowed(w.next, unfollowed)
+      release()
+      return
+    }
+    release()
+    const {level, index, table, addr: ipa, lo, hi} = w
+    ranges.add(w)
+    if ((lo & 3) === 3 && level < 3) {
+      // a table entry (one in 512 or more) is rendered whole once the walk has said whether it follows it
+      held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(w.raw, level, geometry)}
       return
     }
     // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number
@@ -132,7 +144,7 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     if (key !== lastKey) {
       template = templates.get(key)
       if (template === undefined) {
-        template = makeTemplate(regime.decode(rawOf(lo, hi), level), level, index, table, ipa)
+        template = makeTemplate(regime.decode(w.raw, level, geometry), level, index, table, ipa, geometry.entrySize(level))
         templates.set(key, template)
       }
       lastKey = key
@@ -145,7 +157,6 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     out.set(separator, at)
     at += separator.length
     first = false
-    const address = addressOf(lo, hi)
     out.set(t.literals[0]!, at)
     at += t.literals[0]!.length
     for (let i = 0; i < t.fields.length; i++) {
@@ -176,10 +187,10 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
           out[at++] = QUOTE
           break
         case 'next':
-          at = putQuotedHex(out, at, address)
+          at = putQuotedHex(out, at, w.next)
           break
         case 'output':
-          at = putQuotedHex(out, at, address - (address % SIZE_NUMBER[level]!))
+          at = putQuotedHex(out, at, w.output)
           break
       }
       const literal = t.literals[i + 1]!
@@ -188,17 +199,14 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     }
     used = at
   })
+  release()
   emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}\n}\n`)
   flush()
 }
 
-/** Bytes an entry maps at each level (LEVEL_SIZE), as bigints and as numbers. */
-const SIZE: readonly bigint[] = [512n << 30n, 1n << 30n, 2n << 20n, 4n << 10n]
-const SIZE_NUMBER: readonly number[] = [2 ** 39, 2 ** 30, 2 ** 21, 2 ** 12]
-
 /** The text of an entry like this one, with markers where entries of its kind differ. */
-function makeTemplate(decoded: Decoded, level: number, index: number, table: number, ipa: number): Template {
-  const json = entryJson({level, index, table: BigInt(table), ipa: BigInt(ipa), size: SIZE[level]!, decoded})
+function makeTemplate(decoded: Decoded, level: number, index: number, table: number, ipa: number, size: bigint): Template {
+  const json = entryJson({level, index, table: BigInt(table), ipa: BigInt(ipa), size, decoded})
   const marked: Record<string, unknown> = {...json, index: marker('index'), table: marker('table'), ipa: marker('ipa'), descriptor: marker('descriptor')}
   if (json.nextTable !== undefined) marked.nextTable = marker('next')
   if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker('output')}

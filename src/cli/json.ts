@@ -3,6 +3,7 @@
  * strings; sizes and counts are JSON numbers, exact because RAM and the IPA space lie below 2^40.
  */
 import type {HeapStatus} from '../core/heap.js'
+import type {Geometry} from '../core/geometry.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {Decoded, LeafFields, RegimeName} from '../core/descriptor.js'
 import {hex} from '../core/u64.js'
@@ -25,6 +26,7 @@ export function heapJson(s: HeapStatus): HeapJson {
 export interface MapperJson {
   regime: RegimeName
   root: string
+  geometry: GeometryJson
   vmid: number
   l2Budget: number
   l2Tables: string[]
@@ -34,10 +36,24 @@ export interface MapperJson {
   registers: Record<string, string>
 }
 
+/** A geometry in JSON: `{granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1}`. */
+export interface GeometryJson {
+  granule: number
+  inputBits: number
+  paBits: number
+  startLevel: number
+  rootTables: number
+}
+
+export function geometryJson(g: Geometry): GeometryJson {
+  return {granule: g.granule, inputBits: g.inputBits, paBits: g.paBits, startLevel: g.startLevel, rootTables: g.rootTables}
+}
+
 export function mapperJson(m: IdentityMapper): MapperJson {
   return {
     regime: m.state.regime,
     root: hex(m.root),
+    geometry: geometryJson(m.geometry),
     vmid: m.state.vmid,
     l2Budget: m.state.l2Budget,
     l2Tables: m.l2Tables().map((t) => hex(t)),

@@ -9,7 +9,8 @@ import type {Regime, RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {DEFAULT_WALK, type WalkConfig, foreignWalk, rootTables} from '../core/regime-config.js'
+import {type Geometry, MEMORY_PAGE, granuleName} from '../core/geometry.js'
+import {foreignWalk} from '../core/regime-config.js'
 import {hex} from '../core/u64.js'
 import {type WalkEntry, walkTables} from '../core/walker.js'
 import {intFlag, u64Flag} from './flags.js'
@@ -38,7 +39,7 @@ export interface WalkTarget {
   regimeName: RegimeName
   regime: Regime
   root: bigint
-  config: WalkConfig
+  geometry: Geometry
   /** the registers that install these tables, by architectural name (the mapper's, or those of --root) */
   registers: Array<{name: string; value: bigint}>
   /** true for --root */
@@ -49,6 +50,7 @@ export interface WalkTarget {
 export interface WalkJson {
   regime: RegimeName
   root: string
+  granule: number
   startLevel: number
   inputBits: number
   paBits: number
@@ -59,9 +61,10 @@ export function walkJson(t: WalkTarget): WalkJson {
   return {
     regime: t.regimeName,
     root: hex(t.root),
-    startLevel: t.config.startLevel,
-    inputBits: Number(t.config.inputBits),
-    paBits: Number(t.config.paBits),
+    granule: t.geometry.granule,
+    startLevel: t.geometry.startLevel,
+    inputBits: t.geometry.inputBits,
+    paBits: t.geometry.paBits,
     registers: Object.fromEntries(t.registers.map((r) => [r.name, hex(r.value)])),
   }
 }
@@ -91,7 +94,7 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean
   if (flags.root !== undefined) {
     const regimeName = flags.regime ?? 'stage2'
     const w = foreignWalk(regimeName, flags.root, regimeName === 'stage2' ? flags.vtcr : flags.tcr, flags.vmid, flags.mair)
-    return {regimeName, regime: w.decoder, root: w.root, config: w.config, registers: w.registers, foreign: true}
+    return {regimeName, regime: w.decoder, root: w.root, geometry: w.geometry, registers: w.registers, foreign: true}
   }
   const mapper = required ? requireMapper(machine) : machine.mapper
   if (mapper === undefined) return undefined
@@ -99,7 +102,7 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean
     regimeName: mapper.state.regime,
     regime: mapper.regime,
     root: mapper.root,
-    config: DEFAULT_WALK,
+    geometry: mapper.geometry,
     registers: mapper.registers().map((r) => ({name: r.name, value: r.value})),
     foreign: false,
   }
@@ -110,19 +113,20 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean
  * concatenated stage-2 root has up to 16). Returns how many pages the root has.
  */
 export function rootPagesInRam(machine: Machine, target: WalkTarget): number {
-  const pages = rootTables(target.config)
-  if (target.foreign && !machine.memory.contains(target.root, 4096n * BigInt(pages))) {
-    throw new HvmemError('input', `--root ${hex(target.root)}: the root table${pages > 1 ? `s (${pages} pages)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
+  const g = target.geometry
+  const bytes = g.tableBytes(g.startLevel)
+  if (target.foreign && !machine.memory.contains(target.root, BigInt(bytes))) {
+    throw new HvmemError('input', `--root ${hex(target.root)}: the root table${g.rootTables > 1 ? `s (${g.rootTables} tables of ${g.granule / 1024} KiB)` : ''} must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
   }
-  return pages
+  return bytes / MEMORY_PAGE
 }
 
-/** "start level 1, 39-bit input, 40-bit PA" */
-export function describeWalk(config: WalkConfig): string {
-  return `start level ${config.startLevel}, ${config.inputBits}-bit input, ${config.paBits}-bit PA`
+/** "4K granule, start level 1, 39-bit input, 40-bit PA" */
+export function describeWalk(g: Geometry): string {
+  return `${granuleName(g.granule)} granule, start level ${g.startLevel}, ${g.inputBits}-bit input, ${g.paBits}-bit PA`
 }
 
 /** Every valid entry of the target's tables, in input-address order (a concatenated stage-2 root as one table). */
 export function walkEntries(memory: PhysicalMemory, target: WalkTarget): WalkEntry[] {
-  return walkTables(memory, target.regime, target.root, {startLevel: target.config.startLevel, ipaBits: target.config.inputBits})
+  return walkTables(memory, target.regime, target.root, target.geometry)
 }

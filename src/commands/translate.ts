@@ -42,9 +42,9 @@ export default class Translate extends HvmemCommand {
     const {args, flags} = await this.parse(Translate)
     const machine = await loadSnapshot(flags.snapshot)
     const target = walkTarget(machine, flags, true)
-    const t = translate(machine.memory, target.regime, target.root, args.address, {write: flags.write, exec: flags.exec}, target.config)
+    const t = translate(machine.memory, target.regime, target.root, args.address, {write: flags.write, exec: flags.exec}, target.geometry)
     const what = [t.write ? 'write' : 'read', ...(t.exec ? ['execute'] : [])].join(' + ')
-    const control = target.foreign ? ` (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.config)})` : ''
+    const control = target.foreign ? ` (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.geometry)})` : ''
     this.log(`${target.regime.stage === 2 ? 'Stage-2 walk of IPA' : 'Stage-1 (EL2) walk of VA'} ${hex(t.input)} for ${what}, root ${hex(target.root)}${control}`)
     for (const s of t.steps) this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
     const o = t.output

@@ -1,12 +1,12 @@
 /**
- * What stage-1 and stage-2 VMSAv8-64 descriptors share, 4 KiB granule (Arm ARM DDI 0487, D8.3
+ * What stage-1 and stage-2 VMSAv8-64 descriptors share, in any granule (Arm ARM DDI 0487, D8.3
  * "Translation table descriptor formats"), and the Regime that gives the attribute bits their meaning.
  */
 import {HvmemError} from './errors.js'
-import {GiB, KiB, MiB, hex} from './u64.js'
+import {ADDRESS_MASK, DEFAULT_STAGE2, FINAL_LEVEL, type Geometry} from './geometry.js'
+import {hex} from './u64.js'
 
-/** Output/next-table address bits 47:12. Never `~0xfff`: that keeps the upper attribute bits. */
-export const ADDRESS_MASK = 0x0000_ffff_ffff_f000n
+export {ADDRESS_MASK} from './geometry.js'
 
 export const VALID = 1n << 0n
 /** bit 1: table (L0-L2) or page (L3); clear for a block (L1, L2). */
@@ -15,12 +15,6 @@ export const AF = 1n << 10n
 export const CONTIGUOUS = 1n << 52n
 /** XN (stage 2: XN[1]; stage 1 EL2: XN), bit 54. */
 export const XN = 1n << 54n
-
-/** Bytes mapped by one leaf descriptor at each level (4 KiB granule). */
-export const LEVEL_SIZE: Record<number, bigint> = {0: 512n * GiB, 1: GiB, 2: 2n * MiB, 3: 4n * KiB}
-
-/** The input-address bit where each level's 9-bit index starts. */
-export const LEVEL_SHIFT: Record<number, bigint> = {0: 39n, 1: 30n, 2: 21n, 3: 12n}
 
 /** hvmem's named attribute sets; each regime encodes them its own way. */
 export type Attr = 'normal' | 'device' | 'readonly'
@@ -63,13 +57,20 @@ export interface Decoded {
   leaf?: LeafFields
 }
 
-export function kindOf(descriptor: bigint, level: number): DescriptorKind {
-  if ((descriptor & VALID) === 0n) return 'invalid'
-  const typeBit = (descriptor & TABLE_OR_PAGE) !== 0n
-  if (level === 3) return typeBit ? 'page' : 'reserved'
+/**
+ * What a descriptor at `level` is, from its low 32 bits: bit 0 valid, bit 1 table (levels 0-2) or page
+ * (level 3); a block only where the geometry has blocks (Geometry.canBlock), reserved elsewhere.
+ */
+export function kindOfLow(lo: number, level: number, geometry: Geometry): DescriptorKind {
+  if ((lo & 1) === 0) return 'invalid'
+  const typeBit = (lo & 2) !== 0
+  if (level === FINAL_LEVEL) return typeBit ? 'page' : 'reserved'
   if (typeBit) return 'table'
-  // 4 KiB granule without FEAT_LPA2: no blocks at level 0.
-  return level === 0 ? 'reserved' : 'block'
+  return geometry.canBlock(level) ? 'block' : 'reserved'
+}
+
+export function kindOf(descriptor: bigint, level: number, geometry: Geometry = DEFAULT_STAGE2): DescriptorKind {
+  return kindOfLow(Number(descriptor & 3n), level, geometry)
 }
 
 /** A table descriptor: the next table's address | 0b11. Neither regime's table descriptors carry hvmem attributes. */
@@ -108,11 +109,12 @@ export class Regime {
     return this.spec.attrBits
   }
 
-  /** A block (L1, L2) or page (L3) descriptor for output address `pa`, which must be aligned to the level. */
-  leafDescriptor(level: 1 | 2 | 3, pa: bigint, attr: Attr): bigint {
-    const size = LEVEL_SIZE[level]!
+  /** A block or page descriptor at `level` for output address `pa`, which must be aligned to the level. */
+  leafDescriptor(level: number, pa: bigint, attr: Attr, geometry: Geometry = DEFAULT_STAGE2): bigint {
+    if (!geometry.canLeaf(level)) throw new HvmemError('input', `the ${geometry.granule / 1024}K granule has no leaf at level ${level}`)
+    const size = geometry.entrySize(level)
     if ((pa & (size - 1n)) !== 0n || (pa & ~ADDRESS_MASK) !== 0n) throw new HvmemError('input', `output address ${hex(pa)} is not a ${size}-byte aligned 48-bit address`)
-    return pa | this.spec.attrBits[attr] | VALID | (level === 3 ? TABLE_OR_PAGE : 0n)
+    return pa | this.spec.attrBits[attr] | VALID | (level === FINAL_LEVEL ? TABLE_OR_PAGE : 0n)
   }
 
   /** The named attribute set whose bits a leaf descriptor carries, if any. */
@@ -121,11 +123,12 @@ export class Regime {
     return ATTRS.find((a) => this.spec.attrBits[a] === bits)
   }
 
-  decode(descriptor: bigint, level: number): Decoded {
-    const kind = kindOf(descriptor, level)
-    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & ADDRESS_MASK}
+  /** The descriptor at `level` read by this regime's rules in `geometry` (by default the 4 KiB granule's). */
+  decode(descriptor: bigint, level: number, geometry: Geometry = DEFAULT_STAGE2): Decoded {
+    const kind = kindOf(descriptor, level, geometry)
+    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & geometry.addressMask}
     if (kind !== 'block' && kind !== 'page') return {raw: descriptor, level, kind}
-    const outputAddress = descriptor & ADDRESS_MASK & ~(LEVEL_SIZE[level]! - 1n)
+    const outputAddress = descriptor & ADDRESS_MASK & ~(geometry.entrySize(level) - 1n)
     return {raw: descriptor, level, kind, leaf: this.leafFields(descriptor, outputAddress)}
   }
 

@@ -6,7 +6,8 @@
 import {HvmemError} from './errors.js'
 import {DEFAULT_HEAP_SIZE, checkLayout} from './heap.js'
 import type {RegimeName} from './descriptor.js'
-import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, REGIMES, l2TablesAt} from './mapper.js'
+import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS} from './geometry.js'
+import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, l2TablesAt, mapperGeometry} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {PA_LIMIT} from './registers.js'
 import {alignUp, formatSize, hex, isAligned} from './u64.js'
@@ -140,10 +141,11 @@ export function adoptedMapperState(memory: PhysicalMemory, options: AdoptOptions
     throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
   }
   // counted as the mapper counts them against its budget
-  const reachableL2 = l2TablesAt(REGIMES[regime], root, (a) => memory.readU64(a)).length
+  const geometry = mapperGeometry({regime, granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
+  const reachableL2 = l2TablesAt(memory, geometry, root).length
   if (options.l2Budget !== undefined && options.l2Budget < reachableL2) {
     throw new HvmemError('input', `--l2-budget ${options.l2Budget} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
   }
   const l2Budget = options.l2Budget ?? Math.min(MAX_L2_BUDGET, Math.max(DEFAULT_L2_BUDGET, reachableL2))
-  return {regime, root, vmid: options.vmid ?? 0, l2Budget, orphanedTables: 0}
+  return {regime, root, vmid: options.vmid ?? 0, l2Budget, orphanedTables: 0, granule: geometry.granule, inputBits: geometry.inputBits}
 }

@@ -3,8 +3,7 @@ import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
 import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
-import {ADDRESS_MASK} from './descriptor.js'
-import {START_LEVEL} from './registers.js'
+import {MEMORY_PAGE} from './geometry.js'
 import {hex} from './u64.js'
 import {type WalkEntry, walkTables} from './walker.js'
 
@@ -77,6 +76,8 @@ export class Machine {
       ['regime', '--regime', existing.state.regime],
       ['vmid', '--vmid', existing.state.vmid],
       ['l2Budget', '--l2-budget', existing.state.l2Budget],
+      ['granule', '--granule', existing.state.granule],
+      ['inputBits', existing.state.regime === 'stage2' ? '--ipa-bits' : '--va-bits', existing.state.inputBits],
     ] as const) {
       const wanted = options[name]
       if (wanted !== undefined && wanted !== current) {
@@ -111,22 +112,27 @@ export class Machine {
   /** Every valid entry of the mapper's tables, in input-address order (none without a mapper). */
   walkTables(): WalkEntry[] {
     const m = this.mapperInstance
-    return m === undefined ? [] : walkTables(this.memory, m.regime, m.root)
+    return m === undefined ? [] : walkTables(this.memory, m.regime, m.root, m.geometry)
   }
 
   /**
-   * The table pages reachable from the mapper's root (inside RAM), by frame number, with their
-   * levels, in walk order (the root first); `entries` is a walk already made (walkTables).
+   * The 4 KiB memory pages of the tables reachable from the mapper's root (inside RAM), by frame
+   * number, with their tables' levels, in walk order (the root first; a 16 KiB table is four pages,
+   * a concatenated root all its tables'); `entries` is a walk already made (walkTables).
    */
   tablePages(entries?: readonly WalkEntry[]): Map<number, number> {
     const tables = new Map<number, number>()
     const m = this.mapperInstance
     if (m === undefined) return tables
-    const root = m.root & ADDRESS_MASK
-    if (!this.memory.contains(root, 4096n)) return tables
-    tables.set(Number(root >> 12n), START_LEVEL)
+    const g = m.geometry
+    const add = (table: bigint, level: number): void => {
+      const first = Number(table / BigInt(MEMORY_PAGE))
+      for (let i = 0; i < g.tableBytes(level) / MEMORY_PAGE; i++) tables.set(first + i, level)
+    }
+    if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
+    add(m.root, g.startLevel)
     for (const e of entries ?? this.walkTables()) {
-      if (e.decoded.kind === 'table' && e.problem === undefined) tables.set(Number(e.decoded.nextTable! >> 12n), e.level + 1)
+      if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
     }
     return tables
   }
@@ -148,11 +154,11 @@ export class Machine {
         )
       }
       // Every table the root reaches (L2 and L3 alike), the root first.
-      const tables = [...this.tablePages().keys()].map((frame) => BigInt(frame) << 12n)
-      // Only tables hvmem allocated, i.e. inside the heap: an L1 entry written by hand may point anywhere.
-      for (const table of tables.filter((t) => this.heap.contains(t))) {
-        this.memory.zero(table, 4096n)
-        discardedTables.push(table)
+      const pages = [...this.tablePages().keys()].map((frame) => BigInt(frame) * BigInt(MEMORY_PAGE))
+      // Only tables hvmem allocated, i.e. inside the heap: an entry written by hand may point anywhere.
+      for (const page of pages.filter((t) => this.heap.contains(t))) {
+        this.memory.zero(page, BigInt(MEMORY_PAGE))
+        discardedTables.push(page)
       }
       this.mapperInstance = undefined
     }

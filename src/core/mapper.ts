@@ -1,17 +1,19 @@
-import {PAGE_SIZE} from './allocator.js'
-import {ADDRESS_MASK, type Attr, LEVEL_SHIFT, LEVEL_SIZE, type Regime, type RegimeName, TABLE_OR_PAGE, VALID, XN, tableDescriptor} from './descriptor.js'
+import {ADDRESS_MASK, type Attr, type Regime, type RegimeName, XN, kindOfLow} from './descriptor.js'
 import {HvmemError} from './errors.js'
+import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS, FINAL_LEVEL, type Geometry, type Granule, MEMORY_PAGE, geometryFor, granuleName} from './geometry.js'
 import type {Heap} from './heap.js'
-import {IPA_LIMIT, PA_LIMIT, type Register, START_LEVEL, checkVmid, registersFor} from './registers.js'
+import {type Register, checkVmid, registersFor} from './registers.js'
 import {STAGE1} from './stage1.js'
 import {STAGE2} from './stage2.js'
 import {TableTransaction} from './transaction.js'
-import {GiB, formatSize, hex} from './u64.js'
+import {GiB, MiB, formatSize, hex} from './u64.js'
+import {TableWalker, type Unfollowed, type Visitor, memoryAccess, rawOf} from './walker.js'
 
 export const DEFAULT_L2_BUDGET = 4
 export const MAX_L2_BUDGET = 512
-const ENTRIES = 512
-const PAGE = LEVEL_SIZE[3]!
+/** The level whose tables the budget counts: the sprint plan's on-demand L2 tables. */
+const BUDGET_LEVEL = 2
+const TWO_32 = 2 ** 32
 
 export const REGIMES: Record<RegimeName, Regime> = {stage2: STAGE2, stage1: STAGE1}
 
@@ -23,33 +25,40 @@ export interface MapperState {
   l2Budget: number
   /** table pages that coalesce or a replacing map left unreachable (a bump allocator cannot free them) */
   orphanedTables: number
+  /** the geometry: the rest (start level, concatenation, PA size) follows from these and the regime */
+  granule: Granule
+  inputBits: number
 }
 
 export interface MapperOptions {
   regime?: RegimeName
   vmid?: number
   l2Budget?: number
+  granule?: Granule
+  /** IPA bits (stage 2) or VA bits (stage 1) */
+  inputBits?: number
 }
 
-/** The largest leaf a map may use: a 4 KiB page, a 2 MiB block or a 1 GiB block. */
+/** The mapper's geometry, from its state. */
+export function mapperGeometry(state: Pick<MapperState, 'regime' | 'granule' | 'inputBits'>): Geometry {
+  return geometryFor(state.regime === 'stage2' ? 2 : 1, {granule: state.granule, inputBits: state.inputBits})
+}
+
+/** The largest leaf a map may use, by name (the original three) or as a size in bytes. */
 export type Granularity = 'page' | '2M' | '1G'
 export const GRANULARITIES: readonly Granularity[] = ['page', '2M', '1G']
-const GRANULARITY_SIZE: Record<Granularity, bigint> = {page: PAGE, '2M': LEVEL_SIZE[2]!, '1G': GiB}
 
 export interface MapOptions {
   /** output address of `ipa` (default: `ipa`, an identity map) */
   pa?: bigint
-  granularity?: Granularity
+  /** the largest leaf to use: a size the geometry has a leaf for ('page' is the granule); default the largest */
+  granularity?: Granularity | bigint
   /** overwrite existing mappings instead of refusing */
   replace?: boolean
 }
 
-/** Leaf descriptors written or left as they were, by level (1: 1 GiB blocks, 2: 2 MiB blocks, 3: pages). */
-export interface LeafCounts {
-  1: number
-  2: number
-  3: number
-}
+/** Leaf descriptors written, left or cleared, by level: a key for each level the geometry has leaves at (4 KiB: 1, 2, 3). */
+export type LeafCounts = Record<number, number>
 
 export interface EditResult {
   ipa: bigint
@@ -89,52 +98,287 @@ export interface CoalesceResult {
   orphanedTables: number
 }
 
-type Edit =
-  | {op: 'map'; ipa: bigint; pa: bigint; attrBits: bigint; maxLeaf: bigint; replace: boolean}
-  | {op: 'unmap'}
-  | {op: 'protect'; change: (descriptor: bigint) => bigint}
-
 interface Conflict {
-  start: bigint
-  end: bigint
-  existing: bigint
+  start: number
+  end: number
+  lo: number
+  hi: number
   /** the existing output address at `start` */
-  oa: bigint
+  oa: number
 }
 
-interface EditState {
-  tx: TableTransaction
-  edit: Edit
-  result: EditResult
-  conflicts: Conflict[]
-  /** protect: ranges that are not mapped */
-  holes: Array<[bigint, bigint]>
-}
-
-const zero = (): LeafCounts => ({1: 0, 2: 0, 3: 0})
-const levelOf = (level: number): 1 | 2 | 3 => level as 1 | 2 | 3
-/** The bits of a leaf that are neither its output address nor its type. */
-const attributesOf = (descriptor: bigint): bigint => descriptor & ~ADDRESS_MASK & ~3n
+const zero = (g: Geometry): LeafCounts => Object.fromEntries(g.leafSizes().map((l) => [l.level, 0]))
+/** The attribute bits of a leaf, as halves: everything but the output address and bits 1:0. */
+const ATTR_LO = Number(~ADDRESS_MASK & 0xffff_fffcn)
+const ATTR_HI = Number((~ADDRESS_MASK >> 32n) & 0xffff_ffffn)
+const hi32 = (value: number): number => Math.floor(value / TWO_32)
+const lo32 = (value: number): number => value % TWO_32
 
 /**
- * The plan's DynamicIdentityMapper grown up: a root (L1) table for 39-bit input addresses and tables
- * below it allocated from the heap on demand (L2 tables within a budget, L3 tables as the heap
- * allows). Maps use the largest descriptor that the alignment of input and output allows (1 GiB
- * blocks at L1, 2 MiB blocks at L2, 4 KiB pages at L3), identity by default. Unmap and protect split
- * a block that the range covers only in part, keeping the rest exactly as it was; coalesce folds a
+ * What every edit walk shares: the transaction it writes through, its result, and the moves that
+ * change the tree's shape (a new table, a split, counting the tables a cleared entry drops).
+ */
+abstract class Edit implements Visitor {
+  readonly result: EditResult
+  constructor(
+    protected readonly tx: TableTransaction,
+    protected readonly geometry: Geometry,
+    ipa: bigint,
+    size: bigint,
+  ) {
+    this.result = {ipa, size, written: zero(geometry), unchanged: zero(geometry), cleared: zero(geometry), splits: 0, newTables: tx.newTables, orphanedTables: 0}
+  }
+
+  /** A new, empty next-level table hung at the current entry: the walk goes down into it. */
+  protected newTable(w: TableWalker): number {
+    const table = Number(this.tx.allocTable(this.geometry.granule, BigInt(this.geometry.granule)))
+    w.set(lo32(table) | 3, hi32(table))
+    return table
+  }
+
+  /** Replaces the block at the current entry by a next-level table of leaves that map exactly what it mapped. */
+  protected split(w: TableWalker): void {
+    const g = this.geometry
+    const childLevel = w.level + 1
+    const childSize = g.entryBytes(childLevel)
+    const attrLo = (w.lo & ATTR_LO) | 1 | (childLevel === FINAL_LEVEL ? 2 : 0)
+    const attrHi = w.hi & ATTR_HI
+    let oa = w.output
+    const table = this.newTable(w)
+    // one typed-array loop a 4 KiB page of the new table
+    for (let page = 0; page < g.granule / MEMORY_PAGE; page++) {
+      const view = this.tx.writable(table / MEMORY_PAGE + page)
+      for (let j = 0; j < MEMORY_PAGE / 8; j++, oa += childSize) {
+        view.setUint32(8 * j, (lo32(oa) | attrLo) >>> 0, true)
+        view.setUint32(8 * j + 4, (hi32(oa) | attrHi) >>> 0, true)
+      }
+    }
+    this.result.splits++
+  }
+
+  /** How many tables hang at and below the current table entry (they become unreachable with it). */
+  protected tablesUnder(w: TableWalker): number {
+    let count = 1
+    new TableWalker(this.tx, this.geometry).walkFrom(w.next, w.level + 1, w.addr, w.addr, w.addr + w.size, {tablePre: () => void count++}, {validOnly: true})
+    return count
+  }
+
+  /** Writes a leaf at the current entry for output `oa` with attribute halves. */
+  protected writeLeaf(w: TableWalker, oa: number, attrLo: number, attrHi: number): void {
+    w.set(lo32(oa) | attrLo | 1 | (w.level === FINAL_LEVEL ? 2 : 0), hi32(oa) | attrHi)
+  }
+
+  abstract leaf(w: TableWalker): void
+
+  /** A table outside RAM or reached twice: hvmem never builds either, so the tables are damaged. */
+  unfollowed(w: TableWalker, why: Unfollowed): void {
+    const where = why === 'outside-ram' ? 'outside RAM' : 'a table the walk reached already (a loop or an alias)'
+    throw new HvmemError('snapshot-invalid', `the L${w.level} entry at ${hex(BigInt(w.table + 8 * w.index))} (${hex(w.raw)}) points at ${hex(BigInt(w.next))}, ${where}: the tables are damaged`)
+  }
+
+  /** Whether the current non-table entry is a leaf (a block or a page) in this geometry. */
+  protected isLeaf(w: TableWalker): boolean {
+    return (w.lo & 1) === 1 && (w.level === FINAL_LEVEL ? (w.lo & 2) === 2 : (w.lo & 2) === 0 && this.geometry.canBlock(w.level))
+  }
+}
+
+class MapEdit extends Edit {
+  readonly conflicts: Conflict[] = []
+  private readonly attrLo: number
+  private readonly attrHi: number
+  /** output minus input (may be negative) */
+  private readonly delta: number
+  /** per level: whether a leaf may be used there (its size is allowed and the output stays aligned) */
+  private readonly leafOk: boolean[] = []
+
+  constructor(
+    tx: TableTransaction,
+    geometry: Geometry,
+    ipa: bigint,
+    size: bigint,
+    pa: bigint,
+    attrBits: bigint,
+    maxLeaf: bigint,
+    private readonly replace: boolean,
+  ) {
+    super(tx, geometry, ipa, size)
+    this.attrLo = Number(attrBits & 0xffff_ffffn)
+    this.attrHi = Number(attrBits >> 32n)
+    this.delta = Number(pa - ipa)
+    for (let level = 0; level <= FINAL_LEVEL; level++) {
+      const s = geometry.entrySize(level)
+      this.leafOk.push(geometry.canLeaf(level) && s <= maxLeaf && (pa - ipa) % s === 0n)
+    }
+  }
+
+  tablePre(w: TableWalker): boolean {
+    if (!(this.replace && w.whole && this.leafOk[w.level]!)) return true
+    // replace the whole table with one leaf
+    this.result.orphanedTables += this.tablesUnder(w)
+    this.writeLeaf(w, w.addr + this.delta, this.attrLo, this.attrHi)
+    this.result.written[w.level]!++
+    return false
+  }
+
+  leaf(w: TableWalker): void {
+    const fits = this.leafOk[w.level]! && w.whole
+    if (!this.isLeaf(w)) {
+      // invalid or reserved: nothing is mapped here
+      if (fits) {
+        this.writeLeaf(w, w.addr + this.delta, this.attrLo, this.attrHi)
+        this.result.written[w.level]!++
+      } else this.newTable(w)
+      return
+    }
+    const existing = w.output + (w.start - w.addr)
+    if ((w.lo & ATTR_LO) === this.attrLo && (w.hi & ATTR_HI) === this.attrHi && existing === w.start + this.delta) {
+      this.result.unchanged[w.level]!++ // this part is mapped exactly as asked already
+      return
+    }
+    if (!this.replace) {
+      this.conflicts.push({start: w.start, end: w.end, lo: w.lo, hi: w.hi, oa: existing})
+      return
+    }
+    if (fits) {
+      this.writeLeaf(w, w.addr + this.delta, this.attrLo, this.attrHi)
+      this.result.written[w.level]!++
+    } else this.split(w)
+  }
+}
+
+class UnmapEdit extends Edit {
+  tablePre(w: TableWalker): boolean {
+    if (!w.whole) return true
+    this.result.orphanedTables += this.tablesUnder(w)
+    w.set(0, 0)
+    return false
+  }
+
+  leaf(w: TableWalker): void {
+    if ((w.lo & 1) === 0) return
+    if (!this.isLeaf(w)) w.set(0, 0) // a reserved encoding maps nothing; clear it with the rest of the range
+    else if (w.whole) {
+      this.result.cleared[w.level]!++
+      w.set(0, 0)
+    } else this.split(w)
+  }
+}
+
+class ProtectEdit extends Edit {
+  readonly holes: Array<[number, number]> = []
+
+  constructor(
+    tx: TableTransaction,
+    geometry: Geometry,
+    ipa: bigint,
+    size: bigint,
+    private readonly change: (descriptor: bigint) => bigint,
+  ) {
+    super(tx, geometry, ipa, size)
+  }
+
+  leaf(w: TableWalker): void {
+    if (!this.isLeaf(w)) {
+      this.holes.push([w.start, w.end])
+      return
+    }
+    const raw = w.raw
+    const changed = this.change(raw)
+    if (changed === raw) this.result.unchanged[w.level]!++
+    else if (w.whole) {
+      w.set(Number(changed & 0xffff_ffffn), Number(changed >> 32n))
+      this.result.written[w.level]!++
+    } else this.split(w)
+  }
+}
+
+/**
+ * Folds each table whose entries are all valid leaves with identical attributes and contiguous
+ * output, aligned to the block it becomes, into that block: after the walk comes back from the
+ * table (table-post), so the lowest tables fold first and their parents can fold in turn.
+ */
+class CoalesceEdit implements Visitor {
+  readonly blocks: CoalesceResult['blocks'] = []
+
+  constructor(
+    private readonly tx: TableTransaction,
+    private readonly geometry: Geometry,
+  ) {}
+
+  tablePost(w: TableWalker): void {
+    const g = this.geometry
+    if (!g.canBlock(w.level) || !w.whole) return
+    const table = w.next
+    const childLevel = w.level + 1
+    const childSize = g.entryBytes(childLevel)
+    let first: DataView | undefined
+    let attrLo = 0
+    let attrHi = 0
+    let oa = 0
+    for (let page = 0; page < g.granule / MEMORY_PAGE; page++) {
+      const bytes = this.tx.page(table / MEMORY_PAGE + page)
+      if (bytes === undefined) return
+      const view = new DataView(bytes.buffer, bytes.byteOffset, MEMORY_PAGE)
+      for (let j = 0; j < MEMORY_PAGE / 8; j++) {
+        const lo = view.getUint32(8 * j, true)
+        const hi = view.getUint32(8 * j + 4, true)
+        const leaf = (lo & 1) === 1 && (childLevel === FINAL_LEVEL ? (lo & 2) === 2 : (lo & 2) === 0 && g.canBlock(childLevel))
+        if (!leaf) return
+        const out = (hi & 0xffff) * TWO_32 + ((lo & g.addressMaskLo) >>> 0)
+        if (first === undefined) {
+          first = view
+          attrLo = lo & ATTR_LO
+          attrHi = hi & ATTR_HI
+          oa = out - (out % childSize)
+          if (oa % w.size !== 0) return
+        } else if ((lo & ATTR_LO) !== attrLo || (hi & ATTR_HI) !== attrHi || out - (out % childSize) !== oa) return
+        oa += childSize
+      }
+    }
+    const blockOa = oa - w.size
+    w.set(lo32(blockOa) | attrLo | 1, hi32(blockOa) | attrHi)
+    this.blocks.push({ipa: BigInt(w.addr), level: w.level, descriptor: w.raw})
+  }
+}
+
+/** Counts table entries at the budget's level - 1 (one per entry, as the sprint plan's L1 table holds them). */
+function budgetTables(walker: TableWalker, root: number): bigint[] {
+  const g = walker.geometry
+  const out: bigint[] = []
+  if (g.startLevel >= BUDGET_LEVEL) return out
+  walker.walk(root, 0, 2 ** g.inputBits, {
+    tablePre: (w) => {
+      if (w.level < BUDGET_LEVEL - 1) return true
+      out.push(BigInt(w.next))
+      return false
+    },
+  }, {validOnly: true})
+  return out
+}
+
+/**
+ * The plan's DynamicIdentityMapper grown up: a root table in any geometry (granule, input size,
+ * start level and concatenation from geometry.ts) and tables below it allocated from the heap on
+ * demand (level-2 tables within a budget, the others as the heap allows). Maps use the largest leaf
+ * that the alignment of input and output allows, identity by default. Unmap and protect split a
+ * block that the range covers only in part, keeping the rest exactly as it was; coalesce folds a
  * table of uniform, contiguous leaves back into one block. The regime is stage 2 (VTTBR_EL2, the
- * default) or the hypervisor's own stage 1 (TTBR0_EL2), fixed at creation.
+ * default) or the hypervisor's own stage 1 (TTBR0_EL2), fixed at creation with the geometry.
  *
- * Every operation is all or nothing: it runs in a TableTransaction and is committed only once
- * conflicts, the L2-table budget and the heap have all allowed it.
+ * Every operation is an edit walk (walker.ts) in a TableTransaction, committed only once conflicts,
+ * the level-2 table budget and the heap have all allowed it: all or nothing.
  */
 export class IdentityMapper {
+  readonly geometry: Geometry
+
   private constructor(
     private readonly heap: Heap,
     readonly state: MapperState,
-  ) {}
+  ) {
+    this.geometry = mapperGeometry(state)
+  }
 
-  /** Allocates and zeroes the L1 table. */
+  /** Allocates and zeroes the root table (all its concatenated tables, aligned to their size). */
   static create(heap: Heap, options: MapperOptions = {}): IdentityMapper {
     const regime = options.regime ?? 'stage2'
     const vmid = options.vmid ?? 0
@@ -142,8 +386,13 @@ export class IdentityMapper {
     checkVmid(vmid)
     if (regime === 'stage1' && vmid !== 0) throw new HvmemError('input', 'a VMID applies to stage-2 tables only; the stage-1 (EL2) regime has none')
     checkBudget(l2Budget)
-    const [root] = heap.allocZeroedPages(1)
-    return new IdentityMapper(heap, {regime, root: root!, vmid, l2Budget, orphanedTables: 0})
+    const granule = options.granule ?? DEFAULT_GRANULE
+    const inputBits = options.inputBits ?? DEFAULT_INPUT_BITS
+    const geometry = mapperGeometry({regime, granule, inputBits})
+    const bytes = geometry.tableBytes(geometry.startLevel)
+    const root = heap.allocAligned(BigInt(bytes), geometry.rootAlign)
+    heap.memory.zero(root, BigInt(bytes))
+    return new IdentityMapper(heap, {regime, root, vmid, l2Budget, orphanedTables: 0, granule, inputBits})
   }
 
   /** Re-binds a mapper loaded from a snapshot, checking that its root table is readable. */
@@ -151,8 +400,16 @@ export class IdentityMapper {
     checkVmid(state.vmid)
     checkBudget(state.l2Budget)
     if (state.regime === 'stage1' && state.vmid !== 0) throw new HvmemError('snapshot-invalid', `a stage-1 mapper has VMID ${state.vmid}`)
-    if (state.root % PAGE_SIZE !== 0n || !heap.memory.contains(state.root, PAGE_SIZE)) {
-      throw new HvmemError('snapshot-invalid', `mapper root table ${hex(state.root)} is not a page inside RAM`)
+    let geometry: Geometry
+    try {
+      geometry = mapperGeometry(state)
+    } catch (error) {
+      if (error instanceof HvmemError) throw new HvmemError('snapshot-invalid', `the mapper's geometry is not valid: ${error.message}`)
+      throw error
+    }
+    const bytes = BigInt(geometry.tableBytes(geometry.startLevel))
+    if (state.root % geometry.rootAlign !== 0n || !heap.memory.contains(state.root, bytes)) {
+      throw new HvmemError('snapshot-invalid', `mapper root table ${hex(state.root)} is not a ${formatSize(geometry.rootAlign)}-aligned table inside RAM`)
     }
     return new IdentityMapper(heap, {...state})
   }
@@ -176,87 +433,93 @@ export class IdentityMapper {
 
   /** The registers that install these tables, decoded (VTTBR/VTCR/HCR for stage 2; TTBR0/TCR/MAIR/SCTLR/HCR for stage 1). */
   registers(): Register[] {
-    return registersFor(this.state.regime, this.state.root, this.state.vmid)
+    return registersFor(this.state.regime, this.state.root, this.state.vmid, this.geometry)
   }
 
-  /** The L2 tables the L1 table points at, in L1 index order. */
-  l2Tables(read: (address: bigint) => bigint = (a) => this.heap.memory.readU64(a)): bigint[] {
-    return l2TablesAt(this.regime, this.state.root, read)
+  /** The level-2 tables, one per table entry at level 1, in input-address order: what counts against the budget. */
+  l2Tables(): bigint[] {
+    return budgetTables(new TableWalker(memoryAccess(this.heap.memory), this.geometry), Number(this.state.root))
+  }
+
+  /** The largest leaf size a map may use for `granularity`, checked against the geometry. */
+  maxLeaf(granularity: Granularity | bigint | undefined): bigint {
+    const g = this.geometry
+    const sizes = g.leafSizes()
+    if (granularity === undefined) return sizes[0]!.size
+    const size = granularity === 'page' ? BigInt(g.granule) : granularity === '2M' ? 2n * MiB : granularity === '1G' ? GiB : granularity
+    if (!sizes.some((s) => s.size === size)) {
+      throw new HvmemError('input', `the ${granuleName(g.granule)} granule has no ${formatSize(size)} leaf; its leaves are ${sizes.map((s) => `${formatSize(s.size)} (L${s.level})`).join(', ')}`)
+    }
+    return size
   }
 
   /** Maps [ipa, ipa + size) to [pa, pa + size) with `attr`. Refuses to change an existing mapping unless `replace`. */
   mapRegion(ipa: bigint, size: bigint, attr: Attr, options: MapOptions = {}): MapResult {
+    const g = this.geometry
     const pa = options.pa ?? ipa
-    const maxLeaf = GRANULARITY_SIZE[options.granularity ?? '1G']
-    checkRange(ipa, size)
-    if (pa % PAGE !== 0n || pa < 0n) throw new HvmemError('input', `PA ${hex(pa)} is not 4 KiB aligned`)
-    if (pa + size > PA_LIMIT) throw new HvmemError('input', `output ${hex(pa)}-${hex(pa + size)} ends past the 40-bit physical address space (${hex(PA_LIMIT)}, PS = 40 bits)`)
+    const maxLeaf = this.maxLeaf(options.granularity)
+    this.checkRange(ipa, size)
+    if (pa % BigInt(g.granule) !== 0n || pa < 0n) throw new HvmemError('input', `PA ${hex(pa)} is not aligned to the ${g.granule / 1024} KiB granule`)
+    if (pa + size > g.paLimit) throw new HvmemError('input', `output ${hex(pa)}-${hex(pa + size)} ends past the ${g.paBits}-bit physical address space (${hex(g.paLimit)})`)
     const attrBits = this.regime.attrBits[attr]
-    const state = this.run(ipa, size, {op: 'map', ipa, pa, attrBits, maxLeaf, replace: options.replace ?? false}, (s) => {
-      const c = mergeConflicts(s.conflicts)[0]
+    const {result} = this.run(ipa, size, (tx) => new MapEdit(tx, g, ipa, size, pa, attrBits, maxLeaf, options.replace ?? false), (edit) => {
+      const c = mergeConflicts(edit.conflicts)[0]
       if (c !== undefined) {
         throw new HvmemError(
           'mapping-conflict',
-          `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(c.start)}-${hex(c.end)} is already mapped ${describeExisting(this.regime, c)}; unmap it first, or pass --replace`,
+          `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(BigInt(c.start))}-${hex(BigInt(c.end))} is already mapped ${this.describeExisting(c)}; unmap it first, or pass --replace`,
         )
       }
     })
-    const descriptor = this.leafAt(ipa)
-    return {...state.result, pa, attr, descriptor}
+    return {...result, pa, attr, descriptor: this.leafAt(ipa)}
   }
 
   /** Removes every mapping in [ipa, ipa + size); a block the range covers in part is split first. */
   unmap(ipa: bigint, size: bigint): EditResult {
-    checkRange(ipa, size)
-    return this.run(ipa, size, {op: 'unmap'}).result
+    this.checkRange(ipa, size)
+    return this.run(ipa, size, (tx) => new UnmapEdit(tx, this.geometry, ipa, size)).result
   }
 
   /** Changes the attributes or permissions of every mapping in [ipa, ipa + size), which must be mapped throughout. */
   protect(ipa: bigint, size: bigint, protection: Protection): EditResult {
-    checkRange(ipa, size)
+    this.checkRange(ipa, size)
     const change = 'attr' in protection ? this.withAttr(protection.attr) : this.withPermission(protection.perm)
-    return this.run(ipa, size, {op: 'protect', change}, (s) => {
-      const hole = s.holes[0]
-      if (hole !== undefined) throw new HvmemError('input', `cannot protect ${hex(ipa)}-${hex(ipa + size)}: ${hex(hole[0])}-${hex(hole[1])} is not mapped`)
+    return this.run(ipa, size, (tx) => new ProtectEdit(tx, this.geometry, ipa, size, change), (edit) => {
+      const hole = mergeHoles(edit.holes)[0]
+      if (hole !== undefined) throw new HvmemError('input', `cannot protect ${hex(ipa)}-${hex(ipa + size)}: ${hex(BigInt(hole[0]))}-${hex(BigInt(hole[1]))} is not mapped`)
     }).result
   }
 
   /**
-   * Folds every table whose 512 entries are valid leaves with identical attributes and physically
-   * contiguous, block-aligned output into one block of the level above (L3 tables first, then L2).
+   * Folds every table whose entries are valid leaves with identical attributes and physically
+   * contiguous, block-aligned output into one block of the level above (the lowest tables first).
    * The folded tables become unreachable: the bump allocator cannot free them.
    */
   coalesce(): CoalesceResult {
     const tx = new TableTransaction(this.heap)
-    const blocks: CoalesceResult['blocks'] = []
-    let orphaned = 0
-    const fold = (entryAddress: bigint, level: number, ipa: bigint): void => {
-      const d = this.regime.decode(tx.read(entryAddress), level)
-      if (d.kind !== 'table') return
-      if (level === 1) for (let i = 0; i < ENTRIES; i++) fold(d.nextTable! + BigInt(8 * i), 2, ipa + BigInt(i) * LEVEL_SIZE[2]!)
-      const block = this.foldable(tx, d.nextTable!, level + 1)
-      if (block === undefined) return
-      tx.write(entryAddress, block)
-      orphaned++
-      blocks.push({ipa, level, descriptor: block})
-    }
-    for (let i = 0; i < ENTRIES; i++) fold(this.state.root + BigInt(8 * i), 1, BigInt(i) * GiB)
+    const edit = new CoalesceEdit(tx, this.geometry)
+    new TableWalker(tx, this.geometry).walk(Number(this.state.root), 0, 2 ** this.geometry.inputBits, edit, {validOnly: true})
     tx.commit()
+    const orphaned = edit.blocks.length
     this.state.orphanedTables += orphaned
+    // every fold, in input-address order (a parent's after its children's, which it took in)
+    const blocks = [...edit.blocks]
     blocks.sort((a, b) => (a.ipa < b.ipa ? -1 : a.ipa > b.ipa ? 1 : 0))
     return {blocks, orphanedTables: orphaned}
   }
 
   /** The leaf descriptor that maps `ipa`, or 0 if none does. */
   leafAt(ipa: bigint): bigint {
-    let table = this.state.root
-    for (let level = START_LEVEL; level <= 3; level++) {
-      const d = this.regime.decode(this.heap.memory.readU64(table + BigInt(8 * index(ipa, level))), level)
-      if (d.kind !== 'table') return d.leaf === undefined ? 0n : d.raw
-      table = d.nextTable!
-      if (!this.heap.memory.contains(table, PAGE_SIZE)) return 0n
-    }
-    return 0n
+    let found = 0n
+    const g = this.geometry
+    const at = Number(ipa)
+    new TableWalker(memoryAccess(this.heap.memory), g).walk(Number(this.state.root), at, at + 1, {
+      leaf: (w) => {
+        const kind = kindOfLow(w.lo, w.level, g)
+        if (kind === 'block' || kind === 'page') found = w.raw
+      },
+    }, {validOnly: true})
+    return found
   }
 
   private stage2Register(name: string): bigint {
@@ -264,207 +527,44 @@ export class IdentityMapper {
     return this.registers().find((r) => r.name === name)!.value
   }
 
-  /** Runs an edit in a transaction; `check` may refuse it before the budget check and the commit. */
-  private run(ipa: bigint, size: bigint, edit: Edit, check?: (s: EditState) => void): EditState {
+  /** Runs an edit walk in a transaction; `check` may refuse it before the budget check and the commit. */
+  private run<E extends Edit>(ipa: bigint, size: bigint, make: (tx: TableTransaction) => E, check?: (edit: E) => void): {result: EditResult; edit: E} {
     const tx = new TableTransaction(this.heap)
-    const result: EditResult = {ipa, size, written: zero(), unchanged: zero(), cleared: zero(), splits: 0, newTables: tx.newTables, orphanedTables: 0}
-    const s: EditState = {tx, edit, result, conflicts: [], holes: []}
-    this.editTable(s, this.state.root, START_LEVEL, 0n, ipa, ipa + size)
-    check?.(s)
-    const tables = this.l2Tables((a) => tx.read(a)).length
-    if (tables > this.state.l2Budget) {
-      const before = this.l2Tables().length
-      const verb = {map: 'mapping', unmap: 'unmapping', protect: 'protecting'}[edit.op]
-      throw new HvmemError(
-        'mapping-limit',
-        `${verb} ${hex(ipa)}-${hex(ipa + size)} needs ${tables - before} new L2 table(s) but ${before} of the budget of ${this.state.l2Budget} are in use; the budget is set when the mapper is created (--l2-budget)`,
-      )
+    const edit = make(tx)
+    const walker = new TableWalker(tx, this.geometry)
+    walker.walk(Number(this.state.root), Number(ipa), Number(ipa + size), edit)
+    check?.(edit)
+    if (tx.newTables.length > 0 && this.geometry.startLevel < BUDGET_LEVEL) {
+      // only an edit that made tables can have grown the count
+      const tables = budgetTables(walker, Number(this.state.root)).length
+      if (tables > this.state.l2Budget) {
+        const before = this.l2Tables().length
+        const verb = edit instanceof MapEdit ? 'mapping' : edit instanceof UnmapEdit ? 'unmapping' : 'protecting'
+        throw new HvmemError(
+          'mapping-limit',
+          `${verb} ${hex(ipa)}-${hex(ipa + size)} needs ${tables - before} new L2 table(s) but ${before} of the budget of ${this.state.l2Budget} are in use; the budget is set when the mapper is created (--l2-budget)`,
+        )
+      }
     }
     tx.commit()
-    this.state.orphanedTables += result.orphanedTables
-    return s
+    this.state.orphanedTables += edit.result.orphanedTables
+    return {result: edit.result, edit}
   }
 
-  /** Applies the edit to the part of [start, end) that the table at `level`, covering from `base`, translates. */
-  private editTable(s: EditState, table: bigint, level: number, base: bigint, start: bigint, end: bigint): void {
-    const size = LEVEL_SIZE[level]!
-    const from = start > base ? start : base
-    const first = Number((from - base) / size)
-    const last = Number((end - 1n - base) / size)
-    for (let i = first; i <= last && i < ENTRIES; i++) {
-      const entryStart = base + BigInt(i) * size
-      const entryEnd = entryStart + size
-      const s0 = start > entryStart ? start : entryStart
-      const e0 = end < entryEnd ? end : entryEnd
-      this.editEntry(s, table + BigInt(8 * i), level, entryStart, s0, e0)
-    }
+  private checkRange(ipa: bigint, size: bigint): void {
+    const g = this.geometry
+    const granule = BigInt(g.granule)
+    const name = `${g.granule / 1024} KiB`
+    if (size <= 0n) throw new HvmemError('input', `size must be > 0 (got ${size})`)
+    if (ipa < 0n || ipa % granule !== 0n) throw new HvmemError('input', `IPA ${hex(ipa)} is not aligned to the ${name} granule`)
+    if (size % granule !== 0n) throw new HvmemError('input', `size ${hex(size)} is not a multiple of the ${name} granule`)
+    if (ipa + size > g.inputLimit) throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the ${g.inputBits}-bit input address space (${hex(g.inputLimit)}, T0SZ = ${64 - g.inputBits})`)
   }
 
-  private editEntry(s: EditState, entry: bigint, level: number, entryStart: bigint, start: bigint, end: bigint): void {
-    const {tx, edit, result} = s
-    const size = LEVEL_SIZE[level]!
-    const full = start === entryStart && end === entryStart + size
-    const raw = tx.read(entry)
-    const d = this.regime.decode(raw, level)
-    const isLeaf = d.leaf !== undefined
-    if (d.kind === 'table' && !this.heap.memory.contains(d.nextTable!, PAGE_SIZE)) {
-      throw new HvmemError('snapshot-invalid', `the L${level} entry at ${hex(entry)} (${hex(raw)}) points at ${hex(d.nextTable!)}, outside RAM: the tables are damaged`)
-    }
-
-    if (edit.op === 'map') {
-      const oa = edit.pa + (entryStart - edit.ipa) // output address for entryStart, were the whole entry mapped
-      const leafFits = full && size <= edit.maxLeaf && oa % size === 0n
-      const wanted = leafFits ? (oa & ADDRESS_MASK) | edit.attrBits | VALID | (level === 3 ? TABLE_OR_PAGE : 0n) : undefined
-      if (d.kind === 'invalid' || d.kind === 'reserved') {
-        if (wanted !== undefined) {
-          tx.write(entry, wanted)
-          result.written[levelOf(level)]++
-        } else this.fillNewTable(s, edit, this.newTable(s, entry, level), level + 1, entryStart, start, end)
-        return
-      }
-      if (isLeaf) {
-        const existingOa = d.leaf!.outputAddress + (start - entryStart)
-        if (attributesOf(raw) === edit.attrBits && existingOa === edit.pa + (start - edit.ipa)) {
-          result.unchanged[levelOf(level)]++ // this part is mapped exactly as asked already
-          return
-        }
-        if (!edit.replace) {
-          s.conflicts.push({start, end, existing: raw, oa: existingOa})
-          return
-        }
-        if (wanted !== undefined) {
-          tx.write(entry, wanted)
-          result.written[levelOf(level)]++
-        } else this.editTable(s, this.split(s, entry, level, raw), level + 1, entryStart, start, end)
-        return
-      }
-      // a table: replace it whole with a block, or edit inside it
-      if (edit.replace && wanted !== undefined) {
-        result.orphanedTables += this.tablesUnder(tx, d.nextTable!, level + 1)
-        tx.write(entry, wanted)
-        result.written[levelOf(level)]++
-      } else this.editTable(s, d.nextTable!, level + 1, entryStart, start, end)
-      return
-    }
-
-    if (edit.op === 'unmap') {
-      if (d.kind === 'invalid') return
-      if (d.kind === 'reserved') {
-        tx.write(entry, 0n) // a reserved encoding maps nothing; clear it with the rest of the range
-        return
-      }
-      if (full) {
-        if (isLeaf) result.cleared[levelOf(level)]++
-        else result.orphanedTables += this.tablesUnder(tx, d.nextTable!, level + 1)
-        tx.write(entry, 0n)
-      } else this.editTable(s, isLeaf ? this.split(s, entry, level, raw) : d.nextTable!, level + 1, entryStart, start, end)
-      return
-    }
-
-    // protect
-    if (d.kind === 'invalid' || d.kind === 'reserved') {
-      s.holes.push([start, end])
-      return
-    }
-    if (!isLeaf) {
-      this.editTable(s, d.nextTable!, level + 1, entryStart, start, end)
-      return
-    }
-    const changed = edit.change(raw)
-    if (changed === raw) result.unchanged[levelOf(level)]++
-    else if (full) {
-      tx.write(entry, changed)
-      result.written[levelOf(level)]++
-    } else this.editTable(s, this.split(s, entry, level, raw), level + 1, entryStart, start, end)
-  }
-
-  /**
-   * A map into a table this edit just made (all its entries invalid): what editTable would do there,
-   * without reading or decoding an entry. Runs of whole entries that take leaves are written as two
-   * 32-bit halves a descriptor (exact: output addresses are below 2^48), so mapping 262,144 pages or
-   * blocks makes no bigint per descriptor.
-   */
-  private fillNewTable(s: EditState, edit: Extract<Edit, {op: 'map'}>, table: bigint, level: number, base: bigint, start: bigint, end: bigint): void {
-    const size = LEVEL_SIZE[level]!
-    const from = start > base ? start : base
-    const first = Number((from - base) / size)
-    const last = Math.min(ENTRIES - 1, Number((end - 1n - base) / size))
-    /** the last entry that lies wholly inside [start, end) */
-    const lastWhole = Math.min(last, Number((end - base) / size) - 1)
-    const leafBits = edit.attrBits | VALID | (level === 3 ? TABLE_OR_PAGE : 0n)
-    const bitsLo = Number(leafBits & 0xffff_ffffn)
-    const bitsHi = Number(leafBits >> 32n)
-    for (let i = first; i <= last; ) {
-      const entryStart = base + BigInt(i) * size
-      const entryEnd = entryStart + size
-      const oa = edit.pa + (entryStart - edit.ipa)
-      if (entryStart >= start && entryEnd <= end && size <= edit.maxLeaf && oa % size === 0n) {
-        // entries i..lastWhole all take leaves (their output addresses step by `size`, so stay aligned)
-        const view = s.tx.pageView(table)
-        const step = Number(size)
-        let address = Number(oa & ADDRESS_MASK)
-        for (let j = i; j <= lastWhole; j++, address += step) {
-          view.setUint32(8 * j, ((address % 0x1_0000_0000) | bitsLo) >>> 0, true)
-          view.setUint32(8 * j + 4, (Math.floor(address / 0x1_0000_0000) | bitsHi) >>> 0, true)
-        }
-        s.result.written[levelOf(level)] += lastWhole - i + 1
-        i = lastWhole + 1
-        continue
-      }
-      const s0 = start > entryStart ? start : entryStart
-      const e0 = end < entryEnd ? end : entryEnd
-      this.fillNewTable(s, edit, this.newTable(s, table + BigInt(8 * i), level), level + 1, entryStart, s0, e0)
-      i++
-    }
-  }
-
-  /** A new, empty next-level table hung at `entry`. */
-  private newTable(s: EditState, entry: bigint, level: number): bigint {
-    if (level >= 3) throw new Error('unreachable: no tables below level 3')
-    const table = s.tx.allocTable()
-    s.tx.write(entry, tableDescriptor(table))
-    return table
-  }
-
-  /** Replaces the block at `entry` by a next-level table of 512 leaves mapping exactly what it mapped. */
-  private split(s: EditState, entry: bigint, level: number, block: bigint): bigint {
-    const childSize = LEVEL_SIZE[level + 1]!
-    const oa = this.regime.decode(block, level).leaf!.outputAddress
-    const bits = attributesOf(block) | VALID | (level + 1 === 3 ? TABLE_OR_PAGE : 0n)
-    const table = this.newTable(s, entry, level)
-    for (let j = 0; j < ENTRIES; j++) s.tx.write(table + BigInt(8 * j), (oa + BigInt(j) * childSize) | bits)
-    s.result.splits++
-    return table
-  }
-
-  /** How many tables hang at and below the table at `level` (they become unreachable with it). */
-  private tablesUnder(tx: TableTransaction, table: bigint, level: number): number {
-    let count = 1
-    if (level < 3 && this.heap.memory.contains(table, PAGE_SIZE)) {
-      for (let i = 0; i < ENTRIES; i++) {
-        const d = this.regime.decode(tx.read(table + BigInt(8 * i)), level)
-        if (d.kind === 'table') count += this.tablesUnder(tx, d.nextTable!, level + 1)
-      }
-    }
-    return count
-  }
-
-  /** The block that can replace the table at `level`, if its entries are uniform and contiguous. */
-  private foldable(tx: TableTransaction, table: bigint, level: number): bigint | undefined {
-    if (!this.heap.memory.contains(table, PAGE_SIZE)) return undefined
-    const childSize = LEVEL_SIZE[level]!
-    const first = tx.read(table)
-    const d0 = this.regime.decode(first, level)
-    if (d0.leaf === undefined) return undefined
-    const oa = d0.leaf.outputAddress
-    if (oa % (childSize * BigInt(ENTRIES)) !== 0n) return undefined
-    const bits = attributesOf(first)
-    for (let j = 1; j < ENTRIES; j++) {
-      const raw = tx.read(table + BigInt(8 * j))
-      const d = this.regime.decode(raw, level)
-      if (d.leaf === undefined || attributesOf(raw) !== bits || d.leaf.outputAddress !== oa + BigInt(j) * childSize) return undefined
-    }
-    return oa | bits | VALID
+  private describeExisting(c: Conflict): string {
+    const existing = rawOf(c.lo, c.hi)
+    const attr = this.regime.attrOf(existing)
+    return `${attr ?? 'with other attributes'} to ${hex(BigInt(c.oa))} (${formatSize(BigInt(c.end - c.start))}, descriptor ${hex(existing)})`
   }
 
   private withAttr(attr: Attr): (descriptor: bigint) => bigint {
@@ -485,21 +585,10 @@ export class IdentityMapper {
   }
 }
 
-function index(ipa: bigint, level: number): number {
-  return Number((ipa >> LEVEL_SHIFT[level]!) & 0x1ffn)
-}
-
 function checkBudget(budget: number): void {
   if (!Number.isInteger(budget) || budget < 1 || budget > MAX_L2_BUDGET) {
     throw new HvmemError('input', `L2 table budget must be 1..${MAX_L2_BUDGET} (got ${budget})`)
   }
-}
-
-function checkRange(ipa: bigint, size: bigint): void {
-  if (size <= 0n) throw new HvmemError('input', `size must be > 0 (got ${size})`)
-  if (ipa < 0n || ipa % PAGE !== 0n) throw new HvmemError('input', `IPA ${hex(ipa)} is not 4 KiB aligned`)
-  if (size % PAGE !== 0n) throw new HvmemError('input', `size ${hex(size)} is not a multiple of 4 KiB`)
-  if (ipa + size > IPA_LIMIT) throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the 39-bit input address space (${hex(IPA_LIMIT)}, T0SZ = 25)`)
 }
 
 /** Joins neighbouring conflicts where one existing mapping continues, so the message names it whole. */
@@ -507,23 +596,24 @@ function mergeConflicts(conflicts: Conflict[]): Conflict[] {
   const out: Conflict[] = []
   for (const c of conflicts) {
     const last = out.at(-1)
-    if (last !== undefined && last.end === c.start && attributesOf(last.existing) === attributesOf(c.existing) && last.oa + (last.end - last.start) === c.oa) last.end = c.end
+    if (last !== undefined && last.end === c.start && (last.lo & ATTR_LO) === (c.lo & ATTR_LO) && (last.hi & ATTR_HI) === (c.hi & ATTR_HI) && last.oa + (last.end - last.start) === c.oa) last.end = c.end
     else out.push({...c})
   }
   return out
 }
 
-function describeExisting(regime: Regime, c: Conflict): string {
-  const attr = regime.attrOf(c.existing)
-  return `${attr ?? 'with other attributes'} to ${hex(c.oa)} (${formatSize(c.end - c.start)}, descriptor ${hex(c.existing)})`
-}
-
-/** The L2 tables the L1 table at `root` points at, one per table entry: what counts against a mapper's L2 budget. */
-export function l2TablesAt(regime: Regime, root: bigint, read: (address: bigint) => bigint): bigint[] {
-  const out: bigint[] = []
-  for (let i = 0; i < ENTRIES; i++) {
-    const d = regime.decode(read(root + BigInt(8 * i)), 1)
-    if (d.kind === 'table') out.push(d.nextTable!)
+/** Joins neighbouring holes, so the message names each unmapped stretch whole. */
+function mergeHoles(holes: Array<[number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  for (const [start, end] of holes) {
+    const last = out.at(-1)
+    if (last !== undefined && last[1] === start) last[1] = end
+    else out.push([start, end])
   }
   return out
+}
+
+/** The level-2 tables the tree at `root` holds, one per table entry at level 1: what counts against a mapper's L2 budget. */
+export function l2TablesAt(memory: Heap['memory'], geometry: Geometry, root: bigint): bigint[] {
+  return budgetTables(new TableWalker(memoryAccess(memory), geometry), Number(root))
 }

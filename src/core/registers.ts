@@ -4,16 +4,13 @@
  */
 import type {RegimeName} from './descriptor.js'
 import {HvmemError} from './errors.js'
+import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry, PA_SIZES} from './geometry.js'
 import {MAIR_EL2, mairAttrAt, mairTypeName} from './stage1.js'
 import {hex} from './u64.js'
 
-/** The input-address space both regimes translate: T0SZ = 64 - 39 = 25, so walks start at level 1. */
-export const IPA_BITS = 39n
-export const IPA_LIMIT = 1n << IPA_BITS
-/** PS = 0b010: 40-bit physical addresses. Tables and output addresses must lie below this. */
+/** hvmem's RAM lies in the 40-bit physical address space (the smallest PS a mapper uses): PS = 0b010. */
 export const PA_BITS = 40n
 export const PA_LIMIT = 1n << PA_BITS
-export const START_LEVEL = 1
 
 export interface VtcrFields {
   t0sz: number // [5:0]   64 - IPA bits
@@ -26,7 +23,30 @@ export interface VtcrFields {
   vs: number // [19]    VMID size: 0 = 8 bits, 1 = 16 bits (FEAT_VMID16)
 }
 
-export const VTCR_FIELDS: VtcrFields = {t0sz: 25, sl0: 1, irgn0: 1, orgn0: 1, sh0: 3, tg0: 0, ps: 2, vs: 0}
+/** Walks inner and outer write-back, inner shareable (as KVM sets them). */
+const WALK_ATTRS = {irgn0: 1, orgn0: 1, sh0: 3} as const
+
+/** TG0 of VTCR_EL2, TCR_EL2 and TCR_EL1: 0 = 4 KiB, 1 = 64 KiB, 2 = 16 KiB. */
+export function tg0Of(granule: number): number {
+  return granule === 4096 ? 0 : granule === 65536 ? 1 : 2
+}
+
+/** VTCR_EL2.SL0 for a start level: 4 KiB granule 0 = level 2, 1 = level 1, 2 = level 0; 16 and 64 KiB 0 = level 3, 1 = level 2, 2 = level 1, (16 KiB) 3 = level 0. */
+export function sl0Of(geometry: Geometry): number {
+  return (geometry.granule === 4096 ? 2 : 3) - geometry.startLevel
+}
+
+/** PS / IPS encoding of an output size. */
+export function psOf(paBits: number): number {
+  return PA_SIZES.indexOf(paBits as (typeof PA_SIZES)[number])
+}
+
+/** The VTCR_EL2 fields of a stage-2 geometry. */
+export function vtcrFields(geometry: Geometry, vmid: number): VtcrFields {
+  return {t0sz: 64 - geometry.inputBits, sl0: sl0Of(geometry), ...WALK_ATTRS, tg0: tg0Of(geometry.granule), ps: psOf(geometry.paBits), vs: vmid > 0xff ? 1 : 0}
+}
+
+export const VTCR_FIELDS: VtcrFields = vtcrFields(DEFAULT_STAGE2, 0)
 
 const RES1_31 = 1n << 31n
 
@@ -51,12 +71,13 @@ export function checkVmid(vmid: number): void {
 }
 
 /**
- * VTCR_EL2 for hvmem's stage-2 tables: 0x80023559 (39-bit IPA, start at L1, 4 KiB granule,
- * inner-shareable write-back walks, 40-bit PA). A VMID above 255 needs 16-bit VMIDs: VS (bit 19) is set.
+ * VTCR_EL2 for hvmem's stage-2 tables in `geometry` (by default 0x80023559: 39-bit IPA, start at L1,
+ * 4 KiB granule, inner-shareable write-back walks, 40-bit PA). A VMID above 255 needs 16-bit VMIDs:
+ * VS (bit 19) is set.
  */
-export function vtcrFor(vmid: number): bigint {
+export function vtcrFor(vmid: number, geometry: Geometry = DEFAULT_STAGE2): bigint {
   checkVmid(vmid)
-  return encodeVtcr({...VTCR_FIELDS, vs: vmid > 0xff ? 1 : 0})
+  return encodeVtcr(vtcrFields(geometry, vmid))
 }
 
 /** VTTBR_EL2: BADDR (the root table, bits 47:1) with the VMID in bits 63:48; CnP (bit 0) clear. */
@@ -73,10 +94,25 @@ export const HCR_EL2_DC = 1n << 12n
 export const HCR_EL2_STAGE1 = 1n << 31n
 
 /**
- * TCR_EL2 (E2H = 0) for hvmem's stage-1 tables: 0x80823519 (T0SZ 25: 39-bit VA, start at L1;
- * IRGN0/ORGN0 01 write-back walks; SH0 11 inner shareable; TG0 4 KiB; PS 010 40-bit PA; RES1 bits 23, 31).
+ * TCR_EL2 (E2H = 0) for hvmem's stage-1 tables in `geometry`: T0SZ, TG0 and PS from it; IRGN0/ORGN0
+ * 01 write-back walks; SH0 11 inner shareable; RES1 bits 23 and 31. The default geometry's is
+ * 0x80823519 (T0SZ 25: 39-bit VA, start at L1; 4 KiB; 40-bit PA).
  */
-export const TCR_EL2 = RES1_31 | (1n << 23n) | (2n << 16n) | (3n << 12n) | (1n << 10n) | (1n << 8n) | 25n
+export function tcrEl2For(geometry: Geometry): bigint {
+  const f = WALK_ATTRS
+  return (
+    RES1_31 |
+    (1n << 23n) |
+    (BigInt(psOf(geometry.paBits)) << 16n) |
+    (BigInt(tg0Of(geometry.granule)) << 14n) |
+    (BigInt(f.sh0) << 12n) |
+    (BigInt(f.orgn0) << 10n) |
+    (BigInt(f.irgn0) << 8n) |
+    BigInt(64 - geometry.inputBits)
+  )
+}
+
+export const TCR_EL2 = tcrEl2For(DEFAULT_STAGE1)
 
 /** SCTLR_EL2 with the MMU on: its RES1 bits (0x30c50830) | M (bit 0) | C (bit 2) | I (bit 12); EE 0, WXN 0. */
 export const SCTLR_EL2_RES1 = 0x30c5_0830n
@@ -129,9 +165,12 @@ const WALK_FIELDS: FieldSpec[] = [
 ]
 
 export function decodeVtcr(value: bigint): RegisterField[] {
+  // SL0's levels depend on the granule (TG0): 4 KiB 2 - SL0; 16 and 64 KiB 3 - SL0 (SL0 3 reserved for these without FEAT_LPA2)
+  const fourK = ((value >> 14n) & 3n) === 0n
+  const startLevels = fourK ? ['level 2', 'level 1', 'level 0', 'level 3 (FEAT_TTST)'] : ['level 3', 'level 2', 'level 1', 'level 0 (16 KiB with FEAT_LPA2 only)']
   return decodeFields(value, [
     ...WALK_FIELDS.slice(0, 1),
-    field('SL0', 7, 6, (v) => ['walks start at level 2', 'walks start at level 1', 'walks start at level 0', 'reserved'][Number(v)]!),
+    field('SL0', 7, 6, (v) => `walks start at ${startLevels[Number(v)]}`),
     ...WALK_FIELDS.slice(1),
     field('VS', 19, 19, bit('16-bit VMID', '8-bit VMID')),
     field('HA', 21, 21, bit('hardware access flag', 'no hardware access flag: AF = 0 faults')),
@@ -150,10 +189,11 @@ export function decodeTcrEl2(value: bigint): RegisterField[] {
 }
 
 /** The registers a hypervisor loads to use hvmem's tables, each decoded field by field. */
-export function registersFor(regime: RegimeName, root: bigint, vmid: number): Register[] {
+export function registersFor(regime: RegimeName, root: bigint, vmid: number, geometry: Geometry = regime === 'stage2' ? DEFAULT_STAGE2 : DEFAULT_STAGE1): Register[] {
+  const rootName = `root (L${geometry.startLevel}${geometry.rootTables > 1 ? `, ${geometry.rootTables} concatenated tables` : ''})`
   if (regime === 'stage2') {
     const vttbr = vttbrFor(root, vmid)
-    const vtcr = vtcrFor(vmid)
+    const vtcr = vtcrFor(vmid, geometry)
     return [
       {
         name: 'VTTBR_EL2',
@@ -161,7 +201,7 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number): Re
         purpose: 'stage-2 root table and VMID',
         fields: decodeFields(vttbr, [
           field('VMID', vmid > 0xff ? 63 : 55, 48, (v) => `VMID ${v}`),
-          field('BADDR', 47, 1, (v) => `root (L1) table at ${hex(v << 1n)}`),
+          field('BADDR', 47, 1, (v) => `${rootName} table at ${hex(v << 1n)}`),
           field('CnP', 0, 0, bit('common not private', 'private to this PE')),
         ]),
       },
@@ -184,11 +224,11 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number): Re
       value: root,
       purpose: 'stage-1 root table of the EL2 regime',
       fields: decodeFields(root, [
-        field('BADDR', 47, 1, (v) => `root (L1) table at ${hex(v << 1n)}`),
+        field('BADDR', 47, 1, (v) => `${rootName} table at ${hex(v << 1n)}`),
         field('CnP', 0, 0, bit('common not private', 'private to this PE')),
       ]),
     },
-    {name: 'TCR_EL2', value: TCR_EL2, purpose: 'stage-1 translation control (E2H = 0)', fields: decodeTcrEl2(TCR_EL2)},
+    {name: 'TCR_EL2', value: tcrEl2For(geometry), purpose: 'stage-1 translation control (E2H = 0)', fields: decodeTcrEl2(tcrEl2For(geometry))},
     {
       name: 'MAIR_EL2',
       value: MAIR_EL2,

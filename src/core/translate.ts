@@ -4,9 +4,10 @@
  * it, reporting the fault an MMU would raise (Arm ARM DDI 0487, D8.11 "MMU fault types", and the
  * PAR_EL1 layout in shared/reference/architecture-notes.md).
  */
-import {ADDRESS_MASK, type DescriptorKind, type LeafFields, LEVEL_SHIFT, LEVEL_SIZE, type Regime, type Shareability, SHAREABILITY} from './descriptor.js'
+import {ADDRESS_MASK, type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
+import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
-import {DEFAULT_WALK, type WalkConfig, rootIndexBits} from './regime-config.js'
+import {TableWalker, memoryAccess} from './walker.js'
 
 export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permission' | 'external-abort'
 
@@ -72,10 +73,12 @@ const PAR_NS = 1n << 9n
 const PAR_BIT11 = 1n << 11n
 
 /**
- * `walk` gives the start level, the input size and the output size (from VTCR_EL2 / TCR_EL2, see
- * regime-config.ts); by default hvmem's own: level 1, 39-bit inputs, 40-bit PA.
+ * `geometry` gives the granule, start level, input size and output size (from VTCR_EL2 / TCR_EL2, see
+ * regime-config.ts, or the mapper's); by default hvmem's original: 4 KiB, level 1, 39-bit inputs, 40-bit PA.
+ * The walk is one of walker.ts over the one address, following every table as the MMU does (an alias
+ * is walked again: a single address cannot loop).
  */
-export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}, walk: WalkConfig = DEFAULT_WALK): Translation {
+export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}, geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1): Translation {
   const write = access.write ?? false
   const exec = access.exec ?? false
   const steps: WalkStep[] = []
@@ -88,30 +91,36 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
 
   // A table outside RAM: the walk's read is an external abort. Hardware may report it in PAR_EL1 or take it
   // as a Data Abort (QEMU does the latter, with the same fault status code); hvmem reports it in `par`.
-  const inputLimit = 1n << walk.inputBits
-  const paLimit = 1n << walk.paBits
-  if (input < 0n || input >= inputLimit) return fail('translation', 0, `the address is outside the ${walk.inputBits}-bit input address space (T0SZ ${64n - walk.inputBits})`)
-  let table = root & ADDRESS_MASK
-  // The root table's index takes every input bit above its level (stage 2 may concatenate up to 16 tables).
-  const rootMask = (1n << BigInt(rootIndexBits(walk))) - 1n
-  for (let level = walk.startLevel; level <= 3; level++) {
-    const index = Number((input >> LEVEL_SHIFT[level]!) & (level === walk.startLevel ? rootMask : 0x1ffn))
-    const entryAddress = table + BigInt(8 * index)
-    if (!memory.contains(entryAddress, 8n)) return fail('external-abort', level, `the level-${level} table at 0x${table.toString(16)} is outside RAM`)
-    const descriptor = memory.readU64(entryAddress)
-    const decoded = regime.decode(descriptor, level)
-    steps.push({level, table, index, descriptor, kind: decoded.kind})
-    if (decoded.kind === 'invalid') return fail('translation', level, `L${level}[${index}] is not valid`)
-    if (decoded.kind === 'reserved') return fail('translation', level, `L${level}[${index}] is a reserved encoding`)
-    if (decoded.kind === 'table') {
-      table = decoded.nextTable!
-      if (table >= paLimit) return fail('address-size', level, `L${level}[${index}] points at a table above the ${walk.paBits}-bit PA limit`)
-      continue
-    }
-    const leaf = decoded.leaf!
-    if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${walk.paBits}-bit PA limit`)
+  if (input < 0n || input >= geometry.inputLimit) return fail('translation', 0, `the address is outside the ${geometry.inputBits}-bit input address space (T0SZ ${64 - geometry.inputBits})`)
+  const rootTable = root & ADDRESS_MASK
+  const start = geometry.startLevel
+  if (!memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
+  const paLimit = geometry.paLimit
+  let result: Translation | undefined
+  const step = (w: TableWalker, kind: DescriptorKind): void => void steps.push({level: w.level, table: BigInt(w.table), index: w.index, descriptor: w.raw, kind})
+  const at = Number(input)
+  new TableWalker(memoryAccess(memory), geometry).walk(Number(rootTable), at, at + 1, {
+    tablePre: (w) => {
+      step(w, 'table')
+      if (BigInt(w.next) < paLimit) return true
+      result = fail('address-size', w.level, `L${w.level}[${w.index}] points at a table above the ${geometry.paBits}-bit PA limit`)
+      return false
+    },
+    unfollowed: (w) => void (result = fail('external-abort', w.level + 1, `the level-${w.level + 1} table at 0x${w.next.toString(16)} is outside RAM`)),
+    leaf: (w) => {
+      const kind = kindOfLow(w.lo, w.level, geometry)
+      step(w, kind)
+      result = kind === 'invalid' || kind === 'reserved' ? fail('translation', w.level, `L${w.level}[${w.index}] is ${kind === 'invalid' ? 'not valid' : 'a reserved encoding'}`) : leafResult(w)
+    },
+  }, {once: false})
+  return result!
+
+  function leafResult(w: TableWalker): Translation {
+    const level = w.level
+    const leaf = regime.decode(w.raw, level, geometry).leaf!
+    if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${geometry.paBits}-bit PA limit`)
     if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
-    const size = LEVEL_SIZE[level]!
+    const size = geometry.entrySize(level)
     const perms = permissions(regime, leaf)
     if (!(write ? perms.write : perms.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed (${leaf.access})`)
     if (exec && !perms.execute) return fail('permission', level, 'execution is not allowed (XN)')
@@ -120,7 +129,6 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
     return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
   }
-  throw new Error('unreachable: level 3 has no tables')
 }
 
 function permissions(regime: Regime, leaf: LeafFields): {read: boolean; write: boolean; execute: boolean} {

@@ -1,7 +1,249 @@
-import {ADDRESS_MASK, type Decoded, LEVEL_SHIFT, LEVEL_SIZE, type Regime} from './descriptor.js'
+/**
+ * The one table walker: every operation on translation tables (map, unmap, protect, coalesce, the
+ * budget count, translate, scan, dump, diff) is a visitor of it or a caller of one that is. Its
+ * shape is KVM's kvm_pgtable_walk (arch/arm64/kvm/hyp/pgtable.c): the entries of an input-address
+ * range, in order, each given to a table-pre, leaf or table-post callback, over any geometry.
+ *
+ * Arithmetic is on JS numbers, exact: inputs lie below 2^48, table and output addresses in bits
+ * 47:12, and descriptors are read as two 32-bit halves (`lo`, bits 31:0, and `hi`, bits 63:32), so
+ * a walk makes no bigint and no object per entry. Tables are granule-sized and stored in 4 KiB
+ * memory pages: entry i of a table is in its page i >> 9.
+ */
+import {ADDRESS_MASK, type Decoded, type Regime, kindOfLow} from './descriptor.js'
+import {FINAL_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
-import {IPA_BITS, START_LEVEL} from './registers.js'
 import {hex} from './u64.js'
+
+const TWO_32 = 2 ** 32
+/** Entries in one 4 KiB memory page. */
+const PAGE_ENTRIES = MEMORY_PAGE / 8
+
+/** Where a walk reads table pages, and an edit writes them: memory, or a transaction over it. */
+export interface TableAccess {
+  /** the 4 KiB page at frame `frame` (address / 4096) as it is now; undefined when all zero */
+  page(frame: number): Uint8Array | undefined
+  /** the page as it is now, made writable (edits only); what is written there is the page from then on */
+  writable?(frame: number): DataView
+  /** whether [address, address + bytes) lies in RAM */
+  inRam(address: number, bytes: number): boolean
+}
+
+/** Reading straight from memory. */
+export function memoryAccess(memory: PhysicalMemory): TableAccess {
+  const base = Number(memory.base)
+  const end = base + Number(memory.size)
+  const exact = memory.end <= 2n ** 53n
+  return {
+    page: (frame) => memory.pageOfFrame(frame),
+    inRam: (address, bytes) => (exact ? address >= base && address + bytes <= end : memory.contains(BigInt(address), BigInt(bytes))),
+  }
+}
+
+/** Why a walk did not go down into a table an entry points at. */
+export type Unfollowed = 'outside-ram' | 'aliased'
+
+/**
+ * A walk's callbacks. Each gets the walker, whose fields describe the current entry. An edit may
+ * replace the entry (`TableWalker.set`): a table-pre callback that turns the table into a leaf or
+ * clears it (or returns false) stops the walk from going down; a leaf callback that makes a table
+ * (a new one, or a block split) sends the walk into it.
+ */
+export interface Visitor {
+  /** a table entry, before the walk goes down into the table */
+  tablePre?(w: TableWalker): boolean | void
+  /** an entry that is not a table: invalid, block, page or reserved (invalid ones only when the walk asks for them) */
+  leaf?(w: TableWalker): void
+  /** a table entry, after the walk came back from its table */
+  tablePost?(w: TableWalker): void
+  /** a table entry the walk does not follow: its table is outside RAM, or the walk has been in it already (a loop or an alias) */
+  unfollowed?(w: TableWalker, why: Unfollowed): void
+}
+
+export interface WalkOptions {
+  /** skip invalid entries and absent (all-zero) table pages: reading walks */
+  validOnly?: boolean
+  /** go into each table at most once (default); false follows an alias again, as the MMU does for one address */
+  once?: boolean
+}
+
+/**
+ * A walk over one table tree. Fields are the current entry's, valid inside a callback: `level`,
+ * `index` (in its table; the root's index spans all its concatenated tables), `table` (the table's
+ * address), `addr` and `size` (the input range the entry translates), `start` and `end` (the part of
+ * the walk's range inside it), and the descriptor's halves `lo` and `hi`.
+ */
+export class TableWalker {
+  level = 0
+  index = 0
+  table = 0
+  addr = 0
+  size = 0
+  start = 0
+  end = 0
+  lo = 0
+  hi = 0
+  private frame = 0
+  private offset = 0
+  private view: DataView | undefined
+  private visitor: Visitor = {}
+  private validOnly = false
+  private once = true
+  private readonly seen = new Set<number>()
+  private readonly outputLo: number[] = []
+  private readonly outputHi: number[] = []
+
+  constructor(
+    readonly access: TableAccess,
+    readonly geometry: Geometry,
+  ) {
+    for (let level = 0; level <= FINAL_LEVEL; level++) {
+      const shift = geometry.shift(level)
+      this.outputLo.push(shift >= 32 ? 0 : Number(ADDRESS_MASK & 0xffff_ffffn & ~((1n << BigInt(shift)) - 1n)))
+      this.outputHi.push(Number((ADDRESS_MASK >> 32n) & ~((1n << BigInt(Math.max(0, shift - 32))) - 1n)))
+    }
+  }
+
+  /** Walks the entries of the tree at `root` that translate [start, end), in input-address order. */
+  walk(root: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
+    const g = this.geometry
+    this.seen.clear()
+    this.seen.add(root)
+    this.walkFrom(root, g.startLevel, 0, start, end, visitor, options)
+  }
+
+  /** The same from the table at `table` and `level` that translates from `base`: a subtree. */
+  walkFrom(table: number, level: number, base: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
+    const saved = [this.visitor, this.validOnly, this.once] as const
+    this.visitor = visitor
+    this.validOnly = options.validOnly ?? false
+    this.once = options.once ?? true
+    try {
+      this.visitTable(table, level, base, start, end)
+    } finally {
+      ;[this.visitor, this.validOnly, this.once] = saved
+    }
+  }
+
+  /** The current descriptor as one 64-bit value. */
+  get raw(): bigint {
+    return rawOf(this.lo, this.hi)
+  }
+
+  /** A table entry's next-level table: bits 47:granule. */
+  get next(): number {
+    return (this.hi & 0xffff) * TWO_32 + ((this.lo & this.geometry.addressMaskLo) >>> 0)
+  }
+
+  /** A leaf's output address: bits 47:shift(level). */
+  get output(): number {
+    return (this.hi & this.outputHi[this.level]!) * TWO_32 + ((this.lo & this.outputLo[this.level]!) >>> 0)
+  }
+
+  /** Whether the current entry covers the whole of its input range inside the walk's range. */
+  get whole(): boolean {
+    return this.start === this.addr && this.end === this.addr + this.size
+  }
+
+  /** Replaces the current entry (an edit walk: the access must be writable). */
+  set(lo: number, hi: number): void {
+    const view = this.access.writable!(this.frame)
+    view.setUint32(this.offset, lo >>> 0, true)
+    view.setUint32(this.offset + 4, hi >>> 0, true)
+    this.view = view
+    this.lo = lo >>> 0
+    this.hi = hi >>> 0
+  }
+
+  private visitTable(table: number, level: number, base: number, start: number, end: number): void {
+    const g = this.geometry
+    const access = this.access
+    const visitor = this.visitor
+    const size = g.entryBytes(level)
+    const count = g.entriesAt(level)
+    const first = start > base ? Math.floor((start - base) / size) : 0
+    const last = Math.min(count - 1, Math.floor((end - 1 - base) / size))
+    const tableFrame = table / MEMORY_PAGE
+    let frame = -1
+    let view: DataView | undefined
+    for (let i = first; i <= last; i++) {
+      const f = tableFrame + (i >>> 9)
+      if (f !== frame) {
+        frame = f
+        const bytes = access.page(f)
+        view = bytes === undefined ? undefined : new DataView(bytes.buffer, bytes.byteOffset, MEMORY_PAGE)
+        if (view === undefined && this.validOnly) {
+          i = ((i >>> 9) + 1) * PAGE_ENTRIES - 1 // the rest of this page: all invalid
+          continue
+        }
+      }
+      const offset = (i & (PAGE_ENTRIES - 1)) * 8
+      const lo = view === undefined ? 0 : view.getUint32(offset, true)
+      if ((lo & 1) === 0 && this.validOnly) continue
+      const addr = base + i * size
+      this.level = level
+      this.index = i
+      this.table = table
+      this.addr = addr
+      this.size = size
+      this.start = start > addr ? start : addr
+      this.end = end < addr + size ? end : addr + size
+      this.lo = lo
+      this.hi = view === undefined ? 0 : view.getUint32(offset + 4, true)
+      this.frame = f
+      this.offset = offset
+      this.view = view
+      if (level < FINAL_LEVEL && (lo & 3) === 3) {
+        if (visitor.tablePre !== undefined && visitor.tablePre(this) === false) {
+          view = this.view
+          continue
+        }
+        view = this.view
+        if ((this.lo & 3) !== 3) continue // the callback replaced the table
+      } else {
+        if (visitor.leaf !== undefined) visitor.leaf(this)
+        view = this.view
+        if (level === FINAL_LEVEL || (this.lo & 3) !== 3) continue
+      }
+      this.descend(view)
+    }
+  }
+
+  /** Goes down into the table the current entry points at, then calls table-post with the entry restored. */
+  private descend(view: DataView | undefined): void {
+    const next = this.next
+    const visitor = this.visitor
+    if (!this.access.inRam(next, this.geometry.granule)) {
+      visitor.unfollowed?.(this, 'outside-ram')
+      return
+    }
+    if (this.once) {
+      if (this.seen.has(next)) {
+        visitor.unfollowed?.(this, 'aliased')
+        return
+      }
+      this.seen.add(next)
+    }
+    const {level, index, table, addr, size, start, end, frame, offset} = this
+    this.visitTable(next, level + 1, addr, start, end)
+    if (visitor.tablePost === undefined) return
+    this.level = level
+    this.index = index
+    this.table = table
+    this.addr = addr
+    this.size = size
+    this.start = start
+    this.end = end
+    this.frame = frame
+    this.offset = offset
+    this.view = view
+    this.lo = view === undefined ? 0 : view.getUint32(offset, true)
+    this.hi = view === undefined ? 0 : view.getUint32(offset + 4, true)
+    visitor.tablePost(this)
+  }
+}
+
+/** The descriptor as one exact 64-bit value. */
+export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
 
 /** One valid descriptor found by a walk. */
 export interface WalkEntry {
@@ -13,95 +255,57 @@ export interface WalkEntry {
   ipa: bigint
   size: bigint
   decoded: Decoded
-  /** set when the walk cannot follow a table descriptor (its target is outside RAM) */
+  /** set when the walk cannot follow a table descriptor (its target is outside RAM, or was reached already) */
   problem?: string
-}
-
-export interface WalkOptions {
-  startLevel?: number
-  ipaBits?: bigint
 }
 
 /**
  * Called for each valid descriptor, in input-address order, before the walk descends into the table
- * it points at. Addresses are JS numbers, exact: input addresses lie below 2^48 and table and output
- * addresses are bits 47:12. The 64-bit descriptor is given as two 32-bit halves, `lo` (bits 31:0)
- * and `hi` (bits 63:32), so a scan of many entries makes no bigint until it needs one.
+ * it points at (walker fields: see TableWalker). `unfollowed` is set on a table entry the walk does
+ * not go down into.
  */
-export type Visit = (level: number, index: number, table: number, ipa: number, lo: number, hi: number, tableOutsideRam: boolean) => void
-
-const TWO_32 = 2 ** 32
-const PAGE = 4096
-/** Bytes one entry at each level maps, as numbers (LEVEL_SIZE). */
-const ENTRY_BYTES = [0, 1, 2, 3].map((level) => 2 ** Number(LEVEL_SHIFT[level]!))
-
-/** Bits 47:12 of a descriptor given as halves: a table or output address. */
-export const addressOf = (lo: number, hi: number): number => (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0)
-/** The descriptor as one exact 64-bit value. */
-export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
+export type Visit = (w: TableWalker, unfollowed?: Unfollowed) => void
 
 /**
- * The walk itself, over numbers (what walkTables and walkRanges are made of, for callers that need
- * no object per entry): reads each table page once, skips invalid entries on bit 0, and descends
- * into next-level tables inside RAM. Untouched (all-zero) table pages are not read. A root of more
- * than 512 entries (a concatenated stage-2 root: up to 16 pages) is one table at `root`, its pages
- * read one by one, so an unwritten first page hides nothing after it.
+ * Every valid entry of the tree at `root`, over numbers: reads each table page once, skips invalid
+ * entries on bit 0 and untouched (all-zero) pages, goes into each table at most once (a loop or an
+ * alias is reported, not followed) and never outside RAM.
  */
-export function scanTables(memory: PhysicalMemory, root: bigint, options: WalkOptions, visit: Visit): void {
-  const startLevel = options.startLevel ?? START_LEVEL
-  const ipaBits = options.ipaBits ?? IPA_BITS
-  const rootEntries = 1 << Number(ipaBits - LEVEL_SHIFT[startLevel]!)
-  const ramBase = Number(memory.base)
-  const ramEnd = ramBase + Number(memory.size)
-  const exactRam = memory.base + memory.size <= 2n ** 53n
+export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geometry, visit: Visit): void {
+  const walker = new TableWalker(memoryAccess(memory), geometry)
+  const rootTable = Number(root & geometry.addressMask)
+  if (!walker.access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
+  walker.walk(rootTable, 0, 2 ** geometry.inputBits, {
+    tablePre: (w) => visit(w),
+    leaf: (w) => visit(w),
+    unfollowed: (w, why) => visit(w, why),
+  }, {validOnly: true})
+}
 
-  const insideRam = (table: number): boolean => (exactRam ? table >= ramBase && table + PAGE <= ramEnd : memory.contains(BigInt(table), BigInt(PAGE)))
-
-  /** Walks `count` entries of the page at `page`: entries `first`... of the table at `table`, from input address `base`. */
-  const walk = (table: number, level: number, base: number, count: number, page = table, first = 0): void => {
-    const bytes = memory.pageOfFrame(page / PAGE)
-    if (bytes === undefined) return
-    const view = new DataView(bytes.buffer, bytes.byteOffset, PAGE)
-    const size = ENTRY_BYTES[level]!
-    for (let i = 0; i < count; i++) {
-      const lo = view.getUint32(8 * i, true)
-      if ((lo & 1) === 0) continue
-      const hi = view.getUint32(8 * i + 4, true)
-      const ipa = base + i * size
-      if (level < 3 && (lo & 2) !== 0) {
-        const next = addressOf(lo, hi)
-        const inside = insideRam(next)
-        visit(level, first + i, table, ipa, lo, hi, !inside)
-        if (inside) walk(next, level + 1, ipa, 512)
-      } else visit(level, first + i, table, ipa, lo, hi, false)
-    }
-  }
-
-  const rootTable = Number(root & ADDRESS_MASK)
-  for (let first = 0; first < rootEntries; first += 512) {
-    walk(rootTable, startLevel, first * ENTRY_BYTES[startLevel]!, Math.min(512, rootEntries - first), rootTable + (first / 512) * PAGE, first)
-  }
+/** The table pages a scan's walker reports on (unfollowed), in words. */
+export function describeUnfollowed(next: number, why: Unfollowed): string {
+  return why === 'outside-ram' ? `next-level table ${hex(BigInt(next))} is outside RAM` : `next-level table ${hex(BigInt(next))} was reached already (a loop or an alias): not walked again`
 }
 
 /**
- * Reads a table tree back out of memory, in input-address order, decoding by the regime's rules and listing every valid entry
- * (tables, blocks, pages and reserved encodings). Untouched (all-zero) table pages are skipped
- * without reading them.
+ * Reads a table tree back out of memory, in input-address order, decoding by the regime's rules and
+ * listing every valid entry (tables, blocks, pages and reserved encodings). A table entry the walk
+ * does not follow is listed once, with its problem.
  */
-export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, options: WalkOptions = {}): WalkEntry[] {
+export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry): WalkEntry[] {
   const entries: WalkEntry[] = []
-  const sizes = [0, 1, 2, 3].map((level) => LEVEL_SIZE[level]!)
   let tableNumber = -1
   let tableBig = 0n
-  scanTables(memory, root, options, (level, index, table, ipa, lo, hi, tableOutsideRam) => {
-    if (table !== tableNumber) {
-      tableNumber = table
-      tableBig = BigInt(table)
+  scanTables(memory, root, geometry, (w, unfollowed) => {
+    if (unfollowed !== undefined) {
+      entries.at(-1)!.problem = describeUnfollowed(w.next, unfollowed)
+      return
     }
-    const decoded = regime.decode(rawOf(lo, hi), level)
-    const entry: WalkEntry = {level, index, table: tableBig, ipa: BigInt(ipa), size: sizes[level]!, decoded}
-    if (tableOutsideRam) entry.problem = `next-level table ${hex(decoded.nextTable!)} is outside RAM`
-    entries.push(entry)
+    if (w.table !== tableNumber) {
+      tableNumber = w.table
+      tableBig = BigInt(w.table)
+    }
+    entries.push({level: w.level, index: w.index, table: tableBig, ipa: BigInt(w.addr), size: geometry.entrySize(w.level), decoded: regime.decode(w.raw, w.level, geometry)})
   })
   return entries
 }
@@ -156,9 +360,11 @@ export interface RangeWalk {
  * an object per entry: for large trees (512 GiB in 2 MiB blocks is 262,656 entries) this is what
  * `dump tables --format ranges` uses.
  */
-export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, options: WalkOptions = {}): RangeWalk {
-  const merger = new RangeMerger(regime)
-  scanTables(memory, root, options, (level, _index, _table, ipa, lo, hi) => merger.add(level, ipa, lo, hi))
+export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry): RangeWalk {
+  const merger = new RangeMerger(regime, geometry)
+  scanTables(memory, root, geometry, (w, unfollowed) => {
+    if (unfollowed === undefined) merger.add(w)
+  })
   return merger.finish()
 }
 
@@ -179,20 +385,24 @@ export class RangeMerger {
   private count = 0
   private open: Range | undefined
 
-  constructor(private readonly regime: Regime) {}
+  constructor(
+    private readonly regime: Regime,
+    private readonly geometry: Geometry,
+  ) {}
 
-  /** The next valid entry of the walk (Visit's arguments). */
-  add(level: number, ipa: number, lo: number, hi: number): void {
+  /** The next valid entry of the walk. */
+  add(w: TableWalker): void {
     this.entries++
-    // a leaf: a block at levels 1-2 or a page at level 3 (kindOf in descriptor.ts)
-    const isLeaf = level === 3 ? (lo & 2) !== 0 : level > 0 && (lo & 2) === 0
-    if (!isLeaf) return
+    const level = w.level
+    const lo = w.lo
+    const kind = kindOfLow(lo, level, this.geometry)
+    if (kind !== 'block' && kind !== 'page') return
     this.leaves++
-    const size = ENTRY_BYTES[level]!
-    const address = addressOf(lo, hi)
-    const output = address - (address % size)
+    const size = w.size
+    const output = w.output
+    const ipa = w.addr
     const aLo = lo & 0xfff
-    const aHi = hi >>> 16
+    const aHi = w.hi >>> 16
     if (this.open !== undefined && level === this.level && ipa === this.end && aLo === this.attrLo && aHi === this.attrHi && output === this.outputEnd) {
       this.end += size
       this.outputEnd += size
@@ -200,7 +410,7 @@ export class RangeMerger {
       return
     }
     this.close()
-    const decoded = this.regime.decode(rawOf(lo, hi), level)
+    const decoded = this.regime.decode(w.raw, level, this.geometry)
     this.open = {start: BigInt(ipa), end: 0n, level, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
     this.ranges.push(this.open)
     this.level = level

@@ -1,5 +1,11 @@
 /**
- * The snapshot file format. All integers little-endian. hvmem writes version 2 and reads 1 and 2.
+ * The snapshot file format. All integers little-endian. hvmem writes version 3 and reads 1, 2 and 3.
+ *
+ * Version 3 is version 2 with the mapper's geometry in two header bytes that version 2 keeps zero:
+ * byte 92 is log2 of the granule (12, 14 or 16) and byte 93 the input bits (25..48); the start
+ * level, concatenation and PA size follow from them and the regime (geometry.ts). Both are zero
+ * without a mapper. A version-2 file's mapper is 4 KiB / 39-bit (what hvmem then built); it is
+ * rewritten as version 3 only when a command changes it.
  *
  * Version 2: a header and a page index, both covered by one CRC-32 checked on every load, then the
  * pages, each with its own CRC-32 in the index, checked when the page is first read. A command that
@@ -16,7 +22,9 @@
  *       66     2  VMID                    68     4  L2-table budget
  *       72     8  mapper root table       80     8  page count N
  *       88     4  mapper's unreachable (orphaned) table pages
- *       92    32  reserved, zero
+ *       92     1  (version 3) log2 of the mapper's granule
+ *       93     1  (version 3) the mapper's input bits
+ *       94    30  reserved, zero (version 2: bytes 92..123)
  *      124     4  CRC-32 (zlib) of bytes 0..123 followed by the whole index
  *      128   16N  index, one entry a page, addresses strictly ascending:
  *                 physical address (8), CRC-32 of the page's 4096 bytes (4), reserved zero (4)
@@ -32,13 +40,14 @@ import {crc32} from 'node:zlib'
 import {combineCrc32} from '../core/crc32.js'
 import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
+import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
 import {Machine, type MachineState} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
 import {type PageList, pageAt} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
-export const FORMAT_VERSION = 2
+export const FORMAT_VERSION = 3
 /** The oldest format version this hvmem reads. */
 const OLDEST_FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
@@ -132,6 +141,8 @@ export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
     head.writeUInt32LE(mapper.l2Budget, 68)
     head.writeBigUInt64LE(mapper.root, 72)
     head.writeUInt32LE(mapper.orphanedTables ?? 0, 88)
+    head.writeUInt8(Math.log2(mapper.granule), 92)
+    head.writeUInt8(mapper.inputBits, 93)
   }
   head.writeBigUInt64LE(BigInt(n), 80)
   for (let i = 0; i < n; i++) {
@@ -198,8 +209,8 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   const storedCrc = header.readUInt32LE(META_CRC_OFFSET)
   const actualCrc = metaCrc(header, index)
   if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
-  if (!header.subarray(92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
-  const state = headerState(header, bad, header.readUInt32LE(88))
+  if (!header.subarray(version >= 3 ? 94 : 92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
+  const state = headerState(header, bad, header.readUInt32LE(88), version >= 3)
 
   // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however
   // many, read as 32-bit halves (no bigint per entry).
@@ -283,14 +294,18 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   })
 }
 
-/** The machine state in header bytes 16..87 (the same in versions 1 and 2). */
-function headerState(header: Buffer, bad: (why: string) => never, orphanedTables: number): MachineState {
+/** The machine state in header bytes 16..87 (the same in versions 1 and 2), and with `geometry` (version 3) bytes 92..93. */
+function headerState(header: Buffer, bad: (why: string) => never, orphanedTables: number, geometry = false): MachineState {
   const hasMapper = header.readUInt8(64)
   if (hasMapper > 1) bad(`mapper flag ${hasMapper}`)
   const regime = REGIME_NAMES.find((r) => REGIME_CODE[r] === header.readUInt8(65))
   if (hasMapper === 1 && regime === undefined) bad(`unknown regime ${header.readUInt8(65)}`)
-  if (hasMapper === 0 && (!header.subarray(65, 80).every((b) => b === 0) || orphanedTables !== 0)) bad('mapper fields set without a mapper')
-  const mapper = {regime: regime!, vmid: header.readUInt16LE(66), l2Budget: header.readUInt32LE(68), root: header.readBigUInt64LE(72), orphanedTables}
+  const granuleBits = geometry ? header.readUInt8(92) : 12
+  const inputBits = geometry ? header.readUInt8(93) : DEFAULT_INPUT_BITS
+  if (hasMapper === 0 && (!header.subarray(65, 80).every((b) => b === 0) || orphanedTables !== 0 || (geometry && (granuleBits !== 0 || inputBits !== 0)))) bad('mapper fields set without a mapper')
+  const granule = GRANULES.find((g) => g === 2 ** granuleBits)
+  if (hasMapper === 1 && granule === undefined) bad(`granule 2^${granuleBits} bytes is not 4, 16 or 64 KiB`)
+  const mapper = {regime: regime!, vmid: header.readUInt16LE(66), l2Budget: header.readUInt32LE(68), root: header.readBigUInt64LE(72), orphanedTables, granule: granule!, inputBits}
   return {
     ram: {base: header.readBigUInt64LE(16), size: header.readBigUInt64LE(24)},
     heap: {start: header.readBigUInt64LE(32), size: header.readBigUInt64LE(40), next: header.readBigUInt64LE(48), allocated: header.readBigUInt64LE(56)},

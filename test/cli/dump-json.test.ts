@@ -11,7 +11,7 @@ import {mappedMachine} from '../core/helpers.js'
 
 /** The document as `dump tables --json` built it before: objects, stringified whole. */
 function reference(machine: Machine, mapper: IdentityMapper): string {
-  const entries = walkTables(machine.memory, mapper.regime, mapper.root)
+  const entries = walkTables(machine.memory, mapper.regime, mapper.root, mapper.geometry)
   return `${JSON.stringify({mapper: mapperJson(mapper), entries: entries.map(entryJson), ranges: mergeRanges(entries).map(rangeJson)}, null, 2)}\n`
 }
 

@@ -118,7 +118,7 @@ function freeL1Index(s: Scenario, r: Random): number | undefined {
 
 /** The leaf (block) entries of the tables: address of the entry, the IPA it maps, its descriptor. */
 function leaves(s: Scenario): Array<{entry: bigint; ipa: bigint; size: bigint; descriptor: bigint}> {
-  return walkTables(s.machine.memory, s.mapper.regime, s.mapper.root)
+  return walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)
     .filter((e) => e.decoded.leaf !== undefined)
     .map((e) => ({entry: e.table + BigInt(8 * e.index), ipa: e.ipa, size: e.size, descriptor: e.decoded.raw}))
 }
@@ -198,7 +198,7 @@ export function damage(s: Scenario, r: Random, count: number): string[] {
 /** Probe addresses: both edges and the inside of every leaf, the holes beside them, random ones, the input-size limit. */
 export function chooseProbes(s: Scenario, r: Random, most: number): Probe[] {
   const addresses = new Set<bigint>()
-  for (const leaf of walkTables(s.machine.memory, s.mapper.regime, s.mapper.root)) {
+  for (const leaf of walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)) {
     if (leaf.level === 1 && leaf.decoded.kind === 'table') {
       addresses.add(leaf.ipa + r.big(leaf.size)) // somewhere under every table, mapped or not
       continue

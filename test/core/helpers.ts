@@ -56,7 +56,7 @@ export function expectUnchangedAfterError(machine: Machine, fn: () => unknown, k
 
 /** The level-2 walk entries (2 MiB blocks) under a mapper's root, in IPA order. */
 export function l2Leaves(machine: Machine, mapper: IdentityMapper): WalkEntry[] {
-  return walkTables(machine.memory, STAGE2, mapper.root).filter((e) => e.level === 2)
+  return walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry).filter((e) => e.level === 2)
 }
 
 /** The raw L2 descriptor translating `ipa`, or undefined when the walk finds none. */

@@ -49,7 +49,7 @@ describe('adoptedMapperState', () => {
     const memory = new PhysicalMemory(0x4000_0000n, 0x4000_0000n)
     for (let i = 0n; i < 5n; i++) memory.writeU64(ROOT + 8n * i, tableDescriptor(L2))
     const state = adoptedMapperState(memory, {root: ROOT, regime: 'stage2'})
-    expect(state).toEqual({regime: 'stage2', root: ROOT, vmid: 0, l2Budget: 5, orphanedTables: 0})
+    expect(state).toEqual({regime: 'stage2', root: ROOT, vmid: 0, l2Budget: 5, orphanedTables: 0, granule: 4096, inputBits: 39})
     // the mapper made of it can still map (its budget is not spent already)
     const machine = Machine.restore({ram: {base: 0x4000_0000n, size: 0x4000_0000n}, heap: {start: 0x4200_0000n, size: 0x100_0000n, next: 0x4200_0000n, allocated: 0n}, mapper: state}, memory)
     expect(() => machine.mapper!.mapRegion(0x0000_1000n, 0x1000n, 'normal')).not.toThrow()

@@ -55,7 +55,7 @@ describe('Machine.ensureMapper', () => {
     const m = defaultMachine()
     const first = m.ensureMapper({vmid: 9, l2Budget: 8})
     expect(first.created).toBe(true)
-    expect(first.mapper.state).toEqual({regime: 'stage2', root: HEAP, vmid: 9, l2Budget: 8, orphanedTables: 0})
+    expect(first.mapper.state).toEqual({regime: 'stage2', root: HEAP, vmid: 9, l2Budget: 8, orphanedTables: 0, granule: 4096, inputBits: 39})
     expect(m.heap.status().next).toBe(HEAP + PAGE)
     const second = m.ensureMapper()
     expect(second.created).toBe(false)

@@ -7,16 +7,17 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
-import {ADDRESS_MASK, type Attr, LEVEL_SIZE, type RegimeName} from '../../src/core/descriptor.js'
+import {ADDRESS_MASK, type Attr, type RegimeName} from '../../src/core/descriptor.js'
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
 import {type Granularity, type IdentityMapper, type Permission, XN_BITS} from '../../src/core/mapper.js'
+import {DEFAULT_STAGE2} from '../../src/core/geometry.js'
 import {translate} from '../../src/core/translate.js'
 import {walkTables} from '../../src/core/walker.js'
 
-const PAGE = LEVEL_SIZE[3]!
-const BLOCK = LEVEL_SIZE[2]!
-const GIB = LEVEL_SIZE[1]!
+const PAGE = DEFAULT_STAGE2.entrySize(3)
+const BLOCK = DEFAULT_STAGE2.entrySize(2)
+const GIB = DEFAULT_STAGE2.entrySize(1)
 const SPACE = 4n * GIB // the operations stay in the first 4 GiB, so they collide often
 
 interface Range {
@@ -161,7 +162,7 @@ function checkAgreement(machine: Machine, mapper: IdentityMapper, model: Model, 
 function checkStructure(machine: Machine, mapper: IdentityMapper): void {
   const heap = machine.heap.status()
   const problems: string[] = []
-  for (const e of walkTables(machine.memory, mapper.regime, mapper.root)) {
+  for (const e of walkTables(machine.memory, mapper.regime, mapper.root, mapper.geometry)) {
     const where = `L${e.level}[${e.index}] of ${e.table.toString(16)}`
     if (e.problem !== undefined) problems.push(`${where}: ${e.problem}`)
     if (e.decoded.kind === 'reserved') problems.push(`${where}: reserved encoding`)

@@ -4,6 +4,7 @@ import {DEFAULT_L2_BUDGET, IdentityMapper, MAX_L2_BUDGET} from '../../src/core/m
 import {tableDescriptor} from '../../src/core/descriptor.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {walkTables} from '../../src/core/walker.js'
+import {DEFAULT_STAGE2} from '../../src/core/geometry.js'
 import {
   BLOCK,
   GIB,
@@ -52,7 +53,7 @@ describe('IdentityMapper: the plan scenario (Task 3)', () => {
     const machine = defaultMachine()
     machine.memory.write(ROOT + 0x40n, 8, 0x4000_07fdn) // stale data where the root will go
     const mapper = IdentityMapper.create(machine.heap, {vmid: 7, l2Budget: 9})
-    expect(mapper.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 9, orphanedTables: 0})
+    expect(mapper.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 9, orphanedTables: 0, granule: 4096, inputBits: 39})
     expect(machine.memory.nonZeroPages()).toEqual([])
     expect(mapper.l2Tables()).toEqual([])
     expect(mapper.vttbr()).toBe(0x0007_0000_4100_0000n)
@@ -97,10 +98,10 @@ describe('IdentityMapper: stage-2 encodings in memory', () => {
 describe('IdentityMapper: plan defects fixed', () => {
   it('mapRegion refuses an unaligned IPA or size with input', () => {
     const {machine, mapper} = mappedMachine()
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4010_0800n, BLOCK, 'normal'), 'input', 'IPA 0x40100800 is not 4 KiB aligned')
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0x1800n, 'normal'), 'input', 'size 0x1800 is not a multiple of 4 KiB')
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK + PAGE / 2n, 'normal'), 'input', 'not a multiple of 4 KiB')
-    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK, 'normal', {pa: 0x4800_0800n}), 'input', 'PA 0x48000800 is not 4 KiB aligned')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4010_0800n, BLOCK, 'normal'), 'input', 'IPA 0x40100800 is not aligned to the 4 KiB granule')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0x1800n, 'normal'), 'input', 'size 0x1800 is not a multiple of the 4 KiB granule')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK + PAGE / 2n, 'normal'), 'input', 'not a multiple of the 4 KiB granule')
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, BLOCK, 'normal', {pa: 0x4800_0800n}), 'input', 'PA 0x48000800 is not aligned to the 4 KiB granule')
     expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 0n, 'normal'), 'input', 'size must be > 0 (got 0)')
     expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, -BLOCK, 'normal'), 'input')
     expect(mapper.l2Tables()).toEqual([])
@@ -317,8 +318,8 @@ describe('IdentityMapper.attach', () => {
 
   it('refuses a root that is not a page inside RAM', () => {
     const machine = defaultMachine()
-    const state = {regime: 'stage2' as const, root: ROOT, vmid: 0, l2Budget: 4, orphanedTables: 0}
-    expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, root: ROOT + 8n}), 'snapshot-invalid', 'mapper root table 0x41000008 is not a page inside RAM')
+    const state = {regime: 'stage2' as const, root: ROOT, vmid: 0, l2Budget: 4, orphanedTables: 0, granule: 4096 as const, inputBits: 39}
+    expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, root: ROOT + 8n}), 'snapshot-invalid', 'mapper root table 0x41000008 is not a 4K-aligned table inside RAM')
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, root: 0x8000_0000n}), 'snapshot-invalid')
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, vmid: -1}), 'input')
     expectHvmemError(() => IdentityMapper.attach(machine.heap, {...state, l2Budget: 0}), 'input')
@@ -329,7 +330,7 @@ describe('IdentityMapper and the walker agree', () => {
   it('walking from the VTTBR (VMID in the top bits) finds the same tables', () => {
     const {machine, mapper} = mappedMachine({vmid: 0x1234})
     mapper.mapRegion(0x4000_0000n, 2n * BLOCK, 'readonly')
-    expect(walkTables(machine.memory, STAGE2, mapper.vttbr())).toEqual(walkTables(machine.memory, STAGE2, mapper.root))
-    expect(walkTables(machine.memory, STAGE2, mapper.vttbr())).toHaveLength(3)
+    expect(walkTables(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toEqual(walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry))
+    expect(walkTables(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toHaveLength(3)
   })
 })

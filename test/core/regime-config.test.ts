@@ -7,13 +7,18 @@ import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {tableDescriptor} from '../../src/core/descriptor.js'
-import {DEFAULT_WALK, foreignWalk, rootIndexBits, rootTables, stage1Walk, stage1WithMair, stage2Walk} from '../../src/core/regime-config.js'
+import {foreignWalk, stage1Walk, stage1WithMair, stage2Walk} from '../../src/core/regime-config.js'
 import {TCR_EL2, vtcrFor} from '../../src/core/registers.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {translate} from '../../src/core/translate.js'
 import {walkTables} from '../../src/core/walker.js'
 import {defaultMachine, expectHvmemError} from './helpers.js'
+import {DEFAULT_STAGE2, type Geometry, stage2Geometry} from '../../src/core/geometry.js'
+
+/** The walk a geometry describes, as the old WalkConfig did. */
+const shape = (g: Geometry): {granule: number; startLevel: number; inputBits: number; paBits: number} => ({granule: g.granule, startLevel: g.startLevel, inputBits: g.inputBits, paBits: g.paBits})
+const DEFAULT_WALK = shape(DEFAULT_STAGE2)
 
 /** VTCR_EL2 with hvmem's attributes (IRGN0/ORGN0 WB, SH0 inner, 4K, PS 40-bit, RES1) and the given T0SZ and SL0. */
 const vtcr = (t0sz: number, sl0: number): bigint => 0x8002_3500n | (BigInt(sl0) << 6n) | BigInt(t0sz)
@@ -22,47 +27,46 @@ const tcr = (t0sz: number): bigint => 0x8082_3500n | BigInt(t0sz)
 
 describe('stage2Walk (VTCR_EL2)', () => {
   it('decodes hvmem\'s own VTCR_EL2 as the default walk: level 1, 39-bit IPA, 40-bit PA', () => {
-    expect(stage2Walk(0x8002_3559n)).toEqual({startLevel: 1, inputBits: 39n, paBits: 40n})
-    expect(stage2Walk(0x8002_3559n)).toEqual(DEFAULT_WALK)
-    expect(stage2Walk(vtcrFor(300))).toEqual(DEFAULT_WALK)
+    expect(shape(stage2Walk(0x8002_3559n))).toEqual({granule: 4096, startLevel: 1, inputBits: 39, paBits: 40})
+    expect(shape(stage2Walk(0x8002_3559n))).toEqual(DEFAULT_WALK)
+    expect(shape(stage2Walk(vtcrFor(300)))).toEqual(DEFAULT_WALK)
   })
 
   it('takes the start level from SL0 and the input size from T0SZ', () => {
-    expect(stage2Walk(0x8002_3590n)).toEqual({startLevel: 0, inputBits: 48n, paBits: 40n}) // T0SZ 16, SL0 2
-    expect(stage2Walk(vtcr(24, 2))).toEqual({startLevel: 0, inputBits: 40n, paBits: 40n})
-    expect(stage2Walk(vtcr(24, 1))).toEqual({startLevel: 1, inputBits: 40n, paBits: 40n}) // 2 concatenated L1 tables
-    expect(stage2Walk(vtcr(21, 1))).toEqual({startLevel: 1, inputBits: 43n, paBits: 40n}) // 16 concatenated
-    expect(stage2Walk(vtcr(33, 1))).toEqual({startLevel: 1, inputBits: 31n, paBits: 40n})
-    expect(stage2Walk(vtcr(30, 0))).toEqual({startLevel: 2, inputBits: 34n, paBits: 40n})
-    expect(stage2Walk(vtcr(39, 0))).toEqual({startLevel: 2, inputBits: 25n, paBits: 40n})
+    expect(shape(stage2Walk(0x8002_3590n))).toEqual({granule: 4096, startLevel: 0, inputBits: 48, paBits: 40}) // T0SZ 16, SL0 2
+    expect(shape(stage2Walk(vtcr(24, 2)))).toEqual({granule: 4096, startLevel: 0, inputBits: 40, paBits: 40})
+    expect(shape(stage2Walk(vtcr(24, 1)))).toEqual({granule: 4096, startLevel: 1, inputBits: 40, paBits: 40}) // 2 concatenated L1 tables
+    expect(shape(stage2Walk(vtcr(21, 1)))).toEqual({granule: 4096, startLevel: 1, inputBits: 43, paBits: 40}) // 16 concatenated
+    expect(shape(stage2Walk(vtcr(33, 1)))).toEqual({granule: 4096, startLevel: 1, inputBits: 31, paBits: 40})
+    expect(shape(stage2Walk(vtcr(30, 0)))).toEqual({granule: 4096, startLevel: 2, inputBits: 34, paBits: 40})
+    expect(shape(stage2Walk(vtcr(39, 0)))).toEqual({granule: 4096, startLevel: 2, inputBits: 25, paBits: 40})
   })
 
   it('takes the output size from PS, 52 bits acting as 48 without FEAT_LPA', () => {
     const ps = (v: number): bigint => (0x8002_3559n & ~(7n << 16n)) | (BigInt(v) << 16n)
-    expect([0, 1, 2, 3, 4, 5, 6].map((v) => stage2Walk(ps(v)).paBits)).toEqual([32n, 36n, 40n, 42n, 44n, 48n, 48n])
+    expect([0, 1, 2, 3, 4, 5, 6].map((v) => stage2Walk(ps(v)).paBits)).toEqual([32, 36, 40, 42, 44, 48, 48])
   })
 
   it('counts the concatenated root tables', () => {
-    expect([vtcr(25, 1), vtcr(24, 1), vtcr(21, 1), vtcr(30, 0), vtcr(32, 0), vtcr(39, 0), vtcr(16, 2)].map((v) => rootTables(stage2Walk(v)))).toEqual([1, 2, 16, 16, 4, 1, 1])
-    expect(rootIndexBits(stage2Walk(vtcr(39, 0)))).toBe(4)
+    expect([vtcr(25, 1), vtcr(24, 1), vtcr(21, 1), vtcr(30, 0), vtcr(32, 0), vtcr(39, 0), vtcr(16, 2)].map((v) => stage2Walk(v).rootTables)).toEqual([1, 2, 16, 16, 4, 1, 1])
+    expect(stage2Walk(vtcr(39, 0)).rootEntries).toBe(16)
   })
 
   it('refuses SL0 inconsistent with T0SZ, per AArch64.S2InconsistentSL', () => {
     expectHvmemError(
       () => stage2Walk(vtcr(25, 2)),
       'input',
-      'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA); a level-0 start needs a 40- to 48-bit IPA (T0SZ 16..24)',
+      'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA): a level-0 start with the 4K granule needs a 40- to 48-bit input',
     )
-    expectHvmemError(() => stage2Walk(vtcr(25, 0)), 'input', 'SL0 0 (start at level 2) is inconsistent with T0SZ 25 (39-bit IPA); a level-2 start needs a 25- to 34-bit IPA (T0SZ 30..39)')
-    expectHvmemError(() => stage2Walk(vtcr(20, 1)), 'input', 'SL0 1 (start at level 1) is inconsistent with T0SZ 20 (44-bit IPA); a level-1 start needs a 31- to 43-bit IPA (T0SZ 21..33)')
-    expectHvmemError(() => stage2Walk(vtcr(34, 1)), 'input', 'a level-1 start needs a 31- to 43-bit IPA')
+    expectHvmemError(() => stage2Walk(vtcr(25, 0)), 'input', 'SL0 0 (start at level 2) is inconsistent with T0SZ 25 (39-bit IPA): a level-2 start with the 4K granule needs a 25- to 34-bit input')
+    expectHvmemError(() => stage2Walk(vtcr(20, 1)), 'input', 'SL0 1 (start at level 1) is inconsistent with T0SZ 20 (44-bit IPA): a level-1 start with the 4K granule needs a 31- to 43-bit input')
+    expectHvmemError(() => stage2Walk(vtcr(34, 1)), 'input', 'a level-1 start with the 4K granule needs a 31- to 43-bit input')
   })
 
-  it('refuses a reserved SL0, another granule, T0SZ out of range and a reserved PS', () => {
-    expectHvmemError(() => stage2Walk(vtcr(25, 3)), 'input', 'VTCR_EL2 0x800235d9: SL0 3 is reserved for the 4 KiB granule (a level-3 start needs FEAT_TTST); use SL0 0 (level 2), 1 (level 1) or 2 (level 0)')
-    expectHvmemError(() => stage2Walk(0x8002_7559n), 'input', 'VTCR_EL2 0x80027559: TG0 1 selects 64 KiB granule; hvmem walks 4 KiB-granule tables only (TG0 = 0)')
-    expectHvmemError(() => stage2Walk(0x8002_b559n), 'input', 'TG0 2 selects 16 KiB granule')
-    expectHvmemError(() => stage2Walk(vtcr(15, 2)), 'input', 'VTCR_EL2 0x8002358f: T0SZ 15 (49-bit inputs) is out of range for the 4 KiB granule; T0SZ must be 16..39 (48- to 25-bit inputs)')
+  it('refuses a reserved SL0, a reserved granule, T0SZ out of range and a reserved PS', () => {
+    expectHvmemError(() => stage2Walk(vtcr(25, 3)), 'input', 'VTCR_EL2 0x800235d9: SL0 3 is reserved for the 4K granule (a level-3 start needs FEAT_TTST); use SL0 0..2')
+    expectHvmemError(() => stage2Walk(0x8002_f559n), 'input', 'VTCR_EL2 0x8002f559: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)')
+    expectHvmemError(() => stage2Walk(vtcr(15, 2)), 'input', 'VTCR_EL2 0x8002358f: T0SZ 15 (49-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 or FEAT_TTST')
     expectHvmemError(() => stage2Walk(vtcr(40, 0)), 'input', 'T0SZ 40 (24-bit inputs) is out of range')
     expectHvmemError(() => stage2Walk(0x8007_3559n), 'input', 'VTCR_EL2 0x80073559: PS 7 is reserved; PS must be 0..6 (32..52-bit physical addresses)')
   })
@@ -76,7 +80,7 @@ describe('stage2Walk (VTCR_EL2)', () => {
         let got: boolean
         try {
           const w = stage2Walk(vtcr(t0sz, sl0))
-          expect(w).toEqual({startLevel: start, inputBits: BigInt(64 - t0sz), paBits: 40n})
+          expect(shape(w)).toEqual({granule: 4096, startLevel: start, inputBits: 64 - t0sz, paBits: 40})
           got = true
         } catch {
           got = false
@@ -89,26 +93,26 @@ describe('stage2Walk (VTCR_EL2)', () => {
 
 describe('stage1Walk (TCR_EL2)', () => {
   it('derives the start level from T0SZ (AArch64.S1StartLevel)', () => {
-    expect(stage1Walk(TCR_EL2)).toEqual({startLevel: 1, inputBits: 39n, paBits: 40n})
-    expect(stage1Walk(tcr(16))).toEqual({startLevel: 0, inputBits: 48n, paBits: 40n})
-    expect(stage1Walk(tcr(24))).toEqual({startLevel: 0, inputBits: 40n, paBits: 40n})
-    expect(stage1Walk(tcr(25))).toEqual({startLevel: 1, inputBits: 39n, paBits: 40n})
-    expect(stage1Walk(tcr(33))).toEqual({startLevel: 1, inputBits: 31n, paBits: 40n})
-    expect(stage1Walk(tcr(34))).toEqual({startLevel: 2, inputBits: 30n, paBits: 40n})
-    expect(stage1Walk(tcr(39))).toEqual({startLevel: 2, inputBits: 25n, paBits: 40n})
-    expect(rootTables(stage1Walk(tcr(33)))).toBe(1)
+    expect(shape(stage1Walk(TCR_EL2))).toEqual({granule: 4096, startLevel: 1, inputBits: 39, paBits: 40})
+    expect(shape(stage1Walk(tcr(16)))).toEqual({granule: 4096, startLevel: 0, inputBits: 48, paBits: 40})
+    expect(shape(stage1Walk(tcr(24)))).toEqual({granule: 4096, startLevel: 0, inputBits: 40, paBits: 40})
+    expect(shape(stage1Walk(tcr(25)))).toEqual({granule: 4096, startLevel: 1, inputBits: 39, paBits: 40})
+    expect(shape(stage1Walk(tcr(33)))).toEqual({granule: 4096, startLevel: 1, inputBits: 31, paBits: 40})
+    expect(shape(stage1Walk(tcr(34)))).toEqual({granule: 4096, startLevel: 2, inputBits: 30, paBits: 40})
+    expect(shape(stage1Walk(tcr(39)))).toEqual({granule: 4096, startLevel: 2, inputBits: 25, paBits: 40})
+    expect(stage1Walk(tcr(33)).rootTables).toBe(1)
   })
 
-  it('refuses another granule and T0SZ out of range', () => {
-    expectHvmemError(() => stage1Walk(0x8082_b519n), 'input', 'TCR_EL2 0x8082b519: TG0 2 selects 16 KiB granule; hvmem walks 4 KiB-granule tables only (TG0 = 0)')
-    expectHvmemError(() => stage1Walk(tcr(12)), 'input', 'TCR_EL2 0x8082350c: T0SZ 12 (52-bit inputs) is out of range for the 4 KiB granule; T0SZ must be 16..39 (48- to 25-bit inputs)')
+  it('refuses a reserved granule and T0SZ out of range', () => {
+    expectHvmemError(() => stage1Walk(0x8082_f519n), 'input', 'TCR_EL2 0x8082f519: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)')
+    expectHvmemError(() => stage1Walk(tcr(12)), 'input', 'TCR_EL2 0x8082350c: T0SZ 12 (52-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 or FEAT_TTST')
   })
 })
 
 describe('foreignWalk', () => {
   it('defaults to hvmem\'s registers and reports VTTBR_EL2 with the VMID', () => {
     const w = foreignWalk('stage2', 0x4100_0000n, undefined, 5)
-    expect(w.config).toEqual(DEFAULT_WALK)
+    expect(shape(w.geometry)).toEqual(DEFAULT_WALK)
     expect(w.registers).toEqual([
       {name: 'VTTBR_EL2', value: 0x0005_0000_4100_0000n},
       {name: 'VTCR_EL2', value: 0x8002_3559n},
@@ -134,8 +138,8 @@ describe('foreignWalk', () => {
   })
 
   it('refuses a misaligned root, a root past the PA size, a 16-bit VMID without VS, and --vmid for stage 1', () => {
-    expectHvmemError(() => foreignWalk('stage2', 0x4100_0800n), 'input', '--root 0x41000800 is not a valid root: it must be a 4 KiB-aligned table, below the 40-bit physical address space')
-    expectHvmemError(() => foreignWalk('stage2', 0x4100_1000n, vtcr(24, 1)), 'input', '--root 0x41001000 is not a valid root: it must be 2 concatenated 4 KiB tables, so aligned to 0x2000, below the 40-bit physical address space')
+    expectHvmemError(() => foreignWalk('stage2', 0x4100_0800n), 'input', '--root 0x41000800 is not a valid root: it must be a 4K-aligned table, below the 40-bit physical address space')
+    expectHvmemError(() => foreignWalk('stage2', 0x4100_1000n, vtcr(24, 1)), 'input', '--root 0x41001000 is not a valid root: it must be 2 concatenated 4K tables, so aligned to 0x2000, below the 40-bit physical address space')
     expectHvmemError(() => foreignWalk('stage2', 1n << 40n), 'input', 'below the 40-bit physical address space')
     expectHvmemError(() => foreignWalk('stage2', 0x4100_0000n, 0x8002_3559n, 300), 'input', '--vmid 300 needs 16-bit VMIDs, but VTCR_EL2 0x80023559 has VS (bit 19) clear; pass a VMID up to 255 or set VS')
     expect(foreignWalk('stage2', 0x4100_0000n, 0x800a_3559n, 300).registers[0]!.value).toBe(0x012c_0000_4100_0000n)
@@ -166,7 +170,7 @@ describe('walks with other start levels', () => {
     // with hvmem's default walk the same IPA is out of range
     expect(translate(m, STAGE2, L0, 0x100_4000_1234n).fault?.reason).toBe('the address is outside the 39-bit input address space (T0SZ 25)')
     // and the walker lists the same tree from level 0
-    const entries = walkTables(m, STAGE2, L0, {startLevel: walk.startLevel, ipaBits: walk.inputBits})
+    const entries = walkTables(m, STAGE2, L0, stage2Geometry({granule: 4096, inputBits: Number(walk.inputBits), startLevel: walk.startLevel}))
     expect(entries.map((e) => [e.level, e.index, e.ipa, e.size])).toEqual([
       [0, 2, 0x100_0000_0000n, 1n << 39n],
       [1, 1, 0x100_4000_0000n, 1n << 30n],

@@ -1,15 +1,16 @@
+import {DEFAULT_STAGE2} from '../../src/core/geometry.js'
 import {describe, expect, it} from 'vitest'
 
-import {IPA_LIMIT, MAX_VMID, PA_LIMIT, START_LEVEL, VTCR_FIELDS, checkVmid, encodeVtcr, vtcrFor, vttbrFor} from '../../src/core/registers.js'
+import {MAX_VMID, PA_LIMIT, VTCR_FIELDS, checkVmid, encodeVtcr, vtcrFor, vttbrFor} from '../../src/core/registers.js'
 import {expectHvmemError} from './helpers.js'
 
 describe('VTCR_EL2', () => {
   it('encodes 39-bit IPA, start at L1, 4 KiB granule, IS WB walks, 40-bit PA as 0x80023559', () => {
     expect(VTCR_FIELDS).toEqual({t0sz: 25, sl0: 1, irgn0: 1, orgn0: 1, sh0: 3, tg0: 0, ps: 2, vs: 0})
     expect(encodeVtcr(VTCR_FIELDS)).toBe(0x8002_3559n)
-    expect(IPA_LIMIT).toBe(1n << 39n)
+    expect(DEFAULT_STAGE2.inputLimit).toBe(1n << 39n)
     expect(PA_LIMIT).toBe(1n << 40n)
-    expect(START_LEVEL).toBe(1)
+    expect(DEFAULT_STAGE2.startLevel).toBe(1)
   })
 
   it('places each field at its bit position (RES1 bit 31 always set)', () => {

@@ -7,6 +7,7 @@ import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {mergeRanges, walkRanges, walkTables} from '../../src/core/walker.js'
 import {mappedMachine} from './helpers.js'
+import {DEFAULT_STAGE2, stage2Geometry} from '../../src/core/geometry.js'
 
 const RAM = 0x4000_0000n
 const ROOT = 0x4100_0000n
@@ -42,7 +43,7 @@ describe('walkRanges and the number-based walk', () => {
     fc.assert(
       fc.property(tables, fc.constantFrom<Regime>(STAGE2, STAGE1), fc.constantFrom(0, 1), (writes, regime, startLevel) => {
         const memory = build(writes)
-        const options = startLevel === 0 ? {startLevel: 0, ipaBits: 48n} : {}
+        const options = startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
         const entries = walkTables(memory, regime, ROOT, options)
         const walk = walkRanges(memory, regime, ROOT, options)
         expect(walk.ranges).toEqual(mergeRanges(entries))
@@ -58,18 +59,18 @@ describe('walkRanges and the number-based walk', () => {
     const raw = 0xfff0_ffff_ffe0_07fdn // upper attribute bits all set, output 0xffffffe00000
     memory.writeU64(ROOT, tableDescriptor(0x4100_1000n))
     memory.writeU64(0x4100_1000n, raw)
-    const [table, block] = walkTables(memory, STAGE2, ROOT)
+    const [table, block] = walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2)
     expect(table!.decoded.nextTable).toBe(0x4100_1000n)
     expect(block!.decoded.raw).toBe(raw)
     expect(block!.decoded.leaf!.outputAddress).toBe(0xffff_ffe0_0000n)
-    const {ranges} = walkRanges(memory, STAGE2, ROOT)
+    const {ranges} = walkRanges(memory, STAGE2, ROOT, DEFAULT_STAGE2)
     expect(ranges).toEqual([{start: 0n, end: 0x20_0000n, level: 2, outputStart: 0xffff_ffe0_0000n, decoded: block!.decoded, entries: 1}])
   })
 
   it('merges 512 GiB of 2 MiB blocks into one range of 262,144 entries', () => {
     const {machine, mapper} = mappedMachine({l2Budget: 512})
     mapper.mapRegion(0n, 512n << 30n, 'normal', {granularity: '2M'})
-    const walk = walkRanges(machine.memory, STAGE2, mapper.root)
+    const walk = walkRanges(machine.memory, STAGE2, mapper.root, mapper.geometry)
     expect(walk.entries).toBe(512 + 262_144)
     expect(walk.leaves).toBe(262_144)
     expect(walk.ranges.map((r) => [r.start, r.end, r.level, r.outputStart, r.entries, r.decoded.raw])).toEqual([[0n, 512n << 30n, 2, 0n, 262_144, 0x7fdn]])

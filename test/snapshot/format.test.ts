@@ -119,7 +119,7 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
       padding: EXPECTED_NEXT - HEAP_BASE - EXPECTED_ALLOCATED,
     })
     expect(restored.state()).toEqual(original.state())
-    expect(restored.mapper?.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 8, orphanedTables: 0})
+    expect(restored.mapper?.state).toEqual({regime: 'stage2', root: ROOT, vmid: 7, l2Budget: 8, orphanedTables: 0, granule: 4096, inputBits: 39})
     expect(restored.mapper?.vttbr()).toBe(original.mapper?.vttbr())
     expect(restored.mapper?.vttbr()).toBe((7n << 48n) | ROOT)
     expect(restored.mapper?.l2Tables()).toEqual([L2_DEVICE, L2_NORMAL])
@@ -137,7 +137,7 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     Object.assign(m.mapper!.state, {orphanedTables: 5})
     const data = encodeSnapshot(m)
     expect(data.readUInt32LE(88)).toBe(5)
-    expect(decodeSnapshot(data, NAME).mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 5})
+    expect(decodeSnapshot(data, NAME).mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 5, granule: 4096, inputBits: 39})
   })
 
   it('re-encoding a decoded snapshot is byte-identical', () => {
@@ -188,8 +188,8 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     const n = EXPECTED_PAGES.length
     expect(data.subarray(0, 8).toString('latin1')).toBe('HVMEMSNP')
     expect(data.subarray(0, 8).equals(MAGIC)).toBe(true)
-    expect(data.readUInt32LE(8)).toBe(2)
-    expect(FORMAT_VERSION).toBe(2)
+    expect(data.readUInt32LE(8)).toBe(3)
+    expect(FORMAT_VERSION).toBe(3)
     expect(data.readUInt32LE(12)).toBe(128)
     expect(HEADER_BYTES).toBe(128)
     expect(data.readBigUInt64LE(16)).toBe(RAM_BASE)
@@ -205,7 +205,9 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(data.readBigUInt64LE(72)).toBe(ROOT)
     expect(data.readBigUInt64LE(80)).toBe(BigInt(n))
     expect(data.readUInt32LE(88)).toBe(0)
-    expect([...data.subarray(92, 124)]).toEqual(new Array<number>(32).fill(0))
+    expect(data.readUInt8(92)).toBe(12) // log2 of the 4 KiB granule
+    expect(data.readUInt8(93)).toBe(39) // input bits
+    expect([...data.subarray(94, 124)]).toEqual(new Array<number>(30).fill(0))
     expect(META_CRC_OFFSET).toBe(124)
     // little-endian: the low byte of RAM base (0x4000_0000) first
     expect([...data.subarray(16, 24)]).toEqual([0x00, 0x00, 0x00, 0x40, 0, 0, 0, 0])
@@ -403,10 +405,38 @@ describe('decodeSource lazy: header and index checked at load, each page when fi
 })
 
 describe('decodeSnapshot: format version', () => {
-  it('refuses a newer version (3, valid checksums) naming both versions', () => {
-    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(3, 8))
+  it('refuses a newer version (4, valid checksums) naming both versions', () => {
+    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(4, 8))
     const error = expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid')
-    expect(error.message).toBe(`${NAME} has snapshot format version 3, newer than this hvmem reads (version 2); upgrade hvmem`)
+    expect(error.message).toBe(`${NAME} has snapshot format version 4, newer than this hvmem reads (version 3); upgrade hvmem`)
+  })
+
+  it('reads a version-2 file (no geometry bytes) as 4 KiB / 39-bit, and writes it back as version 3, byte for byte otherwise', () => {
+    const v3 = encodeSnapshot(richMachine())
+    const v2 = patched(v3, (b) => {
+      b.writeUInt32LE(2, 8)
+      b.fill(0, 92, 94)
+    })
+    const m = decodeSnapshot(v2, NAME)
+    expect(m.mapper?.state).toMatchObject({granule: 4096, inputBits: 39})
+    expect(m.mapper?.geometry.describe()).toBe('4K granule, 39-bit IPA, 40-bit PA, level-1 root')
+    expect(encodeSnapshot(m).equals(v3)).toBe(true)
+    // a version-2 file with geometry bytes set is damaged: version 2 keeps them zero
+    expect(expectHvmemError(() => decodeSnapshot(patched(v2, (b) => b.writeUInt8(14, 92)), NAME), 'snapshot-invalid').message).toContain('reserved header bytes are not zero')
+  })
+
+  it('stores and reads back every geometry; refuses a granule or input size that is not one', () => {
+    for (const [granule, inputBits] of [[4096, 48], [16384, 47], [65536, 42]] as const) {
+      const m = newMachine()
+      m.ensureMapper({granule, inputBits}).mapper.mapRegion(RAM_BASE, BigInt(granule), 'normal')
+      const data = encodeSnapshot(m)
+      expect([data.readUInt8(92), data.readUInt8(93)]).toEqual([Math.log2(granule), inputBits])
+      expect(decodeSnapshot(data, NAME).mapper?.geometry.equals(m.mapper!.geometry)).toBe(true)
+    }
+    const base = encodeSnapshot(richMachine())
+    expect(expectHvmemError(() => decodeSnapshot(patched(base, (b) => b.writeUInt8(13, 92)), NAME), 'snapshot-invalid').message).toContain('granule 2^13 bytes is not 4, 16 or 64 KiB')
+    expect(expectHvmemError(() => decodeSnapshot(patched(base, (b) => b.writeUInt8(49, 93)), NAME), 'snapshot-invalid').message).toContain("the mapper's geometry is not valid: the IPA size must be 25..48 bits (got 49)")
+    expect(expectHvmemError(() => decodeSnapshot(patched(onePageSnapshot(), (b) => b.writeUInt8(12, 92)), NAME), 'snapshot-invalid').message).toContain('mapper fields set without a mapper')
   })
 
   it('refuses version 0 and a wrong header length', () => {
@@ -422,9 +452,9 @@ describe('version 1: still read', () => {
     const m = decodeSnapshot(golden, NAME)
     expect(m.state()).toEqual(emptyMachine().state())
     expect(m.heap.status().next).toBe(HEAP_BASE + 0x100an)
-    expect(m.mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 0})
+    expect(m.mapper?.state).toEqual({regime: 'stage2', root: HEAP_BASE, vmid: 3, l2Budget: 2, orphanedTables: 0, granule: 4096, inputBits: 39})
     expect(m.memory.nonZeroPages()).toEqual([])
-    // and writes it back as version 2
+    // and writes it back as version 3
     expect(encodeSnapshot(m).equals(emptySnapshot())).toBe(true)
     expect(encodeV1(emptyMachine()).equals(golden)).toBe(true)
   })
@@ -514,8 +544,8 @@ describe('decodeSnapshot: structural checks behind valid checksums', () => {
     ['allocator next one page past the end', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(HEAP_BASE + HEAP_SIZE + PAGE, 48)), 'allocator state is inconsistent'],
     ['allocator next below the start', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(HEAP_BASE - PAGE, 48)), 'allocator state is inconsistent'],
     ['allocated more than next - start', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(0x2000n, 56)), 'allocator state is inconsistent'],
-    ['mapper root outside RAM', () => patched(emptySnapshot(), (b) => b.writeBigUInt64LE(ramEnd, 72)), 'not a page inside RAM'],
-    ['mapper root not page-aligned', () => patched(emptySnapshot(), (b) => b.writeBigUInt64LE(HEAP_BASE + 8n, 72)), 'not a page inside RAM'],
+    ['mapper root outside RAM', () => patched(emptySnapshot(), (b) => b.writeBigUInt64LE(ramEnd, 72)), 'not a 4K-aligned table inside RAM'],
+    ['mapper root not page-aligned', () => patched(emptySnapshot(), (b) => b.writeBigUInt64LE(HEAP_BASE + 8n, 72)), 'not a 4K-aligned table inside RAM'],
   ]
   for (const [label, make, fragment] of rebuilt) {
     it(`${label} -> snapshot-invalid, message starting with the file name`, () => {
@@ -567,11 +597,11 @@ describe('decodeSnapshot: structural checks behind valid checksums', () => {
     expect(decodeSnapshot(data, NAME).heap.status().remaining).toBe(0n)
   })
 
-  // 32 inputs: each reserved byte 92..123 set to 1.
-  it('a non-zero byte at any of the 32 reserved offsets 92..123 -> snapshot-invalid', () => {
+  // 30 inputs: each reserved byte 94..123 set to 1 (92 and 93 hold the geometry).
+  it('a non-zero byte at any of the 30 reserved offsets 94..123 -> snapshot-invalid', () => {
     const base = emptySnapshot()
     const wrong: string[] = []
-    for (let offset = 92; offset < 124; offset++) {
+    for (let offset = 94; offset < 124; offset++) {
       const data = patched(base, (b) => b.writeUInt8(1, offset))
       try {
         decodeSnapshot(data, NAME)

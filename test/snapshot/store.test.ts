@@ -119,7 +119,7 @@ describe('loadSnapshot', () => {
     expect([fresh.memory.read(RAM_BASE, 8), fresh.memory.read(RAM_BASE + PAGE, 8)]).toEqual([10n, 20n])
   })
 
-  it('reads a version-1 file (whole), and the next change writes it as version 2', async () => {
+  it('reads a version-1 file (whole), and the next change writes it as version 3', async () => {
     const m = populated()
     await writeFile(file, encodeV1(m))
     const loaded = await loadSnapshot(file)
@@ -127,7 +127,7 @@ describe('loadSnapshot', () => {
     expect(encodeSnapshot(loaded).equals(encodeSnapshot(m))).toBe(true)
     await updateSnapshot(file, (w) => w.heap.alloc(8n))
     const data = await readFile(file)
-    expect(data.readUInt32LE(8)).toBe(2)
+    expect(data.readUInt32LE(8)).toBe(3)
     const expected = populated()
     expected.heap.alloc(8n)
     expect(data.equals(encodeSnapshot(expected))).toBe(true)

@@ -57,7 +57,7 @@ export default class DumpTables extends HvmemCommand {
     const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
     if (!target.foreign && flags.format === 'ranges' && !this.jsonEnabled()) {
       // The ranges alone: no object per entry (walkRanges), for large trees.
-      const walk = walkRanges(machine.memory, target.regime, target.root)
+      const walk = walkRanges(machine.memory, target.regime, target.root, target.geometry)
       this.log([`${stage}, root ${hex(target.root)}: ${registerLine(mapper!)}`, ...walk.ranges.map((r) => rangeLine(r))].join('\n'))
       this.log(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
       return {mapper: mapperJson(mapper!), entries: [], ranges: walk.ranges.map(rangeJson)}
@@ -75,9 +75,9 @@ export default class DumpTables extends HvmemCommand {
     }
     const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
-    const startLevel = target.config.startLevel
-    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${describeWalk(target.config)})` : registerLine(mapper!)
-    const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.config.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
+    const startLevel = target.geometry.startLevel
+    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${describeWalk(target.geometry)})` : registerLine(mapper!)
+    const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.geometry.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
     if (dot !== undefined) this.log(dot)
     else if (!this.jsonEnabled()) {
       this.log(`${stage}, root ${hex(target.root)}: ${registers}`)

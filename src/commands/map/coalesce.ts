@@ -1,7 +1,6 @@
 import {HvmemCommand} from '../../cli/base.js'
 import {type MapperJson, mapperJson} from '../../cli/json.js'
 import {requireMapper} from '../../cli/mapper.js'
-import {LEVEL_SIZE} from '../../core/descriptor.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {updateSnapshot} from '../../snapshot/store.js'
 
@@ -19,15 +18,15 @@ export default class MapCoalesce extends HvmemCommand {
 
   async run(): Promise<CoalesceJson> {
     const {flags} = await this.parse(MapCoalesce)
-    const {result, mapper} = await updateSnapshot(flags.snapshot, (machine) => {
+    const {result, mapper, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
       const mapper = requireMapper(machine)
-      return {result: mapper.coalesce(), mapper: mapperJson(mapper)}
+      return {result: mapper.coalesce(), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
-    for (const b of result.blocks) this.log(`Folded ${hex(b.ipa)}-${hex(b.ipa + LEVEL_SIZE[b.level]!)} into one ${formatSize(LEVEL_SIZE[b.level]!)} L${b.level} block ${hex(b.descriptor)}`)
-    const bytes = result.orphanedTables * 4096
+    for (const b of result.blocks) this.log(`Folded ${hex(b.ipa)}-${hex(b.ipa + geometry.entrySize(b.level))} into one ${formatSize(geometry.entrySize(b.level))} L${b.level} block ${hex(b.descriptor)}`)
+    const bytes = result.orphanedTables * geometry.granule
     this.log(result.blocks.length === 0 ? 'Nothing to coalesce.' : `${result.orphanedTables} table page(s) (${formatSize(BigInt(bytes))}) are now unreachable; the bump allocator cannot free them`)
     return {
-      blocks: result.blocks.map((b) => ({ipa: hex(b.ipa), end: hex(b.ipa + LEVEL_SIZE[b.level]!), level: b.level, size: Number(LEVEL_SIZE[b.level]!), descriptor: hex(b.descriptor)})),
+      blocks: result.blocks.map((b) => ({ipa: hex(b.ipa), end: hex(b.ipa + geometry.entrySize(b.level)), level: b.level, size: Number(geometry.entrySize(b.level)), descriptor: hex(b.descriptor)})),
       orphanedTables: result.orphanedTables,
       orphanedBytes: bytes,
       mapper,

@@ -34,13 +34,13 @@ export default class MapProtect extends HvmemCommand {
     const {args, flags} = await this.parse(MapProtect)
     if (flags.attr === undefined && flags.perm === undefined) throw new HvmemError('input', 'say what to change: --attr normal|device|readonly or --perm r|rw|rx|rwx')
     const protection = flags.attr === undefined ? {perm: flags.perm as Permission} : {attr: flags.attr as Attr}
-    const {result, mapper} = await updateSnapshot(flags.snapshot, (machine) => {
+    const {result, mapper, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
       const mapper = requireMapper(machine)
-      return {result: mapper.protect(args.ipa, args.size, protection), mapper: mapperJson(mapper)}
+      return {result: mapper.protect(args.ipa, args.size, protection), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
     const what = 'attr' in protection ? `--attr ${protection.attr}` : `--perm ${protection.perm}`
-    this.log(`Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written)} descriptor(s) rewritten, ${describeCounts(result.unchanged)} already so`)
-    for (const line of editLines(result)) this.log(line)
-    return {...editJson(result), mapper}
+    this.log(`Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written, geometry)} descriptor(s) rewritten, ${describeCounts(result.unchanged, geometry)} already so`)
+    for (const line of editLines(result, geometry)) this.log(line)
+    return {...editJson(result, geometry), mapper}
   }
 }

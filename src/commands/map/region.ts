@@ -5,10 +5,13 @@ import {type CountsJson, describeCounts, editJson, editLines, total} from '../..
 import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
-import {GRANULARITIES, type Granularity, MAX_L2_BUDGET} from '../../core/mapper.js'
+import {HvmemError} from '../../core/errors.js'
+import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, granuleName} from '../../core/geometry.js'
+import {MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {ATTRS, type Attr, REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
 import {formatSize, hex} from '../../core/u64.js'
+import {parseU64} from '../../cli/numbers.js'
 import {updateSnapshot} from '../../snapshot/store.js'
 
 export interface MapRegionJson {
@@ -27,7 +30,9 @@ export interface MapRegionJson {
 
 export default class MapRegion extends HvmemCommand {
   static override summary = 'Map [IPA, IPA+SIZE) in the translation tables, identity or to --pa, with the largest descriptors that fit.'
-  static override description = `Creates the mapper (its L1 table, from the heap) on first use; --regime, --vmid and --l2-budget apply then. Any 4 KiB-aligned range maps: hvmem uses 1 GiB blocks (L1), 2 MiB blocks (L2) and 4 KiB pages (L3) as the alignment of IPA and PA allows, smaller ones at the edges; --granularity caps the size (2M gives the sprint plan's 2 MiB blocks). L2 tables count against the budget; L3 tables only need heap. The range must end inside the 39-bit input space and its output inside the 40-bit physical space.
+  static override description = `Creates the mapper (its root table, from the heap) on first use; --regime, --vmid, --l2-budget and the geometry (--granule, --ipa-bits or --va-bits, or --preset) apply then. By default: 4 KiB granule, 39-bit input, a level-1 root, 40-bit PA (VTCR_EL2 0x80023559). The start level follows from granule and input size: at stage 2 as KVM derives it (the fewest levels, the root concatenating up to 16 tables), at stage 1 by the architecture's rule; the PA size is 40 bits, or the smallest larger one that holds the input size (42, 44, 48). --preset kvm is KVM's default: a 40-bit IPA, 4 KiB granule, two concatenated level-1 tables.
+
+Any granule-aligned range maps: hvmem uses the largest leaves the alignment of IPA and PA allows (4 KiB granule: 1 GiB blocks at L1, 2 MiB at L2, 4 KiB pages at L3; 16 KiB: 32 MiB blocks at L2, 16 KiB pages; 64 KiB: 512 MiB blocks at L2, 64 KiB pages), smaller ones at the edges; --granularity caps the size (2M gives the sprint plan's 2 MiB blocks) and must be a leaf size of the geometry. The L2 budget counts the tables at level 2 below the root, one per level-1 entry (the sprint plan's on-demand L2 tables); a geometry whose root is at level 2 or 3 has none to count. Other tables only need heap. The range must end inside the input space and its output inside the physical space.
 
 An existing mapping with other output or attributes is refused (exit 6), naming it, unless --replace; mapping a range again as it is changes nothing. All or nothing: a conflict, the budget (exit 7) or the heap (exit 5) fails the whole command and the snapshot is unchanged.
 
@@ -40,6 +45,10 @@ With --regime stage1 the tables are the hypervisor's own (EL2, TTBR0_EL2, MAIR_E
     '<%= config.bin %> map region 0x8000_0000 64M --pa 0x4800_0000',
     '<%= config.bin %> map region 0x4000_0000 1G --granularity 2M --vmid 5 --l2-budget 8',
     '<%= config.bin %> map region 0x4000_0000 1G --regime stage1',
+    '<%= config.bin %> map region 0x4000_0000 1G --preset kvm',
+    '<%= config.bin %> map region 0x4000_0000 64M --granule 16K --ipa-bits 47',
+    '<%= config.bin %> map region 0x4000_0000 1G --granule 64K --ipa-bits 42 --granularity 64K',
+    '<%= config.bin %> map region 0x8000_0000 1G --regime stage1 --va-bits 48',
   ]
 
   static override args = {
@@ -50,29 +59,33 @@ With --regime stage1 the tables are the hypervisor's own (EL2, TTBR0_EL2, MAIR_E
   static override flags = {
     attr: Flags.option({options: ATTRS, summary: 'Memory attributes.', default: 'normal' as Attr})(),
     pa: u64Flag({summary: 'Output address of IPA (default: IPA, an identity map).'}),
-    granularity: Flags.option({options: GRANULARITIES, summary: 'Largest descriptor to use.', default: '1G' as Granularity})(),
+    granularity: Flags.string({summary: 'Largest descriptor to use: page, or a leaf size of the geometry (4K, 2M, 1G; 16K, 32M; 64K, 512M).'}),
     replace: Flags.boolean({summary: 'Overwrite existing mappings in the range.', default: false}),
     regime: Flags.option({options: REGIME_NAMES, summary: 'Translation regime (when the mapper is created; default stage2).'})(),
     vmid: intFlag(0, MAX_VMID)({summary: 'VMID for VTTBR_EL2 (stage 2, when the mapper is created; default 0).'}),
     'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'Most L2 tables the mapper may allocate (when it is created; default 4).'}),
+    granule: Flags.option({options: ['4K', '16K', '64K'] as const, summary: 'Translation granule (when the mapper is created; default 4K).', helpGroup: 'GEOMETRY'})(),
+    'ipa-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
+    'va-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 1: VA size in bits, 25..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['ipa-bits']}),
+    preset: Flags.option({options: ['kvm'] as const, summary: "A named geometry: kvm is KVM's default stage 2 (40-bit IPA, 4K granule, two concatenated level-1 tables).", helpGroup: 'GEOMETRY', exclusive: ['granule', 'ipa-bits', 'va-bits']})(),
   }
 
   async run(): Promise<MapRegionJson> {
     const {args, flags} = await this.parse(MapRegion)
-    const {result, created, mapper, registers} = await updateSnapshot(flags.snapshot, (machine) => {
-      const {mapper, created} = machine.ensureMapper({regime: flags.regime as RegimeName | undefined, vmid: flags.vmid, l2Budget: flags['l2-budget']})
-      const result = mapper.mapRegion(args.ipa, args.size, flags.attr, {pa: flags.pa, granularity: flags.granularity, replace: flags.replace})
-      return {result, created, mapper: mapperJson(mapper), registers: registerLine(mapper)}
+    const {result, created, mapper, registers, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
+      const {mapper, created} = machine.ensureMapper(mapperOptions(flags))
+      const result = mapper.mapRegion(args.ipa, args.size, flags.attr, {pa: flags.pa, granularity: parseGranularity(flags.granularity), replace: flags.replace})
+      return {result, created, mapper: mapperJson(mapper), registers: registerLine(mapper), geometry: mapper.geometry}
     })
     const end = result.ipa + result.size
     const target = result.pa === result.ipa ? '' : ` -> ${hex(result.pa)}`
-    if (created) this.log(`Created the ${mapper.regime} mapper: L1 table at ${mapper.root}${mapper.regime === 'stage2' ? `, VMID ${mapper.vmid}` : ''}, L2 budget ${mapper.l2Budget}`)
+    if (created) this.log(`Created the ${mapper.regime} mapper (${geometry.describe()}): root at ${mapper.root}${mapper.regime === 'stage2' ? `, VMID ${mapper.vmid}` : ''}, L2 budget ${mapper.l2Budget}`)
     this.log(
-      `Mapped ${color.bold(`${hex(result.ipa)}-${hex(end)}`)}${target} (${formatSize(result.size)}) ${result.attr}: ${describeCounts(result.written)} written, ${describeCounts(result.unchanged)} already so; descriptor at ${hex(result.ipa)} ${hex(result.descriptor)}`,
+      `Mapped ${color.bold(`${hex(result.ipa)}-${hex(end)}`)}${target} (${formatSize(result.size)}) ${result.attr}: ${describeCounts(result.written, geometry)} written, ${describeCounts(result.unchanged, geometry)} already so; descriptor at ${hex(result.ipa)} ${hex(result.descriptor)}`,
     )
-    for (const line of editLines(result)) this.log(line)
+    for (const line of editLines(result, geometry)) this.log(line)
     this.log(registers)
-    const json = editJson(result)
+    const json = editJson(result, geometry)
     return {
       mapped: {ipa: hex(result.ipa), end: hex(end), size: Number(result.size), pa: hex(result.pa), attr: result.attr, descriptor: hex(result.descriptor)},
       blocks: total(result.written) + total(result.unchanged),
@@ -86,4 +99,24 @@ With --regime stage1 the tables are the hypervisor's own (EL2, TTBR0_EL2, MAIR_E
       mapper,
     }
   }
+}
+
+/** The mapper options the flags give (they apply when the mapper is created). */
+function mapperOptions(flags: {regime?: string; vmid?: number; 'l2-budget'?: number; granule?: string; 'ipa-bits'?: number; 'va-bits'?: number; preset?: string}): MapperOptions {
+  const regime = flags.regime as RegimeName | undefined
+  if (flags['ipa-bits'] !== undefined && regime === 'stage1') throw new HvmemError('input', '--ipa-bits is for stage 2; a --regime stage1 mapper takes --va-bits')
+  if (flags['va-bits'] !== undefined && regime !== 'stage1') throw new HvmemError('input', '--va-bits is for --regime stage1; a stage-2 mapper takes --ipa-bits')
+  if (flags['ipa-bits'] !== undefined && flags['ipa-bits'] < 32) throw new HvmemError('input', `--ipa-bits must be 32..48 (got ${flags['ipa-bits']})`)
+  if (flags.preset === 'kvm') {
+    if (regime === 'stage1') throw new HvmemError('input', '--preset kvm is a stage-2 geometry; leave out --regime stage1')
+    return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], granule: 4096, inputBits: 40}
+  }
+  const granule = flags.granule === undefined ? undefined : GRANULES.find((g) => granuleName(g) === flags.granule)
+  return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], granule: granule as Granule | undefined, inputBits: flags['ipa-bits'] ?? flags['va-bits']}
+}
+
+/** --granularity: page, or a size (checked against the geometry by the mapper). */
+function parseGranularity(text: string | undefined): 'page' | bigint | undefined {
+  if (text === undefined || text === 'page') return text
+  return parseU64(text, '--granularity')
 }

@@ -22,12 +22,12 @@ export default class MapUnmap extends HvmemCommand {
 
   async run(): Promise<UnmapJson> {
     const {args, flags} = await this.parse(MapUnmap)
-    const {result, mapper} = await updateSnapshot(flags.snapshot, (machine) => {
+    const {result, mapper, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
       const mapper = requireMapper(machine)
-      return {result: mapper.unmap(args.ipa, args.size), mapper: mapperJson(mapper)}
+      return {result: mapper.unmap(args.ipa, args.size), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
-    this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared)} descriptor(s) cleared`)
-    for (const line of editLines(result)) this.log(line)
-    return {...editJson(result), mapper}
+    this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared, geometry)} descriptor(s) cleared`)
+    for (const line of editLines(result, geometry)) this.log(line)
+    return {...editJson(result, geometry), mapper}
   }
 }
