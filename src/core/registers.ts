@@ -190,7 +190,7 @@ export function decodeTcrEl2(value: bigint): RegisterField[] {
 
 /** The registers a hypervisor loads to use hvmem's tables, each decoded field by field. */
 export function registersFor(regime: RegimeName, root: bigint, vmid: number, geometry: Geometry = regime === 'stage2' ? DEFAULT_STAGE2 : DEFAULT_STAGE1): Register[] {
-  const rootName = `root (L${geometry.startLevel}${geometry.rootTables > 1 ? `, ${geometry.rootTables} concatenated tables` : ''})`
+  const rootName = geometry.rootTables > 1 ? `root: ${geometry.rootTables} concatenated L${geometry.startLevel} tables` : `root (L${geometry.startLevel}) table`
   if (regime === 'stage2') {
     const vttbr = vttbrFor(root, vmid)
     const vtcr = vtcrFor(vmid, geometry)
@@ -201,7 +201,7 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number, geo
         purpose: 'stage-2 root table and VMID',
         fields: decodeFields(vttbr, [
           field('VMID', vmid > 0xff ? 63 : 55, 48, (v) => `VMID ${v}`),
-          field('BADDR', 47, 1, (v) => `${rootName} table at ${hex(v << 1n)}`),
+          field('BADDR', 47, 1, (v) => `${rootName} at ${hex(v << 1n)}`),
           field('CnP', 0, 0, bit('common not private', 'private to this PE')),
         ]),
       },
@@ -224,7 +224,7 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number, geo
       value: root,
       purpose: 'stage-1 root table of the EL2 regime',
       fields: decodeFields(root, [
-        field('BADDR', 47, 1, (v) => `${rootName} table at ${hex(v << 1n)}`),
+        field('BADDR', 47, 1, (v) => `${rootName} at ${hex(v << 1n)}`),
         field('CnP', 0, 0, bit('common not private', 'private to this PE')),
       ]),
     },

@@ -32,7 +32,8 @@ export class TableTransaction implements TableAccess {
     let copy = this.pages.get(frame)
     if (copy === undefined) {
       const bytes = this.memoryPages.page(frame)
-      copy = new DataView(bytes === undefined ? new ArrayBuffer(PAGE_BYTES) : bytes.slice().buffer)
+      // new Uint8Array copies (a Buffer's slice would not)
+      copy = new DataView(bytes === undefined ? new ArrayBuffer(PAGE_BYTES) : new Uint8Array(bytes).buffer)
       this.pages.set(frame, copy)
     }
     return copy
