@@ -26,6 +26,19 @@ const SOURCE = path.join(HERE, 'el2', 'probe.S')
 const LINKER_SCRIPT = path.join(HERE, 'el2', 'probe.ld')
 
 export const QEMU = 'qemu-system-aarch64'
+/**
+ * The CPU model: `max` (QEMU 7.2: ID_AA64MMFR0_EL1 0x0000_0323_1020_1126), for its 4K, 16K and 64K
+ * granules at both stages. Tables must enable what they rely on in the registers (VTCR_EL2/TCR_EL2
+ * HA, HD, DS stay clear), so the extra features of `max` do not show in the PARs; what does show is
+ * its PA size (CPU_PA_BITS).
+ */
+export const QEMU_CPU = 'max'
+/**
+ * PAMax of QEMU_CPU: ID_AA64MMFR0_EL1.PARange 0b0110, 52 bits (cortex-a57 had 44). With EL1's MMU
+ * off, AT S12E1R/W checks the address against this at its own (flat) stage 1 first: an address at or
+ * above 2^CPU_PA_BITS is a stage-1 address size fault at level 0, before stage 2 sees it.
+ */
+export const CPU_PA_BITS = 52n
 export const AS = 'aarch64-linux-gnu-as'
 export const LD = 'aarch64-linux-gnu-ld'
 
@@ -191,7 +204,7 @@ function checkImages(images: QemuJob['images']): void {
 export function qemuArgs(elf: string, paramsFile: string, images: Array<{address: bigint; file: string}>): string[] {
   return [
     '-machine', 'virt,virtualization=on',
-    '-cpu', 'cortex-a57',
+    '-cpu', QEMU_CPU,
     '-m', '1G',
     '-nographic',
     '-nic', 'none',
