@@ -48,10 +48,11 @@ export const DTB_RANGE = {start: 0x4000_0000n, end: 0x4010_0000n}
 /**
  * The probe program (0x4020_0000-0x403F_FFFF) and the parameter block (0x4040_0000-0x405F_FFFF).
  * Stage 1: the program runs with the EL2 MMU on, so its tables must identity-map this range as
- * Normal, executable, read/write (two 2 MiB blocks).
+ * Normal, executable, read/write (4 MiB, 2 MiB aligned: two 4K-granule L2 blocks, or pages of any
+ * granule, or part of one larger block).
  */
 export const PROGRAM_RANGE = {start: 0x4020_0000n, end: 0x4060_0000n}
-/** The PL011 UART the program prints on. Stage 1: must be identity-mapped as Device (one 2 MiB block). */
+/** The PL011 UART the program prints on. Stage 1: must be identity-mapped as Device (2 MiB, 2 MiB aligned). */
 export const UART_RANGE = {start: 0x0900_0000n, end: 0x0920_0000n}
 export const PARAMS_ADDRESS = 0x4040_0000n
 /** "HMVPROBE" read as a little-endian u64: the bytes 48 4d 56 50 52 4f 42 45. */
