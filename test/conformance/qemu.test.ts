@@ -9,7 +9,7 @@ import {describe, expect, it} from 'vitest'
 import {Machine} from '../../src/core/machine.js'
 import {PhysicalMemory} from '../../src/core/memory.js'
 import {vtcrFor, vttbrFor} from '../../src/core/registers.js'
-import {PROGRAM_RANGE, type Probe, type QemuJob, UART_RANGE, buildProbeProgram, paramBlock, qemuAvailable, runQemu} from './qemu.js'
+import {CPU_PA_BITS, PROGRAM_RANGE, type Probe, type QemuJob, UART_RANGE, buildProbeProgram, paramBlock, qemuAvailable, runQemu} from './qemu.js'
 
 const RAM_BASE = 0x4000_0000n
 const HEAP_BASE = 0x4100_0000n
@@ -172,8 +172,11 @@ describe.skipIf(!qemuAvailable())('QEMU conformance runner', () => {
       {what: 'empty L3 table: translation fault, level 3', probe: read(at.emptyL3), expected: faultPar(FST.translation(3), true)},
       {what: '1 GiB L1 block', probe: write(at.l1Block + 0x1234_5000n), expected: okPar(0xffn, at.l1Block + 0x1234_5000n, S2_NORMAL_LOW)},
       // With EL1's MMU off, stage 1 is flat but checks the VA against the CPU's PA size
-      // (cortex-a57: 44 bits): a stage-1 (S = 0) address size fault at level 0.
-      {what: 'IPA 2^44: stage-1 address size fault, level 0', probe: read(1n << 44n), expected: faultPar(FST.addressSize(0), false)},
+      // (CPU_PA_BITS, 52 for -cpu max): below it stage 2 decides (T0SZ 25: translation fault,
+      // level 0), at or above it a stage-1 (S = 0) address size fault at level 0.
+      {what: 'IPA 2^44: translation fault, level 0, stage 2', probe: read(1n << 44n), expected: faultPar(FST.translation(0), true)},
+      {what: 'IPA 2^PAMax - 4 KiB: translation fault, level 0, stage 2', probe: write((1n << CPU_PA_BITS) - 0x1000n), expected: faultPar(FST.translation(0), true)},
+      {what: 'IPA 2^PAMax: stage-1 address size fault, level 0', probe: read(1n << CPU_PA_BITS), expected: faultPar(FST.addressSize(0), false)},
     ])
   })
 

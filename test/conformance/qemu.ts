@@ -26,6 +26,19 @@ const SOURCE = path.join(HERE, 'el2', 'probe.S')
 const LINKER_SCRIPT = path.join(HERE, 'el2', 'probe.ld')
 
 export const QEMU = 'qemu-system-aarch64'
+/**
+ * The CPU model: `max` (QEMU 7.2: ID_AA64MMFR0_EL1 0x0000_0323_1020_1126), for its 4K, 16K and 64K
+ * granules at both stages. Tables must enable what they rely on in the registers (VTCR_EL2/TCR_EL2
+ * HA, HD, DS stay clear), so the extra features of `max` do not show in the PARs; what does show is
+ * its PA size (CPU_PA_BITS).
+ */
+export const QEMU_CPU = 'max'
+/**
+ * PAMax of QEMU_CPU: ID_AA64MMFR0_EL1.PARange 0b0110, 52 bits (cortex-a57 had 44). With EL1's MMU
+ * off, AT S12E1R/W checks the address against this at its own (flat) stage 1 first: an address at or
+ * above 2^CPU_PA_BITS is a stage-1 address size fault at level 0, before stage 2 sees it.
+ */
+export const CPU_PA_BITS = 52n
 export const AS = 'aarch64-linux-gnu-as'
 export const LD = 'aarch64-linux-gnu-ld'
 
@@ -35,10 +48,11 @@ export const DTB_RANGE = {start: 0x4000_0000n, end: 0x4010_0000n}
 /**
  * The probe program (0x4020_0000-0x403F_FFFF) and the parameter block (0x4040_0000-0x405F_FFFF).
  * Stage 1: the program runs with the EL2 MMU on, so its tables must identity-map this range as
- * Normal, executable, read/write (two 2 MiB blocks).
+ * Normal, executable, read/write (4 MiB, 2 MiB aligned: two 4K-granule L2 blocks, or pages of any
+ * granule, or part of one larger block).
  */
 export const PROGRAM_RANGE = {start: 0x4020_0000n, end: 0x4060_0000n}
-/** The PL011 UART the program prints on. Stage 1: must be identity-mapped as Device (one 2 MiB block). */
+/** The PL011 UART the program prints on. Stage 1: must be identity-mapped as Device (2 MiB, 2 MiB aligned). */
 export const UART_RANGE = {start: 0x0900_0000n, end: 0x0920_0000n}
 export const PARAMS_ADDRESS = 0x4040_0000n
 /** "HMVPROBE" read as a little-endian u64: the bytes 48 4d 56 50 52 4f 42 45. */
@@ -191,7 +205,7 @@ function checkImages(images: QemuJob['images']): void {
 export function qemuArgs(elf: string, paramsFile: string, images: Array<{address: bigint; file: string}>): string[] {
   return [
     '-machine', 'virt,virtualization=on',
-    '-cpu', 'cortex-a57',
+    '-cpu', QEMU_CPU,
     '-m', '1G',
     '-nographic',
     '-nic', 'none',

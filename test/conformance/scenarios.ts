@@ -14,7 +14,7 @@ import {IPA_LIMIT, PA_LIMIT} from '../../src/core/registers.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {walkTables} from '../../src/core/walker.js'
-import {PROGRAM_RANGE, type Probe, UART_RANGE} from './qemu.js'
+import {CPU_PA_BITS, PROGRAM_RANGE, type Probe, UART_RANGE} from './qemu.js'
 
 export interface Scenario {
   name: string
@@ -28,8 +28,11 @@ const GIB = LEVEL_SIZE[1]!
 const BLOCK = LEVEL_SIZE[2]!
 const PAGE = LEVEL_SIZE[3]!
 const ATTRS: Attr[] = ['normal', 'device', 'readonly']
-/** Above this, QEMU's cortex-a57 (44-bit PA) faults AT S12E1 at its own stage 1 first: not a stage-2 question. */
-const STAGE2_PROBE_LIMIT = 1n << 44n
+/**
+ * Above this, AT S12E1 faults at the CPU's own flat stage 1 (EL1's MMU is off) before stage 2: not a
+ * stage-2 question (qemu.ts CPU_PA_BITS; 2^52 with -cpu max).
+ */
+const STAGE2_PROBE_LIMIT = 1n << CPU_PA_BITS
 
 /** mulberry32: a small seeded generator, so every run builds the same scenarios. */
 export class Random {
@@ -48,7 +51,7 @@ export class Random {
     return Math.floor(this.next() * below)
   }
   big(below: bigint): bigint {
-    // two 32-bit draws are plenty for the 2^44 range used here
+    // two 32-bit draws are plenty for the ranges used here (up to 2^52)
     const value = (BigInt(this.int(2 ** 32)) << 32n) | BigInt(this.int(2 ** 32))
     return value % below
   }

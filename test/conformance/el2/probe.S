@@ -21,10 +21,16 @@
 //   from VBAR_EL2) and exits with status 1, so a mistake shows up instead of a hang.
 //
 // Stage 1: once SCTLR_EL2.M is set, this program's own code and stack (0x4020_0000-0x403F_FFFF),
-// the parameter block (0x4040_0000-0x405F_FFFF) and the UART (0x0900_0000, 2 MiB) are reached
+// the parameter block (0x4040_0000-0x405F_FFFF) and the UART (0x0900_0000-0x091F_FFFF) are reached
 // THROUGH the tables under test. A stage-1 scenario must therefore identity-map
 // 0x4020_0000-0x4060_0000 as Normal, executable, read/write and 0x0900_0000-0x0920_0000 as Device
-// (qemu.ts exports them as PROGRAM_RANGE and UART_RANGE).
+// (qemu.ts exports them as PROGRAM_RANGE and UART_RANGE), with pages or blocks of any size.
+//
+// Nothing here depends on the translation granule or the input size: TCR_EL2 and VTCR_EL2 (TG0,
+// T0SZ, SL0, PS) are written exactly as the parameter block has them, the TLB invalidations are
+// whole-regime ones, and every address the program touches is below 2^31 (inside any input size of
+// 32 bits or more) and aligned to 2 MiB (so to any page size: 4, 16 or 64 KiB). The exception
+// handler turns the EL2 MMU off before it prints, so it works whatever the tables hold.
 
         .equ    UART_BASE,   0x09000000
         .equ    UART_FR,     0x18
