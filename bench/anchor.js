@@ -433,8 +433,8 @@ export function hvmemCases(core) {
  * Returns {note?, rust: boolean, rows: [{id, name, rust, hvmemMs, rustMs, ratio, target, hvmemCheck, rustCheck, expect, checkOk}]}.
  */
 export async function anchor({rounds = 5, iters = 10, log = (line) => console.error(line)} = {}) {
+  // a note (no cargo, no folder) is the caller's to print, once
   const built = buildAnchor(log)
-  if (built.note) log(built.note)
   const scratch = mkdtempSync(join(tmpdir(), 'hvmem-anchor-'))
   let core
   try {

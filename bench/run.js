@@ -339,12 +339,7 @@ if (!only || only.includes('anchor')) {
   // A child process of its own: hvmem's loops run in a heap that holds nothing of this harness's.
   const out = at('anchor.json')
   const r = spawnSync(process.execPath, [ANCHOR, '--rounds', String(anchorRounds), '--iters', String(anchorIters), '--json', out], {stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8'})
-  const notes = []
-  for (const line of (r.stderr ?? '').split('\n')) {
-    if (!line) continue
-    console.error(line)
-    if (line.startsWith('Rust anchor skipped')) notes.push(line)
-  }
+  if (r.stderr) process.stderr.write(r.stderr)
   let result
   try {
     result = JSON.parse(readFileSync(out, 'utf8'))
@@ -359,7 +354,7 @@ if (!only || only.includes('anchor')) {
     anchorResult = result
     const {KEEP_HEAP, anchorTable} = await import('./anchor.js')
     console.log(`Rust anchor (issue 13): hvmem's core in-process vs aarch64-paging 0.12.1, ${result.rounds} interleaved rounds of ${result.iters} timed iterations a case (d and the split floor: 20x), minimum of each side over the rounds, in ms (${result.seconds.toFixed(0)} s); Rust runs with ${KEEP_HEAP.GLIBC_TUNABLES} (bench/anchor.js)`)
-    for (const note of notes) console.log(note)
+    if (result.note) console.log(result.note)
     console.log(await anchorTable(result))
     if (result.rows.some((row) => row.checkOk === false)) process.exitCode = 1
   }
