@@ -9,6 +9,12 @@
  *
  * --quick: 3 timed runs a case instead of 11 (BENCH_RUNS sets the default too); --only: a subset by
  * case id (see --list); BENCH_KEEP=1 keeps the scratch inputs. A case whose command is not in this build prints "n/a (command not built)".
+ *
+ * Then the Rust anchor (bench/anchor.js, case id `anchor`): hvmem's core in-process against
+ * aarch64-paging 0.12.1 built from ../shared/anchor-bench, in interleaved rounds (5, or 3 with
+ * --quick; --anchor-rounds N, --anchor-iters N), printed as hvmem/Rust ratios after the whole-process
+ * table. It runs in a child process of its own; without cargo or the folder it prints a note and
+ * times the hvmem side alone.
  */
 import {spawnSync} from 'node:child_process'
 import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
@@ -32,6 +38,9 @@ const option = (name) => {
 const quick = argv.includes('--quick')
 const runs = Number(option('--runs') ?? process.env.BENCH_RUNS ?? (quick ? 3 : 11))
 const only = option('--only')?.split(',')
+const anchorRounds = Number(option('--anchor-rounds') ?? process.env.BENCH_ANCHOR_ROUNDS ?? (quick ? 3 : 5))
+const anchorIters = Number(option('--anchor-iters') ?? process.env.BENCH_ANCHOR_ITERS ?? 10)
+const ANCHOR = fileURLToPath(new URL('./anchor.js', import.meta.url))
 
 // ---- processes -----------------------------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'hvmem-bench-'))
@@ -229,6 +238,7 @@ const CASES = [
 
 if (argv.includes('--list')) {
   for (const c of CASES) console.log(`${c.id.padEnd(16)} ${c.name}`)
+  console.log(`${'anchor'.padEnd(16)} in-process: hvmem's core vs the Rust crate aarch64-paging (issue 13), hvmem/Rust ratios`)
   process.exit(0)
 }
 
@@ -322,4 +332,31 @@ for (const c of selected) {
   summary.push({id: c.id, target: m.target, reference: m.reference, ratio, goal: c.goal, rssTarget: m.rssTarget, rssReference: m.rssReference, extra: m.extra})
 }
 console.log(table.toString())
-if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify({runs, machine: {cpu: cpu[0]?.model, cores: cpu.length, node: process.version}, cases: summary}, null, 2))
+
+// ---- the Rust anchor (bench/anchor.js) -------------------------------------------------------------
+let anchorResult
+if (!only || only.includes('anchor')) {
+  // A child process of its own: hvmem's loops run in a heap that holds nothing of this harness's.
+  const out = at('anchor.json')
+  const r = spawnSync(process.execPath, [ANCHOR, '--rounds', String(anchorRounds), '--iters', String(anchorIters), '--json', out], {stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8'})
+  if (r.stderr) process.stderr.write(r.stderr)
+  let result
+  try {
+    result = JSON.parse(readFileSync(out, 'utf8'))
+  } catch {
+    // no results: the harness broke
+  }
+  console.log()
+  if (result === undefined) {
+    console.log(`Rust anchor: harness error (exit ${r.status ?? r.signal}): ${(r.stderr ?? '').trim().split('\n').at(-1) ?? ''}`)
+    process.exitCode = 1
+  } else {
+    anchorResult = result
+    const {KEEP_HEAP, anchorTable} = await import('./anchor.js')
+    console.log(`Rust anchor (issue 13): hvmem's core in-process vs aarch64-paging 0.12.1, ${result.rounds} interleaved rounds of ${result.iters} timed iterations a case (d and the split floor: 20x), minimum of each side over the rounds, in ms (${result.seconds.toFixed(0)} s); Rust runs with ${KEEP_HEAP.GLIBC_TUNABLES} (bench/anchor.js)`)
+    if (result.note) console.log(result.note)
+    console.log(await anchorTable(result))
+    if (result.rows.some((row) => row.checkOk === false)) process.exitCode = 1
+  }
+}
+if (process.env.BENCH_JSON) writeFileSync(process.env.BENCH_JSON, JSON.stringify({runs, machine: {cpu: cpu[0]?.model, cores: cpu.length, node: process.version}, cases: summary, anchor: anchorResult}, null, 2))
