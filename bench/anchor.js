@@ -18,7 +18,7 @@
  * hvmem's core is TypeScript: it is bundled here with esbuild (a dev dependency, as the CLI build
  * uses) from src/core into one ESM file in the scratch folder and imported, so it runs as plain JS
  * with no loader in between. The counterparts call only the core's public API: Machine.create,
- * machine.ensureMapper, mapper.mapRegion/unmap/protect, mapper.root, mapper.regime, scanTables,
+ * machine.ensureMapper, mapper.mapRegion/unmap/protect, mapper.root, mapper.regime, mapper.geometry, scanTables,
  * walkRanges, walkTables.
  *
  * Environment: HVMEM_ANCHOR_DIR (the anchor-bench folder, default ../shared/anchor-bench from the
@@ -246,7 +246,8 @@ export function hvmemCases(core) {
         const levels = [0, 0, 0, 0]
         let acc = 0
         const t = performance.now()
-        scanTables(m.memory, mapper.root, {}, (level, _index, _table, _ipa, lo, hi) => {
+        scanTables(m.memory, mapper.root, mapper.geometry, (w) => {
+          const {level, lo, hi} = w
           // a valid leaf: a block at levels 1-2, a page at level 3 (the crate's walk visits leaves only)
           if (level === 3 ? (lo & 2) !== 0 : (lo & 2) === 0) {
             levels[level]++
@@ -270,7 +271,7 @@ export function hvmemCases(core) {
       run: () => {
         const {machine: m, mapper} = pagesMap()
         const t = performance.now()
-        const w = walkRanges(m.memory, mapper.regime, mapper.root, {})
+        const w = walkRanges(m.memory, mapper.regime, mapper.root, mapper.geometry)
         const ms = performance.now() - t
         return {ms, check: w.ranges.length === 1 && w.entries === 262_657 ? w.leaves : -1}
       },
@@ -288,7 +289,7 @@ export function hvmemCases(core) {
       run: () => {
         const {machine: m, mapper} = pagesMap()
         const t = performance.now()
-        const entries = walkTables(m.memory, mapper.regime, mapper.root, {})
+        const entries = walkTables(m.memory, mapper.regime, mapper.root, mapper.geometry)
         const ms = performance.now() - t
         let leaves = 0
         for (const e of entries) if (e.level === 3) leaves++

@@ -34,7 +34,7 @@ export async function compare(scenario: string, memory: PhysicalMemory, mapper: 
   const qemu = await runQemu({...job, probes})
   const outcome: Outcome = {compared: 0, disagreements: [], results: new Map()}
   probes.forEach((probe, i) => {
-    const t = translate(memory, mapper.regime, mapper.root, probe.address, {write: probe.write})
+    const t = translate(memory, mapper.regime, mapper.root, probe.address, {write: probe.write}, mapper.geometry)
     const key = t.fault === undefined ? 'ok' : `${t.fault.kind} L${t.fault.level}`
     outcome.results.set(key, (outcome.results.get(key) ?? 0) + 1)
     outcome.compared++

@@ -5,12 +5,16 @@
  * addresses past the 40-bit PA limit, reserved encodings, the other regime's encodings, L1 blocks, L3
  * tables) so that every fault kind and level is compared against QEMU, not only hvmem's own output.
  */
-import {ADDRESS_MASK, AF, type Attr, LEVEL_SIZE, type RegimeName, TABLE_OR_PAGE, tableDescriptor} from '../../src/core/descriptor.js'
+import {ADDRESS_MASK, AF, type Attr, type RegimeName, TABLE_OR_PAGE, tableDescriptor} from '../../src/core/descriptor.js'
+import {DEFAULT_STAGE2} from '../../src/core/geometry.js'
 import {HvmemError} from '../../src/core/errors.js'
 import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE} from '../../src/core/heap.js'
 import {Machine} from '../../src/core/machine.js'
 import {GRANULARITIES, type IdentityMapper, type MapOptions, PERMISSIONS} from '../../src/core/mapper.js'
-import {IPA_LIMIT, PA_LIMIT} from '../../src/core/registers.js'
+import {PA_LIMIT} from '../../src/core/registers.js'
+
+/** hvmem's original geometry (4 KiB, 39-bit, level-1 root): these scenarios build and damage tables in it; geometry-scenarios.ts covers the others. */
+const IPA_LIMIT = DEFAULT_STAGE2.inputLimit
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {walkTables} from '../../src/core/walker.js'
@@ -24,9 +28,9 @@ export interface Scenario {
   probes: Probe[]
 }
 
-const GIB = LEVEL_SIZE[1]!
-const BLOCK = LEVEL_SIZE[2]!
-const PAGE = LEVEL_SIZE[3]!
+const GIB = DEFAULT_STAGE2.entrySize(1)
+const BLOCK = DEFAULT_STAGE2.entrySize(2)
+const PAGE = DEFAULT_STAGE2.entrySize(3)
 const ATTRS: Attr[] = ['normal', 'device', 'readonly']
 /**
  * Above this, AT S12E1 faults at the CPU's own flat stage 1 (EL1's MMU is off) before stage 2: not a
