@@ -107,7 +107,7 @@ function mappingLine(m: MappingChange, side: MappingSide): string {
 function mapperLine(m: IdentityMapper): string {
   const s = mapperSummary(m)
   const registers = s.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')
-  return `${s.regime}, root ${hex(s.root)}, vmid ${s.vmid}, l2Budget ${s.l2Budget}, orphanedTables ${s.orphanedTables}; ${registers}`
+  return `${s.regime} (${s.geometry}), root ${hex(s.root)}, vmid ${s.vmid}, l2Budget ${s.l2Budget}, orphanedTables ${s.orphanedTables}; ${registers}`
 }
 
 function mapperField(m: IdentityMapper, field: string): string {
@@ -115,6 +115,8 @@ function mapperField(m: IdentityMapper, field: string): string {
   switch (field) {
     case 'regime':
       return s.regime
+    case 'geometry':
+      return s.geometry
     case 'root':
       return hex(s.root)
     case 'vmid':

@@ -50,6 +50,8 @@ export interface HeapDiff {
 
 export interface MapperSummary {
   regime: string
+  /** Geometry.describe(): granule, input and PA size, start level, concatenation */
+  geometry: string
   root: bigint
   vmid: number
   l2Budget: number
@@ -159,7 +161,7 @@ function diffHeap(a: Machine, b: Machine): HeapDiff {
 
 export function mapperSummary(m: IdentityMapper): MapperSummary {
   const s = m.state
-  return {regime: s.regime, root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
+  return {regime: s.regime, geometry: m.geometry.describe(), root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
 }
 
 function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undefined): MapperDiff | undefined {
@@ -168,7 +170,7 @@ function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undef
   if (now === undefined) return {change: 'removed', old, new: now, fields: []}
   const o = mapperSummary(old)
   const n = mapperSummary(now)
-  const fields: string[] = (['regime', 'root', 'vmid', 'l2Budget', 'orphanedTables'] as const).filter((f) => o[f] !== n[f])
+  const fields: string[] = (['regime', 'geometry', 'root', 'vmid', 'l2Budget', 'orphanedTables'] as const).filter((f) => o[f] !== n[f])
   const names = [...new Set([...o.registers, ...n.registers].map((r) => r.name))]
   for (const name of names) {
     if (o.registers.find((r) => r.name === name)?.value !== n.registers.find((r) => r.name === name)?.value) fields.push(name)

@@ -240,6 +240,29 @@ export const DEFAULT_GRANULE: Granule = 4096
 export const DEFAULT_STAGE2 = stage2Geometry({granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
 export const DEFAULT_STAGE1 = stage1Geometry({granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
 
+/** TG0 of VTCR_EL2, TCR_EL2 and TCR_EL1: 0 = 4 KiB, 1 = 64 KiB, 2 = 16 KiB, 3 reserved. (TCR_EL1.TG1 is encoded otherwise.) */
+const TG0_GRANULE: ReadonlyArray<Granule | undefined> = [4096, 65536, 16384, undefined]
+
+export function tg0Of(granule: Granule): number {
+  return TG0_GRANULE.indexOf(granule)
+}
+
+export function granuleOfTg0(tg0: number): Granule | undefined {
+  return TG0_GRANULE[tg0]
+}
+
+/**
+ * VTCR_EL2.SL0 and the start level: 4 KiB granule, level = 2 - SL0 (SL0 3 = level 3 needs FEAT_TTST);
+ * 16 and 64 KiB, level = 3 - SL0 (16 KiB SL0 3 = level 0 needs FEAT_LPA2; 64 KiB SL0 3 is reserved).
+ */
+export function sl0Of(granule: Granule, startLevel: number): number {
+  return (granule === 4096 ? 2 : 3) - startLevel
+}
+
+export function startLevelOfSl0(granule: Granule, sl0: number): number {
+  return (granule === 4096 ? 2 : 3) - sl0
+}
+
 export function geometryFor(stage: 1 | 2, spec: GeometrySpec): Geometry {
   return stage === 2 ? stage2Geometry(spec) : stage1Geometry(spec)
 }

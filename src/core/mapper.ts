@@ -112,7 +112,7 @@ const zero = (g: Geometry): LeafCounts => Object.fromEntries(g.leafSizes().map((
 const ATTR_LO = Number(~ADDRESS_MASK & 0xffff_fffcn)
 const ATTR_HI = Number((~ADDRESS_MASK >> 32n) & 0xffff_ffffn)
 const hi32 = (value: number): number => Math.floor(value / TWO_32)
-const lo32 = (value: number): number => value % TWO_32
+const lo32 = (value: number): number => value - hi32(value) * TWO_32
 
 /**
  * What every edit walk shares: the transaction it writes through, its result, and the moves that
@@ -224,10 +224,14 @@ class MapEdit extends Edit {
     const fits = this.leafOk[w.level]! && w.whole
     if (!this.isLeaf(w)) {
       // invalid or reserved: nothing is mapped here
-      if (fits) {
+      if (!fits) this.newTable(w)
+      else if ((w.lo & 1) === 0) {
+        // this and the invalid entries after it in the table, in one loop
+        this.result.written[w.level]! += w.writeRun(w.addr + this.delta, this.attrLo | 1 | (w.level === FINAL_LEVEL ? 2 : 0), this.attrHi)
+      } else {
         this.writeLeaf(w, w.addr + this.delta, this.attrLo, this.attrHi)
         this.result.written[w.level]!++
-      } else this.newTable(w)
+      }
       return
     }
     const existing = w.output + (w.start - w.addr)

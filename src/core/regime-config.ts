@@ -10,21 +10,18 @@
  */
 import type {Regime} from './descriptor.js'
 import {HvmemError} from './errors.js'
-import {type Geometry, type Granule, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, rootBitsProblem, stage1Geometry, stage2Geometry} from './geometry.js'
+import {type Geometry, type Granule, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, rootBitsProblem, stage1Geometry, stage2Geometry, startLevelOfSl0} from './geometry.js'
 import {STAGE2} from './stage2.js'
 import {MAIR_EL2, STAGE1, stage1Regime} from './stage1.js'
 import {TCR_EL2, checkVmid, vtcrFor} from './registers.js'
 import {hex} from './u64.js'
-
-/** TG0 encodings: 0 = 4 KiB, 1 = 64 KiB, 2 = 16 KiB, 3 reserved. */
-const TG0_GRANULE: ReadonlyArray<Granule | undefined> = [4096, 65536, 16384, undefined]
 
 function fieldOf(value: bigint, hi: number, lo: number): number {
   return Number((value >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n))
 }
 
 function granuleOf(tg0: number, register: string, value: bigint): Granule {
-  const granule = TG0_GRANULE[tg0]
+  const granule = granuleOfTg0(tg0)
   if (granule === undefined) throw new HvmemError('input', `${register} ${hex(value)}: TG0 ${tg0} is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)`)
   return granule
 }
@@ -63,10 +60,10 @@ export function stage2Walk(vtcr: bigint): Geometry {
   const inputBits = inputBitsOf(t0sz, name, vtcr)
   const sl0 = fieldOf(vtcr, 7, 6)
   if (sl0 === 3) {
-    const needs = granule === 4096 ? 'a level-3 start needs FEAT_TTST' : granule === 16384 ? 'a level-0 start needs FEAT_LPA2' : 'it is reserved'
+    const needs = {4096: 'a level-3 start needs FEAT_TTST', 16384: 'a level-0 start needs FEAT_LPA2', 65536: 'it is reserved'}[granule]
     throw new HvmemError('input', `${name} ${hex(vtcr)}: SL0 3 is reserved for the ${granuleName(granule)} granule (${needs}); use SL0 0..2`)
   }
-  const startLevel = (granule === 4096 ? 2 : 3) - sl0
+  const startLevel = startLevelOfSl0(granule, sl0)
   const problem = rootBitsProblem(granule, inputBits, startLevel)
   if (problem !== undefined) {
     throw new HvmemError('input', `${name} ${hex(vtcr)}: SL0 ${sl0} (start at level ${startLevel}) is inconsistent with T0SZ ${t0sz} (${inputBits}-bit IPA): ${problem}`)

@@ -4,7 +4,7 @@
  */
 import type {RegimeName} from './descriptor.js'
 import {HvmemError} from './errors.js'
-import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry, PA_SIZES} from './geometry.js'
+import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry, PA_SIZES, sl0Of, tg0Of} from './geometry.js'
 import {MAIR_EL2, mairAttrAt, mairTypeName} from './stage1.js'
 import {hex} from './u64.js'
 
@@ -26,15 +26,6 @@ export interface VtcrFields {
 /** Walks inner and outer write-back, inner shareable (as KVM sets them). */
 const WALK_ATTRS = {irgn0: 1, orgn0: 1, sh0: 3} as const
 
-/** TG0 of VTCR_EL2, TCR_EL2 and TCR_EL1: 0 = 4 KiB, 1 = 64 KiB, 2 = 16 KiB. */
-export function tg0Of(granule: number): number {
-  return granule === 4096 ? 0 : granule === 65536 ? 1 : 2
-}
-
-/** VTCR_EL2.SL0 for a start level: 4 KiB granule 0 = level 2, 1 = level 1, 2 = level 0; 16 and 64 KiB 0 = level 3, 1 = level 2, 2 = level 1, (16 KiB) 3 = level 0. */
-export function sl0Of(geometry: Geometry): number {
-  return (geometry.granule === 4096 ? 2 : 3) - geometry.startLevel
-}
 
 /** PS / IPS encoding of an output size. */
 export function psOf(paBits: number): number {
@@ -43,7 +34,7 @@ export function psOf(paBits: number): number {
 
 /** The VTCR_EL2 fields of a stage-2 geometry. */
 export function vtcrFields(geometry: Geometry, vmid: number): VtcrFields {
-  return {t0sz: 64 - geometry.inputBits, sl0: sl0Of(geometry), ...WALK_ATTRS, tg0: tg0Of(geometry.granule), ps: psOf(geometry.paBits), vs: vmid > 0xff ? 1 : 0}
+  return {t0sz: 64 - geometry.inputBits, sl0: sl0Of(geometry.granule, geometry.startLevel), ...WALK_ATTRS, tg0: tg0Of(geometry.granule), ps: psOf(geometry.paBits), vs: vmid > 0xff ? 1 : 0}
 }
 
 export const VTCR_FIELDS: VtcrFields = vtcrFields(DEFAULT_STAGE2, 0)

@@ -85,7 +85,14 @@ export class TableWalker {
   private frame = 0
   private offset = 0
   private view: DataView | undefined
-  private visitor: Visitor = {}
+  /** the last page made writable, and its frame: a run of sets in one page asks the access once */
+  private writableFrame = -1
+  private writableView: DataView | undefined
+  /** entries past the current one that a callback wrote (writeRun): the walk goes on after them */
+  private skip = 0
+  /** the end of the walk's range */
+  private rangeEnd = 0
+  private visitor: Visitor = NO_VISITOR
   private validOnly = false
   private once = true
   private readonly seen = new Set<number>()
@@ -108,12 +115,14 @@ export class TableWalker {
     const g = this.geometry
     this.seen.clear()
     this.seen.add(root)
+    this.rangeEnd = end
     this.walkFrom(root, g.startLevel, 0, start, end, visitor, options)
   }
 
   /** The same from the table at `table` and `level` that translates from `base`: a subtree. */
   walkFrom(table: number, level: number, base: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
     const saved = [this.visitor, this.validOnly, this.once] as const
+    if (this.visitor === NO_VISITOR) this.rangeEnd = end
     this.visitor = visitor
     this.validOnly = options.validOnly ?? false
     this.once = options.once ?? true
@@ -146,12 +155,61 @@ export class TableWalker {
 
   /** Replaces the current entry (an edit walk: the access must be writable). */
   set(lo: number, hi: number): void {
-    const view = this.access.writable!(this.frame)
+    const view = this.writablePage(this.frame)
     view.setUint32(this.offset, lo >>> 0, true)
     view.setUint32(this.offset + 4, hi >>> 0, true)
     this.view = view
     this.lo = lo >>> 0
     this.hi = hi >>> 0
+  }
+
+  /**
+   * Writes leaves into the current entry and the invalid entries after it in this table that lie
+   * wholly inside the walk's range, output `output` and on by the entry size, with the attribute
+   * halves `attrLo` | `attrHi`: one typed-array loop for a run of a map. Stops at the first valid
+   * entry. Returns how many it wrote; the walk goes on after them.
+   */
+  writeRun(output: number, attrLo: number, attrHi: number): number {
+    const size = this.size
+    const inRange = Math.floor((this.rangeEnd - this.addr) / size)
+    const limit = Math.min(this.geometry.entriesAt(this.level) - this.index, inRange)
+    const tableFrame = this.table / MEMORY_PAGE
+    let hi = Math.floor(output / TWO_32)
+    let lo = output - hi * TWO_32
+    let n = 0
+    while (n < limit) {
+      const index = this.index + n
+      const view = this.writablePage(tableFrame + (index >>> 9))
+      const pageEnd = Math.min(limit, n + PAGE_ENTRIES - (index & (PAGE_ENTRIES - 1)))
+      for (let offset = (index & (PAGE_ENTRIES - 1)) * 8; n < pageEnd; n++, offset += 8) {
+        if ((view.getUint32(offset, true) & 1) === 1) return this.endRun(n)
+        view.setUint32(offset, (lo | attrLo) >>> 0, true)
+        view.setUint32(offset + 4, (hi | attrHi) >>> 0, true)
+        lo += size
+        if (lo >= TWO_32) {
+          const carry = Math.floor(lo / TWO_32)
+          hi += carry
+          lo -= carry * TWO_32
+        }
+      }
+    }
+    return this.endRun(n)
+  }
+
+  private endRun(n: number): number {
+    this.skip = n > 0 ? n - 1 : 0
+    this.view = this.writablePage(this.frame)
+    this.lo = this.view.getUint32(this.offset, true)
+    this.hi = this.view.getUint32(this.offset + 4, true)
+    return n
+  }
+
+  private writablePage(frame: number): DataView {
+    if (frame !== this.writableFrame) {
+      this.writableView = this.access.writable!(frame)
+      this.writableFrame = frame
+    }
+    return this.writableView!
   }
 
   private visitTable(table: number, level: number, base: number, start: number, end: number): void {
@@ -202,6 +260,12 @@ export class TableWalker {
       } else {
         if (visitor.leaf !== undefined) visitor.leaf(this)
         view = this.view
+        if (this.skip > 0) {
+          i += this.skip
+          this.skip = 0
+          frame = -1 // the run may have ended in another page
+          continue
+        }
         if (level === FINAL_LEVEL || (this.lo & 3) !== 3) continue
       }
       this.descend(view)
@@ -242,6 +306,8 @@ export class TableWalker {
   }
 }
 
+const NO_VISITOR: Visitor = {}
+
 /** The descriptor as one exact 64-bit value. */
 export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
 
@@ -275,11 +341,7 @@ export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geome
   const walker = new TableWalker(memoryAccess(memory), geometry)
   const rootTable = Number(root & geometry.addressMask)
   if (!walker.access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
-  walker.walk(rootTable, 0, 2 ** geometry.inputBits, {
-    tablePre: (w) => visit(w),
-    leaf: (w) => visit(w),
-    unfollowed: (w, why) => visit(w, why),
-  }, {validOnly: true})
+  walker.walk(rootTable, 0, 2 ** geometry.inputBits, {tablePre: visit, leaf: visit, unfollowed: visit}, {validOnly: true})
 }
 
 /** The table pages a scan's walker reports on (unfollowed), in words. */

@@ -62,6 +62,7 @@ export default class SnapshotInfo extends HvmemCommand {
       ['heap', `${hex(s.start)}-${hex(s.end)} (${formatSize(s.size)})`],
       ['heap next', `${hex(s.next)}: ${s.allocated} allocated, ${s.padding} padding, ${s.remaining} remaining`],
       ['mapper', mapper === undefined ? 'none' : `${mapper.state.regime}, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables, ${mapper.state.orphanedTables} orphaned`],
+      ...(mapper === undefined ? [] : [['geometry', mapper.geometry.describe()]]),
       ...(mapper === undefined ? [] : [['registers', registerLine(mapper)]]),
       ['pages', `${stored.count} stored (${tableCount} holding tables)`],
       ['checksum', `${json.checksum.crc32} (CRC-32 of the ${covers === 'file' ? 'whole file' : 'header and page index'})`],
