@@ -18,8 +18,9 @@
  * and one save at the end; meanwhile loadSnapshot and updateSnapshot of that snapshot use the
  * session's machine. Outside a session they behave as described above.
  */
-import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
-import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
+import {type Stats, closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readFileSync, readSync, readlinkSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, utimes, writeFileSync} from 'node:fs'
+import {type FileHandle, mkdir, open, readdir, stat, unlink} from 'node:fs/promises'
+import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 
 import {HvmemError} from '../core/errors.js'
@@ -62,8 +63,8 @@ const openFiles = new FinalizationRegistry<number>((fd) => {
 export async function loadSnapshot(path: string): Promise<Machine> {
   checkPath(path)
   const session = sessionFor(path)
-  if (session !== undefined) return session.machine
-  return openAndDecode(path, 'lazy')
+  if (session !== undefined) return breathe(session.machine)
+  return openAndDecode(path, path, 'lazy')
 }
 
 /** A snapshot opened read-only with what its file says about itself (format version, size, checksum, page index). */
@@ -78,7 +79,7 @@ export interface SnapshotFile extends Decoded {
  */
 export async function openSnapshotFile(path: string): Promise<SnapshotFile> {
   checkPath(path)
-  return openDecoded(path, 'lazy')
+  return openDecoded(path, path, 'lazy')
 }
 
 /**
@@ -99,7 +100,7 @@ export function updateSnapshot<T>(path: string, change: (machine: Machine) => T)
     if (session !== undefined) {
       const result = change(session.machine)
       session.changed = true
-      return Promise.resolve(result)
+      return breathe(result)
     }
   } catch (error) {
     return Promise.reject(error)
@@ -107,15 +108,16 @@ export function updateSnapshot<T>(path: string, change: (machine: Machine) => T)
   return updateFile(path, change)
 }
 
-/** updateSnapshot outside a session: lock, load, change, save. */
+/** updateSnapshot outside a session: lock, load, change, save (all on the file a symlink points at). */
 async function updateFile<T>(path: string, change: (machine: Machine) => T): Promise<T> {
+  const file = snapshotTarget(path)
   // Refuse a missing file, a directory or a device before making a lock next to it.
-  await checkRegular(path, false)
-  return withLock(path, false, async (stillOurs) => {
-    const machine = await openAndDecode(path, 'full')
+  await checkRegular(file, path, false)
+  return withLock(file, path, false, async (held) => {
+    const machine = await openAndDecode(file, path, 'full')
     const result = change(machine)
-    await stillOurs()
-    await save(path, machine)
+    stillOurs(held)
+    await save(file, path, machine, held)
     return result
   })
 }
@@ -124,9 +126,11 @@ async function updateFile<T>(path: string, change: (machine: Machine) => T): Pro
 export async function createSnapshot(path: string, machine: Machine, force: boolean): Promise<void> {
   checkPath(path)
   if (active !== undefined) throw new HvmemError('input', `cannot create ${path} inside a batch, which works on ${active.path}; create it before the batch`)
-  await checkRegular(path, true)
-  await withLock(path, true, async (stillOurs) => {
-    const info = await stat(path).catch((error: unknown) => {
+  // A dangling symlink names the file it points at: that file is created, the link stays.
+  const file = snapshotTarget(path)
+  await checkRegular(file, path, true)
+  await withLock(file, path, true, async (held) => {
+    const info = await stat(file).catch((error: unknown) => {
       if (isCode(error, 'ENOENT')) return undefined
       throw fsError(error, path)
     })
@@ -134,9 +138,50 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
       if (!info.isFile()) throw new HvmemError('snapshot-invalid', `${path} exists and is not a regular file; choose another --snapshot`)
       if (!force) throw new HvmemError('snapshot-exists', `${path} already exists; pass --force to replace it, or choose another --snapshot`)
     }
-    await stillOurs()
-    await save(path, machine)
+    stillOurs(held)
+    await save(file, path, machine, held)
   })
+}
+
+/**
+ * The file a snapshot path names, for locking and saving: the path itself, unless its last component
+ * is a symbolic link; then the file the link points at, followed to the end (a dangling link gives the
+ * path it points at, which a save creates). So `-s link.snap` and `-s real.snap` take the same lock and
+ * replace the same file, and the link stays a link. Anything odd (a loop, a missing directory) gives
+ * the path back, for the operations that follow to report against the name given.
+ */
+export function snapshotTarget(path: string): string {
+  let current = path
+  for (let hops = 0; hops < 40; hops++) {
+    let link: Stats
+    try {
+      link = lstatSync(current)
+    } catch {
+      return current
+    }
+    if (!link.isSymbolicLink()) return current
+    try {
+      return realpathSync(current)
+    } catch {
+      // dangling: follow it by hand
+    }
+    try {
+      current = resolve(dirname(current), readlinkSync(current))
+    } catch {
+      return current
+    }
+  }
+  return path
+}
+
+/** One name for a file, to tell whether two paths are the same snapshot (symlinks and `..` resolved). */
+function canonical(path: string): string {
+  const file = snapshotTarget(path)
+  try {
+    return realpathSync(file)
+  } catch {
+    return resolve(file)
+  }
 }
 
 /** A snapshot held open by `withSnapshotSession`. */
@@ -155,8 +200,25 @@ let active: (SnapshotSession & {readonly resolved: string}) | undefined
 function sessionFor(path: string): SnapshotSession | undefined {
   if (active === undefined) return undefined
   if (path === active.path) return active
-  if (resolve(path) !== active.resolved) throw new HvmemError('input', `cannot use ${path} inside a batch, which works on ${active.path}; run that command outside the batch`)
+  if (canonical(path) !== active.resolved) throw new HvmemError('input', `cannot use ${path} inside a batch, which works on ${active.path}; run that command outside the batch`)
   return active
+}
+
+/** When the event loop last had a turn during a session. */
+let lastBreath = 0
+let breaths = 0
+
+/**
+ * A session's result, now or after one turn of the event loop if the session has computed for a
+ * while without one: a long batch then still keeps its lock fresh and answers SIGINT/SIGTERM/SIGHUP
+ * within a fraction of a second (both run from the event loop), at a cost of one clock read in 64 lines.
+ */
+function breathe<T>(value: T): Promise<T> {
+  if ((++breaths & 63) !== 0) return Promise.resolve(value)
+  const now = Date.now()
+  if (now - lastBreath < 50) return Promise.resolve(value)
+  lastBreath = now
+  return new Promise((resolve) => setImmediate(() => resolve(value)))
 }
 
 /**
@@ -170,11 +232,13 @@ function sessionFor(path: string): SnapshotSession | undefined {
 export async function withSnapshotSession<T>(path: string, body: (session: SnapshotSession) => Promise<{result: T; commit: boolean}>): Promise<{result: T; saved: boolean}> {
   checkPath(path)
   if (active !== undefined) throw new HvmemError('input', `a batch is already running on ${active.path}`)
-  await checkRegular(path, false)
-  return withLock(path, false, async (stillOurs) => {
-    const machine = await openAndDecode(path, 'full')
-    const session = {path, resolved: resolve(path), machine, changed: false}
+  const file = snapshotTarget(path)
+  await checkRegular(file, path, false)
+  return withLock(file, path, false, async (held) => {
+    const machine = await openAndDecode(file, path, 'full')
+    const session = {path, resolved: canonical(path), machine, changed: false}
     active = session
+    lastBreath = Date.now()
     let outcome: {result: T; commit: boolean}
     try {
       outcome = await body(session)
@@ -183,8 +247,8 @@ export async function withSnapshotSession<T>(path: string, body: (session: Snaps
     }
     const saved = outcome.commit && session.changed
     if (saved) {
-      await stillOurs()
-      await save(path, machine)
+      stillOurs(held)
+      await save(file, path, machine, held)
     }
     return {result: outcome.result, saved}
   })
@@ -195,38 +259,38 @@ function checkPath(path: string): void {
   if (path === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
 }
 
-/** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all). */
-async function checkRegular(path: string, mayBeMissing: boolean): Promise<void> {
+/** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all); errors name it `name`. */
+async function checkRegular(path: string, name: string, mayBeMissing: boolean): Promise<void> {
   let info: Stats
   try {
     info = await stat(path)
   } catch (error) {
     if (mayBeMissing && isCode(error, 'ENOENT')) return
-    throw fsError(error, path)
+    throw fsError(error, name)
   }
-  if (!info.isFile()) throw new HvmemError('snapshot-invalid', mayBeMissing ? `${path} exists and is not a regular file; choose another --snapshot` : `${path} is not a regular file; pass a snapshot file with --snapshot`)
+  if (!info.isFile()) throw new HvmemError('snapshot-invalid', mayBeMissing ? `${name} exists and is not a regular file; choose another --snapshot` : `${name} is not a regular file; pass a snapshot file with --snapshot`)
 }
 
-async function openAndDecode(path: string, mode: DecodeMode): Promise<Machine> {
-  return (await openDecoded(path, mode)).machine
+async function openAndDecode(path: string, name: string, mode: DecodeMode): Promise<Machine> {
+  return (await openDecoded(path, name, mode)).machine
 }
 
-async function openDecoded(path: string, mode: DecodeMode): Promise<SnapshotFile> {
+async function openDecoded(path: string, name: string, mode: DecodeMode): Promise<SnapshotFile> {
   // Never open a device, FIFO or socket: opening some has effects, or blocks.
-  await checkRegular(path, false)
+  await checkRegular(path, name, false)
   let fd: number
   try {
     // A plain descriptor, not a FileHandle: it outlives this function when pages are read on demand (see openFiles).
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
   } catch (error) {
-    throw fsError(error, path)
+    throw fsError(error, name)
   }
   let keep = false
   try {
     const opened = fstatSync(fd)
     // (replaced by something else between the check and the open)
-    if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
-    const decoded = decodeSource(fileSource(fd, opened.size, path), path, mode)
+    if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${name} is not a regular file; pass a snapshot file with --snapshot`)
+    const decoded = decodeSource(fileSource(fd, opened.size, name), name, mode)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
@@ -273,32 +337,74 @@ export function tempFilePattern(base: string): RegExp {
 
 /**
  * Writes the snapshot atomically: a new temp file in the same directory (never an existing one),
- * written in chunks, fsynced, renamed over `path`, then the directory fsynced. Called under the lock,
- * so temp files of this snapshot left by a killed command are removed first.
+ * written in chunks, fsynced, renamed over `file` (the snapshot, symlinks resolved: see
+ * snapshotTarget), then the directory fsynced. Called under the lock, so temp files of this snapshot
+ * left by a killed command are removed first. Errors name the snapshot `name`.
  */
-async function save(path: string, machine: Machine): Promise<void> {
-  // A symlinked snapshot: replace the file it points at, not the link.
-  const target = await realpath(path).catch(() => path)
+async function save(file: string, name: string, machine: Machine, held: HeldLock): Promise<void> {
+  const dir = dirname(file)
+  await removeStaleTemps(dir, basename(file))
+  const existing = await stat(file).catch(() => undefined)
+  // The rename gives `file` a new inode: other hard links to the old one keep the old snapshot.
+  if (existing !== undefined && existing.nlink > 1) {
+    const others = existing.nlink === 2 ? 'another hard link, which keeps' : `${existing.nlink - 1} other hard links, which keep`
+    warn(`${name} has ${others} the snapshot as it was: a save replaces the file (use a symbolic link to share a snapshot under two names)`)
+  }
+  try {
+    await replaceFile(
+      file,
+      existing,
+      async (handle) => {
+        for (const batch of snapshotBatches(machine)) await writeAll(handle, batch)
+      },
+      {
+        renamed: () => {
+          held.saved = true
+        },
+      },
+    )
+  } catch (error) {
+    throw fsError(error, name)
+  }
+}
+
+/**
+ * Temp files being written (a save's or an export's), with what to call the output in a message
+ * (undefined for a save, which the lock's message covers). A signal or an exit removes them.
+ */
+const unfinished = new Map<string, string | undefined>()
+
+/**
+ * Writes `target` whole or not at all: `write` fills a new temp file beside it (never an existing
+ * file), which is fsynced and renamed over `target` (`beforeRename` may refuse at the last moment),
+ * then the directory is fsynced. An existing file is never truncated or written in place; it keeps
+ * its permission bits. On an error, SIGINT, SIGTERM or SIGHUP the temp file is removed. File-system
+ * errors come back as they are.
+ */
+async function replaceFile(target: string, existing: Stats | undefined, write: (handle: FileHandle) => Promise<void>, options: {label?: string; beforeRename?: () => void; renamed?: () => void} = {}): Promise<void> {
   const dir = dirname(target)
   const base = basename(target)
-  await removeStaleTemps(dir, base)
-  const existing = await stat(target).catch(() => undefined)
   let temp = ''
   try {
-    let handle
+    let handle: FileHandle | undefined
     for (let attempt = 0; handle === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
       // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
       temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
+      unfinished.set(temp, options.label)
+      guard()
       try {
-        // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
+        // A new file gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
         handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
       } catch (error) {
+        // not ours to remove
+        unfinished.delete(temp)
+        temp = ''
         if (!isCode(error, 'EEXIST') || attempt >= 4) throw error
       }
     }
     try {
-      for (const batch of snapshotBatches(machine)) await writeAll(handle, batch)
+      await write(handle)
       if (existing !== undefined) {
         await handle.chmod(existing.mode & 0o7777)
         if (process.getuid?.() === 0) await handle.chown(existing.uid, existing.gid).catch(() => undefined)
@@ -307,12 +413,49 @@ async function save(path: string, machine: Machine): Promise<void> {
     } finally {
       await handle.close()
     }
-    await rename(temp, target)
+    options.beforeRename?.()
+    // Synchronous, so a signal is handled before or after it, never while it is under way.
+    renameSync(temp, target)
+    unfinished.delete(temp)
+    temp = ''
+    options.renamed?.()
   } catch (error) {
-    if (temp !== '') await unlink(temp).catch(() => undefined)
-    throw fsError(error, path)
+    if (temp !== '') {
+      unfinished.delete(temp)
+      await unlink(temp).catch(() => undefined)
+    }
+    throw error
+  } finally {
+    guard()
   }
   await syncDirectory(dir)
+}
+
+/**
+ * Writes `chunks` to the file `target`, whole or not at all (see replaceFile: a temp file renamed
+ * over it), or, with `device`, straight to a character device such as /dev/null. `label` names the
+ * output in a message if a signal stops the write; `beforeRename` may refuse at the last moment.
+ * File-system errors (ENOSPC, EACCES, ...) come back as they are, for the caller to name.
+ */
+export async function writeOutputFile(target: string, chunks: Iterable<Uint8Array>, options: {device: boolean; label: string; beforeRename?: () => void}): Promise<void> {
+  if (options.device) {
+    const handle = await open(target, constants.O_WRONLY | constants.O_NOCTTY)
+    try {
+      for (const chunk of chunks) await writeAll(handle, [chunk])
+    } finally {
+      await handle.close()
+    }
+    return
+  }
+  const existing = await stat(target).catch(() => undefined)
+  await replaceFile(
+    target,
+    existing,
+    async (handle) => {
+      for (const chunk of chunks) await writeAll(handle, [chunk])
+    },
+    {label: options.label, beforeRename: options.beforeRename},
+  )
 }
 
 /** Writes the buffers in order with vectored writes, going on after a short write. */
@@ -348,121 +491,256 @@ async function removeStaleTemps(dir: string, base: string): Promise<void> {
   for (const name of names.filter((n) => pattern.test(n))) await unlink(join(dir, name)).catch(() => undefined)
 }
 
-/**
- * Runs `body` holding the snapshot's lock. Waits up to LOCK_WAIT_MS for another command's lock, and
- * takes over one untouched for LOCK_STALE_MS (saying so on stderr). `body` gets `stillOurs`, which
- * throws if another command took the lock over meanwhile (this one was thought dead, its event loop
- * blocked past the stale time): call it right before saving, so a command that lost its lock writes
- * nothing, and does not remove the lock that is now the other command's.
+/*
+ * The lock: a `<snapshot>.lock` directory (mkdir is atomic), holding an `owner` file that says which
+ * process holds it (pid, that process's start time, host, and a token of its own). Another command
+ * finding the lock waits for it; it takes the lock over only if the owner is gone (that pid no longer
+ * runs, or runs a process started at another time), or, for a lock that names no owner on this host
+ * (made on another machine, or before its owner file was written), if it is untouched for
+ * LOCK_STALE_MS (the holder refreshes its mtime). A live command's lock is never taken over, however
+ * long it computes. On SIGINT, SIGTERM or SIGHUP the holder removes its lock and temp file, says so,
+ * and dies of the signal.
  */
-async function withLock<T>(path: string, creating: boolean, body: (stillOurs: () => Promise<void>) => Promise<T>): Promise<T> {
-  const lock = await acquire(path, creating)
-  let lost = false
-  const stillOurs = async (): Promise<void> => {
-    if (await lock.lost()) {
-      lost = true
-      throw new HvmemError('io', `the lock on ${path} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
-    }
+
+const OWNER_FILE = 'owner'
+
+/** What a lock's owner file holds. */
+interface LockOwner {
+  pid: number
+  /** the process's start time (field 22 of /proc/PID/stat), null where there is no /proc */
+  start: string | null
+  host: string
+  token: string
+}
+
+/** A lock this process holds. */
+interface HeldLock {
+  /** the snapshot, as the user named it */
+  readonly name: string
+  readonly lockPath: string
+  readonly token: string
+  /** set once the save has replaced the snapshot (what a signal's message says) */
+  saved: boolean
+  released: boolean
+  readonly refresh: NodeJS.Timeout
+}
+
+const heldLocks = new Set<HeldLock>()
+
+/** Test hook: told each time a command finds a live lock and waits for it. */
+let lockWaitObserver: ((lockPath: string) => void) | undefined
+
+/** Sets the test hook told when a command waits for a live lock; returns the previous one. */
+export function setLockWaitObserver(observer: ((lockPath: string) => void) | undefined): ((lockPath: string) => void) | undefined {
+  const previous = lockWaitObserver
+  lockWaitObserver = observer
+  return previous
+}
+
+function processStart(pid: number): string | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1')
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null
+  } catch {
+    return null
+  }
+}
+
+let myStart: string | null | undefined
+
+function readOwner(lockPath: string): LockOwner | undefined {
+  try {
+    const value: unknown = JSON.parse(readFileSync(join(lockPath, OWNER_FILE), 'utf8'))
+    if (typeof value !== 'object' || value === null) return undefined
+    const {pid, start, host, token} = value as Record<string, unknown>
+    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return undefined
+    if ((start !== null && typeof start !== 'string') || typeof host !== 'string' || typeof token !== 'string') return undefined
+    return {pid, start, host, token}
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether a lock's owner runs: 'unknown' for another host's. */
+function ownerState(owner: LockOwner): 'alive' | 'gone' | 'unknown' {
+  if (owner.host !== hostname()) return 'unknown'
+  try {
+    process.kill(owner.pid, 0)
+  } catch (error) {
+    // EPERM: a process of another user has that pid
+    if (isCode(error, 'ESRCH')) return 'gone'
+  }
+  if (owner.start !== null) {
+    const now = processStart(owner.pid)
+    if (now !== null && now !== owner.start) return 'gone'
+  }
+  return 'alive'
+}
+
+type LockVerdict = {state: 'gone'} | {state: 'live'} | {state: 'stale'; ino: bigint; why: string}
+
+function inspectLock(lockPath: string): LockVerdict {
+  const info = statSync(lockPath, {bigint: true, throwIfNoEntry: false})
+  if (info === undefined) return {state: 'gone'}
+  const owner = readOwner(lockPath)
+  if (owner !== undefined) {
+    const state = ownerState(owner)
+    if (state === 'alive') return {state: 'live'}
+    if (state === 'gone') return {state: 'stale', ino: info.ino, why: `its process ${owner.pid} is gone`}
+  }
+  const age = Date.now() - Number(info.mtimeMs)
+  if (age < LOCK_STALE_MS) return {state: 'live'}
+  return {state: 'stale', ino: info.ino, why: `untouched for ${Math.round(age / 1000)} s`}
+}
+
+/** Removes the stale lock directory `ino`; false if it is no longer there (another command took it). */
+function takeOver(lockPath: string, ino: bigint): boolean {
+  const now = statSync(lockPath, {bigint: true, throwIfNoEntry: false})
+  if (now === undefined || now.ino !== ino) return false
+  try {
+    unlinkSync(join(lockPath, OWNER_FILE))
+  } catch {
+    // none
   }
   try {
-    return await body(stillOurs)
-  } finally {
-    if (!lost) await lock.release().catch(() => undefined)
+    rmdirSync(lockPath)
+    return true
+  } catch {
+    return false
   }
 }
 
-interface HeldLock {
-  release: () => Promise<void>
-  /** true if the lock directory is no longer the one this command made (or refreshed) */
-  lost: () => Promise<boolean>
+/**
+ * Runs `body` holding the snapshot's lock (`file` being the snapshot, symlinks resolved; `name` what
+ * the user called it). Waits up to LOCK_WAIT_MS for another command's lock, and takes over a stale one
+ * (saying so on stderr). `body` should call stillOurs right before saving.
+ */
+async function withLock<T>(file: string, name: string, creating: boolean, body: (held: HeldLock) => Promise<T>): Promise<T> {
+  const held = await acquire(file, name, creating)
+  try {
+    return await body(held)
+  } finally {
+    releaseLock(held)
+  }
 }
 
-/** What tells one lock directory from the next: a takeover removes it and makes another. */
-interface LockIdentity {
-  ino: bigint
-  ctimeNs: bigint
+/** Throws if another command took the lock over meanwhile: a command that lost its lock saves nothing. */
+function stillOurs(held: HeldLock): void {
+  if (readOwner(held.lockPath)?.token !== held.token) {
+    throw new HvmemError('io', `the lock on ${held.name} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+  }
 }
 
-function lockIdentity(lockPath: string): LockIdentity | undefined {
-  const info = statSync(lockPath, {bigint: true, throwIfNoEntry: false})
-  return info === undefined ? undefined : {ino: info.ino, ctimeNs: info.ctimeNs}
+/** Removes the lock if it is still this command's (never another's that took it over). */
+function releaseLock(held: HeldLock): void {
+  if (held.released) return
+  held.released = true
+  clearInterval(held.refresh)
+  heldLocks.delete(held)
+  guard()
+  if (readOwner(held.lockPath)?.token !== held.token) return
+  try {
+    unlinkSync(join(held.lockPath, OWNER_FILE))
+    rmdirSync(held.lockPath)
+  } catch {
+    // gone already
+  }
 }
 
-/** proper-lockfile, loaded by the first command that takes a lock (it patches `fs` through graceful-fs: read-only commands skip that). */
-async function lockfileModule(): Promise<typeof import('proper-lockfile')> {
-  return (await import('proper-lockfile')).default
-}
-
-async function acquire(path: string, creating: boolean): Promise<HeldLock> {
-  const lockPath = `${path}.lock`
+async function acquire(file: string, name: string, creating: boolean): Promise<HeldLock> {
+  const lockPath = `${file}.lock`
   const deadline = Date.now() + LOCK_WAIT_MS
   let delay = 5
   for (;;) {
-    // proper-lockfile's own file-system calls, watched to learn when it removes a stale lock, and to
-    // follow its refreshes of the lock (each changes the directory's ctime).
-    let acquiring = true
-    let staleMtime: Date | undefined
-    let tookOver = false
-    let compromised = false
-    let identity: LockIdentity | undefined
-    let refreshing = 0
-    const fs = {
-      mkdir,
-      utimes: (file: string, atime: Date, mtime: Date, callback: (error: NodeJS.ErrnoException | null) => void) => {
-        refreshing++
-        utimes(file, atime, mtime, (error) => {
-          // Just refreshed, so not stale: nobody can have taken it over in between.
-          if (error === null && !acquiring) identity = lockIdentity(file)
-          refreshing--
-          callback(error)
-        })
-      },
-      stat: (file: string, callback: (error: NodeJS.ErrnoException | null, stats: Stats) => void) =>
-        statCallback(file, (error, stats) => {
-          // the lock found in place (not the one proper-lockfile then makes and probes)
-          if (acquiring && !tookOver && error === null) staleMtime = stats.mtime
-          callback(error, stats)
-        }),
-      rmdir: (file: string, callback: (error: NodeJS.ErrnoException | null) => void) => {
-        if (acquiring) tookOver = true
-        rmdir(file, callback)
-      },
-    }
     try {
-      const release = await (await lockfileModule()).lock(path, {
-        realpath: false,
-        stale: LOCK_STALE_MS,
-        retries: 0,
-        fs,
-        onCompromised: () => {
-          compromised = true
-        },
-      })
-      acquiring = false
-      identity = lockIdentity(lockPath)
-      if (tookOver) {
-        const age = staleMtime === undefined ? '' : `, untouched for ${Math.round((Date.now() - staleMtime.getTime()) / 1000)} s`
-        warn(`took over a stale lock on ${path} left by a command that did not finish (${lockPath}${age})`)
-      }
-      const lost = async (): Promise<boolean> => {
-        // let a refresh under way finish (it updates `identity`)
-        await new Promise((resolve) => setImmediate(resolve))
-        for (let i = 0; refreshing > 0 && i < 200; i++) await new Promise((resolve) => setTimeout(resolve, 5))
-        const now = lockIdentity(lockPath)
-        return compromised || now === undefined || identity === undefined || now.ino !== identity.ino || now.ctimeNs !== identity.ctimeNs
-      }
-      return {release, lost}
+      await mkdir(lockPath)
     } catch (error) {
-      acquiring = false
-      if (isCode(error, 'ELOCKED')) {
-        if (Date.now() >= deadline) throw new HvmemError('io', `${path} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
-        await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay))
-        delay = Math.min(delay * 1.5, 50)
+      if (!isCode(error, 'EEXIST')) throw lockError(error, name, lockPath, creating)
+      let verdict: LockVerdict
+      try {
+        verdict = inspectLock(lockPath)
+      } catch (inspectError) {
+        throw lockError(inspectError, name, lockPath, creating)
+      }
+      if (verdict.state === 'gone') continue
+      if (verdict.state === 'stale' && takeOver(lockPath, verdict.ino)) {
+        warn(`took over a stale lock on ${name} left by a command that did not finish (${lockPath}, ${verdict.why})`)
         continue
       }
-      throw lockError(error, path, lockPath, creating)
+      lockWaitObserver?.(lockPath)
+      if (Date.now() >= deadline) throw new HvmemError('io', `${name} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
+      await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay))
+      delay = Math.min(delay * 1.5, 50)
+      continue
+    }
+    myStart ??= processStart(process.pid)
+    const token = `${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16)}.${Date.now().toString(16)}`
+    const owner: LockOwner = {pid: process.pid, start: myStart, host: hostname(), token}
+    try {
+      writeFileSync(join(lockPath, OWNER_FILE), JSON.stringify(owner), {flag: 'wx'})
+    } catch (error) {
+      try {
+        rmdirSync(lockPath)
+      } catch {
+        // leave it
+      }
+      throw lockError(error, name, lockPath, creating)
+    }
+    // Keeps the mtime fresh for whoever cannot check the owner (another host); unref: never keeps the process alive.
+    const refresh = setInterval(() => {
+      const now = new Date()
+      utimes(lockPath, now, now, () => undefined)
+    }, LOCK_STALE_MS / 4)
+    refresh.unref()
+    const held: HeldLock = {name, lockPath, token, saved: false, released: false, refresh}
+    heldLocks.add(held)
+    guard()
+    return held
+  }
+}
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+let guarding = false
+
+/** Listens for the stop signals and exit exactly while a lock is held or a temp file is being written. */
+function guard(): void {
+  const want = heldLocks.size > 0 || unfinished.size > 0
+  if (want === guarding) return
+  guarding = want
+  for (const signal of STOP_SIGNALS) {
+    if (want) process.on(signal, onStopSignal)
+    else process.removeListener(signal, onStopSignal)
+  }
+  if (want) process.on('exit', cleanUp)
+  else process.removeListener('exit', cleanUp)
+}
+
+/** Removes the temp files being written and releases the locks held (synchronously: on exit too). */
+function cleanUp(): void {
+  for (const temp of unfinished.keys()) {
+    try {
+      unlinkSync(temp)
+    } catch {
+      // not there
     }
   }
+  unfinished.clear()
+  for (const held of [...heldLocks]) releaseLock(held)
+  guard()
+}
+
+/**
+ * SIGINT, SIGTERM or SIGHUP while a lock is held or a file written: remove the temp file and the
+ * lock, say in one line what became of the snapshot, and die of the signal (the shell sees 128+N).
+ */
+function onStopSignal(signal: NodeJS.Signals): void {
+  const locks = [...heldLocks]
+  const outputs = [...unfinished.values()].filter((label): label is string => label !== undefined)
+  const said = [...locks.map((held) => (held.saved ? `the change to ${held.name} was saved` : `${held.name} was not changed`)), ...outputs.map((label) => `${label} was not written`)]
+  cleanUp()
+  warn(`stopped by ${signal}${said.length > 0 ? `; ${said.join('; ')}` : ''}`)
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal)
+  process.exit(128 + (osConstants.signals[signal] ?? 0))
 }
 
 /** The lock directory could not be made: say why, in terms of the snapshot's directory. */
