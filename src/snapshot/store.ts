@@ -21,10 +21,12 @@
 import {type Stats, closeSync, constants, existsSync, fstatSync, mkdir, openSync, readSync, rmdir, stat as statCallback, statSync, utimes} from 'node:fs'
 import {type FileHandle, open, readdir, realpath, rename, stat, unlink} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
+import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {type DecodeMode, type Decoded, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
+import {checkDeclaredSize} from './declared-size.js'
+import {type DecodeMode, type Decoded, HEADER_BYTES, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -86,6 +88,8 @@ export async function openSnapshotFile(path: string): Promise<SnapshotFile> {
  * and index are checked now, each page when first used. Nothing is locked or written.
  */
 export function loadSnapshotBytes(data: Uint8Array, name: string): SnapshotFile {
+  // (a header that declares another size: refused before decode reads past it)
+  checkDeclaredSize(data.subarray(0, HEADER_BYTES), data.length, name)
   return {...decodeSource(bufferSource(data), name, 'lazy'), size: data.length}
 }
 
@@ -193,6 +197,8 @@ export async function withSnapshotSession<T>(path: string, body: (session: Snaps
 /** An empty path names nothing (and would resolve to the current directory): bad input. */
 function checkPath(path: string): void {
   if (path === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
+  // (a directory's name: no file to load, and its lock would be made beside the directory)
+  if (path.endsWith('/')) throw new HvmemError('input', `the snapshot path ${JSON.stringify(path)} ends in "/", which names a directory; name a file, as ${JSON.stringify(`${path}hvmem.snap`)}`)
 }
 
 /** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all). */
@@ -226,7 +232,10 @@ async function openDecoded(path: string, mode: DecodeMode): Promise<SnapshotFile
     const opened = fstatSync(fd)
     // (replaced by something else between the check and the open)
     if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${path} is not a regular file; pass a snapshot file with --snapshot`)
-    const decoded = decodeSource(fileSource(fd, opened.size, path), path, mode)
+    const source = fileSource(fd, opened.size, path)
+    // The sizes the header declares, before decode reads past it.
+    checkDeclaredSize(source.read(0, Math.min(HEADER_BYTES, opened.size)), opened.size, path)
+    const decoded = decodeSource(source, path, mode)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
@@ -266,9 +275,30 @@ function fileSource(fd: number, length: number, path: string): SnapshotSource {
   }
 }
 
+/** NAME_MAX: the longest file name, in bytes, on Linux and macOS file systems. */
+const NAME_MAX = 255
+/** What a temp name adds to its prefix, at most: `.hvmem-tmp.` (11), a pid (up to 7 digits), `.`, 8 hex digits. */
+const TEMP_SUFFIX_MAX = 27
+
+/**
+ * The start of `base`'s temp names: `base` itself, or, when the whole name would pass NAME_MAX (a
+ * 240-character snapshot name), its first bytes and `~` and the CRC-32 of the whole name in hex
+ * (so the temp names of two long names that start alike still differ).
+ */
+function tempPrefix(base: string): string {
+  if (Buffer.byteLength(base) + TEMP_SUFFIX_MAX <= NAME_MAX) return base
+  const keep = NAME_MAX - TEMP_SUFFIX_MAX - 9
+  let cut = ''
+  for (const c of base) {
+    if (Buffer.byteLength(cut + c) > keep) break
+    cut += c
+  }
+  return `${cut}~${crc32(base).toString(16).padStart(8, '0')}`
+}
+
 /** The temp files of `base` a save writes: `<base>.hvmem-tmp.<pid>.<8 hex digits>`. */
 export function tempFilePattern(base: string): RegExp {
-  return new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.hvmem-tmp\\.\\d+\\.[0-9a-f]{8}$`)
+  return new RegExp(`^${tempPrefix(base).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.hvmem-tmp\\.\\d+\\.[0-9a-f]{8}$`)
 }
 
 /**
@@ -289,7 +319,7 @@ async function save(path: string, machine: Machine): Promise<void> {
     for (let attempt = 0; handle === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
       // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
-      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
+      temp = join(dir, `${tempPrefix(base)}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
       try {
         // A new snapshot gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
         handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
@@ -313,6 +343,14 @@ async function save(path: string, machine: Machine): Promise<void> {
     throw fsError(error, path)
   }
   await syncDirectory(dir)
+  saved.push(path)
+}
+
+/** The snapshots this process has saved, as named: what a command whose output then fails says was kept (src/cli/output.ts). */
+const saved: string[] = []
+
+export function savedSnapshots(): readonly string[] {
+  return saved
 }
 
 /** Writes the buffers in order with vectored writes, going on after a short write. */
@@ -455,6 +493,7 @@ async function acquire(path: string, creating: boolean): Promise<HeldLock> {
     } catch (error) {
       acquiring = false
       if (isCode(error, 'ELOCKED')) {
+        if (isRegularFile(lockPath)) throw lockFileError(path, lockPath)
         if (Date.now() >= deadline) throw new HvmemError('io', `${path} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
         await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay))
         delay = Math.min(delay * 1.5, 50)
@@ -468,6 +507,7 @@ async function acquire(path: string, creating: boolean): Promise<HeldLock> {
 /** The lock directory could not be made: say why, in terms of the snapshot's directory. */
 function lockError(error: unknown, path: string, lockPath: string, creating: boolean): unknown {
   const dir = dirname(path)
+  if (isCode(error, 'ENOTDIR') && isRegularFile(lockPath)) return lockFileError(path, lockPath)
   if (isCode(error, 'ENOENT')) {
     if (!creating) return fsError(error, path)
     return existsSync(dir) ? new HvmemError('io', `cannot create ${path}: ${dir} does not take new files (ENOENT)`) : new HvmemError('io', `cannot create ${path}: its directory ${dir} does not exist`)
@@ -476,6 +516,15 @@ function lockError(error: unknown, path: string, lockPath: string, creating: boo
     return new HvmemError('io', `cannot lock ${path}: the directory ${dir} is not writable (${(error as {code: string}).code}); hvmem creates ${basename(lockPath)} and a temp file next to the snapshot`)
   }
   return fsError(error, path)
+}
+
+function isRegularFile(path: string): boolean {
+  return statSync(path, {throwIfNoEntry: false})?.isFile() === true
+}
+
+/** A regular file where the lock (a directory) goes: not hvmem's, so never removed. */
+function lockFileError(path: string, lockPath: string): HvmemError {
+  return new HvmemError('io', `cannot lock ${path}: ${lockPath} is a regular file, not an hvmem lock (a directory); remove or rename it if no hvmem command made it`)
 }
 
 function isCode(error: unknown, code: string): boolean {
