@@ -1,10 +1,11 @@
 import {format, inspect} from 'node:util'
-import {Command, Errors, type Interfaces, ux} from '@oclif/core'
+import {Command, type Config, Errors, type Interfaces, ux} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {snapshotFlag} from './flags.js'
 import {quote} from './numbers.js'
+import {guardStdout} from './output.js'
 
 export interface ErrorJson {
   error: {kind: string; message: string; exitCode: number}
@@ -25,6 +26,12 @@ export abstract class HvmemCommand extends Command {
    * as exceptions (this class's `catch` is not involved), and output goes where the hooks say.
    */
   batch: BatchHooks | undefined
+
+  /** A full disk or closed pipe on stdout: one line and exit 9 (src/cli/output.ts), not oclif's stack trace or silence. */
+  override async init(): Promise<void> {
+    if (this.batch === undefined) guardStdout()
+    await super.init()
+  }
 
   override jsonEnabled(): boolean {
     return this.batch === undefined ? super.jsonEnabled() : this.batch.json
@@ -138,4 +145,30 @@ function describeRaw(err: Error & {oclif?: {exit?: number}}): {kind: string; mes
 /** What an unknown command is told (the command_not_found hook, and a batch line). */
 export function unknownCommand(words: string): string {
   return `unknown command ${quote(words)}; see "hvmem --help" for the commands`
+}
+
+/**
+ * The command_not_found hook: oclif found no command for `id` (the words typed, joined by ":"). Words
+ * after a command that takes no arguments land here too (`alloc page extra`): that is said so. One
+ * line on stderr, or under --json (or HVMEM_CONTENT_TYPE=json) the JSON error on stdout, as every
+ * other error; exit 2.
+ */
+export function reportUnknownCommand(id: string, argv: readonly string[], config: Pick<Config, 'findCommand' | 'scopedEnvVar'>): void {
+  const words = id.split(':')
+  let message = unknownCommand(words.join(' '))
+  for (let n = words.length - 1; n > 0; n--) {
+    if (config.findCommand(words.slice(0, n).join(':')) === undefined) continue
+    const extra = words.slice(n)
+    message = `"${words.slice(0, n).join(' ')}" takes no arguments: unexpected ${extra.map((w) => quote(w)).join(' ')} (see --help)`
+    break
+  }
+  message = oneLine(message)
+  guardStdout()
+  const dashes = argv.indexOf('--')
+  const flag = argv.indexOf('--json')
+  const json = (flag !== -1 && (dashes === -1 || flag < dashes)) || config.scopedEnvVar('CONTENT_TYPE')?.toLowerCase() === 'json'
+  const exitCode = EXIT_CODES.input
+  if (json) process.stdout.write(`${JSON.stringify({error: {kind: 'input', message, exitCode}} satisfies ErrorJson, null, 2)}\n`)
+  else process.stderr.write(`hvmem: ${message}\n`)
+  process.exitCode = exitCode
 }

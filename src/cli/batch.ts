@@ -78,7 +78,6 @@ export class BufferedOutput {
 
   /** Writes what is buffered: stdout, then stderr (a batch's errors come after its output). */
   flush(): void {
-    if (this.lines.length > 0) this.drainLines()
     this.flushStdout()
     if (this.err !== '') process.stderr.write(this.err)
     this.err = ''
@@ -93,7 +92,7 @@ export class BufferedOutput {
   private bytes(text: string): void {
     // A character takes at most 3 bytes in UTF-8 (a surrogate pair, 4 for 2).
     if (this.used + text.length * 3 > BufferedOutput.CHUNK) {
-      this.flushStdout()
+      this.flushBytes()
       if (text.length * 3 > BufferedOutput.CHUNK) {
         process.stdout.write(text)
         return
@@ -102,7 +101,13 @@ export class BufferedOutput {
     this.used += this.buffer.write(text, this.used)
   }
 
-  private flushStdout(): void {
+  /** Writes what is buffered for stdout (not stderr). */
+  flushStdout(): void {
+    if (this.lines.length > 0) this.drainLines()
+    this.flushBytes()
+  }
+
+  private flushBytes(): void {
     // A copy: a stream may hold on to what it is given after write() returns.
     if (this.used > 0) process.stdout.write(Buffer.from(this.buffer.subarray(0, this.used)))
     this.used = 0

@@ -39,7 +39,10 @@ function helpFor(value: unknown): string | undefined {
 export const snapshotFlag = Flags.string({
   char: 's',
   env: 'HVMEM_SNAPSHOT',
-  default: DEFAULT_SNAPSHOT,
+  // oclif takes the variable only when it is non-empty: an empty HVMEM_SNAPSHOT names no file (exit 2,
+  // as an empty --snapshot), never a fallback to ./hvmem.snap (which `heap init --force` would overwrite).
+  default: async () => (process.env.HVMEM_SNAPSHOT === '' ? '' : DEFAULT_SNAPSHOT),
+  defaultHelp: async () => DEFAULT_SNAPSHOT,
   summary: 'Snapshot file to operate on (or set HVMEM_SNAPSHOT).',
   helpGroup: 'GLOBAL',
 })

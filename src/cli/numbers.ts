@@ -1,7 +1,8 @@
 /**
  * Numbers on the command line: decimal, 0x hex, `_` between digits (0x4100_0000), and a binary size
  * suffix K/M/G/T or KiB/MiB/GiB/TiB (16M = 16MiB = 16 * 2^20). Results are exact bigints below 2^64;
- * anything else is an 'input' error naming the flag or argument and the text.
+ * anything else (whitespace anywhere, a backslash, a sign) is an 'input' error naming the flag or
+ * argument and the text.
  */
 import {HvmemError} from '../core/errors.js'
 import {U64_MAX} from '../core/u64.js'
@@ -17,14 +18,24 @@ const MAX_QUOTED = 40
 
 /** The text as it appears in an error: in double quotes, escaped like a JSON string, long text cut short. */
 export function quote(text: string): string {
-  if (text.length <= MAX_QUOTED) return JSON.stringify(text)
-  return `${JSON.stringify(text.slice(0, MAX_QUOTED))}... (${text.length} characters)`
+  if (text.length <= MAX_QUOTED) return visible(JSON.stringify(text))
+  return `${visible(JSON.stringify(text.slice(0, MAX_QUOTED)))}... (${text.length} characters)`
 }
 
+/** Characters that print as nothing or as a plain space (no-break spaces, BOM, zero-width ones): shown escaped, \u00a0. */
+const INVISIBLE = /[\u00a0\u00ad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u3000\ufeff]/g
+
+function visible(json: string): string {
+  return json.replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+/** Whitespace of any kind (space, tab, newline, CR, NBSP, BOM, ...): never part of a number, nor around one. */
+const WHITESPACE = /[\s\u0085\u180e\u200b-\u200d\u2060\ufeff]/
+
 export function parseU64(text: string, what: string): bigint {
-  const trimmed = text.trim()
-  if (trimmed.startsWith('-')) throw new HvmemError('input', `${what}: ${quote(text)} is negative; ${what} takes a number >= 0`)
-  const match = SYNTAX.exec(trimmed)
+  if (WHITESPACE.test(text)) throw new HvmemError('input', `${what}: ${quote(text)} has whitespace in it (a space, tab, newline, CR, no-break space or BOM); write the number alone, as 0x4100_0000`)
+  if (text.startsWith('-')) throw new HvmemError('input', `${what}: ${quote(text)} is negative; ${what} takes a number >= 0`)
+  const match = SYNTAX.exec(text)
   if (match === null) throw new HvmemError('input', `${what}: ${quote(text)} is not a number (${HELP})`)
   const tooLarge = (): never => {
     throw new HvmemError('input', `${what}: ${quote(text)} does not fit in 64 bits (largest 0xffff_ffff_ffff_ffff)`)

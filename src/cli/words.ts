@@ -105,47 +105,68 @@ export interface ScriptLine {
   words: string[]
 }
 
+/** A line that cannot be split: its number, its text, and why. */
+export interface ScriptError {
+  line: number
+  text: string
+  message: string
+}
+
 /**
- * The commands of a batch script: one per line, blank and comment-only lines skipped, a trailing
- * CR (a CRLF file) dropped, and a leading `hvmem` word (as the line would be typed in a shell)
- * dropped too. Lines that cannot be split come back in `errors`, with their line numbers.
+ * Splits a batch script a line at a time, as it is read (hvmem batch streams its script): `add` each
+ * line without its newline, in order. Blank and comment-only lines are skipped, a trailing CR (a
+ * CRLF file) dropped, and a leading `hvmem` word (as the line would be typed in a shell) dropped too.
+ * Lines that cannot be split go to `errors`, with their line numbers.
  */
-export function splitScript(text: string): {lines: ScriptLine[]; errors: Array<{line: number; text: string; message: string}>} {
-  const lines: ScriptLine[] = []
-  const errors: Array<{line: number; text: string; message: string}> = []
+export class ScriptSplitter {
+  readonly lines: ScriptLine[] = []
+  readonly errors: ScriptError[] = []
+  /** lines added so far (blank and comment lines too) */
+  count = 0
   // Scripts repeat lines (10,000 "alloc page"): identical lines share their text and words, and a
-  // line that repeats the one before it is recognised in place, without being cut out of `text`.
-  const seen = new Map<string, string[]>()
-  let previous: {raw: string; text: string; words: string[]} | undefined
-  const n = text.length
-  // Each line runs up to its newline; a final newline ends the last line rather than starting an empty one.
-  for (let start = 0, number = 1; start < n; number++) {
-    let end = text.indexOf('\n', start)
-    if (end < 0) end = n
-    if (previous !== undefined && end - start === previous.raw.length && text.startsWith(previous.raw, start)) {
-      lines.push({line: number, text: previous.text, words: previous.words})
-      start = end + 1
-      continue
+  // line that repeats the one before it is recognised at once.
+  private readonly seen = new Map<string, {text: string; words: string[]}>()
+  private previous: {raw: string; text: string; words: string[]} | undefined
+
+  add(raw: string): void {
+    const number = ++this.count
+    const previous = this.previous
+    if (previous !== undefined && raw === previous.raw) {
+      this.lines.push({line: number, text: previous.text, words: previous.words})
+      return
     }
-    const raw = text.slice(start, end)
-    start = end + 1
-    previous = undefined
+    this.previous = undefined
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw
-    let words = seen.get(line)
-    if (words === undefined) {
+    let known = this.seen.get(line)
+    if (known === undefined) {
+      let words: string[]
       try {
         words = splitWords(line)
       } catch (error) {
         if (!(error instanceof WordsError)) throw error
-        errors.push({line: number, text: line, message: error.message})
-        continue
+        this.errors.push({line: number, text: line, message: error.message})
+        return
       }
       if (words[0] === 'hvmem') words = words.slice(1)
-      seen.set(line, words)
+      known = {text: line.trim(), words}
+      if (words.length > 0) this.seen.set(line, known)
     }
-    if (words.length === 0) continue
-    previous = {raw, text: line.trim(), words}
-    lines.push({line: number, text: previous.text, words})
+    if (known.words.length === 0) return
+    this.previous = {raw, ...known}
+    this.lines.push({line: number, text: known.text, words: known.words})
   }
-  return {lines, errors}
+}
+
+/** The commands of a whole batch script held in one string (see ScriptSplitter). */
+export function splitScript(text: string): {lines: ScriptLine[]; errors: ScriptError[]} {
+  const splitter = new ScriptSplitter()
+  const n = text.length
+  // Each line runs up to its newline; a final newline ends the last line rather than starting an empty one.
+  for (let start = 0; start < n; ) {
+    let end = text.indexOf('\n', start)
+    if (end < 0) end = n
+    splitter.add(text.slice(start, end))
+    start = end + 1
+  }
+  return {lines: splitter.lines, errors: splitter.errors}
 }

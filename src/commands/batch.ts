@@ -1,12 +1,13 @@
-import {readFile} from 'node:fs/promises'
-import {text as readStream} from 'node:stream/consumers'
+import {createReadStream, fstatSync} from 'node:fs'
+import {StringDecoder} from 'node:string_decoder'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../cli/base.js'
 import {textArg} from '../cli/flags.js'
 import {BatchRunner, BufferedOutput} from '../cli/batch.js'
 import {quote} from '../cli/numbers.js'
-import {splitScript} from '../cli/words.js'
+import {noteChangesDiscarded, stdoutError} from '../cli/output.js'
+import {type ScriptError, type ScriptLine, ScriptSplitter} from '../cli/words.js'
 import {HvmemError} from '../core/errors.js'
 import {withSnapshotSession} from '../snapshot/store.js'
 
@@ -38,7 +39,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Batch)
-    const {lines, errors} = splitScript(await readScript(args.file))
+    const {lines, errors} = await readScript(args.file)
     const first = errors[0]
     if (first !== undefined) {
       const more = errors.length > 1 ? ` (and ${errors.length - 1} more line(s) that cannot be split)` : ''
@@ -50,7 +51,15 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
     try {
       ;({saved} = await withSnapshotSession(flags.snapshot, async (session) => {
         await runner.runAll(lines, session)
-        return {result: undefined, commit: runner.failed === 0 || flags['keep-going']}
+        // The lines' output before the save: if standard output cannot take it (a full disk, a
+        // closed pipe), nothing is saved, and the exit says so (src/cli/output.ts).
+        out.flushStdout()
+        const commit = runner.failed === 0 || flags['keep-going']
+        if (commit && session.changed && stdoutError() !== undefined) {
+          noteChangesDiscarded()
+          return {result: undefined, commit: false}
+        }
+        return {result: undefined, commit}
       }))
     } catch (error) {
       // The batch itself failed (the snapshot, its lock, the save): what the lines printed, then the error.
@@ -68,15 +77,62 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
   }
 }
 
-/** The script: FILE, or standard input for "-". */
-async function readScript(file: string): Promise<string> {
-  if (file === '-') return readStream(process.stdin)
-  try {
-    return await readFile(file, 'utf8')
-  } catch (error) {
-    const code = (error as {code?: unknown}).code
-    if (code === 'ENOENT') throw new HvmemError('input', `cannot read the batch file ${quote(file)}: there is no such file`)
-    if (code === 'EISDIR') throw new HvmemError('input', `cannot read the batch file ${quote(file)}: it is a directory`)
-    throw new HvmemError('io', `cannot read the batch file ${quote(file)}: ${error instanceof Error ? error.message : String(error)}`)
+/** The most lines a batch script may have (README, "Scripting with batch"): past it the batch is refused, nothing run. */
+export const MAX_SCRIPT_LINES = 1_000_000
+/** The longest line a batch script may have, in characters. */
+export const MAX_LINE_CHARS = 1 << 20
+
+/**
+ * The script (FILE, or standard input for "-"), split as it is read: a line at a time, never the
+ * whole text in one string, and refused past MAX_SCRIPT_LINES lines or a line of MAX_LINE_CHARS (so
+ * `yes 'alloc page' | hvmem batch` stops with one line, in bounded memory).
+ */
+async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: ScriptError[]}> {
+  const name = file === '-' ? 'standard input' : `the batch file ${quote(file)}`
+  if (file === '-') {
+    const info = (() => {
+      try {
+        return fstatSync(0)
+      } catch {
+        return undefined
+      }
+    })()
+    if (info?.isDirectory() === true) throw new HvmemError('input', 'cannot read the batch script from standard input: it is a directory; redirect a file of commands, or name it: hvmem batch FILE')
   }
+  const splitter = new ScriptSplitter()
+  const tooLong = (): never => {
+    throw new HvmemError('input', `${name} has more than ${MAX_SCRIPT_LINES.toLocaleString('en-US')} lines; nothing was run: split the script into several batches`)
+  }
+  const lineTooLong = (): never => {
+    throw new HvmemError('input', `line ${splitter.count + 1} of ${name} is longer than ${MAX_LINE_CHARS.toLocaleString('en-US')} characters (not a script of commands?); nothing was run`)
+  }
+  const decoder = new StringDecoder('utf8')
+  let pending = ''
+  try {
+    for await (const chunk of file === '-' ? process.stdin : createReadStream(file)) {
+      const text = pending + decoder.write(chunk as Buffer)
+      let start = 0
+      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+        if (end - start > MAX_LINE_CHARS) lineTooLong()
+        if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
+        splitter.add(text.slice(start, end))
+        start = end + 1
+      }
+      pending = text.slice(start)
+      if (pending.length > MAX_LINE_CHARS) lineTooLong()
+    }
+  } catch (error) {
+    if (error instanceof HvmemError) throw error
+    const code = (error as {code?: unknown}).code
+    if (code === 'ENOENT') throw new HvmemError('input', `cannot read ${name}: there is no such file`)
+    if (code === 'EISDIR') throw new HvmemError('input', `cannot read ${name}: it is a directory`)
+    throw new HvmemError('io', `cannot read ${name}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  pending += decoder.end()
+  if (pending !== '') {
+    if (pending.length > MAX_LINE_CHARS) lineTooLong()
+    if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
+    splitter.add(pending)
+  }
+  return {lines: splitter.lines, errors: splitter.errors}
 }

@@ -6,8 +6,8 @@
  * pages on demand does not mix two snapshots. A read-only load (loadSnapshot) checks the header and
  * page index, and each page as it is first used; a change (updateSnapshot) loads and checks every page.
  *
- * Every change runs load -> change -> save under an exclusive inter-process lock (proper-lockfile,
- * a `<snapshot>.lock` directory), so concurrent commands never lose an update. A change that throws
+ * Every change runs load -> change -> save under an exclusive inter-process lock (a
+ * `<snapshot>.lock` directory naming its owner), so concurrent commands never lose an update. A change that throws
  * saves nothing: the file stays byte-identical.
  *
  * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
@@ -22,10 +22,12 @@ import {type Stats, closeSync, constants, existsSync, fstatSync, lstatSync, open
 import {type FileHandle, mkdir, open, readdir, stat, unlink} from 'node:fs/promises'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
+import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {type DecodeMode, type Decoded, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
+import {checkDeclaredSize} from './declared-size.js'
+import {type DecodeMode, type Decoded, HEADER_BYTES, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -87,6 +89,8 @@ export async function openSnapshotFile(path: string): Promise<SnapshotFile> {
  * and index are checked now, each page when first used. Nothing is locked or written.
  */
 export function loadSnapshotBytes(data: Uint8Array, name: string): SnapshotFile {
+  // (a header that declares another size: refused before decode reads past it)
+  checkDeclaredSize(data.subarray(0, HEADER_BYTES), data.length, name)
   return {...decodeSource(bufferSource(data), name, 'lazy'), size: data.length}
 }
 
@@ -257,6 +261,8 @@ export async function withSnapshotSession<T>(path: string, body: (session: Snaps
 /** An empty path names nothing (and would resolve to the current directory): bad input. */
 function checkPath(path: string): void {
   if (path === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
+  // (a directory's name: no file to load, and its lock would be made beside the directory)
+  if (path.endsWith('/')) throw new HvmemError('input', `the snapshot path ${JSON.stringify(path)} ends in "/", which names a directory; name a file, as ${JSON.stringify(`${path}hvmem.snap`)}`)
 }
 
 /** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all); errors name it `name`. */
@@ -290,7 +296,10 @@ async function openDecoded(path: string, name: string, mode: DecodeMode): Promis
     const opened = fstatSync(fd)
     // (replaced by something else between the check and the open)
     if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${name} is not a regular file; pass a snapshot file with --snapshot`)
-    const decoded = decodeSource(fileSource(fd, opened.size, name), name, mode)
+    const source = fileSource(fd, opened.size, name)
+    // The sizes the header declares, before decode reads past it.
+    checkDeclaredSize(source.read(0, Math.min(HEADER_BYTES, opened.size)), opened.size, name)
+    const decoded = decodeSource(source, name, mode)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
@@ -330,9 +339,30 @@ function fileSource(fd: number, length: number, path: string): SnapshotSource {
   }
 }
 
+/** NAME_MAX: the longest file name, in bytes, on Linux and macOS file systems. */
+const NAME_MAX = 255
+/** What a temp name adds to its prefix, at most: `.hvmem-tmp.` (11), a pid (up to 7 digits), `.`, 8 hex digits. */
+const TEMP_SUFFIX_MAX = 27
+
+/**
+ * The start of `base`'s temp names: `base` itself, or, when the whole name would pass NAME_MAX (a
+ * 240-character snapshot name), its first bytes and `~` and the CRC-32 of the whole name in hex
+ * (so the temp names of two long names that start alike still differ).
+ */
+function tempPrefix(base: string): string {
+  if (Buffer.byteLength(base) + TEMP_SUFFIX_MAX <= NAME_MAX) return base
+  const keep = NAME_MAX - TEMP_SUFFIX_MAX - 9
+  let cut = ''
+  for (const c of base) {
+    if (Buffer.byteLength(cut + c) > keep) break
+    cut += c
+  }
+  return `${cut}~${crc32(base).toString(16).padStart(8, '0')}`
+}
+
 /** The temp files of `base` a save writes: `<base>.hvmem-tmp.<pid>.<8 hex digits>`. */
 export function tempFilePattern(base: string): RegExp {
-  return new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.hvmem-tmp\\.\\d+\\.[0-9a-f]{8}$`)
+  return new RegExp(`^${tempPrefix(base).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.hvmem-tmp\\.\\d+\\.[0-9a-f]{8}$`)
 }
 
 /**
@@ -366,6 +396,7 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
   } catch (error) {
     throw fsError(error, name)
   }
+  saved.push(name)
 }
 
 /**
@@ -390,7 +421,7 @@ async function replaceFile(target: string, existing: Stats | undefined, write: (
     for (let attempt = 0; handle === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
       // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
-      temp = join(dir, `${base}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
+      temp = join(dir, `${tempPrefix(base)}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
       unfinished.set(temp, options.label)
       guard()
       try {
@@ -429,6 +460,13 @@ async function replaceFile(target: string, existing: Stats | undefined, write: (
     guard()
   }
   await syncDirectory(dir)
+}
+
+/** The snapshots this process has saved, as named: what a command whose output then fails says was kept (src/cli/output.ts). */
+const saved: string[] = []
+
+export function savedSnapshots(): readonly string[] {
+  return saved
 }
 
 /**
@@ -656,6 +694,7 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
       await mkdir(lockPath)
     } catch (error) {
       if (!isCode(error, 'EEXIST')) throw lockError(error, name, lockPath, creating)
+      if (isRegularFile(lockPath)) throw lockFileError(name, lockPath)
       let verdict: LockVerdict
       try {
         verdict = inspectLock(lockPath)
@@ -746,6 +785,7 @@ function onStopSignal(signal: NodeJS.Signals): void {
 /** The lock directory could not be made: say why, in terms of the snapshot's directory. */
 function lockError(error: unknown, path: string, lockPath: string, creating: boolean): unknown {
   const dir = dirname(path)
+  if (isCode(error, 'ENOTDIR') && isRegularFile(lockPath)) return lockFileError(path, lockPath)
   if (isCode(error, 'ENOENT')) {
     if (!creating) return fsError(error, path)
     return existsSync(dir) ? new HvmemError('io', `cannot create ${path}: ${dir} does not take new files (ENOENT)`) : new HvmemError('io', `cannot create ${path}: its directory ${dir} does not exist`)
@@ -754,6 +794,15 @@ function lockError(error: unknown, path: string, lockPath: string, creating: boo
     return new HvmemError('io', `cannot lock ${path}: the directory ${dir} is not writable (${(error as {code: string}).code}); hvmem creates ${basename(lockPath)} and a temp file next to the snapshot`)
   }
   return fsError(error, path)
+}
+
+function isRegularFile(path: string): boolean {
+  return statSync(path, {throwIfNoEntry: false})?.isFile() === true
+}
+
+/** A regular file where the lock (a directory) goes: not hvmem's, so never removed. */
+function lockFileError(path: string, lockPath: string): HvmemError {
+  return new HvmemError('io', `cannot lock ${path}: ${lockPath} is a regular file, not an hvmem lock (a directory); remove or rename it if no hvmem command made it`)
 }
 
 function isCode(error: unknown, code: string): boolean {

@@ -1,5 +1,7 @@
 /** The bundled build (scripts/build.mjs): every command file is found, and the bundle is what runs. */
-import {readFile, readdir} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {readFile, readdir, stat, writeFile} from 'node:fs/promises'
+import {fileURLToPath} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
 import {hvmem, scratch} from './run.js'
@@ -7,6 +9,35 @@ import {hvmem, scratch} from './run.js'
 const root = new URL('../../', import.meta.url)
 
 describe('the build', () => {
+  it('builds into a fresh folder and swaps it in: an hvmem run from the checkout meanwhile keeps working', async () => {
+    // a file only the old dist/ holds
+    await writeFile(new URL('dist/old-build-marker', root), '')
+    const build = (args: string[]): Promise<void> =>
+      new Promise((resolve, reject) => execFile(process.execPath, [fileURLToPath(new URL('scripts/build.mjs', root)), ...args], {cwd: fileURLToPath(root)}, (error) => (error ? reject(error) : resolve())))
+    let building = true
+    const bundled = build([]).finally(() => {
+      building = false
+    })
+    const {dir, cleanup} = await scratch()
+    const failures: string[] = []
+    try {
+      // runs while the bundle is built (at least one): each must find dist/ whole
+      do {
+        const r = await hvmem(dir, ['--version'])
+        if (r.code !== 0) failures.push(r.stderr.split('\n')[0]!)
+      } while (building)
+      await bundled
+    } finally {
+      await cleanup()
+    }
+    expect(failures).toEqual([])
+    // a new folder in dist/'s place, and nothing left beside it
+    await expect(stat(new URL('dist/old-build-marker', root))).rejects.toMatchObject({code: 'ENOENT'})
+    expect((await readdir(root)).filter((name) => name.startsWith('.dist-'))).toEqual([])
+    // the code cache for the new bundle, as `npm run build` makes it (the next test checks it)
+    await build(['--code-cache'])
+  })
+
   it('lists every command under src/commands in the manifest, by its file path', async () => {
     const files = (await readdir(new URL('src/commands/', root), {recursive: true})).filter((f) => f.endsWith('.ts'))
     const ids = files.map((f) => f.replace(/\.ts$/, '').split(/[\\/]/).filter((p) => p !== 'index').join(':')).sort()

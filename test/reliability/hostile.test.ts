@@ -15,7 +15,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {ErrorJson} from '../../src/cli/base.js'
 import {EXIT_CODES} from '../../src/cli/exit-codes.js'
-import {hvmem, pool, scratch, stackLines, start} from './proc.js'
+import {hvmem, scratch, stackLines, start} from './proc.js'
 
 let dir: string
 let snap: string
@@ -62,7 +62,8 @@ const cases: Case[] = [
   {args: ['alloc', 'bytes', '+5'], code: 2, message: `SIZE: "+5" is not a number ${HELP}`},
   {args: ['alloc', 'bytes', ''], code: 2, message: `SIZE: "" is not a number ${HELP}`},
   {args: ['alloc', 'bytes', '１２'], code: 2, message: `SIZE: "１２" is not a number ${HELP}`},
-  {args: ['alloc', 'bytes', '1\n2'], code: 2, message: `SIZE: "1\\n2" is not a number ${HELP}`},
+  {args: ['alloc', 'bytes', '1\n2'], code: 2, message: 'SIZE: "1\\n2" has whitespace in it (a space, tab, newline, CR, no-break space or BOM); write the number alone, as 0x4100_0000'},
+  {args: ['alloc', 'bytes', ' 5'], code: 2, message: 'SIZE: " 5" has whitespace in it (a space, tab, newline, CR, no-break space or BOM); write the number alone, as 0x4100_0000'},
   {args: ['alloc', 'bytes', '\u001b[31m7'], code: 2, message: `SIZE: "\\u001b[31m7" is not a number ${HELP}`},
   {args: ['mem', 'read', 'x'.repeat(100_000)], code: 2, message: `ADDR: "${'x'.repeat(40)}"... (100000 characters) is not a number ${HELP}`},
   // negative numbers
@@ -158,29 +159,21 @@ describe(`${cases.length} hostile inputs: one line naming the problem, a documen
     expect(new Set(cases.map((c) => c.code))).toEqual(new Set([2, 3, 4, 9]))
   })
 
-  it('the same inputs under --json: the same exit code, and {"error": {kind, message, exitCode}} on stdout', async () => {
-    const results = await pool(
-      4,
-      // --json before any "--" (after it, it would be an argument)
-      cases.map((c) => async () => ({c, r: await hvmem(dir, c.args.includes('--') ? c.args.flatMap((a) => (a === '--' ? ['--json', a] : [a])) : [...c.args, '--json'])})),
-    )
-    const wrong: string[] = []
-    for (const {c, r} of results) {
-      if (r.code !== c.code) wrong.push(`${label(c)}: exit ${r.code}`)
-      let json: ErrorJson | undefined
-      try {
-        json = JSON.parse(r.stdout) as ErrorJson
-      } catch {
-        wrong.push(`${label(c)}: stdout is not JSON: ${JSON.stringify(r.stdout.slice(0, 200))}`)
-        continue
-      }
-      if (json.error.exitCode !== c.code || Object.keys(json.error).join() !== 'kind,message,exitCode') wrong.push(`${label(c)}: ${r.stdout}`)
-      if (json.error.message.includes('\n')) wrong.push(`${label(c)}: multi-line message`)
-      if (stackLines(r.stderr).length > 0) wrong.push(`${label(c)}: a stack trace`)
-    }
-    expect(wrong).toEqual([])
-    expect((await readFile(snap)).equals(original)).toBe(true)
-    // nothing was created beside the snapshot: no lock, no temp file, no snapshot elsewhere
+  // --json before any "--" (after it, it would be an argument); one case a process, as above
+  const withJson = (args: string[]): string[] => (args.includes('--') ? args.flatMap((a) => (a === '--' ? ['--json', a] : [a])) : [...args, '--json'])
+  it.concurrent.for(cases.map((c) => [label(c), c] as const))('--json %s: the same exit code, and {"error": {kind, message, exitCode}} on stdout', async ([, c], {expect: expectHere}) => {
+    const r = await hvmem(dir, withJson(c.args))
+    expectHere(r.code).toBe(c.code)
+    const json = JSON.parse(r.stdout) as ErrorJson
+    expectHere(Object.keys(json.error).join()).toBe('kind,message,exitCode')
+    expectHere(json.error.exitCode).toBe(c.code)
+    expectHere(json.error.message).not.toContain('\n')
+    expectHere(stackLines(r.stderr)).toEqual([])
+    expectHere((await readFile(snap)).equals(original)).toBe(true)
+  })
+
+  afterAll(async () => {
+    // nothing was created beside the snapshot by any case: no lock, no temp file, no snapshot elsewhere
     expect((await readdir(dir)).sort()).toEqual(listing)
   })
 })

@@ -1,3 +1,4 @@
+import {fstatSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
@@ -7,6 +8,8 @@ import {progress} from '../../cli/progress.js'
 import {type ByteRange, type DiffSide, bytesAt, diffMachines} from '../../core/diff.js'
 import {memoryPages} from '../../core/page-list.js'
 import {HvmemError} from '../../core/errors.js'
+import {MAX_READ_BYTES, declaredSnapshotSize} from '../../snapshot/declared-size.js'
+import {HEADER_BYTES, MAGIC} from '../../snapshot/format.js'
 import {type SnapshotFile, loadSnapshotBytes, openSnapshotFile} from '../../snapshot/store.js'
 
 /** diff(1)'s exit codes: 0 the same, 1 different, 2 trouble. */
@@ -63,9 +66,51 @@ export default class SnapshotDiff extends HvmemCommand {
 async function open(path: string): Promise<SnapshotFile> {
   if (path === '') throw new HvmemError('input', 'a snapshot file name is empty; name two snapshot files (or - for standard input)')
   if (path !== '-') return openSnapshotFile(path)
+  return loadSnapshotBytes(await readStdinSnapshot(), STDIN_NAME)
+}
+
+/**
+ * A snapshot's bytes from standard input, read no further than its header says: the header first
+ * (wrong magic stops the read at once: `yes | hvmem snapshot diff -`, `< /dev/zero`), then the size
+ * it declares (at most MAX_READ_BYTES), and not a chunk past it (more is an error).
+ */
+async function readStdinSnapshot(): Promise<Buffer> {
+  let info
+  try {
+    info = fstatSync(0)
+  } catch {
+    info = undefined
+  }
+  if (info?.isDirectory() === true) throw new HvmemError('input', `${STDIN_NAME} is a directory; redirect a snapshot file to it, or name the file instead of -`)
   const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return loadSnapshotBytes(Buffer.concat(chunks), STDIN_NAME)
+  let got = 0
+  let declared: bigint | undefined
+  try {
+    for await (const chunk of process.stdin) {
+      chunks.push(chunk as Buffer)
+      got += (chunk as Buffer).length
+      if (declared === undefined) {
+        const head = Buffer.concat(chunks).subarray(0, HEADER_BYTES)
+        // not a snapshot: what was read is enough for the error
+        if (!MAGIC.subarray(0, Math.min(head.length, MAGIC.length)).equals(head.subarray(0, MAGIC.length))) break
+        if (head.length < HEADER_BYTES) continue
+        const size = declaredSnapshotSize(head)?.size
+        // a version hvmem does not read: the header is enough for the error
+        if (size === undefined) break
+        if (size > BigInt(MAX_READ_BYTES)) {
+          throw new HvmemError('snapshot-invalid', `${STDIN_NAME}: its header declares a snapshot of ${size} bytes, more than hvmem reads from standard input (${MAX_READ_BYTES}); save it to a file and name the file`)
+        }
+        declared = size
+      }
+      if (BigInt(got) > declared) {
+        throw new HvmemError('snapshot-invalid', `${STDIN_NAME} is not a valid hvmem snapshot: it holds more than the ${declared} bytes its header declares (damaged, or more than one file?)`)
+      }
+    }
+  } catch (error) {
+    if (error instanceof HvmemError) throw error
+    throw new HvmemError('io', `cannot read ${STDIN_NAME}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  return Buffer.concat(chunks)
 }
 
 function side(file: SnapshotFile): Required<DiffSide> {

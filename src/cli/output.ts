@@ -1,0 +1,74 @@
+/**
+ * Standard output that cannot be written: a full disk, /dev/full, a reader that closed the pipe.
+ *
+ * oclif's own listener rethrows every stdout error but EPIPE (a 33 KB stack trace for ENOSPC) and
+ * swallows EPIPE (a command whose output was lost exits 0 in silence). hvmem's instead notes the error
+ * and, as the process exits, says in one line on stderr what happened and whether the snapshot was
+ * changed, with exit 9 (io). Output is written after the save, so a change whose output is lost is
+ * kept, and the line says so: the user can look at it with `heap status` or `dump tables`. A command
+ * that changed nothing and whose reader went away (EPIPE: `hvmem dump tables | head`) ends quietly,
+ * as other Unix tools do.
+ *
+ * Also: Node warnings oclif emits when it cannot read its data directory (HOME or XDG_DATA_HOME not a
+ * directory; hvmem has no user plugins there) are dropped.
+ */
+import {savedSnapshots} from '../snapshot/store.js'
+import {EXIT_CODES} from './exit-codes.js'
+
+type ErrnoError = Error & {code?: unknown; path?: unknown}
+
+let installed = false
+let failure: ErrnoError | undefined
+
+/** Installs the stdout error policy (once per process). */
+export function guardStdout(): void {
+  if (installed) return
+  installed = true
+  for (const listener of process.stdout.listeners('error')) process.stdout.removeListener('error', listener as (error: Error) => void)
+  process.stdout.on('error', (error: Error) => {
+    failure ??= error
+  })
+  process.on('exit', reportAtExit)
+}
+
+/** The error that stopped standard output, if one has (noted synchronously by the stream, before its 'error' event). */
+export function stdoutError(): ErrnoError | undefined {
+  return failure ?? (process.stdout.errored as ErrnoError | null | undefined) ?? undefined
+}
+
+let discarded = false
+
+/** Notes that changes were not saved because standard output failed (hvmem batch): the exit says so, even for EPIPE. */
+export function noteChangesDiscarded(): void {
+  discarded = true
+}
+
+/** The one line for a stdout error, given the snapshots saved (undefined: say nothing). */
+export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false): string | undefined {
+  const code = typeof error.code === 'string' ? error.code : undefined
+  if (code === 'EPIPE' && saved.length === 0 && !changesDiscarded) return undefined
+  const why =
+    code === 'EPIPE' ? 'the reader closed it (EPIPE)' : code === 'ENOSPC' || code === 'EDQUOT' ? `no space left on its device (${code})` : code === undefined ? error.message : `${code}`
+  const outcome = saved.length === 0 ? (changesDiscarded ? 'nothing was saved, the snapshot is unchanged' : 'the snapshot was not changed') : `the change to ${[...new Set(saved)].join(', ')} was saved (only this output of it is lost)`
+  return `hvmem: cannot write to standard output: ${why}; ${outcome}`
+}
+
+function reportAtExit(): void {
+  const error = stdoutError()
+  if (error === undefined) return
+  const line = stdoutErrorLine(error, savedSnapshots(), discarded)
+  if (line === undefined) return
+  try {
+    process.stderr.write(`${line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`)
+  } catch {
+    // stderr is gone too: the exit code still tells
+  }
+  if (process.exitCode === undefined || process.exitCode === 0 || process.exitCode === '0') process.exitCode = EXIT_CODES.io
+}
+
+/** File errors Node would print as warnings for oclif's data directory (ENOTDIR, EACCES, ...): dropped. */
+const emitWarning = process.emitWarning.bind(process)
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]): void => {
+  if (typeof warning === 'object' && typeof (warning as ErrnoError).code === 'string' && typeof (warning as ErrnoError).path === 'string' && /package\.json$/.test((warning as ErrnoError).path as string)) return
+  ;(emitWarning as (warning: string | Error, ...rest: unknown[]) => void)(warning, ...rest)
+}) as typeof process.emitWarning
