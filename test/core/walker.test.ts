@@ -3,6 +3,7 @@ import {describe, expect, it} from 'vitest'
 import {PhysicalMemory} from '../../src/core/memory.js'
 import {type Attr as Stage2Attr, tableDescriptor} from '../../src/core/descriptor.js'
 import {STAGE2} from '../../src/core/stage2.js'
+import {translate} from '../../src/core/translate.js'
 import {type WalkEntry, mergeRanges, walkTables} from '../../src/core/walker.js'
 import {BLOCK, GIB, PAGE, mappedMachine} from './helpers.js'
 import {DEFAULT_STAGE2, Geometry, stage2Geometry} from '../../src/core/geometry.js'
@@ -191,5 +192,31 @@ describe('mergeRanges', () => {
     const {memory, setL1} = handTables()
     setL1(0n, tableDescriptor(0x10_0000_0000n))
     expect(mergeRanges(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2))).toEqual([])
+  })
+})
+
+describe('hostile tables: loops and aliases', () => {
+  it('a root whose 512 entries all point back at itself is walked once: 512 entries, each reported, none followed', () => {
+    const memory = new PhysicalMemory(0x4000_0000n, 0x10_0000n)
+    for (let i = 0n; i < 512n; i++) memory.writeU64(0x4000_0000n + 8n * i, tableDescriptor(0x4000_0000n))
+    const entries = walkTables(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2)
+    expect(entries).toHaveLength(512)
+    expect(entries[0]!.problem).toBe('next-level table 0x40000000 was reached already (a loop or an alias): not walked again')
+    expect(entries.every((e) => e.problem !== undefined && e.level === 1)).toBe(true)
+  })
+
+  it('two entries sharing one table: the table is walked under the first, the second is reported as an alias', () => {
+    const memory = new PhysicalMemory(0x4000_0000n, 0x10_0000n)
+    memory.writeU64(0x4000_0000n, tableDescriptor(0x4000_1000n))
+    memory.writeU64(0x4000_0008n, tableDescriptor(0x4000_1000n))
+    memory.writeU64(0x4000_1000n, 0x4000_07fdn)
+    const entries = walkTables(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2).map((e) => [e.level, e.index, e.ipa, e.problem])
+    expect(entries).toEqual([
+      [1, 0, 0n, undefined],
+      [2, 0, 0n, undefined],
+      [1, 1, 1n << 30n, 'next-level table 0x40001000 was reached already (a loop or an alias): not walked again'],
+    ])
+    // translate walks one address as the MMU does, alias or not
+    expect(translate(memory, STAGE2, 0x4000_0000n, (1n << 30n) + 0x10n).output?.address).toBe(0x4000_0010n)
   })
 })
