@@ -3,7 +3,7 @@ import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
 import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
-import {MEMORY_PAGE} from './geometry.js'
+import {MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
 import {type WalkEntry, walkTables} from './walker.js'
 
@@ -81,7 +81,7 @@ export class Machine {
     ] as const) {
       const wanted = options[name]
       if (wanted !== undefined && wanted !== current) {
-        throw new HvmemError('input', `the mapper already exists with ${flag} ${current}; ${flag} applies only when the mapper is created (start over with "heap reset --discard-mapper")`)
+        throw new HvmemError('input', `the mapper already exists with ${flag} ${name === 'granule' ? granuleName(current as number) : current}; ${flag} applies only when the mapper is created (start over with "heap reset --discard-mapper")`)
       }
     }
     return {mapper: existing, created: false}
