@@ -50,7 +50,7 @@ export interface HeapDiff {
 
 export interface MapperSummary {
   regime: string
-  /** Geometry.describe(): granule, input and PA size, start level, concatenation */
+  /** Geometry.describe('input'): granule, input and PA size, start level, concatenation (the regime is its own field) */
   geometry: string
   root: bigint
   vmid: number
@@ -161,7 +161,7 @@ function diffHeap(a: Machine, b: Machine): HeapDiff {
 
 export function mapperSummary(m: IdentityMapper): MapperSummary {
   const s = m.state
-  return {regime: s.regime, geometry: m.geometry.describe(), root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
+  return {regime: s.regime, geometry: m.geometry.describe('input'), root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
 }
 
 function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undefined): MapperDiff | undefined {

@@ -156,10 +156,10 @@ export class Geometry {
     return BigInt(this.rootTables * this.granule)
   }
 
-  /** `4K granule, 39-bit IPA, level-1 root` (and `, 2 concatenated tables`). */
-  describe(): string {
+  /** `4K granule, 39-bit IPA, 40-bit PA, level-1 root` (and ` of 2 concatenated tables`); `input` names the input address (default IPA or VA by stage). */
+  describe(input: string = this.stage === 2 ? 'IPA' : 'VA'): string {
     const concatenated = this.rootTables > 1 ? ` of ${this.rootTables} concatenated tables` : ''
-    return `${granuleName(this.granule)} granule, ${this.inputBits}-bit ${this.stage === 2 ? 'IPA' : 'VA'}, ${this.paBits}-bit PA, level-${this.startLevel} root${concatenated}`
+    return `${granuleName(this.granule)} granule, ${this.inputBits}-bit ${input}, ${this.paBits}-bit PA, level-${this.startLevel} root${concatenated}`
   }
 
   equals(other: Geometry): boolean {

@@ -178,7 +178,7 @@ describe('snapshot diff', () => {
         '~ allocated  0 -> 12288 (+12288)',
         '~ remaining  16777216 -> 33542144 (+16764928)',
         'Mapper (added):',
-        '+ stage2, root 0x41000000, vmid 7, l2Budget 4, orphanedTables 0; VTTBR_EL2 0x7000041000000  VTCR_EL2 0x80023559  HCR_EL2 0x80000001',
+        '+ stage2 (4K granule, 39-bit input, 40-bit PA, level-1 root), root 0x41000000, vmid 7, l2Budget 4, orphanedTables 0; VTTBR_EL2 0x7000041000000  VTCR_EL2 0x80023559  HCR_EL2 0x80000001',
         'Mappings: 1 added, 0 removed, 0 changed',
         '+ 0x0000000009000000-0x0000000009001000   4K  L3  RW NX Device-nGnRE IS AF PG',
         'Page tables: 3 appeared, 0 disappeared, 0 changed',
@@ -195,7 +195,7 @@ describe('snapshot diff', () => {
     })
     expect(json.mapper).toEqual({
       change: 'removed',
-      old: {regime: 'stage2', root: '0x41000000', vmid: 7, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x7000041000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
+      old: {regime: 'stage2', root: '0x41000000', geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1}, vmid: 7, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x7000041000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
       new: null,
       fields: [],
     })

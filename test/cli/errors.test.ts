@@ -116,7 +116,7 @@ describe('snapshot problems', () => {
     for (const [bytes, message] of [
       [flipped, 'checksum mismatch'],
       [original.subarray(0, original.length - 1), 'truncated or damaged'],
-      [newer, 'has snapshot format version 9, newer than this hvmem reads (version 2)'],
+      [newer, 'has snapshot format version 9, newer than this hvmem reads (version 3)'],
       [Buffer.from('not a snapshot at all'), 'wrong magic'],
     ] as const) {
       await writeFile(bad, bytes)

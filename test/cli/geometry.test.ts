@@ -107,8 +107,8 @@ describe('snapshots across geometries and format versions', () => {
     const r = await hvmem(dir, ['snapshot', 'diff', 'hvmem.snap', 'b.snap'])
     expect(r.code).toBe(1)
     expect(r.stdout).toContain('Mapper (geometry, VTCR_EL2):')
-    expect(r.stdout).toContain('- geometry 4K granule, 39-bit IPA, 40-bit PA, level-1 root')
-    expect(r.stdout).toContain('+ geometry 64K granule, 42-bit IPA, 42-bit PA, level-2 root')
+    expect(r.stdout).toContain('- geometry 4K granule, 39-bit input, 40-bit PA, level-1 root')
+    expect(r.stdout).toContain('+ geometry 64K granule, 42-bit input, 42-bit PA, level-2 root')
     // the same 1 GiB identity map, in 1 GiB and in 512 MiB blocks: no mapping changed
     expect(r.stdout).not.toContain('Mappings:')
   })

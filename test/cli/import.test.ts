@@ -112,8 +112,8 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
     expect(b.mapper).toBeNull()
     expect(b.walk).toEqual(
       regime === 'stage2'
-        ? {regime, root: '0x41000000', startLevel: 1, inputBits: 39, paBits: 40, registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559'}}
-        : {regime, root: '0x41000000', startLevel: 1, inputBits: 39, paBits: 40, registers: {TTBR0_EL2: '0x41000000', TCR_EL2: '0x80823519', MAIR_EL2: '0x4ff00'}},
+        ? {regime, root: '0x41000000', granule: 4096, startLevel: 1, inputBits: 39, paBits: 40, registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559'}}
+        : {regime, root: '0x41000000', granule: 4096, startLevel: 1, inputBits: 39, paBits: 40, registers: {TTBR0_EL2: '0x41000000', TCR_EL2: '0x80823519', MAIR_EL2: '0x4ff00'}},
     )
     // the control register given explicitly is the same walk; human output matches line for line after the header
     const control = regime === 'stage2' ? ['--vtcr', '0x80023559'] : ['--tcr', '0x80823519']
@@ -316,13 +316,13 @@ describe('--root, --regime, --vtcr and --tcr', () => {
   it('walks from the start level VTCR_EL2 gives, without a mapper in the snapshot', async () => {
     const out = await ok(dir, 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x80023590', '--format', 'ranges')
     expect(out.split('\n')).toEqual([
-      'Stage 2, root 0x42000000: VTTBR_EL2 0x42000000  VTCR_EL2 0x80023590 (start level 0, 48-bit input, 40-bit PA)',
+      'Stage 2, root 0x42000000: VTTBR_EL2 0x42000000  VTCR_EL2 0x80023590 (4K granule, start level 0, 48-bit input, 40-bit PA)',
       '0x0000010040000000-0x0000010080000000   1G  L1  RW X Normal-WB IS AF BLK  -> 0x0040000000',
       '2 valid entries, 1 leaves, 1 range(s)',
       '',
     ])
     const tree = await ok(dir, 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x80023590', '--vmid', '7')
-    expect(tree.split('\n')[0]).toBe('Stage 2, root 0x42000000: VTTBR_EL2 0x7000042000000  VTCR_EL2 0x80023590 (start level 0, 48-bit input, 40-bit PA)')
+    expect(tree.split('\n')[0]).toBe('Stage 2, root 0x42000000: VTTBR_EL2 0x7000042000000  VTCR_EL2 0x80023590 (4K granule, start level 0, 48-bit input, 40-bit PA)')
     expect(tree).toContain('│ L0[2]   │ 0x42000000 │')
     expect(tree).toContain('│   L1[1] │ 0x42001000 │')
     const t = await okJson<TranslateJson>(dir, 'translate', '0x100_4000_1234', '--root', '0x4200_0000', '--vtcr', '0x80023590')
@@ -332,7 +332,7 @@ describe('--root, --regime, --vtcr and --tcr', () => {
     ])
     expect(t.par).toBe('0xff00000040001b80')
     const human = await ok(dir, 'translate', '0x100_4000_1234', '--root', '0x4200_0000', '--vtcr', '0x80023590')
-    expect(human.split('\n')[0]).toBe('Stage-2 walk of IPA 0x10040001234 for read, root 0x42000000 (VTCR_EL2 0x80023590: start level 0, 48-bit input, 40-bit PA)')
+    expect(human.split('\n')[0]).toBe('Stage-2 walk of IPA 0x10040001234 for read, root 0x42000000 (VTCR_EL2 0x80023590: 4K granule, start level 0, 48-bit input, 40-bit PA)')
   })
 
   it('walks a concatenated root (VTCR_EL2 T0SZ 24, SL0 1: two level-1 pages), its first page never written', async () => {
@@ -340,7 +340,7 @@ describe('--root, --regime, --vtcr and --tcr', () => {
     await ok(dir, 'mem', 'write', '0x4200_5008', '0x4000_07fd')
     const out = await ok(dir, 'dump', 'tables', '--root', '0x4200_4000', '--vtcr', '0x80023558', '--format', 'ranges')
     expect(out.split('\n')).toEqual([
-      'Stage 2, root 0x42004000: VTTBR_EL2 0x42004000  VTCR_EL2 0x80023558 (start level 1, 40-bit input, 40-bit PA)',
+      'Stage 2, root 0x42004000: VTTBR_EL2 0x42004000  VTCR_EL2 0x80023558 (4K granule, start level 1, 40-bit input, 40-bit PA)',
       '0x0000008040000000-0x0000008080000000   1G  L1  RW X Normal-WB IS AF BLK  -> 0x0040000000',
       '1 valid entries, 1 leaves, 1 range(s)',
       '',
@@ -363,7 +363,7 @@ describe('--root, --regime, --vtcr and --tcr', () => {
       dir,
       snap,
       2,
-      'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA); a level-0 start needs a 40- to 48-bit IPA (T0SZ 16..24)',
+      'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA): a level-0 start with the 4K granule needs a 40- to 48-bit input',
       'translate', '0x0', '--root', '0x4200_0000', '--vtcr', '0x80023599',
     )
     await fails(dir, snap, 2, 'VTCR_EL2 0x80027559: TG0 1 selects 64 KiB granule; hvmem walks 4 KiB-granule tables only (TG0 = 0)', 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x80027559')

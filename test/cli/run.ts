@@ -27,12 +27,13 @@ export function hvmem(cwd: string, args: string[], env: Record<string, string> =
     delete base.FORCE_COLOR
     const child = spawn(process.execPath, [BIN, ...args], {cwd, env: {...base, ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
     if (input !== undefined) child.stdin!.end(input)
-    let stdout = ''
-    let stderr = ''
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+    // decoded once whole: a character split between two chunks would not survive decoding each
+    const stdout: Buffer[] = []
+    const stderr: Buffer[] = []
+    child.stdout!.on('data', (d: Buffer) => stdout.push(d))
+    child.stderr!.on('data', (d: Buffer) => stderr.push(d))
     child.on('error', reject)
-    child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
+    child.on('close', (code) => resolve({code: code ?? -1, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString()}))
   })
 }
 

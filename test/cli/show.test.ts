@@ -113,12 +113,13 @@ describe('snapshot info', () => {
         '┌───────────┬────────────────────────────────────────────────────────────┐',
         '│ snapshot  │ hvmem.snap                                                 │',
         '├───────────┼────────────────────────────────────────────────────────────┤',
-        '│ format    │ version 2                                                  │',
+        '│ format    │ version 3                                                  │',
         '│ size      │ 12464 bytes                                                │',
         '│ RAM       │ 0x40000000-0x80000000 (1G)                                 │',
         '│ heap      │ 0x41000000-0x42000000 (16M)                                │',
         '│ heap next │ 0x41002000: 8192 allocated, 0 padding, 16769024 remaining  │',
         '│ mapper    │ stage2, root 0x41000000, VMID 0, 1/4 L2 tables, 0 orphaned │',
+        '│ geometry  │ 4K granule, 39-bit IPA, 40-bit PA, level-1 root            │',
         '│ registers │ VTTBR_EL2 0x41000000  VTCR_EL2 0x80023559                  │',
         '│ pages     │ 3 stored (2 holding tables)                                │',
         `│ checksum  │ ${hexCrc} (CRC-32 of the header and page index)           │`,
@@ -130,11 +131,11 @@ describe('snapshot info', () => {
     expect(code).toBe(0)
     expect(json).toEqual({
       file: './hvmem.snap',
-      version: 2,
+      version: 3,
       size: 12464,
       ram: {base: '0x40000000', size: 0x4000_0000, end: '0x80000000'},
       heap: {start: '0x41000000', end: '0x42000000', size: 0x100_0000, next: '0x41002000', allocated: 8192, remaining: 16769024, padding: 0},
-      mapper: {regime: 'stage2', root: '0x41000000', vmid: 0, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
+      mapper: {regime: 'stage2', root: '0x41000000', geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1}, vmid: 0, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
       pages: {stored: 3, tables: 2},
       checksum: {crc32: hexCrc, covers: 'header+index'},
     })

@@ -238,6 +238,7 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
     expect(normal.mapper).toEqual({
       regime: 'stage1',
       root: '0x41000000',
+      geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1},
       vmid: 0,
       l2Budget: 4,
       l2Tables: ['0x41001000'],
