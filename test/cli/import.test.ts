@@ -122,7 +122,7 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
     const humanA = (await ok(dir, 'dump', 'tables', '--format', 'ranges', '-s', orig)).split('\n')
     const humanB = (await ok(dir, 'dump', 'tables', '--format', 'ranges', ...rootFlags, '-s', imported)).split('\n')
     expect(humanB.slice(1)).toEqual(humanA.slice(1))
-    expect(humanB[0]).toBe(`${humanA[0]} (start level 1, 39-bit input, 40-bit PA)`)
+    expect(humanB[0]).toBe(`${humanA[0]} (4K granule, start level 1, 39-bit input, 40-bit PA)`)
     if (regime === 'stage1') {
       // another MAIR_EL2 (Attr1 Device-nGnRE): the same descriptors read as Device memory
       const d = await okJson<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, '--mair', '0x0404', '-s', imported)
@@ -366,8 +366,8 @@ describe('--root, --regime, --vtcr and --tcr', () => {
       'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA): a level-0 start with the 4K granule needs a 40- to 48-bit input',
       'translate', '0x0', '--root', '0x4200_0000', '--vtcr', '0x80023599',
     )
-    await fails(dir, snap, 2, 'VTCR_EL2 0x80027559: TG0 1 selects 64 KiB granule; hvmem walks 4 KiB-granule tables only (TG0 = 0)', 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x80027559')
-    await fails(dir, snap, 2, '--root 0x42000800 is not a valid root: it must be a 4 KiB-aligned table, below the 40-bit physical address space', 'dump', 'tables', '--root', '0x4200_0800')
+    await fails(dir, snap, 2, 'VTCR_EL2 0x8002f559: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)', 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x8002f559')
+    await fails(dir, snap, 2, '--root 0x42000800 is not a valid root: it must be a 4K-aligned table, below the 40-bit physical address space', 'dump', 'tables', '--root', '0x4200_0800')
     await fails(dir, snap, 2, '--root 0x1000: the root table must lie inside RAM 0x40000000-0x80000000', 'dump', 'tables', '--root', '0x1000')
     await fails(dir, snap, 2, '--mair applies to stage 1 only: stage-2 descriptors carry their memory type in MemAttr', 'translate', '0x0', '--root', '0x4200_0000', '--mair', '0xff')
     await fails(dir, snap, 2, '--vmid applies to stage 2 only: the EL2 stage-1 regime has no VMID', 'dump', 'tables', '--root', '0x4200_0000', '--regime', 'stage1', '--vmid', '1')
