@@ -29,8 +29,9 @@ export function hvmem(cwd: string, args: string[], env: Record<string, string> =
     if (input !== undefined) child.stdin!.end(input)
     let stdout = ''
     let stderr = ''
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+    // Decoded as a stream: a character split between two reads of the pipe stays whole.
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     child.on('error', reject)
     child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
   })
