@@ -296,23 +296,21 @@ describe('hvmem batch: failures', () => {
     expect(await fingerprint(snap)).toEqual(before)
   })
 
-  it('commands that cannot run inside a batch are refused, naming the line', async () => {
+  const refused: Array<[string, string]> = [
+    ['heap init --force', '"heap init" cannot run inside a batch: it creates the snapshot the batch works on; run it before the batch'],
+    ['batch other.hvmem', '"batch" cannot run inside a batch: a batch cannot run another batch'],
+    ['snapshot export --raw t.bin', "\"snapshot export\" cannot run inside a batch: the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"],
+    ['help alloc', '"help" cannot run inside a batch: it is @oclif/plugin-help\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
+    ['autocomplete bash', '"autocomplete" cannot run inside a batch: it is @oclif/plugin-autocomplete\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
+    ['alloc pag', 'unknown command "alloc pag"; see "hvmem --help" for the commands'],
+    ['heap', 'unknown command "heap"; see "hvmem --help" for the commands'],
+    ['--json alloc page', 'the line names no command: it starts with "--json"; write the command first, as "alloc page --count 2"'],
+  ]
+  it.each(refused)('a command that cannot run inside a batch is refused, naming the line: %s', async (line, message) => {
     await init()
-    const cases: Array<[string, string]> = [
-      ['heap init --force', '"heap init" cannot run inside a batch: it creates the snapshot the batch works on; run it before the batch'],
-      ['batch other.hvmem', '"batch" cannot run inside a batch: a batch cannot run another batch'],
-      ['snapshot export --raw t.bin', "\"snapshot export\" cannot run inside a batch: the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"],
-      ['help alloc', '"help" cannot run inside a batch: it is @oclif/plugin-help\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
-      ['autocomplete bash', '"autocomplete" cannot run inside a batch: it is @oclif/plugin-autocomplete\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
-      ['alloc pag', 'unknown command "alloc pag"; see "hvmem --help" for the commands'],
-      ['heap', 'unknown command "heap"; see "hvmem --help" for the commands'],
-      ['--json alloc page', 'the line names no command: it starts with "--json"; write the command first, as "alloc page --count 2"'],
-    ]
     const before = await fingerprint(snap)
-    for (const [line, message] of cases) {
-      const r = await hvmem(dir, ['batch'], {}, `alloc page\n${line}\n`)
-      expect({line, ...r}).toEqual({line, code: 2, stdout: '0x41000000\n', stderr: `hvmem: line 2 ${JSON.stringify(line)}: ${message}; the batch stopped there and saved nothing\n`})
-    }
+    const r = await hvmem(dir, ['batch'], {}, `alloc page\n${line}\n`)
+    expect({line, ...r}).toEqual({line, code: 2, stdout: '0x41000000\n', stderr: `hvmem: line 2 ${JSON.stringify(line)}: ${message}; the batch stopped there and saved nothing\n`})
     expect(await fingerprint(snap)).toEqual(before)
     expect(await readdir(dir)).toEqual(['hvmem.snap'])
   })
