@@ -76,14 +76,12 @@ describe('failing commands', () => {
     expect(await readFile(snap)).toEqual(original)
   })
 
-  it('gives the same exit code and a JSON error under --json', async () => {
-    for (const {args, code} of cases.filter((c) => !c.args.includes('--bogus'))) {
-      const r = await hvmem(dir, [...args, '--json'])
-      expect(r.code, args.join(' ')).toBe(code)
-      const json = JSON.parse(r.stdout) as ErrorJson
-      expect(json.error.exitCode).toBe(code)
-      expect(Object.keys(json.error)).toEqual(['kind', 'message', 'exitCode'])
-    }
+  it.each(cases.filter((c) => !c.args.includes('--bogus')))('$args.0 $args.1 $args.2 $args.3 --json -> exit $code and a JSON error', async ({args, code}) => {
+    const r = await hvmem(dir, [...args, '--json'])
+    expect(r.code, args.join(' ')).toBe(code)
+    const json = JSON.parse(r.stdout) as ErrorJson
+    expect(json.error.exitCode).toBe(code)
+    expect(Object.keys(json.error)).toEqual(['kind', 'message', 'exitCode'])
     expect(await readFile(snap)).toEqual(original)
   })
 
@@ -107,25 +105,38 @@ describe('snapshot problems', () => {
     expect(r.stdout).toContain('no snapshot at elsewhere.snap')
   })
 
-  it('a corrupt, truncated or newer snapshot is exit 4 and left as it was', async () => {
+  // One case a kind of damage (three processes each).
+  const damaged: Array<[string, (original: Buffer) => Buffer, string]> = [
+    [
+      'a flipped bit',
+      (o) => {
+        const flipped = Buffer.from(o)
+        flipped[200] = flipped[200]! ^ 0x01
+        return flipped
+      },
+      'checksum mismatch',
+    ],
+    ['one byte short', (o) => o.subarray(0, o.length - 1), 'truncated or damaged'],
+    [
+      'format version 9',
+      (o) => {
+        const newer = Buffer.from(o)
+        newer.writeUInt32LE(9, 8)
+        return newer
+      },
+      'has snapshot format version 9, newer than this hvmem reads (version 3)',
+    ],
+    ['not a snapshot', () => Buffer.from('not a snapshot at all'), 'wrong magic'],
+  ]
+  it.each(damaged)('a corrupt, truncated or newer snapshot is exit 4 and left as it was: %s', async (_, damage, message) => {
     const bad = join(dir, 'bad.snap')
-    const flipped = Buffer.from(original)
-    flipped[200] = flipped[200]! ^ 0x01
-    const newer = Buffer.from(original)
-    newer.writeUInt32LE(9, 8)
-    for (const [bytes, message] of [
-      [flipped, 'checksum mismatch'],
-      [original.subarray(0, original.length - 1), 'truncated or damaged'],
-      [newer, 'has snapshot format version 9, newer than this hvmem reads (version 3)'],
-      [Buffer.from('not a snapshot at all'), 'wrong magic'],
-    ] as const) {
-      await writeFile(bad, bytes)
-      for (const args of [['heap', 'status'], ['alloc', 'page'], ['map', 'region', '0', '2M']]) {
-        const r = await hvmem(dir, [...args, '-s', bad])
-        expect(r.code).toBe(4)
-        expect(r.stderr).toContain(message)
-        expect(await readFile(bad)).toEqual(bytes)
-      }
+    const bytes = damage(original)
+    await writeFile(bad, bytes)
+    for (const args of [['heap', 'status'], ['alloc', 'page'], ['map', 'region', '0', '2M']]) {
+      const r = await hvmem(dir, [...args, '-s', bad])
+      expect(r.code).toBe(4)
+      expect(r.stderr).toContain(message)
+      expect(await readFile(bad)).toEqual(bytes)
     }
   })
 

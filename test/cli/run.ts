@@ -27,13 +27,13 @@ export function hvmem(cwd: string, args: string[], env: Record<string, string> =
     delete base.FORCE_COLOR
     const child = spawn(process.execPath, [BIN, ...args], {cwd, env: {...base, ...env}, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']})
     if (input !== undefined) child.stdin!.end(input)
-    // decoded once whole: a character split between two chunks would not survive decoding each
-    const stdout: Buffer[] = []
-    const stderr: Buffer[] = []
-    child.stdout!.on('data', (d: Buffer) => stdout.push(d))
-    child.stderr!.on('data', (d: Buffer) => stderr.push(d))
+    let stdout = ''
+    let stderr = ''
+    // Decoded as a stream: a character split between two reads of the pipe stays whole.
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     child.on('error', reject)
-    child.on('close', (code) => resolve({code: code ?? -1, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString()}))
+    child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
   })
 }
 

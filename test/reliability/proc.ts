@@ -32,8 +32,9 @@ export function start(cwd: string, args: string[], options: StartOptions = {}): 
   })
   let stdout = ''
   let stderr = ''
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  // Decoded as a stream: a character split between two reads of the pipe stays whole.
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
   const done = new Promise<Run & {signal: NodeJS.Signals | null}>((resolve, reject) => {
     child.on('error', reject)
     child.on('close', (code, signal) => resolve({code: code ?? -1, signal, stdout, stderr}))

@@ -56,7 +56,7 @@ describe('a snapshot holding 1 GiB of RAM', () => {
     machine.ensureMapper().mapper.mapRegion(RAM, 1n << 30n, 'normal', {})
     machine.heap.allocPage()
     await createSnapshot(snap, machine, false)
-  }, 180_000)
+  })
   afterAll(async () => {
     await rm(snap, {force: true})
     await cleanup()

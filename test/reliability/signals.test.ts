@@ -74,5 +74,5 @@ describe('hvmem batch and SIGTERM', () => {
     expect((await readFile(snap)).equals(before)).toBe(true)
     const next = await hvmem(dir, ['alloc', 'page'])
     expect(next).toEqual({code: 0, stdout: '0x41000000\n', stderr: ''})
-  }, 120_000)
+  })
 })
