@@ -1,4 +1,4 @@
-import {HvmemCommand} from '../../cli/base.js'
+import {HvmemCommand, oneLine} from '../../cli/base.js'
 import {EXIT_CODES} from '../../cli/exit-codes.js'
 import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
@@ -111,7 +111,7 @@ export default class SnapshotVerify extends HvmemCommand {
     const none = color.green('none damaged')
     const count = (n: number, one: string, many: string): string => color.red(`${n} damaged ${n === 1 ? one : many}`)
     const t = table(['snapshot', json.file])
-    t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${json.header.problem}`)])
+    t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
     if (json.pages !== null) {
       const how = json.header.version === 1 ? 'by the whole file\'s CRC-32' : 'each by its CRC-32'
       t.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
