@@ -11,7 +11,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {tableDescriptor} from '../../src/core/descriptor.js'
 import {Machine} from '../../src/core/machine.js'
 import {createSnapshot} from '../../src/snapshot/store.js'
-import {dataStart, pageCount, patched} from '../snapshot/fixtures.js'
+import {dataStart, encodeV1, pageCount, patched} from '../snapshot/fixtures.js'
 import {hvmem, hvmemJson, scratch} from './run.js'
 
 const ROOT = 0x4100_0000n
@@ -140,6 +140,16 @@ describe('snapshot verify', () => {
         },
       ],
     })
+  })
+
+  it('a version-1 snapshot: its pages are covered by the whole file\'s CRC-32, its tables walked', async () => {
+    const machine = Machine.create({ramBase: 0x4000_0000n, ramSize: 1n << 30n, heapBase: ROOT, heapSize: 16n << 20n})
+    machine.ensureMapper().mapper.mapRegion(0x4000_0000n, 0x1000n, 'normal', {granularity: 'page'})
+    await file('v1.snap', encodeV1(machine))
+    const r = await verify('v1.snap')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('3 checked by the whole file\'s CRC-32: none damaged')
+    expect(r.stdout).toContain('3 tables, 3 valid entries: none damaged')
   })
 
   it('a damaged header: exit 4, the problem, nothing else checked (--json)', async () => {
