@@ -5,7 +5,7 @@ import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {type WalkEntry, walkTables} from './walker.js'
+import {type WalkEntry, skippingAccess, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -109,10 +109,14 @@ export class Machine {
     }
   }
 
-  /** Every valid entry of the mapper's tables, in input-address order (none without a mapper). */
-  walkTables(): WalkEntry[] {
+  /**
+   * Every valid entry of the mapper's tables, in input-address order (none without a mapper); the
+   * pages at `unreadable` frames (damaged in the file) are read as all zero.
+   */
+  walkTables(unreadable?: ReadonlySet<number>): WalkEntry[] {
     const m = this.mapperInstance
-    return m === undefined ? [] : walkTables(this.memory, m.regime, m.root, m.geometry)
+    if (m === undefined) return []
+    return walkTables(this.memory, m.regime, m.root, m.geometry, unreadable === undefined || unreadable.size === 0 ? undefined : skippingAccess(this.memory, unreadable))
   }
 
   /**

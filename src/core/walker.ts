@@ -333,12 +333,21 @@ export interface WalkEntry {
 export type Visit = (w: TableWalker, unfollowed?: Unfollowed) => void
 
 /**
+ * Memory read as a walk sees it, with the pages at `unreadable` frames read as all zero (invalid
+ * entries): a walk over a snapshot whose damaged pages cannot be read (snapshot verify).
+ */
+export function skippingAccess(memory: PhysicalMemory, unreadable: ReadonlySet<number>): TableAccess {
+  const access = memoryAccess(memory)
+  return {page: (frame) => (unreadable.has(frame) ? undefined : access.page(frame)), inRam: access.inRam}
+}
+
+/**
  * Every valid entry of the tree at `root`, over numbers: reads each table page once, skips invalid
  * entries on bit 0 and untouched (all-zero) pages, goes into each table at most once (a loop or an
  * alias is reported, not followed) and never outside RAM.
  */
-export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geometry, visit: Visit): void {
-  const walker = new TableWalker(memoryAccess(memory), geometry)
+export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geometry, visit: Visit, access: TableAccess = memoryAccess(memory)): void {
+  const walker = new TableWalker(access, geometry)
   const rootTable = Number(root & geometry.addressMask)
   if (!walker.access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
   walker.walk(rootTable, 0, 2 ** geometry.inputBits, {tablePre: visit, leaf: visit, unfollowed: visit}, {validOnly: true})
@@ -354,7 +363,7 @@ export function describeUnfollowed(next: number, why: Unfollowed): string {
  * listing every valid entry (tables, blocks, pages and reserved encodings). A table entry the walk
  * does not follow is listed once, with its problem.
  */
-export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry): WalkEntry[] {
+export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): WalkEntry[] {
   const entries: WalkEntry[] = []
   let tableNumber = -1
   let tableBig = 0n
@@ -368,7 +377,7 @@ export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint,
       tableBig = BigInt(w.table)
     }
     entries.push({level: w.level, index: w.index, table: tableBig, ipa: BigInt(w.addr), size: geometry.entrySize(w.level), decoded: regime.decode(w.raw, w.level, geometry)})
-  })
+  }, access)
   return entries
 }
 
