@@ -22,9 +22,9 @@ export function declaredSnapshotSize(head: Uint8Array): {version: number; pages:
   const view = Buffer.from(head.buffer, head.byteOffset, head.length)
   const version = view.readUInt32LE(8)
   const pages = view.readBigUInt64LE(80)
-  // version 1: header, 8-byte addresses and pages, a 4-byte CRC; version 2: header, 16-byte index entries and pages
+  // version 1: header, 8-byte addresses and pages, a 4-byte CRC; versions 2 and 3: header, 16-byte index entries and pages
   if (version === 1) return {version, pages, size: BigInt(HEADER_BYTES + 4) + pages * BigInt(8 + 4096)}
-  if (version === 2) return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES)}
+  if (version === 2 || version === 3) return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES)}
   return undefined
 }
 
@@ -35,11 +35,12 @@ export function declaredSnapshotSize(head: Uint8Array): {version: number; pages:
  */
 export function checkDeclaredSize(head: Uint8Array, size: number, name: string): void {
   const declared = declaredSnapshotSize(head)
-  if (declared === undefined) return
+  // (shorter than a whole header: decoding says it is truncated)
+  if (declared === undefined || (declared.version >= 2 && size < HEADER_BYTES)) return
   const bad = (why: string): never => {
     throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${why}`)
   }
   if (declared.size !== BigInt(size)) bad(`${size} bytes where the header's ${declared.pages} pages need ${declared.size} (truncated or damaged)`)
   if (declared.version === 1 && size > MAX_READ_BYTES) bad(`a version-1 snapshot is read whole, and this one is ${size} bytes, more than hvmem reads at once (${MAX_READ_BYTES}); no hvmem wrote one that large`)
-  if (declared.version === 2 && declared.pages * 16n > BigInt(MAX_READ_BYTES)) bad(`its index of ${declared.pages} pages is larger than hvmem reads at once (${MAX_READ_BYTES} bytes)`)
+  if (declared.version >= 2 && declared.pages * 16n > BigInt(MAX_READ_BYTES)) bad(`its index of ${declared.pages} pages is larger than hvmem reads at once (${MAX_READ_BYTES} bytes)`)
 }

@@ -119,16 +119,16 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
 
   /** One damage per region of the file; `reader` is a read-only command that must meet it. */
   const sites = (): Array<{label: string; bytes: Buffer; reader: string[]; message: RegExp}> => {
-    const flip = (offset: number): Buffer => {
+    const flip = (offset: number, bit = 0x01): Buffer => {
       const copy = Buffer.from(good)
-      copy[offset] = copy[offset]! ^ 0x01
+      copy[offset] = copy[offset]! ^ bit
       return copy
     }
     const header = /header or page index checksum mismatch/
     const status = ['heap', 'status']
     return [
       {label: 'magic', bytes: flip(0), reader: status, message: /wrong magic/},
-      {label: 'version', bytes: flip(8), reader: status, message: /snapshot format version 3, newer than this hvmem reads \(version 2\)/},
+      {label: 'version', bytes: flip(8, 0x04), reader: status, message: /snapshot format version 7, newer than this hvmem reads \(version 3\)/},
       {label: 'header length', bytes: flip(12), reader: status, message: /header length 129/},
       {label: 'RAM base', bytes: flip(19), reader: status, message: header},
       {label: 'heap next', bytes: flip(49), reader: status, message: header},
@@ -149,7 +149,7 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
       {label: 'truncated mid-page', bytes: good.subarray(0, pageOffset + 2000), reader: status, message: /truncated or damaged/},
       {label: 'one byte short', bytes: good.subarray(0, good.length - 1), reader: status, message: /truncated or damaged/},
       {label: 'one byte appended', bytes: Buffer.concat([good, Buffer.of(0)]), reader: status, message: /truncated or damaged/},
-      {label: 'newer version, valid checksums', bytes: patched(good, (b) => b.writeUInt32LE(3, 8)), reader: status, message: /^hvmem: bad\.snap-\d+ has snapshot format version 3, newer than this hvmem reads \(version 2\); upgrade hvmem\n$/},
+      {label: 'newer version, valid checksums', bytes: patched(good, (b) => b.writeUInt32LE(4, 8)), reader: status, message: /^hvmem: bad\.snap-\d+ has snapshot format version 4, newer than this hvmem reads \(version 3\); upgrade hvmem\n$/},
     ]
   }
 
@@ -177,7 +177,7 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
     expect((await readdir(dir)).filter((n) => n.includes('.lock') || n.includes('hvmem-tmp'))).toEqual([])
   })
 
-  it('a version-1 file works with every command, and the first change rewrites it as version 2', async () => {
+  it('a version-1 file works with every command, and the first change rewrites it as version 3', async () => {
     const m = smallMachine()
     await writeFile(join(dir, 'v1.snap'), encodeV1(m))
     const status = await hvmem(dir, ['heap', 'status', '--json', '-s', 'v1.snap'])
@@ -186,7 +186,7 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
     expect((await hvmem(dir, ['mem', 'read', '0x4100_1000', '8', '-s', 'v1.snap'])).stdout).toContain('ef cd ab 89 67 45 23 01')
     expect((await hvmem(dir, ['alloc', 'page', '-s', 'v1.snap'])).stdout).toBe('0x41002000\n')
     const rewritten = await readFile(join(dir, 'v1.snap'))
-    expect(rewritten.readUInt32LE(8)).toBe(2)
+    expect(rewritten.readUInt32LE(8)).toBe(3)
     m.heap.allocPage()
     expect(rewritten.equals(encodeSnapshot(m))).toBe(true)
   })
