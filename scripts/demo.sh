@@ -31,4 +31,11 @@ run batch "$HVMEM_SNAPSHOT.batch"                       # three commands, one lo
 run dump map                                           # the IPA space and the heap as a picture
 run regs                                               # the registers that install the tables
 run heap status
+# Other geometries: KVM's default stage 2 (40-bit IPA, two concatenated level-1 tables), and a 16 KiB granule
+run heap init --force -s "$HVMEM_SNAPSHOT.kvm"
+run map region 0x4000_0000 1G --preset kvm -s "$HVMEM_SNAPSHOT.kvm"
+run heap init --force -s "$HVMEM_SNAPSHOT.16k"
+run map region 0x4000_0000 64M --granule 16K --ipa-bits 47 -s "$HVMEM_SNAPSHOT.16k"
+run map unmap 0x4020_0000 16K -s "$HVMEM_SNAPSHOT.16k"   # 16 KiB pages in a 32 MiB block
+run translate 0x4020_4000 -s "$HVMEM_SNAPSHOT.16k"
 printf '\nSnapshot: %s\n' "$HVMEM_SNAPSHOT"
