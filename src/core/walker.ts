@@ -78,13 +78,13 @@ export class TableWalker {
   table = 0
   addr = 0
   size = 0
-  start = 0
-  end = 0
   lo = 0
   hi = 0
-  private frame = 0
-  private offset = 0
-  private view: DataView | undefined
+  /** the walk's range as the current table sees it */
+  private rangeStart = 0
+  private rangeStop = 0
+  /** set when a callback wrote through the walker (set, writeRun): the loop's page view is stale */
+  private wrote = false
   /** the last page made writable, and its frame: a run of sets in one page asks the access once */
   private writableFrame = -1
   private writableView: DataView | undefined
@@ -148,17 +148,38 @@ export class TableWalker {
     return (this.hi & this.outputHi[this.level]!) * TWO_32 + ((this.lo & this.outputLo[this.level]!) >>> 0)
   }
 
+  /** The first input address of the walk's range inside the current entry. */
+  get start(): number {
+    return this.rangeStart > this.addr ? this.rangeStart : this.addr
+  }
+
+  /** The end of the walk's range inside the current entry. */
+  get end(): number {
+    const end = this.addr + this.size
+    return this.rangeStop < end ? this.rangeStop : end
+  }
+
   /** Whether the current entry covers the whole of its input range inside the walk's range. */
   get whole(): boolean {
-    return this.start === this.addr && this.end === this.addr + this.size
+    return this.rangeStart <= this.addr && this.rangeStop >= this.addr + this.size
+  }
+
+  /** The 4 KiB page holding the current entry, and the entry's offset in it. */
+  private get frame(): number {
+    return this.table / MEMORY_PAGE + (this.index >>> 9)
+  }
+
+  private get offset(): number {
+    return (this.index & (PAGE_ENTRIES - 1)) * 8
   }
 
   /** Replaces the current entry (an edit walk: the access must be writable). */
   set(lo: number, hi: number): void {
     const view = this.writablePage(this.frame)
-    view.setUint32(this.offset, lo >>> 0, true)
-    view.setUint32(this.offset + 4, hi >>> 0, true)
-    this.view = view
+    const offset = this.offset
+    view.setUint32(offset, lo >>> 0, true)
+    view.setUint32(offset + 4, hi >>> 0, true)
+    this.wrote = true
     this.lo = lo >>> 0
     this.hi = hi >>> 0
   }
@@ -198,9 +219,10 @@ export class TableWalker {
 
   private endRun(n: number): number {
     this.skip = n > 0 ? n - 1 : 0
-    this.view = this.writablePage(this.frame)
-    this.lo = this.view.getUint32(this.offset, true)
-    this.hi = this.view.getUint32(this.offset + 4, true)
+    this.wrote = true
+    const view = this.writablePage(this.frame)
+    this.lo = view.getUint32(this.offset, true)
+    this.hi = view.getUint32(this.offset + 4, true)
     return n
   }
 
@@ -237,29 +259,28 @@ export class TableWalker {
       const offset = (i & (PAGE_ENTRIES - 1)) * 8
       const lo = view === undefined ? 0 : view.getUint32(offset, true)
       if ((lo & 1) === 0 && this.validOnly) continue
-      const addr = base + i * size
       this.level = level
       this.index = i
       this.table = table
-      this.addr = addr
+      this.addr = base + i * size
       this.size = size
-      this.start = start > addr ? start : addr
-      this.end = end < addr + size ? end : addr + size
+      this.rangeStart = start
+      this.rangeStop = end
       this.lo = lo
       this.hi = view === undefined ? 0 : view.getUint32(offset + 4, true)
-      this.frame = f
-      this.offset = offset
-      this.view = view
       if (level < FINAL_LEVEL && (lo & 3) === 3) {
-        if (visitor.tablePre !== undefined && visitor.tablePre(this) === false) {
-          view = this.view
-          continue
+        const go = visitor.tablePre === undefined || visitor.tablePre(this) !== false
+        if (this.wrote) {
+          view = this.writablePage(f)
+          this.wrote = false
         }
-        view = this.view
-        if ((this.lo & 3) !== 3) continue // the callback replaced the table
+        if (!go || (this.lo & 3) !== 3) continue // stopped, or the callback replaced the table
       } else {
         if (visitor.leaf !== undefined) visitor.leaf(this)
-        view = this.view
+        if (this.wrote) {
+          view = this.writablePage(f)
+          this.wrote = false
+        }
         if (this.skip > 0) {
           i += this.skip
           this.skip = 0
@@ -268,12 +289,17 @@ export class TableWalker {
         }
         if (level === FINAL_LEVEL || (this.lo & 3) !== 3) continue
       }
-      this.descend(view)
+      this.descend()
+      if (this.wrote) {
+        // table-post replaced the entry
+        view = this.writablePage(f)
+        this.wrote = false
+      }
     }
   }
 
   /** Goes down into the table the current entry points at, then calls table-post with the entry restored. */
-  private descend(view: DataView | undefined): void {
+  private descend(): void {
     const next = this.next
     const visitor = this.visitor
     if (!this.access.inRam(next, this.geometry.granule)) {
@@ -287,21 +313,19 @@ export class TableWalker {
       }
       this.seen.add(next)
     }
-    const {level, index, table, addr, size, start, end, frame, offset} = this
-    this.visitTable(next, level + 1, addr, start, end)
+    const {level, index, table, addr, size, rangeStart, rangeStop, lo, hi} = this
+    this.visitTable(next, level + 1, addr, this.start, this.end)
     if (visitor.tablePost === undefined) return
     this.level = level
     this.index = index
     this.table = table
     this.addr = addr
     this.size = size
-    this.start = start
-    this.end = end
-    this.frame = frame
-    this.offset = offset
-    this.view = view
-    this.lo = view === undefined ? 0 : view.getUint32(offset, true)
-    this.hi = view === undefined ? 0 : view.getUint32(offset + 4, true)
+    this.rangeStart = rangeStart
+    this.rangeStop = rangeStop
+    // the entry as it was: nothing below it writes it (a table is entered once)
+    this.lo = lo
+    this.hi = hi
     visitor.tablePost(this)
   }
 }
