@@ -1,5 +1,5 @@
 /**
- * Reads and writes hvmem snapshot files (format version 2, README "Snapshot format") without hvmem's
+ * Reads and writes hvmem snapshot files (format versions 2 and 3, one layout: README "Snapshot format") without hvmem's
  * own code, so the benchmark's large inputs (1 GiB of non-zero RAM, heaps full of distinct pages)
  * are made independently of the code under test, in seconds.
  */
@@ -11,12 +11,12 @@ const HEADER = 128
 const ENTRY = 16
 
 /**
- * Parses a version-2 snapshot: its 128-byte header (as bytes) and its pages as frame number -> bytes
+ * Parses a version-2 or version-3 snapshot: its 128-byte header (as bytes) and its pages as frame number -> bytes
  * (frame = address / 4096, exact as a JS number).
  */
 export function readSnapshot(path) {
   const data = readFileSync(path)
-  if (data.toString('latin1', 0, 8) !== 'HVMEMSNP' || data.readUInt32LE(8) !== 2) throw new Error(`${path}: not a version-2 hvmem snapshot`)
+  if (data.toString('latin1', 0, 8) !== 'HVMEMSNP' || ![2, 3].includes(data.readUInt32LE(8))) throw new Error(`${path}: not a version-2 or -3 hvmem snapshot`)
   const n = Number(data.readBigUInt64LE(80))
   const pages = new Map()
   for (let i = 0; i < n; i++) {
@@ -28,7 +28,7 @@ export function readSnapshot(path) {
 }
 
 /**
- * Writes a version-2 snapshot: `header` (128 bytes: layout, heap and mapper fields; page count and
+ * Writes a snapshot in the header's own version (2 or 3): `header` (128 bytes: layout, heap and mapper fields; page count and
  * CRC are filled in here) and `frames`, an ascending list of frame numbers whose bytes `pageAt(frame)`
  * gives (4096 bytes, not all zero). Written in 1 MiB chunks, so memory stays small however many pages.
  */
