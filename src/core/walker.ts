@@ -90,8 +90,6 @@ export class TableWalker {
   private writableView: DataView | undefined
   /** entries past the current one that a callback wrote (writeRun): the walk goes on after them */
   private skip = 0
-  /** the end of the walk's range */
-  private rangeEnd = 0
   private visitor: Visitor = NO_VISITOR
   private validOnly = false
   private once = true
@@ -115,14 +113,12 @@ export class TableWalker {
     const g = this.geometry
     this.seen.clear()
     this.seen.add(root)
-    this.rangeEnd = end
     this.walkFrom(root, g.startLevel, 0, start, end, visitor, options)
   }
 
   /** The same from the table at `table` and `level` that translates from `base`: a subtree. */
   walkFrom(table: number, level: number, base: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
     const saved = [this.visitor, this.validOnly, this.once] as const
-    if (this.visitor === NO_VISITOR) this.rangeEnd = end
     this.visitor = visitor
     this.validOnly = options.validOnly ?? false
     this.once = options.once ?? true
@@ -192,7 +188,7 @@ export class TableWalker {
    */
   writeRun(output: number, attrLo: number, attrHi: number): number {
     const size = this.size
-    const inRange = Math.floor((this.rangeEnd - this.addr) / size)
+    const inRange = Math.floor((this.rangeStop - this.addr) / size)
     const limit = Math.min(this.geometry.entriesAt(this.level) - this.index, inRange)
     const tableFrame = this.table / MEMORY_PAGE
     let hi = Math.floor(output / TWO_32)
