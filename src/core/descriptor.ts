@@ -69,6 +69,12 @@ export function kindOfLow(lo: number, level: number, geometry: Geometry): Descri
   return geometry.canBlock(level) ? 'block' : 'reserved'
 }
 
+/** Whether a descriptor (its low 32 bits) at `level` is a leaf: a block or a page. */
+export function isLeafLow(lo: number, level: number, geometry: Geometry): boolean {
+  const kind = kindOfLow(lo, level, geometry)
+  return kind === 'block' || kind === 'page'
+}
+
 export function kindOf(descriptor: bigint, level: number, geometry: Geometry = DEFAULT_STAGE2): DescriptorKind {
   return kindOfLow(Number(descriptor & 3n), level, geometry)
 }

@@ -1,4 +1,4 @@
-import {ADDRESS_MASK, type Attr, type Regime, type RegimeName, XN, kindOfLow} from './descriptor.js'
+import {ADDRESS_MASK, type Attr, type Regime, type RegimeName, XN, isLeafLow} from './descriptor.js'
 import {HvmemError} from './errors.js'
 import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS, FINAL_LEVEL, type Geometry, type Granule, MEMORY_PAGE, geometryFor, granuleName} from './geometry.js'
 import type {Heap} from './heap.js'
@@ -178,7 +178,7 @@ abstract class Edit implements Visitor {
 
   /** Whether the current non-table entry is a leaf (a block or a page) in this geometry. */
   protected isLeaf(w: TableWalker): boolean {
-    return (w.lo & 1) === 1 && (w.level === FINAL_LEVEL ? (w.lo & 2) === 2 : (w.lo & 2) === 0 && this.geometry.canBlock(w.level))
+    return isLeafLow(w.lo, w.level, this.geometry)
   }
 }
 
@@ -326,8 +326,7 @@ class CoalesceEdit implements Visitor {
       for (let j = 0; j < MEMORY_PAGE / 8; j++) {
         const lo = view.getUint32(8 * j, true)
         const hi = view.getUint32(8 * j + 4, true)
-        const leaf = (lo & 1) === 1 && (childLevel === FINAL_LEVEL ? (lo & 2) === 2 : (lo & 2) === 0 && g.canBlock(childLevel))
-        if (!leaf) return
+        if (!isLeafLow(lo, childLevel, g)) return
         const out = (hi & 0xffff) * TWO_32 + ((lo & g.addressMaskLo) >>> 0)
         if (first === undefined) {
           first = view
@@ -519,8 +518,7 @@ export class IdentityMapper {
     const at = Number(ipa)
     new TableWalker(memoryAccess(this.heap.memory), g).walk(Number(this.state.root), at, at + 1, {
       leaf: (w) => {
-        const kind = kindOfLow(w.lo, w.level, g)
-        if (kind === 'block' || kind === 'page') found = w.raw
+        if (isLeafLow(w.lo, w.level, g)) found = w.raw
       },
     }, {validOnly: true})
     return found

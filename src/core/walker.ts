@@ -9,7 +9,7 @@
  * a walk makes no bigint and no object per entry. Tables are granule-sized and stored in 4 KiB
  * memory pages: entry i of a table is in its page i >> 9.
  */
-import {ADDRESS_MASK, type Decoded, type Regime, kindOfLow} from './descriptor.js'
+import {ADDRESS_MASK, type Decoded, type Regime, isLeafLow} from './descriptor.js'
 import {FINAL_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {hex} from './u64.js'
@@ -486,8 +486,7 @@ export class RangeMerger {
     this.entries++
     const level = w.level
     const lo = w.lo
-    const kind = kindOfLow(lo, level, this.geometry)
-    if (kind !== 'block' && kind !== 'page') return
+    if (!isLeafLow(lo, level, this.geometry)) return
     this.leaves++
     const size = w.size
     const output = w.output
