@@ -312,33 +312,28 @@ class CoalesceEdit implements Visitor {
   tablePost(w: TableWalker): void {
     const g = this.geometry
     if (!g.canBlock(w.level) || !w.whole) return
-    const table = w.next
-    const childLevel = w.level + 1
-    const childSize = g.entryBytes(childLevel)
-    let first: DataView | undefined
-    let attrLo = 0
+    // the table's entries, read by a walk of it: all leaves, one set of attributes, contiguous output from an aligned start
+    let uniform = true
+    let attrLo = -1
     let attrHi = 0
-    let oa = 0
-    for (let page = 0; page < g.granule / MEMORY_PAGE; page++) {
-      const bytes = this.tx.page(table / MEMORY_PAGE + page)
-      if (bytes === undefined) return
-      const view = new DataView(bytes.buffer, bytes.byteOffset, MEMORY_PAGE)
-      for (let j = 0; j < MEMORY_PAGE / 8; j++) {
-        const lo = view.getUint32(8 * j, true)
-        const hi = view.getUint32(8 * j + 4, true)
-        if (!isLeafLow(lo, childLevel, g)) return
-        const out = (hi & 0xffff) * TWO_32 + ((lo & g.addressMaskLo) >>> 0)
-        if (first === undefined) {
-          first = view
-          attrLo = lo & ATTR_LO
-          attrHi = hi & ATTR_HI
-          oa = out - (out % childSize)
-          if (oa % w.size !== 0) return
-        } else if ((lo & ATTR_LO) !== attrLo || (hi & ATTR_HI) !== attrHi || out - (out % childSize) !== oa) return
-        oa += childSize
-      }
-    }
-    const blockOa = oa - w.size
+    let blockOa = 0
+    new TableWalker(this.tx, g).walkFrom(w.next, w.level + 1, w.addr, w.addr, w.addr + w.size, {
+      tablePre: () => {
+        uniform = false
+        return false
+      },
+      leaf: (c) => {
+        if (!uniform) return
+        if (!isLeafLow(c.lo, c.level, g)) uniform = false
+        else if (attrLo === -1) {
+          attrLo = c.lo & ATTR_LO
+          attrHi = c.hi & ATTR_HI
+          blockOa = c.output
+          uniform = blockOa % w.size === 0
+        } else uniform = (c.lo & ATTR_LO) === attrLo && (c.hi & ATTR_HI) === attrHi && c.output === blockOa + (c.addr - w.addr)
+      },
+    })
+    if (!uniform || attrLo === -1) return
     w.set(lo32(blockOa) | attrLo | 1, hi32(blockOa) | attrHi)
     this.blocks.push({ipa: BigInt(w.addr), level: w.level, descriptor: w.raw})
   }
