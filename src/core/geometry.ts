@@ -184,7 +184,7 @@ function checkSizes(inputBits: number, paBits: number, what: string): void {
  * AArch64.S1StartLevel: the level whose index takes the input bits the lower levels leave, at most
  * a full table: 3 - floor((inputBits - 1 - granuleBits) / stride).
  */
-export function stage1StartLevel(granule: Granule, inputBits: number): number {
+function stage1StartLevel(granule: Granule, inputBits: number): number {
   const granuleBits = Math.log2(granule)
   return FINAL_LEVEL - Math.floor((inputBits - 1 - granuleBits) / (granuleBits - DESCRIPTOR_BYTES_LOG2))
 }
@@ -193,7 +193,7 @@ export function stage1StartLevel(granule: Granule, inputBits: number): number {
  * KVM's stage-2 start level (arch/arm64/include/asm/stage2_pgtable.h): the fewest levels, the root
  * concatenating up to 16 tables: levels = floor((inputBits - 4 - 4) / stride).
  */
-export function stage2StartLevel(granule: Granule, inputBits: number): number {
+function stage2StartLevel(granule: Granule, inputBits: number): number {
   const stride = Math.log2(granule) - DESCRIPTOR_BYTES_LOG2
   return FINAL_LEVEL + 1 - Math.floor((inputBits - 4 - 4) / stride)
 }

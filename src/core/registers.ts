@@ -33,7 +33,7 @@ export function psOf(paBits: number): number {
 }
 
 /** The VTCR_EL2 fields of a stage-2 geometry. */
-export function vtcrFields(geometry: Geometry, vmid: number): VtcrFields {
+function vtcrFields(geometry: Geometry, vmid: number): VtcrFields {
   return {t0sz: 64 - geometry.inputBits, sl0: sl0Of(geometry.granule, geometry.startLevel), ...WALK_ATTRS, tg0: tg0Of(geometry.granule), ps: psOf(geometry.paBits), vs: vmid > 0xff ? 1 : 0}
 }
 

@@ -43,13 +43,6 @@ export class TableTransaction implements TableAccess {
     return this.memoryPages.inRam(address, bytes)
   }
 
-  /** The 64-bit value at `address` (8-byte aligned) as the edit sees it. */
-  read(address: bigint): bigint {
-    const copy = this.pages.get(Number(address / BigInt(MEMORY_PAGE)))
-    if (copy !== undefined) return copy.getBigUint64(Number(address % BigInt(MEMORY_PAGE)), true)
-    return this.heap.memory.readU64(address)
-  }
-
   /**
    * A zeroed table of `bytes` (a granule, or a concatenated root) aligned to `align`, from the heap
    * (throws 'heap-exhausted'; nothing is taken from the real heap until commit).
