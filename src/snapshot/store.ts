@@ -715,16 +715,6 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
     myStart ??= processStart(process.pid)
     const token = `${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16)}.${Date.now().toString(16)}`
     const owner: LockOwner = {pid: process.pid, start: myStart, host: hostname(), token}
-    try {
-      writeFileSync(join(lockPath, OWNER_FILE), JSON.stringify(owner), {flag: 'wx'})
-    } catch (error) {
-      try {
-        rmdirSync(lockPath)
-      } catch {
-        // leave it
-      }
-      throw lockError(error, name, lockPath, creating)
-    }
     // Keeps the mtime fresh for whoever cannot check the owner (another host); unref: never keeps the process alive.
     const refresh = setInterval(() => {
       const now = new Date()
@@ -732,8 +722,25 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
     }, LOCK_STALE_MS / 4)
     refresh.unref()
     const held: HeldLock = {name, lockPath, token, saved: false, released: false, refresh}
+    // Listen for the stop signals before the owner file shows the lock as this process's: whoever
+    // sees it and signals then finds the handler that removes the lock (no signal is handled
+    // between here and the return: this is one synchronous stretch).
     heldLocks.add(held)
     guard()
+    try {
+      writeFileSync(join(lockPath, OWNER_FILE), JSON.stringify(owner), {flag: 'wx'})
+    } catch (error) {
+      held.released = true
+      clearInterval(refresh)
+      heldLocks.delete(held)
+      guard()
+      try {
+        rmdirSync(lockPath)
+      } catch {
+        // leave it
+      }
+      throw lockError(error, name, lockPath, creating)
+    }
     return held
   }
 }
