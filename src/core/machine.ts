@@ -5,7 +5,7 @@ import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {type WalkEntry, skippingAccess, walkTables} from './walker.js'
+import {TableWalker, type WalkEntry, memoryAccess, skippingAccess, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -135,9 +135,19 @@ export class Machine {
     }
     if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
     add(m.root, g.startLevel)
-    for (const e of entries ?? this.walkTables()) {
-      if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
+    if (entries !== undefined) {
+      for (const e of entries) {
+        if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
+      }
+      return tables
     }
+    // No walk made: visit the table entries alone, nothing made per entry (a 64 GiB map in pages has
+    // 16 million). A table reached again (an alias) is in the map already; one outside RAM is not walked.
+    const walker = new TableWalker(memoryAccess(this.memory), g)
+    const tablePre = (w: TableWalker): void => {
+      if (walker.access.inRam(w.next, g.granule)) add(BigInt(w.next), w.level + 1)
+    }
+    walker.walk(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, {tablePre}, {validOnly: true})
     return tables
   }
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
-import {ADDRESS_MASK, TABLE_OR_PAGE} from '../../src/core/descriptor.js'
+import {ADDRESS_MASK, TABLE_OR_PAGE, tableDescriptor} from '../../src/core/descriptor.js'
 import {type ByteRange, MERGE_GAP, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory} from '../../src/core/diff.js'
 import {type PageList, memoryPages} from '../../src/core/page-list.js'
 import {Machine} from '../../src/core/machine.js'
@@ -493,5 +493,19 @@ describe('helpers', () => {
     ])
     expect(memoryPages(machine.memory).count).toBe(3)
     expect(defaultMachine().tablePages().size).toBe(0)
+  })
+
+  it('Machine.tablePages without a walk lists what it lists from one: an alias once, a table outside RAM not at all', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n, PAGE, 'normal')
+    machine.memory.writeU64(0x4100_0000n + 2n * 8n, tableDescriptor(0x4100_1000n))
+    machine.memory.writeU64(0x4100_0000n + 3n * 8n, tableDescriptor(0x10_0000_0000n))
+    const expected = [
+      [0x41000, 1],
+      [0x41001, 2],
+      [0x41002, 3],
+    ]
+    expect([...machine.tablePages()]).toEqual(expected)
+    expect([...machine.tablePages(machine.walkTables())]).toEqual(expected)
   })
 })
