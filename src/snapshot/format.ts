@@ -181,6 +181,28 @@ export function decodeSnapshot(data: Uint8Array, name: string): Machine {
 
 /** Parses and checks a snapshot from `source`: header and index now, pages now ('full') or on first use ('lazy'; version 2 only). */
 export function decodeSource(source: SnapshotSource, name: string, mode: DecodeMode): Decoded {
+  const steps = decodeSteps(source, name, mode)
+  for (;;) {
+    const step = steps.next()
+    if (step.done === true) return step.value
+  }
+}
+
+/**
+ * decodeSource, awaiting `pace` after each chunk of pages a full load reads (a megabyte): a command
+ * loading a large snapshot so lets the event loop run, and answers a signal within a chunk.
+ */
+export async function decodeSourcePaced(source: SnapshotSource, name: string, mode: DecodeMode, pace: () => Promise<void>): Promise<Decoded> {
+  const steps = decodeSteps(source, name, mode)
+  for (;;) {
+    const step = steps.next()
+    if (step.done === true) return step.value
+    await pace()
+  }
+}
+
+/** decodeSource's work, yielding after each chunk of pages a full load reads. */
+function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): Generator<void, Decoded> {
   const bad = (why: string): never => {
     throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${why}`)
   }
@@ -267,7 +289,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
   }
   const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun, check, checkRun}
   const file = {version, checksum: storedCrc}
-  return asInvalid(name, () => {
+  try {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
       // Pages read CHUNK_PAGES at a time (not one read a page); each is checked, and keeps its
@@ -280,6 +302,7 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
         for (let i = first; i < first + count; i++) {
           memory.loadPage(addressOf(i), checkPage(i, chunk.subarray((i - first) * PAGE_BYTES, (i - first + 1) * PAGE_BYTES)), pageCrc(i), {adopt: true})
         }
+        yield
       }
       // (a full load may have closed its source: no page index to read from later, except an empty one)
       return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
@@ -291,7 +314,9 @@ export function decodeSource(source: SnapshotSource, name: string, mode: DecodeM
       },
     })
     return {machine: Machine.restore(state, memory), usesSource: true, ...file, pages}
-  })
+  } catch (error) {
+    throw invalidError(name, error)
+  }
 }
 
 /** The machine state in header bytes 16..87 (the same in versions 1 and 2), and with `geometry` (version 3) bytes 92..93. */
@@ -378,9 +403,14 @@ function asInvalid<T>(name: string, build: () => T): T {
   try {
     return build()
   } catch (error) {
-    if (error instanceof HvmemError && !error.message.startsWith(name)) {
-      throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${error.message}`)
-    }
-    throw error
+    throw invalidError(name, error)
   }
+}
+
+/** An HvmemError raised while a snapshot is built from its file, as the file's fault. */
+function invalidError(name: string, error: unknown): unknown {
+  if (error instanceof HvmemError && !error.message.startsWith(name)) {
+    return new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${error.message}`)
+  }
+  return error
 }

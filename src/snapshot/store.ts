@@ -27,7 +27,7 @@ import {crc32} from 'node:zlib'
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
 import {checkDeclaredSize} from './declared-size.js'
-import {type DecodeMode, type Decoded, HEADER_BYTES, type SnapshotSource, bufferSource, decodeSource, snapshotBatches} from './format.js'
+import {type DecodeMode, type Decoded, HEADER_BYTES, type SnapshotSource, bufferSource, decodeSource, decodeSourcePaced, snapshotBatches} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -212,6 +212,9 @@ function sessionFor(path: string): SnapshotSession | undefined {
 let lastBreath = 0
 let breaths = 0
 
+/** One turn of the event loop (signals and timers run). */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /**
  * A session's result, now or after one turn of the event loop if the session has computed for a
  * while without one: a long batch then still keeps its lock fresh and answers SIGINT/SIGTERM/SIGHUP
@@ -299,7 +302,9 @@ async function openDecoded(path: string, name: string, mode: DecodeMode): Promis
     const source = fileSource(fd, opened.size, name)
     // The sizes the header declares, before decode reads past it.
     checkDeclaredSize(source.read(0, Math.min(HEADER_BYTES, opened.size)), opened.size, name)
-    const decoded = decodeSource(source, name, mode)
+    // A full load (a command that changes the snapshot, under its lock) lets the event loop run
+    // between chunks, so a signal is answered at once however large the file.
+    const decoded = mode === 'full' ? await decodeSourcePaced(source, name, mode, nextTurn) : decodeSource(source, name, mode)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
