@@ -13,7 +13,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import type {AllocJson} from '../../src/cli/alloc.js'
 import type {HeapStatusJson} from '../../src/commands/heap/status.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
-import {hvmem, hvmemJson, scratch, start, stackLines} from './proc.js'
+import {SOAK, hvmem, hvmemJson, scratch, start, stackLines} from './proc.js'
 
 const HEAP = 0x4100_0000n
 const PAGE = 4096n
@@ -21,7 +21,7 @@ const PAGE = 4096n
 const RACERS = 8
 const READERS = 2
 const WRITERS = RACERS - READERS
-const ROUNDS = 4
+const ROUNDS = 4 * SOAK
 const rounds = Array.from({length: ROUNDS}, (_, i) => i + 1)
 
 let dir: string

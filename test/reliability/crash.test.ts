@@ -12,16 +12,16 @@ import type {HeapStatusJson} from '../../src/commands/heap/status.js'
 import {Machine} from '../../src/core/machine.js'
 import {decodeSnapshot, encodeSnapshot} from '../../src/snapshot/format.js'
 import {createSnapshot, tempFilePattern} from '../../src/snapshot/store.js'
-import {hvmem, hvmemJson, scratch, stackLines, start} from './proc.js'
+import {SOAK, hvmem, hvmemJson, scratch, stackLines, start} from './proc.js'
 
 const RAM = 0x4000_0000n
 const HEAP = 0x4100_0000n
 const HEAP_PAGES = 4096 // 16 MiB
 const PAGE = 4096n
 /** Kills at a random delay after the command starts. */
-const RANDOM_KILLS = 20
+const RANDOM_KILLS = 20 * SOAK
 /** Kills at a random moment after the command's temp file appears: inside the save by construction. */
-const SAVE_KILLS = 10
+const SAVE_KILLS = 10 * SOAK
 
 let dir: string
 let snap: string

@@ -18,7 +18,7 @@ import {U64_MAX} from '../../src/core/u64.js'
 import {bufferSource, decodeSnapshot, decodeSource, encodeSnapshot} from '../../src/snapshot/format.js'
 import {loadSnapshot, tempFilePattern, updateSnapshot} from '../../src/snapshot/store.js'
 import {encodeV1, patched} from '../snapshot/fixtures.js'
-import {hvmem, pool, scratch, stackLines} from './proc.js'
+import {SOAK, hvmem, pool, scratch, stackLines} from './proc.js'
 
 /** Counts of cases run, reported at the end (and in the closing note of the reliability work). */
 const counts: Record<string, number> = {}
@@ -348,14 +348,15 @@ describe('fuzz: random command lines through the binary', () => {
     })
   }
 
-  // The seed, printed before the run (set HVMEM_FUZZ_SEED to repeat it); the 100 command lines are
-  // 25 cases of four processes each (run side by side), so no test runs more than four.
+  // The seed, printed before the run (set HVMEM_FUZZ_SEED to repeat it); the command lines (100, or
+  // 1,000 in the soak run) are cases of four processes each (run side by side), so no test runs more
+  // than four.
   const seed = Number(process.env.HVMEM_FUZZ_SEED ?? Date.now() % 2 ** 31)
   console.log(`fuzz: random command lines with seed ${seed} (set HVMEM_FUZZ_SEED=${seed} to repeat)`)
-  const GROUPS = 25
+  const GROUPS = 25 * SOAK
   const documented = new Set(Object.values(EXIT_CODES).filter((code) => code !== EXIT_CODES.internal))
 
-  it.each(Array.from({length: GROUPS}, (_, i) => i))('random command lines, group %i of 25 (4 processes): a documented exit code (never 1), at most one line on stderr, no stack trace, the snapshot always valid', async (group) => {
+  it.each(Array.from({length: GROUPS}, (_, i) => i))(`random command lines, group %i of ${GROUPS} (4 processes): a documented exit code (never 1), at most one line on stderr, no stack trace, the snapshot always valid`, async (group) => {
     // all 100 from the seed, then this case's four: the same lines whatever cases run
     const samples = fc.sample(argvArb(), {numRuns: 4 * GROUPS, seed}).slice(4 * group, 4 * group + 4)
     const wrong: string[] = []
