@@ -8,15 +8,19 @@ const cores = Math.max(1, availableParallelism())
  * shared with other work): the timeouts only end a test that hangs, and are far above what any test
  * takes on an idle machine (the longest case a few seconds; QEMU conformance cases set their own).
  *
- * Two groups, one after the other, each with one worker a core:
+ * Three groups, one after the other, each with one worker a core:
  * - in-process: the core, the snapshot store and the CLI's in-process parts, CPU in the test worker
  *   itself.
  * - processes: the files that start the built binary (test/cli, test/reliability) and QEMU
  *   (test/conformance). Most of their tests run one short process at a time, so a single worker
  *   leaves a core idle; two files side by side (up to 8 processes each in a race) only slow each
  *   other down, which no test measures.
+ * - package: the files that read dist/ whole (npm pack of it, oclif readme over it), last and alone:
+ *   test/cli/build.test.ts rebuilds dist/ and swaps it in, which a run of hvmem survives but a copy
+ *   of the folder taken meanwhile might not.
  */
 const PROCESS_FILES = ['test/cli/**/*.test.ts', 'test/reliability/**/*.test.ts', 'test/conformance/**/*.test.ts']
+const PACKAGE_FILES = ['test/cli/install.test.ts', 'test/cli/docs.test.ts']
 const IN_PROCESS_FILES = ['test/core/**/*.test.ts', 'test/snapshot/**/*.test.ts', 'test/cli/batch-output.test.ts', 'test/cli/dump-json.test.ts', 'test/cli/progress.test.ts', 'test/cli/render-table.test.ts']
 
 export default defineConfig({
@@ -31,7 +35,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: {name: 'processes', include: PROCESS_FILES, exclude: IN_PROCESS_FILES, maxWorkers: cores, sequence: {groupOrder: 1}},
+        test: {name: 'processes', include: PROCESS_FILES, exclude: [...IN_PROCESS_FILES, ...PACKAGE_FILES], maxWorkers: cores, sequence: {groupOrder: 1}},
+      },
+      {
+        extends: true,
+        test: {name: 'package', include: PACKAGE_FILES, maxWorkers: cores, sequence: {groupOrder: 2}},
       },
     ],
   },

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: hvmem's performance cases (README, "Performance"), each timed against a reference
+ * `npm run bench`: hvmem's performance cases (docs/performance.md), each timed against a reference
  * in the same run, target and reference alternating, every run a fresh process of the built binary.
  * Prints medians and ratios; never fails on time (machines are noisy): the exit code is 0 unless the
  * harness itself breaks.

@@ -1,5 +1,5 @@
 /**
- * Reads and writes hvmem snapshot files (format versions 2 and 3, one layout: README "Snapshot format") without hvmem's
+ * Reads and writes hvmem snapshot files (format versions 2 and 3, one layout: docs/snapshot-format.md) without hvmem's
  * own code, so the benchmark's large inputs (1 GiB of non-zero RAM, heaps full of distinct pages)
  * are made independently of the code under test, in seconds.
  */

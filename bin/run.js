@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs hvmem from its esbuild bundle, dist/hvmem.cjs (scripts/build.mjs), compiled with V8's code
 // cache dist/hvmem.cjs.cache when that matches the bundle: start-up then skips parsing and compiling
-// the bundle's start-up code (README, "Performance"). Without a usable cache it compiles as usual.
+// the bundle's start-up code (docs/performance.md). Without a usable cache it compiles as usual.
 import {readFileSync, renameSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {dirname} from 'node:path'

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Builds the CLI as one esbuild bundle (README, "Performance"), in two steps:
+ * Builds the CLI as one esbuild bundle (docs/performance.md), in two steps:
  *
  *   node scripts/build.mjs               dist/hvmem.cjs: every command (discovered under src/commands),
  *                                        every hook (src/hooks), @oclif/core and the other dependencies,

@@ -23,7 +23,7 @@ export interface BatchOptions {
   verbose: boolean
 }
 
-/** --json: one of these a line run, in order, then a SummaryJson (README, "Scripting with batch"). */
+/** --json: one of these a line run, in order, then a SummaryJson (docs/scripting.md, "Scripting with batch"). */
 export interface LineResultJson {
   line: number
   command: string

@@ -1,4 +1,4 @@
-/** `snapshot diff`: the JSON shape (README, "Diffing snapshots and git") and the human rendering. */
+/** `snapshot diff`: the JSON shape (docs/diff.md) and the human rendering. */
 import {type ByteRange, type Layout, type MappingChange, type MappingSide, type Moved, type SnapshotDiff, mapperSummary} from '../core/diff.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import {formatSize, hex} from '../core/u64.js'

@@ -1,6 +1,6 @@
 /**
  * `dump tables --json` written as it is produced: the same text as JSON.stringify(document, null, 2)
- * (README "JSON output"), without an object per entry or the whole document as one string. A tree of
+ * (docs/scripting.md, "JSON output"), without an object per entry or the whole document as one string. A tree of
  * 262,144 entries is about 135 MB of JSON; built as objects and stringified whole it takes seconds
  * and hundreds of MB.
  *

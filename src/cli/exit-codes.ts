@@ -1,6 +1,6 @@
 import type {ErrorKind} from '../core/errors.js'
 
-/** The documented exit codes (README, "Exit codes"). */
+/** The documented exit codes (docs/scripting.md, "Exit codes"). */
 export const EXIT_CODES: Record<ErrorKind | 'ok' | 'internal', number> = {
   ok: 0,
   internal: 1,

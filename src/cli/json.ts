@@ -1,5 +1,5 @@
 /**
- * The --json shapes (README, "JSON output"). Addresses, descriptors and registers are lowercase hex
+ * The --json shapes (docs/scripting.md, "JSON output"). Addresses, descriptors and registers are lowercase hex
  * strings; sizes and counts are JSON numbers, exact because RAM and the IPA space lie below 2^40.
  */
 import type {HeapStatus} from '../core/heap.js'

@@ -77,7 +77,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
   }
 }
 
-/** The most lines a batch script may have (README, "Scripting with batch"): past it the batch is refused, nothing run. */
+/** The most lines a batch script may have (docs/scripting.md, "Scripting with batch"): past it the batch is refused, nothing run. */
 export const MAX_SCRIPT_LINES = 1_000_000
 /** The longest line a batch script may have, in characters. */
 export const MAX_LINE_CHARS = 1 << 20

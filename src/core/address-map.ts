@@ -71,7 +71,7 @@ export function heapScale(start: bigint, end: bigint, width: number): {start: bi
 export function strip<C extends string>(segments: ReadonlyArray<Segment<C>>, scale: {start: bigint; cellSize: bigint; cells: number}, categories: readonly C[], end: bigint): Strip<C> {
   const empty = categories[categories.length - 1]!
   const rank = new Map(categories.map((c, i) => [c, i]))
-  const bytes: Array<Map<C, bigint>> = Array.from({length: scale.cells}, () => new Map())
+  const bytes: Array<Map<C, bigint>> = Array.from({length: scale.cells}, () => new Map<C, bigint>())
   for (const s of segments) {
     if (s.category === empty || s.end <= s.start) continue
     const from = s.start > scale.start ? s.start : scale.start

@@ -358,7 +358,7 @@ export type Visit = (w: TableWalker, unfollowed?: Unfollowed) => void
  */
 export function skippingAccess(memory: PhysicalMemory, unreadable: ReadonlySet<number>): TableAccess {
   const access = memoryAccess(memory)
-  return {page: (frame) => (unreadable.has(frame) ? undefined : access.page(frame)), inRam: access.inRam}
+  return {page: (frame) => (unreadable.has(frame) ? undefined : access.page(frame)), inRam: (address, bytes) => access.inRam(address, bytes)}
 }
 
 /**

@@ -13,6 +13,7 @@ describe('the build', () => {
     // a file only the old dist/ holds
     await writeFile(new URL('dist/old-build-marker', root), '')
     const build = (args: string[]): Promise<void> =>
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an ExecFileException is an Error; its Omit<> type hides that from the rule
       new Promise((resolve, reject) => execFile(process.execPath, [fileURLToPath(new URL('scripts/build.mjs', root)), ...args], {cwd: fileURLToPath(root)}, (error) => (error ? reject(error) : resolve())))
     let building = true
     const bundled = build([]).finally(() => {

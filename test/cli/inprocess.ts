@@ -65,7 +65,7 @@ export async function runInProcess(args: string[]): Promise<Run> {
   const {log, error: logError} = console
   console.log = (...args: unknown[]) => void (stdout += `${format(...args)}\n`)
   console.error = (...args: unknown[]) => void (stderr += `${format(...args)}\n`)
-  let code = 0
+  let code: number
   try {
     await cls.run(argv, loaded)
     code = Number(process.exitCode ?? 0)

@@ -144,7 +144,7 @@ async function tool(command: string, args: string[]): Promise<void> {
     await execFileAsync(command, args)
   } catch (error) {
     const e = error as {stderr?: string; message: string}
-    throw new Error(`${command} ${args.join(' ')} failed:\n${e.stderr ?? e.message}`)
+    throw new Error(`${command} ${args.join(' ')} failed:\n${e.stderr ?? e.message}`, {cause: error})
   }
 }
 

@@ -369,7 +369,7 @@ describe('fuzz: random command lines through the binary', () => {
       for (const {argv, r} of runs) {
         count('argv: binary runs')
         const where = `${JSON.stringify(argv)} (seed ${seed}, set HVMEM_FUZZ_SEED to repeat)`
-        // `snapshot diff` exits as diff(1) does: 1 means the snapshots differ (README, "Diffing snapshots and git")
+        // `snapshot diff` exits as diff(1) does: 1 means the snapshots differ (docs/diff.md)
         const diffDifferent = argv[0] === 'snapshot' && argv[1] === 'diff' && r.code === 1 && r.stderr === ''
         if (!documented.has(r.code) && !diffDifferent) wrong.push(`${where}: exit ${r.code}: ${r.stderr}`)
         if (stackLines(r.stderr).length > 0) wrong.push(`${where}: stack trace`)
@@ -379,7 +379,7 @@ describe('fuzz: random command lines through the binary', () => {
           if (r.code !== 2) wrong.push(`${where}: unknown command with exit ${r.code}`)
         }
         // --help for an unknown command is answered by oclif's help class, in one line of its own
-        // (a known limit: README, "Reliability")
+        // (a known limit: docs/reliability.md)
         if (/^ › {3}Error: Command [^\n]* not found\.\n$/.test(r.stderr)) {
           count('argv: --help for unknown commands (oclif)')
           if (r.code !== 2) wrong.push(`${where}: help for an unknown command with exit ${r.code}`)

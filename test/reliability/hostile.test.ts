@@ -1,8 +1,8 @@
 /**
  * Hostile input: each bad input gives one line on stderr naming the problem, a documented exit code,
  * no stack trace, and leaves every snapshot byte-identical (and no lock or temp file behind). This
- * extends the table in test/cli/errors.test.ts (which it does not repeat) with the README's
- * "Reliability" list: malformed, negative and oversized numbers, unaligned addresses, zero sizes,
+ * extends the table in test/cli/errors.test.ts (which it does not repeat) with the
+ * hostile-input list of docs/reliability.md: malformed, negative and oversized numbers, unaligned addresses, zero sizes,
  * alignments, ranges past the IPA space or RAM, unknown attributes, wrong flag combinations, and
  * snapshots that are directories, devices, FIFOs, symlink loops, empty, foreign, or in directories
  * that are missing or cannot be written.

@@ -21,7 +21,7 @@ export interface SnapshotShowJson {
 
 export default class SnapshotShow extends HvmemCommand {
   static override summary = 'Show a whole snapshot as text: layout, heap, mapper, mapping ranges, and a hexdump of every non-zero page.'
-  static override description = `--text is the stable, line-oriented rendering for git's textconv (see "Diffing snapshots and git" in the README): never coloured, in a fixed order, all-zero lines of a page folded into "*" as hexdump(1) does. Without --text the same rendering is coloured when stdout is a terminal. FILE defaults to --snapshot. Read-only: nothing is locked or written.`
+  static override description = `--text is the stable, line-oriented rendering for git's textconv (see docs/diff.md): never coloured, in a fixed order, all-zero lines of a page folded into "*" as hexdump(1) does. Without --text the same rendering is coloured when stdout is a terminal. FILE defaults to --snapshot. Read-only: nothing is locked or written.`
   static override examples = [
     '<%= config.bin %> snapshot show',
     '<%= config.bin %> snapshot show --text vm.snap',
