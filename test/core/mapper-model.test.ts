@@ -8,6 +8,8 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
+import {SOAK} from '../soak.js'
+
 import {ADDRESS_MASK, type Attr, type RegimeName} from '../../src/core/descriptor.js'
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
@@ -192,15 +194,15 @@ function checkStructure(machine: Machine, mapper: IdentityMapper): void {
   expect(mapper.l2Tables().length).toBeLessThanOrEqual(mapper.state.l2Budget)
 }
 
-/** The geometries the issue names, each in both regimes (stage 1 with the same VA size), and hvmem's original with the most runs. */
+/** The geometries the issue names, each in both regimes (stage 1 with the same VA size), and hvmem's original with the most runs (ten times as many in `npm run soak`). */
 const NAMED: Array<[Granule, number, number]> = [
-  [4096, 39, 200],
-  [4096, 40, 40],
-  [4096, 48, 40],
-  [16384, 40, 40],
-  [16384, 47, 40],
-  [65536, 42, 40],
-  [65536, 48, 40],
+  [4096, 39, 60 * SOAK],
+  [4096, 40, 15 * SOAK],
+  [4096, 48, 15 * SOAK],
+  [16384, 40, 15 * SOAK],
+  [16384, 47, 15 * SOAK],
+  [65536, 42, 15 * SOAK],
+  [65536, 48, 15 * SOAK],
 ]
 const CASES = (['stage2', 'stage1'] as RegimeName[]).flatMap((regime) => NAMED.map(([granule, inputBits, runs]) => ({regime, granule, inputBits, runs})))
 
@@ -239,7 +241,7 @@ describe('mapper against a reference model, a random geometry', () => {
         fc.array(fc.bigInt(0n, SPACE + GIB), {minLength: 8, maxLength: 8}),
         ([g, ops], random) => run(g.regime, g.granule, g.inputBits, ops.filter((op) => op.kind === 'coalesce' || op.ipa + op.size <= 1n << BigInt(g.inputBits)), random.filter((a) => a < 1n << BigInt(g.inputBits))),
       ),
-      {numRuns: 60},
+      {numRuns: 30 * SOAK},
     )
   })
 })

@@ -5,17 +5,7 @@ import {BIN, type Run} from '../cli/run.js'
 
 export {BIN, hvmem, hvmemJson, scratch} from '../cli/run.js'
 
-/**
- * How many times more kills, races and fuzzed command lines a run makes: 1 in `npm test` (a few of
- * each, so the suite stays quick), 10 in `npm run soak` (HVMEM_SOAK=10: hundreds of processes),
- * which CI runs too.
- */
-export const SOAK = ((): number => {
-  const text = process.env.HVMEM_SOAK ?? '1'
-  const factor = Number(text)
-  if (!/^[1-9][0-9]*$/.test(text) || factor > 1000) throw new Error(`HVMEM_SOAK must be a whole number from 1 to 1000, not ${JSON.stringify(text)}`)
-  return factor
-})()
+export {SOAK} from '../soak.js'
 
 export interface Started {
   child: ChildProcess
