@@ -11,11 +11,13 @@ import type {RegimeName} from '../../src/core/descriptor.js'
 import {DEFAULT_HEAP_BASE} from '../../src/core/heap.js'
 import {type Outcome, compare, describeDisagreement, jobFor, merge} from './compare.js'
 import {qemuAvailable} from './qemu.js'
+import {SOAK} from '../soak.js'
 import {type Scenario, edgeScenarios, randomScenario} from './scenarios.js'
 
 /** In CI QEMU must be there (.ci/run installs it): a missing one fails instead of skipping. */
 const required = process.env.CI === 'true'
-const RANDOM_SCENARIOS = 200
+/** Seeded random scenarios a regime: 40 in `npm test`, 400 in `npm run soak` (which CI runs too). */
+const RANDOM_SCENARIOS = 40 * SOAK
 
 function heapImage(s: Scenario): {address: bigint; data: Uint8Array} {
   const used = Number(s.machine.heap.status().next - DEFAULT_HEAP_BASE)
