@@ -13,7 +13,8 @@ import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {ImportJson} from '../../src/commands/snapshot/import.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {BIN, expectOk, expectOkJson, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
+import {runInProcessAt} from './inprocess.js'
+import {BIN, expectOk, expectOkJson, hvmem, scratch, snapshotBytes} from './run.js'
 
 const ok = expectOk
 const okJson = expectOkJson
@@ -25,9 +26,10 @@ async function fails(dir: string, snaps: string[], code: number, message: string
   expect(r.code, args.join(' ')).toBe(code)
   expect(r.stdout).toBe('')
   expect(r.stderr).toBe(`hvmem: ${message}\n`)
-  const json = await hvmemJson<ErrorJson>(dir, args)
+  // the same under --json, run in this process (the binary's own start and stderr are checked above)
+  const json = await runInProcessAt(dir, [...args, '--json'])
   expect(json.code).toBe(code)
-  expect(json.json.error.message).toBe(message)
+  expect((JSON.parse(json.stdout) as ErrorJson).error.message).toBe(message)
   const after = await Promise.all(snaps.map((s) => snapshotBytes(s)))
   for (let i = 0; i < snaps.length; i++) expect(after[i]!.equals(before[i]!), snaps[i]).toBe(true)
 }

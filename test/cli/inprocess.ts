@@ -84,3 +84,23 @@ export async function runInProcess(args: string[]): Promise<Run> {
   }
   return {code, stdout, stderr}
 }
+
+let queue: Promise<unknown> = Promise.resolve()
+
+/**
+ * runInProcess in the directory `cwd` (as test/cli/run.ts's hvmem(cwd, args) runs the binary there),
+ * one call at a time even when tests run concurrently: calls wait their turn.
+ */
+export function runInProcessAt(cwd: string, args: string[]): Promise<Run> {
+  const turn = queue.then(async () => {
+    const previous = process.cwd()
+    process.chdir(cwd)
+    try {
+      return await runInProcess(args)
+    } finally {
+      process.chdir(previous)
+    }
+  })
+  queue = turn.catch(() => undefined)
+  return turn
+}

@@ -352,6 +352,20 @@ export function edgeScenarios(regime: RegimeName): Scenario[] {
       s.machine.memory.writeU64(l1Address(s, 21), tableDescriptor(PA_LIMIT | 0x4100_0000n))
       s.machine.memory.writeU64(l1Address(s, 22), regimeOf.leafDescriptor(1, 22n * GIB, 'readonly'))
     }),
+    edited('level-2 and level-3 faults: a block and a page without AF or past 2^40, a table past 2^40', (s) => {
+      const regimeOf = s.regime === 'stage2' ? STAGE2 : STAGE1
+      const base = 23n * GIB
+      must(tryMap(s, base, 3n * BLOCK, 'normal'), 'map blocks')
+      must(tryMap(s, base + 4n * BLOCK, 3n * PAGE, 'normal', {granularity: 'page'}), 'map pages')
+      const memory = s.machine.memory
+      const l2 = memory.readU64(l1Address(s, 23)) & ADDRESS_MASK
+      memory.writeU64(l2, regimeOf.leafDescriptor(2, base, 'normal') & ~AF)
+      memory.writeU64(l2 + 8n, regimeOf.leafDescriptor(2, base + BLOCK, 'device') | PA_LIMIT)
+      memory.writeU64(l2 + 24n, tableDescriptor(PA_LIMIT | 0x4100_0000n))
+      const l3 = memory.readU64(l2 + 32n) & ADDRESS_MASK
+      memory.writeU64(l3, regimeOf.leafDescriptor(3, base + 4n * BLOCK, 'normal') & ~AF)
+      memory.writeU64(l3 + 8n, regimeOf.leafDescriptor(3, base + 4n * BLOCK + PAGE, 'normal') | PA_LIMIT)
+    }),
     edited('a replacing map over pages and blocks', (s) => {
       must(tryMap(s, 18n * GIB, 3n * BLOCK, 'normal', {granularity: 'page'}), 'map')
       must(tryMap(s, 18n * GIB + BLOCK - PAGE, BLOCK + 2n * PAGE, 'device', {replace: true}), 'replace')

@@ -15,6 +15,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {ErrorJson} from '../../src/cli/base.js'
 import {EXIT_CODES} from '../../src/cli/exit-codes.js'
+import {runInProcessAt} from '../cli/inprocess.js'
 import {hvmem, scratch, stackLines, start} from './proc.js'
 
 let dir: string
@@ -159,10 +160,11 @@ describe(`${cases.length} hostile inputs: one line naming the problem, a documen
     expect(new Set(cases.map((c) => c.code))).toEqual(new Set([2, 3, 4, 9]))
   })
 
-  // --json before any "--" (after it, it would be an argument); one case a process, as above
+  // --json before any "--" (after it, it would be an argument). The commands themselves, in this
+  // process (the binary's start-up and its stderr are what the cases above check).
   const withJson = (args: string[]): string[] => (args.includes('--') ? args.flatMap((a) => (a === '--' ? ['--json', a] : [a])) : [...args, '--json'])
   it.concurrent.for(cases.map((c) => [label(c), c] as const))('--json %s: the same exit code, and {"error": {kind, message, exitCode}} on stdout', async ([, c], {expect: expectHere}) => {
-    const r = await hvmem(dir, withJson(c.args))
+    const r = await runInProcessAt(dir, withJson(c.args))
     expectHere(r.code).toBe(c.code)
     const json = JSON.parse(r.stdout) as ErrorJson
     expectHere(Object.keys(json.error).join()).toBe('kind,message,exitCode')
