@@ -5,6 +5,7 @@
  * PAR_EL1 layout in shared/reference/architecture-notes.md).
  */
 import {ADDRESS_MASK, type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
+import {type El1Context, type El1Permissions, el1Permissions, tableAttrBits} from './el1-permissions.js'
 import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {TableWalker, memoryAccess} from './walker.js'
@@ -46,6 +47,8 @@ export interface Output {
   read: boolean
   write: boolean
   execute: boolean
+  /** stage 1 of EL1&0: the effective AP, PXN and UXN after the table attributes */
+  el1?: El1Permissions
 }
 
 export interface Translation {
@@ -78,7 +81,15 @@ const PAR_BIT11 = 1n << 11n
  * The walk is one of walker.ts over the one address, following every table as the MMU does (an alias
  * is walked again: a single address cannot loop).
  */
-export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}, geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1): Translation {
+export function translate(
+  memory: PhysicalMemory,
+  regime: Regime,
+  root: bigint,
+  input: bigint,
+  access: AccessKind = {},
+  geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1,
+  el1?: El1Context,
+): Translation {
   const write = access.write ?? false
   const exec = access.exec ?? false
   const steps: WalkStep[] = []
@@ -97,11 +108,14 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
   if (!memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
   const paLimit = geometry.paLimit
   let result: Translation | undefined
+  /** the hierarchical attributes of the table descriptors walked (EL1&0: tableAttrBits, ORed) */
+  let tables = 0
   const step = (w: TableWalker, kind: DescriptorKind): void => void steps.push({level: w.level, table: BigInt(w.table), index: w.index, descriptor: w.raw, kind})
   const at = Number(input)
   new TableWalker(memoryAccess(memory), geometry).walk(Number(rootTable), at, at + 1, {
     tablePre: (w) => {
       step(w, 'table')
+      tables |= tableAttrBits(w.hi)
       if (BigInt(w.next) < paLimit) return true
       result = fail('address-size', w.level, `L${w.level}[${w.index}] points at a table above the ${geometry.paBits}-bit PA limit`)
       return false
@@ -121,9 +135,19 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${geometry.paBits}-bit PA limit`)
     if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
     const size = geometry.entrySize(level)
+    if (el1 !== undefined) {
+      const p = el1Permissions(w.raw, tables, el1)
+      if (!(write ? p.write : p.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed: ${(write ? p.denied.write : p.denied.read) ?? ''}`)
+      if (exec && !p.execute) return fail('permission', level, p.denied.execute ?? '')
+      return success(level, leaf, size, {read: p.read, write: p.write, execute: p.execute, el1: p})
+    }
     const perms = permissions(regime, leaf)
     if (!(write ? perms.write : perms.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed (${leaf.access})`)
     if (exec && !perms.execute) return fail('permission', level, 'execution is not allowed (XN)')
+    return success(level, leaf, size, perms)
+  }
+
+  function success(level: number, leaf: LeafFields, size: bigint, perms: {read: boolean; write: boolean; execute: boolean; el1?: El1Permissions}): Translation {
     const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
     const address = leaf.outputAddress | (input & (size - 1n))
     const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
