@@ -13,6 +13,7 @@
  * - DS (FEAT_LPA2) is refused: 52-bit addresses are not modelled.
  * Each range is its own Geometry, walked by the one walker at the offset of the range's VA.
  */
+import {checkControlBits} from './control-bits.js'
 import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
 import type {El1Context} from './el1-permissions.js'
 import {HvmemError} from './errors.js'
@@ -48,13 +49,6 @@ function fieldOf(value: bigint, hi: number, lo: number): number {
   return Number((value >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n))
 }
 
-/** TCR_EL1 bits that are RES0 (in the Arm ARM up to v9.4): 6, 35, 63:62. */
-const TCR_EL1_RES0: ReadonlyArray<readonly [number, number]> = [
-  [6, 6],
-  [35, 35],
-  [63, 62],
-]
-
 /** TCR_EL1.TG1: 1 = 16 KiB, 2 = 4 KiB, 3 = 64 KiB (0 reserved). Not TG0's encoding. */
 const TG1_GRANULE: ReadonlyArray<Granule | undefined> = [undefined, 16384, 4096, 65536]
 
@@ -88,10 +82,7 @@ function half(tcr: bigint, upper: boolean, paBits: number): El1Half {
 /** Reads TCR_EL1: each range's geometry (enabled ranges only), TBI, HPD, and the output size. */
 export function tcrEl1(tcr: bigint): TcrEl1 {
   if (tcr < 0n || tcr >= 1n << 64n) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)} does not fit in 64 bits`)
-  for (const [hi, lo] of TCR_EL1_RES0) {
-    if (fieldOf(tcr, hi, lo) !== 0) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: bit${hi === lo ? ` ${hi} is` : `s ${hi}:${lo} are`} RES0`)
-  }
-  if (fieldOf(tcr, 59, 59) === 1) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: DS (bit 59) is set: FEAT_LPA2 (52-bit addresses) is not modelled`)
+  checkControlBits('TCR_EL1', tcr)
   const ips = fieldOf(tcr, 34, 32)
   const bits = PA_SIZES[ips]
   if (bits === undefined) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: IPS ${ips} is reserved; IPS must be 0..6 (32..52-bit physical addresses)`)

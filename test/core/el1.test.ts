@@ -175,9 +175,9 @@ describe('TCR_EL1 decoding', () => {
     [0x2_8019_c019n, 'TG0 3 is reserved'],
     [0x2_800a_0019n, 'T1SZ 10 (54-bit VAs) is out of range'],
     [0x2_8019_0019n | (1n << 59n), 'DS (bit 59) is set: FEAT_LPA2'],
-    [0x2_8019_0059n, 'bit 6 is RES0'],
+    [0x2_8019_0059n, 'bit 6 is RES0 but set'],
     [0x7_8019_0019n, 'IPS 7 is reserved'],
-    [0x2_8019_0019n | (1n << 63n), 'bits 63:62 are RES0'],
+    [0x2_8019_0019n | (1n << 63n), 'bits 63:62 are RES0 but bit 63 is set'],
   ])('%s is refused: %s', (tcr, message) => {
     expectHvmemError(() => tcrEl1(tcr), 'input', message)
   })
