@@ -3,22 +3,32 @@ import {Flags} from '@oclif/core'
 import {HvmemCommand} from '../cli/base.js'
 import {u64Arg} from '../cli/flags.js'
 import {color} from '../cli/style.js'
-import {type WalkJson, describeWalk, walkFlags, walkJson, walkTarget} from '../cli/walk.js'
-import type {RegimeName} from '../core/descriptor.js'
-import {type Fault, translate} from '../core/translate.js'
+import {type El1WalkJson, type WalkJson, describeEl1Range, describeWalk, el1Target, el1WalkJson, walkFlags, walkJson, walkTarget} from '../cli/walk.js'
+import {HvmemError} from '../core/errors.js'
+import type {WalkRegimeName} from '../core/descriptor.js'
+import {type El1Walk, translateEl1} from '../core/el1.js'
+import type {Machine} from '../core/machine.js'
+import {describeTableBase} from '../core/table-base.js'
+import {type Fault, type Translation, translate} from '../core/translate.js'
 import {formatSize, hex} from '../core/u64.js'
 import {loadSnapshot} from '../snapshot/store.js'
 
 export interface TranslateJson {
-  regime: RegimeName
+  regime: WalkRegimeName
   input: string
-  access: {write: boolean; exec: boolean}
+  /** el0 and pan: --regime el1 only */
+  access: {write: boolean; exec: boolean; el0?: boolean; pan?: boolean}
   steps: Array<{level: number; table: string; index: number; descriptor: string; kind: string}>
   output: {address: string; level: number; size: number; memType: string; attr: string; sh: number; shareability: string; read: boolean; write: boolean; execute: boolean} | null
   fault: (Omit<Fault, 'fsc'> & {fsc: string}) | null
   par: string
   /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers */
-  walk?: WalkJson
+  walk?: WalkJson | El1WalkJson
+  /**
+   * --regime el1 only: the VA range (TTBR0_EL1 or TTBR1_EL1) and its ASID; for a translation, the
+   * effective AP[2:1], PXN and UXN (after the table attributes, unless HPD) and nG
+   */
+  el1?: {range: string; asid: number | null; ap?: number; pxn?: boolean; uxn?: boolean; restrictedByTables?: boolean; ng?: boolean}
 }
 
 export default class Translate extends HvmemCommand {
@@ -35,17 +45,57 @@ export default class Translate extends HvmemCommand {
   static override flags = {
     write: Flags.boolean({summary: 'Translate for a write (default: a read).', default: false}),
     exec: Flags.boolean({summary: 'Also require execute permission.', default: false}),
+    el0: Flags.boolean({summary: '--regime el1: an EL0 access (AT S1E0R/W) instead of EL1\'s.', default: false}),
+    pan: Flags.boolean({summary: '--regime el1: PSTATE.PAN set (AT S1E1RP/WP): EL1 has no data access to EL0-accessible pages.', default: false}),
     ...walkFlags,
   }
 
   async run(): Promise<TranslateJson> {
     const {args, flags} = await this.parse(Translate)
     const machine = await loadSnapshot(flags.snapshot)
+    const el1 = el1Target(flags)
+    if (el1 !== undefined) return this.el1(machine, el1, args.address, flags)
+    for (const name of ['el0', 'pan'] as const) if (flags[name]) throw new HvmemError('input', `--${name} is for --regime el1 (an EL1&0 walk)`)
     const target = walkTarget(machine, flags, true)
     const t = translate(machine.memory, target.regime, target.root, args.address, {write: flags.write, exec: flags.exec}, target.geometry)
     const what = [t.write ? 'write' : 'read', ...(t.exec ? ['execute'] : [])].join(' + ')
-    const control = target.foreign ? ` (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.geometry)})` : ''
+    const split = target.table === undefined ? '' : describeTableBase(target.table)
+    const control = target.foreign ? `${split === '' ? '' : ` (${target.registers[0]!.name} ${hex(target.registers[0]!.value)}: ${split})`} (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.geometry)})` : ''
     this.log(`${target.regime.stage === 2 ? 'Stage-2 walk of IPA' : 'Stage-1 (EL2) walk of VA'} ${hex(t.input)} for ${what}, root ${hex(target.root)}${control}`)
+    this.logWalk(t)
+    return {
+      ...translationJson(t),
+      regime: target.regimeName,
+      ...(target.foreign ? {walk: walkJson(target)} : {}),
+    }
+  }
+
+  /** --regime el1: the VA's range, its walk, the effective permissions. */
+  private el1(machine: Machine, walk: El1Walk, va: bigint, flags: {write: boolean; exec: boolean; el0: boolean; pan: boolean}): TranslateJson {
+    if (flags.el0 && flags.pan) throw new HvmemError('input', '--pan is an EL1 state: it does not apply to an --el0 access')
+    const t = translateEl1(machine.memory, walk, va, {write: flags.write, exec: flags.exec, el0: flags.el0, pan: flags.pan})
+    const what = [`${flags.el0 ? 'EL0' : 'EL1'} ${t.write ? 'write' : 'read'}`, ...(t.exec ? ['execute'] : []), ...(flags.pan ? ['(PAN)'] : [])].join(' + ')
+    this.log(`Stage-1 (EL1&0) walk of VA ${hex(va)} for ${what}, ${describeEl1Range(t.range)}`)
+    const p = t.output?.el1
+    const asid = t.range.table?.tag ?? null
+    let detail: string | undefined
+    if (p !== undefined) {
+      const el0 = (p.ap & 1) !== 0 ? ((p.ap & 2) !== 0 ? 'RO' : 'RW') : 'none'
+      const tables = p.restrictedByTables ? ', with the table attributes' : ''
+      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ASID ${asid ?? 0}` : 'global'}`
+    }
+    this.logWalk(t, detail)
+    return {
+      ...translationJson(t),
+      regime: 'el1',
+      access: {write: t.write, exec: t.exec, el0: flags.el0, pan: flags.pan},
+      walk: el1WalkJson(walk),
+      el1: {range: t.range.ttbr, asid, ...(p === undefined ? {} : {ap: p.ap, pxn: p.pxn, uxn: p.uxn, restrictedByTables: p.restrictedByTables, ng: t.ng ?? false})},
+    }
+  }
+
+  /** The steps, the output or fault, `detail` (if any), PAR_EL1. */
+  private logWalk(t: Translation, detail?: string): void {
     for (const s of t.steps) this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
     const o = t.output
     if (o !== undefined) {
@@ -55,19 +105,23 @@ export default class Translate extends HvmemCommand {
       const f = t.fault!
       this.log(`${color.red('->')} ${color.bold(`${f.kind} fault`)}, level ${f.level}, stage ${f.stage} (FSC ${hex(BigInt(f.fsc), 2)}): ${f.reason}`)
     }
+    if (detail !== undefined) this.log(detail)
     this.log(`PAR_EL1 ${hex(t.par)}`)
-    return {
-      regime: target.regimeName,
-      input: hex(t.input),
-      access: {write: t.write, exec: t.exec},
-      steps: t.steps.map((s) => ({level: s.level, table: hex(s.table), index: s.index, descriptor: hex(s.descriptor), kind: s.kind})),
-      output:
-        o === undefined
-          ? null
-          : {address: hex(o.address), level: o.level, size: Number(o.size), memType: o.memType, attr: hex(BigInt(o.attr), 2), sh: o.sh, shareability: o.shareability, read: o.read, write: o.write, execute: o.execute},
-      fault: t.fault === undefined ? null : {...t.fault, fsc: hex(BigInt(t.fault.fsc), 2)},
-      par: hex(t.par),
-      ...(target.foreign ? {walk: walkJson(target)} : {}),
-    }
+  }
+}
+
+/** The parts of TranslateJson every regime has. */
+function translationJson(t: Translation): Omit<TranslateJson, 'regime'> {
+  const o = t.output
+  return {
+    input: hex(t.input),
+    access: {write: t.write, exec: t.exec},
+    steps: t.steps.map((s) => ({level: s.level, table: hex(s.table), index: s.index, descriptor: hex(s.descriptor), kind: s.kind})),
+    output:
+      o === undefined
+        ? null
+        : {address: hex(o.address), level: o.level, size: Number(o.size), memType: o.memType, attr: hex(BigInt(o.attr), 2), sh: o.sh, shareability: o.shareability, read: o.read, write: o.write, execute: o.execute},
+    fault: t.fault === undefined ? null : {...t.fault, fsc: hex(BigInt(t.fault.fsc), 2)},
+    par: hex(t.par),
   }
 }

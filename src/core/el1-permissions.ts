@@ -62,7 +62,9 @@ export function el1Permissions(descriptor: bigint, tables: number, context: El1C
     uxn ||= (tables & UXN_TABLE) !== 0
   }
   const restrictedByTables = ap !== before.ap || pxn !== before.pxn || uxn !== before.uxn
-  const by = restrictedByTables ? ' (with the table attributes)' : ''
+  const byAp = ap !== before.ap ? ' (with APTable)' : ''
+  const byPxn = pxn !== before.pxn ? ' (PXNTable)' : ''
+  const byUxn = uxn !== before.uxn ? ' (UXNTable)' : ''
   const el0Access = accessOf(ap, true)
   const denied: El1Permissions['denied'] = {}
   let data: Access
@@ -70,17 +72,17 @@ export function el1Permissions(descriptor: bigint, tables: number, context: El1C
   if (context.el0) {
     data = el0Access
     execute = !uxn
-    if (data === 'none') denied.read = denied.write = `EL0 has no access (AP[1] 0)${by}`
-    if (!execute) denied.execute = `EL0 execution is not allowed (UXN)${by}`
+    if (data === 'none') denied.read = denied.write = `EL0 has no access (AP[1] 0)${byAp}`
+    if (!execute) denied.execute = `EL0 execution is not allowed (UXN)${byUxn}`
   } else {
     const pan = context.pan && el0Access !== 'none'
     data = pan ? 'none' : accessOf(ap, false)
     execute = !pxn && el0Access !== 'RW'
-    if (pan) denied.read = denied.write = `PAN is set and EL0 can access the page${by}`
-    if (!execute) denied.execute = `EL1 execution is not allowed (${pxn ? 'PXN' : 'the page is EL0-writable'})${by}`
+    if (pan) denied.read = denied.write = `PAN is set and EL0 can access the page${byAp}`
+    if (!execute) denied.execute = `EL1 execution is not allowed (${pxn ? `PXN${byPxn}` : 'the page is EL0-writable'})${pxn ? '' : byAp}`
   }
   const read = data !== 'none'
   const write = data === 'RW'
-  if (read && !write) denied.write = `the page is read-only (AP[2] 1)${by}`
+  if (read && !write) denied.write = `the page is read-only (AP[2] 1)${byAp}`
   return {read, write, execute, ap, pxn, uxn, restrictedByTables, denied}
 }
