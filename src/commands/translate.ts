@@ -28,7 +28,7 @@ export interface TranslateJson {
    * --regime el1 only: the VA range (TTBR0_EL1 or TTBR1_EL1) and its ASID; for a translation, the
    * effective AP[2:1], PXN and UXN (after the table attributes, unless HPD) and nG
    */
-  el1?: {range: string; asid: number | null; ap?: number; pxn?: boolean; uxn?: boolean; restrictedByTables?: boolean; ng?: boolean}
+  el1?: {range: string; asid: number | null; ap?: number; pxn?: boolean; uxn?: boolean; restrictedByTables?: boolean; ng?: boolean; setsAccessFlag?: boolean; setsDirty?: boolean}
 }
 
 export default class Translate extends HvmemCommand {
@@ -82,7 +82,8 @@ export default class Translate extends HvmemCommand {
     if (p !== undefined) {
       const el0 = (p.ap & 1) !== 0 ? ((p.ap & 2) !== 0 ? 'RO' : 'RW') : 'none'
       const tables = p.restrictedByTables ? ', with the table attributes' : ''
-      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ASID ${asid ?? 0}` : 'global'}`
+      const hardware = [...(t.setsAccessFlag === true ? ['sets the access flag (HA)'] : []), ...(p.dirty ? ['sets the page dirty (HD, DBM)'] : [])]
+      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ASID ${asid ?? 0}` : 'global'}${hardware.length > 0 ? `; the access ${hardware.join(' and ')}` : ''}`
     }
     this.logWalk(t, detail)
     return {
@@ -90,7 +91,7 @@ export default class Translate extends HvmemCommand {
       regime: 'el1',
       access: {write: t.write, exec: t.exec, el0: flags.el0, pan: flags.pan},
       walk: el1WalkJson(walk),
-      el1: {range: t.range.ttbr, asid, ...(p === undefined ? {} : {ap: p.ap, pxn: p.pxn, uxn: p.uxn, restrictedByTables: p.restrictedByTables, ng: t.ng ?? false})},
+      el1: {range: t.range.ttbr, asid, ...(p === undefined ? {} : {ap: p.ap, pxn: p.pxn, uxn: p.uxn, restrictedByTables: p.restrictedByTables, ng: t.ng ?? false, setsAccessFlag: t.setsAccessFlag ?? false, setsDirty: p.dirty})},
     }
   }
 

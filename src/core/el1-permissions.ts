@@ -13,12 +13,21 @@
  */
 import type {Access} from './descriptor.js'
 
-/** What the walk is for: EL0 or EL1, with PSTATE.PAN, and whether TCR_EL1.HPDn drops the table attributes. */
+/**
+ * What the walk is for: EL0 or EL1, with PSTATE.PAN; whether TCR_EL1.HPDn drops the table
+ * attributes; TCR_EL1.HA (an access flag of 0 is set by the walk, not a fault) and HD (a write to a
+ * leaf with DBM, bit 51, clears its AP[2] first: it is writable).
+ */
 export interface El1Context {
   el0: boolean
   pan: boolean
   hpd: boolean
+  ha?: boolean
+  hd?: boolean
 }
+
+/** DBM, the dirty bit modifier: bit 51 of a leaf. */
+export const DBM = 1n << 51n
 
 /** The hierarchical attribute bits 62:59 of a table descriptor (its high word's bits 30:27): bit 0 PXNTable, 1 UXNTable, 2 APTable[0], 3 APTable[1]. */
 export function tableAttrBits(hi: number): number {
@@ -40,6 +49,8 @@ export interface El1Permissions {
   uxn: boolean
   /** the table attributes changed something */
   restrictedByTables: boolean
+  /** HD: the write sets the leaf dirty (clears AP[2], DBM set) */
+  dirty: boolean
   /** why a read, write or execution is refused, by the kind of access */
   denied: {read?: string; write?: string; execute?: string}
 }
@@ -49,12 +60,18 @@ function accessOf(ap: number, el0: boolean): Access {
   return (ap & 2) !== 0 ? 'RO' : 'RW'
 }
 
-/** The permissions of a leaf `descriptor` under the accumulated table attribute bits `tables` (tableAttrBits, ORed down the walk). */
-export function el1Permissions(descriptor: bigint, tables: number, context: El1Context): El1Permissions {
+/**
+ * The permissions of a leaf `descriptor` under the accumulated table attribute bits `tables`
+ * (tableAttrBits, ORed down the walk), for a read or (`write`) a write access.
+ */
+export function el1Permissions(descriptor: bigint, tables: number, context: El1Context, write = false): El1Permissions {
   let ap = Number((descriptor >> 6n) & 3n)
+  // HD: the write makes the leaf dirty (AP[2] cleared) before the permission check; APTable still applies
+  if (write && context.hd === true && (descriptor & DBM) !== 0n) ap &= ~2
   let pxn = ((descriptor >> 53n) & 1n) === 1n
   let uxn = ((descriptor >> 54n) & 1n) === 1n
   const before = {ap, pxn, uxn}
+  const dirty = ap !== Number((descriptor >> 6n) & 3n)
   if (!context.hpd) {
     if ((tables & AP_TABLE_NO_EL0) !== 0) ap &= ~1
     if ((tables & AP_TABLE_READ_ONLY) !== 0) ap |= 2
@@ -82,7 +99,7 @@ export function el1Permissions(descriptor: bigint, tables: number, context: El1C
     if (!execute) denied.execute = `EL1 execution is not allowed (${pxn ? `PXN${byPxn}` : 'the page is EL0-writable'})${pxn ? '' : byAp}`
   }
   const read = data !== 'none'
-  const write = data === 'RW'
-  if (read && !write) denied.write = `the page is read-only (AP[2] 1)${byAp}`
-  return {read, write, execute, ap, pxn, uxn, restrictedByTables, denied}
+  const canWrite = data === 'RW'
+  if (read && !canWrite) denied.write = `the page is read-only (AP[2] 1)${byAp}`
+  return {read, write: canWrite, execute, ap, pxn, uxn, restrictedByTables, dirty, denied}
 }

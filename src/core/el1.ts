@@ -10,6 +10,8 @@
  * - T0SZ/T1SZ give each range's input size, TG0 (0 4K, 1 64K, 2 16K) and TG1 (1 16K, 2 4K, 3 64K) its
  *   granule, and with them its start level; IPS the output size (52 acts as 48 without FEAT_LPA).
  * - HPD0/HPD1 disable the hierarchical table attributes of a range (el1-permissions.ts).
+ * - HA: a leaf with the access flag clear translates (the walk sets the flag; hvmem's translate
+ *   reports it and writes nothing); HD: a write to a DBM leaf clears AP[2] (as QEMU 7.2 does).
  * - DS (FEAT_LPA2) is refused: 52-bit addresses are not modelled.
  * Each range is its own Geometry, walked by the one walker at the offset of the range's VA.
  */
@@ -43,6 +45,9 @@ export interface TcrEl1 {
   lower: El1Half
   upper: El1Half
   paBits: number
+  /** HA (bit 39): hardware sets the access flag; HD (bit 40): hardware sets DBM leaves dirty */
+  ha: boolean
+  hd: boolean
 }
 
 function fieldOf(value: bigint, hi: number, lo: number): number {
@@ -87,7 +92,7 @@ export function tcrEl1(tcr: bigint): TcrEl1 {
   const bits = PA_SIZES[ips]
   if (bits === undefined) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: IPS ${ips} is reserved; IPS must be 0..6 (32..52-bit physical addresses)`)
   const paBits = Math.min(bits, MAX_PA_BITS)
-  return {value: tcr, lower: half(tcr, false, paBits), upper: half(tcr, true, paBits), paBits}
+  return {value: tcr, lower: half(tcr, false, paBits), upper: half(tcr, true, paBits), paBits, ha: fieldOf(tcr, 39, 39) === 1, hd: fieldOf(tcr, 40, 40) === 1}
 }
 
 /** MAIR_EL1 as Linux sets it (arch/arm64/include/asm/memory.h, 6.x): Device-nGnRnE, Device-nGnRE, Normal-NC, Normal-WB, Normal-Tagged. */
@@ -182,6 +187,8 @@ export interface El1Translation extends Translation {
   range: El1Range
   /** the leaf's nG (bit 11): the translation is specific to the ASID */
   ng?: boolean
+  /** HA: the leaf's access flag is clear and the access would set it */
+  setsAccessFlag?: boolean
 }
 
 /** The range of `va` (bit 55). */
@@ -200,7 +207,7 @@ export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, 
   const upper = range.ttbr === 'TTBR1_EL1'
   const g = range.geometry
   const kind = {write: access.write ?? false, exec: access.exec ?? false}
-  const context: El1Context = {el0: access.el0 ?? false, pan: access.pan ?? false, hpd: range.hpd}
+  const context: El1Context = {el0: access.el0 ?? false, pan: access.pan ?? false, hpd: range.hpd, ha: walk.tcr.ha, hd: walk.tcr.hd}
   const fault = (reason: string): El1Translation => {
     // the same level-0 translation fault translate() reports for an input outside the range
     const t = translate(memory, walk.decoder, 0n, -1n, kind, g ?? walk.lower.geometry ?? walk.upper.geometry, context)
@@ -217,7 +224,7 @@ export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, 
   }
   if (range.table === undefined) throw new HvmemError('input', `VA ${hex(va)} is in the ${upper ? 'upper' : 'lower'} range, whose ${range.ttbr} was not given`)
   const t = translate(memory, walk.decoder, range.table.base, va & (geometry.inputLimit - 1n), kind, geometry, context)
-  return {...t, input: va, range, ...(t.output === undefined ? {} : {ng: t.output.leaf.ng ?? false})}
+  return {...t, input: va, range, ...(t.output === undefined ? {} : {ng: t.output.leaf.ng ?? false, setsAccessFlag: !t.output.leaf.af})}
 }
 
 /** Every valid entry of a range's tables, with the VAs of the range (empty without its TTBR, or when disabled). */

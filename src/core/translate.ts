@@ -133,10 +133,10 @@ export function translate(
     const level = w.level
     const leaf = regime.decode(w.raw, level, geometry).leaf!
     if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${geometry.paBits}-bit PA limit`)
-    if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
+    if (!leaf.af && el1?.ha !== true) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
     const size = geometry.entrySize(level)
     if (el1 !== undefined) {
-      const p = el1Permissions(w.raw, tables, el1)
+      const p = el1Permissions(w.raw, tables, el1, write)
       if (!(write ? p.write : p.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed: ${(write ? p.denied.write : p.denied.read) ?? ''}`)
       if (exec && !p.execute) return fail('permission', level, p.denied.execute ?? '')
       return success(level, leaf, size, {read: p.read, write: p.write, execute: p.execute, el1: p})

@@ -1,8 +1,8 @@
 /**
  * Conformance of the EL1&0 stage-1 regime with QEMU: tables written here by hand in several TCR_EL1
  * configurations (4K/16K/64K granules in either range, TG1's own encoding, 25- to 48-bit ranges,
- * TBI, EPD, HPD) hold leaves with every AP[2:1] x PXN/UXN combination, AttrIndx values, nG, AF
- * clear, and table descriptors with every APTable/PXNTable/UXNTable combination. Every leaf is
+ * TBI, EPD, HPD, HA/HD as Linux sets them) hold leaves with every AP[2:1] x PXN/UXN combination,
+ * AttrIndx values, nG, DBM, AF clear, and table descriptors with every APTable/PXNTable/UXNTable combination. Every leaf is
  * probed with AT S1E1R, S1E1W, S1E0R, S1E0W and (PSTATE.PAN set) S1E1RP/S1E1WP from EL2 with
  * HCR_EL2.E2H/TGE/VM clear, plus addresses between the ranges, tagged, unmapped and at the range
  * ends, in both ranges; every PAR_EL1 must equal translateEl1's. AT does not check execute
@@ -52,6 +52,8 @@ const AP = [0n, 0x40n, 0x80n, 0xc0n]
 const PXN = 1n << 53n
 const UXN = 1n << 54n
 const AF = 0x400n
+/** the dirty bit modifier (bit 51): with TCR_EL1.HD a write clears AP[2] */
+const DBM = 1n << 51n
 /** AttrIndx 3 (Normal WB in Linux's MAIR_EL1), SH inner shareable, AF */
 const NORMAL = (3n << 2n) | (3n << 8n) | AF
 
@@ -69,6 +71,8 @@ const CONFIGS: Config[] = [
   {name: '64K/39 lower (EPD0), 16K/36 upper, HPD1', tcr: 0x4_401c_4099n | (1n << 42n)},
   // T0SZ 39 (25-bit, level-2 root) TG0 4K, T1SZ 16 (48-bit, level-0 root) TG1 4K, IPS 48-bit
   {name: '4K/25 lower, 4K/48 upper', tcr: 0x5_8010_0027n},
+  // as Linux on a CPU with FEAT_HAFDBS: HA, HD
+  {name: '4K/39 both ranges, HA, HD', tcr: 0x2_8019_0019n | (1n << 39n) | (1n << 40n)},
 ]
 
 interface Built {
@@ -110,7 +114,7 @@ function build(c: Config): Built {
     const block = g.entrySize(blockLevel)
     const leaves: bigint[] = []
     for (const ap of AP) for (const xn of [0n, PXN, UXN, PXN | UXN]) leaves.push(NORMAL | ap | xn)
-    leaves.push(NORMAL & ~AF, NORMAL | 0x800n /* nG */, (0n << 2n) | AF, (1n << 2n) | AF | 0x40n, (2n << 2n) | AF | (2n << 8n))
+    leaves.push(NORMAL & ~AF, NORMAL | 0x800n /* nG */, NORMAL | DBM | AP[2]!, NORMAL | DBM | AP[3]!, (NORMAL & ~AF) | DBM | AP[3]!, (0n << 2n) | AF, (1n << 2n) | AF | 0x40n, (2n << 2n) | AF | (2n << 8n))
     // pages under the first start-level entry, from its second page; blocks from its second block
     // (a 64K-granule range whose root is at level 2 has them at the root)
     leaves.forEach((d, i) => {

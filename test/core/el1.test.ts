@@ -152,6 +152,33 @@ describe('range selection, TBI and EPD', () => {
   })
 })
 
+describe('HA and HD (hardware access flag and dirty state, as Linux sets them)', () => {
+  const HA = 1n << 39n
+  const HD = 1n << 40n
+  const DBM = 1n << 51n
+  // [what, TCR bits, leaf bits (-0x400: AF cleared), access, PAR]
+  const cases: Array<[string, bigint, bigint, El1Access, bigint]> = [
+    ['AF clear without HA', 0n, -0x400n, {}, 0x817n],
+    ['AF clear with HA', HA, -0x400n, {}, ok(0x4800_0000n)],
+    ['AF clear with HA, still a permission fault', HA, -0x400n, {el0: true}, PERMISSION_L3],
+    ['DBM read-only page written without HD', 0n, DBM | AP[2]!, {write: true}, PERMISSION_L3],
+    ['DBM read-only page written with HD', HD, DBM | AP[2]!, {write: true}, ok(0x4800_0000n)],
+    ['DBM EL0 read-only page written by EL0 with HD', HD, DBM | AP[3]!, {write: true, el0: true}, ok(0x4800_0000n)],
+    ['no DBM: HD leaves a read-only page alone', HD, AP[2]!, {write: true}, PERMISSION_L3],
+  ]
+  it.each(cases)('%s', (_what, tcrBits, bits, access, par) => {
+    const machine = machineWith([bits < 0n ? PAGE + bits : PAGE | bits])
+    const t = translateEl1(machine.memory, el1Walk(TCR | tcrBits, MAIR, LOWER_ROOT, UPPER_ROOT), 0x4000_0000n, access)
+    expect(t.par).toBe(par)
+    if (t.output !== undefined) expect([t.setsAccessFlag, t.output.el1!.dirty]).toEqual([bits < 0n, (tcrBits & HD) !== 0n && access.write === true])
+  })
+
+  it('APTable read-only wins over HD', () => {
+    const machine = machineWith([PAGE | DBM | AP[2]!], 0b1000n)
+    expect(translateEl1(machine.memory, el1Walk(TCR | HD, MAIR, LOWER_ROOT, UPPER_ROOT), UPPER_BASE, {write: true}).par).toBe(PERMISSION_L3)
+  })
+})
+
 describe('TCR_EL1 decoding', () => {
   it.each([
     // [TCR_EL1, lower granule/bits/start, upper granule/bits/start]
