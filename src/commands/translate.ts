@@ -35,11 +35,13 @@ export default class Translate extends HvmemCommand {
   static override summary = 'Walk the tables for one input address, as the MMU would: each level visited, then the output address or the fault.'
   static override description = `Stage 2 walks an IPA as AT S12E1R/W does with HCR_EL2.DC set (the guest's stage 1 an identity map of Normal write-back memory); stage 1 walks an EL2 virtual address as AT S1E2R/W does. A fault is reported with its kind (translation, access flag, permission, address size; external abort when a table lies outside the snapshot's RAM), level, stage and fault status code, and PAR_EL1 is what the AT instruction would leave. A fault is a result, not an error: the exit code is 0. --exec also checks execute permission (which AT does not).
 
---root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519.`
-  static override examples = ['<%= config.bin %> translate 0x4020_1234', '<%= config.bin %> translate 0x1000_0000 --write', '<%= config.bin %> translate 0x0900_0000 --exec --json', '<%= config.bin %> translate 0x4000_1000 --root 0x4100_0000 --vtcr 0x80023558']
+--root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519. --root (and --vttbr) take a whole register value: the VMID or ASID and CnP are split off and shown.
+
+--regime el1 (or --ttbr0/--ttbr1) reads a guest kernel's EL1&0 tables: TTBR0_EL1 and TTBR1_EL1 for the lower and upper VA range, TCR_EL1 (--tcr, required) and MAIR_EL1 (--mair, default Linux's 0xf0ff440400).`
+  static override examples = ['<%= config.bin %> translate 0x4020_1234', '<%= config.bin %> translate 0x1000_0000 --write', '<%= config.bin %> translate 0x0900_0000 --exec --json', '<%= config.bin %> translate 0x4000_1000 --root 0x4100_0000 --vtcr 0x80023558', '<%= config.bin %> translate 0xffff_ff80_0000_1000 --ttbr1 0x4201_0000 --tcr 0x2_8019_0019 --el0']
 
   static override args = {
-    address: u64Arg({description: 'Input address: an IPA (stage 2) or an EL2 VA (stage 1).', required: true}),
+    address: u64Arg({description: 'Input address: an IPA (stage 2), an EL2 VA (stage 1) or an EL1&0 VA (el1).', required: true}),
   }
 
   static override flags = {
