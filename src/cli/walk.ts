@@ -80,7 +80,7 @@ export interface WalkJson {
   inputBits: number
   paBits: number
   registers: Record<string, string>
-  /** the --root value as a register: VMID or ASID, CnP */
+  /** the --root value as a register, when it held more than the table address: VMID or ASID, CnP */
   rootRegister?: TableBaseJson
 }
 
@@ -93,7 +93,7 @@ export function walkJson(t: WalkTarget): WalkJson {
     inputBits: t.geometry.inputBits,
     paBits: t.geometry.paBits,
     registers: Object.fromEntries(t.registers.map((r) => [r.name, hex(r.value)])),
-    ...(t.table === undefined ? {} : {rootRegister: tableBaseJson(t.table)}),
+    ...(t.table === undefined || t.table.base === t.table.value ? {} : {rootRegister: tableBaseJson(t.table)}),
   }
 }
 
