@@ -107,6 +107,8 @@ export interface El1RangeJson {
   granule?: number
   startLevel?: number
   inputBits?: number
+  /** FEAT_LPA2 (TCR_EL1.DS, 4K and 16K ranges) */
+  lpa2?: boolean
   tbi: boolean
   hpd: boolean
   /** the TTBR as given, split; absent when not given */
@@ -126,7 +128,7 @@ export function el1RangeJson(r: El1Range): El1RangeJson {
   return {
     ttbr: r.ttbr,
     enabled: r.enabled,
-    ...(g === undefined ? {} : {start: hex(r.base), granule: g.granule, startLevel: g.startLevel, inputBits: g.inputBits}),
+    ...(g === undefined ? {} : {start: hex(r.base), granule: g.granule, startLevel: g.startLevel, inputBits: g.inputBits, lpa2: g.ds}),
     tbi: r.tbi,
     hpd: r.hpd,
     ...(r.table === undefined ? {} : {register: tableBaseJson(r.table)}),
@@ -142,7 +144,7 @@ export function describeEl1Range(r: El1Range): string {
   const register = r.table === undefined ? `${r.ttbr} not given` : `${r.ttbr} ${hex(r.table.value)}${describeTableBase(r.table) === '' ? '' : ` (${describeTableBase(r.table)})`}`
   const g = r.geometry
   if (g === undefined) return `${register}: walks disabled (EPD${r.ttbr === 'TTBR1_EL1' ? 1 : 0})`
-  const extras = [...(r.tbi ? ['top byte ignored'] : []), ...(r.hpd ? ['table attributes disabled (HPD)'] : [])]
+  const extras = [...(g.ds ? ['FEAT_LPA2 (DS)'] : []), ...(r.tbi ? ['top byte ignored'] : []), ...(r.hpd ? ['table attributes disabled (HPD)'] : [])]
   return `${register}: ${granuleName(g.granule)} granule, start level ${g.startLevel}, ${g.inputBits}-bit VA from ${hex(r.base)}, ${g.paBits}-bit PA${extras.length > 0 ? `, ${extras.join(', ')}` : ''}`
 }
 

@@ -23,7 +23,7 @@ interface ControlSpec {
 const LPA2 = 'FEAT_LPA2 (52-bit addresses) is not modelled'
 
 const SPECS: Record<ControlRegister, ControlSpec> = {
-  TCR_EL1: {res0: [[6, 6], [35, 35], [63, 62]], res1: [], unmodelled: [{bits: [59, 59], name: 'DS', why: LPA2}]},
+  TCR_EL1: {res0: [[6, 6], [35, 35], [63, 62]], res1: [], unmodelled: []},
   TCR_EL2: {res0: [[7, 6], [19, 19], [63, 34]], res1: [23, 31], unmodelled: [{bits: [32, 32], name: 'DS', why: LPA2}], lookalike: 'TCR_EL1'},
   VTCR_EL2: {
     res0: [[20, 20], [24, 23], [39, 39], [43, 42], [63, 46]],

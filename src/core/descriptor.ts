@@ -144,9 +144,9 @@ export class Regime {
   /** The descriptor at `level` read by this regime's rules in `geometry` (by default the 4 KiB granule's). */
   decode(descriptor: bigint, level: number, geometry: Geometry = DEFAULT_STAGE2): Decoded {
     const kind = kindOf(descriptor, level, geometry)
-    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & geometry.addressMask}
+    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: geometry.tableAddress(descriptor)}
     if (kind !== 'block' && kind !== 'page') return {raw: descriptor, level, kind}
-    const outputAddress = descriptor & ADDRESS_MASK & ~(geometry.entrySize(level) - 1n)
+    const outputAddress = geometry.outputAddress(descriptor, level)
     return {raw: descriptor, level, kind, leaf: this.leafFields(descriptor, outputAddress)}
   }
 

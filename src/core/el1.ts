@@ -12,14 +12,17 @@
  * - HPD0/HPD1 disable the hierarchical table attributes of a range (el1-permissions.ts).
  * - HA: a leaf with the access flag clear translates (the walk sets the flag; hvmem's translate
  *   reports it and writes nothing); HD: a write to a DBM leaf clears AP[2] (as QEMU 7.2 does).
- * - DS (FEAT_LPA2) is refused: 52-bit addresses are not modelled.
+ * - DS (FEAT_LPA2) for the 4K and 16K granules: T0SZ/T1SZ down to 12 (52-bit VAs, a 4K level -1
+ *   root), 52-bit outputs with IPS 6, address bits 51:50 in descriptor bits 9:8 (so SH comes from
+ *   TCR_EL1.SH0/SH1), TTBR bits 51:48 in its bits 5:2, blocks at 4K level 0 and 16K level 1. A 64K
+ *   range ignores DS (FEAT_LPA's 52-bit 64K format is not modelled: 48 bits).
  * Each range is its own Geometry, walked by the one walker at the offset of the range's VA.
  */
 import {checkControlBits} from './control-bits.js'
-import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
+import {type LeafFields, Regime, SHAREABILITY, commonLeafFields} from './descriptor.js'
 import type {El1Context} from './el1-permissions.js'
 import {HvmemError} from './errors.js'
-import {type Geometry, type Granule, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, stage1Geometry} from './geometry.js'
+import {type Geometry, type Granule, LPA2_BITS, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, stage1Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {STAGE1_ATTR_BITS, mairAttrAt, mairTypeName} from './stage1.js'
 import {type TableBase, tableBase} from './table-base.js'
@@ -32,6 +35,8 @@ export type El1HalfName = 'TTBR0_EL1' | 'TTBR1_EL1'
 /** One VA range of TCR_EL1. */
 export interface El1Half {
   ttbr: El1HalfName
+  /** how the range's descriptors read (with DS, SH is TCR_EL1.SHn) */
+  decoder: Regime
   /** EPDn clear: walks of this range are enabled */
   enabled: boolean
   /** enabled ranges only */
@@ -45,6 +50,8 @@ export interface TcrEl1 {
   lower: El1Half
   upper: El1Half
   paBits: number
+  /** DS (bit 59): FEAT_LPA2 */
+  ds: boolean
   /** HA (bit 39): hardware sets the access flag; HD (bit 40): hardware sets DBM leaves dirty */
   ha: boolean
   hd: boolean
@@ -61,13 +68,13 @@ export function tg1Of(granule: Granule): number {
   return TG1_GRANULE.indexOf(granule)
 }
 
-function half(tcr: bigint, upper: boolean, paBits: number): El1Half {
+function half(tcr: bigint, upper: boolean, ips: number, mair: bigint): El1Half {
   const ttbr: El1HalfName = upper ? 'TTBR1_EL1' : 'TTBR0_EL1'
   const n = upper ? 1 : 0
   const enabled = fieldOf(tcr, upper ? 23 : 7, upper ? 23 : 7) === 0
   const tbi = fieldOf(tcr, 37 + n, 37 + n) === 1
   const hpd = fieldOf(tcr, 41 + n, 41 + n) === 1
-  if (!enabled) return {ttbr, enabled, tbi, hpd}
+  if (!enabled) return {ttbr, decoder: el1Regime(mair), enabled, tbi, hpd}
   const tgName = `TG${n}`
   const tg = upper ? fieldOf(tcr, 31, 30) : fieldOf(tcr, 15, 14)
   const granule = upper ? TG1_GRANULE[tg] : granuleOfTg0(tg)
@@ -75,31 +82,38 @@ function half(tcr: bigint, upper: boolean, paBits: number): El1Half {
     const valid = upper ? '1 (16 KiB), 2 (4 KiB) or 3 (64 KiB)' : '0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)'
     throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: ${tgName} ${tg} is reserved; ${tgName} must be ${valid}`)
   }
+  const ds = fieldOf(tcr, 59, 59) === 1 && granule !== 65536
   const szName = `T${n}SZ`
   const tsz = upper ? fieldOf(tcr, 21, 16) : fieldOf(tcr, 5, 0)
   const inputBits = 64 - tsz
-  if (inputBits < MIN_INPUT_BITS || inputBits > MAX_INPUT_BITS) {
-    throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: ${szName} ${tsz} (${inputBits}-bit VAs) is out of range; ${szName} must be ${64 - MAX_INPUT_BITS}..${64 - MIN_INPUT_BITS} without FEAT_LPA2 or FEAT_TTST`)
+  const maxBits = ds ? LPA2_BITS : MAX_INPUT_BITS
+  if (inputBits < MIN_INPUT_BITS || inputBits > maxBits) {
+    const without = ds ? 'without FEAT_TTST' : 'without FEAT_LPA2 (DS) or FEAT_TTST'
+    throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: ${szName} ${tsz} (${inputBits}-bit VAs) is out of range; ${szName} must be ${64 - maxBits}..${64 - MIN_INPUT_BITS} ${without}`)
   }
-  return {ttbr, enabled, tbi, hpd, geometry: stage1Geometry({granule, inputBits, paBits})}
+  // Without DS (and with 64K, which DS does not change here) a PS above 48 bits acts as 48.
+  const paBits = ds ? ips : Math.min(ips, MAX_PA_BITS)
+  // With DS descriptor bits 9:8 are address bits 51:50: the shareability is TCR_EL1.SH0/SH1's
+  const sh = ds ? fieldOf(tcr, upper ? 29 : 13, upper ? 28 : 12) : undefined
+  return {ttbr, decoder: el1Regime(mair, sh), enabled, tbi, hpd, geometry: stage1Geometry({granule, inputBits, paBits, ds})}
 }
 
-/** Reads TCR_EL1: each range's geometry (enabled ranges only), TBI, HPD, and the output size. */
-export function tcrEl1(tcr: bigint): TcrEl1 {
+/** Reads TCR_EL1: each range's geometry (enabled ranges only), TBI, HPD, and the output size; `mair` (MAIR_EL1) gives the memory types. */
+export function tcrEl1(tcr: bigint, mair: bigint = LINUX_MAIR_EL1): TcrEl1 {
   if (tcr < 0n || tcr >= 1n << 64n) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)} does not fit in 64 bits`)
   checkControlBits('TCR_EL1', tcr)
   const ips = fieldOf(tcr, 34, 32)
   const bits = PA_SIZES[ips]
   if (bits === undefined) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: IPS ${ips} is reserved; IPS must be 0..6 (32..52-bit physical addresses)`)
-  const paBits = Math.min(bits, MAX_PA_BITS)
-  return {value: tcr, lower: half(tcr, false, paBits), upper: half(tcr, true, paBits), paBits, ha: fieldOf(tcr, 39, 39) === 1, hd: fieldOf(tcr, 40, 40) === 1}
+  const ds = fieldOf(tcr, 59, 59) === 1
+  return {value: tcr, lower: half(tcr, false, bits, mair), upper: half(tcr, true, bits, mair), paBits: ds ? bits : Math.min(bits, MAX_PA_BITS), ds, ha: fieldOf(tcr, 39, 39) === 1, hd: fieldOf(tcr, 40, 40) === 1}
 }
 
 /** MAIR_EL1 as Linux sets it (arch/arm64/include/asm/memory.h, 6.x): Device-nGnRnE, Device-nGnRE, Normal-NC, Normal-WB, Normal-Tagged. */
 export const LINUX_MAIR_EL1 = 0x0000_00f0_ff44_0400n
 
-/** The EL1&0 regime's reading of a descriptor through `mair` (MAIR_EL1). */
-export function el1Regime(mair: bigint): Regime {
+/** The EL1&0 regime's reading of a descriptor through `mair` (MAIR_EL1); `sh` (with DS: TCR_EL1.SHn) replaces descriptor bits 9:8 as the shareability. */
+export function el1Regime(mair: bigint, sh?: number): Regime {
   return new Regime({
     name: 'el1',
     stage: 1,
@@ -116,6 +130,7 @@ export function el1Regime(mair: bigint): Regime {
         memType: mairTypeName(mairAttr),
         access: (ap & 2) !== 0 ? 'RO' : 'RW',
         ...commonLeafFields(descriptor),
+        ...(sh === undefined ? {} : {sh, shareability: SHAREABILITY[sh]!}),
         executable: !pxn && el0Access !== 'RW',
         attrIndx,
         mairAttr,
@@ -141,7 +156,6 @@ export interface El1Range extends El1Half {
 export interface El1Walk {
   tcr: TcrEl1
   mair: bigint
-  decoder: Regime
   lower: El1Range
   upper: El1Range
   /** the registers, by architectural name, as given */
@@ -156,13 +170,15 @@ const TWO_64 = 1n << 64n
  * (bit 0) are split off.
  */
 export function el1Walk(tcrValue: bigint, mair: bigint, ttbr0?: bigint, ttbr1?: bigint): El1Walk {
-  const tcr = tcrEl1(tcrValue)
+  const tcr = tcrEl1(tcrValue, mair)
   if (ttbr0 === undefined && ttbr1 === undefined) throw new HvmemError('input', 'an EL1&0 walk needs TTBR0_EL1, TTBR1_EL1 or both')
   const range = (h: El1Half, value: bigint | undefined): El1Range => {
     const base = h.ttbr === 'TTBR1_EL1' && h.geometry !== undefined ? TWO_64 - h.geometry.inputLimit : 0n
     if (value === undefined) return {...h, base}
-    const table = tableBase(h.ttbr, value)
+    const split = tableBase(h.ttbr, value)
     const g = h.geometry
+    // with DS and a 52-bit PA, TTBR bits 5:2 are the table address's bits 51:48
+    const table = g?.ds === true && g.paBits > MAX_PA_BITS ? {...split, base: (split.base & ~0x3cn) | (((split.base >> 2n) & 0xfn) << 48n)} : split
     if (g !== undefined && (table.base >= g.paLimit || (table.base & (BigInt(g.granule) - 1n)) !== 0n)) {
       throw new HvmemError('input', `${h.ttbr} ${hex(value)}: the table address ${hex(table.base)} must be ${granuleName(g.granule)}-aligned and below the ${g.paBits}-bit physical address space`)
     }
@@ -174,7 +190,7 @@ export function el1Walk(tcrValue: bigint, mair: bigint, ttbr0?: bigint, ttbr1?: 
     {name: 'TCR_EL1', value: tcrValue},
     {name: 'MAIR_EL1', value: mair},
   ]
-  return {tcr, mair, decoder: el1Regime(mair), lower: range(tcr.lower, ttbr0), upper: range(tcr.upper, ttbr1), registers}
+  return {tcr, mair, lower: range(tcr.lower, ttbr0), upper: range(tcr.upper, ttbr1), registers}
 }
 
 export interface El1Access extends AccessKind {
@@ -210,7 +226,7 @@ export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, 
   const context: El1Context = {el0: access.el0 ?? false, pan: access.pan ?? false, hpd: range.hpd, ha: walk.tcr.ha, hd: walk.tcr.hd}
   const fault = (reason: string): El1Translation => {
     // the same level-0 translation fault translate() reports for an input outside the range
-    const t = translate(memory, walk.decoder, 0n, -1n, kind, g ?? walk.lower.geometry ?? walk.upper.geometry, context)
+    const t = translate(memory, range.decoder, 0n, -1n, kind, g ?? walk.lower.geometry ?? walk.upper.geometry, context)
     return {...t, input: va, fault: {...t.fault!, reason}, range}
   }
   if (!range.enabled) return fault(`walks of the ${upper ? 'upper' : 'lower'} range are disabled (TCR_EL1.EPD${upper ? 1 : 0} 1)`)
@@ -223,14 +239,14 @@ export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, 
     return fault(`the address is outside both ${inputBits}-bit ranges: bits ${addrBits - 1}:${inputBits} are neither all 0 (TTBR0_EL1) nor all 1 (TTBR1_EL1)${range.tbi ? ' (top byte ignored)' : ''}`)
   }
   if (range.table === undefined) throw new HvmemError('input', `VA ${hex(va)} is in the ${upper ? 'upper' : 'lower'} range, whose ${range.ttbr} was not given`)
-  const t = translate(memory, walk.decoder, range.table.base, va & (geometry.inputLimit - 1n), kind, geometry, context)
+  const t = translate(memory, range.decoder, range.table.base, va & (geometry.inputLimit - 1n), kind, geometry, context)
   return {...t, input: va, range, ...(t.output === undefined ? {} : {ng: t.output.leaf.ng ?? false, setsAccessFlag: !t.output.leaf.af})}
 }
 
 /** Every valid entry of a range's tables, with the VAs of the range (empty without its TTBR, or when disabled). */
-export function walkEl1Range(memory: PhysicalMemory, walk: El1Walk, range: El1Range): WalkEntry[] {
+export function walkEl1Range(memory: PhysicalMemory, range: El1Range): WalkEntry[] {
   if (range.table === undefined || range.geometry === undefined) return []
-  const entries = walkTables(memory, walk.decoder, range.table.base, range.geometry)
+  const entries = walkTables(memory, range.decoder, range.table.base, range.geometry)
   if (range.base !== 0n) for (const e of entries) e.ipa += range.base
   return entries
 }

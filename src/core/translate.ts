@@ -4,7 +4,7 @@
  * it, reporting the fault an MMU would raise (Arm ARM DDI 0487, D8.11 "MMU fault types", and the
  * PAR_EL1 layout in shared/reference/architecture-notes.md).
  */
-import {ADDRESS_MASK, type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
+import {type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
 import {type El1Context, type El1Permissions, el1Permissions, tableAttrBits} from './el1-permissions.js'
 import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
@@ -14,6 +14,12 @@ export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permis
 
 /** Fault status codes: FSC = base | level (0-3). External abort is "synchronous external abort on a table walk". */
 const FSC_BASE: Record<FaultKind, number> = {'address-size': 0b000000, translation: 0b000100, 'access-flag': 0b001000, permission: 0b001100, 'external-abort': 0b010100}
+/** FEAT_LPA2's level -1 codes (no access flag or permission faults there: level -1 has no leaves). */
+const FSC_LEVEL_MINUS_1: Partial<Record<FaultKind, number>> = {'address-size': 0b101001, translation: 0b101011, 'external-abort': 0b010011}
+
+function fscOf(kind: FaultKind, level: number): number {
+  return level < 0 ? FSC_LEVEL_MINUS_1[kind]! : FSC_BASE[kind] | level
+}
 
 export interface Fault {
   kind: FaultKind
@@ -67,6 +73,8 @@ export interface AccessKind {
   exec?: boolean
 }
 
+/** PAR_EL1.PA and a table address: bits 51:12 (52 bits with FEAT_LPA2) */
+const PA_MASK = 0x000f_ffff_ffff_f000n
 const PAR_F = 1n
 /** on a fault: the fault was at stage 2 */
 const PAR_S = 1n << 9n
@@ -95,7 +103,7 @@ export function translate(
   const steps: WalkStep[] = []
   const stage = regime.stage
   const fail = (kind: FaultKind, level: number, reason: string): Translation => {
-    const fsc = FSC_BASE[kind] | level
+    const fsc = fscOf(kind, level)
     const par = PAR_BIT11 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
     return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
   }
@@ -103,7 +111,7 @@ export function translate(
   // A table outside RAM: the walk's read is an external abort. Hardware may report it in PAR_EL1 or take it
   // as a Data Abort (QEMU does the latter, with the same fault status code); hvmem reports it in `par`.
   if (input < 0n || input >= geometry.inputLimit) return fail('translation', 0, `the address is outside the ${geometry.inputBits}-bit input address space (T0SZ ${64 - geometry.inputBits})`)
-  const rootTable = root & ADDRESS_MASK
+  const rootTable = root & PA_MASK
   const start = geometry.startLevel
   if (!memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
   const paLimit = geometry.paLimit
@@ -150,7 +158,7 @@ export function translate(
   function success(level: number, leaf: LeafFields, size: bigint, perms: {read: boolean; write: boolean; execute: boolean; el1?: El1Permissions}): Translation {
     const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
     const address = leaf.outputAddress | (input & (size - 1n))
-    const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
+    const par = (BigInt(effective.attr) << 56n) | (address & PA_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
     return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
   }
 }

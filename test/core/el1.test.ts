@@ -201,7 +201,8 @@ describe('TCR_EL1 decoding', () => {
     [0x2_0019_0019n, 'TG1 0 is reserved'],
     [0x2_8019_c019n, 'TG0 3 is reserved'],
     [0x2_800a_0019n, 'T1SZ 10 (54-bit VAs) is out of range'],
-    [0x2_8019_0019n | (1n << 59n), 'DS (bit 59) is set: FEAT_LPA2'],
+    [0x2_800c_0019n, 'T1SZ 12 (52-bit VAs) is out of range; T1SZ must be 16..39 without FEAT_LPA2 (DS)'],
+    [0x0800_0006_8000_000bn, 'T0SZ 11 (53-bit VAs) is out of range; T0SZ must be 12..39 without FEAT_TTST'],
     [0x2_8019_0059n, 'bit 6 is RES0 but set'],
     [0x7_8019_0019n, 'IPS 7 is reserved'],
     [0x2_8019_0019n | (1n << 63n), 'bits 63:62 are RES0 but bit 63 is set'],
@@ -216,6 +217,59 @@ describe('TCR_EL1 decoding', () => {
 
   it('a VA in a range without its TTBR is an error, not a fault', () => {
     expectHvmemError(() => translateEl1(defaultMachine().memory, el1Walk(TCR, MAIR, LOWER_ROOT), UPPER_BASE), 'input', 'whose TTBR1_EL1 was not given')
+  })
+})
+
+describe('FEAT_LPA2 (TCR_EL1.DS): 52-bit VAs and PAs, level -1, OA bits 51:50 in descriptor bits 9:8', () => {
+  const DS = 1n << 59n
+  // 4K upper range: T1SZ 12 (a level -1 root of 16 entries), TG1 4K, SH1 inner; IPS 6 (52-bit); T0SZ 25
+  const TCR_4K = DS | 0x6_b00c_0019n
+  // 16K lower range: T0SZ 12 (a level-0 root of 32 entries), TG0 16K, SH0 outer; EPD1; IPS 6
+  const TCR_16K = DS | 0x6_0080_a00cn
+
+  it('4K: a level-0 block (512G) above 2^48 through a level -1 root; SH from TCR_EL1.SH1', () => {
+    const machine = defaultMachine()
+    machine.memory.writeU64(UPPER_ROOT + 8n * 15n, 0x4201_1003n) // L-1[15]
+    machine.memory.writeU64(0x4201_1000n + 8n * 511n, 0x80_0000_0705n) // L0[511]: OA 0xc_0080_0000_0000 (bits 51:50 = 0b11 in 9:8)
+    const walk = el1Walk(TCR_4K, MAIR, undefined, UPPER_ROOT)
+    expect([walk.upper.geometry!.startLevel, walk.upper.geometry!.rootEntries, walk.upper.base]).toEqual([-1, 16, 0xfff0_0000_0000_0000n])
+    const t = translateEl1(machine.memory, walk, 0xffff_ff80_0000_1234n)
+    expect(t.steps.map((s) => [s.level, s.index, s.kind])).toEqual([[-1, 15, 'table'], [0, 511, 'block']])
+    expect(t.output!.address).toBe(0xc_0080_0000_1234n)
+    expect(t.par).toBe(0xff0c_0080_0000_1b80n)
+  })
+
+  it('4K: a level -1 entry that is not a table is a level -1 translation fault (FSC 0x2b)', () => {
+    const machine = defaultMachine()
+    machine.memory.writeU64(UPPER_ROOT + 8n * 15n, 0x4000_0401n) // a "block" at level -1: reserved
+    const t = translateEl1(machine.memory, el1Walk(TCR_4K, MAIR, undefined, UPPER_ROOT), 0xffff_ff80_0000_1234n)
+    expect(t.fault).toMatchObject({kind: 'translation', level: -1, fsc: 0x2b})
+    expect(t.par).toBe(0x857n)
+  })
+
+  it('16K: a level-1 block (64G) above 2^50; SH from TCR_EL1.SH0', () => {
+    const machine = defaultMachine()
+    const root = 0x4202_0000n
+    machine.memory.writeU64(root + 8n * 17n, 0x4202_4003n) // L0[17] -> L1
+    machine.memory.writeU64(0x4202_4000n + 8n * 5n, 0x10_0000_0505n) // L1[5]: OA 0x4_0010_0000_0000 (bits 51:50 = 0b01)
+    const walk = el1Walk(TCR_16K, MAIR, root)
+    expect([walk.lower.geometry!.startLevel, walk.lower.geometry!.rootEntries]).toEqual([0, 32])
+    const t = translateEl1(machine.memory, walk, 0x8_8050_0000_5678n)
+    expect(t.output!.address).toBe(0x4_0010_0000_5678n)
+    expect(t.par).toBe(0xff04_0010_0000_5b00n)
+  })
+
+  it('a table address above 2^50 (bits 9:8), and TTBR bits 5:2 as the root\'s bits 51:48', () => {
+    const walk = el1Walk(TCR_4K, MAIR, undefined, 0x4201_0000n | (0x5n << 2n))
+    expect(walk.upper.table!.base).toBe(0x5_0000_4201_0000n)
+    const g = walk.upper.geometry!
+    expect(g.tableAddress(0x0003_0000_4201_1303n)).toBe(0xf_0000_4201_1000n)
+  })
+
+  it('blocks: 4K level 0 and 16K level 1 with DS only', () => {
+    expect(el1Walk(TCR_4K, MAIR, undefined, UPPER_ROOT).upper.geometry!.canBlock(0)).toBe(true)
+    expect(el1Walk(TCR, MAIR, undefined, UPPER_ROOT).upper.geometry!.canBlock(0)).toBe(false)
+    expect(el1Walk(TCR_16K, MAIR, 0x4202_0000n).lower.geometry!.canBlock(1)).toBe(true)
   })
 })
 

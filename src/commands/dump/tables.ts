@@ -112,7 +112,7 @@ export default class DumpTables extends HvmemCommand {
       if (range.table !== undefined && g !== undefined && !machine.memory.contains(range.table.base, BigInt(g.tableBytes(g.startLevel)))) {
         throw new HvmemError('input', `${range.ttbr} ${hex(range.table.value)}: the root table must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
       }
-      const entries = walkEl1Range(machine.memory, walk, range)
+      const entries = walkEl1Range(machine.memory, range)
       all.push(...entries)
       if (this.jsonEnabled()) continue
       this.log(`Stage 1 (EL1&0), ${describeEl1Range(range)}`)
