@@ -20,7 +20,7 @@ interface ControlSpec {
   lookalike?: ControlRegister
 }
 
-const LPA2 = 'FEAT_LPA2 (52-bit addresses) is not modelled'
+const LPA2 = 'FEAT_LPA2 (52-bit addresses) is not modelled here (only in the EL1&0 regime)'
 
 const SPECS: Record<ControlRegister, ControlSpec> = {
   TCR_EL1: {res0: [[6, 6], [35, 35], [63, 62]], res1: [], unmodelled: []},

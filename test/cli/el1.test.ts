@@ -158,6 +158,22 @@ describe('dump tables --regime el1', () => {
   })
 })
 
+describe('FEAT_LPA2 from the command line', () => {
+  it('a 52-bit upper range (DS, T1SZ 12): level -1, a 512G level-0 block above 2^48', async () => {
+    await ok('mem', 'write', '0x42030000', '0x42031003') // L-1[0] -> L0
+    await ok('mem', 'write', '0x42031ff8', '0x8000000705') // L0[511]: OA 0xc008000000000 (bits 51:50 in 9:8), AttrIndx 1
+    const args = ['--ttbr1', '0x42030000', '--tcr', '0x8000006b00c0019']
+    const out = await ok('translate', '0xfff0ff8000001234', ...args)
+    expect(out).toContain('TTBR1_EL1 0x42030000: 4K granule, start level -1, 52-bit VA from 0xfff0000000000000, 52-bit PA, FEAT_LPA2 (DS)')
+    expect(out).toContain('  L-1[0]    in 0x42030000: 0x0000000042031003  table')
+    expect(out).toContain('-> 0xc008000001234  Device-nGnRE IS RWX  (512G block at L0)')
+    expect(await ok('translate', '0xfff1000000000000', ...args)).toContain('-> translation fault, level -1, stage 1 (FSC 0x2b): L-1[1] is not valid')
+    const j = await okJson<DumpTablesJson>('dump', 'tables', ...args)
+    expect(j.ranges.map((r) => [r.start, r.end, r.outputStart, r.level])).toEqual([['0xfff0ff8000000000', '0xfff1000000000000', '0xc008000000000', 0]])
+    expect(j.walk).toMatchObject({ranges: [{ttbr: 'TTBR0_EL1'}, {ttbr: 'TTBR1_EL1', startLevel: -1, inputBits: 52, lpa2: true}]})
+  })
+})
+
 describe('register values for the EL2 regimes', () => {
   it('--root with a VTTBR_EL2 value: VMID and CnP split off, shown in text and JSON', async () => {
     // the stage-2 view of the same memory: just a readable walk from the table at 0x42000000
