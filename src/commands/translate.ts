@@ -25,7 +25,8 @@ export interface TranslateJson {
   /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers */
   walk?: WalkJson | El1WalkJson
   /**
-   * --regime el1 only: the VA range (TTBR0_EL1 or TTBR1_EL1) and its ASID; for a translation, the
+   * --regime el1 only: the VA range (TTBR0_EL1 or TTBR1_EL1) and the current ASID (TCR_EL1.A1 and AS
+   * choose it; null when its TTBR was not given); for a translation, the
    * effective AP[2:1], PXN and UXN (after the table attributes, unless HPD) and nG
    */
   el1?: {range: string; asid: number | null; ap?: number; pxn?: boolean; uxn?: boolean; restrictedByTables?: boolean; ng?: boolean; setsAccessFlag?: boolean; setsDirty?: boolean}
@@ -79,13 +80,14 @@ export default class Translate extends HvmemCommand {
     const what = [`${flags.el0 ? 'EL0' : 'EL1'} ${t.write ? 'write' : 'read'}`, ...(t.exec ? ['execute'] : []), ...(flags.pan ? ['(PAN)'] : [])].join(' + ')
     this.log(`Stage-1 (EL1&0) walk of VA ${hex(va)} for ${what}, ${describeEl1Range(t.range)}`)
     const p = t.output?.el1
-    const asid = t.range.table?.tag ?? null
+    // the current ASID: TTBR0_EL1's, or TTBR1_EL1's with TCR_EL1.A1 (8 bits with AS 0)
+    const asid = walk.asid ?? null
     let detail: string | undefined
     if (p !== undefined) {
       const el0 = (p.ap & 1) !== 0 ? ((p.ap & 2) !== 0 ? 'RO' : 'RW') : 'none'
       const tables = p.restrictedByTables ? ', with the table attributes' : ''
       const hardware = [...(t.setsAccessFlag === true ? ['sets the access flag (HA)'] : []), ...(p.dirty ? ['sets the page dirty (HD, DBM)'] : [])]
-      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ASID ${asid ?? 0}` : 'global'}${hardware.length > 0 ? `; the access ${hardware.join(' and ')}` : ''}`
+      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ${asid === null ? `ASID unknown (the ${((walk.tcr.value >> 22n) & 1n) === 1n ? 'TTBR1_EL1' : 'TTBR0_EL1'} that holds it was not given)` : `ASID ${asid}`}` : 'global'}${hardware.length > 0 ? `; the access ${hardware.join(' and ')}` : ''}`
     }
     this.logWalk(t, detail)
     return {

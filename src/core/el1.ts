@@ -160,6 +160,11 @@ export interface El1Walk {
   upper: El1Range
   /** the registers, by architectural name, as given */
   registers: Array<{name: string; value: bigint}>
+  /**
+   * The current ASID, which nG leaves are specific to: TTBR0_EL1's or (TCR_EL1.A1) TTBR1_EL1's bits
+   * 63:48, or only 55:48 with 8-bit ASIDs (TCR_EL1.AS 0). Undefined when that TTBR was not given.
+   */
+  asid?: number
 }
 
 const TWO_64 = 1n << 64n
@@ -190,7 +195,9 @@ export function el1Walk(tcrValue: bigint, mair: bigint, ttbr0?: bigint, ttbr1?: 
     {name: 'TCR_EL1', value: tcrValue},
     {name: 'MAIR_EL1', value: mair},
   ]
-  return {tcr, mair, lower: range(tcr.lower, ttbr0), upper: range(tcr.upper, ttbr1), registers}
+  const asidTtbr = fieldOf(tcrValue, 22, 22) === 1 ? ttbr1 : ttbr0
+  const asid = asidTtbr === undefined ? undefined : Number((asidTtbr >> 48n) & (fieldOf(tcrValue, 36, 36) === 1 ? 0xffffn : 0xffn))
+  return {tcr, mair, lower: range(tcr.lower, ttbr0), upper: range(tcr.upper, ttbr1), registers, ...(asid === undefined ? {} : {asid})}
 }
 
 export interface El1Access extends AccessKind {

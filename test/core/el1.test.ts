@@ -143,6 +143,16 @@ describe('range selection, TBI and EPD', () => {
     expect(t.par).toBe(ok(0x4000_5000n))
   })
 
+  it.each([
+    // [TCR bits, ASID]: A1 (bit 22) takes TTBR1_EL1's; AS (bit 36) 0 keeps 8 bits
+    [0n, 0x34],
+    [1n << 36n, 0x1234],
+    [1n << 22n, 0x56],
+    [(1n << 22n) | (1n << 36n), 0x3456],
+  ])('the current ASID: TCR_EL1 %s gives %s', (bits, asid) => {
+    expect(el1Walk(TCR | bits, MAIR, 0x1234_0000_4200_0000n, 0x3456_0000_4201_0000n).asid).toBe(asid)
+  })
+
   it('a nG leaf is reported, with the TTBR\'s ASID', () => {
     const machine = machineWith([PAGE | 0x800n])
     const t = translateEl1(machine.memory, el1Walk(TCR, MAIR, 0x002a_0000_4200_0001n, UPPER_ROOT), 0x4000_0000n)
