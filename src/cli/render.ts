@@ -20,7 +20,14 @@ export function percent(part: bigint, whole: bigint): string {
 /** ptdump-style attribute words: `RW X Normal-WB IS AF BLK`. */
 export function attributeWords(leaf: LeafFields, kind: string): string {
   const access = leaf.access === 'none' ? '--' : leaf.access
-  return [access, leaf.executable ? 'X' : 'NX', leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', kind === 'page' ? 'PG' : 'BLK'].join(' ')
+  const size = kind === 'page' ? 'PG' : 'BLK'
+  if (leaf.el0Access !== undefined) {
+    // EL1&0: EL1/EL0 access, then the execute-never bits that are set (PXN, UXN), nG
+    const el0 = leaf.el0Access === 'none' ? '--' : leaf.el0Access
+    const xn = [...(leaf.pxn === true ? ['PXN'] : []), ...(leaf.uxn === true ? ['UXN'] : [])]
+    return [`${access}/${el0}`, ...xn, leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', ...(leaf.ng === true ? ['nG'] : []), size].join(' ')
+  }
+  return [access, leaf.executable ? 'X' : 'NX', leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', size].join(' ')
 }
 
 /** One ptdump line: `0x0000000040000000-0x0000000080000000   1G  L2  RW X Normal-WB IS AF BLK`. */

@@ -1,33 +1,42 @@
 /**
- * The tables a reading command walks: the snapshot's mapper by default, or, with --root, tables hvmem
- * did not build (imported from a running hypervisor), with the regime and control register given on
- * the command line (--regime, --vtcr / --tcr, --vmid).
+ * The tables a reading command walks: the snapshot's mapper by default, or, with --root (--vttbr),
+ * tables hvmem did not build (imported from a running hypervisor), with the regime and control
+ * register given on the command line (--regime, --vtcr / --tcr, --vmid); or, with --regime el1
+ * (--ttbr0 / --ttbr1), a guest kernel's EL1&0 tables (el1Target).
  */
 import {Flags} from '@oclif/core'
 
-import type {Regime, RegimeName} from '../core/descriptor.js'
+import type {Regime, RegimeName, WalkRegimeName} from '../core/descriptor.js'
+import {type El1Range, type El1Walk, LINUX_MAIR_EL1, el1Walk} from '../core/el1.js'
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {type Geometry, MEMORY_PAGE, granuleName} from '../core/geometry.js'
 import {foreignWalk} from '../core/regime-config.js'
+import {type TableBase, describeTableBase} from '../core/table-base.js'
 import {hex} from '../core/u64.js'
 import {type WalkEntry, walkTables} from '../core/walker.js'
 import {intFlag, u64Flag} from './flags.js'
 import {requireMapper} from './mapper.js'
 
 export const walkFlags = {
-  root: u64Flag({summary: 'Walk the tables at this root (physical address) instead of the snapshot\'s mapper: tables hvmem did not build.', helpGroup: 'FOREIGN TABLES'}),
-  regime: Flags.option({options: ['stage2', 'stage1'] as const, summary: 'With --root: the regime the tables are for (default stage2).', helpGroup: 'FOREIGN TABLES'})(),
+  root: u64Flag({summary: 'Walk the tables at this root instead of the snapshot\'s mapper: a table address, or a whole VTTBR_EL2 / TTBR0_EL2 value (VMID or ASID and CnP are split off).', helpGroup: 'FOREIGN TABLES'}),
+  vttbr: u64Flag({summary: 'Stage 2: VTTBR_EL2 as a debugger shows it (the same as --root).', helpGroup: 'FOREIGN TABLES'}),
+  regime: Flags.option({options: ['stage2', 'stage1', 'el1'] as const, summary: 'With --root: stage2 (default) or stage1 (EL2); el1: the EL1&0 regime of --ttbr0/--ttbr1.', helpGroup: 'FOREIGN TABLES'})(),
+  ttbr0: u64Flag({summary: 'EL1&0: TTBR0_EL1 (lower VA range) as a debugger shows it; ASID and CnP are split off.', helpGroup: 'FOREIGN TABLES'}),
+  ttbr1: u64Flag({summary: 'EL1&0: TTBR1_EL1 (upper VA range) as a debugger shows it; ASID and CnP are split off.', helpGroup: 'FOREIGN TABLES'}),
   vtcr: u64Flag({summary: 'With --root, stage 2: VTCR_EL2 (T0SZ, SL0, TG0, PS give the walk; default 0x80023559).', helpGroup: 'FOREIGN TABLES'}),
-  tcr: u64Flag({summary: 'With --root, stage 1: TCR_EL2 (T0SZ, TG0, PS give the walk; default 0x80823519).', helpGroup: 'FOREIGN TABLES'}),
-  vmid: intFlag(0, 0xffff)({summary: 'With --root, stage 2: the VMID shown in VTTBR_EL2 (default 0).', helpGroup: 'FOREIGN TABLES'}),
-  mair: u64Flag({summary: 'With --root, stage 1: MAIR_EL2, which AttrIndx selects from (default 0x0004ff00).', helpGroup: 'FOREIGN TABLES'}),
+  tcr: u64Flag({summary: 'With --root, stage 1: TCR_EL2 (default 0x80823519); EL1&0: TCR_EL1 (required).', helpGroup: 'FOREIGN TABLES'}),
+  vmid: intFlag(0, 0xffff)({summary: 'With --root, stage 2: the VMID shown in VTTBR_EL2 (default 0, or the VMID in --root).', helpGroup: 'FOREIGN TABLES'}),
+  mair: u64Flag({summary: 'Stage 1: MAIR_EL2 (default 0x0004ff00); EL1&0: MAIR_EL1 (default Linux\'s 0xf0ff440400). AttrIndx selects from it.', helpGroup: 'FOREIGN TABLES'}),
 }
 
 interface WalkFlags {
   root?: bigint
-  regime?: RegimeName
+  vttbr?: bigint
+  regime?: WalkRegimeName
+  ttbr0?: bigint
+  ttbr1?: bigint
   vtcr?: bigint
   tcr?: bigint
   vmid?: number
@@ -44,9 +53,25 @@ export interface WalkTarget {
   registers: Array<{name: string; value: bigint}>
   /** true for --root */
   foreign: boolean
+  /** with --root: the register value it was, split (VMID or ASID, CnP) */
+  table?: TableBase
 }
 
-/** The walk's description in --json (with --root): `{regime, root, startLevel, inputBits, paBits, registers}`. */
+/** A register value split into the table address, its ASID or VMID, and CnP, in --json. */
+export interface TableBaseJson {
+  register: string
+  value: string
+  table: string
+  asid?: number
+  vmid?: number
+  cnp: boolean
+}
+
+export function tableBaseJson(t: TableBase): TableBaseJson {
+  return {register: t.register, value: hex(t.value), table: hex(t.base), ...(t.tagName === 'ASID' ? {asid: t.tag} : {vmid: t.tag}), cnp: t.cnp}
+}
+
+/** The walk's description in --json (with --root): `{regime, root, startLevel, inputBits, paBits, registers, rootRegister}`. */
 export interface WalkJson {
   regime: RegimeName
   root: string
@@ -55,6 +80,8 @@ export interface WalkJson {
   inputBits: number
   paBits: number
   registers: Record<string, string>
+  /** the --root value as a register, when it held more than the table address: VMID or ASID, CnP */
+  rootRegister?: TableBaseJson
 }
 
 export function walkJson(t: WalkTarget): WalkJson {
@@ -66,13 +93,93 @@ export function walkJson(t: WalkTarget): WalkJson {
     inputBits: t.geometry.inputBits,
     paBits: t.geometry.paBits,
     registers: Object.fromEntries(t.registers.map((r) => [r.name, hex(r.value)])),
+    ...(t.table === undefined || t.table.base === t.table.value ? {} : {rootRegister: tableBaseJson(t.table)}),
   }
+}
+
+/** One VA range of an EL1&0 walk in --json. */
+export interface El1RangeJson {
+  ttbr: string
+  /** EPDn clear */
+  enabled: boolean
+  /** the first VA of the range (enabled ranges only) */
+  start?: string
+  granule?: number
+  startLevel?: number
+  inputBits?: number
+  /** FEAT_LPA2 (TCR_EL1.DS, 4K and 16K ranges) */
+  lpa2?: boolean
+  tbi: boolean
+  hpd: boolean
+  /** the TTBR as given, split; absent when not given */
+  register?: TableBaseJson
+}
+
+/** An EL1&0 walk in --json. */
+export interface El1WalkJson {
+  regime: 'el1'
+  paBits: number
+  registers: Record<string, string>
+  ranges: El1RangeJson[]
+}
+
+export function el1RangeJson(r: El1Range): El1RangeJson {
+  const g = r.geometry
+  return {
+    ttbr: r.ttbr,
+    enabled: r.enabled,
+    ...(g === undefined ? {} : {start: hex(r.base), granule: g.granule, startLevel: g.startLevel, inputBits: g.inputBits, lpa2: g.ds}),
+    tbi: r.tbi,
+    hpd: r.hpd,
+    ...(r.table === undefined ? {} : {register: tableBaseJson(r.table)}),
+  }
+}
+
+export function el1WalkJson(w: El1Walk): El1WalkJson {
+  return {regime: 'el1', paBits: w.tcr.paBits, registers: Object.fromEntries(w.registers.map((r) => [r.name, hex(r.value)])), ranges: [el1RangeJson(w.lower), el1RangeJson(w.upper)]}
+}
+
+/** `TTBR1_EL1 0x...(ASID 5): 4K granule, start level 1, 39-bit VA from 0xffffff8000000000` / `... walks disabled (EPD1)` */
+export function describeEl1Range(r: El1Range): string {
+  const register = r.table === undefined ? `${r.ttbr} not given` : `${r.ttbr} ${hex(r.table.value)}${describeTableBase(r.table) === '' ? '' : ` (${describeTableBase(r.table)})`}`
+  const g = r.geometry
+  if (g === undefined) return `${register}: walks disabled (EPD${r.ttbr === 'TTBR1_EL1' ? 1 : 0})`
+  const extras = [...(g.ds ? ['FEAT_LPA2 (DS)'] : []), ...(r.tbi ? ['top byte ignored'] : []), ...(r.hpd ? ['table attributes disabled (HPD)'] : [])]
+  return `${register}: ${granuleName(g.granule)} granule, start level ${g.startLevel}, ${g.inputBits}-bit VA from ${hex(r.base)}, ${g.paBits}-bit PA${extras.length > 0 ? `, ${extras.join(', ')}` : ''}`
+}
+
+const EL1_FLAGS = ['ttbr0', 'ttbr1'] as const
+const FOREIGN_FLAGS = ['regime', 'vtcr', 'tcr', 'vmid', 'mair', 'vttbr', ...EL1_FLAGS] as const
+
+/** Whether the flags ask for an EL1&0 walk: --regime el1, or --ttbr0/--ttbr1. */
+function isEl1(flags: WalkFlags): boolean {
+  return flags.regime === 'el1' || EL1_FLAGS.some((name) => flags[name] !== undefined)
+}
+
+/**
+ * The EL1&0 walk the flags describe (--regime el1, --ttbr0, --ttbr1, --tcr, --mair), or undefined
+ * when they describe another. --tcr (TCR_EL1) is required; --mair defaults to Linux's MAIR_EL1.
+ */
+export function el1Target(flags: WalkFlags): El1Walk | undefined {
+  if (!isEl1(flags)) return undefined
+  if (flags.regime !== undefined && flags.regime !== 'el1') throw new HvmemError('input', `--ttbr0 and --ttbr1 are for --regime el1 (TTBR0_EL1, TTBR1_EL1), not ${flags.regime}`)
+  for (const name of ['root', 'vttbr', 'vtcr', 'vmid'] as const) {
+    if (flags[name] !== undefined) throw new HvmemError('input', `--${name} is not for --regime el1, whose tables are at --ttbr0 and --ttbr1`)
+  }
+  if (flags.ttbr0 === undefined && flags.ttbr1 === undefined) throw new HvmemError('input', '--regime el1 needs --ttbr0 (TTBR0_EL1), --ttbr1 (TTBR1_EL1) or both')
+  if (flags.tcr === undefined) throw new HvmemError('input', '--regime el1 needs --tcr (the TCR_EL1 value): it gives both VA ranges\' sizes and granules')
+  return el1Walk(flags.tcr, flags.mair ?? LINUX_MAIR_EL1, flags.ttbr0, flags.ttbr1)
 }
 
 /** Refuses --regime/--vtcr/--tcr/--vmid without --root, and the other regime's register. */
 function checkCombination(flags: WalkFlags): void {
-  if (flags.root === undefined) {
-    for (const name of ['regime', 'vtcr', 'tcr', 'vmid', 'mair'] as const) {
+  if (isEl1(flags)) throw new HvmemError('input', '--regime el1 (--ttbr0, --ttbr1) is read by translate and dump tables only')
+  if (flags.vttbr !== undefined) {
+    if (flags.root !== undefined) throw new HvmemError('input', '--vttbr and --root both give the stage-2 root: pass one')
+    if (flags.regime === 'stage1') throw new HvmemError('input', '--vttbr is for stage 2 (VTTBR_EL2); a --regime stage1 walk takes --root (TTBR0_EL2)')
+  }
+  if (flags.root === undefined && flags.vttbr === undefined) {
+    for (const name of FOREIGN_FLAGS) {
       if (flags[name] !== undefined) throw new HvmemError('input', `--${name} describes the tables at --root; pass --root ADDR too (without --root the snapshot's own tables are walked, with their own settings)`)
     }
     return
@@ -91,10 +198,11 @@ export function walkTarget(machine: Machine, flags: WalkFlags, required: true): 
 export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean): WalkTarget | undefined
 export function walkTarget(machine: Machine, flags: WalkFlags, required: boolean): WalkTarget | undefined {
   checkCombination(flags)
-  if (flags.root !== undefined) {
-    const regimeName = flags.regime ?? 'stage2'
-    const w = foreignWalk(regimeName, flags.root, regimeName === 'stage2' ? flags.vtcr : flags.tcr, flags.vmid, flags.mair)
-    return {regimeName, regime: w.decoder, root: w.root, geometry: w.geometry, registers: w.registers, foreign: true}
+  const root = flags.root ?? flags.vttbr
+  if (root !== undefined) {
+    const regimeName = flags.regime === 'stage1' ? 'stage1' : 'stage2'
+    const w = foreignWalk(regimeName, root, regimeName === 'stage2' ? flags.vtcr : flags.tcr, flags.vmid, flags.mair)
+    return {regimeName, regime: w.decoder, root: w.root, geometry: w.geometry, registers: w.registers, foreign: true, table: w.table}
   }
   const mapper = required ? requireMapper(machine) : machine.mapper
   if (mapper === undefined) return undefined

@@ -3,49 +3,104 @@ import {Flags} from '@oclif/core'
 import {HvmemCommand} from '../cli/base.js'
 import {u64Arg} from '../cli/flags.js'
 import {color} from '../cli/style.js'
-import {type WalkJson, describeWalk, walkFlags, walkJson, walkTarget} from '../cli/walk.js'
-import type {RegimeName} from '../core/descriptor.js'
-import {type Fault, translate} from '../core/translate.js'
+import {type El1WalkJson, type WalkJson, describeEl1Range, describeWalk, el1Target, el1WalkJson, walkFlags, walkJson, walkTarget} from '../cli/walk.js'
+import {HvmemError} from '../core/errors.js'
+import type {WalkRegimeName} from '../core/descriptor.js'
+import {type El1Walk, translateEl1} from '../core/el1.js'
+import type {Machine} from '../core/machine.js'
+import {describeTableBase} from '../core/table-base.js'
+import {type Fault, type Translation, translate} from '../core/translate.js'
 import {formatSize, hex} from '../core/u64.js'
 import {loadSnapshot} from '../snapshot/store.js'
 
 export interface TranslateJson {
-  regime: RegimeName
+  regime: WalkRegimeName
   input: string
-  access: {write: boolean; exec: boolean}
+  /** el0 and pan: --regime el1 only */
+  access: {write: boolean; exec: boolean; el0?: boolean; pan?: boolean}
   steps: Array<{level: number; table: string; index: number; descriptor: string; kind: string}>
   output: {address: string; level: number; size: number; memType: string; attr: string; sh: number; shareability: string; read: boolean; write: boolean; execute: boolean} | null
   fault: (Omit<Fault, 'fsc'> & {fsc: string}) | null
   par: string
   /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers */
-  walk?: WalkJson
+  walk?: WalkJson | El1WalkJson
+  /**
+   * --regime el1 only: the VA range (TTBR0_EL1 or TTBR1_EL1) and the current ASID (TCR_EL1.A1 and AS
+   * choose it; null when its TTBR was not given); for a translation, the
+   * effective AP[2:1], PXN and UXN (after the table attributes, unless HPD) and nG
+   */
+  el1?: {range: string; asid: number | null; ap?: number; pxn?: boolean; uxn?: boolean; restrictedByTables?: boolean; ng?: boolean; setsAccessFlag?: boolean; setsDirty?: boolean}
 }
 
 export default class Translate extends HvmemCommand {
   static override summary = 'Walk the tables for one input address, as the MMU would: each level visited, then the output address or the fault.'
   static override description = `Stage 2 walks an IPA as AT S12E1R/W does with HCR_EL2.DC set (the guest's stage 1 an identity map of Normal write-back memory); stage 1 walks an EL2 virtual address as AT S1E2R/W does. A fault is reported with its kind (translation, access flag, permission, address size; external abort when a table lies outside the snapshot's RAM), level, stage and fault status code, and PAR_EL1 is what the AT instruction would leave. A fault is a result, not an error: the exit code is 0. --exec also checks execute permission (which AT does not).
 
---root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519.`
-  static override examples = ['<%= config.bin %> translate 0x4020_1234', '<%= config.bin %> translate 0x1000_0000 --write', '<%= config.bin %> translate 0x0900_0000 --exec --json', '<%= config.bin %> translate 0x4000_1000 --root 0x4100_0000 --vtcr 0x80023558']
+--root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519. --root (and --vttbr) take a whole register value: the VMID or ASID and CnP are split off and shown.
+
+--regime el1 (or --ttbr0/--ttbr1) reads a guest kernel's EL1&0 tables: TTBR0_EL1 and TTBR1_EL1 for the lower and upper VA range, TCR_EL1 (--tcr, required) and MAIR_EL1 (--mair, default Linux's 0xf0ff440400).`
+  static override examples = ['<%= config.bin %> translate 0x4020_1234', '<%= config.bin %> translate 0x1000_0000 --write', '<%= config.bin %> translate 0x0900_0000 --exec --json', '<%= config.bin %> translate 0x4000_1000 --root 0x4100_0000 --vtcr 0x80023558', '<%= config.bin %> translate 0xffff_ff80_0000_1000 --ttbr1 0x4201_0000 --tcr 0x2_8019_0019 --el0']
 
   static override args = {
-    address: u64Arg({description: 'Input address: an IPA (stage 2) or an EL2 VA (stage 1).', required: true}),
+    address: u64Arg({description: 'Input address: an IPA (stage 2), an EL2 VA (stage 1) or an EL1&0 VA (el1).', required: true}),
   }
 
   static override flags = {
     write: Flags.boolean({summary: 'Translate for a write (default: a read).', default: false}),
     exec: Flags.boolean({summary: 'Also require execute permission.', default: false}),
+    el0: Flags.boolean({summary: '--regime el1: an EL0 access (AT S1E0R/W) instead of EL1\'s.', default: false}),
+    pan: Flags.boolean({summary: '--regime el1: PSTATE.PAN set (AT S1E1RP/WP): EL1 has no data access to EL0-accessible pages.', default: false}),
     ...walkFlags,
   }
 
   async run(): Promise<TranslateJson> {
     const {args, flags} = await this.parse(Translate)
     const machine = await loadSnapshot(flags.snapshot)
+    const el1 = el1Target(flags)
+    if (el1 !== undefined) return this.el1(machine, el1, args.address, flags)
+    for (const name of ['el0', 'pan'] as const) if (flags[name]) throw new HvmemError('input', `--${name} is for --regime el1 (an EL1&0 walk)`)
     const target = walkTarget(machine, flags, true)
     const t = translate(machine.memory, target.regime, target.root, args.address, {write: flags.write, exec: flags.exec}, target.geometry)
     const what = [t.write ? 'write' : 'read', ...(t.exec ? ['execute'] : [])].join(' + ')
-    const control = target.foreign ? ` (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.geometry)})` : ''
+    const split = target.table === undefined ? '' : describeTableBase(target.table)
+    const control = target.foreign ? `${split === '' ? '' : ` (${target.registers[0]!.name} ${hex(target.registers[0]!.value)}: ${split})`} (${target.registers[1]!.name} ${hex(target.registers[1]!.value)}: ${describeWalk(target.geometry)})` : ''
     this.log(`${target.regime.stage === 2 ? 'Stage-2 walk of IPA' : 'Stage-1 (EL2) walk of VA'} ${hex(t.input)} for ${what}, root ${hex(target.root)}${control}`)
+    this.logWalk(t)
+    return {
+      ...translationJson(t),
+      regime: target.regimeName,
+      ...(target.foreign ? {walk: walkJson(target)} : {}),
+    }
+  }
+
+  /** --regime el1: the VA's range, its walk, the effective permissions. */
+  private el1(machine: Machine, walk: El1Walk, va: bigint, flags: {write: boolean; exec: boolean; el0: boolean; pan: boolean}): TranslateJson {
+    if (flags.el0 && flags.pan) throw new HvmemError('input', '--pan is an EL1 state: it does not apply to an --el0 access')
+    const t = translateEl1(machine.memory, walk, va, {write: flags.write, exec: flags.exec, el0: flags.el0, pan: flags.pan})
+    const what = [`${flags.el0 ? 'EL0' : 'EL1'} ${t.write ? 'write' : 'read'}`, ...(t.exec ? ['execute'] : []), ...(flags.pan ? ['(PAN)'] : [])].join(' + ')
+    this.log(`Stage-1 (EL1&0) walk of VA ${hex(va)} for ${what}, ${describeEl1Range(t.range)}`)
+    const p = t.output?.el1
+    // the current ASID: TTBR0_EL1's, or TTBR1_EL1's with TCR_EL1.A1 (8 bits with AS 0)
+    const asid = walk.asid ?? null
+    let detail: string | undefined
+    if (p !== undefined) {
+      const el0 = (p.ap & 1) !== 0 ? ((p.ap & 2) !== 0 ? 'RO' : 'RW') : 'none'
+      const tables = p.restrictedByTables ? ', with the table attributes' : ''
+      const hardware = [...(t.setsAccessFlag === true ? ['sets the access flag (HA)'] : []), ...(p.dirty ? ['sets the page dirty (HD, DBM)'] : [])]
+      detail = `   AP[2:1] ${p.ap.toString(2).padStart(2, '0')} (EL1 ${(p.ap & 2) !== 0 ? 'RO' : 'RW'}, EL0 ${el0}), PXN ${Number(p.pxn)}, UXN ${Number(p.uxn)}${tables}; ${t.ng === true ? `nG: ${asid === null ? `ASID unknown (the ${((walk.tcr.value >> 22n) & 1n) === 1n ? 'TTBR1_EL1' : 'TTBR0_EL1'} that holds it was not given)` : `ASID ${asid}`}` : 'global'}${hardware.length > 0 ? `; the access ${hardware.join(' and ')}` : ''}`
+    }
+    this.logWalk(t, detail)
+    return {
+      ...translationJson(t),
+      regime: 'el1',
+      access: {write: t.write, exec: t.exec, el0: flags.el0, pan: flags.pan},
+      walk: el1WalkJson(walk),
+      el1: {range: t.range.ttbr, asid, ...(p === undefined ? {} : {ap: p.ap, pxn: p.pxn, uxn: p.uxn, restrictedByTables: p.restrictedByTables, ng: t.ng ?? false, setsAccessFlag: t.setsAccessFlag ?? false, setsDirty: p.dirty})},
+    }
+  }
+
+  /** The steps, the output or fault, `detail` (if any), PAR_EL1. */
+  private logWalk(t: Translation, detail?: string): void {
     for (const s of t.steps) this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
     const o = t.output
     if (o !== undefined) {
@@ -55,19 +110,23 @@ export default class Translate extends HvmemCommand {
       const f = t.fault!
       this.log(`${color.red('->')} ${color.bold(`${f.kind} fault`)}, level ${f.level}, stage ${f.stage} (FSC ${hex(BigInt(f.fsc), 2)}): ${f.reason}`)
     }
+    if (detail !== undefined) this.log(detail)
     this.log(`PAR_EL1 ${hex(t.par)}`)
-    return {
-      regime: target.regimeName,
-      input: hex(t.input),
-      access: {write: t.write, exec: t.exec},
-      steps: t.steps.map((s) => ({level: s.level, table: hex(s.table), index: s.index, descriptor: hex(s.descriptor), kind: s.kind})),
-      output:
-        o === undefined
-          ? null
-          : {address: hex(o.address), level: o.level, size: Number(o.size), memType: o.memType, attr: hex(BigInt(o.attr), 2), sh: o.sh, shareability: o.shareability, read: o.read, write: o.write, execute: o.execute},
-      fault: t.fault === undefined ? null : {...t.fault, fsc: hex(BigInt(t.fault.fsc), 2)},
-      par: hex(t.par),
-      ...(target.foreign ? {walk: walkJson(target)} : {}),
-    }
+  }
+}
+
+/** The parts of TranslateJson every regime has. */
+function translationJson(t: Translation): Omit<TranslateJson, 'regime'> {
+  const o = t.output
+  return {
+    input: hex(t.input),
+    access: {write: t.write, exec: t.exec},
+    steps: t.steps.map((s) => ({level: s.level, table: hex(s.table), index: s.index, descriptor: hex(s.descriptor), kind: s.kind})),
+    output:
+      o === undefined
+        ? null
+        : {address: hex(o.address), level: o.level, size: Number(o.size), memType: o.memType, attr: hex(BigInt(o.attr), 2), sh: o.sh, shareability: o.shareability, read: o.read, write: o.write, execute: o.execute},
+    fault: t.fault === undefined ? null : {...t.fault, fsc: hex(BigInt(t.fault.fsc), 2)},
+    par: hex(t.par),
   }
 }

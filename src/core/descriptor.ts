@@ -45,6 +45,16 @@ export interface LeafFields {
   attrIndx?: number
   mairAttr?: number
   ap?: number
+  /**
+   * stage 1 of EL1&0 only, from the descriptor alone (table attributes not applied): `access` is
+   * EL1's, `el0Access` EL0's (AP[1]); PXN (bit 53), UXN (bit 54), nG (bit 11); `executable` is EL1's
+   * (PXN clear and not EL0-writable) and `el0Executable` EL0's (UXN clear).
+   */
+  el0Access?: Access
+  el0Executable?: boolean
+  pxn?: boolean
+  uxn?: boolean
+  ng?: boolean
 }
 
 export interface Decoded {
@@ -86,9 +96,11 @@ export function tableDescriptor(nextTable: bigint): bigint {
 
 export type RegimeName = 'stage2' | 'stage1'
 export const REGIME_NAMES: readonly RegimeName[] = ['stage2', 'stage1']
+/** The regimes hvmem can read tables of: its own two, and stage 1 of EL1&0 (foreign tables only). */
+export type WalkRegimeName = RegimeName | 'el1'
 
 export interface RegimeSpec {
-  name: RegimeName
+  name: WalkRegimeName
   stage: 1 | 2
   /** leaf attribute bits for each named attribute set: everything but the output address and bits 1:0 */
   attrBits: Record<Attr, bigint>
@@ -103,7 +115,7 @@ const LEAF_CACHE_SIZE = 4096
 export class Regime {
   constructor(private readonly spec: RegimeSpec) {}
 
-  get name(): RegimeName {
+  get name(): WalkRegimeName {
     return this.spec.name
   }
 
@@ -132,9 +144,9 @@ export class Regime {
   /** The descriptor at `level` read by this regime's rules in `geometry` (by default the 4 KiB granule's). */
   decode(descriptor: bigint, level: number, geometry: Geometry = DEFAULT_STAGE2): Decoded {
     const kind = kindOf(descriptor, level, geometry)
-    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: descriptor & geometry.addressMask}
+    if (kind === 'table') return {raw: descriptor, level, kind, nextTable: geometry.tableAddress(descriptor)}
     if (kind !== 'block' && kind !== 'page') return {raw: descriptor, level, kind}
-    const outputAddress = descriptor & ADDRESS_MASK & ~(geometry.entrySize(level) - 1n)
+    const outputAddress = geometry.outputAddress(descriptor, level)
     return {raw: descriptor, level, kind, leaf: this.leafFields(descriptor, outputAddress)}
   }
 

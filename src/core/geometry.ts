@@ -6,6 +6,9 @@
  *
  * Without FEAT_LPA/FEAT_LPA2: inputs of 25..48 bits, outputs of at most 48 bits, levels 0..3,
  * blocks at level 1 and 2 (4 KiB granule) or level 2 only (16 KiB and 64 KiB granules), pages at level 3.
+ * With FEAT_LPA2 (`ds`, TCR_ELx.DS = 1; 4 and 16 KiB granules, stage 1 of EL1&0 only here): inputs and
+ * outputs of up to 52 bits, a level -1 root (4 KiB, inputs above 48 bits), blocks also at level 0
+ * (4 KiB) or level 1 (16 KiB), and output/table address bits 51:50 in descriptor bits 9:8.
  */
 import {HvmemError} from './errors.js'
 
@@ -19,6 +22,10 @@ export const PA_SIZES = [32, 36, 40, 42, 44, 48, 52] as const
 export const MAX_PA_BITS = 48
 export const MIN_INPUT_BITS = 25
 export const MAX_INPUT_BITS = 48
+/** With FEAT_LPA2 (DS = 1): 52-bit inputs and outputs. */
+export const LPA2_BITS = 52
+/** The first level there can be: -1 (FEAT_LPA2, 4 KiB granule). Level arrays are indexed from it. */
+export const FIRST_LEVEL = -1
 /** Descriptors are 8 bytes: a table holds granule / 8 entries. */
 const DESCRIPTOR_BYTES_LOG2 = 3
 export const FINAL_LEVEL = 3
@@ -40,6 +47,8 @@ export interface GeometrySpec {
   paBits?: number
   /** default: derived (stage 2 as KVM does, stage 1 by AArch64.S1StartLevel) */
   startLevel?: number
+  /** FEAT_LPA2 (TCR_ELx.DS = 1; 4 and 16 KiB granules; stage 1 only): up to 52-bit inputs and outputs */
+  ds?: boolean
 }
 
 /** `4K`, `16K`, `64K`. */
@@ -68,6 +77,8 @@ export class Geometry {
   readonly addressMask: bigint
   /** the same for the low 32-bit half of a descriptor */
   readonly addressMaskLo: number
+  /** FEAT_LPA2 (DS = 1): address bits 49:granuleBits in place, 51:50 in descriptor bits 9:8 */
+  readonly ds: boolean
   private readonly shifts: number[] = []
   private readonly bytes: number[] = []
   private readonly sizes: bigint[] = []
@@ -78,42 +89,55 @@ export class Geometry {
     readonly inputBits: number,
     readonly paBits: number,
     readonly startLevel: number,
+    ds = false,
   ) {
+    this.ds = ds
     this.granuleBits = Math.log2(granule)
     this.stride = this.granuleBits - DESCRIPTOR_BYTES_LOG2
     this.entries = 2 ** this.stride
-    for (let level = 0; level <= FINAL_LEVEL; level++) {
+    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) {
       const shift = this.granuleBits + this.stride * (FINAL_LEVEL - level)
       this.shifts.push(shift)
       this.bytes.push(2 ** shift)
       this.sizes.push(1n << BigInt(shift))
     }
-    const rootBits = inputBits - this.shifts[startLevel]!
+    const rootBits = inputBits - this.shift(startLevel)
     this.rootEntries = 2 ** rootBits
     this.rootTables = Math.max(1, 2 ** (rootBits - this.stride))
-    this.addressMask = ((1n << BigInt(MAX_PA_BITS)) - 1n) & ~(BigInt(granule) - 1n)
+    this.addressMask = ((1n << BigInt(ds ? 50 : MAX_PA_BITS)) - 1n) & ~(BigInt(granule) - 1n)
     this.addressMaskLo = Number(this.addressMask & 0xffff_ffffn)
   }
 
   /** The input-address bit where a level's index starts. */
   shift(level: number): number {
-    return this.shifts[level]!
+    return this.shifts[level - FIRST_LEVEL]!
   }
 
   /** Bytes one entry at `level` maps. */
   entrySize(level: number): bigint {
-    return this.sizes[level]!
+    return this.sizes[level - FIRST_LEVEL]!
   }
 
-  /** The same as a number (exact: at most 2^47). */
+  /** The same as a number (exact: at most 2^51). */
   entryBytes(level: number): number {
-    return this.bytes[level]!
+    return this.bytes[level - FIRST_LEVEL]!
   }
 
   /** The index of `address` in the table at `level` (at the start level: the whole, concatenated root). */
   index(address: bigint, level: number): number {
-    const bits = level === this.startLevel ? this.inputBits - this.shifts[level]! : this.stride
-    return Number((address >> BigInt(this.shifts[level]!)) & ((1n << BigInt(bits)) - 1n))
+    const shift = this.shift(level)
+    const bits = level === this.startLevel ? this.inputBits - shift : this.stride
+    return Number((address >> BigInt(shift)) & ((1n << BigInt(bits)) - 1n))
+  }
+
+  /** The next-level table address of a table descriptor (with DS, bits 51:50 from bits 9:8). */
+  tableAddress(descriptor: bigint): bigint {
+    return (descriptor & this.addressMask) | (this.ds ? ((descriptor >> 8n) & 3n) << 50n : 0n)
+  }
+
+  /** The output address of a block or page descriptor at `level` (with DS, bits 51:50 from bits 9:8). */
+  outputAddress(descriptor: bigint, level: number): bigint {
+    return this.tableAddress(descriptor) & ~(this.entrySize(level) - 1n)
   }
 
   /** Entries of the table at `level`. */
@@ -126,9 +150,10 @@ export class Geometry {
     return level === this.startLevel ? this.rootTables * this.granule : this.granule
   }
 
-  /** Whether an entry at `level` may be a block (4 KiB granule: levels 1 and 2; 16 and 64 KiB: level 2). */
+  /** Whether an entry at `level` may be a block (4 KiB granule: levels 1 and 2; 16 and 64 KiB: level 2; with DS also 4 KiB level 0 and 16 KiB level 1). */
   canBlock(level: number): boolean {
-    return level === 2 || (level === 1 && this.granule === 4096)
+    if (level === 2 || (level === 1 && this.granule === 4096)) return true
+    return this.ds && ((level === 0 && this.granule === 4096) || (level === 1 && this.granule === 16384))
   }
 
   /** Whether an entry at `level` may be a leaf: a block, or a page at level 3. */
@@ -139,7 +164,7 @@ export class Geometry {
   /** The leaf sizes this geometry has, largest first, with their levels. */
   leafSizes(): Array<{level: number; size: bigint}> {
     const out: Array<{level: number; size: bigint}> = []
-    for (let level = this.startLevel; level <= FINAL_LEVEL; level++) if (this.canLeaf(level)) out.push({level, size: this.sizes[level]!})
+    for (let level = this.startLevel; level <= FINAL_LEVEL; level++) if (this.canLeaf(level)) out.push({level, size: this.entrySize(level)})
     return out
   }
 
@@ -163,7 +188,7 @@ export class Geometry {
   }
 
   equals(other: Geometry): boolean {
-    return this.stage === other.stage && this.granule === other.granule && this.inputBits === other.inputBits && this.paBits === other.paBits && this.startLevel === other.startLevel
+    return this.stage === other.stage && this.granule === other.granule && this.inputBits === other.inputBits && this.paBits === other.paBits && this.startLevel === other.startLevel && this.ds === other.ds
   }
 }
 
@@ -178,6 +203,11 @@ function checkSizes(inputBits: number, paBits: number, what: string): void {
   if (!PA_SIZES.includes(paBits as (typeof PA_SIZES)[number]) || paBits > MAX_PA_BITS) {
     throw new HvmemError('input', `the physical address size must be one of ${PA_SIZES.filter((b) => b <= MAX_PA_BITS).join(', ')} bits (got ${paBits})`)
   }
+}
+
+function checkLpa2Sizes(inputBits: number, paBits: number): void {
+  if (!Number.isInteger(inputBits) || inputBits < MIN_INPUT_BITS || inputBits > LPA2_BITS) throw new HvmemError('input', `the VA size must be ${MIN_INPUT_BITS}..${LPA2_BITS} bits with FEAT_LPA2 (got ${inputBits})`)
+  if (!PA_SIZES.includes(paBits as (typeof PA_SIZES)[number])) throw new HvmemError('input', `the physical address size must be one of ${PA_SIZES.join(', ')} bits (got ${paBits})`)
 }
 
 /**
@@ -226,6 +256,11 @@ export function stage2Geometry(spec: GeometrySpec): Geometry {
 export function stage1Geometry(spec: GeometrySpec): Geometry {
   checkGranule(spec.granule)
   const paBits = spec.paBits ?? defaultPaBits(spec.inputBits)
+  if (spec.ds === true) {
+    if (spec.granule === 65536) throw new HvmemError('input', 'FEAT_LPA2 (DS) applies to the 4K and 16K granules only')
+    checkLpa2Sizes(spec.inputBits, paBits)
+    return new Geometry(1, spec.granule, spec.inputBits, paBits, stage1StartLevel(spec.granule, spec.inputBits), true)
+  }
   checkSizes(spec.inputBits, paBits, 'the VA size')
   const startLevel = stage1StartLevel(spec.granule, spec.inputBits)
   if (spec.startLevel !== undefined && spec.startLevel !== startLevel) {

@@ -8,12 +8,14 @@
  * descriptions, and the pseudocode AArch64.S1StartLevel, AArch64.S2InconsistentSL and
  * AArch64.S2InvalidSL), for the 4, 16 and 64 KiB granules without FEAT_LPA, FEAT_LPA2 or FEAT_TTST.
  */
+import {checkControlBits} from './control-bits.js'
 import type {Regime} from './descriptor.js'
 import {HvmemError} from './errors.js'
 import {type Geometry, type Granule, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, rootBitsProblem, stage1Geometry, stage2Geometry, startLevelOfSl0} from './geometry.js'
 import {STAGE2} from './stage2.js'
 import {MAIR_EL2, STAGE1, stage1Regime} from './stage1.js'
 import {TCR_EL2, checkVmid, vtcrFor} from './registers.js'
+import {type TableBase, tableBase} from './table-base.js'
 import {hex} from './u64.js'
 
 function fieldOf(value: bigint, hi: number, lo: number): number {
@@ -55,6 +57,7 @@ function paBitsOf(ps: number, register: string, value: bigint): number {
 export function stage2Walk(vtcr: bigint): Geometry {
   const name = 'VTCR_EL2'
   if (vtcr < 0n || vtcr >= 1n << 64n) throw new HvmemError('input', `${name} ${hex(vtcr)} does not fit in 64 bits`)
+  checkControlBits(name, vtcr)
   const granule = granuleOf(fieldOf(vtcr, 15, 14), name, vtcr)
   const t0sz = fieldOf(vtcr, 5, 0)
   const inputBits = inputBitsOf(t0sz, name, vtcr)
@@ -78,6 +81,7 @@ export function stage2Walk(vtcr: bigint): Geometry {
 export function stage1Walk(tcr: bigint): Geometry {
   const name = 'TCR_EL2'
   if (tcr < 0n || tcr >= 1n << 64n) throw new HvmemError('input', `${name} ${hex(tcr)} does not fit in 64 bits`)
+  checkControlBits(name, tcr)
   const granule = granuleOf(fieldOf(tcr, 15, 14), name, tcr)
   const inputBits = inputBitsOf(fieldOf(tcr, 5, 0), name, tcr)
   return stage1Geometry({granule, inputBits, paBits: paBitsOf(fieldOf(tcr, 18, 16), name, tcr)})
@@ -88,7 +92,10 @@ export interface ForeignWalk {
   regime: 'stage2' | 'stage1'
   /** how to read the descriptors: stage 2, or stage 1 with the given MAIR_EL2 */
   decoder: Regime
+  /** the root table's address (bits 47:1 of the register value given) */
   root: bigint
+  /** the register value given, split: VMID (stage 2) or ASID, and CnP */
+  table: TableBase
   /** VTCR_EL2 (stage 2) or TCR_EL2 (stage 1) */
   control: bigint
   /** stage 2 only: the VMID in VTTBR_EL2 */
@@ -99,32 +106,42 @@ export interface ForeignWalk {
 }
 
 /**
- * Checks a root table address and a control register for a walk of tables hvmem did not build.
- * Defaults: hvmem's own VTCR_EL2 (0x80023559) or TCR_EL2 (0x80823519). The root must be 4 KiB
- * aligned, inside the 48-bit output space and below 2^PS, and aligned to its concatenated size.
+ * Checks a root and a control register for a walk of tables hvmem did not build. The root is a
+ * table address or a whole VTTBR_EL2 / TTBR0_EL2 value: its VMID or ASID (bits 63:48; VTTBR_EL2 with
+ * VS clear, 55:48) and CnP (bit 0) are split off. Defaults: hvmem's own VTCR_EL2 (0x80023559) or
+ * TCR_EL2 (0x80823519). The table must be 4 KiB aligned, inside the 48-bit output space and below
+ * 2^PS, and aligned to its concatenated size.
  */
-export function foreignWalk(regime: 'stage2' | 'stage1', root: bigint, control?: bigint, vmid?: number, mair?: bigint): ForeignWalk {
-  if (regime === 'stage1' && vmid !== undefined) throw new HvmemError('input', '--vmid applies to stage 2 only: the EL2 stage-1 regime has no VMID')
+export function foreignWalk(regime: 'stage2' | 'stage1', rootValue: bigint, control?: bigint, vmid0?: number, mair?: bigint): ForeignWalk {
+  if (regime === 'stage1' && vmid0 !== undefined) throw new HvmemError('input', '--vmid applies to stage 2 only: the EL2 stage-1 regime has no VMID')
   if (regime === 'stage2' && mair !== undefined) throw new HvmemError('input', '--mair applies to stage 1 only: stage-2 descriptors carry their memory type in MemAttr')
-  const value = control ?? (regime === 'stage2' ? vtcrFor(vmid ?? 0) : TCR_EL2)
+  // hvmem's own VTCR_EL2 by default, with VS for a 16-bit VMID (given, or in the VTTBR_EL2 value)
+  const impliedVmid = vmid0 ?? Number((rootValue >> 48n) & 0xffffn)
+  const value = control ?? (regime === 'stage2' ? vtcrFor(impliedVmid > 0xff ? impliedVmid : 0) : TCR_EL2)
   const geometry = regime === 'stage2' ? stage2Walk(value) : stage1Walk(value)
+  const table = tableBase(regime === 'stage2' ? 'VTTBR_EL2' : 'TTBR0_EL2', rootValue, regime === 'stage2' && fieldOf(value, 19, 19) === 1)
+  const root = table.base
+  if (regime === 'stage2' && table.tag !== 0 && vmid0 !== undefined && vmid0 !== table.tag) {
+    throw new HvmemError('input', `--root ${hex(rootValue)} holds VMID ${table.tag} (bits 63:48), not --vmid ${vmid0}`)
+  }
+  const vmid = regime === 'stage2' && table.tag !== 0 ? table.tag : vmid0
   const tables = geometry.rootTables
   const align = geometry.rootAlign
   const granule = granuleName(geometry.granule)
   // a root smaller than a granule (few index bits) still lies in a granule-aligned table
   if (root < 0n || root >= geometry.paLimit || (root & (align - 1n)) !== 0n) {
     const what = tables > 1 ? `${tables} concatenated ${granule} tables, so aligned to ${hex(align)}` : `a ${granule}-aligned table`
-    throw new HvmemError('input', `--root ${hex(root)} is not a valid root: it must be ${what}, below the ${geometry.paBits}-bit physical address space`)
+    throw new HvmemError('input', `--root ${hex(rootValue)} is not a valid root: ${root === rootValue ? 'it' : `its table address ${hex(root)}`} must be ${what}, below the ${geometry.paBits}-bit physical address space`)
   }
   if (regime === 'stage2') {
     const v = vmid ?? 0
     checkVmid(v)
     const vs = fieldOf(value, 19, 19)
     if (v > 0xff && vs === 0) throw new HvmemError('input', `--vmid ${v} needs 16-bit VMIDs, but VTCR_EL2 ${hex(value)} has VS (bit 19) clear; pass a VMID up to 255 or set VS`)
-    return {regime, decoder: STAGE2, root, control: value, vmid: v, geometry, registers: [{name: 'VTTBR_EL2', value: (BigInt(v) << 48n) | root}, {name: 'VTCR_EL2', value}]}
+    return {regime, decoder: STAGE2, root, table, control: value, vmid: v, geometry, registers: [{name: 'VTTBR_EL2', value: (BigInt(v) << 48n) | rootValue}, {name: 'VTCR_EL2', value}]}
   }
   const m = mair ?? MAIR_EL2
-  return {regime, decoder: stage1WithMair(m), root, control: value, vmid: 0, geometry, registers: [{name: 'TTBR0_EL2', value: root}, {name: 'TCR_EL2', value}, {name: 'MAIR_EL2', value: m}]}
+  return {regime, decoder: stage1WithMair(m), root, table, control: value, vmid: 0, geometry, registers: [{name: 'TTBR0_EL2', value: rootValue}, {name: 'TCR_EL2', value}, {name: 'MAIR_EL2', value: m}]}
 }
 
 /**

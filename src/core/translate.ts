@@ -4,7 +4,8 @@
  * it, reporting the fault an MMU would raise (Arm ARM DDI 0487, D8.11 "MMU fault types", and the
  * PAR_EL1 layout in shared/reference/architecture-notes.md).
  */
-import {ADDRESS_MASK, type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
+import {type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
+import {type El1Context, type El1Permissions, el1Permissions, tableAttrBits} from './el1-permissions.js'
 import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {TableWalker, memoryAccess} from './walker.js'
@@ -13,6 +14,12 @@ export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permis
 
 /** Fault status codes: FSC = base | level (0-3). External abort is "synchronous external abort on a table walk". */
 const FSC_BASE: Record<FaultKind, number> = {'address-size': 0b000000, translation: 0b000100, 'access-flag': 0b001000, permission: 0b001100, 'external-abort': 0b010100}
+/** FEAT_LPA2's level -1 codes (no access flag or permission faults there: level -1 has no leaves). */
+const FSC_LEVEL_MINUS_1: Partial<Record<FaultKind, number>> = {'address-size': 0b101001, translation: 0b101011, 'external-abort': 0b010011}
+
+function fscOf(kind: FaultKind, level: number): number {
+  return level < 0 ? FSC_LEVEL_MINUS_1[kind]! : FSC_BASE[kind] | level
+}
 
 export interface Fault {
   kind: FaultKind
@@ -46,6 +53,8 @@ export interface Output {
   read: boolean
   write: boolean
   execute: boolean
+  /** stage 1 of EL1&0: the effective AP, PXN and UXN after the table attributes */
+  el1?: El1Permissions
 }
 
 export interface Translation {
@@ -64,6 +73,8 @@ export interface AccessKind {
   exec?: boolean
 }
 
+/** PAR_EL1.PA and a table address: bits 51:12 (52 bits with FEAT_LPA2) */
+const PA_MASK = 0x000f_ffff_ffff_f000n
 const PAR_F = 1n
 /** on a fault: the fault was at stage 2 */
 const PAR_S = 1n << 9n
@@ -78,13 +89,21 @@ const PAR_BIT11 = 1n << 11n
  * The walk is one of walker.ts over the one address, following every table as the MMU does (an alias
  * is walked again: a single address cannot loop).
  */
-export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, input: bigint, access: AccessKind = {}, geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1): Translation {
+export function translate(
+  memory: PhysicalMemory,
+  regime: Regime,
+  root: bigint,
+  input: bigint,
+  access: AccessKind = {},
+  geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1,
+  el1?: El1Context,
+): Translation {
   const write = access.write ?? false
   const exec = access.exec ?? false
   const steps: WalkStep[] = []
   const stage = regime.stage
   const fail = (kind: FaultKind, level: number, reason: string): Translation => {
-    const fsc = FSC_BASE[kind] | level
+    const fsc = fscOf(kind, level)
     const par = PAR_BIT11 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
     return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
   }
@@ -92,16 +111,19 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
   // A table outside RAM: the walk's read is an external abort. Hardware may report it in PAR_EL1 or take it
   // as a Data Abort (QEMU does the latter, with the same fault status code); hvmem reports it in `par`.
   if (input < 0n || input >= geometry.inputLimit) return fail('translation', 0, `the address is outside the ${geometry.inputBits}-bit input address space (T0SZ ${64 - geometry.inputBits})`)
-  const rootTable = root & ADDRESS_MASK
+  const rootTable = root & PA_MASK
   const start = geometry.startLevel
   if (!memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
   const paLimit = geometry.paLimit
   let result: Translation | undefined
+  /** the hierarchical attributes of the table descriptors walked (EL1&0: tableAttrBits, ORed) */
+  let tables = 0
   const step = (w: TableWalker, kind: DescriptorKind): void => void steps.push({level: w.level, table: BigInt(w.table), index: w.index, descriptor: w.raw, kind})
   const at = Number(input)
   new TableWalker(memoryAccess(memory), geometry).walk(Number(rootTable), at, at + 1, {
     tablePre: (w) => {
       step(w, 'table')
+      tables |= tableAttrBits(w.hi)
       if (BigInt(w.next) < paLimit) return true
       result = fail('address-size', w.level, `L${w.level}[${w.index}] points at a table above the ${geometry.paBits}-bit PA limit`)
       return false
@@ -119,14 +141,24 @@ export function translate(memory: PhysicalMemory, regime: Regime, root: bigint, 
     const level = w.level
     const leaf = regime.decode(w.raw, level, geometry).leaf!
     if (leaf.outputAddress >= paLimit) return fail('address-size', level, `the output address 0x${leaf.outputAddress.toString(16)} is above the ${geometry.paBits}-bit PA limit`)
-    if (!leaf.af) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
+    if (!leaf.af && el1?.ha !== true) return fail('access-flag', level, 'the access flag is clear (no hardware AF management)')
     const size = geometry.entrySize(level)
+    if (el1 !== undefined) {
+      const p = el1Permissions(w.raw, tables, el1, write)
+      if (!(write ? p.write : p.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed: ${(write ? p.denied.write : p.denied.read) ?? ''}`)
+      if (exec && !p.execute) return fail('permission', level, p.denied.execute ?? '')
+      return success(level, leaf, size, {read: p.read, write: p.write, execute: p.execute, el1: p})
+    }
     const perms = permissions(regime, leaf)
     if (!(write ? perms.write : perms.read)) return fail('permission', level, `${write ? 'write' : 'read'} is not allowed (${leaf.access})`)
     if (exec && !perms.execute) return fail('permission', level, 'execution is not allowed (XN)')
+    return success(level, leaf, size, perms)
+  }
+
+  function success(level: number, leaf: LeafFields, size: bigint, perms: {read: boolean; write: boolean; execute: boolean; el1?: El1Permissions}): Translation {
     const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
     const address = leaf.outputAddress | (input & (size - 1n))
-    const par = (BigInt(effective.attr) << 56n) | (address & ADDRESS_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
+    const par = (BigInt(effective.attr) << 56n) | (address & PA_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
     return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
   }
 }

@@ -10,11 +10,12 @@
  * memory pages: entry i of a table is in its page i >> 9.
  */
 import {ADDRESS_MASK, type Decoded, type Regime, isLeafLow} from './descriptor.js'
-import {FINAL_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
+import {FINAL_LEVEL, FIRST_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {hex} from './u64.js'
 
 const TWO_32 = 2 ** 32
+const TWO_50 = 2 ** 50
 /** Entries in one 4 KiB memory page. */
 const PAGE_ENTRIES = MEMORY_PAGE / 8
 
@@ -94,18 +95,23 @@ export class TableWalker {
   private validOnly = false
   private once = true
   private readonly seen = new Set<number>()
+  /** the address bits of a descriptor's high half, by level from FIRST_LEVEL */
   private readonly outputLo: number[] = []
   private readonly outputHi: number[] = []
+  /** bits 47:32 (with DS, 49:32) of a table address */
+  private readonly nextHi: number
 
   constructor(
     readonly access: TableAccess,
     readonly geometry: Geometry,
   ) {
-    for (let level = 0; level <= FINAL_LEVEL; level++) {
+    const mask = geometry.addressMask
+    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) {
       const shift = geometry.shift(level)
-      this.outputLo.push(shift >= 32 ? 0 : Number(ADDRESS_MASK & 0xffff_ffffn & ~((1n << BigInt(shift)) - 1n)))
-      this.outputHi.push(Number((ADDRESS_MASK >> 32n) & ~((1n << BigInt(Math.max(0, shift - 32))) - 1n)))
+      this.outputLo.push(shift >= 32 ? 0 : Number(mask & 0xffff_ffffn & ~((1n << BigInt(shift)) - 1n)))
+      this.outputHi.push(Number((mask >> 32n) & ~((1n << BigInt(Math.max(0, shift - 32))) - 1n)))
     }
+    this.nextHi = Number(mask >> 32n)
   }
 
   /** Walks the entries of the tree at `root` that translate [start, end), in input-address order. */
@@ -134,14 +140,15 @@ export class TableWalker {
     return rawOf(this.lo, this.hi)
   }
 
-  /** A table entry's next-level table: bits 47:granule. */
+  /** A table entry's next-level table: bits 47:granule (with DS, 49:granule and 51:50 from bits 9:8). */
   get next(): number {
-    return (this.hi & 0xffff) * TWO_32 + ((this.lo & this.geometry.addressMaskLo) >>> 0)
+    return (this.hi & this.nextHi) * TWO_32 + ((this.lo & this.geometry.addressMaskLo) >>> 0) + (this.geometry.ds ? ((this.lo >>> 8) & 3) * TWO_50 : 0)
   }
 
-  /** A leaf's output address: bits 47:shift(level). */
+  /** A leaf's output address: bits 47:shift(level) (with DS, 49:shift(level) and 51:50 from bits 9:8). */
   get output(): number {
-    return (this.hi & this.outputHi[this.level]!) * TWO_32 + ((this.lo & this.outputLo[this.level]!) >>> 0)
+    const i = this.level - FIRST_LEVEL
+    return (this.hi & this.outputHi[i]!) * TWO_32 + ((this.lo & this.outputLo[i]!) >>> 0) + (this.geometry.ds ? ((this.lo >>> 8) & 3) * TWO_50 : 0)
   }
 
   /** The first input address of the walk's range inside the current entry. */

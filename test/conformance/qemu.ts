@@ -73,20 +73,30 @@ export const DEFAULT_TIMEOUT_MS = 60_000
 export interface Probe {
   address: bigint
   write: boolean
+  /** EL1&0 jobs only: AT S1E0R/W instead of S1E1R/W */
+  el0?: boolean
+  /** EL1&0 jobs only: AT S1E1RP/WP with PSTATE.PAN set */
+  pan?: boolean
 }
 
 export interface QemuJob {
-  regime: 'stage2' | 'stage1'
+  /** el1: stage 1 of EL1&0, AT S1E1R/W, S1E0R/W, S1E1RP/WP from EL2 (HCR_EL2.E2H and TGE clear, stage 2 off) */
+  regime: 'stage2' | 'stage1' | 'el1'
   /** raw memory images to load (the translation tables) */
   images: Array<{address: bigint; data: Uint8Array}>
   vttbr?: bigint
   vtcr?: bigint
   /** default HCR_EL2_STAGE2 for stage 2, HCR_EL2_STAGE1 for stage 1 */
   hcr?: bigint
+  /** TTBR0_EL2, or TTBR0_EL1 for el1 */
   ttbr0?: bigint
+  /** el1: TTBR1_EL1 */
+  ttbr1?: bigint
+  /** TCR_EL2, or TCR_EL1 for el1 */
   tcr?: bigint
+  /** MAIR_EL2, or MAIR_EL1 for el1 */
   mair?: bigint
-  /** bits ORed into SCTLR_EL2 for stage 1; default SCTLR_EL2_MCI */
+  /** bits ORed into SCTLR_EL2 for stage 1 (default SCTLR_EL2_MCI), or into SCTLR_EL1 for el1 (default M) */
   sctlr?: bigint
   probes: Probe[]
 }
@@ -152,6 +162,16 @@ async function tool(command: string, args: string[]): Promise<void> {
 export function paramBlock(job: QemuJob): Uint8Array {
   if (job.probes.length > MAX_PROBES) throw new Error(`${job.probes.length} probes do not fit in the parameter block (at most ${MAX_PROBES})`)
   let header: bigint[]
+  if (job.regime === 'el1') {
+    if (job.probes.length > MAX_PROBES / 2) throw new Error(`${job.probes.length} EL1&0 probes do not fit in the parameter block (at most ${MAX_PROBES / 2})`)
+    header = [PARAMS_MAGIC, 3n, job.ttbr1 ?? 0n, job.sctlr ?? 1n, job.hcr ?? HCR_EL2_STAGE1, job.ttbr0 ?? 0n, required(job.tcr, 'tcr'), required(job.mair, 'mair'), 0n]
+    const words = [...header, BigInt(job.probes.length)]
+    for (const probe of job.probes) {
+      if (probe.el0 === true && probe.pan === true) throw new Error('a probe is EL0 or PAN, not both')
+      words.push(probe.address, BigInt((probe.pan === true ? 4 : probe.el0 === true ? 2 : 0) + (probe.write ? 1 : 0)))
+    }
+    return wordsToBytes(words)
+  }
   if (job.regime === 'stage2') {
     const vttbr = required(job.vttbr, 'vttbr')
     const vtcr = required(job.vtcr, 'vtcr')
@@ -167,6 +187,10 @@ export function paramBlock(job: QemuJob): Uint8Array {
     if (probe.address < 0n || probe.address >= 1n << 63n) throw new Error(`probe address 0x${probe.address.toString(16)} must be below 2^63 (bit 63 marks a write probe)`)
     words.push(probe.address | (probe.write ? 1n << 63n : 0n))
   }
+  return wordsToBytes(words)
+}
+
+function wordsToBytes(words: bigint[]): Uint8Array {
   const bytes = new Uint8Array(words.length * 8)
   const view = new DataView(bytes.buffer)
   words.forEach((word, i) => {

@@ -6,17 +6,22 @@ import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, 
 import {tablesDot} from '../../cli/dot.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, renderTable} from '../../cli/style.js'
-import {type WalkJson, describeWalk, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {type El1WalkJson, type WalkJson, describeEl1Range, describeWalk, el1Target, el1WalkJson, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {type El1Walk, walkEl1Range} from '../../core/el1.js'
+import {tableAttrBits} from '../../core/el1-permissions.js'
+import {HvmemError} from '../../core/errors.js'
+import type {Machine} from '../../core/machine.js'
+import {describeTableBase} from '../../core/table-base.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges, walkRanges} from '../../core/walker.js'
+import {type WalkEntry, mergeRanges, walkRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
   mapper: MapperJson | null
   entries: EntryJson[]
   ranges: RangeJson[]
-  /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers */
-  walk?: WalkJson
+  /** with --root only: the walk's regime, root, start level, input and PA sizes, and registers; with --regime el1, both VA ranges */
+  walk?: WalkJson | El1WalkJson
   /** with --format dot only: the Graphviz source */
   dot?: string
 }
@@ -25,13 +30,16 @@ export default class DumpTables extends HvmemCommand {
   static override summary = 'Walk the translation tables in the snapshot and show every valid descriptor, decoded by its regime\'s rules.'
   static override description = `--format tree (default) lists each valid entry by level and index: the table it sits in, the IPA it covers, the raw descriptor and its decoded fields. --format ranges merges neighbouring entries with the same attributes and contiguous output addresses into one line per range, like Linux's ptdump. --format dot writes Graphviz source: one node per table page (level and address, its leaves merged into ranges), an edge per table descriptor (render with "dot -Tsvg"). --json gives entries and ranges (and the dot source with --format dot).
 
---root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519.`
+--root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519. --root (and --vttbr) take a whole register value: the VMID or ASID and CnP are split off and shown.
+
+--regime el1 (or --ttbr0/--ttbr1) reads a guest kernel's EL1&0 tables: TTBR0_EL1 and TTBR1_EL1 for the lower and upper VA range, TCR_EL1 (--tcr, required) and MAIR_EL1 (--mair, default Linux's 0xf0ff440400).`
   static override examples = [
     '<%= config.bin %> dump tables',
     '<%= config.bin %> dump tables --format ranges',
     '<%= config.bin %> dump tables --json',
     '<%= config.bin %> dump tables --format dot | dot -Tsvg > tables.svg',
     '<%= config.bin %> dump tables --root 0x4100_0000 --vtcr 0x800235a0 --format ranges',
+    '<%= config.bin %> dump tables --ttbr0 0x4200_0000 --ttbr1 0x4201_0000 --tcr 0x2_8019_0019 --format ranges',
   ]
 
   static override flags = {
@@ -42,6 +50,8 @@ export default class DumpTables extends HvmemCommand {
   async run(): Promise<DumpTablesJson> {
     const {flags} = await this.parse(DumpTables)
     const machine = await loadSnapshot(flags.snapshot)
+    const el1 = el1Target(flags)
+    if (el1 !== undefined) return this.el1(machine, el1, flags.format)
     const mapper = machine.mapper
     const target = walkTarget(machine, flags, false)
     if (target === undefined) {
@@ -76,34 +86,13 @@ export default class DumpTables extends HvmemCommand {
     const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
     const startLevel = target.geometry.startLevel
-    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${describeWalk(target.geometry)})` : registerLine(mapper!)
+    const split = target.table === undefined ? '' : describeTableBase(target.table)
+    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${split === '' ? '' : `${split}; `}${describeWalk(target.geometry)})` : registerLine(mapper!)
     const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.geometry.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
     if (dot !== undefined) this.log(dot)
     else if (!this.jsonEnabled()) {
       this.log(`${stage}, root ${hex(target.root)}: ${registers}`)
-      if (flags.format === 'ranges') {
-        for (const r of ranges) this.log(rangeLine(r))
-      } else {
-        const rows: string[][] = []
-        for (const e of entries) {
-          const d = e.decoded
-          const target = d.nextTable ?? d.leaf?.outputAddress
-          const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')
-          rows.push([
-            `${'  '.repeat(e.level - startLevel)}L${e.level}[${e.index}]`,
-            hex(e.table),
-            hex(e.ipa, 10),
-            formatSize(e.size),
-            hex(d.raw, 16),
-            d.kind === 'reserved' ? color.red(d.kind) : d.kind,
-            target === undefined ? '' : hex(target),
-            e.problem ? color.red(attributes) : attributes,
-          ])
-        }
-        this.log(renderTable(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'], rows))
-      }
-      const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
-      this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))
+      this.logEntries(entries, startLevel, flags.format === 'ranges' ? 'ranges' : 'tree', 'IPA')
     }
     return {
       mapper: mapper === undefined ? null : mapperJson(mapper),
@@ -113,4 +102,56 @@ export default class DumpTables extends HvmemCommand {
       ...(dot === undefined ? {} : {dot}),
     }
   }
+
+  /** --regime el1: each VA range that has a TTBR, labelled, its VAs as the MMU sees them. */
+  private el1(machine: Machine, walk: El1Walk, format: 'tree' | 'ranges' | 'dot'): DumpTablesJson {
+    if (format === 'dot') throw new HvmemError('input', '--format dot draws one table tree; an EL1&0 walk has two: use --format tree or ranges')
+    const all: WalkEntry[] = []
+    for (const range of [walk.lower, walk.upper]) {
+      const g = range.geometry
+      if (range.table !== undefined && g !== undefined && !machine.memory.contains(range.table.base, BigInt(g.tableBytes(g.startLevel)))) {
+        throw new HvmemError('input', `${range.ttbr} ${hex(range.table.value)}: the root table must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
+      }
+      const entries = walkEl1Range(machine.memory, range)
+      all.push(...entries)
+      if (this.jsonEnabled()) continue
+      this.log(`Stage 1 (EL1&0), ${describeEl1Range(range)}`)
+      if (range.table !== undefined && g !== undefined) this.logEntries(entries, g.startLevel, format, 'VA')
+    }
+    if (!this.jsonEnabled()) this.log(color.dim(`TCR_EL1 ${hex(walk.tcr.value)}  MAIR_EL1 ${hex(walk.mair)}; access EL1/EL0, PXN, UXN, nG as in the descriptors (table attributes: on the table entries)`))
+    return {mapper: machine.mapper === undefined ? null : mapperJson(machine.mapper), entries: all.map(entryJson), ranges: mergeRanges(all).map(rangeJson), walk: el1WalkJson(walk)}
+  }
+
+  private logEntries(entries: WalkEntry[], startLevel: number, format: 'tree' | 'ranges', input: 'IPA' | 'VA'): void {
+    const ranges = mergeRanges(entries)
+    if (format === 'ranges') {
+      for (const r of ranges) this.log(rangeLine(r))
+    } else {
+      const rows: string[][] = []
+      for (const e of entries) {
+        const d = e.decoded
+        const target = d.nextTable ?? d.leaf?.outputAddress
+        const attributes = d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? (d.kind === 'table' && input === 'VA' ? tableAttributeWords(d.raw) : ''))
+        rows.push([
+          `${'  '.repeat(e.level - startLevel)}L${e.level}[${e.index}]`,
+          hex(e.table),
+          hex(e.ipa, input === 'VA' ? 16 : 10),
+          formatSize(e.size),
+          hex(d.raw, 16),
+          d.kind === 'reserved' ? color.red(d.kind) : d.kind,
+          target === undefined ? '' : hex(target),
+          e.problem ? color.red(attributes) : attributes,
+        ])
+      }
+      this.log(renderTable(['entry', 'table', input, 'size', 'descriptor', 'type', 'output / next', 'attributes'], rows))
+    }
+    const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
+    this.log(color.dim(`${entries.length} valid entries, ${leaves.length} leaves, ${ranges.length} range(s)`))
+  }
+}
+
+/** A stage-1 table descriptor's hierarchical attributes (bits 62:59): `APTable 01 PXNTable UXNTable`. */
+function tableAttributeWords(descriptor: bigint): string {
+  const bits = tableAttrBits(Number(descriptor >> 32n))
+  return [...((bits & 12) !== 0 ? [`APTable ${(bits >> 2).toString(2).padStart(2, '0')}`] : []), ...((bits & 1) !== 0 ? ['PXNTable'] : []), ...((bits & 2) !== 0 ? ['UXNTable'] : [])].join(' ')
 }

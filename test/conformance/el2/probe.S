@@ -6,12 +6,19 @@
 //
 // Parameter block, loaded by the runner at PARAMS = 0x4040_0000 (all u64, little-endian):
 //   [0] magic 0x45424f5250564d48 (the bytes "HMVPROBE")
-//   [1] regime: 2 = stage 2 (AT S12E1R/W), 1 = stage 1 EL2 regime (AT S1E2R/W)
+//   [1] regime: 2 = stage 2 (AT S12E1R/W), 1 = stage 1 EL2 regime (AT S1E2R/W),
+//       3 = stage 1 of the EL1&0 regime (AT S1E1R/W, S1E0R/W, S1E1RP/WP; layout below)
 //   [2] VTTBR_EL2   [3] VTCR_EL2   [4] HCR_EL2 (written in both regimes)
 //   [5] TTBR0_EL2   [6] TCR_EL2    [7] MAIR_EL2
 //   [8] bits ORed into SCTLR_EL2 for stage 1 (M bit 0, C bit 2, I bit 12)
 //   [9] probe count N (at most MAX_PROBES, so the block fits in 2 MiB: 0x4040_0000-0x405F_FFFF)
 //   [10..10+N) probe addresses; bit 63 set = write probe (AT ..W), clear = read probe (AT ..R)
+// Regime 3 (EL1&0 stage 1, HCR_EL2 with E2H, TGE, VM and DC clear; the EL2 MMU stays off):
+//   [2] TTBR1_EL1   [3] bits ORed into SCTLR_EL1 (M, bit 0)   [4] HCR_EL2
+//   [5] TTBR0_EL1   [6] TCR_EL1    [7] MAIR_EL1   [8] unused
+//   [9] probe count N (at most MAX_PROBES / 2)
+//   [10..10+2N) pairs {VA (all 64 bits), kind}: kind 0 AT S1E1R, 1 S1E1W, 2 S1E0R, 3 S1E0W,
+//       4 S1E1RP, 5 S1E1WP (the last two with PSTATE.PAN set, which the program sets at EL2)
 //
 // Output on the PL011 UART (data register 0x0900_0000, FR at +0x18, TXFF = FR bit 5):
 //   one line per probe: PAR_EL1 as 16 lowercase hex digits, then "DONE <N in decimal>",
@@ -32,6 +39,7 @@
 // 32 bits or more) and aligned to 2 MiB (so to any page size: 4, 16 or 64 KiB). The exception
 // handler turns the EL2 MMU off before it prints, so it works whatever the tables hold.
 
+        .arch   armv8.2-a                       // PAN (msr pan) and AT S1E1RP/WP (FEAT_PAN2)
         .equ    UART_BASE,   0x09000000
         .equ    UART_FR,     0x18
         .equ    FR_TXFF_BIT, 5
@@ -84,8 +92,72 @@ _start:
         b.eq    setup_stage2
         cmp     x20, #1
         b.eq    setup_stage1
+        cmp     x20, #3
+        b.eq    setup_el1
         adr     x0, msg_regime
         b       fail_params
+
+// ---- stage 1 of EL1&0: AT S1E*{R,W} from EL2, the EL2 MMU off -----------------------------
+setup_el1:
+        ldr     x1, =MAX_PROBES
+        lsr     x1, x1, #1                      // pairs: at most MAX_PROBES / 2
+        cmp     x21, x1
+        b.ls    1f
+        adr     x0, msg_count
+        b       fail_params
+1:      ldr     x0, [x19, #32]
+        msr     hcr_el2, x0
+        ldr     x0, [x19, #56]
+        msr     mair_el1, x0
+        ldr     x0, [x19, #48]
+        msr     tcr_el1, x0
+        ldr     x0, [x19, #40]
+        msr     ttbr0_el1, x0
+        ldr     x0, [x19, #16]
+        msr     ttbr1_el1, x0
+        ldr     x1, [x19, #24]
+        ldr     x0, =SCTLR_EL1_MMU_OFF
+        orr     x0, x0, x1
+        msr     sctlr_el1, x0
+        isb
+        tlbi    alle1
+        dsb     sy
+        msr     pan, #1                         // for AT S1E1RP/WP only (S1E1R/W ignore PAN)
+        isb
+el1_loop:
+        cmp     x23, x21
+        b.hs    done
+        add     x2, x22, x23, lsl #4
+        ldp     x1, x3, [x2]
+        cbz     x3, 10f
+        cmp     x3, #1
+        b.eq    11f
+        cmp     x3, #2
+        b.eq    12f
+        cmp     x3, #3
+        b.eq    13f
+        cmp     x3, #4
+        b.eq    14f
+        cmp     x3, #5
+        b.eq    15f
+        adr     x0, msg_kind
+        b       fail_params
+10:     at      s1e1r, x1
+        b       20f
+11:     at      s1e1w, x1
+        b       20f
+12:     at      s1e0r, x1
+        b       20f
+13:     at      s1e0w, x1
+        b       20f
+14:     at      s1e1rp, x1
+        b       20f
+15:     at      s1e1wp, x1
+20:     isb
+        mrs     x0, par_el1
+        bl      put_par_line
+        add     x23, x23, #1
+        b       el1_loop
 
 // ---- stage 2: AT S12E1R/W with EL1&0 stage 1 off (HCR_EL2.DC makes it flat Normal WB) --------
 setup_stage2:
@@ -303,7 +375,8 @@ msg_err:        .asciz  "ERR "
 msg_not_el2:    .asciz  "not started at EL2 (run QEMU with -machine virt,virtualization=on)"
 msg_magic:      .asciz  "bad parameter block magic at 0x40400000"
 msg_count:      .asciz  "too many probes for the 2 MiB parameter block"
-msg_regime:     .asciz  "unknown regime (use 1 = stage 1, 2 = stage 2)"
+msg_regime:     .asciz  "unknown regime (use 1 = stage 1, 2 = stage 2, 3 = EL1&0 stage 1)"
+msg_kind:       .asciz  "unknown EL1&0 probe kind (use 0..5)"
 msg_exc_esr:    .asciz  "EXC esr="
 msg_exc_far:    .asciz  " far="
 msg_exc_elr:    .asciz  " elr="
