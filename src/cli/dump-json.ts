@@ -12,7 +12,7 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {RangeMerger, ScanCursor, type WalkEntry, describeUnfollowed} from '../core/walker.js'
+import {RangeMerger, ScanCursor, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
 import type {DotBuilder} from './dot.js'
 import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
 import {OutputSink, drive} from './sink.js'
@@ -141,7 +141,7 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     lastKey = -1
     held = undefined
   }
-  const cursor = new ScanCursor(memory, target.root, geometry)
+  const cursor = new ScanCursor(memory, target.root, geometry, peekingAccess(memory))
   const visit = (w: Parameters<typeof ranges.add>[0], unfollowed?: Parameters<typeof describeUnfollowed>[1]): void => {
     if (unfollowed !== undefined) {
       dot?.add(w, unfollowed)

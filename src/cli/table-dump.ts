@@ -10,7 +10,7 @@ import type {Regime} from '../core/descriptor.js'
 import {FINAL_LEVEL, type Geometry} from '../core/geometry.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {formatSize} from '../core/u64.js'
-import {RangeMerger, ScanCursor, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
+import {RangeMerger, ScanCursor, peekingAccess, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
 import {DotBuilder, type DotOptions} from './dot.js'
 import {attributeWords} from './render.js'
 import {type OutputSink, drive} from './sink.js'
@@ -135,6 +135,7 @@ export async function writeTree(sink: OutputSink, memory: PhysicalMemory, t: Tre
       if (unfollowed === undefined) merger.add(w)
       measure.visit(w, unfollowed)
     },
+    peekingAccess(memory),
   )
   measure.end()
   const counts = merger.finish()
@@ -146,7 +147,7 @@ export async function writeTree(sink: OutputSink, memory: PhysicalMemory, t: Tre
   sink.line(`│${HEAD.map((h, c) => ` ${color.bold(h)}${pad(h, c)} `).join('│')}│`)
   if (counts.entries > 0) sink.line(rule('├', '┼', '┤'))
   // walk 2: the rows, in parts
-  const cursor = new ScanCursor(memory, t.root, g)
+  const cursor = new ScanCursor(memory, t.root, g, peekingAccess(memory))
   const rows = rowsOf(
     (w, problem) => {
       const k = kinds.of(w)
@@ -189,7 +190,7 @@ export async function writeDot(sink: OutputSink, memory: PhysicalMemory, t: Tree
 /** The DotBuilder fed by one scan of the tree. */
 export function dotOf(memory: PhysicalMemory, t: TreeTarget, options: DotOptions): DotBuilder {
   const dot = new DotBuilder(t.regime, t.geometry, options)
-  scanTables(memory, t.root, t.geometry, (w, unfollowed) => dot.add(w, unfollowed))
+  scanTables(memory, t.root, t.geometry, (w, unfollowed) => dot.add(w, unfollowed), peekingAccess(memory))
   dot.finish()
   return dot
 }

@@ -39,6 +39,11 @@ export function memoryAccess(memory: PhysicalMemory): TableAccess {
   }
 }
 
+/** Reading from memory without keeping the pages it reads from a snapshot (PhysicalMemory.peekFrame): a read-only walk of a large tree. */
+export function peekingAccess(memory: PhysicalMemory): TableAccess {
+  return {...memoryAccess(memory), page: (frame) => memory.peekFrame(frame)}
+}
+
 /** Why a walk did not go down into a table an entry points at. */
 export type Unfollowed = 'outside-ram' | 'aliased'
 
@@ -534,11 +539,11 @@ export interface RangeWalk {
  * an object per entry: for large trees (512 GiB in 2 MiB blocks is 262,656 entries) this is what
  * `dump tables --format ranges` uses.
  */
-export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry): RangeWalk {
+export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): RangeWalk {
   const merger = new RangeMerger(regime, geometry)
   scanTables(memory, root, geometry, (w, unfollowed) => {
     if (unfollowed === undefined) merger.add(w)
-  })
+  }, access)
   return merger.finish()
 }
 

@@ -8,7 +8,7 @@ import {HEAP_CATEGORIES, type HeapCategory, IPA_CATEGORIES, type IpaCategory, ty
 import type {Access} from '../../core/descriptor.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {FINAL_LEVEL} from '../../core/geometry.js'
-import {RangeMerger, scanTables} from '../../core/walker.js'
+import {RangeMerger, peekingAccess, scanTables} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 interface Look {
@@ -94,7 +94,7 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
         }
         merger.add(w)
         if (w.level < FINAL_LEVEL && (w.lo & 3) === 3) tablePages.push(BigInt(w.next))
-      })
+      }, peekingAccess(machine.memory))
       const ranges = merger.finish().ranges
       const segments: Array<Segment<IpaCategory>> = ranges.map((r) => ({start: r.start, end: r.end, category: ipaCategory(r.decoded.leaf!)}))
       if (ranges.length > 0) {

@@ -10,7 +10,7 @@ import {rangeLine} from '../../cli/render.js'
 import {color} from '../../cli/style.js'
 import {type WalkJson, describeWalk, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {hex} from '../../core/u64.js'
-import {mergeRanges, walkRanges} from '../../core/walker.js'
+import {mergeRanges, peekingAccess, walkRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
@@ -75,7 +75,7 @@ export default class DumpTables extends HvmemCommand {
       }
     } else if (flags.format === 'ranges') {
       // The ranges alone: no object per entry (walkRanges), for large trees.
-      const walk = walkRanges(machine.memory, target.regime, target.root, target.geometry)
+      const walk = walkRanges(machine.memory, target.regime, target.root, target.geometry, peekingAccess(machine.memory))
       sink.line(title)
       for (const r of walk.ranges) sink.line(rangeLine(r))
       sink.line(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
