@@ -26,114 +26,154 @@ function quoteId(text: string): string {
   return `"${text.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`
 }
 
-interface TableNode {
-  address: number
-  level: number
-  /** the label's lines after the head: its leaves merged into ranges, its reserved entries */
-  body: string[]
-  /** a table some descriptor points at that the walk could not read (outside RAM) */
-  unreadable?: string
-}
-
 /** The table a scan is in at one level: its leaves are merged as they come. */
 interface OpenTable {
-  node: TableNode
+  address: number
+  level: number
   ranges: RangeMerger
   reserved: number
 }
 
 /**
- * tablesDot's text, made from the entries of a scan as they come (add), with nothing kept per entry:
- * a node per table page and an edge per table descriptor are kept until the end, when the nodes are
- * written in the order they were met (the root's first, which is complete only then).
+ * tablesDot's text, made from two scans of the tree with nothing kept per entry, nor a label per
+ * table: the nodes are written in the order the walk meets them (the root's first) and a node's label
+ * sums up its table's leaves, which for a table with tables below it are known only once the walk
+ * has left it. So the first scan (`interiorScan`) keeps the labels of those tables (a table of leaves,
+ * the bulk, has none below it) and the words on tables not followed; the second (`writeScan`) writes
+ * each node as soon as its label is known, and keeps each edge as four numbers to write after them.
  */
-export class DotBuilder {
-  private readonly nodes = new Map<number, TableNode>()
-  private readonly edges: string[] = []
+export class DotWriter {
+  /** labels of the tables above the last level, by address (the first scan) */
+  private readonly bodies = new Map<number, string[]>()
+  /** why a table was not followed (its node is drawn dashed), by address (the first scan) */
+  private readonly problems = new Map<number, string>()
   private readonly open: Array<OpenTable | undefined> = []
-  /** the node the last table entry points at (an unfollowed word is about it) */
-  private child: TableNode | undefined
+  /** the table the last table entry points at (an unfollowed word is about it) */
+  private child = -1
+  // the second scan: the nodes written, the table of leaves being walked, the edges (table, next, index, addr)
+  private readonly written = new Set<number>()
+  private pending: OpenTable | undefined
+  private readonly edges: number[] = []
+  private readonly root: number
 
   constructor(
     private readonly regime: Regime,
     private readonly geometry: Geometry,
     private readonly options: DotOptions,
   ) {
-    this.node(Number(options.root), options.startLevel)
+    this.root = Number(options.root)
   }
 
-  private node(address: number, level: number): TableNode {
-    let n = this.nodes.get(address)
-    if (n === undefined) {
-      n = {address, level, body: []}
-      this.nodes.set(address, n)
-    }
-    return n
+  private openTable(address: number, level: number): OpenTable {
+    return {address, level, ranges: new RangeMerger(this.regime, this.geometry, DOT_MAX_RANGES), reserved: 0}
   }
 
-  /** The next entry of the scan (scanTables' visit). */
-  add(w: TableWalker, unfollowed?: Unfollowed): void {
+  /** The first scan's visit: the labels of tables with tables below them, and the words on tables not followed. */
+  interior(w: TableWalker, unfollowed?: Unfollowed): void {
     if (unfollowed !== undefined) {
-      this.child!.unreadable = describeUnfollowed(w.next, unfollowed)
+      this.problems.set(this.child, describeUnfollowed(w.next, unfollowed))
       return
     }
     const level = w.level
-    // the tables deeper than this entry are done, and the one at its level if it is another
-    for (let l = this.open.length - 1; l > level; l--) this.close(l)
+    for (let l = this.open.length - 1; l > level; l--) this.closeInterior(l)
     let open = this.open[level]
-    if (open !== undefined && open.node.address !== w.table) {
-      this.close(level)
+    if (open !== undefined && open.address !== w.table) {
+      this.closeInterior(level)
       open = undefined
     }
     if (open === undefined) {
-      open = {node: this.node(w.table, level), ranges: new RangeMerger(this.regime, this.geometry, DOT_MAX_RANGES), reserved: 0}
+      open = this.openTable(w.table, level)
       this.open[level] = open
     }
-    const lo = w.lo
-    if (isLeafLow(lo, level, this.geometry)) open.ranges.add(w)
-    else if (level < FINAL_LEVEL && (lo & 3) === 3) {
-      const next = w.next
-      this.child = this.node(next, level + 1)
-      this.edges.push(`  ${quoteId(hex(BigInt(w.table)))} -> ${quoteId(hex(BigInt(next)))} [label=${quoteId(`[${w.index}] ${hex(BigInt(w.addr))}`)}];`)
-    } else open.reserved++
+    if (isLeafLow(w.lo, level, this.geometry)) open.ranges.add(w)
+    else if (level < FINAL_LEVEL && (w.lo & 3) === 3) this.child = w.next
+    else open.reserved++
   }
 
-  /** After the scan. */
-  finish(): void {
-    for (let l = this.open.length - 1; l >= 0; l--) this.close(l)
+  /** After the first scan. */
+  interiorDone(): void {
+    for (let l = this.open.length - 1; l >= 0; l--) this.closeInterior(l)
   }
 
-  private close(level: number): void {
+  private closeInterior(level: number): void {
     const open = this.open[level]
     if (open === undefined) return
     this.open[level] = undefined
-    const {ranges} = open.ranges.finish()
-    const count = open.ranges.rangeCount
-    const body = ranges.map((r) => {
-      const out = r.outputStart === r.start ? '' : ` -> ${hex(r.outputStart)}`
-      return `${hex(r.start)}-${hex(r.end)} ${formatSize(r.end - r.start)} ${attributeWords(r.decoded.leaf!, r.decoded.kind)}${out}`
-    })
-    if (count > DOT_MAX_RANGES) body.push(`... ${count - DOT_MAX_RANGES} more range(s)`)
-    if (open.reserved > 0) body.push(`${open.reserved} reserved entr${open.reserved === 1 ? 'y' : 'ies'}`)
-    open.node.body = body
+    if (level < FINAL_LEVEL) this.bodies.set(open.address, body(open))
   }
 
-  /** The source, line by line. */
-  *lines(): Generator<string> {
+  /** The source's first lines, and the root's node if its label is known (call before the second scan). */
+  start(emit: (line: string) => void): void {
     const o = this.options
-    yield `digraph ${quoteId(o.title)} {`
-    yield '  rankdir=LR;'
-    yield '  node [shape=box, fontname="monospace"];'
-    const root = Number(o.root)
-    for (const n of this.nodes.values()) {
-      const address = hex(BigInt(n.address))
-      const head = `L${n.level} table ${address}${n.address === root ? ` (root${o.rootPages > 1 ? `, ${o.rootPages} pages` : ''})` : ''}`
-      if (n.unreadable !== undefined) yield `  ${labelled(address, [head, n.unreadable], ', style=dashed')};`
-      else yield `  ${labelled(address, [head, ...n.body])};`
-    }
-    yield* this.edges
-    yield '}'
+    emit(`digraph ${quoteId(o.title)} {`)
+    emit('  rankdir=LR;')
+    emit('  node [shape=box, fontname="monospace"];')
+    this.meet(this.root, o.startLevel, emit)
   }
+
+  /** A node met: written now if its label is known, else (a table of leaves) once the walk has left it. */
+  private meet(address: number, level: number, emit: (line: string) => void): void {
+    if (this.written.has(address)) return
+    this.written.add(address)
+    if (level < FINAL_LEVEL) emit(this.nodeLine(address, level, this.bodies.get(address) ?? []))
+    else this.pending = this.openTable(address, level)
+  }
+
+  /** The second scan's visit (not called with unfollowed words: the first scan has them). */
+  entry(w: TableWalker, emit: (line: string) => void): void {
+    const level = w.level
+    const pending = this.pending
+    if (pending !== undefined && (level < FINAL_LEVEL || w.table !== pending.address)) this.flush(emit)
+    if (level === FINAL_LEVEL) {
+      if (this.pending === undefined) this.pending = this.openTable(w.table, level)
+      if (isLeafLow(w.lo, level, this.geometry)) this.pending.ranges.add(w)
+      else this.pending.reserved++
+      return
+    }
+    if (isLeafLow(w.lo, level, this.geometry) || (w.lo & 3) !== 3) return
+    const next = w.next
+    this.edges.push(w.table, next, w.index, w.addr)
+    this.meet(next, level + 1, emit)
+  }
+
+  /** After the second scan: the last node, the edges and the closing brace. */
+  *end(emit: (line: string) => void): Generator<void> {
+    this.flush(emit)
+    const e = this.edges
+    for (let i = 0; i < e.length; i += 4) {
+      emit(`  ${quoteId(hex(BigInt(e[i]!)))} -> ${quoteId(hex(BigInt(e[i + 1]!)))} [label=${quoteId(`[${e[i + 2]}] ${hex(BigInt(e[i + 3]!))}`)}];`)
+      if ((i & 0xfff) === 0) yield
+    }
+    emit('}')
+  }
+
+  private flush(emit: (line: string) => void): void {
+    const p = this.pending
+    if (p === undefined) return
+    this.pending = undefined
+    emit(this.nodeLine(p.address, p.level, body(p)))
+  }
+
+  private nodeLine(address: number, level: number, lines: string[]): string {
+    const o = this.options
+    const id = hex(BigInt(address))
+    const head = `L${level} table ${id}${address === this.root ? ` (root${o.rootPages > 1 ? `, ${o.rootPages} pages` : ''})` : ''}`
+    const problem = this.problems.get(address)
+    return problem !== undefined ? `  ${labelled(id, [head, problem], ', style=dashed')};` : `  ${labelled(id, [head, ...lines])};`
+  }
+}
+
+/** A table's label lines after its head: its leaves merged into ranges (the first few), its reserved entries. */
+function body(open: OpenTable): string[] {
+  const {ranges} = open.ranges.finish()
+  const count = open.ranges.rangeCount
+  const lines = ranges.map((r) => {
+    const out = r.outputStart === r.start ? '' : ` -> ${hex(r.outputStart)}`
+    return `${hex(r.start)}-${hex(r.end)} ${formatSize(r.end - r.start)} ${attributeWords(r.decoded.leaf!, r.decoded.kind)}${out}`
+  })
+  if (count > DOT_MAX_RANGES) lines.push(`... ${count - DOT_MAX_RANGES} more range(s)`)
+  if (open.reserved > 0) lines.push(`${open.reserved} reserved entr${open.reserved === 1 ? 'y' : 'ies'}`)
+  return lines
 }
 
 /** `"id" [label="line\lline\l"]`: left-justified lines (dot's `\l`), each escaped. */

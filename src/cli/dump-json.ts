@@ -13,10 +13,10 @@ import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {RangeMerger, ScanCursor, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
-import type {DotBuilder} from './dot.js'
+import type {DotOptions} from './dot.js'
 import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
 import {OutputSink, drive} from './sink.js'
-import type {TreeTarget} from './table-dump.js'
+import {type TreeTarget, writeDotLines} from './table-dump.js'
 
 type Field = 'index' | 'table' | 'ipa' | 'descriptor' | 'next' | 'output'
 const FIELDS: readonly Field[] = ['index', 'table', 'ipa', 'descriptor', 'next', 'output']
@@ -85,8 +85,8 @@ function nested(value: unknown, depth: number): string {
 /** What follows `ranges` in the document: `walk` (with --root) and `dot` (with --format dot), each as JSON.stringify gives it. */
 export interface DumpJsonTail {
   walk?: unknown
-  /** fed the entries of the same walk; its text goes in `dot` */
-  dot?: DotBuilder
+  /** the dot source of the same tables goes in `dot` (`dump tables --format dot --json`) */
+  dot?: DotOptions
 }
 
 /**
@@ -100,6 +100,8 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     // a sink of bytes is never behind: one step does it all
   }
   parts.finish()
+  sink.text('\n}\n')
+  sink.flush()
 }
 
 /**
@@ -110,6 +112,19 @@ export async function streamDumpJson(mapper: MapperJson | null, target: TreeTarg
   const parts = dumpJsonParts(mapper, target, memory, sink, tail)
   if (!(await drive(sink, parts.step))) return false
   parts.finish()
+  if (tail.dot !== undefined) {
+    // the source's lines, each escaped as JSON.stringify escapes it, joined by an escaped newline
+    sink.text(',\n  "dot": "')
+    let first = true
+    const emit = (line: string): void => {
+      sink.text(`${first ? '' : '\\n'}${JSON.stringify(line).slice(1, -1)}`)
+      first = false
+    }
+    if (!(await writeDotLines(sink, memory, target, tail.dot, emit))) return false
+    sink.text('"')
+  }
+  sink.text('\n}\n')
+  sink.flush()
   return !sink.failed
 }
 
@@ -128,7 +143,6 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   let template: Template | undefined
   const geometry = target.geometry
   const ranges = new RangeMerger(regime, geometry)
-  const dot = tail.dot
   // the table of the entries being written (512 in a row share it), and its text
   let tableNumber = -1
   let tableText = new Uint8Array(0)
@@ -144,7 +158,6 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   const cursor = new ScanCursor(memory, target.root, geometry, peekingAccess(memory))
   const visit = (w: Parameters<typeof ranges.add>[0], unfollowed?: Parameters<typeof describeUnfollowed>[1]): void => {
     if (unfollowed !== undefined) {
-      dot?.add(w, unfollowed)
       held!.problem = describeUnfollowed(w.next, unfollowed)
       release()
       return
@@ -156,7 +169,6 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     release()
     const {level, index, table, addr: ipa, lo, hi} = w
     ranges.add(w)
-    dot?.add(w)
     if ((lo & 3) === 3 && level < 3) {
       // a table entry (one in 512 or more) is rendered whole once the walk has said whether it follows it
       held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(w.raw, level, geometry)}
@@ -224,22 +236,9 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   }
   const step = (): boolean => cursor.run(visit)
   const finish = (): void => {
-  release()
-  emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}`)
-  if (tail.walk !== undefined) emit(`,\n  "walk": ${nested(tail.walk, 1)}`)
-  if (dot !== undefined) {
-    dot.finish()
-    emit(',\n  "dot": "')
-    // the source's lines, each escaped as JSON.stringify escapes it, joined by an escaped newline
-    let firstLine = true
-    for (const line of dot.lines()) {
-      emit(`${firstLine ? '' : '\\n'}${JSON.stringify(line).slice(1, -1)}`)
-      firstLine = false
-    }
-    emit('"')
-  }
-  emit('\n}\n')
-  sink.flush()
+    release()
+    emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}`)
+    if (tail.walk !== undefined) emit(`,\n  "walk": ${nested(tail.walk, 1)}`)
   }
   return {step, finish}
 }

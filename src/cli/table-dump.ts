@@ -11,9 +11,9 @@ import {FINAL_LEVEL, type Geometry} from '../core/geometry.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {formatSize} from '../core/u64.js'
 import {RangeMerger, ScanCursor, peekingAccess, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
-import {DotBuilder, type DotOptions} from './dot.js'
+import {type DotOptions, DotWriter} from './dot.js'
 import {attributeWords} from './render.js'
-import {type OutputSink, drive} from './sink.js'
+import {OutputSink, drive} from './sink.js'
 import {color} from './style.js'
 
 export interface TreeTarget {
@@ -173,24 +173,37 @@ export async function writeTree(sink: OutputSink, memory: PhysicalMemory, t: Tre
   sink.flush()
 }
 
-/** Graphviz source of the tree (tablesDot's text), from one scan with nothing kept per entry; lines written through `sink`. */
-export async function writeDot(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, options: DotOptions): Promise<void> {
-  const dot = dotOf(memory, t, options)
-  for (const line of dot.lines()) {
-    sink.line(line)
+/** Graphviz source of the tree (tablesDot's text): two scans, nothing kept per entry (DotWriter); lines go to `emit`. */
+export async function writeDotLines(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, options: DotOptions, emit: (line: string) => void): Promise<boolean> {
+  const dot = new DotWriter(t.regime, t.geometry, options)
+  scanTables(memory, t.root, t.geometry, (w, unfollowed) => dot.interior(w, unfollowed), peekingAccess(memory))
+  dot.interiorDone()
+  dot.start(emit)
+  const cursor = new ScanCursor(memory, t.root, t.geometry, peekingAccess(memory))
+  const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
+    if (unfollowed !== undefined) return
+    if (sink.behind) return cursor.stop(w)
+    dot.entry(w, emit)
+  }
+  if (!(await drive(sink, () => cursor.run(visit)))) return false
+  for (const _ of dot.end(emit)) {
     if (sink.behind) {
       sink.flush()
       await sink.caughtUp()
     }
-    if (sink.failed) return
+    if (sink.failed) return false
   }
-  sink.flush()
+  return true
 }
 
-/** The DotBuilder fed by one scan of the tree. */
-export function dotOf(memory: PhysicalMemory, t: TreeTarget, options: DotOptions): DotBuilder {
-  const dot = new DotBuilder(t.regime, t.geometry, options)
-  scanTables(memory, t.root, t.geometry, (w, unfollowed) => dot.add(w, unfollowed), peekingAccess(memory))
-  dot.finish()
-  return dot
+/** `dump tables --format dot`. */
+export async function writeDot(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, options: DotOptions): Promise<void> {
+  if (await writeDotLines(sink, memory, t, options, (line) => sink.line(line))) sink.flush()
+}
+
+/** The whole dot source as one string (a batch's --json document). */
+export async function dotText(memory: PhysicalMemory, t: TreeTarget, options: DotOptions): Promise<string> {
+  const lines: string[] = []
+  await writeDotLines(new OutputSink({bytes: () => true}), memory, t, options, (line) => lines.push(line))
+  return lines.join('\n')
 }

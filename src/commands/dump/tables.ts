@@ -3,9 +3,8 @@ import {Flags} from '@oclif/core'
 import {HvmemCommand} from '../../cli/base.js'
 import {streamDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
-import {DotBuilder} from '../../cli/dot.js'
 import {OutputSink} from '../../cli/sink.js'
-import {dotOf, writeDot, writeTree} from '../../cli/table-dump.js'
+import {dotText, writeDot, writeTree} from '../../cli/table-dump.js'
 import {rangeLine} from '../../cli/render.js'
 import {color} from '../../cli/style.js'
 import {type WalkJson, describeWalk, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
@@ -68,7 +67,7 @@ export default class DumpTables extends HvmemCommand {
       if (this.batch === undefined) {
         await streamDumpJson(mapper === undefined ? null : mapperJson(mapper), target, machine.memory, sink, {
           ...(target.foreign ? {walk: walkJson(target)} : {}),
-          ...(flags.format === 'dot' ? {dot: new DotBuilder(target.regime, target.geometry, dotOptions)} : {}),
+          ...(flags.format === 'dot' ? {dot: dotOptions} : {}),
         })
         this.jsonWritten = true
         return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: []}
@@ -91,7 +90,7 @@ export default class DumpTables extends HvmemCommand {
     // --json inside a batch: the document as objects
     const entries = walkEntries(machine.memory, target)
     const ranges = mergeRanges(entries)
-    const dot = flags.format === 'dot' ? [...dotOf(machine.memory, target, dotOptions).lines()].join('\n') : undefined
+    const dot = flags.format === 'dot' ? await dotText(machine.memory, target, dotOptions) : undefined
     return {
       mapper: mapper === undefined ? null : mapperJson(mapper),
       entries: entries.map(entryJson),
