@@ -3,9 +3,9 @@ import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
 import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
-import {MEMORY_PAGE, granuleName} from './geometry.js'
+import {FINAL_LEVEL, MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {type WalkEntry, skippingAccess, walkTables} from './walker.js'
+import {type WalkEntry, scanTables, skippingAccess, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -135,9 +135,22 @@ export class Machine {
     }
     if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
     add(m.root, g.startLevel)
-    for (const e of entries ?? this.walkTables()) {
-      if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
+    if (entries !== undefined) {
+      for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
+      return tables
     }
+    // a scan (no object per entry): a table entry counts once the walk has gone on without a word on it
+    let pending = -1
+    let pendingLevel = 0
+    scanTables(this.memory, m.root, g, (w, unfollowed) => {
+      if (pending >= 0 && unfollowed === undefined) add(BigInt(pending), pendingLevel)
+      pending = -1
+      if (unfollowed === undefined && w.level < FINAL_LEVEL && (w.lo & 3) === 3) {
+        pending = w.next
+        pendingLevel = w.level + 1
+      }
+    })
+    if (pending >= 0) add(BigInt(pending), pendingLevel)
     return tables
   }
 
