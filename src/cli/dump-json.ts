@@ -12,8 +12,11 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {RangeMerger, type WalkEntry, describeUnfollowed, scanTables} from '../core/walker.js'
-import {entryJson, mapperJson, rangeJson} from './json.js'
+import {RangeMerger, ScanCursor, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
+import type {DotOptions} from './dot.js'
+import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
+import {OutputSink, drive} from './sink.js'
+import {type TreeTarget, writeDotLines} from './table-dump.js'
 
 type Field = 'index' | 'table' | 'ipa' | 'descriptor' | 'next' | 'output'
 const FIELDS: readonly Field[] = ['index', 'table', 'ipa', 'descriptor', 'next', 'output']
@@ -79,39 +82,66 @@ function nested(value: unknown, depth: number): string {
   return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`)
 }
 
+/** What follows `ranges` in the document: `walk` (with --root) and `dot` (with --format dot), each as JSON.stringify gives it. */
+export interface DumpJsonTail {
+  walk?: unknown
+  /** the dot source of the same tables goes in `dot` (`dump tables --format dot --json`) */
+  dot?: DotOptions
+}
+
 /**
  * Writes the `dump tables --json` document for `mapper`'s tables through `write`, as UTF-8 in chunks
  * of up to 1 MiB; `write` returns true if it is done with the bytes it was given (they may be reused).
  */
 export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, write: (bytes: Uint8Array) => boolean | void): void {
-  const regime = mapper.regime
-  const templates = new Map<number, Template>()
-  // UTF-8 straight into a 1 MiB buffer, reused when `write` returns true (it wrote the bytes out and
-  // keeps no reference to them), else a new one
-  const CHUNK = 1 << 20
-  let buffer = Buffer.allocUnsafe(CHUNK)
-  let used = 0
-  const flush = (): void => {
-    const reusable = used === 0 || write(buffer.subarray(0, used)) === true
-    if (!reusable) buffer = Buffer.allocUnsafe(CHUNK)
-    used = 0
+  const sink = new OutputSink({bytes: write})
+  const parts = dumpJsonParts(mapperJson(mapper), mapper, memory, sink, {})
+  while (!parts.step()) {
+    // a sink of bytes is never behind: one step does it all
   }
-  const emit = (text: string): void => {
-    if (used + 3 * text.length > CHUNK) {
-      flush()
-      if (3 * text.length > CHUNK) {
-        write(Buffer.from(text, 'utf8'))
-        return
-      }
-    }
-    used += buffer.write(text, used, 'utf8')
-  }
+  parts.finish()
+  sink.text('\n}\n')
+  sink.flush()
+}
 
-  emit(`{\n  "mapper": ${nested(mapperJson(mapper), 1)},\n  "entries": [`)
+/**
+ * Writes the `dump tables --json` document for the tables of `target` through `sink`, stopping the
+ * walk while stdout's reader is behind. Returns false if stdout failed on the way.
+ */
+export async function streamDumpJson(mapper: MapperJson | null, target: TreeTarget, memory: PhysicalMemory, sink: OutputSink, tail: DumpJsonTail = {}): Promise<boolean> {
+  const parts = dumpJsonParts(mapper, target, memory, sink, tail)
+  if (!(await drive(sink, parts.step))) return false
+  parts.finish()
+  if (tail.dot !== undefined) {
+    // the source's lines, each escaped as JSON.stringify escapes it, joined by an escaped newline
+    sink.text(',\n  "dot": "')
+    let first = true
+    const emit = (line: string): void => {
+      sink.text(`${first ? '' : '\\n'}${JSON.stringify(line).slice(1, -1)}`)
+      first = false
+    }
+    if (!(await writeDotLines(sink, memory, target, tail.dot, emit))) return false
+    sink.text('"')
+  }
+  sink.text('\n}\n')
+  sink.flush()
+  return !sink.failed
+}
+
+/** The document in parts: `step` walks on until the sink is behind (true when the walk is done), `finish` writes the rest. */
+function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: PhysicalMemory, sink: OutputSink, tail: DumpJsonTail): {step: () => boolean; finish: () => void} {
+  const regime = target.regime
+  const templates = new Map<number, Template>()
+  // UTF-8 straight into the sink's buffer
+  let buffer: Buffer
+  let used = 0
+  const emit = (text: string): void => sink.text(text)
+
+  emit(`{\n  "mapper": ${mapper === null ? 'null' : nested(mapper, 1)},\n  "entries": [`)
   let first = true
   let lastKey = -1
   let template: Template | undefined
-  const geometry = mapper.geometry
+  const geometry = target.geometry
   const ranges = new RangeMerger(regime, geometry)
   // the table of the entries being written (512 in a row share it), and its text
   let tableNumber = -1
@@ -125,10 +155,15 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
     lastKey = -1
     held = undefined
   }
-  scanTables(memory, mapper.root, geometry, (w, unfollowed) => {
+  const cursor = new ScanCursor(memory, target.root, geometry, peekingAccess(memory))
+  const visit = (w: Parameters<typeof ranges.add>[0], unfollowed?: Parameters<typeof describeUnfollowed>[1]): void => {
     if (unfollowed !== undefined) {
       held!.problem = describeUnfollowed(w.next, unfollowed)
       release()
+      return
+    }
+    if (sink.behind) {
+      cursor.stop(w)
       return
     }
     release()
@@ -150,7 +185,7 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
       lastKey = key
     }
     const t = template!
-    if (used + t.maxBytes > CHUNK) flush()
+    ;({buffer, at: used} = sink.reserve(t.maxBytes))
     const out = buffer
     let at = used
     const separator = first ? FIRST_SEPARATOR : SEPARATOR
@@ -197,11 +232,15 @@ export function writeDumpJson(mapper: IdentityMapper, memory: PhysicalMemory, wr
       out.set(literal, at)
       at += literal.length
     }
-    used = at
-  })
-  release()
-  emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}\n}\n`)
-  flush()
+    sink.wrote(at)
+  }
+  const step = (): boolean => cursor.run(visit)
+  const finish = (): void => {
+    release()
+    emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}`)
+    if (tail.walk !== undefined) emit(`,\n  "walk": ${nested(tail.walk, 1)}`)
+  }
+  return {step, finish}
 }
 
 /** The text of an entry like this one, with markers where entries of its kind differ. */

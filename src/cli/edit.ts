@@ -1,4 +1,6 @@
 /** JSON and text for the results of table edits (map region, unmap, protect). */
+import {Flags} from '@oclif/core'
+
 import type {Geometry} from '../core/geometry.js'
 import type {EditResult, LeafCounts} from '../core/mapper.js'
 import {formatSize, hex} from '../core/u64.js'
@@ -12,8 +14,51 @@ export interface EditJson {
   unchanged: CountsJson
   cleared: CountsJson
   splits: number
-  newTables: string[]
+  newTables: TableListJson
   orphanedTables: number
+}
+
+/**
+ * Tables an edit made, summarised: how many, and the heap range [start, end) they lie in (null when
+ * none); `tables`, every address in the order they were made, only when asked (--verbose). Mapping
+ * 64 GiB as pages makes 32,832 tables.
+ */
+export interface TableListJson {
+  count: number
+  start: string | null
+  end: string | null
+  tables?: string[]
+}
+
+/** --verbose on the edit commands: list every new table (text and JSON) rather than count them. */
+export const verboseFlag = Flags.boolean({char: 'v', summary: "List every new table's address (text and --json); by default they are counted and their range given.", default: false})
+
+/** Up to this many new tables are listed in text even without --verbose: the list is as short as a summary. */
+export const LISTED_TABLES = 4
+
+/** The lowest table and the end of the highest (tables are granule-sized). */
+function tableRange(tables: readonly bigint[], granule: number): {start: bigint; end: bigint} | undefined {
+  if (tables.length === 0) return undefined
+  let low = tables[0]!
+  let high = low
+  for (const t of tables) {
+    if (t < low) low = t
+    if (t > high) high = t
+  }
+  return {start: low, end: high + BigInt(granule)}
+}
+
+export function tableListJson(tables: readonly bigint[], granule: number, verbose: boolean): TableListJson {
+  const range = tableRange(tables, granule)
+  return {count: tables.length, start: range === undefined ? null : hex(range.start), end: range === undefined ? null : hex(range.end), ...(verbose ? {tables: tables.map((t) => hex(t))} : {})}
+}
+
+/** "New table(s): 0x41001000, 0x41002000", or past LISTED_TABLES: "New table(s): 32832 (131328K) in 0x41001000-0x49041000 (--verbose lists them)". */
+export function newTablesLine(tables: readonly bigint[], granule: number, verbose: boolean): string | undefined {
+  if (tables.length === 0) return undefined
+  if (verbose || tables.length <= LISTED_TABLES) return `New table(s): ${tables.map((t) => hex(t)).join(', ')}`
+  const range = tableRange(tables, granule)!
+  return `New table(s): ${tables.length} (${formatSize(BigInt(tables.length * granule))}) in ${hex(range.start)}-${hex(range.end)} (--verbose lists them)`
 }
 
 /** The leaf sizes of a geometry, largest first, with their levels: [[1, '1G'], [2, '2M'], [3, '4K']]. */
@@ -21,14 +66,14 @@ const leafNames = (g: Geometry): Array<[number, string]> => g.leafSizes().map((l
 const countsJson = (c: LeafCounts, g: Geometry): CountsJson => Object.fromEntries(leafNames(g).map(([level, name]) => [name, c[level] ?? 0]))
 export const total = (c: LeafCounts): number => Object.values(c).reduce((sum, n) => sum + n, 0)
 
-export function editJson(r: EditResult, g: Geometry): EditJson {
+export function editJson(r: EditResult, g: Geometry, verbose = false): EditJson {
   return {
     range: {ipa: hex(r.ipa), end: hex(r.ipa + r.size), size: Number(r.size)},
     written: countsJson(r.written, g),
     unchanged: countsJson(r.unchanged, g),
     cleared: countsJson(r.cleared, g),
     splits: r.splits,
-    newTables: r.newTables.map((t) => hex(t)),
+    newTables: tableListJson(r.newTables, g.granule, verbose),
     orphanedTables: r.orphanedTables,
   }
 }
@@ -40,10 +85,11 @@ export function describeCounts(c: LeafCounts, g: Geometry): string {
 }
 
 /** The lines after a table edit: tables made, blocks split, tables orphaned. */
-export function editLines(r: EditResult, g: Geometry): string[] {
+export function editLines(r: EditResult, g: Geometry, verbose = false): string[] {
   const lines: string[] = []
   if (r.splits > 0) lines.push(`Split ${r.splits} block(s) into next-level tables, keeping the rest of each as it was`)
-  if (r.newTables.length > 0) lines.push(`New table(s): ${r.newTables.map((t) => hex(t)).join(', ')}`)
+  const made = newTablesLine(r.newTables, g.granule, verbose)
+  if (made !== undefined) lines.push(made)
   if (r.orphanedTables > 0) lines.push(`${r.orphanedTables} table page(s) (${formatSize(BigInt(r.orphanedTables * g.granule))}) are now unreachable; the bump allocator cannot free them`)
   return lines
 }

@@ -13,7 +13,7 @@ import type {Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
 import {PAGE_BYTES} from './memory.js'
 import {type PageList, memoryPages, pageAt} from './page-list.js'
-import {type Range, type WalkEntry, mergeRanges} from './walker.js'
+import {type Range, TableWalker, memoryAccess, walkRanges} from './walker.js'
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
 export interface DiffSide {
@@ -124,11 +124,9 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   const mapper = diffMapper(a.machine.mapper, b.machine.mapper)
   const pagesA = a.pages ?? memoryPages(a.machine.memory)
   const pagesB = b.pages ?? memoryPages(b.machine.memory)
-  const walkA = a.machine.walkTables()
-  const walkB = b.machine.walkTables()
-  const mappings = diffMappings(walkA, walkB)
-  const tablesA = a.machine.tablePages(walkA)
-  const tablesB = b.machine.tablePages(walkB)
+  const mappings = diffMappings(mappingsOf(a.machine), mappingsOf(b.machine))
+  const tablesA = a.machine.tablePages()
+  const tablesB = b.machine.tablePages()
   const tables = diffTables(tablesA, tablesB, pagesA, pagesB)
   const skip = new Set([...tablesA.keys(), ...tablesB.keys()])
   const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
@@ -181,30 +179,48 @@ function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undef
 /** Everything a leaf says apart from its output address and whether it is a block or a page. */
 const ATTRIBUTES = ~ADDRESS_MASK & ~TABLE_OR_PAGE & ((1n << 64n) - 1n)
 
-/** The leaves of a walk, in input-address order, and the ptdump ranges they merge into. */
-interface Leaves {
-  entries: WalkEntry[]
+/**
+ * The mappings of one side: the ptdump ranges of its tables (walkRanges: no object per entry), and
+ * the decoded leaf translating an address a range covers, looked up when a diff needs it (a walk of
+ * that one address, which goes the way the whole walk went there).
+ */
+export interface Mappings {
   ranges: Range[]
+  leafAt(at: bigint): Decoded
 }
 
-function leavesOf(entries: readonly WalkEntry[]): Leaves {
-  return {entries: entries.filter((e) => e.decoded.leaf !== undefined), ranges: mergeRanges(entries)}
-}
-
-/** The leaf translating `at`, which a range covers (binary search). */
-function leafAt(leaves: readonly WalkEntry[], at: bigint): WalkEntry {
-  let low = 0
-  let high = leaves.length - 1
-  while (low < high) {
-    const mid = (low + high + 1) >>> 1
-    if (leaves[mid]!.ipa <= at) low = mid
-    else high = mid - 1
+/** A machine's mappings (none without a mapper). */
+export function mappingsOf(machine: Machine): Mappings {
+  const m = machine.mapper
+  if (m === undefined)
+    return {
+      ranges: [],
+      leafAt: (at) => {
+        throw new Error(`no leaf at ${at}: no tables`)
+      },
+    }
+  const {ranges} = walkRanges(machine.memory, m.regime, m.root, m.geometry)
+  const walker = new TableWalker(memoryAccess(machine.memory), m.geometry)
+  const root = Number(m.root & m.geometry.addressMask)
+  let raw = 0n
+  let level = 0
+  const leaf = {
+    leaf: (w: TableWalker): void => {
+      raw = w.raw
+      level = w.level
+    },
   }
-  return leaves[low]!
+  return {
+    ranges,
+    leafAt: (at) => {
+      walker.walk(root, Number(at), Number(at) + 1, leaf, {validOnly: true})
+      return m.regime.decode(raw, level, m.geometry)
+    },
+  }
 }
 
-function sideAt(leaves: Leaves, r: Range | undefined, at: bigint): MappingSide | undefined {
-  return r === undefined ? undefined : {outputStart: r.outputStart + (at - r.start), level: r.level, decoded: leafAt(leaves.entries, at).decoded}
+function sideAt(side: Mappings, r: Range | undefined, at: bigint): MappingSide | undefined {
+  return r === undefined ? undefined : {outputStart: r.outputStart + (at - r.start), level: r.level, decoded: side.leafAt(at)}
 }
 
 function sameMapping(x: MappingSide, y: MappingSide): boolean {
@@ -221,9 +237,7 @@ function continues(prev: MappingSide | undefined, prevStart: bigint, at: bigint,
  * Compares two sets of ranges per input address: a 2 MiB block split into 512 pages with the same
  * output and attributes maps the same. Changed stretches are merged like ptdump merges ranges.
  */
-export function diffMappings(oldWalk: readonly WalkEntry[], newWalk: readonly WalkEntry[]): MappingChange[] {
-  const leavesA = leavesOf(oldWalk)
-  const leavesB = leavesOf(newWalk)
+export function diffMappings(leavesA: Mappings, leavesB: Mappings): MappingChange[] {
   const old = leavesA.ranges
   const now = leavesB.ranges
   const out: MappingChange[] = []

@@ -236,6 +236,15 @@ export class PhysicalMemory {
     return this.page(pfn)
   }
 
+  /**
+   * pageOfFrame without keeping what it reads: a page not yet read is read from the page source
+   * again at each call and not held, so a read-only pass over many pages (dump tables of a large
+   * tree) holds none of them. The caller must not change the bytes.
+   */
+  peekFrame(pfn: number): Uint8Array | undefined {
+    return this.pages.get(pfn) ?? (this.pending.has(pfn) ? this.fetch(pfn, false) : undefined)
+  }
+
   /** How many pages are held in memory (written, loaded, or read from the page source so far). */
   get residentPages(): number {
     return this.pages.size

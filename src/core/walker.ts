@@ -40,6 +40,11 @@ export function memoryAccess(memory: PhysicalMemory): TableAccess {
   }
 }
 
+/** Reading from memory without keeping the pages it reads from a snapshot (PhysicalMemory.peekFrame): a read-only walk of a large tree. */
+export function peekingAccess(memory: PhysicalMemory): TableAccess {
+  return {...memoryAccess(memory), page: (frame) => memory.peekFrame(frame)}
+}
+
 /** Why a walk did not go down into a table an entry points at. */
 export type Unfollowed = 'outside-ram' | 'aliased'
 
@@ -94,7 +99,10 @@ export class TableWalker {
   private visitor: Visitor = NO_VISITOR
   private validOnly = false
   private once = true
-  private readonly seen = new Set<number>()
+  /** set by halt(): the walk returns as soon as the current callback does */
+  private halted = false
+  /** each table walked into, and the descriptor's address that led there (-1: the root) */
+  private readonly seen = new Map<number, number>()
   /** the address bits of a descriptor's high half, by level from FIRST_LEVEL */
   private readonly outputLo: number[] = []
   private readonly outputHi: number[] = []
@@ -116,10 +124,24 @@ export class TableWalker {
 
   /** Walks the entries of the tree at `root` that translate [start, end), in input-address order. */
   walk(root: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
-    const g = this.geometry
     this.seen.clear()
-    this.seen.add(root)
-    this.walkFrom(root, g.startLevel, 0, start, end, visitor, options)
+    this.seen.set(root, -1)
+    this.walkFrom(root, this.geometry.startLevel, 0, start, end, visitor, options)
+  }
+
+  /**
+   * walk() again, over a later part of the range, remembering the tables the earlier walks went into:
+   * a table entered again through the same descriptor (one that spans both parts) is walked on, one
+   * reached through another is still an alias. For a walk that stops (halt) and goes on later.
+   */
+  walkOn(root: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
+    if (!this.seen.has(root)) this.seen.set(root, -1)
+    this.walkFrom(root, this.geometry.startLevel, 0, start, end, visitor, options)
+  }
+
+  /** From a callback: end the walk when the callback returns (no table-post, no further entries). */
+  halt(): void {
+    this.halted = true
   }
 
   /** The same from the table at `table` and `level` that translates from `base`: a subtree. */
@@ -128,6 +150,7 @@ export class TableWalker {
     this.visitor = visitor
     this.validOnly = options.validOnly ?? false
     this.once = options.once ?? true
+    this.halted = false
     try {
       this.visitTable(table, level, base, start, end)
     } finally {
@@ -273,6 +296,7 @@ export class TableWalker {
       this.hi = view === undefined ? 0 : view.getUint32(offset + 4, true)
       if (level < FINAL_LEVEL && (lo & 3) === 3) {
         const go = visitor.tablePre === undefined || visitor.tablePre(this) !== false
+        if (this.halted) return
         if (this.wrote) {
           view = this.writablePage(f)
           this.wrote = false
@@ -280,6 +304,7 @@ export class TableWalker {
         if (!go || (this.lo & 3) !== 3) continue // stopped, or the callback replaced the table
       } else {
         if (visitor.leaf !== undefined) visitor.leaf(this)
+        if (this.halted) return
         if (this.wrote) {
           view = this.writablePage(f)
           this.wrote = false
@@ -293,6 +318,7 @@ export class TableWalker {
         if (level === FINAL_LEVEL || (this.lo & 3) !== 3) continue
       }
       this.descend()
+      if (this.halted) return
       if (this.wrote) {
         // table-post replaced the entry
         view = this.writablePage(f)
@@ -310,15 +336,18 @@ export class TableWalker {
       return
     }
     if (this.once) {
-      if (this.seen.has(next)) {
+      // the descriptor's own address: reaching the table through it again is going on (walkOn), not an alias
+      const by = this.table + this.index * 8
+      const before = this.seen.get(next)
+      if (before !== undefined && before !== by) {
         visitor.unfollowed?.(this, 'aliased')
         return
       }
-      this.seen.add(next)
+      this.seen.set(next, by)
     }
     const {level, index, table, addr, size, rangeStart, rangeStop, lo, hi} = this
     this.visitTable(next, level + 1, addr, this.start, this.end)
-    if (visitor.tablePost === undefined) return
+    if (visitor.tablePost === undefined || this.halted) return
     this.level = level
     this.index = index
     this.table = table
@@ -378,6 +407,65 @@ export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geome
   const rootTable = Number(root & geometry.addressMask)
   if (!walker.access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
   walker.walk(rootTable, 0, 2 ** geometry.inputBits, {tablePre: visit, leaf: visit, unfollowed: visit}, {validOnly: true})
+}
+
+/**
+ * scanTables in parts: `run` scans on until a visit calls `stop` (before doing anything with its
+ * entry) or the tree ends; the next `run` starts with that entry. The entries, and the words on
+ * tables not followed, are exactly scanTables' and in its order, with nothing kept per entry: a
+ * writer stops when its reader is behind and goes on once it has caught up.
+ *
+ * A walk visits entries in the order of (input address, level); going on from an entry re-walks the
+ * range from its address, and the entries before it there (the tables above it) are passed over.
+ */
+export class ScanCursor {
+  private readonly walker: TableWalker
+  private readonly rootTable: number
+  private readonly end: number
+  private addr = 0
+  private level = 0
+  private started = false
+  private stopped = false
+  private visit: Visit = () => {}
+  private readonly visitor: Visitor
+
+  constructor(memory: PhysicalMemory, root: bigint, geometry: Geometry, access: TableAccess = memoryAccess(memory)) {
+    this.walker = new TableWalker(access, geometry)
+    this.rootTable = Number(root & geometry.addressMask)
+    this.end = 2 ** geometry.inputBits
+    const entry = (w: TableWalker): boolean => {
+      // passed over: an entry before the one the last part stopped at (a table above it)
+      if (w.addr < this.addr || (w.addr === this.addr && w.level < this.level)) return true
+      this.visit(w)
+      return !this.stopped
+    }
+    this.visitor = {
+      tablePre: entry,
+      leaf: entry,
+      unfollowed: (w, why) => this.visit(w, why),
+    }
+  }
+
+  /** Scans on, calling `visit` as scanTables does; returns true when the tree has been scanned to its end. */
+  run(visit: Visit): boolean {
+    const w = this.walker
+    if (!this.started) {
+      this.started = true
+      if (!w.access.inRam(this.rootTable, w.geometry.tableBytes(w.geometry.startLevel))) return true
+    }
+    this.visit = visit
+    this.stopped = false
+    w.walkOn(this.rootTable, this.addr, this.end, this.visitor, {validOnly: true})
+    return !this.stopped
+  }
+
+  /** From a visit (not an unfollowed one), before using its entry: stop there; the next run starts with it. */
+  stop(w: TableWalker): void {
+    this.addr = w.addr
+    this.level = w.level
+    this.stopped = true
+    w.halt()
+  }
 }
 
 /** The table pages a scan's walker reports on (unfollowed), in words. */
@@ -458,13 +546,16 @@ export interface RangeWalk {
  * an object per entry: for large trees (512 GiB in 2 MiB blocks is 262,656 entries) this is what
  * `dump tables --format ranges` uses.
  */
-export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry): RangeWalk {
+export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): RangeWalk {
   const merger = new RangeMerger(regime, geometry)
   scanTables(memory, root, geometry, (w, unfollowed) => {
     if (unfollowed === undefined) merger.add(w)
-  })
+  }, access)
   return merger.finish()
 }
+
+/** The open range of a RangeMerger past its `keep`: merged on its numbers, not kept. */
+const PAST_KEEP: Range = {start: 0n, end: 0n, level: -1, outputStart: 0n, decoded: {raw: 0n, level: -1, kind: 'reserved'}, entries: 0}
 
 /**
  * mergeRanges over the entries of a scan (scanTables), as they come: for a caller that walks once
@@ -472,6 +563,8 @@ export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint,
  */
 export class RangeMerger {
   private readonly ranges: Range[] = []
+  /** ranges made, kept or not */
+  private made = 0
   private entries = 0
   private leaves = 0
   // the open range, in numbers
@@ -483,9 +576,11 @@ export class RangeMerger {
   private count = 0
   private open: Range | undefined
 
+  /** `keep`: the most ranges kept (the rest are counted only, and decoded once each), for a listing that shows the first few or none */
   constructor(
     private readonly regime: Regime,
     private readonly geometry: Geometry,
+    private readonly keep = Infinity,
   ) {}
 
   /** The next valid entry of the walk. */
@@ -507,9 +602,12 @@ export class RangeMerger {
       return
     }
     this.close()
-    const decoded = this.regime.decode(w.raw, level, this.geometry)
-    this.open = {start: BigInt(ipa), end: 0n, level, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
-    this.ranges.push(this.open)
+    this.made++
+    if (this.ranges.length < this.keep) {
+      const decoded = this.regime.decode(w.raw, level, this.geometry)
+      this.open = {start: BigInt(ipa), end: 0n, level, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
+      this.ranges.push(this.open)
+    } else this.open = PAST_KEEP
     this.level = level
     this.end = ipa + size
     this.outputEnd = output + size
@@ -525,8 +623,13 @@ export class RangeMerger {
     return {ranges: this.ranges, entries: this.entries, leaves: this.leaves}
   }
 
+  /** How many ranges were made (finish().ranges holds the first `keep` of them). */
+  get rangeCount(): number {
+    return this.made
+  }
+
   private close(): void {
-    if (this.open === undefined) return
+    if (this.open === undefined || this.open === PAST_KEEP) return
     this.open.end = BigInt(this.end)
     this.open.entries = this.count
   }

@@ -51,10 +51,10 @@ describe('map region creates the mapper in the geometry asked for', () => {
   })
 
   it('--granularity takes the geometry\'s leaf sizes, and counts leaves by size in the JSON', async () => {
-    const r = await hvmemJson<{leaves: {written: Record<string, number>}; newTables: string[]}>(dir, ['map', 'region', '0x4000_0000', '64M', '--granule', '16K', '--granularity', '16K', '--json'])
+    const r = await hvmemJson<{leaves: {written: Record<string, number>}; newTables: {count: number; start: string | null; end: string | null}}>(dir, ['map', 'region', '0x4000_0000', '64M', '--granule', '16K', '--granularity', '16K', '--json'])
     expect(r.json.leaves.written).toEqual({'32M': 0, '16K': 4096})
     // the default 39-bit IPA at 16K starts at level 2 with 8 concatenated tables (128 KiB)
-    expect(r.json.newTables).toEqual(['0x41020000', '0x41024000'])
+    expect(r.json.newTables).toEqual({count: 2, start: '0x41020000', end: '0x41028000'})
     const t = await ok(['translate', '0x4200_3fff'])
     expect(t).toContain('-> 0x42003fff  Normal-WB IS RWX  (16K page at L3)')
   })

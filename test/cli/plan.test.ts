@@ -54,6 +54,6 @@ describe('plan task 3: dynamic page tables', () => {
     expect(BigInt(map.json.mapper.registers.VTTBR_EL2!)).not.toBe(0n)
     expect(map.json.mapper.registers.VTTBR_EL2!).toBe('0x41000000')
     expect(map.json.mapper.registers.VTCR_EL2).toBe('0x80023559')
-    expect(map.json.newTables).toEqual(['0x41001000'])
+    expect(map.json.newTables).toEqual({count: 1, start: '0x41001000', end: '0x41002000'})
   })
 })

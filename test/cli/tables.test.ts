@@ -38,7 +38,7 @@ describe('map region and dump tables', () => {
     expect(device.json.mapped.descriptor).toBe('0x400000090007c5')
     const ro = await hvmemJson<MapRegionJson>(dir, ['map', 'region', '0x1000_0000', '4M', '--attr', 'readonly'])
     expect(ro.json.mapped.descriptor).toBe('0x1000077d')
-    expect(ro.json.newTables).toEqual([]) // same L1 entry as the device block: its L2 table is reused
+    expect(ro.json.newTables).toEqual({count: 0, start: null, end: null}) // same L1 entry as the device block: its L2 table is reused
     const lines = (await ok('dump', 'tables', '--format', 'ranges')).split('\n')
     expect(lines.slice(1, 3)).toEqual([
       '0x0000000009000000-0x0000000009200000   2M  L2  RW NX Device-nGnRE IS AF BLK',
@@ -57,7 +57,7 @@ describe('map region and dump tables', () => {
     await ok('heap', 'init')
     await ok('map', 'region', '0x4000_0000', '4M')
     const again = await hvmemJson<MapRegionJson>(dir, ['map', 'region', '0x4000_0000', '4M'])
-    expect(again.json).toMatchObject({blocks: 2, written: 0, unchanged: 2, newTables: [], mapperCreated: false})
+    expect(again.json).toMatchObject({blocks: 2, written: 0, unchanged: 2, newTables: {count: 0, start: null, end: null}, mapperCreated: false})
     expect((await ok('heap', 'status')).includes('0x41002000')).toBe(true) // next: L1 + one L2 table only
   })
 

@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {ADDRESS_MASK, TABLE_OR_PAGE, tableDescriptor} from '../../src/core/descriptor.js'
-import {type ByteRange, MERGE_GAP, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory} from '../../src/core/diff.js'
+import {type ByteRange, MERGE_GAP, type SnapshotDiff, bytesAt, diffMachines, diffMappings, diffMemory, mappingsOf} from '../../src/core/diff.js'
 import {type PageList, memoryPages} from '../../src/core/page-list.js'
 import {Machine} from '../../src/core/machine.js'
 import type {Permission} from '../../src/core/mapper.js'
@@ -449,7 +449,7 @@ describe('diffMappings', () => {
         apply(b, more)
         const walkA = walkTables(a.memory, a.mapper!.regime, a.mapper!.root, a.mapper!.geometry)
         const walkB = walkTables(b.memory, b.mapper!.regime, b.mapper!.root, b.mapper!.geometry)
-        const changes = diffMappings(walkA, walkB)
+        const changes = diffMappings(mappingsOf(a), mappingsOf(b))
         const pagesA = perPage(walkA)
         const pagesB = perPage(walkB)
         const expected = pagesA.map((x, k) => {

@@ -5,7 +5,7 @@ import {type Regime, tableDescriptor} from '../../src/core/descriptor.js'
 import {PhysicalMemory} from '../../src/core/memory.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import {mergeRanges, walkRanges, walkTables} from '../../src/core/walker.js'
+import {ScanCursor, type TableWalker, type Unfollowed, mergeRanges, scanTables, walkRanges, walkTables} from '../../src/core/walker.js'
 import {mappedMachine} from './helpers.js'
 import {DEFAULT_STAGE2, stage2Geometry} from '../../src/core/geometry.js'
 
@@ -82,5 +82,37 @@ describe('walkRanges and the number-based walk', () => {
     expect(b.leaf).toEqual({...a.leaf, outputAddress: 0x9876_5000n})
     expect(Object.keys(b.leaf!)).toEqual(Object.keys(a.leaf!))
     expect(b.leaf).not.toBe(a.leaf)
+  })
+})
+
+describe('ScanCursor: a scan in parts', () => {
+  /** What a scan's visits say, one string each: the entry, or the word on a table not followed. */
+  const trace = (out: string[]) => (w: TableWalker, unfollowed?: Unfollowed): void => {
+    out.push(unfollowed === undefined ? `${w.level} ${w.index} ${w.table} ${w.addr} ${w.lo} ${w.hi}` : `unfollowed ${w.next} ${unfollowed}`)
+  }
+
+  it.each([1, 2, 7, 100])('stopping after every %i entries gives scanTables\' visits, in order', (every) => {
+    fc.assert(
+      fc.property(tables, fc.constantFrom(0, 1), (writes, startLevel) => {
+        const memory = build(writes)
+        const geometry = startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
+        const whole: string[] = []
+        scanTables(memory, ROOT, geometry, trace(whole))
+        const parts: string[] = []
+        const record = trace(parts)
+        const cursor = new ScanCursor(memory, ROOT, geometry)
+        let n = 0
+        let runs = 0
+        const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
+          if (unfollowed === undefined && ++n % (every + 1) === 0) return cursor.stop(w)
+          record(w, unfollowed)
+        }
+        while (!cursor.run(visit)) runs++
+        expect(parts).toEqual(whole)
+        // it did stop, where there was more than a part's worth
+        if (whole.filter((v) => !v.startsWith('unfollowed')).length > every) expect(runs).toBeGreaterThan(0)
+      }),
+      {numRuns: 100},
+    )
   })
 })

@@ -3,11 +3,12 @@ import type {ChalkInstance} from 'chalk'
 import {HvmemCommand} from '../../cli/base.js'
 import {intFlag} from '../../cli/flags.js'
 import {color} from '../../cli/style.js'
-import {type WalkJson, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
+import {type WalkJson, rootPagesInRam, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
 import {HEAP_CATEGORIES, type HeapCategory, IPA_CATEGORIES, type IpaCategory, type Segment, type Strip, heapScale, heapSegments, ipaCategory, ipaScale, strip} from '../../core/address-map.js'
 import type {Access} from '../../core/descriptor.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {mergeRanges} from '../../core/walker.js'
+import {FINAL_LEVEL} from '../../core/geometry.js'
+import {RangeMerger, peekingAccess, scanTables} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 interface Look {
@@ -83,10 +84,18 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
     const tablePages: bigint[] = []
     if (target !== undefined) {
       const pages = rootPagesInRam(machine, target)
-      const entries = walkEntries(machine.memory, target)
       for (let i = 0; i < pages; i++) tablePages.push(target.root + 4096n * BigInt(i))
-      for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) tablePages.push(e.decoded.nextTable!)
-      const ranges = mergeRanges(entries)
+      // one scan, no object per entry: the merged ranges, and the tables it goes into
+      const merger = new RangeMerger(target.regime, target.geometry)
+      scanTables(machine.memory, target.root, target.geometry, (w, unfollowed) => {
+        if (unfollowed !== undefined) {
+          tablePages.pop() // the table this entry points at was not walked (it comes right after the entry)
+          return
+        }
+        merger.add(w)
+        if (w.level < FINAL_LEVEL && (w.lo & 3) === 3) tablePages.push(BigInt(w.next))
+      }, peekingAccess(machine.memory))
+      const ranges = merger.finish().ranges
       const segments: Array<Segment<IpaCategory>> = ranges.map((r) => ({start: r.start, end: r.end, category: ipaCategory(r.decoded.leaf!)}))
       if (ranges.length > 0) {
         const start = ranges[0]!.start

@@ -1,9 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {writeDumpJson} from '../../cli/dump-json.js'
+import {streamDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
-import {tablesDot} from '../../cli/dot.js'
+import {OutputSink} from '../../cli/sink.js'
+import {dotText, writeDot, writeTree} from '../../cli/table-dump.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, renderTable} from '../../cli/style.js'
 import {type El1WalkJson, type WalkJson, describeEl1Range, describeWalk, el1Target, el1WalkJson, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
@@ -13,7 +14,7 @@ import {HvmemError} from '../../core/errors.js'
 import type {Machine} from '../../core/machine.js'
 import {describeTableBase} from '../../core/table-base.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {type WalkEntry, mergeRanges, walkRanges} from '../../core/walker.js'
+import {type WalkEntry, mergeRanges, peekingAccess, walkRanges} from '../../core/walker.js'
 import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface DumpTablesJson {
@@ -65,35 +66,42 @@ export default class DumpTables extends HvmemCommand {
     }
     const pages = rootPagesInRam(machine, target)
     const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
-    if (!target.foreign && flags.format === 'ranges' && !this.jsonEnabled()) {
-      // The ranges alone: no object per entry (walkRanges), for large trees.
-      const walk = walkRanges(machine.memory, target.regime, target.root, target.geometry)
-      this.log([`${stage}, root ${hex(target.root)}: ${registerLine(mapper!)}`, ...walk.ranges.map((r) => rangeLine(r))].join('\n'))
-      this.log(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
-      return {mapper: mapperJson(mapper!), entries: [], ranges: walk.ranges.map(rangeJson)}
-    }
-    if (!target.foreign && flags.format !== 'dot' && this.jsonEnabled() && this.batch === undefined) {
-      // Written as it is produced (writeDumpJson): the same text as the document below, stringified.
-      // (Not inside a batch, which takes the document this method returns.)
-      writeDumpJson(mapper!, machine.memory, (bytes) => {
-        process.stdout.write(bytes)
-        // written through already (stdout to a file or, on Linux, a pipe is synchronous): reusable
-        return process.stdout.writableLength === 0
-      })
-      this.jsonWritten = true
-      return {mapper: mapperJson(mapper!), entries: [], ranges: []}
-    }
-    const entries = walkEntries(machine.memory, target)
-    const ranges = mergeRanges(entries)
-    const startLevel = target.geometry.startLevel
     const split = target.table === undefined ? '' : describeTableBase(target.table)
     const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${split === '' ? '' : `${split}; `}${describeWalk(target.geometry)})` : registerLine(mapper!)
-    const dot = flags.format === 'dot' ? tablesDot(entries, {root: target.root, startLevel: target.geometry.startLevel, rootPages: pages, title: `${stage}, root ${hex(target.root)}: ${registers}`}) : undefined
-    if (dot !== undefined) this.log(dot)
-    else if (!this.jsonEnabled()) {
-      this.log(`${stage}, root ${hex(target.root)}: ${registers}`)
-      this.logEntries(entries, startLevel, flags.format === 'ranges' ? 'ranges' : 'tree', 'IPA')
+    const title = `${stage}, root ${hex(target.root)}: ${registers}`
+    const dotOptions = {root: target.root, startLevel: target.geometry.startLevel, rootPages: pages, title}
+    // Written as the walk goes, with nothing kept per entry (src/cli/table-dump.ts, dump-json.ts): the
+    // same text as the document below. Inside a batch, which takes the document this method returns,
+    // only the text is.
+    const sink = new OutputSink(this.batch === undefined ? undefined : {lines: (text) => this.log(text)})
+    if (this.jsonEnabled()) {
+      if (this.batch === undefined) {
+        await streamDumpJson(mapper === undefined ? null : mapperJson(mapper), target, machine.memory, sink, {
+          ...(target.foreign ? {walk: walkJson(target)} : {}),
+          ...(flags.format === 'dot' ? {dot: dotOptions} : {}),
+        })
+        this.jsonWritten = true
+        return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: []}
+      }
+    } else if (flags.format === 'ranges') {
+      // The ranges alone: no object per entry (walkRanges), for large trees.
+      const walk = walkRanges(machine.memory, target.regime, target.root, target.geometry, peekingAccess(machine.memory))
+      sink.line(title)
+      for (const r of walk.ranges) sink.line(rangeLine(r))
+      sink.line(color.dim(`${walk.entries} valid entries, ${walk.leaves} leaves, ${walk.ranges.length} range(s)`))
+      sink.flush()
+      return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: walk.ranges.map(rangeJson), ...(target.foreign ? {walk: walkJson(target)} : {})}
+    } else if (flags.format === 'dot') {
+      await writeDot(sink, machine.memory, target, dotOptions)
+      return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: []}
+    } else {
+      await writeTree(sink, machine.memory, target, title)
+      return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: []}
     }
+    // --json inside a batch: the document as objects
+    const entries = walkEntries(machine.memory, target)
+    const ranges = mergeRanges(entries)
+    const dot = flags.format === 'dot' ? await dotText(machine.memory, target, dotOptions) : undefined
     return {
       mapper: mapper === undefined ? null : mapperJson(mapper),
       entries: entries.map(entryJson),

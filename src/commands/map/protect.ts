@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {describeCounts, type EditJson, editJson, editLines} from '../../cli/edit.js'
+import {describeCounts, type EditJson, editJson, editLines, verboseFlag} from '../../cli/edit.js'
 import {u64Arg} from '../../cli/flags.js'
 import {type MapperJson, mapperJson} from '../../cli/json.js'
 import {requireMapper} from '../../cli/mapper.js'
@@ -28,6 +28,7 @@ export default class MapProtect extends HvmemCommand {
   static override flags = {
     attr: Flags.option({options: ATTRS, summary: 'New attributes.', exclusive: ['perm']})(),
     perm: Flags.option({options: PERMISSIONS, summary: 'New permissions, keeping the memory type.', exclusive: ['attr']})(),
+    verbose: verboseFlag,
   }
 
   async run(): Promise<ProtectJson> {
@@ -40,7 +41,7 @@ export default class MapProtect extends HvmemCommand {
     })
     const what = 'attr' in protection ? `--attr ${protection.attr}` : `--perm ${protection.perm}`
     this.log(`Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written, geometry)} descriptor(s) rewritten, ${describeCounts(result.unchanged, geometry)} already so`)
-    for (const line of editLines(result, geometry)) this.log(line)
-    return {...editJson(result, geometry), mapper}
+    for (const line of editLines(result, geometry, flags.verbose)) this.log(line)
+    return {...editJson(result, geometry, flags.verbose), mapper}
   }
 }

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {type CountsJson, describeCounts, editJson, editLines, total} from '../../cli/edit.js'
+import {type CountsJson, type TableListJson, describeCounts, editJson, editLines, total, verboseFlag} from '../../cli/edit.js'
 import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
@@ -22,7 +22,7 @@ export interface MapRegionJson {
   unchanged: number
   leaves: {written: CountsJson; unchanged: CountsJson}
   splits: number
-  newTables: string[]
+  newTables: TableListJson
   orphanedTables: number
   mapperCreated: boolean
   mapper: MapperJson
@@ -68,6 +68,7 @@ With --regime stage1 the tables are the hypervisor's own (EL2, TTBR0_EL2, MAIR_E
     'ipa-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
     'va-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 1: VA size in bits, 25..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['ipa-bits']}),
     preset: Flags.option({options: ['kvm'] as const, summary: "A named geometry: kvm is KVM's default stage 2 (40-bit IPA, 4K granule, two concatenated level-1 tables).", helpGroup: 'GEOMETRY', exclusive: ['granule', 'ipa-bits', 'va-bits']})(),
+    verbose: verboseFlag,
   }
 
   async run(): Promise<MapRegionJson> {
@@ -83,9 +84,9 @@ With --regime stage1 the tables are the hypervisor's own (EL2, TTBR0_EL2, MAIR_E
     this.log(
       `Mapped ${color.bold(`${hex(result.ipa)}-${hex(end)}`)}${target} (${formatSize(result.size)}) ${result.attr}: ${describeCounts(result.written, geometry)} written, ${describeCounts(result.unchanged, geometry)} already so; descriptor at ${hex(result.ipa)} ${hex(result.descriptor)}`,
     )
-    for (const line of editLines(result, geometry)) this.log(line)
+    for (const line of editLines(result, geometry, flags.verbose)) this.log(line)
     this.log(registers)
-    const json = editJson(result, geometry)
+    const json = editJson(result, geometry, flags.verbose)
     return {
       mapped: {ipa: hex(result.ipa), end: hex(end), size: Number(result.size), pa: hex(result.pa), attr: result.attr, descriptor: hex(result.descriptor)},
       blocks: total(result.written) + total(result.unchanged),

@@ -1,5 +1,5 @@
 import {HvmemCommand} from '../../cli/base.js'
-import {describeCounts, type EditJson, editJson, editLines} from '../../cli/edit.js'
+import {describeCounts, type EditJson, editJson, editLines, verboseFlag} from '../../cli/edit.js'
 import {u64Arg} from '../../cli/flags.js'
 import {type MapperJson, mapperJson} from '../../cli/json.js'
 import {requireMapper} from '../../cli/mapper.js'
@@ -20,6 +20,10 @@ export default class MapUnmap extends HvmemCommand {
     size: u64Arg({description: 'Bytes to unmap (a multiple of 4 KiB).', required: true}),
   }
 
+  static override flags = {
+    verbose: verboseFlag,
+  }
+
   async run(): Promise<UnmapJson> {
     const {args, flags} = await this.parse(MapUnmap)
     const {result, mapper, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
@@ -27,7 +31,7 @@ export default class MapUnmap extends HvmemCommand {
       return {result: mapper.unmap(args.ipa, args.size), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
     this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared, geometry)} descriptor(s) cleared`)
-    for (const line of editLines(result, geometry)) this.log(line)
-    return {...editJson(result, geometry), mapper}
+    for (const line of editLines(result, geometry, flags.verbose)) this.log(line)
+    return {...editJson(result, geometry, flags.verbose), mapper}
   }
 }
