@@ -46,26 +46,32 @@ export function mairAttrAt(mair: bigint, index: number): number {
   return Number((mair >> BigInt(8 * index)) & 0xffn)
 }
 
+/**
+ * A stage-1 leaf's fields as every stage-1 regime reads them: AttrIndx through `mair`, AP[2] as
+ * read-only, and the fields common to both stages (the EL1&0 regime adds its own to these).
+ */
+export function stage1LeafFields(descriptor: bigint, outputAddress: bigint, mair: bigint): LeafFields {
+  const attrIndx = Number((descriptor >> 2n) & 7n)
+  const mairAttr = mairAttrAt(mair, attrIndx)
+  const ap = Number((descriptor >> 6n) & 3n)
+  return {
+    outputAddress,
+    memType: mairTypeName(mairAttr),
+    access: (ap & 2) !== 0 ? 'RO' : 'RW',
+    ...commonLeafFields(descriptor),
+    attrIndx,
+    mairAttr,
+    ap,
+  }
+}
+
 /** The EL2 stage-1 regime reading AttrIndx through `mair` (hvmem's own MAIR_EL2, or a foreign hypervisor's). */
 export function stage1Regime(mair: bigint): Regime {
   return new Regime({
     name: 'stage1',
     stage: 1,
     attrBits: STAGE1_ATTR_BITS,
-    decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
-      const attrIndx = Number((descriptor >> 2n) & 7n)
-      const mairAttr = mairAttrAt(mair, attrIndx)
-      const ap = Number((descriptor >> 6n) & 3n)
-      return {
-        outputAddress,
-        memType: mairTypeName(mairAttr),
-        access: (ap & 2) !== 0 ? 'RO' : 'RW',
-        ...commonLeafFields(descriptor),
-        attrIndx,
-        mairAttr,
-        ap,
-      }
-    },
+    decodeLeaf: (descriptor: bigint, outputAddress: bigint): LeafFields => stage1LeafFields(descriptor, outputAddress, mair),
   })
 }
 
