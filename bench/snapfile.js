@@ -1,7 +1,10 @@
 /**
  * Reads and writes hvmem snapshot files (format versions 2 and 3, one layout: docs/snapshot-format.md) without hvmem's
  * own code, so the benchmark's large inputs (1 GiB of non-zero RAM, heaps full of distinct pages)
- * are made independently of the code under test, in seconds.
+ * are made independently of the code under test, in seconds. Only whole (base) files: it reads the
+ * small files hvmem writes (versions 2 and 3; hvmem writes version 5, with appended records, only
+ * from 4 MiB), and hvmem reads what it writes; a large version-3 file becomes version 5 at its first
+ * change, which rewrites it whole (the scale cases copy a fresh input before each run).
  */
 import {closeSync, openSync, readFileSync, writeSync} from 'node:fs'
 import {crc32} from 'node:zlib'

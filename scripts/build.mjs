@@ -2,7 +2,8 @@
 /**
  * Builds the CLI as one esbuild bundle (docs/performance.md), in two steps:
  *
- *   node scripts/build.mjs               dist/hvmem.cjs: every command (discovered under src/commands),
+ *   node scripts/build.mjs               dist/hvmem.cjs: every command (discovered under src/commands, each
+ *                                        evaluated only when it runs), the entry (src/cli/execute.ts),
  *                                        every hook (src/hooks), @oclif/core and the other dependencies,
  *                                        plus dist/commands.js, the module oclif's explicit command
  *                                        discovery reads (package.json oclif.commands and oclif.hooks).
@@ -76,15 +77,19 @@ function dependencyRewrites(patches) {
 async function bundle() {
   const commands = sources('src/commands')
   const hooks = sources('src/hooks')
-  const lines = [`export {execute} from '@oclif/core'`]
-  commands.forEach((file, i) => lines.push(`import C${i} from './${file.replace(/\.ts$/, '.js')}'`))
-  lines.push(`export const COMMANDS = {${commands.map((file, i) => `${JSON.stringify(commandId(file))}: C${i}`).join(', ')}}`)
+  const lines = [`import {execute as run} from './src/cli/execute.js'`]
+  // Each command is a getter that require()s its module: esbuild wraps a module reached only by
+  // require() in a lazy initialiser, so a start-up evaluates the one command it runs and what that
+  // imports, not all of them (oclif's explicit discovery reads just the id it runs, given the manifest).
+  lines.push(`export const COMMANDS = {${commands.map((file) => `get ${JSON.stringify(commandId(file))}() { return require('./${file.replace(/\.ts$/, '.js')}').default }`).join(', ')}}`)
   for (const file of hooks) lines.push(`export {default as ${hookName(file)}} from './${file.replace(/\.ts$/, '.js')}'`)
+  // bin/run.js's entry: oclif's execute, with the plugins loaded only when the line may need them (src/cli/execute.ts)
+  lines.push(`export const execute = ({dir}) => run(dir, new Set(Object.keys(COMMANDS)))`)
   const ids = commands.map(commandId)
   const byUnits = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
   const byLocale = [...ids].sort((a, b) => a.localeCompare(b))
   const patches = byUnits.join() === byLocale.join() ? OCLIF_PATCHES : OCLIF_PATCHES.filter((p) => !p.from.includes('localeCompare'))
-  if (patches !== OCLIF_PATCHES) console.warn('build: command ids sort differently by code units and by locale; keeping oclif\'s localeCompare')
+  if (patches !== OCLIF_PATCHES) console.warn("build: command ids sort differently by code units and by locale; keeping oclif's localeCompare")
   removeLeftovers()
   const out = `.dist-${process.pid}`
   rmSync(join(root, out), {recursive: true, force: true})
@@ -113,7 +118,10 @@ async function bundle() {
   // import() a module esbuild leaves external (a Node builtin); bundled ones become require()s.
   const left = /(?<![\w$.])import\((?!\))/.exec(bundled)
   if (left) throw new Error(`dist/hvmem.cjs has a dynamic import() at ${left.index}: ${bundled.slice(left.index - 40, left.index + 60)}`)
-  writeFileSync(join(root, out, 'hvmem.cjs'), bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
+  writeFileSync(
+    join(root, out, 'hvmem.cjs'),
+    bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+  )
   // What oclif imports to find commands and hooks: the bundle bin/run.js loaded (with its code
   // cache), or, for other tools (oclif manifest, oclif readme), the bundle required afresh.
   writeFileSync(

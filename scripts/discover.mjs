@@ -12,18 +12,28 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 export function sources(dir) {
   return readdirSync(join(root, dir), {withFileTypes: true, recursive: true})
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
-    .map((e) => relative(root, join(e.parentPath ?? e.path, e.name)).split(sep).join('/'))
+    .map((e) =>
+      relative(root, join(e.parentPath ?? e.path, e.name))
+        .split(sep)
+        .join('/'),
+    )
     .sort()
 }
 
 /** oclif's command id for a file under src/commands: heap/status.ts -> heap:status (index.ts names its directory). */
 export function commandId(file) {
-  const parts = file.replace(/^src\/commands\//, '').replace(/\.ts$/, '').split('/')
+  const parts = file
+    .replace(/^src\/commands\//, '')
+    .replace(/\.ts$/, '')
+    .split('/')
   if (parts.at(-1) === 'index') parts.pop()
   return parts.join(':')
 }
 
 /** A hook's export name: command-not-found.ts -> commandNotFound. */
 export function hookName(file) {
-  return file.replace(/^src\/hooks\//, '').replace(/\.ts$/, '').replace(/[-/]([a-z0-9])/g, (_, c) => c.toUpperCase())
+  return file
+    .replace(/^src\/hooks\//, '')
+    .replace(/\.ts$/, '')
+    .replace(/[-/]([a-z0-9])/g, (_, c) => c.toUpperCase())
 }

@@ -9,6 +9,8 @@ if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm binutils-aarch64-linux-gnu >/dev/null
   qemu-system-aarch64 --version | head -n 1
+  # the real guests the capture tests boot (U-Boot, a Debian arm64 kernel), cached
+  sh "$(dirname "$0")/guests.sh"
 else
   echo "setup: no apt-get here; install qemu-system-aarch64 and the aarch64-linux-gnu binutils yourself for the conformance suite" >&2
 fi

@@ -3,9 +3,11 @@ import {Command, type Config, Errors, type Interfaces, ux} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
-import {snapshotFlag} from './flags.js'
+import {colorFlag, snapshotFlag} from './flags.js'
 import {quote} from './numbers.js'
 import {guardStdout} from './output.js'
+import {type ColorMode, setColorMode} from './style.js'
+import {closest} from './suggest.js'
 
 export interface ErrorJson {
   error: {kind: string; message: string; exitCode: number}
@@ -19,7 +21,7 @@ export interface ErrorJson {
  */
 export abstract class HvmemCommand extends Command {
   static override enableJsonFlag = true
-  static override baseFlags = {snapshot: snapshotFlag}
+  static override baseFlags = {snapshot: snapshotFlag, color: colorFlag}
 
   /**
    * Set by `hvmem batch` (src/cli/batch.ts), which calls run() itself: errors then reach the batch
@@ -65,10 +67,30 @@ export abstract class HvmemCommand extends Command {
     argv?: string[],
   ): Promise<Interfaces.ParserOutput<F, B, A>> {
     const batch = this.batch
-    if (batch === undefined || options === undefined) return super.parse(options, argv)
+    if (batch === undefined || options === undefined) return this.parseKnown(options, argv)
     // A line whose text was parsed before: that parse (no closure made for a parse not needed).
     if (batch.parsed !== undefined) return batch.parsed as Promise<Interfaces.ParserOutput<F, B, A>>
-    return batch.parse(() => super.parse(options, argv))
+    return batch.parse(() => this.parseKnown(options, argv))
+  }
+
+  /** oclif's parse, after a check that every flag typed exists (with the likely one named if not: `--atr`, did you mean `--attr`). */
+  private parseKnown<F extends Record<string, unknown>, B extends Record<string, unknown>, A extends Record<string, unknown>>(
+    options: Interfaces.Input<F, B, A> | undefined,
+    argv: string[] = this.argv,
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    if (options !== undefined) {
+      const defined: Record<string, FlagShape> = {...(options.baseFlags as Record<string, FlagShape> | undefined), ...(options.flags as Record<string, FlagShape> | undefined)}
+      if (options.enableJsonFlag ?? this.ctor.enableJsonFlag) defined.json = {type: 'boolean'}
+      const error = unknownFlags(argv, defined)
+      if (error !== undefined) return Promise.reject(error)
+    }
+    // --color, as the command's own (a batch's lines follow the batch's: their default would undo it)
+    if (this.batch !== undefined) return super.parse(options, argv)
+    return super.parse(options, argv).then((output) => {
+      const mode = (output.flags as {color?: ColorMode}).color
+      if (mode !== undefined) setColorMode(mode)
+      return output
+    })
   }
 
   protected override async catch(err: Error & {oclif?: {exit?: number}; code?: string}): Promise<void> {
@@ -103,6 +125,54 @@ export function oneLine(message: string): string {
     if (c === '\r') return '\\r'
     return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
   })
+}
+
+/** What unknownFlags reads of an oclif flag definition. */
+interface FlagShape {
+  type: 'boolean' | 'option'
+  char?: string
+  aliases?: string[]
+  charAliases?: string[]
+  allowNo?: boolean
+}
+
+/**
+ * The flags in `argv` (before `--`) that `defined` does not have, as the input error oclif would give
+ * ("Nonexistent flag: --atr"), with the closest defined flag suggested; undefined if all exist. Run
+ * before oclif's parse, which reads the arguments first: `map region --atr rw` would otherwise be told
+ * that "rw" is not an IPA. A token after a flag that takes a value is that value, not a flag.
+ */
+export function unknownFlags(argv: readonly string[], defined: Readonly<Record<string, FlagShape>>): HvmemError | undefined {
+  const long = new Map<string, FlagShape>([['help', {type: 'boolean'}]])
+  const short = new Map<string, FlagShape>([['h', {type: 'boolean'}]])
+  for (const [name, flag] of Object.entries(defined)) {
+    long.set(name, flag)
+    for (const alias of flag.aliases ?? []) long.set(alias, flag)
+    for (const char of [flag.char, ...(flag.charAliases ?? [])]) if (char !== undefined) short.set(char, flag)
+  }
+  const unknown: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!
+    if (token === '--') break
+    let flag: FlagShape | undefined
+    let inline: boolean
+    if (token.startsWith('--')) {
+      const name = token.slice(2).split('=')[0]!
+      flag = long.get(name) ?? (name.startsWith('no-') && long.get(name.slice(3))?.allowNo === true ? {type: 'boolean'} : undefined)
+      inline = token.includes('=')
+      if (flag === undefined) unknown.push(`--${name}`)
+    } else if (/^-[A-Za-z]/.test(token)) {
+      flag = short.get(token[1]!)
+      inline = token.length > 2
+      if (flag === undefined) unknown.push(token.slice(0, 2))
+    } else continue
+    if (flag?.type === 'option' && !inline) i++
+  }
+  if (unknown.length === 0) return undefined
+  const names = [...long.keys()].map((n) => `--${n}`)
+  const meant = unknown.map((typed) => (typed.startsWith('--') ? closest(typed, names) : undefined)).filter((m) => m !== undefined)
+  const hint = meant.length === 0 ? '' : `; did you mean ${meant.join(', ')}?`
+  return new HvmemError('input', `Nonexistent flag${unknown.length === 1 ? '' : 's'}: ${unknown.join(', ')}${hint} (see --help)`)
 }
 
 /** How `hvmem batch` runs a command in-process (see HvmemCommand.batch). */
@@ -142,9 +212,16 @@ function describeRaw(err: Error & {oclif?: {exit?: number}}): {kind: string; mes
   return {kind: 'internal', message: `internal error: ${err.message} (set HVMEM_DEBUG=1 for a stack trace, and please report it)`, exitCode: EXIT_CODES.internal}
 }
 
-/** What an unknown command is told (the command_not_found hook, and a batch line). */
-export function unknownCommand(words: string): string {
-  return `unknown command ${quote(words)}; see "hvmem --help" for the commands`
+/** What an unknown command is told (the command_not_found hook, and a batch line), with the command it was likely meant to be. */
+export function unknownCommand(words: string, suggestion?: string): string {
+  const meant = suggestion === undefined ? '' : ` (did you mean ${quote(suggestion)}?)`
+  return `unknown command ${quote(words)}${meant}; see "hvmem --help" for the commands`
+}
+
+/** The command (or topic) closest to the words typed, space-separated, if one is close enough (src/cli/suggest.ts). */
+export function suggestCommand(words: readonly string[], config: Pick<Config, 'commandIDs' | 'topics'>): string | undefined {
+  const names = [...config.commandIDs, ...config.topics.map((t) => t.name)].map((id) => id.replaceAll(':', ' '))
+  return closest(words.join(' '), names)
 }
 
 /**
@@ -153,9 +230,9 @@ export function unknownCommand(words: string): string {
  * line on stderr, or under --json (or HVMEM_CONTENT_TYPE=json) the JSON error on stdout, as every
  * other error; exit 2.
  */
-export function reportUnknownCommand(id: string, argv: readonly string[], config: Pick<Config, 'findCommand' | 'scopedEnvVar'>): void {
+export function reportUnknownCommand(id: string, argv: readonly string[], config: Pick<Config, 'commandIDs' | 'findCommand' | 'scopedEnvVar' | 'topics'>): void {
   const words = id.split(':')
-  let message = unknownCommand(words.join(' '))
+  let message = unknownCommand(words.join(' '), suggestCommand(words, config))
   for (let n = words.length - 1; n > 0; n--) {
     if (config.findCommand(words.slice(0, n).join(':')) === undefined) continue
     const extra = words.slice(n)

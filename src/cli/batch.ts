@@ -9,7 +9,7 @@ import type {Command, Config, Interfaces} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import type {SnapshotSession} from '../snapshot/store.js'
-import {type BatchHooks, HvmemCommand, describeError, unknownCommand} from './base.js'
+import {type BatchHooks, HvmemCommand, describeError, suggestCommand, unknownCommand} from './base.js'
 import {quote} from './numbers.js'
 import type {ScriptLine} from './words.js'
 
@@ -45,6 +45,7 @@ export interface SummaryJson {
 /** Why a command cannot run inside a batch, or undefined if it can. */
 export function refusal(id: string, pluginName: string | undefined, rootName: string): string | undefined {
   if (id === 'batch') return 'a batch cannot run another batch'
+  if (id === 'completion') return 'it prints a shell script and touches no snapshot; run it outside the batch'
   if (id === 'heap:init') return 'it creates the snapshot the batch works on; run it before the batch'
   if (id === 'snapshot' || id.startsWith('snapshot:')) return "the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"
   if (pluginName !== rootName) return `it is ${pluginName ?? 'a plugin'}'s, not one of hvmem's snapshot commands; run it outside the batch`
@@ -201,7 +202,9 @@ export class BatchRunner {
       this.out.line(`# ${lines} line(s): ${this.ok} ok, ${this.failed} failed${skipped}; ${saved ? `saved ${this.options.snapshot}` : `${this.options.snapshot} unchanged`}`)
     }
     if (keepGoing && this.failed > 0) {
-      this.out.stderr(`hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`)
+      this.out.stderr(
+        `hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`,
+      )
     }
   }
 
@@ -217,7 +220,12 @@ export class BatchRunner {
       this.exitCode = described.exitCode
     }
     // A line that names no known command is reported by its first words.
-    const command = name ?? line.words.filter((w) => !w.startsWith('-')).slice(0, 2).join(' ')
+    const command =
+      name ??
+      line.words
+        .filter((w) => !w.startsWith('-'))
+        .slice(0, 2)
+        .join(' ')
     if (json) this.out.line(JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson))
     else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
   }
@@ -296,7 +304,14 @@ export class BatchRunner {
       if (!lookup.topic) break
     }
     if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
-    if (found === undefined) throw new HvmemError('input', unknownCommand(prefix.join(' ')))
+    if (found === undefined) {
+      const topic = prefix.join(':')
+      if (this.lookups.get(topic)?.topic === true) {
+        const commands = this.config.commandIDs.filter((c) => c.startsWith(`${topic}:`)).map((c) => c.replaceAll(':', ' '))
+        throw new HvmemError('input', `${quote(prefix.join(' '))} is a topic, not a command: write one of its commands (${commands.join(', ')})`)
+      }
+      throw new HvmemError('input', unknownCommand(prefix.join(' '), suggestCommand(prefix, this.config)))
+    }
     const name = found.id.replaceAll(':', ' ')
     const why = refusal(found.id, found.pluginName, this.config.name)
     if (why !== undefined) throw new HvmemError('input', `"${name}" cannot run inside a batch: ${why}`)
@@ -310,7 +325,10 @@ export class BatchRunner {
   private onBatchSnapshot<T extends Interfaces.ParserOutput>(parsed: T): T {
     for (const token of parsed.raw) {
       if (token.type === 'flag' && token.flag === 'snapshot' && resolve(token.input) !== this.snapshot) {
-        throw new HvmemError('input', `--snapshot ${quote(token.input)}: every line works on the batch's snapshot ${quote(this.options.snapshot)}; drop the flag, or give the file to "hvmem batch --snapshot"`)
+        throw new HvmemError(
+          'input',
+          `--snapshot ${quote(token.input)}: every line works on the batch's snapshot ${quote(this.options.snapshot)}; drop the flag, or give the file to "hvmem batch --snapshot"`,
+        )
       }
     }
     return Object.freeze({...parsed, args: Object.freeze({...parsed.args}), flags: Object.freeze({...parsed.flags, snapshot: this.options.snapshot})})

@@ -67,7 +67,12 @@ export function diffJson(d: SnapshotDiff, names: {a: string; b: string}, bytes?:
     a: names.a,
     b: names.b,
     layout: d.layout === undefined ? null : {old: layoutJson(d.layout.old), new: layoutJson(d.layout.new), fields: d.layout.fields},
-    heap: {next: {old: hex(d.heap.next.old), new: hex(d.heap.next.new), delta: Number(d.heap.next.delta)}, allocated: movedNumber(d.heap.allocated), remaining: movedNumber(d.heap.remaining), changed: d.heap.changed},
+    heap: {
+      next: {old: hex(d.heap.next.old), new: hex(d.heap.next.new), delta: Number(d.heap.next.delta)},
+      allocated: movedNumber(d.heap.allocated),
+      remaining: movedNumber(d.heap.remaining),
+      changed: d.heap.changed,
+    },
     mapper: d.mapper === undefined ? null : {change: d.mapper.change, old: mapper(d.mapper.old), new: mapper(d.mapper.new), fields: d.mapper.fields},
     mappings: d.mappings.map((m) => ({change: m.change, start: hex(m.start), end: hex(m.end), size: Number(m.end - m.start), old: sideJson(m.old), new: sideJson(m.new)})),
     tables: d.tables.map((t) => ({change: t.change, address: hex(t.address), level: t.level, entriesChanged: t.entriesChanged})),

@@ -63,7 +63,7 @@ export function newTablesLine(tables: readonly bigint[], granule: number, verbos
 
 /** The leaf sizes of a geometry, largest first, with their levels: [[1, '1G'], [2, '2M'], [3, '4K']]. */
 const leafNames = (g: Geometry): Array<[number, string]> => g.leafSizes().map((l) => [l.level, formatSize(l.size)])
-const countsJson = (c: LeafCounts, g: Geometry): CountsJson => Object.fromEntries(leafNames(g).map(([level, name]) => [name, c[level] ?? 0]))
+export const countsJson = (c: LeafCounts, g: Geometry): CountsJson => Object.fromEntries(leafNames(g).map(([level, name]) => [name, c[level] ?? 0]))
 export const total = (c: LeafCounts): number => Object.values(c).reduce((sum, n) => sum + n, 0)
 
 export function editJson(r: EditResult, g: Geometry, verbose = false): EditJson {
@@ -80,8 +80,19 @@ export function editJson(r: EditResult, g: Geometry, verbose = false): EditJson 
 
 /** "3 (1x 1G, 2x 4K)" */
 export function describeCounts(c: LeafCounts, g: Geometry): string {
-  const parts = leafNames(g).filter(([l]) => (c[l] ?? 0) > 0).map(([l, name]) => `${c[l]}x ${name}`)
+  const parts = leafNames(g)
+    .filter(([l]) => (c[l] ?? 0) > 0)
+    .map(([l, name]) => `${c[l]}x ${name}`)
   return parts.length === 0 ? '0' : `${total(c)} (${parts.join(', ')})`
+}
+
+/** "Contiguous bit (52): 3 run(s) (2x 16x 4K = 64K at L3, 1x 16x 2M = 32M at L2)", or why there is none. */
+export function contiguousLine(runs: LeafCounts, g: Geometry): string {
+  const sizes = g.leafSizes().filter((l) => g.contiguousEntries(l.level) > 0)
+  const run = (level: number, size: bigint): string => `${g.contiguousEntries(level)}x ${formatSize(size)} = ${formatSize(size * BigInt(g.contiguousEntries(level)))} at L${level}`
+  const made = sizes.filter((l) => (runs[l.level] ?? 0) > 0)
+  if (made.length === 0) return `Contiguous bit (52): no run; a run (${sizes.map((l) => run(l.level, l.size)).join(', ')}) must lie wholly inside the range, its output aligned to its size`
+  return `Contiguous bit (52): ${total(runs)} run(s) (${made.map((l) => `${runs[l.level]}x ${run(l.level, l.size)}`).join(', ')})`
 }
 
 /** The lines after a table edit: tables made, blocks split, tables orphaned. */

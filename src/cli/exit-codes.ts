@@ -12,4 +12,5 @@ export const EXIT_CODES: Record<ErrorKind | 'ok' | 'internal', number> = {
   'mapping-limit': 7,
   'snapshot-exists': 8,
   io: 9,
+  gdb: 10,
 }

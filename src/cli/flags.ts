@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {hex} from '../core/u64.js'
 import {DEFAULT_SNAPSHOT} from '../snapshot/store.js'
 import {parseInteger, parseU64} from './numbers.js'
+import {COLOR_MODES} from './style.js'
 
 /** A 64-bit number flag (address or size); see numbers.ts for the accepted syntax. */
 export const u64Flag = Flags.custom<bigint>({
@@ -46,3 +47,11 @@ export const snapshotFlag = Flags.string({
   summary: 'Snapshot file to operate on (or set HVMEM_SNAPSHOT).',
   helpGroup: 'GLOBAL',
 })
+
+/** --color auto|always|never, on every command (src/cli/style.ts says what auto follows). */
+export const colorFlag = Flags.option({
+  options: COLOR_MODES,
+  default: 'auto' as const,
+  summary: 'Colour the output: auto (a terminal, unless NO_COLOR or TERM=dumb; FORCE_COLOR forces), always or never.',
+  helpGroup: 'GLOBAL',
+})()

@@ -10,7 +10,8 @@
  * as other Unix tools do.
  *
  * Also: Node warnings oclif emits when it cannot read its data directory (HOME or XDG_DATA_HOME not a
- * directory; hvmem has no user plugins there) are dropped.
+ * directory; hvmem has no user plugins there) are dropped, and Node's warning that NO_COLOR is ignored when
+ * FORCE_COLOR is set (which is hvmem's rule too).
  */
 import {savedSnapshots} from '../snapshot/store.js'
 import {EXIT_CODES} from './exit-codes.js'
@@ -47,9 +48,13 @@ export function noteChangesDiscarded(): void {
 export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false): string | undefined {
   const code = typeof error.code === 'string' ? error.code : undefined
   if (code === 'EPIPE' && saved.length === 0 && !changesDiscarded) return undefined
-  const why =
-    code === 'EPIPE' ? 'the reader closed it (EPIPE)' : code === 'ENOSPC' || code === 'EDQUOT' ? `no space left on its device (${code})` : code === undefined ? error.message : `${code}`
-  const outcome = saved.length === 0 ? (changesDiscarded ? 'nothing was saved, the snapshot is unchanged' : 'the snapshot was not changed') : `the change to ${[...new Set(saved)].join(', ')} was saved (only this output of it is lost)`
+  const why = code === 'EPIPE' ? 'the reader closed it (EPIPE)' : code === 'ENOSPC' || code === 'EDQUOT' ? `no space left on its device (${code})` : code === undefined ? error.message : `${code}`
+  const outcome =
+    saved.length === 0
+      ? changesDiscarded
+        ? 'nothing was saved, the snapshot is unchanged'
+        : 'the snapshot was not changed'
+      : `the change to ${[...new Set(saved)].join(', ')} was saved (only this output of it is lost)`
   return `hvmem: cannot write to standard output: ${why}; ${outcome}`
 }
 
@@ -69,6 +74,14 @@ function reportAtExit(): void {
 /** File errors Node would print as warnings for oclif's data directory (ENOTDIR, EACCES, ...): dropped. */
 const emitWarning = process.emitWarning.bind(process)
 process.emitWarning = ((warning: string | Error, ...rest: unknown[]): void => {
-  if (typeof warning === 'object' && typeof (warning as ErrnoError).code === 'string' && typeof (warning as ErrnoError).path === 'string' && /package\.json$/.test((warning as ErrnoError).path as string)) return
+  // Node's own, when both are set: hvmem documents that FORCE_COLOR wins (src/cli/style.ts), as Node's does
+  if (typeof warning === 'string' && warning.startsWith("The 'NO_COLOR' env is ignored")) return
+  if (
+    typeof warning === 'object' &&
+    typeof (warning as ErrnoError).code === 'string' &&
+    typeof (warning as ErrnoError).path === 'string' &&
+    /package\.json$/.test((warning as ErrnoError).path as string)
+  )
+    return
   ;(emitWarning as (warning: string | Error, ...rest: unknown[]) => void)(warning, ...rest)
 }) as typeof process.emitWarning

@@ -17,17 +17,19 @@ export function percent(part: bigint, whole: bigint): string {
   return `${(Number((part * 10000n) / whole) / 100).toFixed(2)}%`
 }
 
-/** ptdump-style attribute words: `RW X Normal-WB IS AF BLK`. */
+/** ptdump-style attribute words: `RW X Normal-WB IS AF BLK`, `RW X Normal-WB IS AF CON PG` with the contiguous bit. */
 export function attributeWords(leaf: LeafFields, kind: string): string {
   const access = leaf.access === 'none' ? '--' : leaf.access
   const size = kind === 'page' ? 'PG' : 'BLK'
+  // the contiguous bit (52): CON, as Linux's ptdump marks it
+  const cont = leaf.contiguous ? ['CON'] : []
   if (leaf.el0Access !== undefined) {
     // EL1&0: EL1/EL0 access, then the execute-never bits that are set (PXN, UXN), nG
     const el0 = leaf.el0Access === 'none' ? '--' : leaf.el0Access
     const xn = [...(leaf.pxn === true ? ['PXN'] : []), ...(leaf.uxn === true ? ['UXN'] : [])]
-    return [`${access}/${el0}`, ...xn, leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', ...(leaf.ng === true ? ['nG'] : []), size].join(' ')
+    return [`${access}/${el0}`, ...xn, leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', ...(leaf.ng === true ? ['nG'] : []), ...cont, size].join(' ')
   }
-  return [access, leaf.executable ? 'X' : 'NX', leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', size].join(' ')
+  return [access, leaf.executable ? 'X' : 'NX', leaf.memType, leaf.shareability, leaf.af ? 'AF' : '--', ...cont, size].join(' ')
 }
 
 /** One ptdump line: `0x0000000040000000-0x0000000080000000   1G  L2  RW X Normal-WB IS AF BLK`. */

@@ -1,13 +1,65 @@
 import {Chalk, type ChalkInstance} from 'chalk'
 import Table from 'cli-table3'
 
-/** Colour only for a terminal, and never when NO_COLOR is set (https://no-color.org) to anything non-empty. */
-export function colorEnabled(): boolean {
-  const noColor = process.env.NO_COLOR
-  return process.stdout.isTTY === true && (noColor === undefined || noColor === '')
+/** What --color asks for: auto (the environment and the terminal decide), always or never. */
+export const COLOR_MODES = ['auto', 'always', 'never'] as const
+export type ColorMode = (typeof COLOR_MODES)[number]
+
+/**
+ * Whether to colour standard output. --color always or never decides; with auto (the default), in
+ * this order: FORCE_COLOR set to anything non-empty colours (even piped) unless it is 0 or false,
+ * which turns colour off (as Node's own FORCE_COLOR does, it wins over NO_COLOR); NO_COLOR set to
+ * anything non-empty turns it off (https://no-color.org); so does TERM=dumb; otherwise colour only
+ * for a terminal. docs/behaviour.md, "Colour".
+ */
+export function colorEnabled(mode: ColorMode = 'auto', env: NodeJS.ProcessEnv = process.env, isTTY: boolean = process.stdout.isTTY === true): boolean {
+  if (mode !== 'auto') return mode === 'always'
+  const force = env.FORCE_COLOR
+  if (force !== undefined && force !== '') return !/^(0|false)$/i.test(force)
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false
+  if (env.TERM === 'dumb') return false
+  return isTTY
 }
 
+/** The colours of all output: chalk's 16 colours or none (setColorMode switches them once --color is parsed). */
 export const color: ChalkInstance = new Chalk({level: colorEnabled() ? 1 : 0})
+
+/** Applies --color: `color` (and the tables' bold headings made after) colour or not. */
+export function setColorMode(mode: ColorMode): void {
+  color.level = colorEnabled(mode) ? 1 : 0
+}
+
+/** chalk's SGR escapes (`ESC [ ... m`), which take no width on a terminal. */
+const SGR = /\u001b\[[0-9;]*m/g
+
+/**
+ * The width of the terminal standard output goes to, for output that can be as wide as it likes (the
+ * strips of `dump map`); undefined when standard output is not a terminal (piped output stays the same
+ * wherever it runs).
+ */
+export function terminalColumns(stdout: {isTTY?: boolean; columns?: number} = process.stdout): number | undefined {
+  return stdout.isTTY === true && typeof stdout.columns === 'number' && stdout.columns > 0 ? stdout.columns : undefined
+}
+
+/** `items` joined by two spaces, on as many lines as keep each within `columns` (when given). */
+export function wrapItems(items: readonly string[], columns: number | undefined): string {
+  if (columns === undefined) return items.join('  ')
+  const lines: string[] = []
+  let line = ''
+  let width = 0
+  for (const item of items) {
+    const w = item.replace(SGR, '').length
+    if (line !== '' && width + 2 + w > columns) {
+      lines.push(line)
+      line = ''
+      width = 0
+    }
+    line += line === '' ? item : `  ${item}`
+    width += (width === 0 ? 0 : 2) + w
+  }
+  if (line !== '') lines.push(line)
+  return lines.join('\n')
+}
 
 /** A cli-table3 table with hvmem's look: bold headings, no colour of its own (plain when piped). */
 export function table(head: string[], options: {align?: Array<'left' | 'right' | 'center'>} = {}): Table.Table {
@@ -17,9 +69,6 @@ export function table(head: string[], options: {align?: Array<'left' | 'right' |
     ...(options.align ? {colAligns: options.align} : {}),
   })
 }
-
-/** chalk's SGR escapes (`ESC [ ... m`), which take no width on a terminal. */
-const SGR = /\u001b\[[0-9;]*m/g
 
 /**
  * The text of `table(head)` with `rows` pushed, made in one pass: cli-table3 lays a table out in time

@@ -57,7 +57,16 @@ class Kinds {
 /** One row's cells, plain (no colour). */
 function cells(w: Row, k: Kind, startLevel: number, sizes: string[], problem: string | undefined): string[] {
   const target = !k.target ? '' : k.kind === 'table' ? hexNumber(w.next) : hexNumber(w.output)
-  return [`${'  '.repeat(w.level - startLevel)}L${w.level}[${w.index}]`, hexNumber(w.table), hexNumber(w.addr, 10), sizes[w.level]!, descriptorHex(w.lo, w.hi), k.kind, target, k.words === '' ? (problem ?? '') : k.words]
+  return [
+    `${'  '.repeat(w.level - startLevel)}L${w.level}[${w.index}]`,
+    hexNumber(w.table),
+    hexNumber(w.addr, 10),
+    sizes[w.level]!,
+    descriptorHex(w.lo, w.hi),
+    k.kind,
+    target,
+    k.words === '' ? (problem ?? '') : k.words,
+  ]
 }
 
 /**

@@ -162,7 +162,7 @@ export function splitScript(text: string): {lines: ScriptLine[]; errors: ScriptE
   const splitter = new ScriptSplitter()
   const n = text.length
   // Each line runs up to its newline; a final newline ends the last line rather than starting an empty one.
-  for (let start = 0; start < n; ) {
+  for (let start = 0; start < n;) {
     let end = text.indexOf('\n', start)
     if (end < 0) end = n
     splitter.add(text.slice(start, end))

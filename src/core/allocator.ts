@@ -27,8 +27,9 @@ export class BumpAllocator {
   private nextFree: bigint
   private allocatedBytes = 0n
 
-  constructor(start: bigint, size: bigint) {
-    if (start < 0n || size <= 0n) throw new HvmemError('input', `allocator range needs start >= 0 and size > 0 (got start ${hex(start)}, size ${size})`)
+  /** `size` 0 only with `empty`: no heap at all (a snapshot of a full RAM image), where every allocation fails. */
+  constructor(start: bigint, size: bigint, empty = false) {
+    if (start < 0n || size < 0n || (size === 0n && !empty)) throw new HvmemError('input', `allocator range needs start >= 0 and size > 0 (got start ${hex(start)}, size ${size})`)
     if (start + size - 1n > U64_MAX) throw new HvmemError('input', `allocator range ${hex(start)} + ${hex(size)} ends past the 64-bit address space`)
     this.start = start
     this.end = start + size
@@ -36,7 +37,7 @@ export class BumpAllocator {
   }
 
   static fromState(state: AllocatorState): BumpAllocator {
-    const a = new BumpAllocator(state.start, state.size)
+    const a = new BumpAllocator(state.start, state.size, true)
     if (state.next < a.start || state.next > a.end || state.allocated < 0n || state.allocated > state.next - a.start) {
       throw new HvmemError('snapshot-invalid', `allocator state is inconsistent (next ${hex(state.next)}, allocated ${state.allocated} in ${hex(a.start)}-${hex(a.end)})`)
     }
@@ -103,6 +104,14 @@ export class BumpAllocator {
 
   clone(): BumpAllocator {
     return BumpAllocator.fromState(this.state())
+  }
+
+  /** Moves on to `next` having allocated `bytes` more since the current position (a transaction's allocations, on commit). */
+  advance(next: bigint, bytes: bigint): void {
+    if (next < this.nextFree || next > this.end || bytes < 0n || bytes > next - this.nextFree)
+      throw new Error(`advance: ${hex(next)} (${bytes} bytes) is not a later position in ${hex(this.start)}-${hex(this.end)}`)
+    this.nextFree = next
+    this.allocatedBytes += bytes
   }
 
   /** Takes over another allocator's position over the same range (a transaction's clone, on commit). */

@@ -20,28 +20,76 @@ interface ControlSpec {
   lookalike?: ControlRegister
 }
 
-const LPA2 = 'FEAT_LPA2 (52-bit addresses) is not modelled here (only in the EL1&0 regime)'
-
 const SPECS: Record<ControlRegister, ControlSpec> = {
-  TCR_EL1: {res0: [[6, 6], [35, 35], [63, 62]], res1: [], unmodelled: []},
-  TCR_EL2: {res0: [[7, 6], [19, 19], [63, 34]], res1: [23, 31], unmodelled: [{bits: [32, 32], name: 'DS', why: LPA2}], lookalike: 'TCR_EL1'},
-  VTCR_EL2: {
-    res0: [[20, 20], [24, 23], [39, 39], [43, 42], [63, 46]],
-    res1: [31],
-    unmodelled: [
-      {bits: [32, 32], name: 'DS', why: LPA2},
-      {bits: [33, 33], name: 'SL2', why: LPA2},
-      {bits: [45, 34], name: 'bits 45:34', why: 'AssuredOnly, TL1, S2PIE, S2POE, D128, GCSH, TL0, HAFT and HDBSS are not modelled'},
+  TCR_EL1: {
+    res0: [
+      [6, 6],
+      [35, 35],
+      [63, 62],
     ],
+    res1: [],
+    unmodelled: [],
+  },
+  // bit 32 is DS (FEAT_LPA2)
+  TCR_EL2: {
+    res0: [
+      [7, 6],
+      [19, 19],
+      [63, 34],
+    ],
+    res1: [23, 31],
+    unmodelled: [],
+    lookalike: 'TCR_EL1',
+  },
+  VTCR_EL2: {
+    res0: [
+      [20, 20],
+      [24, 23],
+      [39, 39],
+      [43, 42],
+      [63, 46],
+    ],
+    res1: [31],
+    // bits 32 and 33 are DS and SL2 (FEAT_LPA2)
+    unmodelled: [{bits: [45, 34], name: 'bits 45:34', why: 'AssuredOnly, TL1, S2PIE, S2POE, D128, GCSH, TL0, HAFT and HDBSS are not modelled'}],
   },
 }
 
 /** Fields of TCR_EL1, to name what a wrong TCR_EL2 value holds there. */
 const TCR_EL1_FIELDS: ReadonlyArray<readonly [hi: number, lo: number, name: string]> = [
-  [5, 0, 'T0SZ'], [7, 7, 'EPD0'], [9, 8, 'IRGN0'], [11, 10, 'ORGN0'], [13, 12, 'SH0'], [15, 14, 'TG0'], [21, 16, 'T1SZ'], [22, 22, 'A1'],
-  [23, 23, 'EPD1'], [25, 24, 'IRGN1'], [27, 26, 'ORGN1'], [29, 28, 'SH1'], [31, 30, 'TG1'], [34, 32, 'IPS'], [36, 36, 'AS'], [37, 37, 'TBI0'],
-  [38, 38, 'TBI1'], [39, 39, 'HA'], [40, 40, 'HD'], [41, 41, 'HPD0'], [42, 42, 'HPD1'], [50, 43, 'HWU'], [51, 51, 'TBID0'], [52, 52, 'TBID1'],
-  [53, 53, 'NFD0'], [54, 54, 'NFD1'], [55, 55, 'E0PD0'], [56, 56, 'E0PD1'], [57, 57, 'TCMA0'], [58, 58, 'TCMA1'], [59, 59, 'DS'], [60, 60, 'MTX0'], [61, 61, 'MTX1'],
+  [5, 0, 'T0SZ'],
+  [7, 7, 'EPD0'],
+  [9, 8, 'IRGN0'],
+  [11, 10, 'ORGN0'],
+  [13, 12, 'SH0'],
+  [15, 14, 'TG0'],
+  [21, 16, 'T1SZ'],
+  [22, 22, 'A1'],
+  [23, 23, 'EPD1'],
+  [25, 24, 'IRGN1'],
+  [27, 26, 'ORGN1'],
+  [29, 28, 'SH1'],
+  [31, 30, 'TG1'],
+  [34, 32, 'IPS'],
+  [36, 36, 'AS'],
+  [37, 37, 'TBI0'],
+  [38, 38, 'TBI1'],
+  [39, 39, 'HA'],
+  [40, 40, 'HD'],
+  [41, 41, 'HPD0'],
+  [42, 42, 'HPD1'],
+  [50, 43, 'HWU'],
+  [51, 51, 'TBID0'],
+  [52, 52, 'TBID1'],
+  [53, 53, 'NFD0'],
+  [54, 54, 'NFD1'],
+  [55, 55, 'E0PD0'],
+  [56, 56, 'E0PD1'],
+  [57, 57, 'TCMA0'],
+  [58, 58, 'TCMA1'],
+  [59, 59, 'DS'],
+  [60, 60, 'MTX0'],
+  [61, 61, 'MTX1'],
 ]
 
 const bitsOf = (value: bigint, [hi, lo]: Bits): bigint => (value >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n)

@@ -159,7 +159,15 @@ function diffHeap(a: Machine, b: Machine): HeapDiff {
 
 export function mapperSummary(m: IdentityMapper): MapperSummary {
   const s = m.state
-  return {regime: s.regime, geometry: m.geometry.describe('input'), root: m.root, vmid: s.vmid, l2Budget: s.l2Budget, orphanedTables: s.orphanedTables, registers: m.registers().map((r) => ({name: r.name, value: r.value}))}
+  return {
+    regime: s.regime,
+    geometry: m.geometry.describe('input'),
+    root: m.root,
+    vmid: s.vmid,
+    l2Budget: s.l2Budget,
+    orphanedTables: s.orphanedTables,
+    registers: m.registers().map((r) => ({name: r.name, value: r.value})),
+  }
 }
 
 function diffMapper(old: IdentityMapper | undefined, now: IdentityMapper | undefined): MapperDiff | undefined {
@@ -293,7 +301,6 @@ function changedEntries(x: Uint8Array, y: Uint8Array): number {
   return n
 }
 
-
 /** `length` bytes at `address` as a side's pages hold them (zero where no page is stored). */
 export function bytesAt(pages: PageList, address: bigint, length: number): Uint8Array {
   const out = new Uint8Array(length)
@@ -308,7 +315,6 @@ export function bytesAt(pages: PageList, address: bigint, length: number): Uint8
   }
   return out
 }
-
 
 /** A page's bytes as 32-bit words (copied first if the view is not 4-byte aligned). */
 function pageWords(page: Uint8Array): Uint32Array {

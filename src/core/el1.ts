@@ -25,10 +25,10 @@ import {HvmemError} from './errors.js'
 import {type Geometry, type Granule, LPA2_BITS, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, stage1Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {STAGE1_ATTR_BITS, stage1LeafFields} from './stage1.js'
-import {type TableBase, tableBase} from './table-base.js'
+import {type TableBase, lpa2TableBase, tableBase} from './table-base.js'
 import {type AccessKind, type Translation, translate} from './translate.js'
 import {hex} from './u64.js'
-import {type WalkEntry, walkTables} from './walker.js'
+import {type TableAccess, type WalkEntry, walkTables} from './walker.js'
 
 export type El1HalfName = 'TTBR0_EL1' | 'TTBR1_EL1'
 
@@ -106,7 +106,15 @@ export function tcrEl1(tcr: bigint, mair: bigint = LINUX_MAIR_EL1): TcrEl1 {
   const bits = PA_SIZES[ips]
   if (bits === undefined) throw new HvmemError('input', `TCR_EL1 ${hex(tcr)}: IPS ${ips} is reserved; IPS must be 0..6 (32..52-bit physical addresses)`)
   const ds = fieldOf(tcr, 59, 59) === 1
-  return {value: tcr, lower: half(tcr, false, bits, mair), upper: half(tcr, true, bits, mair), paBits: ds ? bits : Math.min(bits, MAX_PA_BITS), ds, ha: fieldOf(tcr, 39, 39) === 1, hd: fieldOf(tcr, 40, 40) === 1}
+  return {
+    value: tcr,
+    lower: half(tcr, false, bits, mair),
+    upper: half(tcr, true, bits, mair),
+    paBits: ds ? bits : Math.min(bits, MAX_PA_BITS),
+    ds,
+    ha: fieldOf(tcr, 39, 39) === 1,
+    hd: fieldOf(tcr, 40, 40) === 1,
+  }
 }
 
 /** MAIR_EL1 as Linux sets it (arch/arm64/include/asm/memory.h, 6.x): Device-nGnRnE, Device-nGnRE, Normal-NC, Normal-WB, Normal-Tagged. */
@@ -176,7 +184,7 @@ export function el1Walk(tcrValue: bigint, mair: bigint, ttbr0?: bigint, ttbr1?: 
     const split = tableBase(h.ttbr, value)
     const g = h.geometry
     // with DS and a 52-bit PA, TTBR bits 5:2 are the table address's bits 51:48
-    const table = g?.ds === true && g.paBits > MAX_PA_BITS ? {...split, base: (split.base & ~0x3cn) | (((split.base >> 2n) & 0xfn) << 48n)} : split
+    const table = g?.ds === true && g.paBits > MAX_PA_BITS ? lpa2TableBase(split) : split
     if (g !== undefined && (table.base >= g.paLimit || (table.base & (BigInt(g.granule) - 1n)) !== 0n)) {
       throw new HvmemError('input', `${h.ttbr} ${hex(value)}: the table address ${hex(table.base)} must be ${granuleName(g.granule)}-aligned and below the ${g.paBits}-bit physical address space`)
     }
@@ -215,9 +223,10 @@ export function rangeOf(walk: El1Walk, va: bigint): El1Range {
 /**
  * Translates an EL1&0 VA as AT S1E1R/W (or S1E0R/W with `el0`) would, from EL2 with HCR_EL2.E2H and
  * TGE clear and stage 2 off: PAR_EL1 holds the PA or the fault. Throws when the range's TTBR was not
- * given (there is nothing to walk).
+ * given (there is nothing to walk). `tables`: where the walk reads its tables (translate()'s; two-stage.ts
+ * reads them through stage 2).
  */
-export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, access: El1Access = {}): El1Translation {
+export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, access: El1Access = {}, tables?: TableAccess): El1Translation {
   if (va < 0n || va >= TWO_64) throw new HvmemError('input', `VA ${hex(va)} does not fit in 64 bits`)
   const range = rangeOf(walk, va)
   const upper = range.ttbr === 'TTBR1_EL1'
@@ -239,14 +248,19 @@ export function translateEl1(memory: PhysicalMemory, walk: El1Walk, va: bigint, 
     return fault(`the address is outside both ${inputBits}-bit ranges: bits ${addrBits - 1}:${inputBits} are neither all 0 (TTBR0_EL1) nor all 1 (TTBR1_EL1)${range.tbi ? ' (top byte ignored)' : ''}`)
   }
   if (range.table === undefined) throw new HvmemError('input', `VA ${hex(va)} is in the ${upper ? 'upper' : 'lower'} range, whose ${range.ttbr} was not given`)
-  const t = translate(memory, range.decoder, range.table.base, va & (geometry.inputLimit - 1n), kind, geometry, context)
+  const t = translate(memory, range.decoder, range.table.base, va & (geometry.inputLimit - 1n), kind, geometry, context, tables)
   return {...t, input: va, range, ...(t.output === undefined ? {} : {ng: t.output.leaf.ng ?? false, setsAccessFlag: !t.output.leaf.af})}
 }
 
 /** Every valid entry of a range's tables, with the VAs of the range (empty without its TTBR, or when disabled). */
 export function walkEl1Range(memory: PhysicalMemory, range: El1Range): WalkEntry[] {
   if (range.table === undefined || range.geometry === undefined) return []
-  const entries = walkTables(memory, range.decoder, range.table.base, range.geometry)
-  if (range.base !== 0n) for (const e of entries) e.ipa += range.base
+  const entries: WalkEntry[] = []
+  const base = range.base
+  walkTables(memory, range.decoder, range.table.base, range.geometry, (c) => {
+    const e = c.entry()
+    e.ipa += base
+    entries.push(e)
+  })
   return entries
 }

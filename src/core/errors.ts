@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'mapping-conflict' // the range is mapped differently, or live tables would be destroyed
   | 'mapping-limit' // the L2-table budget is used up
   | 'io' // the snapshot could not be locked, read or written
+  | 'gdb' // the gdbstub (snapshot capture) refused the connection, stopped answering or lacks what is needed
 
 export class HvmemError extends Error {
   /** The message as first written; a caller (oclif's flag parser) may decorate `message` later. */

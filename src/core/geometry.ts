@@ -6,7 +6,8 @@
  *
  * Without FEAT_LPA/FEAT_LPA2: inputs of 25..48 bits, outputs of at most 48 bits, levels 0..3,
  * blocks at level 1 and 2 (4 KiB granule) or level 2 only (16 KiB and 64 KiB granules), pages at level 3.
- * With FEAT_LPA2 (`ds`, TCR_ELx.DS = 1; 4 and 16 KiB granules, stage 1 of EL1&0 only here): inputs and
+ * With FEAT_LPA2 (`ds`, TCR_ELx.DS / VTCR_EL2.DS = 1; 4 and 16 KiB granules; walks of given tables, not
+ * the mapper's): inputs and
  * outputs of up to 52 bits, a level -1 root (4 KiB, inputs above 48 bits), blocks also at level 0
  * (4 KiB) or level 1 (16 KiB), and output/table address bits 51:50 in descriptor bits 9:8.
  */
@@ -47,7 +48,7 @@ export interface GeometrySpec {
   paBits?: number
   /** default: derived (stage 2 as KVM does, stage 1 by AArch64.S1StartLevel) */
   startLevel?: number
-  /** FEAT_LPA2 (TCR_ELx.DS = 1; 4 and 16 KiB granules; stage 1 only): up to 52-bit inputs and outputs */
+  /** FEAT_LPA2 (TCR_ELx.DS / VTCR_EL2.DS = 1; 4 and 16 KiB granules): up to 52-bit inputs and outputs */
   ds?: boolean
 }
 
@@ -79,6 +80,14 @@ export class Geometry {
   readonly addressMaskLo: number
   /** FEAT_LPA2 (DS = 1): address bits 49:granuleBits in place, 51:50 in descriptor bits 9:8 */
   readonly ds: boolean
+  /**
+   * By level from FIRST_LEVEL, for reads on a descriptor's 32-bit halves: a leaf's output address
+   * bits in the low half (`outputLo`) and the high half (`outputHi`, bits 47:32, with DS 49:32), and
+   * the low two bits of a leaf (`leafBits`: 0b11 a page, 0b01 a block, -1 no leaf at that level).
+   */
+  readonly outputLo: readonly number[]
+  readonly outputHi: readonly number[]
+  readonly leafBits: readonly number[]
   private readonly shifts: number[] = []
   private readonly bytes: number[] = []
   private readonly sizes: bigint[] = []
@@ -106,6 +115,19 @@ export class Geometry {
     this.rootTables = Math.max(1, 2 ** (rootBits - this.stride))
     this.addressMask = ((1n << BigInt(ds ? 50 : MAX_PA_BITS)) - 1n) & ~(BigInt(granule) - 1n)
     this.addressMaskLo = Number(this.addressMask & 0xffff_ffffn)
+    const mask = this.addressMask
+    const outputLo: number[] = []
+    const outputHi: number[] = []
+    const leafBits: number[] = []
+    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) {
+      const shift = this.shift(level)
+      outputLo.push(shift >= 32 ? 0 : Number(mask & 0xffff_ffffn & ~((1n << BigInt(shift)) - 1n)))
+      outputHi.push(Number((mask >> 32n) & ~((1n << BigInt(Math.max(0, shift - 32))) - 1n)))
+      leafBits.push(level === FINAL_LEVEL ? 3 : this.canBlock(level) ? 1 : -1)
+    }
+    this.outputLo = outputLo
+    this.outputHi = outputHi
+    this.leafBits = leafBits
   }
 
   /** The input-address bit where a level's index starts. */
@@ -161,6 +183,19 @@ export class Geometry {
     return level === FINAL_LEVEL || this.canBlock(level)
   }
 
+  /**
+   * How many entries a run of the contiguous bit (bit 52) spans at `level`, or 0 where the bit makes
+   * no run: the Arm ARM's ContiguousSize (DDI 0487, D8.6.1 "The Contiguous bit"; FEAT_D128 off):
+   * 4 KiB granule 16 at levels 1, 2 and 3 (16 GiB, 32 MiB, 64 KiB); 16 KiB 32 at level 2 (1 GiB) and
+   * 128 at level 3 (2 MiB); 64 KiB 32 at levels 2 and 3 (16 GiB, 2 MiB).
+   */
+  contiguousEntries(level: number): number {
+    if (this.granule === 4096) return level >= 1 && level <= FINAL_LEVEL ? 16 : 0
+    if (level === 2) return 32
+    if (level === FINAL_LEVEL) return this.granule === 16384 ? 128 : 32
+    return 0
+  }
+
   /** The leaf sizes this geometry has, largest first, with their levels. */
   leafSizes(): Array<{level: number; size: bigint}> {
     const out: Array<{level: number; size: bigint}> = []
@@ -188,7 +223,9 @@ export class Geometry {
   }
 
   equals(other: Geometry): boolean {
-    return this.stage === other.stage && this.granule === other.granule && this.inputBits === other.inputBits && this.paBits === other.paBits && this.startLevel === other.startLevel && this.ds === other.ds
+    return (
+      this.stage === other.stage && this.granule === other.granule && this.inputBits === other.inputBits && this.paBits === other.paBits && this.startLevel === other.startLevel && this.ds === other.ds
+    )
   }
 }
 
@@ -205,8 +242,9 @@ function checkSizes(inputBits: number, paBits: number, what: string): void {
   }
 }
 
-function checkLpa2Sizes(inputBits: number, paBits: number): void {
-  if (!Number.isInteger(inputBits) || inputBits < MIN_INPUT_BITS || inputBits > LPA2_BITS) throw new HvmemError('input', `the VA size must be ${MIN_INPUT_BITS}..${LPA2_BITS} bits with FEAT_LPA2 (got ${inputBits})`)
+function checkLpa2Sizes(inputBits: number, paBits: number, what = 'the VA size'): void {
+  if (!Number.isInteger(inputBits) || inputBits < MIN_INPUT_BITS || inputBits > LPA2_BITS)
+    throw new HvmemError('input', `${what} must be ${MIN_INPUT_BITS}..${LPA2_BITS} bits with FEAT_LPA2 (got ${inputBits})`)
   if (!PA_SIZES.includes(paBits as (typeof PA_SIZES)[number])) throw new HvmemError('input', `the physical address size must be one of ${PA_SIZES.join(', ')} bits (got ${paBits})`)
 }
 
@@ -232,12 +270,13 @@ function stage2StartLevel(granule: Granule, inputBits: number): number {
  * AArch64.S2InconsistentSL: the root at the start level resolves at least one input bit and at most
  * a full table's plus the 16-table concatenation.
  */
-export function rootBitsProblem(granule: Granule, inputBits: number, startLevel: number): string | undefined {
+export function rootBitsProblem(granule: Granule, inputBits: number, startLevel: number, ds = false): string | undefined {
   const granuleBits = Math.log2(granule)
   const stride = granuleBits - DESCRIPTOR_BYTES_LOG2
   const min = stride * (FINAL_LEVEL - startLevel) + granuleBits + 1
   const max = min + stride - 1 + MAX_CONCATENATION_LOG2
-  if (inputBits < min || inputBits > max) return `a level-${startLevel} start with the ${granuleName(granule)} granule needs a ${Math.max(min, MIN_INPUT_BITS)}- to ${Math.min(max, MAX_INPUT_BITS)}-bit input`
+  if (inputBits < min || inputBits > max)
+    return `a level-${startLevel} start with the ${granuleName(granule)} granule needs a ${Math.max(min, MIN_INPUT_BITS)}- to ${Math.min(max, ds ? LPA2_BITS : MAX_INPUT_BITS)}-bit input`
   return undefined
 }
 
@@ -245,11 +284,17 @@ export function rootBitsProblem(granule: Granule, inputBits: number, startLevel:
 export function stage2Geometry(spec: GeometrySpec): Geometry {
   checkGranule(spec.granule)
   const paBits = spec.paBits ?? defaultPaBits(spec.inputBits)
-  checkSizes(spec.inputBits, paBits, 'the IPA size')
+  const ds = spec.ds === true
+  if (ds) {
+    if (spec.granule === 65536) throw new HvmemError('input', 'FEAT_LPA2 (DS) applies to the 4K and 16K granules only')
+    checkLpa2Sizes(spec.inputBits, paBits, 'the IPA size')
+  } else checkSizes(spec.inputBits, paBits, 'the IPA size')
   const startLevel = spec.startLevel ?? stage2StartLevel(spec.granule, spec.inputBits)
-  const problem = startLevel < 0 || startLevel > FINAL_LEVEL ? `level ${startLevel} is not a start level` : rootBitsProblem(spec.granule, spec.inputBits, startLevel)
+  // level -1 only with DS and the 4 KiB granule
+  const first = ds && spec.granule === 4096 ? FIRST_LEVEL : 0
+  const problem = startLevel < first || startLevel > FINAL_LEVEL ? `level ${startLevel} is not a start level` : rootBitsProblem(spec.granule, spec.inputBits, startLevel, ds)
   if (problem !== undefined) throw new HvmemError('input', `a ${spec.inputBits}-bit IPA cannot start at level ${startLevel}: ${problem}`)
-  return new Geometry(2, spec.granule, spec.inputBits, paBits, startLevel)
+  return new Geometry(2, spec.granule, spec.inputBits, paBits, startLevel, ds)
 }
 
 /** A stage-1 geometry: the start level is the architecture's (a stage-1 root never concatenates). */

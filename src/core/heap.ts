@@ -28,7 +28,8 @@ export function checkLayout(ramBase: bigint, ramSize: bigint, heapBase: bigint, 
   const fail = (what: string): never => {
     throw new HvmemError('input', what)
   }
-  if (ramBase < 0n || ramSize <= 0n || !isAligned(ramBase, PAGE_SIZE) || !isAligned(ramSize, PAGE_SIZE)) fail(`RAM base and size must be non-zero multiples of 4 KiB (got ${hex(ramBase)} + ${hex(ramSize)})`)
+  if (ramBase < 0n || ramSize <= 0n || !isAligned(ramBase, PAGE_SIZE) || !isAligned(ramSize, PAGE_SIZE))
+    fail(`RAM base and size must be non-zero multiples of 4 KiB (got ${hex(ramBase)} + ${hex(ramSize)})`)
   if (ramBase + ramSize > PA_LIMIT) fail(`RAM ${hex(ramBase)}-${hex(ramBase + ramSize)} ends past the 40-bit physical address space (${hex(PA_LIMIT)}, VTCR_EL2.PS)`)
   if (heapSize <= 0n || !isAligned(heapBase, PAGE_SIZE) || !isAligned(heapSize, PAGE_SIZE)) fail(`heap base and size must be non-zero multiples of 4 KiB (got ${hex(heapBase)} + ${hex(heapSize)})`)
   if (heapBase < ramBase || heapBase + heapSize > ramBase + ramSize) fail(`heap ${hex(heapBase)}-${hex(heapBase + heapSize)} is not inside RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}`)
@@ -40,7 +41,14 @@ export class Heap {
     readonly memory: PhysicalMemory,
     readonly allocator: BumpAllocator,
   ) {
-    checkLayout(memory.base, memory.size, allocator.start, allocator.size)
+    // A heap of size 0 is no heap (an imported full RAM image): RAM is checked, allocations fail.
+    if (allocator.size === 0n) checkLayout(memory.base, memory.size, memory.base, PAGE_SIZE)
+    else checkLayout(memory.base, memory.size, allocator.start, allocator.size)
+  }
+
+  /** False for a snapshot without a heap (made from a RAM image with no free pages): nothing can be allocated. */
+  get present(): boolean {
+    return this.allocator.size > 0n
   }
 
   allocAligned(size: bigint, align: bigint): bigint {
@@ -87,6 +95,12 @@ export class Heap {
 
   private exhausted(size: bigint, align: bigint): HvmemError {
     const a = this.allocator
+    if (!this.present) {
+      return new HvmemError(
+        'heap-exhausted',
+        `the snapshot has no heap (its RAM is a whole memory image), so nothing can be allocated for ${size} bytes; reading its tables needs none, but to build tables import the image again with --ram-size (RAM above the image) or --heap-start and --heap-size (all-zero pages in it)`,
+      )
+    }
     return new HvmemError(
       'heap-exhausted',
       `heap exhausted: ${size} bytes (align ${align}) requested but ${a.remaining()} bytes remain at ${hex(a.next)} in heap ${hex(a.start)}-${hex(a.end)}; make a larger heap with "heap init --force --size"`,

@@ -6,7 +6,8 @@
 import {HvmemError} from './errors.js'
 import {DEFAULT_HEAP_SIZE, checkLayout} from './heap.js'
 import type {RegimeName} from './descriptor.js'
-import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS} from './geometry.js'
+import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS, type Geometry, granuleName} from './geometry.js'
+import {foreignWalk} from './regime-config.js'
 import {DEFAULT_L2_BUDGET, MAX_L2_BUDGET, type MapperState, l2TablesAt, mapperGeometry} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {PA_LIMIT} from './registers.js'
@@ -30,7 +31,10 @@ export function checkImage(image: ImageExtent, name: string): void {
   if (!isAligned(image.base, PAGE)) throw new HvmemError('input', `--base ${hex(image.base)} is not 4 KiB aligned; an image is imported in whole 4 KiB pages, so its first byte must start a page`)
   if (image.length === 0n) throw new HvmemError('input', `${name} is empty: there is nothing to import`)
   if (imageEnd(image) > PA_LIMIT) {
-    throw new HvmemError('input', `${name} (${image.length} bytes at --base ${hex(image.base)}) would end at ${hex(image.base + image.length)}, past the 40-bit physical address space (${hex(PA_LIMIT)}) hvmem's RAM must lie in`)
+    throw new HvmemError(
+      'input',
+      `${name} (${image.length} bytes at --base ${hex(image.base)}) would end at ${hex(image.base + image.length)}, past the 40-bit physical address space (${hex(PA_LIMIT)}) hvmem's RAM must lie in`,
+    )
   }
 }
 
@@ -51,8 +55,8 @@ export interface NewSnapshotLayout {
   ramSize: bigint
   heapBase: bigint
   heapSize: bigint
-  /** 'tail': in the all-zero pages at the top of RAM (the default); 'given': --heap-start */
-  heapPlacement: 'tail' | 'given'
+  /** 'tail': in the all-zero pages at the top of RAM (the default); 'given': --heap-start; 'none': no heap (heapSize 0), the image fills RAM to its top */
+  heapPlacement: 'tail' | 'given' | 'none'
 }
 
 /**
@@ -61,7 +65,8 @@ export interface NewSnapshotLayout {
  * hvmem allocates (and zeroes) tables, must not overwrite imported data: by default it is the free
  * tail of RAM, the all-zero pages above the image's last non-zero page, at most `heapSize` (default
  * 16 MiB) and ending at RAM's end; with `heapStart` it is [heapStart, heapStart + heapSize), which must
- * lie inside RAM over all-zero pages.
+ * lie inside RAM over all-zero pages. An image whose last page holds data, with neither, has no heap
+ * (heapSize 0, placement 'none'): its tables can be read, and nothing can be allocated.
  */
 export function newSnapshotLayout(scan: ImageScan, options: NewSnapshotOptions, name: string): NewSnapshotLayout {
   const extent = alignUp(scan.length, PAGE)
@@ -69,7 +74,10 @@ export function newSnapshotLayout(scan: ImageScan, options: NewSnapshotOptions, 
   const ramSize = options.ramSize ?? extent
   if (!isAligned(ramSize, PAGE) || ramSize === 0n) throw new HvmemError('input', `--ram-size ${hex(ramSize)} must be a non-zero multiple of 4 KiB`)
   if (ramSize < extent) {
-    throw new HvmemError('input', `${name} (${scan.length} bytes, ${hex(scan.base)}-${hex(scan.base + scan.length)}) goes past RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}; pass a --ram-size of at least ${hex(extent)}`)
+    throw new HvmemError(
+      'input',
+      `${name} (${scan.length} bytes, ${hex(scan.base)}-${hex(scan.base + scan.length)}) goes past RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}; pass a --ram-size of at least ${hex(extent)}`,
+    )
   }
   const ramEnd = ramBase + ramSize
   const lastData = scan.nonZero.length === 0 ? ramBase : ramBase + BigInt(scan.nonZero[scan.nonZero.length - 1]! + 1) * PAGE
@@ -87,12 +95,23 @@ export function newSnapshotLayout(scan: ImageScan, options: NewSnapshotOptions, 
   }
   const free = ramEnd - lastData
   if (free === 0n) {
-    throw new HvmemError('input', `${name} leaves no all-zero page at the top of RAM ${hex(ramBase)}-${hex(ramEnd)} for hvmem's heap; pass --ram-size larger than ${hex(extent)} to add RAM above the image, or --heap-start and --heap-size`)
+    // A whole RAM image (a kernel's memory is used to its top): no heap. Reading the image's tables
+    // needs none; a command that allocates says so.
+    if (options.heapSize !== undefined) {
+      throw new HvmemError(
+        'input',
+        `${name} leaves no all-zero page at the top of RAM ${hex(ramBase)}-${hex(ramEnd)} for a --heap-size heap; pass --ram-size larger than ${hex(extent)} to add RAM above the image, or --heap-start`,
+      )
+    }
+    return {ramBase, ramSize, heapBase: ramBase, heapSize: 0n, heapPlacement: 'none'}
   }
   const wanted = options.heapSize ?? DEFAULT_HEAP_SIZE
   if (options.heapSize !== undefined && (!isAligned(wanted, PAGE) || wanted === 0n)) throw new HvmemError('input', `--heap-size ${hex(wanted)} must be a non-zero multiple of 4 KiB`)
   if (options.heapSize !== undefined && wanted > free) {
-    throw new HvmemError('input', `--heap-size ${formatSize(wanted)} does not fit in the free tail of RAM (${hex(lastData)}-${hex(ramEnd)}, ${formatSize(free)} of all-zero pages above the image's data); pass a larger --ram-size, a smaller --heap-size, or --heap-start`)
+    throw new HvmemError(
+      'input',
+      `--heap-size ${formatSize(wanted)} does not fit in the free tail of RAM (${hex(lastData)}-${hex(ramEnd)}, ${formatSize(free)} of all-zero pages above the image's data); pass a larger --ram-size, a smaller --heap-size, or --heap-start`,
+    )
   }
   const heapSize = wanted < free ? wanted : free
   checkLayout(ramBase, ramSize, ramEnd - heapSize, heapSize)
@@ -119,7 +138,10 @@ function firstPageIn(scan: ImageScan, start: bigint, end: bigint): bigint | unde
 export function checkInsideRam(image: ImageExtent, ramBase: bigint, ramEnd: bigint, name: string): void {
   const end = image.base + image.length
   if (image.base < ramBase || end > ramEnd) {
-    throw new HvmemError('input', `${name} (${image.length} bytes at ${hex(image.base)}-${hex(end)}) does not lie inside the snapshot's RAM ${hex(ramBase)}-${hex(ramEnd)}; check --base, or import into a new snapshot (leave out --into)`)
+    throw new HvmemError(
+      'input',
+      `${name} (${image.length} bytes at ${hex(image.base)}-${hex(end)}) does not lie inside the snapshot's RAM ${hex(ramBase)}-${hex(ramEnd)}; check --base, or import into a new snapshot (leave out --into)`,
+    )
   }
 }
 
@@ -128,6 +150,8 @@ export interface AdoptOptions {
   regime: RegimeName
   vmid?: number
   l2Budget?: number
+  /** the tables' VTCR_EL2 (stage 2) or TCR_EL2 (stage 1): their granule, input size, start level and PA size; default hvmem's own */
+  control?: bigint
 }
 
 /**
@@ -140,12 +164,42 @@ export function adoptedMapperState(memory: PhysicalMemory, options: AdoptOptions
   if ((root & 0xfffn) !== 0n || !memory.contains(root, BigInt(PAGE_BYTES))) {
     throw new HvmemError('input', `--adopt ${hex(root)} must be a 4 KiB-aligned table inside RAM ${hex(memory.base)}-${hex(memory.end)}`)
   }
+  const geometry = adoptedGeometry(options)
   // counted as the mapper counts them against its budget
-  const geometry = mapperGeometry({regime, granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
   const reachableL2 = l2TablesAt(memory, geometry, root).length
   if (options.l2Budget !== undefined && options.l2Budget < reachableL2) {
     throw new HvmemError('input', `--l2-budget ${options.l2Budget} is below the ${reachableL2} L2 tables the root ${hex(root)} already reaches`)
   }
   const l2Budget = options.l2Budget ?? Math.min(MAX_L2_BUDGET, Math.max(DEFAULT_L2_BUDGET, reachableL2))
   return {regime, root, vmid: options.vmid ?? 0, l2Budget, orphanedTables: 0, granule: geometry.granule, inputBits: geometry.inputBits}
+}
+
+/**
+ * The geometry of the tables to adopt: hvmem's own (4 KiB, 39-bit) without a control register; with
+ * one, the walk it describes, which must be one hvmem's mapper builds (for that granule and input
+ * size: its start level, concatenation and 40-bit PA size), or it is refused, naming the difference.
+ */
+function adoptedGeometry(options: AdoptOptions): Geometry {
+  const {regime, control} = options
+  if (control === undefined) return mapperGeometry({regime, granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
+  const register = regime === 'stage2' ? 'VTCR_EL2' : 'TCR_EL2'
+  const walk = foreignWalk(regime, options.root, control, regime === 'stage2' ? options.vmid : undefined)
+  const g = walk.geometry
+  if (walk.root !== options.root) throw new HvmemError('input', `--adopt ${hex(options.root)} must be the root table's address (no VMID, ASID or CnP bits)`)
+  let own: Geometry
+  try {
+    own = mapperGeometry({regime, granule: g.granule, inputBits: g.inputBits})
+  } catch (error) {
+    throw new HvmemError(
+      'input',
+      `cannot adopt the tables ${register} ${hex(control)} describes (${g.describe()}): hvmem's mapper has no such geometry (${error instanceof HvmemError ? error.summary : String(error)}); walk them with --root instead`,
+    )
+  }
+  if (!g.equals(own)) {
+    throw new HvmemError(
+      'input',
+      `cannot adopt the tables ${register} ${hex(control)} describes (${g.describe()}): for a ${granuleName(g.granule)} granule and ${g.inputBits}-bit inputs hvmem's mapper builds ${own.describe()}; walk them with "dump tables --root" instead`,
+    )
+  }
+  return g
 }

@@ -19,6 +19,15 @@ export interface MachineState {
   ram: {base: bigint; size: bigint}
   heap: AllocatorState
   mapper: MapperState | undefined
+  /** system registers recorded with the memory (snapshot capture), by architectural name; none if absent */
+  registers?: readonly RecordedRegister[]
+}
+
+/** A system register's value as recorded when the snapshot was captured from a running guest. */
+export interface RecordedRegister {
+  /** the architectural name, upper case: TTBR1_EL1, TCR_EL1, VTTBR_EL2, CPSR... */
+  name: string
+  value: bigint
 }
 
 export interface HeapResetResult {
@@ -38,6 +47,8 @@ export class Machine {
     readonly memory: PhysicalMemory,
     readonly heap: Heap,
     mapper: MapperState | undefined,
+    /** the system registers recorded with the memory (snapshot capture), in the order read */
+    readonly registers: readonly RecordedRegister[] = [],
   ) {
     this.mapperInstance = mapper === undefined ? undefined : IdentityMapper.attach(heap, mapper)
   }
@@ -51,7 +62,12 @@ export class Machine {
   /** Rebuilds a machine from a snapshot's state; `memory` already holds the pages. */
   static restore(state: MachineState, memory: PhysicalMemory): Machine {
     if (memory.base !== state.ram.base || memory.size !== state.ram.size) throw new HvmemError('snapshot-invalid', 'memory does not match the RAM layout')
-    return new Machine(memory, new Heap(memory, BumpAllocator.fromState(state.heap)), state.mapper)
+    return new Machine(memory, new Heap(memory, BumpAllocator.fromState(state.heap)), state.mapper, state.registers ?? [])
+  }
+
+  /** A recorded register's value, by name (upper case), if the snapshot holds it. */
+  register(name: string): bigint | undefined {
+    return this.registers.find((r) => r.name === name)?.value
   }
 
   get mapper(): IdentityMapper | undefined {
@@ -59,7 +75,12 @@ export class Machine {
   }
 
   state(): MachineState {
-    return {ram: {base: this.memory.base, size: this.memory.size}, heap: this.heap.allocator.state(), mapper: this.mapperInstance?.state}
+    return {
+      ram: {base: this.memory.base, size: this.memory.size},
+      heap: this.heap.allocator.state(),
+      mapper: this.mapperInstance?.state,
+      ...(this.registers.length > 0 ? {registers: this.registers} : {}),
+    }
   }
 
   /**
@@ -81,7 +102,10 @@ export class Machine {
     ] as const) {
       const wanted = options[name]
       if (wanted !== undefined && wanted !== current) {
-        throw new HvmemError('input', `the mapper already exists with ${flag} ${name === 'granule' ? granuleName(current as number) : current}; ${flag} applies only when the mapper is created (start over with "heap reset --discard-mapper")`)
+        throw new HvmemError(
+          'input',
+          `the mapper already exists with ${flag} ${name === 'granule' ? granuleName(current as number) : current}; ${flag} applies only when the mapper is created (start over with "heap reset --discard-mapper")`,
+        )
       }
     }
     return {mapper: existing, created: false}
@@ -116,7 +140,10 @@ export class Machine {
   walkTables(unreadable?: ReadonlySet<number>): WalkEntry[] {
     const m = this.mapperInstance
     if (m === undefined) return []
-    return walkTables(this.memory, m.regime, m.root, m.geometry, unreadable === undefined || unreadable.size === 0 ? undefined : skippingAccess(this.memory, unreadable))
+    const entries: WalkEntry[] = []
+    const access = unreadable === undefined || unreadable.size === 0 ? undefined : skippingAccess(this.memory, unreadable)
+    walkTables(this.memory, m.regime, m.root, m.geometry, (c) => void entries.push(c.entry()), access)
+    return entries
   }
 
   /**

@@ -1,4 +1,5 @@
-import {ADDRESS_MASK, type Attr, type Regime, type RegimeName, XN, isLeafLow} from './descriptor.js'
+import {type AttributeBits, namedBits} from './attributes.js'
+import {ADDRESS_MASK, type Attr, CONTIGUOUS, type Regime, type RegimeName, XN, isLeafLow} from './descriptor.js'
 import {HvmemError} from './errors.js'
 import {DEFAULT_GRANULE, DEFAULT_INPUT_BITS, FINAL_LEVEL, type Geometry, type Granule, MEMORY_PAGE, geometryFor, granuleName} from './geometry.js'
 import type {Heap} from './heap.js'
@@ -7,7 +8,7 @@ import {STAGE1} from './stage1.js'
 import {STAGE2} from './stage2.js'
 import {TableTransaction} from './transaction.js'
 import {GiB, MiB, formatSize, hex} from './u64.js'
-import {TableWalker, type Unfollowed, type Visitor, memoryAccess, rawOf} from './walker.js'
+import {LITTLE_ENDIAN, PAGE_ENTRIES, type TableAccess, TableWalker, type Unfollowed, type Visitor, memoryAccess, pageWords, rawOf} from './walker.js'
 
 export const DEFAULT_L2_BUDGET = 4
 export const MAX_L2_BUDGET = 512
@@ -55,6 +56,8 @@ export interface MapOptions {
   granularity?: Granularity | bigint
   /** overwrite existing mappings instead of refusing */
   replace?: boolean
+  /** set the contiguous bit (52) on every aligned run of leaves wholly inside the range */
+  contiguous?: boolean
 }
 
 /** Leaf descriptors written, left or cleared, by level: a key for each level the geometry has leaves at (4 KiB: 1, 2, 3). */
@@ -78,9 +81,12 @@ export interface EditResult {
 
 export interface MapResult extends EditResult {
   pa: bigint
-  attr: Attr
+  /** the preset's name, or the attribute fields spelled out (attributes.ts describeAttributes) */
+  attr: string
   /** the leaf descriptor that now maps `ipa` */
   descriptor: bigint
+  /** with `contiguous`: the runs inside the range whose entries carry the contiguous bit, by level */
+  contiguousRuns?: LeafCounts
 }
 
 /** XN[1:0], bits 54:53: a permission change clears both and sets bit 54 for execute-never. */
@@ -107,12 +113,65 @@ interface Conflict {
   oa: number
 }
 
-const zero = (g: Geometry): LeafCounts => Object.fromEntries(g.leafSizes().map((l) => [l.level, 0]))
+/** A zero count for each level a geometry has leaves at (each edit's result counts by them), by granule, start level and DS: copied, not built, per count. */
+const ZERO_COUNTS = new Map<string, LeafCounts>()
+const zeroCounts = (g: Geometry): Readonly<LeafCounts> => {
+  const key = `${g.granule} ${g.startLevel} ${g.ds}`
+  let counts = ZERO_COUNTS.get(key)
+  if (counts === undefined) {
+    counts = Object.fromEntries(g.leafSizes().map((l) => [l.level, 0])) as LeafCounts
+    ZERO_COUNTS.set(key, counts)
+  }
+  return counts
+}
+const zero = (g: Geometry): LeafCounts => ({...zeroCounts(g)})
 /** The attribute bits of a leaf, as halves: everything but the output address and bits 1:0. */
 const ATTR_LO = Number(~ADDRESS_MASK & 0xffff_fffcn)
 const ATTR_HI = Number((~ADDRESS_MASK >> 32n) & 0xffff_ffffn)
+/** The contiguous bit (52) in a descriptor's high half. */
+const CONT_HI = Number(CONTIGUOUS >> 32n)
+/** The attribute bits of the high half that say what a leaf maps: all but the contiguous hint. */
+const MAP_HI = ATTR_HI & ~CONT_HI
 const hi32 = (value: number): number => Math.floor(value / TWO_32)
 const lo32 = (value: number): number => value - hi32(value) * TWO_32
+
+/**
+ * Writes `count` leaves from entry `index` of the table at `table` through the transaction: output
+ * `oa` on by `step` an entry, halves `lo` | `attrLo` and `hi` | `attrHi` (the type bits in `attrLo`).
+ * One typed-array loop a 4 KiB page: a split's table, or a new table a map fills.
+ */
+function fillLeaves(tx: TableTransaction, table: number, index: number, count: number, oa: number, step: number, attrLo: number, attrHi: number): void {
+  let hi = hi32(oa)
+  let lo = oa - hi * TWO_32
+  const carries = step >= TWO_32 || lo + step * count >= TWO_32
+  for (let k = index, end = index + count; k < end;) {
+    const view = tx.writable(table / MEMORY_PAGE + (k >>> 9))
+    const from = k & (PAGE_ENTRIES - 1)
+    const to = Math.min(PAGE_ENTRIES, from + end - k)
+    // descriptors are little-endian: on such a host a Uint32Array writes a page's halves as they are stored
+    if (LITTLE_ENDIAN && !carries) {
+      // the common case: the output's high half stays put
+      const words = new Uint32Array(view.buffer, view.byteOffset, MEMORY_PAGE / 4)
+      const h = (hi | attrHi) >>> 0
+      for (let j = 2 * from; j < 2 * to; j += 2, lo += step) {
+        words[j] = (lo | attrLo) >>> 0
+        words[j + 1] = h
+      }
+    } else {
+      for (let j = from; j < to; j++) {
+        view.setUint32(8 * j, (lo | attrLo) >>> 0, true)
+        view.setUint32(8 * j + 4, (hi | attrHi) >>> 0, true)
+        lo += step
+        if (lo >= TWO_32) {
+          const carry = Math.floor(lo / TWO_32)
+          hi += carry
+          lo -= carry * TWO_32
+        }
+      }
+    }
+    k += to - from
+  }
+}
 
 /**
  * What every edit walk shares: the transaction it writes through, its result, and the moves that
@@ -120,19 +179,23 @@ const lo32 = (value: number): number => value - hi32(value) * TWO_32
  */
 abstract class Edit implements Visitor {
   readonly result: EditResult
+  /** whether the edit hung a new table at a level-1 entry: only then can the count of L2 tables have grown */
+  madeBudgetTables = false
   constructor(
     protected readonly tx: TableTransaction,
     protected readonly geometry: Geometry,
     ipa: bigint,
     size: bigint,
   ) {
-    this.result = {ipa, size, written: zero(geometry), unchanged: zero(geometry), cleared: zero(geometry), splits: 0, newTables: tx.newTables, orphanedTables: 0}
+    const counts = zeroCounts(geometry)
+    this.result = {ipa, size, written: {...counts}, unchanged: {...counts}, cleared: {...counts}, splits: 0, newTables: tx.newTables, orphanedTables: 0}
   }
 
   /** A new, empty next-level table hung at the current entry: the walk goes down into it. */
   protected newTable(w: TableWalker): number {
-    const table = Number(this.tx.allocTable(this.geometry.granule, BigInt(this.geometry.granule)))
+    const table = this.tx.allocTable(this.geometry.granule, this.geometry.granule)
     w.set(lo32(table) | 3, hi32(table))
+    if (w.level === BUDGET_LEVEL - 1) this.madeBudgetTables = true
     return table
   }
 
@@ -142,17 +205,11 @@ abstract class Edit implements Visitor {
     const childLevel = w.level + 1
     const childSize = g.entryBytes(childLevel)
     const attrLo = (w.lo & ATTR_LO) | 1 | (childLevel === FINAL_LEVEL ? 2 : 0)
-    const attrHi = w.hi & ATTR_HI
-    let oa = w.output
+    // the children do not inherit the contiguous hint: a run of them is not known to stay whole
+    const attrHi = w.hi & MAP_HI
+    const oa = w.output
     const table = this.newTable(w)
-    // one typed-array loop a 4 KiB page of the new table
-    for (let page = 0; page < g.granule / MEMORY_PAGE; page++) {
-      const view = this.tx.writable(table / MEMORY_PAGE + page)
-      for (let j = 0; j < MEMORY_PAGE / 8; j++, oa += childSize) {
-        view.setUint32(8 * j, (lo32(oa) | attrLo) >>> 0, true)
-        view.setUint32(8 * j + 4, (hi32(oa) | attrHi) >>> 0, true)
-      }
-    }
+    fillLeaves(this.tx, table, 0, g.entries, oa, childSize, attrLo, attrHi)
     this.result.splits++
   }
 
@@ -166,6 +223,15 @@ abstract class Edit implements Visitor {
   /** Writes a leaf at the current entry for output `oa` with attribute halves. */
   protected writeLeaf(w: TableWalker, oa: number, attrLo: number, attrHi: number): void {
     w.set(lo32(oa) | attrLo | 1 | (w.level === FINAL_LEVEL ? 2 : 0), hi32(oa) | attrHi)
+  }
+
+  /**
+   * Whether a whole entry at `level` ends the walk there (a leaf written, cleared or kept): only
+   * entries the range covers in part then need a table below them. An edit that only splits
+   * (unmap, protect) makes tables at the edges alone.
+   */
+  leafEnds(_level: number): boolean {
+    return true
   }
 
   abstract leaf(w: TableWalker): void
@@ -211,6 +277,28 @@ class MapEdit extends Edit {
     }
   }
 
+  /**
+   * A new table at the current entry. When the range's part inside the entry is whole entries of
+   * the next level that may be leaves, they are written here at once (the table is new: nothing to
+   * check) and the walk does not go down; otherwise the walk goes down into it.
+   */
+  private fillNewTable(w: TableWalker): void {
+    const table = this.newTable(w)
+    const child = w.level + 1
+    const size = this.geometry.entryBytes(child)
+    const start = w.start
+    const end = w.end
+    if (!this.leafOk[child]! || start % size !== 0 || end % size !== 0) return
+    const count = (end - start) / size
+    fillLeaves(this.tx, table, (start - w.addr) / size, count, start + this.delta, size, this.attrLo | 1 | (child === FINAL_LEVEL ? 2 : 0), this.attrHi)
+    this.result.written[child]! += count
+    w.filledBelow()
+  }
+
+  override leafEnds(level: number): boolean {
+    return this.leafOk[level]!
+  }
+
   tablePre(w: TableWalker): boolean {
     if (!(this.replace && w.whole && this.leafOk[w.level]!)) return true
     // replace the whole table with one leaf
@@ -224,7 +312,7 @@ class MapEdit extends Edit {
     const fits = this.leafOk[w.level]! && w.whole
     if (!this.isLeaf(w)) {
       // invalid or reserved: nothing is mapped here
-      if (!fits) this.newTable(w)
+      if (!fits) this.fillNewTable(w)
       else if ((w.lo & 1) === 0) {
         // this and the invalid entries after it in the table, in one loop
         this.result.written[w.level]! += w.writeRun(w.addr + this.delta, this.attrLo | 1 | (w.level === FINAL_LEVEL ? 2 : 0), this.attrHi)
@@ -235,7 +323,7 @@ class MapEdit extends Edit {
       return
     }
     const existing = w.output + (w.start - w.addr)
-    if ((w.lo & ATTR_LO) === this.attrLo && (w.hi & ATTR_HI) === this.attrHi && existing === w.start + this.delta) {
+    if ((w.lo & ATTR_LO) === this.attrLo && (w.hi & MAP_HI) === this.attrHi && existing === w.start + this.delta) {
       this.result.unchanged[w.level]!++ // this part is mapped exactly as asked already
       return
     }
@@ -260,7 +348,8 @@ class UnmapEdit extends Edit {
 
   leaf(w: TableWalker): void {
     if ((w.lo & 1) === 0) return
-    if (!this.isLeaf(w)) w.set(0, 0) // a reserved encoding maps nothing; clear it with the rest of the range
+    if (!this.isLeaf(w))
+      w.set(0, 0) // a reserved encoding maps nothing; clear it with the rest of the range
     else if (w.whole) {
       this.result.cleared[w.level]!++
       w.set(0, 0)
@@ -327,10 +416,10 @@ class CoalesceEdit implements Visitor {
         if (!isLeafLow(c.lo, c.level, g)) uniform = false
         else if (attrLo === -1) {
           attrLo = c.lo & ATTR_LO
-          attrHi = c.hi & ATTR_HI
+          attrHi = c.hi & MAP_HI
           blockOa = c.output
           uniform = blockOa % w.size === 0
-        } else uniform = (c.lo & ATTR_LO) === attrLo && (c.hi & ATTR_HI) === attrHi && c.output === blockOa + (c.addr - w.addr)
+        } else uniform = (c.lo & ATTR_LO) === attrLo && (c.hi & MAP_HI) === attrHi && c.output === blockOa + (c.addr - w.addr)
       },
     })
     if (!uniform || attrLo === -1) return
@@ -339,18 +428,189 @@ class CoalesceEdit implements Visitor {
   }
 }
 
+/** An aligned run of the contiguous bit: `count` entries from `index` of the table at `table`, at `level`, translating [addr, end). */
+interface Run {
+  table: number
+  index: number
+  count: number
+  level: number
+  addr: number
+  end: number
+}
+
+/** The aligned run of the contiguous bit that the walker's current leaf belongs to, or undefined where its level has none. */
+function runAt(w: TableWalker): Run | undefined {
+  const count = w.geometry.contiguousEntries(w.level)
+  if (count === 0) return undefined
+  const offset = w.index % count
+  const addr = w.addr - offset * w.size
+  return {table: w.table, index: w.index - offset, count, level: w.level, addr, end: addr + count * w.size}
+}
+
+/** The entries of a run as [lo, hi] halves (a run of at most 128 entries is aligned to its size: it lies in one 4 KiB page). */
+function runEntries(access: TableAccess, run: Run): Array<[number, number]> {
+  const bytes = access.page(run.table / MEMORY_PAGE + (run.index >>> 9))
+  const view = bytes === undefined ? undefined : new DataView(bytes.buffer, bytes.byteOffset, MEMORY_PAGE)
+  const out: Array<[number, number]> = []
+  for (let k = 0; k < run.count; k++) {
+    const offset = ((run.index + k) & (MEMORY_PAGE / 8 - 1)) * 8
+    out.push(view === undefined ? [0, 0] : [view.getUint32(offset, true), view.getUint32(offset + 4, true)])
+  }
+  return out
+}
+
+/** Sets (or clears) the contiguous bit on every leaf of `run` that lacks (or has) it; returns how many entries changed. */
+function markRun(tx: TableTransaction, geometry: Geometry, run: Run, on: boolean): number {
+  const entries = runEntries(tx, run)
+  let changed = 0
+  entries.forEach(([lo, hi], k) => {
+    if (!isLeafLow(lo, run.level, geometry) || ((hi & CONT_HI) !== 0) === on) return
+    const view = tx.writable(run.table / MEMORY_PAGE + ((run.index + k) >>> 9))
+    view.setUint32(((run.index + k) & (MEMORY_PAGE / 8 - 1)) * 8 + 4, (on ? hi | CONT_HI : hi & ~CONT_HI) >>> 0, true)
+    changed++
+  })
+  return changed
+}
+
+/**
+ * Whether a run may carry the contiguous bit (Arm ARM D8.6.1): all its entries valid leaves with the
+ * same attributes, their output contiguous from an address aligned to the run's size.
+ */
+function runQualifies(access: TableAccess, geometry: Geometry, run: Run): boolean {
+  const size = geometry.entryBytes(run.level)
+  const maskHi = Number(geometry.addressMask >> 32n)
+  const output = ([lo, hi]: [number, number]): number => {
+    const address = (hi & maskHi) * TWO_32 + ((lo & geometry.addressMaskLo) >>> 0)
+    return address - (address % size)
+  }
+  const entries = runEntries(access, run)
+  const [lo0, hi0] = entries[0]!
+  const first = output(entries[0]!)
+  if (first % (run.count * size) !== 0) return false
+  return entries.every(([lo, hi], k) => isLeafLow(lo, run.level, geometry) && (lo & ATTR_LO) === (lo0 & ATTR_LO) && (hi & MAP_HI) === (hi0 & MAP_HI) && output([lo, hi]) === first + k * size)
+}
+
+/**
+ * Before an edit of [start, end): clears the contiguous bit on the runs that the range cuts, the ones
+ * holding its first or last address but reaching outside it. Their entries would otherwise disagree
+ * once the edit changes part of them, which the Arm ARM makes CONSTRAINED UNPREDICTABLE (a TLB may
+ * hold either translation, or report a TLB conflict abort).
+ */
+function breakEdgeRuns(tx: TableTransaction, walker: TableWalker, root: number, start: number, end: number): void {
+  const geometry = walker.geometry
+  const runs: Run[] = []
+  for (const at of end - start > geometry.granule ? [start, end - 1] : [start]) {
+    walker.walk(
+      root,
+      at,
+      at + 1,
+      {
+        leaf: (w) => {
+          if ((w.hi & CONT_HI) === 0 || !isLeafLow(w.lo, w.level, geometry)) return
+          const run = runAt(w)
+          if (run !== undefined && (run.addr < start || run.end > end)) runs.push(run)
+        },
+      },
+      {validOnly: true},
+    )
+  }
+  for (const run of runs) markRun(tx, geometry, run, false)
+}
+
+/**
+ * After a map of [start, end) (`contiguous`, or a replacing one): every aligned run wholly inside the
+ * range that qualifies gets the contiguous bit with `contiguous`, or keeps it when all its entries
+ * have it already; any other run there loses it, so no run is left with entries that disagree.
+ * Returns the runs that carry the bit afterwards, by level.
+ */
+function settleRuns(tx: TableTransaction, walker: TableWalker, root: number, start: number, end: number, contiguous: boolean): LeafCounts {
+  const geometry = walker.geometry
+  const runs: Run[] = []
+  let lastKey = -1
+  walker.walk(
+    root,
+    start,
+    end,
+    {
+      leaf: (w) => {
+        if (!contiguous && (w.hi & CONT_HI) === 0) return
+        const run = runAt(w)
+        if (run === undefined || run.addr < start || run.end > end) return
+        const key = run.table + run.index * 8
+        if (key === lastKey) return
+        lastKey = key
+        runs.push(run)
+      },
+    },
+    {validOnly: true},
+  )
+  const marked = zero(geometry)
+  for (const run of runs) {
+    const qualifies = runQualifies(tx, geometry, run)
+    const all = runEntries(tx, run).every(([, hi]) => (hi & CONT_HI) !== 0)
+    if (qualifies && (contiguous || all)) {
+      markRun(tx, geometry, run, true)
+      marked[run.level] = (marked[run.level] ?? 0) + 1
+    } else markRun(tx, geometry, run, false)
+  }
+  return marked
+}
+
+/**
+ * At most how many tables an edit of [start, end) makes (for TableTransaction.expectTables): at each
+ * level above the last, every entry the range touches while no level down to this one lets a whole
+ * entry end the walk (`edit.leafEnds`), and past such a level only the entries the range covers in
+ * part, its first and last.
+ */
+function tablesBound(g: Geometry, start: number, end: number, edit: Edit): number {
+  let bound = 0
+  let ends = false
+  for (let level = g.startLevel; level < FINAL_LEVEL; level++) {
+    const size = g.entryBytes(level)
+    const touched = Math.floor((end - 1) / size) - Math.floor(start / size) + 1
+    ends ||= edit.leafEnds(level)
+    bound += ends ? Math.min(touched, (start % size === 0 ? 0 : 1) + (end % size === 0 ? 0 : 1)) : touched
+  }
+  return bound
+}
+
+/**
+ * budgetTables(...).length: with the root at level 1, its table entries counted in one loop over its
+ * pages (as the walk counts them: every entry whose bits 1:0 are 0b11).
+ */
+function countBudgetTables(walker: TableWalker, root: number): number {
+  const g = walker.geometry
+  if (g.startLevel !== BUDGET_LEVEL - 1) return budgetTables(walker, root).length
+  const entries = g.entriesAt(g.startLevel)
+  let count = 0
+  for (let first = 0; first < entries; first += PAGE_ENTRIES) {
+    const bytes = walker.access.page(root / MEMORY_PAGE + first / PAGE_ENTRIES)
+    if (bytes === undefined) continue
+    const words = pageWords(bytes)
+    const last = Math.min(PAGE_ENTRIES, entries - first)
+    for (let j = 0; j < 2 * last; j += 2) if ((words[j]! & 3) === 3) count++
+  }
+  return count
+}
+
 /** Counts table entries at the budget's level - 1 (one per entry, as the sprint plan's L1 table holds them). */
 function budgetTables(walker: TableWalker, root: number): bigint[] {
   const g = walker.geometry
   const out: bigint[] = []
   if (g.startLevel >= BUDGET_LEVEL) return out
-  walker.walk(root, 0, 2 ** g.inputBits, {
-    tablePre: (w) => {
-      if (w.level < BUDGET_LEVEL - 1) return true
-      out.push(BigInt(w.next))
-      return false
+  walker.walk(
+    root,
+    0,
+    2 ** g.inputBits,
+    {
+      tablePre: (w) => {
+        if (w.level < BUDGET_LEVEL - 1) return true
+        out.push(BigInt(w.next))
+        return false
+      },
     },
-  }, {validOnly: true})
+    {validOnly: true},
+  )
   return out
 }
 
@@ -360,7 +620,9 @@ function budgetTables(walker: TableWalker, root: number): bigint[] {
  * demand (level-2 tables within a budget, the others as the heap allows). Maps use the largest leaf
  * that the alignment of input and output allows, identity by default. Unmap and protect split a
  * block that the range covers only in part, keeping the rest exactly as it was; coalesce folds a
- * table of uniform, contiguous leaves back into one block. The regime is stage 2 (VTTBR_EL2, the
+ * table of uniform, contiguous leaves back into one block. The contiguous bit (52) is set on whole
+ * aligned runs only (the contiguous option), and every edit that cuts a run clears it on all of the
+ * run first (breakEdgeRuns, settleRuns). The regime is stage 2 (VTTBR_EL2, the
  * default) or the hypervisor's own stage 1 (TTBR0_EL2), fixed at creation with the geometry.
  *
  * Every operation is an edit walk (walker.ts) in a TableTransaction, committed only once conflicts,
@@ -451,41 +713,68 @@ export class IdentityMapper {
     return size
   }
 
-  /** Maps [ipa, ipa + size) to [pa, pa + size) with `attr`. Refuses to change an existing mapping unless `replace`. */
-  mapRegion(ipa: bigint, size: bigint, attr: Attr, options: MapOptions = {}): MapResult {
+  /**
+   * Maps [ipa, ipa + size) to [pa, pa + size) with `attr`: a preset, or attribute bits resolved by
+   * attributes.ts. Refuses to change an existing mapping unless `replace`.
+   */
+  mapRegion(ipa: bigint, size: bigint, attributes: Attr | AttributeBits, options: MapOptions = {}): MapResult {
     const g = this.geometry
     const pa = options.pa ?? ipa
     const maxLeaf = this.maxLeaf(options.granularity)
     this.checkRange(ipa, size)
     if (pa % BigInt(g.granule) !== 0n || pa < 0n) throw new HvmemError('input', `PA ${hex(pa)} is not aligned to the ${g.granule / 1024} KiB granule`)
     if (pa + size > g.paLimit) throw new HvmemError('input', `output ${hex(pa)}-${hex(pa + size)} ends past the ${g.paBits}-bit physical address space (${hex(g.paLimit)})`)
-    const attrBits = this.regime.attrBits[attr]
-    const {result} = this.run(ipa, size, (tx) => new MapEdit(tx, g, ipa, size, pa, attrBits, maxLeaf, options.replace ?? false), (edit) => {
-      const c = mergeConflicts(edit.conflicts)[0]
-      if (c !== undefined) {
-        throw new HvmemError(
-          'mapping-conflict',
-          `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(BigInt(c.start))}-${hex(BigInt(c.end))} is already mapped ${this.describeExisting(c)}; unmap it first, or pass --replace`,
-        )
-      }
-    })
-    return {...result, pa, attr, descriptor: this.leafAt(ipa)}
+    const {bits: attrBits, name: attr} = typeof attributes === 'string' ? {bits: this.regime.attrBits[attributes], name: attributes} : attributes
+    if ((attrBits & (ADDRESS_MASK | 3n)) !== 0n) throw new HvmemError('input', `attribute bits ${hex(attrBits)} overlap the output address or the descriptor type`)
+    if ((attrBits & CONTIGUOUS) !== 0n) throw new HvmemError('input', `attribute bits ${hex(attrBits)} hold the contiguous bit (52), which is set per aligned run, not per leaf`)
+    const replace = options.replace ?? false
+    const contiguous = options.contiguous ?? false
+    const root = Number(this.state.root)
+    let contiguousRuns: LeafCounts | undefined
+    const {result} = this.run(
+      ipa,
+      size,
+      (tx) => new MapEdit(tx, g, ipa, size, pa, attrBits, maxLeaf, replace),
+      (edit) => {
+        const c = mergeConflicts(edit.conflicts)[0]
+        if (c !== undefined) {
+          throw new HvmemError(
+            'mapping-conflict',
+            `cannot map ${hex(ipa)}-${hex(ipa + size)} as ${attr}: ${hex(BigInt(c.start))}-${hex(BigInt(c.end))} is already mapped ${this.describeExisting(c)}; unmap it first, or pass --replace`,
+          )
+        }
+      },
+      {
+        // only a replacing map changes what was mapped: the runs it cuts lose the contiguous bit first
+        before: replace ? (tx, walker) => breakEdgeRuns(tx, walker, root, Number(ipa), Number(ipa + size)) : undefined,
+        after: replace || contiguous ? (tx, walker) => (contiguousRuns = settleRuns(tx, walker, root, Number(ipa), Number(ipa + size), contiguous)) : undefined,
+      },
+    )
+    return {...result, pa, attr, descriptor: this.leafAt(ipa), ...(contiguous ? {contiguousRuns} : {})}
   }
 
   /** Removes every mapping in [ipa, ipa + size); a block the range covers in part is split first. */
   unmap(ipa: bigint, size: bigint): EditResult {
     this.checkRange(ipa, size)
-    return this.run(ipa, size, (tx) => new UnmapEdit(tx, this.geometry, ipa, size)).result
+    return this.run(ipa, size, (tx) => new UnmapEdit(tx, this.geometry, ipa, size), undefined, {
+      before: (tx, walker) => breakEdgeRuns(tx, walker, Number(this.state.root), Number(ipa), Number(ipa + size)),
+    }).result
   }
 
   /** Changes the attributes or permissions of every mapping in [ipa, ipa + size), which must be mapped throughout. */
   protect(ipa: bigint, size: bigint, protection: Protection): EditResult {
     this.checkRange(ipa, size)
     const change = 'attr' in protection ? this.withAttr(protection.attr) : this.withPermission(protection.perm)
-    return this.run(ipa, size, (tx) => new ProtectEdit(tx, this.geometry, ipa, size, change), (edit) => {
-      const hole = mergeHoles(edit.holes)[0]
-      if (hole !== undefined) throw new HvmemError('input', `cannot protect ${hex(ipa)}-${hex(ipa + size)}: ${hex(BigInt(hole[0]))}-${hex(BigInt(hole[1]))} is not mapped`)
-    }).result
+    return this.run(
+      ipa,
+      size,
+      (tx) => new ProtectEdit(tx, this.geometry, ipa, size, change),
+      (edit) => {
+        const hole = mergeHoles(edit.holes)[0]
+        if (hole !== undefined) throw new HvmemError('input', `cannot protect ${hex(ipa)}-${hex(ipa + size)}: ${hex(BigInt(hole[0]))}-${hex(BigInt(hole[1]))} is not mapped`)
+      },
+      {before: (tx, walker) => breakEdgeRuns(tx, walker, Number(this.state.root), Number(ipa), Number(ipa + size))},
+    ).result
   }
 
   /**
@@ -506,16 +795,44 @@ export class IdentityMapper {
     return {blocks, orphanedTables: orphaned}
   }
 
+  /** The granule-sized table pages of these tables (the root's included) that lie in [pa, pa + size), in address order. */
+  tablePagesIn(pa: bigint, size: bigint): bigint[] {
+    const g = this.geometry
+    const granule = BigInt(g.granule)
+    const pages: bigint[] = []
+    const rootBytes = BigInt(g.tableBytes(g.startLevel))
+    for (let t = this.state.root; t < this.state.root + rootBytes; t += granule) pages.push(t)
+    new TableWalker(memoryAccess(this.heap.memory), g).walk(
+      Number(this.state.root),
+      0,
+      2 ** g.inputBits,
+      {
+        tablePre: (w) => {
+          pages.push(BigInt(w.next))
+          return true
+        },
+      },
+      {validOnly: true},
+    )
+    return pages.filter((t) => t >= pa && t < pa + size).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  }
+
   /** The leaf descriptor that maps `ipa`, or 0 if none does. */
   leafAt(ipa: bigint): bigint {
     let found = 0n
     const g = this.geometry
     const at = Number(ipa)
-    new TableWalker(memoryAccess(this.heap.memory), g).walk(Number(this.state.root), at, at + 1, {
-      leaf: (w) => {
-        if (isLeafLow(w.lo, w.level, g)) found = w.raw
+    new TableWalker(memoryAccess(this.heap.memory), g).walk(
+      Number(this.state.root),
+      at,
+      at + 1,
+      {
+        leaf: (w) => {
+          if (isLeafLow(w.lo, w.level, g)) found = w.raw
+        },
       },
-    }, {validOnly: true})
+      {validOnly: true},
+    )
     return found
   }
 
@@ -524,16 +841,29 @@ export class IdentityMapper {
     return this.registers().find((r) => r.name === name)!.value
   }
 
-  /** Runs an edit walk in a transaction; `check` may refuse it before the budget check and the commit. */
-  private run<E extends Edit>(ipa: bigint, size: bigint, make: (tx: TableTransaction) => E, check?: (edit: E) => void): {result: EditResult; edit: E} {
+  /**
+   * Runs an edit walk in a transaction; `check` may refuse it before the budget check and the commit.
+   * `before` and `after` run in the same transaction before and after the walk (the contiguous bit's runs).
+   */
+  private run<E extends Edit>(
+    ipa: bigint,
+    size: bigint,
+    make: (tx: TableTransaction) => E,
+    check?: (edit: E) => void,
+    around: {before?: (tx: TableTransaction, walker: TableWalker) => void; after?: (tx: TableTransaction, walker: TableWalker) => void} = {},
+  ): {result: EditResult; edit: E} {
     const tx = new TableTransaction(this.heap)
-    const edit = make(tx)
+    // one walker for the walks of the edit (each walk starts afresh)
     const walker = new TableWalker(tx, this.geometry)
+    around.before?.(tx, walker)
+    const edit = make(tx)
+    tx.expectTables(tablesBound(this.geometry, Number(ipa), Number(ipa + size), edit), this.geometry.granule)
     walker.walk(Number(this.state.root), Number(ipa), Number(ipa + size), edit)
     check?.(edit)
-    if (tx.newTables.length > 0 && this.geometry.startLevel < BUDGET_LEVEL) {
-      // only an edit that made tables can have grown the count
-      const tables = budgetTables(walker, Number(this.state.root)).length
+    around.after?.(tx, walker)
+    if (edit.madeBudgetTables && this.geometry.startLevel < BUDGET_LEVEL) {
+      // only an edit that hung new tables at level 1 can have grown the count
+      const tables = countBudgetTables(walker, Number(this.state.root))
       if (tables > this.state.l2Budget) {
         const before = this.l2Tables().length
         const verb = edit instanceof MapEdit ? 'mapping' : edit instanceof UnmapEdit ? 'unmapping' : 'protecting'
@@ -555,18 +885,20 @@ export class IdentityMapper {
     if (size <= 0n) throw new HvmemError('input', `size must be > 0 (got ${size})`)
     if (ipa < 0n || ipa % granule !== 0n) throw new HvmemError('input', `IPA ${hex(ipa)} is not aligned to the ${name} granule`)
     if (size % granule !== 0n) throw new HvmemError('input', `size ${hex(size)} is not a multiple of the ${name} granule`)
-    if (ipa + size > g.inputLimit) throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the ${g.inputBits}-bit input address space (${hex(g.inputLimit)}, T0SZ = ${64 - g.inputBits})`)
+    if (ipa + size > g.inputLimit)
+      throw new HvmemError('input', `${hex(ipa)}-${hex(ipa + size)} ends past the ${g.inputBits}-bit input address space (${hex(g.inputLimit)}, T0SZ = ${64 - g.inputBits})`)
   }
 
   private describeExisting(c: Conflict): string {
     const existing = rawOf(c.lo, c.hi)
-    const attr = this.regime.attrOf(existing)
-    return `${attr ?? 'with other attributes'} to ${hex(BigInt(c.oa))} (${formatSize(BigInt(c.end - c.start))}, descriptor ${hex(existing)})`
+    const attr = namedBits(this.state.regime, existing & ~ADDRESS_MASK & ~3n & ~CONTIGUOUS).name
+    return `${attr} to ${hex(BigInt(c.oa))} (${formatSize(BigInt(c.end - c.start))}, descriptor ${hex(existing)})`
   }
 
   private withAttr(attr: Attr): (descriptor: bigint) => bigint {
     const bits = this.regime.attrBits[attr]
-    return (descriptor) => (descriptor & ADDRESS_MASK) | bits | (descriptor & 3n)
+    // the contiguous hint stays: a run the range covers whole changes alike (a run it covers in part lost the hint first)
+    return (descriptor) => (descriptor & ADDRESS_MASK) | bits | (descriptor & (3n | CONTIGUOUS))
   }
 
   /** Access and execute bits only: S2AP and XN at stage 2, AP[2] and XN at stage 1; the memory type stays. */
@@ -593,7 +925,7 @@ function mergeConflicts(conflicts: Conflict[]): Conflict[] {
   const out: Conflict[] = []
   for (const c of conflicts) {
     const last = out.at(-1)
-    if (last !== undefined && last.end === c.start && (last.lo & ATTR_LO) === (c.lo & ATTR_LO) && (last.hi & ATTR_HI) === (c.hi & ATTR_HI) && last.oa + (last.end - last.start) === c.oa) last.end = c.end
+    if (last !== undefined && last.end === c.start && (last.lo & ATTR_LO) === (c.lo & ATTR_LO) && (last.hi & MAP_HI) === (c.hi & MAP_HI) && last.oa + (last.end - last.start) === c.oa) last.end = c.end
     else out.push({...c})
   }
   return out

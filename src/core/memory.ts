@@ -44,6 +44,11 @@ export class PhysicalMemory {
   private undoLog: Map<number, Uint8Array | undefined> | undefined
   /** an opaque number a loader attached to a page (a snapshot's checksum of it), dropped when the page changes */
   private readonly tags = new Map<number, number>()
+  /** frame numbers of the pages changed (written, zeroed, or loaded without a tag) since the memory was made: what a snapshot's appended record holds */
+  private readonly changed = new Set<number>()
+  /** RAM as frame numbers [firstFrame, endFrame), made on first use (adoptFrame) */
+  private firstFrame: number | undefined
+  private endFrame = 0
 
   constructor(
     readonly base: bigint,
@@ -165,6 +170,7 @@ export class PhysicalMemory {
       const stop = end < pageEnd ? end : pageEnd
       this.remember(pfn)
       this.tags.delete(pfn)
+      this.changed.add(pfn)
       if (offset === 0 && stop === pageEnd) {
         this.pages.delete(pfn)
         this.pending.delete(pfn)
@@ -192,8 +198,40 @@ export class PhysicalMemory {
     this.remember(pfn)
     this.pages.set(pfn, options.adopt === true && data.byteOffset % 8 === 0 ? data : new Uint8Array(data))
     this.pending.delete(pfn)
-    if (tag === undefined) this.tags.delete(pfn)
-    else this.tags.set(pfn, tag)
+    if (tag === undefined) {
+      this.tags.delete(pfn)
+      this.changed.add(pfn)
+    } else this.tags.set(pfn, tag)
+  }
+
+  /**
+   * loadPage for an edit's page, by frame number and without a tag: memory takes `data` over (no
+   * copy; it must be 4096 bytes, 8-byte aligned in its buffer, and no longer changed by the caller).
+   * A transaction's commit: numbers only, no bigint a page.
+   */
+  adoptFrame(pfn: number, data: Uint8Array): void {
+    if (this.firstFrame === undefined) {
+      this.firstFrame = Number(this.base >> PAGE_SHIFT)
+      this.endFrame = Number(this.end >> PAGE_SHIFT)
+    }
+    if (!Number.isInteger(pfn) || pfn < this.firstFrame || pfn >= this.endFrame || data.length !== PAGE_BYTES || data.byteOffset % 8 !== 0) {
+      this.loadPage(BigInt(pfn) << PAGE_SHIFT, data) // its checks, its error
+      return
+    }
+    this.remember(pfn)
+    this.pages.set(pfn, data)
+    this.pending.delete(pfn)
+    this.tags.delete(pfn)
+    this.changed.add(pfn)
+  }
+
+  /**
+   * The frame numbers (address >> 12) of the pages changed since the memory was made, ascending: every
+   * page written, zeroed or loaded without a tag (it may hold what it held before, or only zeros). A
+   * snapshot loaded on demand saves just these (an appended record).
+   */
+  changedFrames(): number[] {
+    return [...this.changed].sort((a, b) => a - b)
   }
 
   /** The tag loadPage attached to the page at `pageAddress`, if the page has not changed since. */
@@ -304,6 +342,7 @@ export class PhysicalMemory {
   private pageForWrite(pfn: number): Uint8Array {
     this.remember(pfn)
     this.tags.delete(pfn)
+    this.changed.add(pfn)
     let page = this.page(pfn)
     if (page === undefined) {
       page = new Uint8Array(PAGE_BYTES)
@@ -385,7 +424,10 @@ class FrameSet {
     const out: number[] = []
     if (this.sortedCount > 0) for (let i = 0; i < this.sorted.length; i++) if (this.removed[i] === 0) out.push(this.sorted[i]!)
     if (this.loose.size === 0) return out
-    return mergeSorted([...this.loose].sort((a, b) => a - b), out)
+    return mergeSorted(
+      [...this.loose].sort((a, b) => a - b),
+      out,
+    )
   }
 
   private find(frame: number): number {

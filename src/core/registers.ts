@@ -1,6 +1,7 @@
 /**
  * The EL2 registers that install hvmem's tables (Arm ARM DDI 0487, D19.2: VTCR_EL2, VTTBR_EL2,
- * HCR_EL2, TCR_EL2, TTBR0_EL2, MAIR_EL2, SCTLR_EL2; summarised in shared/reference/architecture-notes.md).
+ * HCR_EL2, TCR_EL2, TTBR0_EL2, MAIR_EL2, SCTLR_EL2; hvmem's values field by field in docs/regimes.md,
+ * "Registers").
  */
 import type {RegimeName} from './descriptor.js'
 import {HvmemError} from './errors.js'
@@ -25,7 +26,6 @@ export interface VtcrFields {
 
 /** Walks inner and outer write-back, inner shareable (as KVM sets them). */
 const WALK_ATTRS = {irgn0: 1, orgn0: 1, sh0: 3} as const
-
 
 /** PS / IPS encoding of an output size. */
 export function psOf(paBits: number): number {
@@ -214,10 +214,7 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number, geo
       name: 'TTBR0_EL2',
       value: root,
       purpose: 'stage-1 root table of the EL2 regime',
-      fields: decodeFields(root, [
-        field('BADDR', 47, 1, (v) => `${rootName} at ${hex(v << 1n)}`),
-        field('CnP', 0, 0, bit('common not private', 'private to this PE')),
-      ]),
+      fields: decodeFields(root, [field('BADDR', 47, 1, (v) => `${rootName} at ${hex(v << 1n)}`), field('CnP', 0, 0, bit('common not private', 'private to this PE'))]),
     },
     {name: 'TCR_EL2', value: tcrEl2For(geometry), purpose: 'stage-1 translation control (E2H = 0)', fields: decodeTcrEl2(tcrEl2For(geometry))},
     {
@@ -242,10 +239,7 @@ export function registersFor(regime: RegimeName, root: bigint, vmid: number, geo
       name: 'HCR_EL2',
       value: HCR_EL2_STAGE1,
       purpose: 'E2H must be clear for the non-VHE EL2 regime these tables use',
-      fields: decodeFields(HCR_EL2_STAGE1, [
-        field('RW', 31, 31, bit('EL1 is AArch64', 'EL1 is AArch32')),
-        field('E2H', 34, 34, bit('VHE: wrong regime for these tables', 'non-VHE EL2 regime')),
-      ]),
+      fields: decodeFields(HCR_EL2_STAGE1, [field('RW', 31, 31, bit('EL1 is AArch64', 'EL1 is AArch32')), field('E2H', 34, 34, bit('VHE: wrong regime for these tables', 'non-VHE EL2 regime'))]),
     },
   ]
 }

@@ -4,7 +4,7 @@
  * level and one VA range: AP[1] and PXN do not apply, AP[2] (bit 7) makes a leaf read-only,
  * XN (bit 54) execute-never.
  */
-import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
+import {type LeafFields, Regime, SHAREABILITY, commonLeafFields} from './descriptor.js'
 
 /**
  * MAIR_EL2 = 0x0000_0000_0004_ff00:
@@ -13,15 +13,18 @@ import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
 export const MAIR_EL2 = 0x0000_0000_0004_ff00n
 
 /**
- * The sprint plan's own encodings, which are stage-1 (AttrIndx in bits 4:2, SH 0b00, AF):
- * - normal:   AttrIndx 1 (Normal WB), RW, executable           -> block P | 0x405
- * - device:   AttrIndx 2 (Device-nGnRE), RW, executable        -> block P | 0x409
- * - readonly: AttrIndx 1 (Normal WB), AP[2] read-only           -> block P | 0x485
+ * hvmem's stage-1 presets: the sprint plan's AttrIndx and AP choices (0x405 / 0x409 / 0x485), made
+ * safe: inner shareable (SH 0b11, bits 9:8) as Linux and KVM map normal memory (the plan's
+ * non-shareable normal memory is not coherent with other CPUs), and Device execute-never (XN, bit 54;
+ * the plan's device mapping was executable):
+ * - normal:   AttrIndx 1 (Normal WB), RW, IS, executable           -> block P | 0x705
+ * - device:   AttrIndx 2 (Device-nGnRE), RW, IS, execute-never     -> block P | 0x0040_0000_0000_0709
+ * - readonly: AttrIndx 1 (Normal WB), AP[2] read-only, IS          -> block P | 0x785
  */
 export const STAGE1_ATTR_BITS = {
-  normal: 0x404n,
-  device: 0x408n,
-  readonly: 0x484n,
+  normal: 0x704n,
+  device: 0x0040_0000_0000_0708n,
+  readonly: 0x784n,
 } as const
 
 const DEVICE = ['nGnRnE', 'nGnRE', 'nGRE', 'GRE'] as const
@@ -65,13 +68,20 @@ export function stage1LeafFields(descriptor: bigint, outputAddress: bigint, mair
   }
 }
 
-/** The EL2 stage-1 regime reading AttrIndx through `mair` (hvmem's own MAIR_EL2, or a foreign hypervisor's). */
-export function stage1Regime(mair: bigint): Regime {
+/**
+ * The EL2 stage-1 regime reading AttrIndx through `mair` (hvmem's own MAIR_EL2, or a foreign
+ * hypervisor's); `sh` (with FEAT_LPA2, TCR_EL2.DS = 1: TCR_EL2.SH0) replaces descriptor bits 9:8 as
+ * the shareability.
+ */
+export function stage1Regime(mair: bigint, sh?: number): Regime {
   return new Regime({
     name: 'stage1',
     stage: 1,
     attrBits: STAGE1_ATTR_BITS,
-    decodeLeaf: (descriptor: bigint, outputAddress: bigint): LeafFields => stage1LeafFields(descriptor, outputAddress, mair),
+    decodeLeaf: (descriptor: bigint, outputAddress: bigint): LeafFields => {
+      const fields = stage1LeafFields(descriptor, outputAddress, mair)
+      return sh === undefined ? fields : {...fields, sh, shareability: SHAREABILITY[sh]!}
+    },
   })
 }
 

@@ -1,8 +1,9 @@
 /**
  * The stage-2 regime: tables under VTTBR_EL2 (Arm ARM DDI 0487, D8.5 "Stage 2 memory region
- * attributes"; field table in shared/reference/architecture-notes.md).
+ * attributes", and D8.3 "Translation table descriptor formats" for the fields; hvmem's encodings are in
+ * docs/regimes.md, "Stage-2 encodings").
  */
-import {type Access, type LeafFields, Regime, commonLeafFields} from './descriptor.js'
+import {type Access, type LeafFields, Regime, SHAREABILITY, commonLeafFields} from './descriptor.js'
 
 /**
  * Leaf attribute bits, KVM-compatible:
@@ -31,21 +32,30 @@ export function memTypeName(memAttr: number): string {
   return outer === inner ? `Normal-${CACHEABILITY[outer]}` : `Normal-o${CACHEABILITY[outer]}-i${CACHEABILITY[inner]}`
 }
 
-export const STAGE2 = new Regime({
-  name: 'stage2',
-  stage: 2,
-  attrBits: STAGE2_ATTR_BITS,
-  decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
-    const memAttr = Number((descriptor >> 2n) & 0xfn)
-    const s2ap = Number((descriptor >> 6n) & 3n)
-    return {
-      outputAddress,
-      memType: memTypeName(memAttr),
-      access: S2AP[s2ap]!,
-      ...commonLeafFields(descriptor),
-      memAttr,
-      s2ap,
-      xn: Number((descriptor >> 53n) & 3n),
-    }
-  },
-})
+/**
+ * The stage-2 regime; `sh` (with FEAT_LPA2, VTCR_EL2.DS = 1: VTCR_EL2.SH0) replaces descriptor bits
+ * 9:8, which are then output address bits 51:50, as the shareability.
+ */
+export function stage2Regime(sh?: number): Regime {
+  return new Regime({
+    name: 'stage2',
+    stage: 2,
+    attrBits: STAGE2_ATTR_BITS,
+    decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
+      const memAttr = Number((descriptor >> 2n) & 0xfn)
+      const s2ap = Number((descriptor >> 6n) & 3n)
+      return {
+        outputAddress,
+        memType: memTypeName(memAttr),
+        access: S2AP[s2ap]!,
+        ...commonLeafFields(descriptor),
+        ...(sh === undefined ? {} : {sh, shareability: SHAREABILITY[sh]!}),
+        memAttr,
+        s2ap,
+        xn: Number((descriptor >> 53n) & 3n),
+      }
+    },
+  })
+}
+
+export const STAGE2 = stage2Regime()

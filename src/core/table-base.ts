@@ -38,6 +38,14 @@ export function tableBase(register: TableBaseRegister, value: bigint, vmid16 = t
   return {register, value, base: value & BADDR, tag: Number(value >> 48n), tagName, cnp: (value & 1n) === 1n}
 }
 
+/**
+ * With FEAT_LPA2 (DS = 1) and a 52-bit output size, a TTBR's bits 5:2 hold its table address's bits
+ * 51:48 (Arm ARM, TTBRn_ELx.BADDR): the table address a split value names then.
+ */
+export function lpa2TableBase(t: TableBase): TableBase {
+  return {...t, base: (t.base & ~0x3cn) | (((t.base >> 2n) & 0xfn) << 48n)}
+}
+
 /** `VMID 1, CnP` / `ASID 0x2a` / `` (nothing to report) */
 export function describeTableBase(t: TableBase): string {
   const parts = [...(t.tag !== 0 ? [`${t.tagName} ${t.tag}`] : []), ...(t.cnp ? ['CnP'] : [])]

@@ -2,13 +2,13 @@
  * A software MMU walk of one input address, as `AT S12E1R/W` (stage 2, with HCR_EL2.DC making the
  * guest's stage 1 an identity map of Normal write-back memory) or `AT S1E2R/W` (stage 1, EL2) would do
  * it, reporting the fault an MMU would raise (Arm ARM DDI 0487, D8.11 "MMU fault types", and the
- * PAR_EL1 layout in shared/reference/architecture-notes.md).
+ * PAR_EL1 register description in D19.2; the fields hvmem sets are in docs/regimes.md, "PAR_EL1").
  */
 import {type DescriptorKind, type LeafFields, type Regime, type Shareability, SHAREABILITY, kindOfLow} from './descriptor.js'
 import {type El1Context, type El1Permissions, el1Permissions, tableAttrBits} from './el1-permissions.js'
 import {DEFAULT_STAGE1, DEFAULT_STAGE2, type Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
-import {TableWalker, memoryAccess} from './walker.js'
+import {type TableAccess, TableWalker, memoryAccess} from './walker.js'
 
 export type FaultKind = 'address-size' | 'translation' | 'access-flag' | 'permission' | 'external-abort'
 
@@ -17,7 +17,7 @@ const FSC_BASE: Record<FaultKind, number> = {'address-size': 0b000000, translati
 /** FEAT_LPA2's level -1 codes (no access flag or permission faults there: level -1 has no leaves). */
 const FSC_LEVEL_MINUS_1: Partial<Record<FaultKind, number>> = {'address-size': 0b101001, translation: 0b101011, 'external-abort': 0b010011}
 
-function fscOf(kind: FaultKind, level: number): number {
+export function fscOf(kind: FaultKind, level: number): number {
   return level < 0 ? FSC_LEVEL_MINUS_1[kind]! : FSC_BASE[kind] | level
 }
 
@@ -28,6 +28,22 @@ export interface Fault {
   /** the fault status code, as in ESR_ELx.ISS.xFSC and PAR_EL1.FST */
   fsc: number
   reason: string
+  /** a stage-2 fault on a stage-1 table walk (ESR_EL2.ISS.S1PTW, PAR_EL1.PTW): `level` is the stage-2 walk's */
+  s1ptw?: boolean
+}
+
+/**
+ * Thrown by a TableAccess whose page() cannot give the table page a walk asks for (two-stage.ts: the
+ * stage-2 translation of a stage-1 table fetch faulted): translate() ends the walk with this fault
+ * and PAR_EL1, keeping the steps walked so far.
+ */
+export class TableFetchFault extends Error {
+  constructor(
+    readonly fault: Fault,
+    readonly par: bigint,
+  ) {
+    super(fault.reason)
+  }
 }
 
 export interface WalkStep {
@@ -74,20 +90,24 @@ export interface AccessKind {
 }
 
 /** PAR_EL1.PA and a table address: bits 51:12 (52 bits with FEAT_LPA2) */
-const PA_MASK = 0x000f_ffff_ffff_f000n
-const PAR_F = 1n
+export const PA_MASK = 0x000f_ffff_ffff_f000n
+export const PAR_F = 1n
 /** on a fault: the fault was at stage 2 */
-const PAR_S = 1n << 9n
+export const PAR_S = 1n << 9n
+/** on a fault: a stage-2 fault on a stage-1 table walk */
+export const PAR_PTW = 1n << 8n
 /** on success: the output address is Non-secure (hvmem models Non-secure EL2) */
-const PAR_NS = 1n << 9n
+export const PAR_NS = 1n << 9n
 /** IMPLEMENTATION DEFINED; QEMU (and hvmem) set it */
-const PAR_BIT11 = 1n << 11n
+export const PAR_BIT11 = 1n << 11n
 
 /**
  * `geometry` gives the granule, start level, input size and output size (from VTCR_EL2 / TCR_EL2, see
  * regime-config.ts, or the mapper's); by default hvmem's original: 4 KiB, level 1, 39-bit inputs, 40-bit PA.
  * The walk is one of walker.ts over the one address, following every table as the MMU does (an alias
- * is walked again: a single address cannot loop).
+ * is walked again: a single address cannot loop). `source` is where the walk reads its tables: the
+ * memory by default; two-stage.ts passes one that sends each table fetch (an IPA) through stage 2,
+ * whose page() may throw TableFetchFault.
  */
 export function translate(
   memory: PhysicalMemory,
@@ -97,6 +117,7 @@ export function translate(
   access: AccessKind = {},
   geometry: Geometry = regime.stage === 2 ? DEFAULT_STAGE2 : DEFAULT_STAGE1,
   el1?: El1Context,
+  source?: TableAccess,
 ): Translation {
   const write = access.write ?? false
   const exec = access.exec ?? false
@@ -113,29 +134,45 @@ export function translate(
   if (input < 0n || input >= geometry.inputLimit) return fail('translation', 0, `the address is outside the ${geometry.inputBits}-bit input address space (T0SZ ${64 - geometry.inputBits})`)
   const rootTable = root & PA_MASK
   const start = geometry.startLevel
-  if (!memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
+  if (source === undefined && !memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n))
+    return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
   const paLimit = geometry.paLimit
   let result: Translation | undefined
   /** the hierarchical attributes of the table descriptors walked (EL1&0: tableAttrBits, ORed) */
   let tables = 0
   const step = (w: TableWalker, kind: DescriptorKind): void => void steps.push({level: w.level, table: BigInt(w.table), index: w.index, descriptor: w.raw, kind})
   const at = Number(input)
-  new TableWalker(memoryAccess(memory), geometry).walk(Number(rootTable), at, at + 1, {
-    tablePre: (w) => {
-      step(w, 'table')
-      tables |= tableAttrBits(w.hi)
-      if (BigInt(w.next) < paLimit) return true
-      result = fail('address-size', w.level, `L${w.level}[${w.index}] points at a table above the ${geometry.paBits}-bit PA limit`)
-      return false
-    },
-    unfollowed: (w) => void (result = fail('external-abort', w.level + 1, `the level-${w.level + 1} table at 0x${w.next.toString(16)} is outside RAM`)),
-    leaf: (w) => {
-      const kind = kindOfLow(w.lo, w.level, geometry)
-      step(w, kind)
-      result = kind === 'invalid' || kind === 'reserved' ? fail('translation', w.level, `L${w.level}[${w.index}] is ${kind === 'invalid' ? 'not valid' : 'a reserved encoding'}`) : leafResult(w)
-    },
-  }, {once: false})
+  try {
+    walkOne()
+  } catch (error) {
+    if (!(error instanceof TableFetchFault)) throw error
+    return {input, write, exec, steps, fault: error.fault, par: error.par}
+  }
   return result!
+
+  function walkOne(): void {
+    new TableWalker(source ?? memoryAccess(memory), geometry).walk(
+      Number(rootTable),
+      at,
+      at + 1,
+      {
+        tablePre: (w) => {
+          step(w, 'table')
+          tables |= tableAttrBits(w.hi)
+          if (BigInt(w.next) < paLimit) return true
+          result = fail('address-size', w.level, `L${w.level}[${w.index}] points at a table above the ${geometry.paBits}-bit PA limit`)
+          return false
+        },
+        unfollowed: (w) => void (result = fail('external-abort', w.level + 1, `the level-${w.level + 1} table at 0x${w.next.toString(16)} is outside RAM`)),
+        leaf: (w) => {
+          const kind = kindOfLow(w.lo, w.level, geometry)
+          step(w, kind)
+          result = kind === 'invalid' || kind === 'reserved' ? fail('translation', w.level, `L${w.level}[${w.index}] is ${kind === 'invalid' ? 'not valid' : 'a reserved encoding'}`) : leafResult(w)
+        },
+      },
+      {once: false},
+    )
+  }
 
   function leafResult(w: TableWalker): Translation {
     const level = w.level

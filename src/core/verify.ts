@@ -3,15 +3,15 @@
  * (the walk's entries, the mapper's registers): pure, no I/O. The pages' own checksums are checked
  * where they are read (src/snapshot/verify.ts).
  */
-import {ADDRESS_MASK} from './descriptor.js'
+import {ADDRESS_MASK, CONTIGUOUS} from './descriptor.js'
 import {FINAL_LEVEL, type Geometry, granuleName, sl0Of, tg0Of} from './geometry.js'
 import type {Register} from './registers.js'
 import {psOf} from './registers.js'
-import {hex} from './u64.js'
+import {formatSize, hex} from './u64.js'
 import type {WalkEntry} from './walker.js'
 
 /** How a table entry is damaged. */
-export type EntryDamageKind = 'outside-ram' | 'aliased' | 'misaligned' | 'reserved'
+export type EntryDamageKind = 'outside-ram' | 'aliased' | 'misaligned' | 'reserved' | 'contiguous'
 
 export interface EntryDamage {
   kind: EntryDamageKind
@@ -47,7 +47,8 @@ export interface RamRange {
  * The damaged entries among a walk's (Machine.walkTables): a table entry the walk could not follow,
  * its next table outside RAM or reached already (a loop back up the tree, or two entries sharing a
  * table); a next-table address with bits set below the granule (16K or 64K: bits 13:12 or 15:12,
- * RES0); a reserved encoding (bit 1 clear at level 3, or a block at a level the granule has none).
+ * RES0); a reserved encoding (bit 1 clear at level 3, or a block at a level the granule has none);
+ * the contiguous bit (52) on a run whose entries disagree (contiguousDamage).
  * An entry may be damaged in more than one way: one finding each.
  */
 export function checkTables(entries: readonly WalkEntry[], geometry: Geometry, ram: RamRange): TableCheck {
@@ -66,7 +67,11 @@ export function checkTables(entries: readonly WalkEntry[], geometry: Geometry, r
     const next = e.decoded.nextTable!
     const found = {...where, next}
     if ((raw & lowBits) !== 0n) {
-      damage.push({kind: 'misaligned', ...found, message: `next-level table address ${hex(raw & ADDRESS_MASK)} is not aligned to the ${granuleName(geometry.granule)} granule (the walk reads ${hex(next)})`})
+      damage.push({
+        kind: 'misaligned',
+        ...found,
+        message: `next-level table address ${hex(raw & ADDRESS_MASK)} is not aligned to the ${granuleName(geometry.granule)} granule (the walk reads ${hex(next)})`,
+      })
     }
     if (e.problem === undefined) {
       tables++
@@ -75,7 +80,58 @@ export function checkTables(entries: readonly WalkEntry[], geometry: Geometry, r
     const inRam = next >= ram.base && next + BigInt(geometry.granule) <= ram.base + ram.size
     damage.push({kind: inRam ? 'aliased' : 'outside-ram', ...found, message: e.problem})
   }
+  damage.push(...contiguousDamage(entries, geometry))
   return {tables, entries: entries.length, damage}
+}
+
+/**
+ * The aligned runs of the contiguous bit (Geometry.contiguousEntries) where an entry has the bit but
+ * the run's entries disagree: each must be a valid leaf with the bit and the same attributes, the
+ * output contiguous from an address aligned to the run's size (Arm ARM D8.6.1: otherwise the TLB's
+ * result is CONSTRAINED UNPREDICTABLE). One finding a run, at its first entry with the bit.
+ */
+export function contiguousDamage(entries: readonly WalkEntry[], geometry: Geometry): EntryDamage[] {
+  const keyOf = (e: WalkEntry): string | undefined => {
+    const n = geometry.contiguousEntries(e.level)
+    return n === 0 || e.decoded.kind === 'table' ? undefined : `${e.table}:${e.level}:${Math.floor(e.index / n)}`
+  }
+  const marked = new Set<string>()
+  for (const e of entries) if (e.decoded.leaf !== undefined && (e.decoded.raw & CONTIGUOUS) !== 0n) marked.add(keyOf(e)!)
+  if (marked.size === 0) return []
+  const runs = new Map<string, WalkEntry[]>()
+  for (const e of entries) {
+    const n = geometry.contiguousEntries(e.level)
+    if (n === 0) continue
+    // a table entry in a run breaks it too
+    const key = `${e.table}:${e.level}:${Math.floor(e.index / n)}`
+    if (marked.has(key)) runs.set(key, [...(runs.get(key) ?? []), e])
+  }
+  const damage: EntryDamage[] = []
+  for (const run of runs.values()) {
+    const level = run[0]!.level
+    const n = geometry.contiguousEntries(level)
+    const size = geometry.entrySize(level)
+    const first = run.find((e) => e.decoded.leaf !== undefined && (e.decoded.raw & CONTIGUOUS) !== 0n)!
+    const start = first.index - (first.index % n)
+    const base = first.decoded.leaf!.outputAddress - BigInt(first.index - start) * size
+    const attrs = first.decoded.raw & ~ADDRESS_MASK
+    const problem = ((): string | undefined => {
+      for (let k = 0; k < n; k++) {
+        const e = run.find((x) => x.index === start + k)
+        const name = `L${level}[${start + k}]`
+        if (e === undefined) return `${name} is not valid`
+        if (e.decoded.leaf === undefined) return `${name} is not a leaf`
+        if ((e.decoded.raw & CONTIGUOUS) === 0n) return `${name} does not have the bit`
+        if ((e.decoded.raw & ~ADDRESS_MASK) !== attrs) return `${name} has other attributes`
+        if (e.decoded.leaf.outputAddress !== base + BigInt(k) * size) return `${name}'s output ${hex(e.decoded.leaf.outputAddress)} does not continue the run's`
+      }
+      return base % (BigInt(n) * size) === 0n ? undefined : `its output ${hex(base)} is not aligned to the run's ${formatSize(BigInt(n) * size)}`
+    })()
+    if (problem === undefined) continue
+    const where = {level, index: first.index, table: first.table, address: first.table + 8n * BigInt(first.index), ipa: first.ipa, descriptor: first.decoded.raw}
+    damage.push({kind: 'contiguous', ...where, message: `the contiguous bit (52) on a run of ${n} entries (L${level}[${start}..${start + n - 1}]) that disagree: ${problem}`})
+  }
+  return damage
 }
 
 export interface RegisterDamage {

@@ -9,7 +9,7 @@
  * a walk makes no bigint and no object per entry. Tables are granule-sized and stored in 4 KiB
  * memory pages: entry i of a table is in its page i >> 9.
  */
-import {ADDRESS_MASK, type Decoded, type Regime, isLeafLow} from './descriptor.js'
+import {ADDRESS_MASK, type Decoded, type DescriptorKind, type Regime, kindOfLow} from './descriptor.js'
 import {FINAL_LEVEL, FIRST_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {hex} from './u64.js'
@@ -17,7 +17,7 @@ import {hex} from './u64.js'
 const TWO_32 = 2 ** 32
 const TWO_50 = 2 ** 50
 /** Entries in one 4 KiB memory page. */
-const PAGE_ENTRIES = MEMORY_PAGE / 8
+export const PAGE_ENTRIES = MEMORY_PAGE / 8
 
 /** Where a walk reads table pages, and an edit writes them: memory, or a transaction over it. */
 export interface TableAccess {
@@ -96,16 +96,17 @@ export class TableWalker {
   private writableView: DataView | undefined
   /** entries past the current one that a callback wrote (writeRun): the walk goes on after them */
   private skip = 0
+  /** set by filledBelow(): the walk does not go down into the table the current entry now points at */
+  private filled = false
   private visitor: Visitor = NO_VISITOR
   private validOnly = false
   private once = true
   /** set by halt(): the walk returns as soon as the current callback does */
   private halted = false
+  /** scan(): the first input address of the current table */
+  private tableBase = 0
   /** each table walked into, and the descriptor's address that led there (-1: the root) */
   private readonly seen = new Map<number, number>()
-  /** the address bits of a descriptor's high half, by level from FIRST_LEVEL */
-  private readonly outputLo: number[] = []
-  private readonly outputHi: number[] = []
   /** bits 47:32 (with DS, 49:32) of a table address */
   private readonly nextHi: number
 
@@ -113,13 +114,7 @@ export class TableWalker {
     readonly access: TableAccess,
     readonly geometry: Geometry,
   ) {
-    const mask = geometry.addressMask
-    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) {
-      const shift = geometry.shift(level)
-      this.outputLo.push(shift >= 32 ? 0 : Number(mask & 0xffff_ffffn & ~((1n << BigInt(shift)) - 1n)))
-      this.outputHi.push(Number((mask >> 32n) & ~((1n << BigInt(Math.max(0, shift - 32))) - 1n)))
-    }
-    this.nextHi = Number(mask >> 32n)
+    this.nextHi = Number(geometry.addressMask >> 32n)
   }
 
   /** Walks the entries of the tree at `root` that translate [start, end), in input-address order. */
@@ -142,6 +137,20 @@ export class TableWalker {
   /** From a callback: end the walk when the callback returns (no table-post, no further entries). */
   halt(): void {
     this.halted = true
+  }
+
+  /** Whether a callback has called halt() in this walk. */
+  get halting(): boolean {
+    return this.halted
+  }
+
+  /** For a ScanSink's leafPage(): makes entry `i` of the current table, in `words` (its page's), the current entry. */
+  at(i: number, words: Uint32Array): void {
+    const k = (i & (PAGE_ENTRIES - 1)) * 2
+    this.index = i
+    this.addr = this.tableBase + i * this.size
+    this.lo = words[k]!
+    this.hi = words[k + 1]!
   }
 
   /** The same from the table at `table` and `level` that translates from `base`: a subtree. */
@@ -171,7 +180,8 @@ export class TableWalker {
   /** A leaf's output address: bits 47:shift(level) (with DS, 49:shift(level) and 51:50 from bits 9:8). */
   get output(): number {
     const i = this.level - FIRST_LEVEL
-    return (this.hi & this.outputHi[i]!) * TWO_32 + ((this.lo & this.outputLo[i]!) >>> 0) + (this.geometry.ds ? ((this.lo >>> 8) & 3) * TWO_50 : 0)
+    const g = this.geometry
+    return (this.hi & g.outputHi[i]!) * TWO_32 + ((this.lo & g.outputLo[i]!) >>> 0) + (g.ds ? ((this.lo >>> 8) & 3) * TWO_50 : 0)
   }
 
   /** The first input address of the walk's range inside the current entry. */
@@ -243,6 +253,14 @@ export class TableWalker {
     return this.endRun(n)
   }
 
+  /**
+   * From a leaf callback that hung a new table at the current entry (set) and wrote all it needs
+   * into it: the walk goes on with the next entry instead of going down into the table.
+   */
+  filledBelow(): void {
+    this.filled = true
+  }
+
   private endRun(n: number): number {
     this.skip = n > 0 ? n - 1 : 0
     this.wrote = true
@@ -260,6 +278,7 @@ export class TableWalker {
     return this.writableView!
   }
 
+  // scanTable repeats this loop's read side for speed (see scan): a rule changed here changes there too
   private visitTable(table: number, level: number, base: number, start: number, end: number): void {
     const g = this.geometry
     const access = this.access
@@ -316,6 +335,10 @@ export class TableWalker {
           continue
         }
         if (level === FINAL_LEVEL || (this.lo & 3) !== 3) continue
+        if (this.filled) {
+          this.filled = false
+          continue
+        }
       }
       this.descend()
       if (this.halted) return
@@ -325,6 +348,102 @@ export class TableWalker {
         this.wrote = false
       }
     }
+  }
+
+  /**
+   * A read-only walk of the valid entries of the tree at `root` that translate [start, end), for
+   * scanTables and ScanCursor: what walk() with validOnly does with `sink.entry` as table-pre, leaf and
+   * unfollowed (a table entry's call returning false keeps the walk out of its table), and going into
+   * each table once. `fresh` false remembers the tables earlier scans went into, as walkOn does.
+   *
+   * Its loop (scanTable) is visitTable's read side alone, kept apart for speed (issue 13): no edit to
+   * look for after a callback, each table page read once into a typed array, the table's own fields
+   * written once per table and only the entry's (index, addr, lo, hi) per entry. Any rule of the walk
+   * it shares with visitTable (the entries in range, the absent pages, descend's checks) must change
+   * in both.
+   */
+  scan(root: number, start: number, end: number, sink: ScanSink, fresh = true): void {
+    if (fresh) this.seen.clear()
+    if (!this.seen.has(root)) this.seen.set(root, -1)
+    this.halted = false
+    this.scanTable(root, this.geometry.startLevel, 0, start, end, sink)
+  }
+
+  private scanTable(table: number, level: number, base: number, start: number, end: number, sink: ScanSink): void {
+    const g = this.geometry
+    const access = this.access
+    const size = g.entryBytes(level)
+    const first = start > base ? Math.floor((start - base) / size) : 0
+    const last = Math.min(g.entriesAt(level) - 1, Math.floor((end - 1 - base) / size))
+    const tableFrame = table / MEMORY_PAGE
+    const final = level === FINAL_LEVEL
+    const batch = final && sink.leafPage !== undefined
+    this.level = level
+    this.table = table
+    this.tableBase = base
+    this.size = size
+    this.rangeStart = start
+    this.rangeStop = end
+    let i = first
+    while (i <= last) {
+      const pageLast = Math.min(last, i | (PAGE_ENTRIES - 1))
+      const bytes = access.page(tableFrame + (i >>> 9))
+      if (bytes === undefined) {
+        i = pageLast + 1 // an absent page: all invalid
+        continue
+      }
+      const words = pageWords(bytes)
+      if (batch) {
+        // a final-level page: entries only, no table to go into
+        sink.leafPage!(this, words, i, pageLast)
+        if (this.halted) return
+        i = pageLast + 1
+        continue
+      }
+      for (; i <= pageLast; i++) {
+        const at = (i & (PAGE_ENTRIES - 1)) * 2
+        const lo = words[at]!
+        if ((lo & 1) === 0) continue
+        this.index = i
+        this.addr = base + i * size
+        this.lo = lo
+        this.hi = words[at + 1]!
+        if (final || (lo & 2) === 0) {
+          sink.entry(this, undefined)
+          if (this.halted) return
+          continue
+        }
+        const go = sink.entry(this, undefined) !== false
+        if (this.halted) return
+        if (!go) continue
+        this.scanDown(sink)
+        if (this.halted) return
+        // the fields again, as the table below left them
+        this.level = level
+        this.table = table
+        this.tableBase = base
+        this.size = size
+        this.rangeStart = start
+        this.rangeStop = end
+      }
+    }
+  }
+
+  /** descend() for scan(): the same checks (in RAM, not walked into already), no table-post. */
+  private scanDown(sink: ScanSink): void {
+    const next = this.next
+    if (!this.access.inRam(next, this.geometry.granule)) {
+      sink.entry(this, 'outside-ram')
+      return
+    }
+    const by = this.table + this.index * 8
+    const before = this.seen.get(next)
+    if (before !== undefined && before !== by) {
+      sink.entry(this, 'aliased')
+      return
+    }
+    this.seen.set(next, by)
+    this.scanTable(next, this.level + 1, this.addr, this.start, this.end, sink)
   }
 
   /** Goes down into the table the current entry points at, then calls table-post with the entry restored. */
@@ -364,6 +483,43 @@ export class TableWalker {
 
 const NO_VISITOR: Visitor = {}
 
+/**
+ * What scan() reports to: `entry` is called with each valid entry (returning false on a table entry
+ * keeps the scan out of its table), and with a table entry the scan does not follow, and why.
+ *
+ * An object with a method rather than a function, for speed: V8 inlines a method call at one call
+ * site for up to four classes of receiver, while functions passed in through one parameter make the
+ * call megamorphic (a real call per entry, a third of a scan's time) as soon as a second kind is
+ * used. So the scan's own kinds of consumer are classes of their own: RangeMerger (walkRanges),
+ * WalkTablesSink (walkTables), ScanCursor, and VisitSink for a scanTables callback.
+ */
+export interface ScanSink {
+  entry(w: TableWalker, unfollowed?: Unfollowed): boolean | void
+  /**
+   * Optional, for speed: the entries `first` to `last` of a final-level table, all in one memory
+   * page (`words`, its 32-bit words), in one call instead of entry() for each valid one (a call per
+   * 512 entries, the loop in the sink's own code, so inlined there whatever other sinks exist). It
+   * must do what entry() would, in order, skipping invalid entries (bit 0 clear), each made current
+   * with `w.at(i, words)` first; after a halt it stops.
+   */
+  leafPage?(w: TableWalker, words: Uint32Array, first: number, last: number): void
+}
+
+/** Whether this machine stores a Uint32Array's words little-endian, as descriptors are: then a page is read as words, without a DataView. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
+/**
+ * A table page as 32-bit words, the descriptors' halves (entry i: words 2i, low, and 2i + 1, high):
+ * the page's own bytes when the machine is little-endian and they are 4-byte aligned, else a copy.
+ */
+export function pageWords(bytes: Uint8Array): Uint32Array {
+  if (LITTLE_ENDIAN && (bytes.byteOffset & 3) === 0) return new Uint32Array(bytes.buffer, bytes.byteOffset, MEMORY_PAGE / 4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, MEMORY_PAGE)
+  const words = new Uint32Array(MEMORY_PAGE / 4)
+  for (let k = 0; k < words.length; k++) words[k] = view.getUint32(k * 4, true)
+  return words
+}
+
 /** The descriptor as one exact 64-bit value. */
 export const rawOf = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
 
@@ -402,11 +558,29 @@ export function skippingAccess(memory: PhysicalMemory, unreadable: ReadonlySet<n
  * entries on bit 0 and untouched (all-zero) pages, goes into each table at most once (a loop or an
  * alias is reported, not followed) and never outside RAM.
  */
-export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geometry, visit: Visit, access: TableAccess = memoryAccess(memory)): void {
+export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geometry, visit: Visit | ScanSink, access: TableAccess = memoryAccess(memory)): void {
   const walker = new TableWalker(access, geometry)
   const rootTable = Number(root & geometry.addressMask)
   if (!walker.access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
-  walker.walk(rootTable, 0, 2 ** geometry.inputBits, {tablePre: visit, leaf: visit, unfollowed: visit}, {validOnly: true})
+  walker.scan(rootTable, 0, 2 ** geometry.inputBits, typeof visit === 'function' ? new VisitSink(visit) : visit)
+}
+
+/** A scanTables callback as a ScanSink. */
+class VisitSink implements ScanSink {
+  constructor(private readonly visit: Visit) {}
+
+  entry(w: TableWalker, unfollowed?: Unfollowed): boolean | void {
+    return this.visit(w, unfollowed)
+  }
+
+  leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    for (let i = first; i <= last; i++) {
+      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
+      w.at(i, words)
+      this.visit(w, undefined)
+      if (w.halting) return
+    }
+  }
 }
 
 /**
@@ -418,7 +592,7 @@ export function scanTables(memory: PhysicalMemory, root: bigint, geometry: Geome
  * A walk visits entries in the order of (input address, level); going on from an entry re-walks the
  * range from its address, and the entries before it there (the tables above it) are passed over.
  */
-export class ScanCursor {
+export class ScanCursor implements ScanSink {
   private readonly walker: TableWalker
   private readonly rootTable: number
   private readonly end: number
@@ -427,23 +601,11 @@ export class ScanCursor {
   private started = false
   private stopped = false
   private visit: Visit = () => {}
-  private readonly visitor: Visitor
 
   constructor(memory: PhysicalMemory, root: bigint, geometry: Geometry, access: TableAccess = memoryAccess(memory)) {
     this.walker = new TableWalker(access, geometry)
     this.rootTable = Number(root & geometry.addressMask)
     this.end = 2 ** geometry.inputBits
-    const entry = (w: TableWalker): boolean => {
-      // passed over: an entry before the one the last part stopped at (a table above it)
-      if (w.addr < this.addr || (w.addr === this.addr && w.level < this.level)) return true
-      this.visit(w)
-      return !this.stopped
-    }
-    this.visitor = {
-      tablePre: entry,
-      leaf: entry,
-      unfollowed: (w, why) => this.visit(w, why),
-    }
   }
 
   /** Scans on, calling `visit` as scanTables does; returns true when the tree has been scanned to its end. */
@@ -455,7 +617,19 @@ export class ScanCursor {
     }
     this.visit = visit
     this.stopped = false
-    w.walkOn(this.rootTable, this.addr, this.end, this.visitor, {validOnly: true})
+    w.scan(this.rootTable, this.addr, this.end, this, false)
+    return !this.stopped
+  }
+
+  /** The scan's calls (ScanSink), not the caller's. */
+  entry(w: TableWalker, unfollowed?: Unfollowed): boolean | void {
+    if (unfollowed !== undefined) {
+      this.visit(w, unfollowed)
+      return
+    }
+    // passed over: an entry before the one the last part stopped at (a table above it)
+    if (w.addr < this.addr || (w.addr === this.addr && w.level < this.level)) return true
+    this.visit(w)
     return !this.stopped
   }
 
@@ -473,27 +647,171 @@ export function describeUnfollowed(next: number, why: Unfollowed): string {
   return why === 'outside-ram' ? `next-level table ${hex(BigInt(next))} is outside RAM` : `next-level table ${hex(BigInt(next))} was reached already (a loop or an alias): not walked again`
 }
 
+/** The fields that describe a walk's entry (TableWalker's, and a copy a WalkCursor holds). */
+type EntryFields = Pick<TableWalker, 'level' | 'index' | 'table' | 'addr' | 'size' | 'lo' | 'hi'>
+
 /**
- * Reads a table tree back out of memory, in input-address order, decoding by the regime's rules and
- * listing every valid entry (tables, blocks, pages and reserved encodings). A table entry the walk
- * does not follow is listed once, with its problem.
+ * The current entry of a walkTables walk: one object for the whole walk, describing each entry in
+ * turn (it reads the walker's fields, or a table entry's it holds), so a walk makes nothing per
+ * entry. Numbers as TableWalker has them: `level`, `index` (in its table), `table` (the table's
+ * address), `addr` and `size` (the input range the entry translates), the descriptor's halves `lo`
+ * and `hi`; `problem` is set on a table entry the walk does not follow. The bigint and decoded forms
+ * are made on demand; a visit that keeps an entry copies it (entry()).
  */
-export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): WalkEntry[] {
-  const entries: WalkEntry[] = []
-  let tableNumber = -1
-  let tableBig = 0n
-  scanTables(memory, root, geometry, (w, unfollowed) => {
+export class WalkCursor {
+  problem: string | undefined = undefined
+  /** the entry shown: the walker's current one, or the table entry held */
+  private shown: EntryFields
+  /** a table entry kept for its visit (hold), its fields copied from the walker */
+  private readonly held: EntryFields = {level: 0, index: 0, table: 0, addr: 0, size: 0, lo: 0, hi: 0}
+
+  constructor(
+    readonly regime: Regime,
+    readonly geometry: Geometry,
+    private readonly w: TableWalker,
+  ) {
+    this.shown = w
+  }
+
+  get level(): number {
+    return this.shown.level
+  }
+
+  get index(): number {
+    return this.shown.index
+  }
+
+  get table(): number {
+    return this.shown.table
+  }
+
+  get addr(): number {
+    return this.shown.addr
+  }
+
+  get size(): number {
+    return this.shown.size
+  }
+
+  get lo(): number {
+    return this.shown.lo
+  }
+
+  get hi(): number {
+    return this.shown.hi
+  }
+
+  /** walkTables' own: holds the walker's current entry (a table entry, visited later). */
+  hold(): void {
+    const {w, held} = this
+    held.level = w.level
+    held.index = w.index
+    held.table = w.table
+    held.addr = w.addr
+    held.size = w.size
+    held.lo = w.lo
+    held.hi = w.hi
+  }
+
+  /** walkTables' own: shows the entry held (true) or the walker's (false). */
+  show(held: boolean): void {
+    this.shown = held ? this.held : this.w
+  }
+
+  /** The descriptor as one 64-bit value. */
+  get raw(): bigint {
+    return rawOf(this.lo, this.hi)
+  }
+
+  /** What the descriptor is (never invalid: a walk lists valid entries only). */
+  get kind(): DescriptorKind {
+    return kindOfLow(this.lo, this.level, this.geometry)
+  }
+
+  /** The descriptor read by the regime's rules (a new object). */
+  get decoded(): Decoded {
+    return this.regime.decode(this.raw, this.level, this.geometry)
+  }
+
+  /** The first input address the entry translates, as a bigint. */
+  get ipa(): bigint {
+    return BigInt(this.addr)
+  }
+
+  /** The entry as a WalkEntry of its own, to keep. */
+  entry(): WalkEntry {
+    const e: WalkEntry = {level: this.level, index: this.index, table: BigInt(this.table), ipa: BigInt(this.addr), size: this.geometry.entrySize(this.level), decoded: this.decoded}
+    if (this.problem !== undefined) e.problem = this.problem
+    return e
+  }
+}
+
+/**
+ * Reads a table tree back out of memory, in input-address order, decoding by the regime's rules:
+ * calls `visit` with the cursor on every valid entry (tables, blocks, pages and reserved encodings).
+ * A table entry the walk does not follow is visited once, with its problem set. Nothing is made per
+ * entry: a visit copies what it keeps (cursor.entry() for a WalkEntry).
+ *
+ * A table entry is visited once the walk knows whether it goes into the table (its problem): on the
+ * next entry of the scan, or at its end; the order is scanTables'.
+ */
+export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, visit: (cursor: WalkCursor) => void, access: TableAccess = memoryAccess(memory)): void {
+  const walker = new TableWalker(access, geometry)
+  const rootTable = Number(root & geometry.addressMask)
+  if (!access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
+  const sink = new WalkTablesSink(new WalkCursor(regime, geometry, walker), visit)
+  walker.scan(rootTable, 0, 2 ** geometry.inputBits, sink)
+  sink.finish()
+}
+
+/** walkTables' ScanSink: visits each entry through the cursor, a table entry once its problem is known. */
+class WalkTablesSink implements ScanSink {
+  /** a table entry not visited yet: the cursor holds it */
+  private pending = false
+
+  constructor(
+    private readonly c: WalkCursor,
+    private readonly visit: (cursor: WalkCursor) => void,
+  ) {}
+
+  entry(w: TableWalker, unfollowed: Unfollowed | undefined): void {
+    const c = this.c
     if (unfollowed !== undefined) {
-      entries.at(-1)!.problem = describeUnfollowed(w.next, unfollowed)
+      // the entry just held is the walker's current one still
+      this.pending = false
+      c.problem = describeUnfollowed(w.next, unfollowed)
+      this.visit(c)
+      c.problem = undefined
       return
     }
-    if (w.table !== tableNumber) {
-      tableNumber = w.table
-      tableBig = BigInt(w.table)
+    if (this.pending) this.flush()
+    if (w.level < FINAL_LEVEL && (w.lo & 3) === 3) {
+      c.hold()
+      this.pending = true
+    } else this.visit(c)
+  }
+
+  leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    if (this.pending) this.flush()
+    const c = this.c
+    for (let i = first; i <= last; i++) {
+      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
+      w.at(i, words)
+      this.visit(c)
     }
-    entries.push({level: w.level, index: w.index, table: tableBig, ipa: BigInt(w.addr), size: geometry.entrySize(w.level), decoded: regime.decode(w.raw, w.level, geometry)})
-  }, access)
-  return entries
+  }
+
+  /** The last entry, when it is a table entry. */
+  finish(): void {
+    if (this.pending) this.flush()
+  }
+
+  private flush(): void {
+    this.pending = false
+    this.c.show(true)
+    this.visit(this.c)
+    this.c.show(false)
+  }
 }
 
 /** A run of leaf entries at one level with the same attributes and contiguous input and output addresses. */
@@ -515,13 +833,7 @@ export function mergeRanges(entries: readonly WalkEntry[]): Range[] {
     const leaf = e.decoded.leaf
     if (leaf === undefined) continue
     const attributes = e.decoded.raw & ~ADDRESS_MASK
-    if (
-      last !== undefined &&
-      last.level === e.level &&
-      last.end === e.ipa &&
-      (last.decoded.raw & ~ADDRESS_MASK) === attributes &&
-      last.outputStart + (last.end - last.start) === leaf.outputAddress
-    ) {
+    if (last !== undefined && last.level === e.level && last.end === e.ipa && (last.decoded.raw & ~ADDRESS_MASK) === attributes && last.outputStart + (last.end - last.start) === leaf.outputAddress) {
       last.end += e.size
       last.entries++
       continue
@@ -548,9 +860,7 @@ export interface RangeWalk {
  */
 export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): RangeWalk {
   const merger = new RangeMerger(regime, geometry)
-  scanTables(memory, root, geometry, (w, unfollowed) => {
-    if (unfollowed === undefined) merger.add(w)
-  }, access)
+  scanTables(memory, root, geometry, merger, access)
   return merger.finish()
 }
 
@@ -561,7 +871,7 @@ const PAST_KEEP: Range = {start: 0n, end: 0n, level: -1, outputStart: 0n, decode
  * mergeRanges over the entries of a scan (scanTables), as they come: for a caller that walks once
  * and wants the ranges too (`walkRanges`, `dump tables --json`).
  */
-export class RangeMerger {
+export class RangeMerger implements ScanSink {
   private readonly ranges: Range[] = []
   /** ranges made, kept or not */
   private made = 0
@@ -583,24 +893,49 @@ export class RangeMerger {
     private readonly keep = Infinity,
   ) {}
 
+  /** As a scan's sink (scanTables): adds each entry, not the words on a table not followed. */
+  entry(w: TableWalker, unfollowed?: Unfollowed): void {
+    if (unfollowed === undefined) this.add(w)
+  }
+
+  leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    for (let i = first; i <= last; i++) {
+      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
+      w.at(i, words)
+      this.add(w)
+    }
+  }
+
   /** The next valid entry of the walk. */
   add(w: TableWalker): void {
     this.entries++
     const level = w.level
     const lo = w.lo
-    if (!isLeafLow(lo, level, this.geometry)) return
+    const g = this.geometry
+    const l = level - FIRST_LEVEL
+    // isLeafLow and w.output, inline: a call per entry returning a double costs a heap number
+    if ((lo & 3) !== g.leafBits[l]) return
     this.leaves++
+    const hi = w.hi
     const size = w.size
-    const output = w.output
+    const output = (hi & g.outputHi[l]!) * TWO_32 + ((lo & g.outputLo[l]!) >>> 0) + (g.ds ? ((lo >>> 8) & 3) * TWO_50 : 0)
     const ipa = w.addr
     const aLo = lo & 0xfff
-    const aHi = w.hi >>> 16
+    const aHi = hi >>> 16
     if (this.open !== undefined && level === this.level && ipa === this.end && aLo === this.attrLo && aHi === this.attrHi && output === this.outputEnd) {
       this.end += size
       this.outputEnd += size
       this.count++
       return
     }
+    this.begin(w, output, aLo, aHi)
+  }
+
+  /** A new range from the current entry (apart from add, which stays small enough to inline into a scan's loop). */
+  private begin(w: TableWalker, output: number, aLo: number, aHi: number): void {
+    const level = w.level
+    const ipa = w.addr
+    const size = w.size
     this.close()
     this.made++
     if (this.ranges.length < this.keep) {

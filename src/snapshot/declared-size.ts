@@ -4,7 +4,7 @@
  * gigabytes is refused without being read, and nothing is read in one piece larger than Node can.
  */
 import {HvmemError} from '../core/errors.js'
-import {HEADER_BYTES, MAGIC, PAGE_RECORD_BYTES} from './format.js'
+import {HEADER_BYTES, MAGIC, PAGE_RECORD_BYTES, REGISTER_RECORD_BYTES} from './format.js'
 
 /**
  * The most bytes hvmem reads in one piece: a whole version-1 file, a version-2 page index, a snapshot
@@ -25,6 +25,10 @@ export function declaredSnapshotSize(head: Uint8Array): {version: number; pages:
   // version 1: header, 8-byte addresses and pages, a 4-byte CRC; versions 2 and 3: header, 16-byte index entries and pages
   if (version === 1) return {version, pages, size: BigInt(HEADER_BYTES + 4) + pages * BigInt(8 + 4096)}
   if (version === 2 || version === 3) return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES)}
+  // version 4: the same, then the register records (their count at bytes 94..95)
+  // version 5: the same as 4, then appended records (the file may be longer: see format.ts)
+  if ((version === 4 || version === 5) && head.length >= 96)
+    return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES) + BigInt(view.readUInt16LE(94) * REGISTER_RECORD_BYTES)}
   return undefined
 }
 
@@ -40,7 +44,9 @@ export function checkDeclaredSize(head: Uint8Array, size: number, name: string):
   const bad = (why: string): never => {
     throw new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${why}`)
   }
-  if (declared.size !== BigInt(size)) bad(`${size} bytes where the header's ${declared.pages} pages need ${declared.size} (truncated or damaged)`)
-  if (declared.version === 1 && size > MAX_READ_BYTES) bad(`a version-1 snapshot is read whole, and this one is ${size} bytes, more than hvmem reads at once (${MAX_READ_BYTES}); no hvmem wrote one that large`)
+  if (declared.version === 5 ? declared.size > BigInt(size) : declared.size !== BigInt(size))
+    bad(`${size} bytes where the header's ${declared.pages} pages need ${declared.size} (truncated or damaged)`)
+  if (declared.version === 1 && size > MAX_READ_BYTES)
+    bad(`a version-1 snapshot is read whole, and this one is ${size} bytes, more than hvmem reads at once (${MAX_READ_BYTES}); no hvmem wrote one that large`)
   if (declared.version >= 2 && declared.pages * 16n > BigInt(MAX_READ_BYTES)) bad(`its index of ${declared.pages} pages is larger than hvmem reads at once (${MAX_READ_BYTES} bytes)`)
 }

@@ -1,5 +1,13 @@
 /**
- * The snapshot file format. All integers little-endian. hvmem writes version 3 and reads 1, 2 and 3.
+ * The snapshot file format. All integers little-endian. hvmem writes version 3, or 4 for a snapshot
+ * that needs it (recorded registers, or no heap), or 5 for a large one (a save given `journalFrom`:
+ * version 4's layout, then appended records, described at the end of this file), and reads 1 to 5.
+ *
+ * Version 4 is version 3 plus two things a version-3 reader would misread, so it is written only when
+ * one is present: recorded system registers (snapshot capture) and a heap of size 0 (no heap: a whole
+ * RAM image). Header bytes 94..95 are the register count R; after the pages come R records of 24
+ * bytes, the register's name (16 bytes ASCII, NUL-padded) and its value (8). The header-and-index
+ * CRC covers them too (bytes 0..123, the index, then the records). The file is 128 + 4112N + 24R bytes.
  *
  * Version 3 is version 2 with the mapper's geometry in two header bytes that version 2 keeps zero:
  * byte 92 is log2 of the granule (12, 14 or 16) and byte 93 the input bits (25..48); the start
@@ -41,13 +49,23 @@ import {combineCrc32} from '../core/crc32.js'
 import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
-import {Machine, type MachineState} from '../core/machine.js'
+import {Machine, type MachineState, type RecordedRegister} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
 import {type PageList, pageAt} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
-export const FORMAT_VERSION = 3
+/** The newest format version this hvmem reads (and writes, when a snapshot needs it: see above). */
+export const FORMAT_VERSION = 5
+/** Version 5: version 4's layout, then appended records (a large snapshot's small changes). */
+export const JOURNAL_FORMAT_VERSION = 5
+/** Version 4: registers, or no heap. */
+const FORMAT_V4 = 4
+/** The version written for a snapshot with no registers and a heap: older hvmem reads it. */
+export const PLAIN_FORMAT_VERSION = 3
+/** Bytes of one recorded register (version 4): name (16, ASCII, NUL-padded), value (8). */
+export const REGISTER_RECORD_BYTES = 24
+const REGISTER_NAME_BYTES = 16
 /** The oldest format version this hvmem reads. */
 const OLDEST_FORMAT_VERSION = 1
 export const HEADER_BYTES = 128
@@ -89,6 +107,22 @@ export interface Decoded {
   checksum: number
   /** a lazy version-2 load: the stored pages by index entry, in address order, each read (and checked) on demand and not kept */
   pages?: StoredPages
+  /** version 5: the base's bytes, the records appended after it, and the unfinished append after them (ignored) */
+  journal?: JournalFacts
+}
+
+/** What a version-5 file holds after its base. */
+export interface JournalFacts {
+  /** bytes of the base (header, index, pages, registers): where the first record starts */
+  baseBytes: number
+  /** complete records, applied in order */
+  records: number
+  /** their bytes */
+  recordBytes: number
+  /** where the last complete record ends: the next record is appended here */
+  end: number
+  /** bytes after `end`: an append cut short (a crash), ignored, and cut away by the next save */
+  unfinished: number
 }
 
 /**
@@ -108,7 +142,7 @@ export function encodeSnapshot(machine: Machine): Buffer {
  * The file's bytes as batches of views (the header and index, then up to
  * CHUNK_PAGES pages a batch) for a vectored write, without copying the pages into chunks.
  */
-export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
+export function* snapshotBatches(machine: Machine, options: {journalFrom?: number} = {}): Generator<Uint8Array[]> {
   const state = machine.state()
   const memory = machine.memory
   // First pass: addresses and checksums, for the index that precedes the pages. A page unchanged
@@ -124,8 +158,43 @@ export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
   }
   const n = addresses.length
   const head = Buffer.alloc(HEADER_BYTES + n * INDEX_ENTRY_BYTES)
+  const registers = encodeRegisters(state.registers ?? [])
+  const fileBytes = HEADER_BYTES + n * PAGE_RECORD_BYTES + registers.length
+  const journal = options.journalFrom !== undefined && fileBytes >= options.journalFrom
+  encodeHeader(state, n, registers.length / REGISTER_RECORD_BYTES, journal ? JOURNAL_FORMAT_VERSION : undefined).copy(head, 0)
+  for (let i = 0; i < n; i++) {
+    head.writeBigUInt64LE(addresses[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i)
+    head.writeUInt32LE(crcs[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i + 8)
+  }
+  head.writeUInt32LE(metaCrc(head.subarray(0, HEADER_BYTES), head.subarray(HEADER_BYTES), registers), META_CRC_OFFSET)
+  yield [head]
+
+  // Second pass: the pages, which must be the ones just indexed.
+  let i = 0
+  let chunk: Uint8Array[] = []
+  for (const [address, bytes] of memory.readNonZeroPages()) {
+    if (i >= n || address !== addresses[i] || (bytes !== seen[i] && crc32(bytes) !== crcs[i])) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
+    chunk.push(bytes)
+    i++
+    if (chunk.length === CHUNK_PAGES) {
+      yield chunk
+      chunk = []
+    }
+  }
+  if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
+  if (chunk.length > 0) yield chunk
+  if (registers.length > 0) yield [registers]
+}
+
+/**
+ * A header (128 bytes, its CRC field zero) for `state` with `n` pages and `registerCount` register
+ * records: version 3, or 4 when registers or no heap need it, or `version` if given (5).
+ */
+export function encodeHeader(state: MachineState, n: number, registerCount: number, version?: number): Buffer {
+  const head = Buffer.alloc(HEADER_BYTES)
   MAGIC.copy(head, 0)
-  head.writeUInt32LE(FORMAT_VERSION, 8)
+  head.writeUInt32LE(version ?? (registerCount > 0 || state.heap.size === 0n ? FORMAT_V4 : PLAIN_FORMAT_VERSION), 8)
+  head.writeUInt16LE(registerCount, 94)
   head.writeUInt32LE(HEADER_BYTES, 12)
   head.writeBigUInt64LE(state.ram.base, 16)
   head.writeBigUInt64LE(state.ram.size, 24)
@@ -145,33 +214,39 @@ export function* snapshotBatches(machine: Machine): Generator<Uint8Array[]> {
     head.writeUInt8(mapper.inputBits, 93)
   }
   head.writeBigUInt64LE(BigInt(n), 80)
-  for (let i = 0; i < n; i++) {
-    head.writeBigUInt64LE(addresses[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i)
-    head.writeUInt32LE(crcs[i]!, HEADER_BYTES + INDEX_ENTRY_BYTES * i + 8)
-  }
-  head.writeUInt32LE(metaCrc(head.subarray(0, HEADER_BYTES), head.subarray(HEADER_BYTES)), META_CRC_OFFSET)
-  yield [head]
-
-  // Second pass: the pages, which must be the ones just indexed.
-  let i = 0
-  let chunk: Uint8Array[] = []
-  for (const [address, bytes] of memory.readNonZeroPages()) {
-    if (i >= n || address !== addresses[i] || (bytes !== seen[i] && crc32(bytes) !== crcs[i])) throw new Error(`memory changed while the snapshot was being written (page ${hex(address)})`)
-    chunk.push(bytes)
-    i++
-    if (chunk.length === CHUNK_PAGES) {
-      yield chunk
-      chunk = []
-    }
-  }
-  if (i !== n) throw new Error(`memory changed while the snapshot was being written (${i} of ${n} pages)`)
-  if (chunk.length > 0) yield chunk
+  return head
 }
 
-function metaCrc(header: Uint8Array, index: Uint8Array): number {
+function metaCrc(header: Uint8Array, index: Uint8Array, registers?: Uint8Array): number {
   const headerCrc = crc32(header.subarray(0, META_CRC_OFFSET))
   // (zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value: skip it)
-  return index.length === 0 ? headerCrc : crc32(index, headerCrc)
+  const indexCrc = index.length === 0 ? headerCrc : crc32(index, headerCrc)
+  return registers === undefined || registers.length === 0 ? indexCrc : crc32(registers, indexCrc)
+}
+
+/** Version 4's register records: name (16 bytes ASCII, NUL-padded), value (8). */
+export function encodeRegisters(registers: readonly RecordedRegister[]): Buffer {
+  const out = Buffer.alloc(registers.length * REGISTER_RECORD_BYTES)
+  registers.forEach((r, i) => {
+    if (!/^[A-Z][A-Z0-9_]{0,15}$/.test(r.name)) throw new HvmemError('input', `register name ${JSON.stringify(r.name)} is not 1 to 16 upper-case letters, digits and underscores`)
+    out.write(r.name, i * REGISTER_RECORD_BYTES, 'latin1')
+    out.writeBigUInt64LE(r.value, i * REGISTER_RECORD_BYTES + REGISTER_NAME_BYTES)
+  })
+  return out
+}
+
+/** Parses version 4's register records; `bad` reports a malformed one. */
+export function decodeRegisters(bytes: Buffer, bad: (why: string) => never): RecordedRegister[] {
+  const registers: RecordedRegister[] = []
+  for (let at = 0; at < bytes.length; at += REGISTER_RECORD_BYTES) {
+    const field = bytes.subarray(at, at + REGISTER_NAME_BYTES)
+    const end = field.indexOf(0)
+    const name = field.subarray(0, end === -1 ? REGISTER_NAME_BYTES : end).toString('latin1')
+    if (!/^[A-Z][A-Z0-9_]{0,15}$/.test(name) || (end !== -1 && !field.subarray(end).every((b) => b === 0))) bad(`register record ${at / REGISTER_RECORD_BYTES} has a malformed name`)
+    if (registers.some((r) => r.name === name)) bad(`register ${name} is recorded twice`)
+    registers.push({name, value: bytes.readBigUInt64LE(at + REGISTER_NAME_BYTES)})
+  }
+  return registers
 }
 
 /** Parses and checks a whole snapshot held in memory (every page); anything wrong is a 'snapshot-invalid' error naming the problem. */
@@ -224,24 +299,33 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
   const header = view(source.read(0, HEADER_BYTES))
   if (header.readUInt32LE(12) !== HEADER_BYTES) bad(`header length ${header.readUInt32LE(12)}, expected ${HEADER_BYTES}`)
   const count = header.readBigUInt64LE(80)
-  const expected = BigInt(HEADER_BYTES) + count * BigInt(PAGE_RECORD_BYTES)
-  if (expected !== BigInt(size)) bad(`${size} bytes where the header's ${count} pages need ${expected} (truncated or damaged)`)
-  const n = Number(count)
-  const index = view(source.read(HEADER_BYTES, n * INDEX_ENTRY_BYTES))
+  const registerCount = version >= 4 ? header.readUInt16LE(94) : 0
+  const registerBytes = registerCount * REGISTER_RECORD_BYTES
+  const expected = BigInt(HEADER_BYTES) + count * BigInt(PAGE_RECORD_BYTES) + BigInt(registerBytes)
+  // (version 5: records may follow the base)
+  if (version >= JOURNAL_FORMAT_VERSION ? expected > BigInt(size) : expected !== BigInt(size))
+    bad(`${size} bytes where the header's ${count} pages${registerCount > 0 ? ` and ${registerCount} registers` : ''} need ${expected} (truncated or damaged)`)
+  const baseCount = Number(count)
+  const index = view(source.read(HEADER_BYTES, baseCount * INDEX_ENTRY_BYTES))
+  const baseEnd = Number(expected)
+  const registerRecords = registerCount === 0 ? Buffer.alloc(0) : Buffer.from(source.read(baseEnd - registerBytes, registerBytes))
   const storedCrc = header.readUInt32LE(META_CRC_OFFSET)
-  const actualCrc = metaCrc(header, index)
+  const actualCrc = metaCrc(header, index, registerRecords)
   if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
-  if (!header.subarray(version >= 3 ? 94 : 92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
-  const state = headerState(header, bad, header.readUInt32LE(88), version >= 3)
+  if (!header.subarray(version >= 4 ? 96 : version >= 3 ? 94 : 92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
+  let state = headerState(header, bad, header.readUInt32LE(88), version >= 3)
+  if (state.heap.size === 0n && version < 4) bad('heap size 0 (a snapshot without a heap is version 4)')
+  if (registerCount > 0) state.registers = decodeRegisters(registerRecords, bad)
+  const journal = version >= JOURNAL_FORMAT_VERSION ? readJournal(source, baseEnd, bad) : undefined
 
   // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however
   // many, read as 32-bit halves (no bigint per entry).
-  const frames = new Float64Array(n)
+  const frames = new Float64Array(baseCount)
   const entryAddress = (i: number): bigint => index.readBigUInt64LE(INDEX_ENTRY_BYTES * i)
   const words = indexWords(index)
   let previousHi = -1
   let previousLo = 0
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < baseCount; i++) {
     const lo = words[4 * i]!
     const hi = words[4 * i + 1]!
     if (hi < previousHi || (hi === previousHi && lo <= previousLo)) bad(`page addresses out of order at entry ${i} (${hex(entryAddress(i))})`)
@@ -252,9 +336,38 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
     // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
     frames[i] = hi * 0x10_0000 + (lo >>> 12)
   }
-  const addressOf = (i: number): bigint => BigInt(frames[i]!) << 12n
-  const dataStart = HEADER_BYTES + n * INDEX_ENTRY_BYTES
-  const pageCrc = (i: number): number => words[4 * i + 2]!
+  const dataStart = HEADER_BYTES + baseCount * INDEX_ENTRY_BYTES
+  let pageCrc = (i: number): number => words[4 * i + 2]!
+  let offsetOf = (i: number): number => dataStart + i * PAGE_BYTES
+  let pageFrames: Float64Array = frames
+  if (journal !== undefined && journal.records > 0) {
+    // The records applied to the base: the pages as they are now, each where its bytes lie.
+    const merged = mergeJournal(frames, pageCrc, offsetOf, journal, bad)
+    state = journal.state!
+    pageFrames = merged.frames
+    pageCrc = (i) => merged.crcs[i]!
+    offsetOf = (i) => merged.offsets[i]!
+  }
+  const total = pageFrames.length
+  const addressOf = (i: number): bigint => BigInt(pageFrames[i]!) << 12n
+  /** `count` pages from the i-th on, read at once where they lie one after the other in the file (into `into` if given) */
+  const readSpan = (first: number, count: number, into?: Uint8Array): Uint8Array => {
+    const bytes = count * PAGE_BYTES
+    const start = offsetOf(first)
+    let contiguous = true
+    for (let k = 1; k < count && contiguous; k++) contiguous = offsetOf(first + k) === start + k * PAGE_BYTES
+    if (contiguous) {
+      if (into !== undefined && source.readInto !== undefined) {
+        const run = into.subarray(0, bytes)
+        source.readInto(start, run)
+        return run
+      }
+      return source.read(start, bytes)
+    }
+    const run = into?.subarray(0, bytes) ?? new Uint8Array(bytes)
+    for (let k = 0; k < count; k++) run.set(source.read(offsetOf(first + k), PAGE_BYTES), k * PAGE_BYTES)
+    return run
+  }
   /** `page`, the bytes of the i-th stored page, once checked. */
   const checkPage = (i: number, page: Uint8Array): Uint8Array => {
     const stored = pageCrc(i)
@@ -265,15 +378,9 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
     return page
   }
   /** The checked bytes of the i-th stored page. */
-  const readPage = (i: number): Uint8Array => checkPage(i, source.read(dataStart + i * PAGE_BYTES, PAGE_BYTES))
+  const readPage = (i: number): Uint8Array => checkPage(i, source.read(offsetOf(i), PAGE_BYTES))
   const readRun = (first: number, count: number, into?: Uint8Array, unchecked = false): Uint8Array => {
-    const offset = dataStart + first * PAGE_BYTES
-    const bytes = count * PAGE_BYTES
-    let run: Uint8Array
-    if (into !== undefined && into.length >= bytes && source.readInto !== undefined) {
-      run = into.subarray(0, bytes)
-      source.readInto(offset, run)
-    } else run = source.read(offset, bytes)
+    const run = readSpan(first, count, into !== undefined && into.length >= count * PAGE_BYTES ? into : undefined)
     if (!unchecked) for (let k = 0; k < count; k++) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
     return run
   }
@@ -287,8 +394,13 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       if (!whole || pageCrc(first + k) === ZERO_PAGE_CRC) checkPage(first + k, run.subarray(k * PAGE_BYTES, (k + 1) * PAGE_BYTES))
     }
   }
-  const pages: StoredPages = {count: n, frame: (i) => frames[i]!, crc: pageCrc, read: readPage, readRun, check, checkRun}
-  const file = {version, checksum: storedCrc}
+  const pages: StoredPages = {count: total, frame: (i) => pageFrames[i]!, crc: pageCrc, read: readPage, readRun, check, checkRun}
+  const file = {
+    version,
+    checksum: storedCrc,
+    ...(journal === undefined ? {} : {journal: {baseBytes: baseEnd, end: journal.end, records: journal.records, recordBytes: journal.end - baseEnd, unfinished: size - journal.end}}),
+  }
+  const n = total
   try {
     if (mode === 'full' || n === 0) {
       const memory = new PhysicalMemory(state.ram.base, state.ram.size)
@@ -297,7 +409,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       for (let first = 0; first < n; first += CHUNK_PAGES) {
         const count = Math.min(CHUNK_PAGES, n - first)
         // bytes the memory may keep: the source's own if fresh, else a copy (they may be a view of its buffer)
-        const bytes = source.read(dataStart + first * PAGE_BYTES, count * PAGE_BYTES)
+        const bytes = readSpan(first, count)
         const chunk = source.fresh === true ? bytes : new Uint8Array(bytes)
         for (let i = first; i < first + count; i++) {
           memory.loadPage(addressOf(i), checkPage(i, chunk.subarray((i - first) * PAGE_BYTES, (i - first + 1) * PAGE_BYTES)), pageCrc(i), {adopt: true})
@@ -308,7 +420,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
     }
     const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
-      storedFrames: frames,
+      storedFrames: pageFrames,
       pageSource: (pageAddress) => {
         return pageAt(pages, Number(pageAddress >> 12n))
       },
@@ -413,4 +525,204 @@ function invalidError(name: string, error: unknown): unknown {
     return new HvmemError('snapshot-invalid', `${name} is not a valid hvmem snapshot: ${error.message}`)
   }
   return error
+}
+
+/*
+ * Version 5: appended records. A version-5 file is a version-4 file (its "base", version field 5)
+ * followed by zero or more records, each the change one save made:
+ *
+ *   offset  size  field
+ *        0     8  magic "HVMEMREC" (written last: 8 zero bytes here mark an append not finished)
+ *        8     8  record length L in bytes, all of it
+ *       16     4  CRC-32 of bytes 8..15, then of bytes 20 .. 152 + 24R + 16M
+ *       20     4  entry count M
+ *       24   128  the header as it now is (as a base header: magic, version 5, 128, state, page
+ *                 count N after this record, register count R; bytes 124..127 zero)
+ *      152   24R  the registers now (as in version 4)
+ * 152+24R    16M  entries, addresses strictly ascending: page address (8), CRC-32 of its bytes (4),
+ *                 kind (4: 0 = stored here, 1 = now all zero, no bytes; its CRC field then zero)
+ *     ...  4096S  the bytes of the S stored pages, in entry order
+ *
+ * L = 152 + 24R + 16M + 4096S. The record CRC covers all but the page bytes, which the entries' CRCs
+ * cover (checked when a page is read, as a base page is). Records are read in order from the end of
+ * the base; where fewer than 24 bytes remain, the magic is 8 zero bytes, or the record would pass the
+ * end of the file, an append was cut short: that tail is ignored. Any other magic, a bad length, a bad
+ * CRC, or a malformed record is damage (snapshot-invalid).
+ */
+
+export const RECORD_MAGIC = Buffer.from('HVMEMREC', 'latin1')
+export const RECORD_HEADER_BYTES = 24
+export const RECORD_ENTRY_BYTES = 16
+/** Bytes of a record before its registers: its own header and the machine header. */
+export const RECORD_FIXED_BYTES = RECORD_HEADER_BYTES + HEADER_BYTES
+const ENTRY_STORED = 0
+const ENTRY_ZERO = 1
+
+/** The CRC a record's header stores: of its length field, then of bytes 20 up to its page bytes. */
+function recordCrc(meta: Uint8Array): number {
+  return crc32(meta.subarray(20), crc32(meta.subarray(8, 16)))
+}
+
+/** One record to append: `parts` (the first starts with the magic) of `length` bytes in all, and the page count after it. */
+export interface EncodedRecord {
+  parts: Uint8Array[]
+  length: number
+  pages: number
+}
+
+/**
+ * The record saving `machine`'s changes since it was loaded (memory.changedFrames) on top of
+ * `previous`, the pages the file holds now (a version-5 file's page list).
+ */
+export function encodeRecord(machine: Machine, previous: Pick<StoredPages, 'count' | 'frame'>): EncodedRecord {
+  const state = machine.state()
+  const memory = machine.memory
+  const had = (frame: number): boolean => {
+    let low = 0
+    let high = previous.count - 1
+    while (low <= high) {
+      const mid = (low + high) >>> 1
+      const f = previous.frame(mid)
+      if (f === frame) return true
+      if (f < frame) low = mid + 1
+      else high = mid - 1
+    }
+    return false
+  }
+  const entries: Array<{frame: number; page: Uint8Array | undefined}> = []
+  let count = previous.count
+  for (const frame of memory.changedFrames()) {
+    const page = memory.pageOfFrame(frame)
+    const stored = page !== undefined && !isZero(page) ? page : undefined
+    const existed = had(frame)
+    if (stored === undefined && !existed) continue
+    if (stored !== undefined && !existed) count++
+    if (stored === undefined) count--
+    entries.push({frame, page: stored})
+  }
+  const registers = encodeRegisters(state.registers ?? [])
+  const metaBytes = RECORD_FIXED_BYTES + registers.length + entries.length * RECORD_ENTRY_BYTES
+  const meta = Buffer.alloc(metaBytes)
+  const pages: Uint8Array[] = []
+  entries.forEach((e, i) => {
+    const at = RECORD_FIXED_BYTES + registers.length + i * RECORD_ENTRY_BYTES
+    meta.writeBigUInt64LE(BigInt(e.frame) << 12n, at)
+    if (e.page === undefined) meta.writeUInt32LE(ENTRY_ZERO, at + 12)
+    else {
+      meta.writeUInt32LE(crc32(e.page), at + 8)
+      pages.push(e.page)
+    }
+  })
+  const length = metaBytes + pages.length * PAGE_BYTES
+  RECORD_MAGIC.copy(meta, 0)
+  meta.writeBigUInt64LE(BigInt(length), 8)
+  meta.writeUInt32LE(entries.length, 20)
+  encodeHeader(state, count, registers.length / REGISTER_RECORD_BYTES, JOURNAL_FORMAT_VERSION).copy(meta, RECORD_HEADER_BYTES)
+  registers.copy(meta, RECORD_FIXED_BYTES)
+  meta.writeUInt32LE(recordCrc(meta), 16)
+  return {parts: [meta, ...pages], length, pages: count}
+}
+
+/** The records of a version-5 file, read: the state after the last, and where each changed page now lies (undefined: all zero). */
+interface Journal {
+  records: number
+  end: number
+  state?: MachineState
+  count: number
+  changes: Map<number, {offset: number; crc: number} | undefined>
+}
+
+/** Reads and checks the records after a version-5 base that ends at `start` (see the layout above). */
+function readJournal(source: SnapshotSource, start: number, bad: (why: string) => never): Journal {
+  const size = source.length
+  const journal: Journal = {records: 0, end: start, count: 0, changes: new Map()}
+  let at = start
+  for (;;) {
+    if (size - at < RECORD_HEADER_BYTES) break
+    const head = view(source.read(at, RECORD_HEADER_BYTES))
+    const magic = head.subarray(0, 8)
+    if (magic.every((b) => b === 0)) break
+    const where = `record ${journal.records + 1} (at byte ${at})`
+    if (!magic.equals(RECORD_MAGIC)) bad(`${where} has a wrong magic (damaged)`)
+    const length = head.readBigUInt64LE(8)
+    if (length > BigInt(size - at)) break
+    const entries = head.readUInt32LE(20)
+    const minimum = BigInt(RECORD_FIXED_BYTES) + BigInt(entries) * BigInt(RECORD_ENTRY_BYTES)
+    if (length < minimum) bad(`${where} is ${length} bytes, too short for its ${entries} entries (damaged)`)
+    const fixed = view(source.read(at, RECORD_FIXED_BYTES))
+    const registerCount = fixed.readUInt16LE(RECORD_HEADER_BYTES + 94)
+    const metaBytes = RECORD_FIXED_BYTES + registerCount * REGISTER_RECORD_BYTES + entries * RECORD_ENTRY_BYTES
+    if (BigInt(metaBytes) > length) bad(`${where} is ${length} bytes, too short for its ${entries} entries (damaged)`)
+    const meta = view(source.read(at, metaBytes))
+    const stored = meta.readUInt32LE(16)
+    const actual = recordCrc(meta)
+    if (stored !== actual) bad(`${where} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
+    const header = meta.subarray(RECORD_HEADER_BYTES, RECORD_FIXED_BYTES)
+    if (!header.subarray(0, 8).equals(MAGIC) || header.readUInt32LE(8) !== JOURNAL_FORMAT_VERSION || header.readUInt32LE(12) !== HEADER_BYTES) bad(`${where} has a malformed header`)
+    if (!header.subarray(96).every((b) => b === 0)) bad(`${where} has reserved header bytes that are not zero`)
+    const recordBad = (why: string): never => bad(`${where}: ${why}`)
+    const state = headerState(header, recordBad, header.readUInt32LE(88), true)
+    const registerEnd = RECORD_FIXED_BYTES + registerCount * REGISTER_RECORD_BYTES
+    if (registerCount > 0) state.registers = decodeRegisters(meta.subarray(RECORD_FIXED_BYTES, registerEnd), recordBad)
+    const count = header.readBigUInt64LE(80)
+    let pageAt = at + metaBytes
+    let previous = -1n
+    for (let i = 0; i < entries; i++) {
+      const e = registerEnd + i * RECORD_ENTRY_BYTES
+      const address = meta.readBigUInt64LE(e)
+      const crc = meta.readUInt32LE(e + 8)
+      const kind = meta.readUInt32LE(e + 12)
+      if (address <= previous) recordBad(`page addresses out of order at entry ${i} (${hex(address)})`)
+      if ((address & 0xfffn) !== 0n) recordBad(`page address ${hex(address)} at entry ${i} is not 4 KiB aligned`)
+      if (address < state.ram.base || address + BigInt(PAGE_BYTES) > state.ram.base + state.ram.size) recordBad(`page ${hex(address)} is outside RAM`)
+      previous = address
+      if (kind === ENTRY_STORED) {
+        journal.changes.set(Number(address >> 12n), {offset: pageAt, crc})
+        pageAt += PAGE_BYTES
+      } else if (kind === ENTRY_ZERO && crc === 0) journal.changes.set(Number(address >> 12n), undefined)
+      else recordBad(`entry ${i} has kind ${kind}`)
+    }
+    if (BigInt(pageAt - at) !== length) bad(`${where} is ${length} bytes where its entries need ${pageAt - at} (damaged)`)
+    at = pageAt
+    journal.records++
+    journal.end = at
+    journal.state = state
+    journal.count = Number(count)
+  }
+  return journal
+}
+
+/** The base's pages with the records applied: frames ascending, each page's CRC and offset in the file. */
+function mergeJournal(
+  frames: Float64Array,
+  crcOf: (i: number) => number,
+  offsetOf: (i: number) => number,
+  journal: Journal,
+  bad: (why: string) => never,
+): {frames: Float64Array; crcs: Uint32Array; offsets: Float64Array} {
+  const changed = [...journal.changes.keys()].sort((a, b) => a - b)
+  if (journal.count > frames.length + changed.length) bad(`the last record says ${journal.count} pages, more than the base and the records hold`)
+  const outFrames = new Float64Array(journal.count)
+  const crcs = new Uint32Array(journal.count)
+  const offsets = new Float64Array(journal.count)
+  let n = 0
+  const push = (frame: number, crc: number, offset: number): void => {
+    if (n >= journal.count) bad(`the last record says ${journal.count} pages, and its records give more`)
+    outFrames[n] = frame
+    crcs[n] = crc
+    offsets[n] = offset
+    n++
+  }
+  let j = 0
+  for (let i = 0; i <= frames.length; i++) {
+    const frame = i < frames.length ? frames[i]! : Infinity
+    while (j < changed.length && changed[j]! <= frame) {
+      const c = journal.changes.get(changed[j]!)
+      if (c !== undefined) push(changed[j]!, c.crc, c.offset)
+      j++
+    }
+    if (i < frames.length && !journal.changes.has(frame)) push(frame, crcOf(i), offsetOf(i))
+  }
+  if (n !== journal.count) bad(`the last record says ${journal.count} pages, and its records give ${n}`)
+  return {frames: outFrames, crcs, offsets}
 }

@@ -3,7 +3,10 @@
  * --raw`) in chunks: a 1 GiB image is never held in one buffer. Pages are checked for zero with one
  * memcmp each (Buffer.compare against a zero page), not a JavaScript loop over bytes.
  */
-import {type Stats, closeSync, constants, fstatSync, openSync, readSync, statSync} from 'node:fs'
+import {type Stats, closeSync, constants, createWriteStream, fstatSync, mkdtempSync, openSync, readSync, rmSync, statSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
 
 import {HvmemError} from '../core/errors.js'
 import type {ImageScan} from '../core/image.js'
@@ -18,6 +21,8 @@ export interface RawImage {
   /** the file's size in bytes */
   size: number
   fd: number
+  /** the image was piped to standard input (`-`); path is then STDIN_IMAGE */
+  stdin?: boolean
   close(): void
 }
 
@@ -74,6 +79,49 @@ export function openRawImage(path: string): RawImage {
     close() {
       if (!closed) closeSync(fd)
       closed = true
+    },
+  }
+}
+
+/** What `-` for the image names in messages. */
+export const STDIN_IMAGE = 'standard input'
+
+/**
+ * Opens the image `path`, or with `-` the image piped to standard input: that is first copied to a
+ * temp file in the system's temp directory (TMPDIR), as an import reads the image more than once;
+ * close() removes it. Messages then name it "standard input".
+ */
+export async function openRawImageOrStdin(path: string, input: NodeJS.ReadableStream & {isTTY?: boolean} = process.stdin): Promise<RawImage> {
+  if (path !== '-') return openRawImage(path)
+  if (input.isTTY === true) throw new HvmemError('input', 'RAW -: standard input is a terminal; pipe the image in (hvmem snapshot import - --base ADDR < image.bin) or name the file')
+  const dir = mkdtempSync(join(tmpdir(), 'hvmem-stdin-'))
+  const remove = (): void => rmSync(dir, {recursive: true, force: true})
+  const file = join(dir, 'image.raw')
+  let image: RawImage
+  try {
+    await pipeline(input, createWriteStream(file))
+    image = openRawImage(file)
+  } catch (error) {
+    remove()
+    if (error instanceof HvmemError) throw error
+    const why =
+      code(error) === 'ENOSPC' || code(error) === 'EDQUOT'
+        ? `the temp directory ${tmpdir()} is full (${code(error)}); set TMPDIR to a larger one`
+        : error instanceof Error
+          ? error.message
+          : String(error)
+    throw new HvmemError('io', `RAW -: cannot copy standard input to a temp file: ${why}`)
+  }
+  return {
+    ...image,
+    path: STDIN_IMAGE,
+    stdin: true,
+    close() {
+      try {
+        image.close()
+      } finally {
+        remove()
+      }
     },
   }
 }

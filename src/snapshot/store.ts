@@ -14,11 +14,37 @@
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
  * at most such a temp file, which nothing reads; the next save of that snapshot removes it.
  *
+ * A snapshot of JOURNAL_THRESHOLD_BYTES or more is written as format version 5, and a change to it
+ * (outside a batch) is loaded on demand and appended as one record instead (appendChange): the
+ * record's bytes but its magic, fsync, the magic, fsync. A reader sees a record whole or not at all
+ * (it reads the file's size once; a record without its magic, or passing that size, is ignored), and
+ * appends never change bytes before the last complete record. Every so often a save rewrites the
+ * file whole, as above (format.ts and docs/snapshot-format.md).
+ *
  * `hvmem batch` runs many commands under one session (withSnapshotSession): one lock, one full load,
  * and one save at the end; meanwhile loadSnapshot and updateSnapshot of that snapshot use the
  * session's machine. Outside a session they behave as described above.
  */
-import {type Stats, closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readFileSync, readSync, readlinkSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, utimes, writeFileSync} from 'node:fs'
+import {
+  type Stats,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  utimes,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import {type FileHandle, mkdir, open, readdir, stat, unlink} from 'node:fs/promises'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
@@ -26,8 +52,21 @@ import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
-import {checkDeclaredSize} from './declared-size.js'
-import {type DecodeMode, type Decoded, HEADER_BYTES, type SnapshotSource, bufferSource, decodeSource, decodeSourcePaced, snapshotBatches} from './format.js'
+import {checkDeclaredSize, declaredSnapshotSize} from './declared-size.js'
+import {
+  type DecodeMode,
+  type Decoded,
+  HEADER_BYTES,
+  JOURNAL_FORMAT_VERSION,
+  PAGE_RECORD_BYTES,
+  REGISTER_RECORD_BYTES,
+  type SnapshotSource,
+  bufferSource,
+  decodeSource,
+  decodeSourcePaced,
+  encodeRecord,
+  snapshotBatches,
+} from './format.js'
 
 export const DEFAULT_SNAPSHOT = './hvmem.snap'
 
@@ -118,12 +157,95 @@ async function updateFile<T>(path: string, change: (machine: Machine) => T): Pro
   // Refuse a missing file, a directory or a device before making a lock next to it.
   await checkRegular(file, path, false)
   return withLock(file, path, false, async (held) => {
-    const machine = await openAndDecode(file, path, 'full')
+    // A version-5 file (a large snapshot) is read on demand, like a read-only load, and its change
+    // appended as a record; any other is read and checked whole, and rewritten.
+    const opened = await openDecoded(file, path, 'full', true)
+    const machine = opened.machine
     const result = change(machine)
     stillOurs(held)
-    await save(file, path, machine, held)
+    if (!(await appendChange(file, path, opened, held))) await save(file, path, machine, held)
     return result
   })
+}
+
+/** The default size from which a snapshot is written as version 5, and its changes appended (4 MiB). */
+export const JOURNAL_THRESHOLD_BYTES = 4 * 1024 * 1024
+/** Appended records at most (more, and the next save rewrites the file whole). */
+export const MAX_JOURNAL_RECORDS = 256
+/** The records' bytes may reach this fraction of the base's before the next save rewrites the file whole. */
+export const MAX_JOURNAL_FRACTION = 0.25
+
+/**
+ * The size from which a save writes version 5: JOURNAL_THRESHOLD_BYTES, or HVMEM_JOURNAL_THRESHOLD
+ * (bytes, a whole number), which only tests set, to keep their snapshots small.
+ */
+export function journalThreshold(): number {
+  const text = process.env.HVMEM_JOURNAL_THRESHOLD
+  if (text !== undefined && /^\d{1,15}$/.test(text)) return Number(text)
+  return JOURNAL_THRESHOLD_BYTES
+}
+
+/**
+ * Saves the change to a snapshot opened from a version-5 file by appending one record, if that is
+ * how it should be saved (the file still as it was opened, with one link; the snapshot still at
+ * least the threshold; the records within MAX_JOURNAL_RECORDS and MAX_JOURNAL_FRACTION of the base):
+ * true if it did. The record is written from its 9th byte on, leaving 8 zero bytes where its magic
+ * goes (an unfinished append, which loads ignore), fsynced, then the magic is written and fsynced:
+ * a load sees the record whole or not at all. An unfinished append left by a killed command is cut
+ * away first.
+ */
+async function appendChange(file: string, name: string, opened: SnapshotFile, held: HeldLock): Promise<boolean> {
+  const journal = opened.journal
+  const pages = opened.pages
+  if (journal === undefined || pages === undefined) return false
+  const record = encodeRecord(opened.machine, pages)
+  const registers = (opened.machine.state().registers ?? []).length
+  if (HEADER_BYTES + record.pages * PAGE_RECORD_BYTES + registers * REGISTER_RECORD_BYTES < journalThreshold()) return false
+  if (journal.records + 1 > MAX_JOURNAL_RECORDS || journal.recordBytes + record.length > journal.baseBytes * MAX_JOURNAL_FRACTION) return false
+  let handle: FileHandle
+  try {
+    handle = await open(file, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
+  } catch (error) {
+    throw fsError(error, name)
+  }
+  try {
+    const info = await handle.stat()
+    // (another link shares the inode: a save replaces the file, as it always has, and so warns)
+    if (!info.isFile() || info.nlink !== 1) return false
+    if (info.size !== opened.size) throw new HvmemError('io', `${name} changed size while this command ran (another program writing it?); nothing was saved`)
+    if (info.size > journal.end) {
+      await handle.truncate(journal.end)
+      await handle.sync()
+    }
+    const [first, ...rest] = record.parts
+    await writeAllAt(handle, [first!.subarray(8), ...rest], journal.end + 8)
+    await handle.sync()
+    // Synchronous, so a signal is handled before or after it, never while it is under way.
+    writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
+    held.saved = true
+    await handle.sync()
+  } catch (error) {
+    throw fsError(error, name)
+  } finally {
+    await handle.close()
+  }
+  saved.push(name)
+  return true
+}
+
+/** Writes the buffers in order at `position` with vectored writes, going on after a short write. */
+async function writeAllAt(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
+  let pending = buffers.filter((b) => b.length > 0)
+  let at = position
+  while (pending.length > 0) {
+    let written = (await handle.writev(pending, at)).bytesWritten
+    at += written
+    while (pending.length > 0 && written >= pending[0]!.length) {
+      written -= pending[0]!.length
+      pending = pending.slice(1)
+    }
+    if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
+  }
 }
 
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
@@ -277,14 +399,19 @@ async function checkRegular(path: string, name: string, mayBeMissing: boolean): 
     if (mayBeMissing && isCode(error, 'ENOENT')) return
     throw fsError(error, name)
   }
-  if (!info.isFile()) throw new HvmemError('snapshot-invalid', mayBeMissing ? `${name} exists and is not a regular file; choose another --snapshot` : `${name} is not a regular file; pass a snapshot file with --snapshot`)
+  if (!info.isFile())
+    throw new HvmemError(
+      'snapshot-invalid',
+      mayBeMissing ? `${name} exists and is not a regular file; choose another --snapshot` : `${name} is not a regular file; pass a snapshot file with --snapshot`,
+    )
 }
 
 async function openAndDecode(path: string, name: string, mode: DecodeMode): Promise<Machine> {
   return (await openDecoded(path, name, mode)).machine
 }
 
-async function openDecoded(path: string, name: string, mode: DecodeMode): Promise<SnapshotFile> {
+/** With `lazyJournal`, a version-5 file is decoded 'lazy' whatever `mode` says (a change appended to it reads only the pages it uses). */
+async function openDecoded(path: string, name: string, mode: DecodeMode, lazyJournal = false): Promise<SnapshotFile> {
   // Never open a device, FIFO or socket: opening some has effects, or blocks.
   await checkRegular(path, name, false)
   let fd: number
@@ -301,10 +428,12 @@ async function openDecoded(path: string, name: string, mode: DecodeMode): Promis
     if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${name} is not a regular file; pass a snapshot file with --snapshot`)
     const source = fileSource(fd, opened.size, name)
     // The sizes the header declares, before decode reads past it.
-    checkDeclaredSize(source.read(0, Math.min(HEADER_BYTES, opened.size)), opened.size, name)
+    const head = source.read(0, Math.min(HEADER_BYTES, opened.size))
+    checkDeclaredSize(head, opened.size, name)
+    const how = lazyJournal && declaredSnapshotSize(head)?.version === JOURNAL_FORMAT_VERSION ? 'lazy' : mode
     // A full load (a command that changes the snapshot, under its lock) lets the event loop run
     // between chunks, so a signal is answered at once however large the file.
-    const decoded = mode === 'full' ? await decodeSourcePaced(source, name, mode, nextTurn) : decodeSource(source, name, mode)
+    const decoded = how === 'full' ? await decodeSourcePaced(source, name, how, nextTurn) : decodeSource(source, name, how)
     if (decoded.usesSource) {
       openFiles.register(decoded.machine.memory, fd)
       keep = true
@@ -390,7 +519,7 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
       file,
       existing,
       async (handle) => {
-        for (const batch of snapshotBatches(machine)) await writeAll(handle, batch)
+        for (const batch of snapshotBatches(machine, {journalFrom: journalThreshold()})) await writeAll(handle, batch)
       },
       {
         renamed: () => {
@@ -417,7 +546,12 @@ const unfinished = new Map<string, string | undefined>()
  * its permission bits. On an error, SIGINT, SIGTERM or SIGHUP the temp file is removed. File-system
  * errors come back as they are.
  */
-async function replaceFile(target: string, existing: Stats | undefined, write: (handle: FileHandle) => Promise<void>, options: {label?: string; beforeRename?: () => void; renamed?: () => void} = {}): Promise<void> {
+async function replaceFile(
+  target: string,
+  existing: Stats | undefined,
+  write: (handle: FileHandle) => Promise<void>,
+  options: {label?: string; beforeRename?: () => void; renamed?: () => void} = {},
+): Promise<void> {
   const dir = dirname(target)
   const base = basename(target)
   let temp = ''
@@ -426,7 +560,12 @@ async function replaceFile(target: string, existing: Stats | undefined, write: (
     for (let attempt = 0; handle === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
       // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
-      temp = join(dir, `${tempPrefix(base)}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000).toString(16).padStart(8, '0')}`)
+      temp = join(
+        dir,
+        `${tempPrefix(base)}.hvmem-tmp.${process.pid}.${Math.floor(Math.random() * 0x1_0000_0000)
+          .toString(16)
+          .padStart(8, '0')}`,
+      )
       unfinished.set(temp, options.label)
       guard()
       try {
@@ -670,7 +809,10 @@ async function withLock<T>(file: string, name: string, creating: boolean, body: 
 /** Throws if another command took the lock over meanwhile: a command that lost its lock saves nothing. */
 function stillOurs(held: HeldLock): void {
   if (readOwner(held.lockPath)?.token !== held.token) {
-    throw new HvmemError('io', `the lock on ${held.name} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+    throw new HvmemError(
+      'io',
+      `the lock on ${held.name} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`,
+    )
   }
 }
 
@@ -712,7 +854,8 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
         continue
       }
       lockWaitObserver?.(lockPath)
-      if (Date.now() >= deadline) throw new HvmemError('io', `${name} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
+      if (Date.now() >= deadline)
+        throw new HvmemError('io', `${name} is locked by another hvmem command that has not finished in ${LOCK_WAIT_MS / 1000} s; try again, or remove ${lockPath} if no hvmem command is running`)
       await new Promise((resolve) => setTimeout(resolve, delay + Math.random() * delay))
       delay = Math.min(delay * 1.5, 50)
       continue
@@ -803,7 +946,10 @@ function lockError(error: unknown, path: string, lockPath: string, creating: boo
     return existsSync(dir) ? new HvmemError('io', `cannot create ${path}: ${dir} does not take new files (ENOENT)`) : new HvmemError('io', `cannot create ${path}: its directory ${dir} does not exist`)
   }
   if (isCode(error, 'EACCES') || isCode(error, 'EPERM') || isCode(error, 'EROFS')) {
-    return new HvmemError('io', `cannot lock ${path}: the directory ${dir} is not writable (${(error as {code: string}).code}); hvmem creates ${basename(lockPath)} and a temp file next to the snapshot`)
+    return new HvmemError(
+      'io',
+      `cannot lock ${path}: the directory ${dir} is not writable (${(error as {code: string}).code}); hvmem creates ${basename(lockPath)} and a temp file next to the snapshot`,
+    )
   }
   return fsError(error, path)
 }

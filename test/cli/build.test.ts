@@ -13,8 +13,10 @@ describe('the build', () => {
     // a file only the old dist/ holds
     await writeFile(new URL('dist/old-build-marker', root), '')
     const build = (args: string[]): Promise<void> =>
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an ExecFileException is an Error; its Omit<> type hides that from the rule
-      new Promise((resolve, reject) => execFile(process.execPath, [fileURLToPath(new URL('scripts/build.mjs', root)), ...args], {cwd: fileURLToPath(root)}, (error) => (error ? reject(error) : resolve())))
+      new Promise((resolve, reject) =>
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an ExecFileException is an Error; its Omit<> type hides that from the rule
+        execFile(process.execPath, [fileURLToPath(new URL('scripts/build.mjs', root)), ...args], {cwd: fileURLToPath(root)}, (error) => (error ? reject(error) : resolve())),
+      )
     let building = true
     const bundled = build([]).finally(() => {
       building = false
@@ -41,7 +43,15 @@ describe('the build', () => {
 
   it('lists every command under src/commands in the manifest, by its file path', async () => {
     const files = (await readdir(new URL('src/commands/', root), {recursive: true})).filter((f) => f.endsWith('.ts'))
-    const ids = files.map((f) => f.replace(/\.ts$/, '').split(/[\\/]/).filter((p) => p !== 'index').join(':')).sort()
+    const ids = files
+      .map((f) =>
+        f
+          .replace(/\.ts$/, '')
+          .split(/[\\/]/)
+          .filter((p) => p !== 'index')
+          .join(':'),
+      )
+      .sort()
     const manifest = JSON.parse(await readFile(new URL('oclif.manifest.json', root), 'utf8')) as {commands: Record<string, unknown>}
     expect(Object.keys(manifest.commands).sort()).toEqual(ids)
   })

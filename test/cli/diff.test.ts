@@ -6,12 +6,15 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import type {SnapshotDiffJson} from '../../src/cli/diff-render.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
 import {encodeV1} from '../snapshot/fixtures.js'
+import {expectOkInProcess} from './inprocess.js'
 import {expectOk, hvmem, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 
 const ok = (...args: string[]): Promise<string> => expectOk(dir, ...args)
+// set-up in this process; what a test checks runs the binary
+const okIn = (...args: string[]): Promise<string> => expectOkInProcess(dir, ...args)
 
 /** Runs `snapshot diff`, checking the exit code and that neither file changed nor a lock or temp file appeared. */
 async function diff(a: string, b: string, extra: string[], code: number, input?: Uint8Array): Promise<{stdout: string; stderr: string}> {
@@ -34,16 +37,16 @@ async function diffJson(a: string, b: string, code: number, extra: string[] = []
 /** a.snap: the default heap, RAM mapped as one 1 GiB block, the UART as a 2 MiB device block, a value at 0x4110_0000. */
 beforeAll(async () => {
   ;({dir, cleanup} = await scratch())
-  await ok('heap', 'init', '-s', 'a.snap')
-  await ok('map', 'region', '0x4000_0000', '1G', '-s', 'a.snap')
-  await ok('map', 'region', '0x0900_0000', '2M', '--attr', 'device', '-s', 'a.snap')
-  await ok('mem', 'write', '0x4110_0000', '0x1122334455667788', '-s', 'a.snap')
+  await okIn('heap', 'init', '-s', 'a.snap')
+  await okIn('map', 'region', '0x4000_0000', '1G', '-s', 'a.snap')
+  await okIn('map', 'region', '0x0900_0000', '2M', '--attr', 'device', '-s', 'a.snap')
+  await okIn('mem', 'write', '0x4110_0000', '0x1122334455667788', '-s', 'a.snap')
   // b.snap: a block split by an unmap, 2 MiB made read-only, one byte written, one page allocated
   await copyFile(join(dir, 'a.snap'), join(dir, 'b.snap'))
-  await ok('map', 'unmap', '0x4020_0000', '4K', '-s', 'b.snap')
-  await ok('map', 'protect', '0x4000_0000', '2M', '--perm', 'r', '-s', 'b.snap')
-  await ok('mem', 'write', '0x4110_0004', '0xff', '--width', '1', '-s', 'b.snap')
-  await ok('alloc', 'page', '-s', 'b.snap')
+  await okIn('map', 'unmap', '0x4020_0000', '4K', '-s', 'b.snap')
+  await okIn('map', 'protect', '0x4000_0000', '2M', '--perm', 'r', '-s', 'b.snap')
+  await okIn('mem', 'write', '0x4110_0004', '0xff', '--width', '1', '-s', 'b.snap')
+  await okIn('alloc', 'page', '-s', 'b.snap')
   await copyFile(join(dir, 'a.snap'), join(dir, 'same.snap'))
 })
 afterAll(async () => cleanup())
@@ -114,15 +117,36 @@ describe('snapshot diff', () => {
         start: '0x40000000',
         end: '0x40200000',
         size: 0x20_0000,
-        old: {outputStart: '0x40000000', level: 1, attributes: 'RW X Normal-WB IS AF BLK', descriptor: '0x400007fd', kind: 'block', leaf: {...leaf, outputAddress: '0x40000000', access: 'RW', s2ap: 3, xn: 0, executable: true}},
-        new: {outputStart: '0x40000000', level: 2, attributes: 'RO NX Normal-WB IS AF BLK', descriptor: '0x4000004000077d', kind: 'block', leaf: {...leaf, outputAddress: '0x40000000', access: 'RO', s2ap: 1, xn: 2, executable: false}},
+        old: {
+          outputStart: '0x40000000',
+          level: 1,
+          attributes: 'RW X Normal-WB IS AF BLK',
+          descriptor: '0x400007fd',
+          kind: 'block',
+          leaf: {...leaf, outputAddress: '0x40000000', access: 'RW', s2ap: 3, xn: 0, executable: true},
+        },
+        new: {
+          outputStart: '0x40000000',
+          level: 2,
+          attributes: 'RO NX Normal-WB IS AF BLK',
+          descriptor: '0x4000004000077d',
+          kind: 'block',
+          leaf: {...leaf, outputAddress: '0x40000000', access: 'RO', s2ap: 1, xn: 2, executable: false},
+        },
       },
       {
         change: 'removed',
         start: '0x40200000',
         end: '0x40201000',
         size: 0x1000,
-        old: {outputStart: '0x40200000', level: 1, attributes: 'RW X Normal-WB IS AF BLK', descriptor: '0x400007fd', kind: 'block', leaf: {...leaf, outputAddress: '0x40000000', access: 'RW', s2ap: 3, xn: 0, executable: true}},
+        old: {
+          outputStart: '0x40200000',
+          level: 1,
+          attributes: 'RW X Normal-WB IS AF BLK',
+          descriptor: '0x400007fd',
+          kind: 'block',
+          leaf: {...leaf, outputAddress: '0x40000000', access: 'RW', s2ap: 3, xn: 0, executable: true},
+        },
         new: null,
       },
     ])
@@ -136,7 +160,9 @@ describe('snapshot diff', () => {
 
   it('--bytes adds a hexdump of the old and new bytes of each memory range (hex digits under --json)', async () => {
     const r = await diff('a.snap', 'b.snap', ['--bytes'], 1)
-    expect(r.stdout).toBe([...B_TEXT, '- 0x0041100004  44                                                |D|', '+ 0x0041100004  ff                                                |.|'].join('\n') + '\n')
+    expect(r.stdout).toBe(
+      [...B_TEXT, '- 0x0041100004  44                                                |D|', '+ 0x0041100004  ff                                                |.|'].join('\n') + '\n',
+    )
     const json = await diffJson('a.snap', 'b.snap', 1, ['--bytes'])
     expect(json.memory).toEqual([{address: '0x41100004', end: '0x41100005', length: 1, differing: 1, old: '44', new: 'ff'}])
   })
@@ -195,7 +221,16 @@ describe('snapshot diff', () => {
     })
     expect(json.mapper).toEqual({
       change: 'removed',
-      old: {regime: 'stage2', root: '0x41000000', geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1}, vmid: 7, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x7000041000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
+      old: {
+        regime: 'stage2',
+        root: '0x41000000',
+        geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1},
+        vmid: 7,
+        l2Budget: 4,
+        l2Tables: ['0x41001000'],
+        orphanedTables: 0,
+        registers: {VTTBR_EL2: '0x7000041000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'},
+      },
       new: null,
       fields: [],
     })
@@ -245,7 +280,7 @@ describe('snapshot diff', () => {
     expect((await diff('old.snap', 'b.snap', [], 1)).stdout).toBe(['--- old.snap', '+++ b.snap', ...B_TEXT.slice(2)].join('\n') + '\n')
   })
 
-    it('reads - from standard input, for either side, and never both', async () => {
+  it('reads - from standard input, for either side, and never both', async () => {
     const a = await readFile(join(dir, 'a.snap'))
     const b = await readFile(join(dir, 'b.snap'))
     expect((await diff('-', 'b.snap', [], 1, a)).stdout).toBe(['--- -', '+++ b.snap', ...B_TEXT.slice(2)].join('\n') + '\n')

@@ -6,12 +6,12 @@ import {entryJson, mapperJson, rangeJson} from '../../src/cli/json.js'
 import {tableDescriptor} from '../../src/core/descriptor.js'
 import type {IdentityMapper} from '../../src/core/mapper.js'
 import type {Machine} from '../../src/core/machine.js'
-import {mergeRanges, walkTables} from '../../src/core/walker.js'
-import {mappedMachine} from '../core/helpers.js'
+import {mergeRanges} from '../../src/core/walker.js'
+import {mappedMachine, walkEntries} from '../core/helpers.js'
 
 /** The document as `dump tables --json` built it before: objects, stringified whole. */
 function reference(machine: Machine, mapper: IdentityMapper): string {
-  const entries = walkTables(machine.memory, mapper.regime, mapper.root, mapper.geometry)
+  const entries = walkEntries(machine.memory, mapper.regime, mapper.root, mapper.geometry)
   return `${JSON.stringify({mapper: mapperJson(mapper), entries: entries.map(entryJson), ranges: mergeRanges(entries).map(rangeJson)}, null, 2)}\n`
 }
 

@@ -9,10 +9,11 @@ import {entryJson, mapperJson, rangeJson, registerLine} from '../../src/cli/json
 import {attributeWords, rangeLine} from '../../src/cli/render.js'
 import {renderTable} from '../../src/cli/style.js'
 import {formatSize, hex} from '../../src/core/u64.js'
-import {type WalkEntry, mergeRanges, walkTables} from '../../src/core/walker.js'
+import {type WalkEntry, mergeRanges} from '../../src/core/walker.js'
 import {loadSnapshot} from '../../src/snapshot/store.js'
 import {runInProcess} from './inprocess.js'
 import {scratch} from './run.js'
+import {walkEntries} from '../core/helpers.js'
 
 let snap: string
 let cleanup: () => Promise<void>
@@ -39,7 +40,7 @@ afterAll(async () => cleanup())
 async function before(format: 'tree' | 'ranges' | 'dot' | 'json'): Promise<string> {
   const machine = await loadSnapshot(snap)
   const mapper = machine.mapper!
-  const entries = walkTables(machine.memory, mapper.regime, mapper.root, mapper.geometry)
+  const entries = walkEntries(machine.memory, mapper.regime, mapper.root, mapper.geometry)
   const ranges = mergeRanges(entries)
   const title = `Stage 2, root ${hex(mapper.root)}: ${registerLine(mapper)}`
   const counts = `${entries.length} valid entries, ${entries.filter((e) => e.decoded.leaf !== undefined).length} leaves, ${ranges.length} range(s)`
@@ -49,7 +50,16 @@ async function before(format: 'tree' | 'ranges' | 'dot' | 'json'): Promise<strin
   const rows = entries.map((e) => {
     const d = e.decoded
     const target = d.nextTable ?? d.leaf?.outputAddress
-    return [`${'  '.repeat(e.level - mapper.geometry.startLevel)}L${e.level}[${e.index}]`, hex(e.table), hex(e.ipa, 10), formatSize(e.size), hex(d.raw, 16), d.kind, target === undefined ? '' : hex(target), d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? '')]
+    return [
+      `${'  '.repeat(e.level - mapper.geometry.startLevel)}L${e.level}[${e.index}]`,
+      hex(e.table),
+      hex(e.ipa, 10),
+      formatSize(e.size),
+      hex(d.raw, 16),
+      d.kind,
+      target === undefined ? '' : hex(target),
+      d.leaf ? attributeWords(d.leaf, d.kind) : (e.problem ?? ''),
+    ]
   })
   return `${[title, renderTable(['entry', 'table', 'IPA', 'size', 'descriptor', 'type', 'output / next', 'attributes'], rows), counts].join('\n')}\n`
 }
@@ -84,7 +94,9 @@ function referenceDot(entries: readonly WalkEntry[], root: bigint, startLevel: n
       continue
     }
     const ranges = mergeRanges(n.leaves)
-    const body = ranges.slice(0, 16).map((r) => `${hex(r.start)}-${hex(r.end)} ${formatSize(r.end - r.start)} ${attributeWords(r.decoded.leaf!, r.decoded.kind)}${r.outputStart === r.start ? '' : ` -> ${hex(r.outputStart)}`}`)
+    const body = ranges
+      .slice(0, 16)
+      .map((r) => `${hex(r.start)}-${hex(r.end)} ${formatSize(r.end - r.start)} ${attributeWords(r.decoded.leaf!, r.decoded.kind)}${r.outputStart === r.start ? '' : ` -> ${hex(r.outputStart)}`}`)
     if (ranges.length > 16) body.push(`... ${ranges.length - 16} more range(s)`)
     if (n.reserved > 0) body.push(`${n.reserved} reserved entr${n.reserved === 1 ? 'y' : 'ies'}`)
     lines.push(`  ${labelled(hex(n.address), [head, ...body])};`)

@@ -4,24 +4,21 @@
  * labelled, the JSON shapes; raw VTTBR_EL2 values for --root/--vttbr; and the refusals: a TCR_EL1
  * given as TCR_EL2, missing or misplaced flags.
  */
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {DumpMapJson} from '../../src/commands/dump/map.js'
 import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {runInProcess} from './inprocess.js'
+import {expectOkInProcess, expectOkJsonInProcess, runInProcess} from './inprocess.js'
 import {scratch} from './run.js'
 
 let snap = ''
 let cleanup: () => Promise<void> = async () => undefined
 
 const run = (...args: string[]) => runInProcess([...args, '-s', snap])
-async function ok(...args: string[]): Promise<string> {
-  const r = await run(...args)
-  expect(r.code, r.stderr).toBe(0)
-  return r.stdout
-}
-const okJson = async <T>(...args: string[]): Promise<T> => JSON.parse(await ok(...args, '--json')) as T
+const ok = (...args: string[]): Promise<string> => expectOkInProcess(dirname(snap), ...args, '-s', snap)
+const okJson = <T>(...args: string[]): Promise<T> => expectOkJsonInProcess<T>(dirname(snap), ...args, '-s', snap)
 
 /** T0SZ/T1SZ 25, TG0 4K, TG1 4K, IPS 40-bit */
 const TCR = '0x280190019'
@@ -39,7 +36,8 @@ beforeAll(async () => {
     ['0x42002008', '0x0040000048001fcf'], // L3[1]: AP 11 (read-only), UXN, nG
     ['0x42010000', '0x1000000042011003'], // upper L1[0] -> L2, UXNTable
     ['0x42011000', '0x4000070d'], // L2[0]: a 2M block, AP 00
-  ]) await ok('mem', 'write', address, value)
+  ])
+    await ok('mem', 'write', address, value)
 })
 afterAll(() => cleanup())
 
@@ -74,7 +72,7 @@ describe('translate --regime el1', () => {
     expect(out).toContain(words)
   })
 
-  it('--json: regime el1, the range, ASID, effective permissions, both ranges\' registers', async () => {
+  it("--json: regime el1, the range, ASID, effective permissions, both ranges' registers", async () => {
     const j = await okJson<TranslateJson>('translate', '0x40001000', ...EL1, '--el0')
     expect(j).toMatchObject({
       regime: 'el1',
@@ -87,7 +85,17 @@ describe('translate --regime el1', () => {
         paBits: 40,
         registers: {TTBR0_EL1: '0x2a000042000001', TTBR1_EL1: '0x42010000', TCR_EL1: '0x280190019', MAIR_EL1: '0xf0ff440400'},
         ranges: [
-          {ttbr: 'TTBR0_EL1', enabled: true, start: '0x0', granule: 4096, startLevel: 1, inputBits: 39, tbi: false, hpd: false, register: {register: 'TTBR0_EL1', table: '0x42000000', asid: 42, cnp: true}},
+          {
+            ttbr: 'TTBR0_EL1',
+            enabled: true,
+            start: '0x0',
+            granule: 4096,
+            startLevel: 1,
+            inputBits: 39,
+            tbi: false,
+            hpd: false,
+            register: {register: 'TTBR0_EL1', table: '0x42000000', asid: 42, cnp: true},
+          },
           {ttbr: 'TTBR1_EL1', enabled: true, start: '0xffffff8000000000', granule: 4096, startLevel: 1, inputBits: 39, register: {table: '0x42010000', asid: 0, cnp: false}},
         ],
       },
@@ -148,13 +156,109 @@ describe('dump tables --regime el1', () => {
     expect(j.walk).toMatchObject({regime: 'el1'})
   })
 
-  it.each([
-    [['dump', 'tables', ...EL1, '--format', 'dot'], '--format dot draws one table tree'],
-    [['dump', 'map', ...EL1], '--regime el1 (--ttbr0, --ttbr1) is read by translate and dump tables only'],
-  ])('%j is refused', async (args, message) => {
+  it.each([[['dump', 'tables', ...EL1, '--format', 'dot'], '--format dot draws one table tree']])('%j is refused', async (args, message) => {
     const r = await run(...args)
     expect(r.code).toBe(2)
     expect(r.stderr).toContain(message)
+  })
+})
+
+describe('dump map --regime el1', () => {
+  it('a strip for each VA range, labelled with its TTBR, over what it maps; then the heap', async () => {
+    const out = await ok('dump', 'map', ...EL1, '--width', '16')
+    expect(out.split('\n')).toEqual([
+      'Stage-1 (EL1&0) lower VA range 0x40000000-0x40002000 (TTBR0_EL1 0x2a000042000001: ASID 42, CnP), 2 cells of 4K:',
+      // EL1's view: the EL0-writable page is execute-never at EL1; the read-only one
+      '▓▒',
+      'Stage-1 (EL1&0) upper VA range 0xffffff8000000000-0xffffff8000200000 (TTBR1_EL1 0x42010000), 16 cells of 128K:',
+      '████████████████',
+      '█ Normal RWX  ▓ Normal RW, execute-never  ▒ Normal read-only  ▚ Device  ▄ mapped, reads fault (no access or AF clear)  ░ unmapped',
+      "TCR_EL1 0x280190019  MAIR_EL1 0xf0ff440400; EL1's access and PXN as in the leaf descriptors (table attributes not applied)",
+      // the tables were written outside the heap
+      'Heap 0x41000000-0x42000000, 16 cells of 1M:',
+      '░░░░░░░░░░░░░░░░',
+      '█ tables  ▓ allocated  ░ free  (0 table page(s))',
+      '',
+    ])
+  })
+
+  it("--json: both ranges' strips and the ranges behind them, the walk", async () => {
+    const j = await okJson<DumpMapJson>('dump', 'map', ...EL1, '--width', '16')
+    expect(j.ipa).toBe(null)
+    expect(j.el1).toEqual({
+      walk: {
+        regime: 'el1',
+        paBits: 40,
+        registers: {TTBR0_EL1: '0x2a000042000001', TTBR1_EL1: '0x42010000', TCR_EL1: '0x280190019', MAIR_EL1: '0xf0ff440400'},
+        ranges: [
+          {
+            ttbr: 'TTBR0_EL1',
+            enabled: true,
+            start: '0x0',
+            granule: 4096,
+            startLevel: 1,
+            inputBits: 39,
+            lpa2: false,
+            tbi: false,
+            hpd: false,
+            register: {register: 'TTBR0_EL1', value: '0x2a000042000001', table: '0x42000000', asid: 42, cnp: true},
+          },
+          {
+            ttbr: 'TTBR1_EL1',
+            enabled: true,
+            start: '0xffffff8000000000',
+            granule: 4096,
+            startLevel: 1,
+            inputBits: 39,
+            lpa2: false,
+            tbi: false,
+            hpd: false,
+            register: {register: 'TTBR1_EL1', value: '0x42010000', table: '0x42010000', asid: 0, cnp: false},
+          },
+        ],
+      },
+      halves: [
+        {
+          ttbr: 'TTBR0_EL1',
+          enabled: true,
+          root: '0x42000000',
+          start: '0x40000000',
+          end: '0x40002000',
+          cellSize: 4096,
+          cells: ['normal-rw', 'normal-ro'],
+          ranges: [
+            {start: '0x40000000', end: '0x40001000', size: 4096, category: 'normal-rw', level: 3, outputStart: '0x48000000', memType: 'Normal-WB', access: 'RW', executable: false},
+            {start: '0x40001000', end: '0x40002000', size: 4096, category: 'normal-ro', level: 3, outputStart: '0x48001000', memType: 'Normal-WB', access: 'RO', executable: true},
+          ],
+        },
+        {
+          ttbr: 'TTBR1_EL1',
+          enabled: true,
+          root: '0x42010000',
+          start: '0xffffff8000000000',
+          end: '0xffffff8000200000',
+          cellSize: 128 * 1024,
+          cells: Array<string>(16).fill('normal-rwx'),
+          ranges: [
+            {start: '0xffffff8000000000', end: '0xffffff8000200000', size: 2 << 20, category: 'normal-rwx', level: 2, outputStart: '0x40000000', memType: 'Normal-WB', access: 'RW', executable: true},
+          ],
+        },
+      ],
+    })
+    expect(j.heap).toMatchObject({start: '0x41000000', end: '0x42000000', tablePages: []})
+  })
+
+  it('a range with walks disabled, one not given, and a filter say so', async () => {
+    const epd1 = await ok('dump', 'map', ...EL1.slice(0, 4), '--tcr', '0x280990019', '--width', '16')
+    expect(epd1.split('\n').slice(2, 3)).toEqual(['Stage-1 (EL1&0) upper VA range: walks disabled (TCR_EL1.EPD1)'])
+    const lower = await ok('dump', 'map', '--ttbr0', '0x42000000', '--tcr', TCR, '--width', '16', '--perm', 'w')
+    expect(lower.split('\n').slice(0, 3)).toEqual([
+      'Stage-1 (EL1&0) lower VA range 0x40000000-0x40001000 (TTBR0_EL1 0x42000000), 1 cells of 4K, leaves allowing w:',
+      '▓',
+      'Stage-1 (EL1&0) upper VA range: TTBR1_EL1 not given',
+    ])
+    const none = await ok('dump', 'map', ...EL1, '--width', '16', '--mem', 'device')
+    expect(none.split('\n')[0]).toBe('Stage-1 (EL1&0) lower VA range: nothing mapped (TTBR0_EL1 0x2a000042000001: ASID 42, CnP) (leaves Device)')
   })
 })
 
@@ -171,6 +275,12 @@ describe('FEAT_LPA2 from the command line', () => {
     const j = await okJson<DumpTablesJson>('dump', 'tables', ...args)
     expect(j.ranges.map((r) => [r.start, r.end, r.outputStart, r.level])).toEqual([['0xfff0ff8000000000', '0xfff1000000000000', '0xc008000000000', 0]])
     expect(j.walk).toMatchObject({ranges: [{ttbr: 'TTBR0_EL1'}, {ttbr: 'TTBR1_EL1', startLevel: -1, inputBits: 52, lpa2: true}]})
+    // dump map: the 512G device block above 2^48, at its 52-bit VA
+    expect((await ok('dump', 'map', ...args, '--width', '8')).split('\n').slice(0, 3)).toEqual([
+      'Stage-1 (EL1&0) lower VA range: TTBR0_EL1 not given',
+      'Stage-1 (EL1&0) upper VA range 0xfff0ff8000000000-0xfff1000000000000 (TTBR1_EL1 0x42030000), 8 cells of 64G:',
+      '▚▚▚▚▚▚▚▚',
+    ])
   })
 })
 
@@ -185,7 +295,7 @@ describe('register values for the EL2 regimes', () => {
 
   it.each([
     [['--root', '0x42000000', '--regime', 'stage1', '--tcr', '0x75b5103510'], "TCR_EL2 0x75b5103510: bit 23 is RES1 but clear (bit 23 is TCR_EL1's EPD1: a TCR_EL1 value?)"],
-    [['--root', '0x42000000', '--vtcr', '0x180023559'], 'VTCR_EL2 0x180023559: DS (bit 32) is set: FEAT_LPA2'],
+    [['--root', '0x42000000', '--vtcr', '0x280023559'], 'VTCR_EL2 0x280023559: SL2 (bit 33) is for the 4K granule with DS (bit 32) set, for a level -1 start'],
     [['--vttbr', '0x42000000', '--root', '0x42000000'], '--vttbr and --root both give the stage-2 root'],
     [['--root', '0x1000042000000', '--vmid', '2'], 'holds VMID 1 (bits 63:48), not --vmid 2'],
   ])('%j is refused: %s', async (flags, message) => {

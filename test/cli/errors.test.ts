@@ -5,7 +5,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {ErrorJson} from '../../src/cli/base.js'
 import {EXIT_CODES} from '../../src/cli/exit-codes.js'
-import {hvmem, scratch} from './run.js'
+import {expectOkInProcess, runInProcessAt} from './inprocess.js'
+import {type Run, hvmem, scratch} from './run.js'
 
 let dir: string
 let snap: string
@@ -15,9 +16,12 @@ let original: Buffer
 // One prepared snapshot: default layout, two pages allocated, a mapper (budget 2) with one L2 table.
 beforeAll(async () => {
   ;({dir, snap, cleanup} = await scratch())
-  for (const args of [['heap', 'init'], ['alloc', 'page', '-n', '2'], ['map', 'region', '0x4000_0000', '4M', '--l2-budget', '2']]) {
-    expect((await hvmem(dir, args)).code).toBe(0)
-  }
+  for (const args of [
+    ['heap', 'init'],
+    ['alloc', 'page', '-n', '2'],
+    ['map', 'region', '0x4000_0000', '4M', '--l2-budget', '2'],
+  ])
+    await expectOkInProcess(dir, ...args)
   original = await readFile(snap)
 })
 afterAll(async () => cleanup())
@@ -55,7 +59,11 @@ const cases: Case[] = [
   {args: ['alloc', 'page', '--count', '4095'], code: 5, message: 'hvmem: heap exhausted: 16773120 bytes (align 4096) requested but 16760832 bytes remain at 0x41004000'},
   {args: ['alloc', 'aligned', '--size', '16M', '--align', '2M'], code: 5, message: 'hvmem: heap exhausted'},
   // mapping conflict: exit 6
-  {args: ['map', 'region', '0x3fe0_0000', '4M', '--attr', 'device'], code: 6, message: 'hvmem: cannot map 0x3fe00000-0x40200000 as device: 0x40000000-0x40200000 is already mapped normal to 0x40000000 (2M, descriptor 0x400007fd)'},
+  {
+    args: ['map', 'region', '0x3fe0_0000', '4M', '--attr', 'device'],
+    code: 6,
+    message: 'hvmem: cannot map 0x3fe00000-0x40200000 as device: 0x40000000-0x40200000 is already mapped normal to 0x40000000 (2M, descriptor 0x400007fd)',
+  },
   {args: ['map', 'region', '0x4000_0000', '4M', '--attr', 'readonly'], code: 6, message: '0x40000000-0x40400000 is already mapped normal'},
   {args: ['heap', 'reset'], code: 6, message: 'hvmem: the heap holds the stage-2 tables (root 0x41002000, 1 L2 table(s))'},
   // mapping limit: exit 7 (budget 2: one L2 table in use, this needs two more)
@@ -76,8 +84,9 @@ describe('failing commands', () => {
     expect(await readFile(snap)).toEqual(original)
   })
 
+  // the same failures with --json, run in this process (the binary's own start and stderr are checked above)
   it.each(cases.filter((c) => !c.args.includes('--bogus')))('$args.0 $args.1 $args.2 $args.3 --json -> exit $code and a JSON error', async ({args, code}) => {
-    const r = await hvmem(dir, [...args, '--json'])
+    const r = await runInProcessAt(dir, [...args, '--json'])
     expect(r.code, args.join(' ')).toBe(code)
     const json = JSON.parse(r.stdout) as ErrorJson
     expect(json.error.exitCode).toBe(code)
@@ -124,7 +133,7 @@ describe('snapshot problems', () => {
         newer.writeUInt32LE(9, 8)
         return newer
       },
-      'has snapshot format version 9, newer than this hvmem reads (version 3)',
+      'has snapshot format version 9, newer than this hvmem reads (version 5)',
     ],
     ['not a snapshot', () => Buffer.from('not a snapshot at all'), 'wrong magic'],
   ]
@@ -132,7 +141,11 @@ describe('snapshot problems', () => {
     const bad = join(dir, 'bad.snap')
     const bytes = damage(original)
     await writeFile(bad, bytes)
-    for (const args of [['heap', 'status'], ['alloc', 'page'], ['map', 'region', '0', '2M']]) {
+    for (const args of [
+      ['heap', 'status'],
+      ['alloc', 'page'],
+      ['map', 'region', '0', '2M'],
+    ]) {
       const r = await hvmem(dir, [...args, '-s', bad])
       expect(r.code).toBe(4)
       expect(r.stderr).toContain(message)
@@ -145,5 +158,27 @@ describe('snapshot problems', () => {
     expect((await hvmem(dir, ['heap', 'status', '-s', 'adir'])).stderr).toBe('hvmem: adir is not a regular file; pass a snapshot file with --snapshot\n')
     expect((await hvmem(dir, ['alloc', 'page', '-s', '/dev/null'])).code).toBe(4)
     expect((await hvmem(dir, ['heap', 'init', '-s', 'adir', '--force'])).code).toBe(4)
+  })
+})
+
+describe('NODE_ENV=development or test: oclif then looks for TypeScript sources to run (and finds none in the bundle)', () => {
+  // Every other test's hvmem runs without NODE_ENV, as a user's usually does (test/cli/run.ts's
+  // hvmemEnv); a developer's shell may set it. A success, a parse error (where oclif, in these modes,
+  // would warn that the command "did not parse its arguments") and an error as JSON.
+  const commands = [
+    ['heap', 'status'],
+    ['map', 'region'],
+    ['alloc', 'bytes', '1__0', '--json'],
+  ]
+  let plain: Run[]
+  beforeAll(async () => {
+    plain = []
+    for (const args of commands) plain.push(await hvmem(dir, args))
+    expect(plain.map((r) => r.code)).toEqual([0, 2, 2])
+  })
+
+  it.each(['development', 'test'])('NODE_ENV=%s: the same stdout, stderr and exit code as without it, the snapshot unchanged', async (value) => {
+    for (const [i, args] of commands.entries()) expect(await hvmem(dir, args, {NODE_ENV: value}), args.join(' ')).toEqual(plain[i])
+    expect(await readFile(snap)).toEqual(original)
   })
 })

@@ -10,7 +10,7 @@ import {link, lstat, readFile, readdir, readlink, symlink, writeFile} from 'node
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {BIN, type Run, hvmem, scratch} from './run.js'
+import {BIN, type Run, hvmem, hvmemEnv, scratch} from './run.js'
 
 let dir: string
 let snap: string
@@ -99,7 +99,7 @@ describe('targets that are not files', () => {
 /** Runs hvmem under a shell prefix (prlimit, unshare) in `dir`. */
 function wrapped(command: string[], args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command[0]!, [...command.slice(1), process.execPath, BIN, ...args], {cwd: dir, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(command[0]!, [...command.slice(1), process.execPath, BIN, ...args], {cwd: dir, env: hvmemEnv(), stdio: ['ignore', 'pipe', 'pipe']})
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -123,7 +123,10 @@ describe('a write that fails half-way leaves no partial image, and an existing f
 
   it.skipIf(!canMountTmpfs)('a full disk (a 1 MiB tmpfs, ENOSPC): exit 9 naming the directory, and nothing left there', async () => {
     const mount = join(dir, 'small')
-    const r = await wrapped(['unshare', '-Urm', 'sh', '-c', `mkdir -p "${mount}" && mount -t tmpfs -o size=1m tmpfs "${mount}" || exit 99; "$@"; code=$?; ls -A "${mount}"; exit $code`, 'sh'], ['snapshot', 'export', '--raw', 'small/image.bin'])
+    const r = await wrapped(
+      ['unshare', '-Urm', 'sh', '-c', `mkdir -p "${mount}" && mount -t tmpfs -o size=1m tmpfs "${mount}" || exit 99; "$@"; code=$?; ls -A "${mount}"; exit $code`, 'sh'],
+      ['snapshot', 'export', '--raw', 'small/image.bin'],
+    )
     // (refused() also checks stdout is empty: `ls -A` of the tmpfs, run after hvmem in its namespace, printed nothing)
     await refused(r, 9, 'cannot write small/image.bin: the file system holding small is full (ENOSPC); no image was written; free some space or write elsewhere')
   })

@@ -6,19 +6,27 @@
  */
 import {copyFile, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
+import {expectOkInProcess} from './inprocess.js'
 import {hvmem, hvmemJson, scratch} from './run.js'
 
 const FIXTURE = new URL('../fixtures/main-v2.snap', import.meta.url).pathname
 let dir = ''
 let cleanup: () => Promise<void> = async () => undefined
 
+// every test starts from a copy of one new snapshot (`heap init`, made once, in this process)
+let template: {dir: string; cleanup: () => Promise<void>}
+beforeAll(async () => {
+  template = await scratch()
+  await expectOkInProcess(template.dir, 'heap', 'init')
+})
+afterAll(async () => template.cleanup())
 beforeEach(async () => {
   const s = await scratch()
   dir = s.dir
   cleanup = s.cleanup
-  expect((await hvmem(dir, ['heap', 'init'])).code).toBe(0)
+  await copyFile(join(template.dir, 'hvmem.snap'), join(dir, 'hvmem.snap'))
 })
 afterEach(() => cleanup())
 
@@ -45,13 +53,25 @@ describe('map region creates the mapper in the geometry asked for', () => {
   })
 
   it('stage 1 takes --va-bits: TCR_EL2 follows', async () => {
-    expect(await ok(['map', 'region', '0x4000_0000', '1G', '--regime', 'stage1', '--granule', '64K', '--va-bits', '48'])).toContain('Created the stage1 mapper (64K granule, 48-bit VA, 48-bit PA, level-1 root)')
+    expect(await ok(['map', 'region', '0x4000_0000', '1G', '--regime', 'stage1', '--granule', '64K', '--va-bits', '48'])).toContain(
+      'Created the stage1 mapper (64K granule, 48-bit VA, 48-bit PA, level-1 root)',
+    )
     const regs = await hvmemJson<{registers: Array<{name: string; value: string}>}>(dir, ['regs', '--json'])
     expect(regs.json.registers.find((r) => r.name === 'TCR_EL2')?.value).toBe('0x80857510')
   })
 
-  it('--granularity takes the geometry\'s leaf sizes, and counts leaves by size in the JSON', async () => {
-    const r = await hvmemJson<{leaves: {written: Record<string, number>}; newTables: {count: number; start: string | null; end: string | null}}>(dir, ['map', 'region', '0x4000_0000', '64M', '--granule', '16K', '--granularity', '16K', '--json'])
+  it("--granularity takes the geometry's leaf sizes, and counts leaves by size in the JSON", async () => {
+    const r = await hvmemJson<{leaves: {written: Record<string, number>}; newTables: {count: number; start: string | null; end: string | null}}>(dir, [
+      'map',
+      'region',
+      '0x4000_0000',
+      '64M',
+      '--granule',
+      '16K',
+      '--granularity',
+      '16K',
+      '--json',
+    ])
     expect(r.json.leaves.written).toEqual({'32M': 0, '16K': 4096})
     // the default 39-bit IPA at 16K starts at level 2 with 8 concatenated tables (128 KiB)
     expect(r.json.newTables).toEqual({count: 2, start: '0x41020000', end: '0x41028000'})

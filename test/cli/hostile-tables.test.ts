@@ -41,10 +41,14 @@ describe('a root that points at itself', () => {
     [['snapshot', 'diff', 'loop.snap', 'other.snap'], 0, 'the same'],
     [['translate', '0x4000_0000', '-s', 'loop.snap'], 0, 'L3[0]'],
     [['heap', 'reset', '--discard-mapper', '-s', 'loop.snap'], 0, ''],
-  ] as Array<[string[], number, string]>)('hvmem %j ends (exit %i) and says %j', async (args, code, text) => {
-    const r = await hvmem(dir, args)
-    expect(r.stderr).not.toContain('    at ')
-    expect(r.code, r.stderr).toBe(code)
-    expect(r.stdout).toContain(text)
-  }, 120_000)
+  ] as Array<[string[], number, string]>)(
+    'hvmem %j ends (exit %i) and says %j',
+    async (args, code, text) => {
+      const r = await hvmem(dir, args)
+      expect(r.stderr).not.toContain('    at ')
+      expect(r.code, r.stderr).toBe(code)
+      expect(r.stdout).toContain(text)
+    },
+    120_000,
+  )
 })

@@ -13,11 +13,14 @@ import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {ImportJson} from '../../src/commands/snapshot/import.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
-import {runInProcessAt} from './inprocess.js'
-import {BIN, expectOk, expectOkJson, hvmem, scratch, snapshotBytes} from './run.js'
+import {expectOkInProcess, expectOkJsonInProcess, runInProcessAt} from './inprocess.js'
+import {BIN, expectOk, expectOkJson, hvmem, hvmemEnv, scratch, snapshotBytes} from './run.js'
 
 const ok = expectOk
 const okJson = expectOkJson
+// set-up steps and the original's readings run in this process; what is checked of the import runs the binary
+const okIn = expectOkInProcess
+const okJsonIn = expectOkJsonInProcess
 
 /** Runs a command that must fail: exit code, the one-line message, and the snapshot(s) left byte-identical. */
 async function fails(dir: string, snaps: string[], code: number, message: string, ...args: string[]): Promise<void> {
@@ -41,14 +44,14 @@ async function roundTrip(dir: string, regime: 'stage2' | 'stage1'): Promise<{ori
   const orig = join(dir, `${regime}.snap`)
   const imported = join(dir, `${regime}-imported.snap`)
   const image = join(dir, `${regime}.bin`)
-  await ok(dir, 'heap', 'init', '-s', orig)
-  await ok(dir, 'map', 'region', '0x4000_0000', '1G', '--regime', regime, '-s', orig)
-  await ok(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device', '-s', orig)
-  await ok(dir, 'map', 'unmap', '0x4020_0000', '4K', '-s', orig) // the 1 GiB block -> 2 MiB blocks, one of them -> pages
-  await ok(dir, 'map', 'protect', '0x4030_0000', '8K', '--attr', 'readonly', '-s', orig)
-  await ok(dir, 'map', 'region', '0xc000_0000', '1G', '-s', orig) // stays a 1 GiB block
-  await ok(dir, 'mem', 'write', '0x41ff_fff8', '0x1122_3344_5566_7788', '-s', orig) // the heap's last bytes
-  await ok(dir, 'snapshot', 'export', '--raw', image, '-s', orig)
+  await okIn(dir, 'heap', 'init', '-s', orig)
+  await okIn(dir, 'map', 'region', '0x4000_0000', '1G', '--regime', regime, '-s', orig)
+  await okIn(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device', '-s', orig)
+  await okIn(dir, 'map', 'unmap', '0x4020_0000', '4K', '-s', orig) // the 1 GiB block -> 2 MiB blocks, one of them -> pages
+  await okIn(dir, 'map', 'protect', '0x4030_0000', '8K', '--attr', 'readonly', '-s', orig)
+  await okIn(dir, 'map', 'region', '0xc000_0000', '1G', '-s', orig) // stays a 1 GiB block
+  await okIn(dir, 'mem', 'write', '0x41ff_fff8', '0x1122_3344_5566_7788', '-s', orig) // the heap's last bytes
+  await okIn(dir, 'snapshot', 'export', '--raw', image, '-s', orig)
   return {orig, imported, image}
 }
 
@@ -98,19 +101,25 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
       ['0x41ff_ffc0', '64'],
       ['0x4180_0000', '16'],
     ] as const) {
-      const a = await okJson<MemReadJson>(dir, 'mem', 'read', address, length, '-s', orig)
+      const a = await okJsonIn<MemReadJson>(dir, 'mem', 'read', address, length, '-s', orig)
       const b = await okJson<MemReadJson>(dir, 'mem', 'read', address, length, '-s', imported)
       expect(b).toEqual(a)
     }
   })
 
-  it('dumps the imported tables with --root exactly as the original\'s', async () => {
-    const a = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '-s', orig)
+  it("dumps the imported tables with --root exactly as the original's", async () => {
+    const a = await okJsonIn<DumpTablesJson>(dir, 'dump', 'tables', '-s', orig)
     const b = await okJson<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, '-s', imported)
     expect(b.entries).toEqual(a.entries)
     expect(b.ranges).toEqual(a.ranges)
     expect(a.entries.map((e) => e.kind)).toEqual(expect.arrayContaining(['table', 'block', 'page']))
-    expect(a.ranges.map((r) => [r.size, r.level])).toEqual(expect.arrayContaining([[1 << 30, 1], [2 << 20, 2], [8192, 3]]))
+    expect(a.ranges.map((r) => [r.size, r.level])).toEqual(
+      expect.arrayContaining([
+        [1 << 30, 1],
+        [2 << 20, 2],
+        [8192, 3],
+      ]),
+    )
     expect(b.mapper).toBeNull()
     expect(b.walk).toEqual(
       regime === 'stage2'
@@ -119,37 +128,37 @@ describe.each(['stage2', 'stage1'] as const)('an exported image imported back (%
     )
     // the control register given explicitly is the same walk; human output matches line for line after the header
     const control = regime === 'stage2' ? ['--vtcr', '0x80023559'] : ['--tcr', '0x80823519']
-    const c = await okJson<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, ...control, '-s', imported)
+    const c = await okJsonIn<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, ...control, '-s', imported)
     expect(c.entries).toEqual(a.entries)
-    const humanA = (await ok(dir, 'dump', 'tables', '--format', 'ranges', '-s', orig)).split('\n')
+    const humanA = (await okIn(dir, 'dump', 'tables', '--format', 'ranges', '-s', orig)).split('\n')
     const humanB = (await ok(dir, 'dump', 'tables', '--format', 'ranges', ...rootFlags, '-s', imported)).split('\n')
     expect(humanB.slice(1)).toEqual(humanA.slice(1))
     expect(humanB[0]).toBe(`${humanA[0]} (4K granule, start level 1, 39-bit input, 40-bit PA)`)
     if (regime === 'stage1') {
       // another MAIR_EL2 (Attr1 Device-nGnRE): the same descriptors read as Device memory
-      const d = await okJson<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, '--mair', '0x0404', '-s', imported)
+      const d = await okJsonIn<DumpTablesJson>(dir, 'dump', 'tables', ...rootFlags, '--mair', '0x0404', '-s', imported)
       expect(d.walk?.registers.MAIR_EL2).toBe('0x404')
       expect(d.ranges.find((r) => r.start === '0xc0000000')?.leaf).toMatchObject({memType: 'Device-nGnRE', attrIndx: 1, mairAttr: 4})
     }
   })
 
-  it('adopts the tables as the mapper when asked, so every command sees them as the original\'s', async () => {
+  it("adopts the tables as the mapper when asked, so every command sees them as the original's", async () => {
     const adopted = join(dir, `${regime}-adopted.snap`)
     const r = await okJson<ImportJson>(dir, 'snapshot', 'import', image, '--base', '0x4100_0000', '--ram-size', '32M', '--adopt', '0x4100_0000', '--regime', regime, '-s', adopted)
-    const a = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '-s', orig)
+    const a = await okJsonIn<DumpTablesJson>(dir, 'dump', 'tables', '-s', orig)
     const b = await okJson<DumpTablesJson>(dir, 'dump', 'tables', '-s', adopted)
     expect(b).toEqual(a)
     expect(r.mapper).toEqual(a.mapper)
-    expect(await okJson<unknown>(dir, 'regs', '-s', adopted)).toEqual(await okJson<unknown>(dir, 'regs', '-s', orig))
-    expect(await okJson<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', adopted)).toEqual(await okJson<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', orig))
+    expect(await okJsonIn<unknown>(dir, 'regs', '-s', adopted)).toEqual(await okJsonIn<unknown>(dir, 'regs', '-s', orig))
+    expect(await okJsonIn<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', adopted)).toEqual(await okJsonIn<TranslateJson>(dir, 'translate', '0x4020_1abc', '-s', orig))
     // and hvmem can go on mapping with them, from the new heap
-    const out = await ok(dir, 'map', 'region', '0x1_0000_0000', '4K', '-s', adopted)
+    const out = await okIn(dir, 'map', 'region', '0x1_0000_0000', '4K', '-s', adopted)
     expect(out).toContain('New table(s): 0x42000000, 0x42001000')
   })
 
-  // One case an address (two processes), reads, writes and fetches in turn.
+  // One case an address (the original's walk in this process, the import's in the binary), reads, writes and fetches in turn.
   it.each(PROBES.map((address, i) => [address, [[], ['--write'], ['--exec']][i % 3]!] as const))('translates %s %j with --root exactly as the original', async (address, access) => {
-    const a = await okJson<TranslateJson>(dir, 'translate', address, ...access, '-s', orig)
+    const a = await okJsonIn<TranslateJson>(dir, 'translate', address, ...access, '-s', orig)
     const {walk, ...b} = await okJson<TranslateJson>(dir, 'translate', address, ...access, ...rootFlags, '-s', imported)
     expect(b, `${address} ${access.join(' ')}`).toEqual(a)
     expect(walk !== undefined && 'root' in walk ? walk.root : undefined).toBe('0x41000000')
@@ -183,10 +192,17 @@ describe('snapshot import', () => {
     // 128-byte header, 2 pages of 16 + 4096 bytes: only the non-zero pages are stored
     expect((await snapshotBytes(join(dir, 'small.snap'))).length).toBe(128 + 2 * 4112)
     const j = await okJson<ImportJson>(dir, 'snapshot', 'import', 'small.bin', '--base', '0x8000_0000', '--heap-start', '0x8000_0000', '--heap-size', '4K', '-s', 'small2.snap')
-    expect(j).toMatchObject({pages: 4, pagesStored: 2, zeroPagesSkipped: 2, heapPlacement: 'given', ram: {base: '0x80000000', size: 16384, end: '0x80004000'}, heap: {start: '0x80000000', end: '0x80001000', size: 4096}})
+    expect(j).toMatchObject({
+      pages: 4,
+      pagesStored: 2,
+      zeroPagesSkipped: 2,
+      heapPlacement: 'given',
+      ram: {base: '0x80000000', size: 16384, end: '0x80004000'},
+      heap: {start: '0x80000000', end: '0x80001000', size: 4096},
+    })
   })
 
-  it('draws a progress bar on a terminal\'s stderr for a large image, never when piped or with --json', async () => {
+  it("draws a progress bar on a terminal's stderr for a large image, never when piped or with --json", async () => {
     const big = Buffer.alloc(16 * 1024 * 1024)
     big[5 * 4096] = 1
     await writeFile(join(dir, 'big.bin'), big)
@@ -196,7 +212,11 @@ describe('snapshot import', () => {
     // util-linux script(1) gives the command a terminal; its output is what the terminal showed
     if (!existsSync('/usr/bin/script')) return
     const onTerminal = (args: string): string => {
-      const r = spawnSync('/usr/bin/script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`, '/dev/null'], {cwd: dir, encoding: 'utf8', env: {...process.env, NO_COLOR: '1'}})
+      const r = spawnSync('/usr/bin/script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} ${args}`, '/dev/null'], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: hvmemEnv({NO_COLOR: '1'}),
+      })
       expect(r.status).toBe(0)
       return r.stdout
     }
@@ -210,10 +230,10 @@ describe('snapshot import', () => {
   })
 
   it('writes an image --into an existing snapshot, keeping its heap and mapper, and names overwritten tables', async () => {
-    await ok(dir, 'heap', 'init', '-s', 'into.snap')
-    await ok(dir, 'map', 'region', '0x4000_0000', '2M', '-s', 'into.snap')
-    await ok(dir, 'mem', 'write', '0x4800_0ff8', '0xffff', '-s', 'into.snap')
-    await ok(dir, 'mem', 'write', '0x4800_2000', '0x77', '-s', 'into.snap')
+    await okIn(dir, 'heap', 'init', '-s', 'into.snap')
+    await okIn(dir, 'map', 'region', '0x4000_0000', '2M', '-s', 'into.snap')
+    await okIn(dir, 'mem', 'write', '0x4800_0ff8', '0xffff', '-s', 'into.snap')
+    await okIn(dir, 'mem', 'write', '0x4800_2000', '0x77', '-s', 'into.snap')
     const before = await okJson<{heap: unknown; mapper: unknown}>(dir, 'heap', 'status', '-s', 'into.snap')
     // 2 pages + 8 bytes at 0x4800_0000: page 0 zero (clears the 0xffff), page 1 data, a short page of 8 bytes
     const patch = Buffer.alloc(2 * 4096 + 8)
@@ -240,63 +260,223 @@ describe('snapshot import', () => {
   })
 
   it('refuses bad input with one line and its exit code, leaving snapshots byte-identical', async () => {
-    await ok(dir, 'heap', 'init', '-s', 'keep.snap')
+    await okIn(dir, 'heap', 'init', '-s', 'keep.snap')
     await writeFile(join(dir, 'img.bin'), Buffer.alloc(8192, 1))
     await writeFile(join(dir, 'empty.bin'), Buffer.alloc(0))
     await mkdir(join(dir, 'adir'))
     const keep = [join(dir, 'keep.snap')]
-    await fails(dir, keep, 2, '--base 0x40000800 is not 4 KiB aligned; an image is imported in whole 4 KiB pages, so its first byte must start a page', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0800', '--into', '-s', 'keep.snap')
+    await fails(
+      dir,
+      keep,
+      2,
+      '--base 0x40000800 is not 4 KiB aligned; an image is imported in whole 4 KiB pages, so its first byte must start a page',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0800',
+      '--into',
+      '-s',
+      'keep.snap',
+    )
     await fails(dir, keep, 2, 'RAW empty.bin is empty: there is nothing to import', 'snapshot', 'import', 'empty.bin', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
     await fails(dir, keep, 2, 'RAW: adir is a directory; pass a raw memory image file', 'snapshot', 'import', 'adir', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
-    await fails(dir, keep, 2, 'RAW: /dev/zero is not a regular file (a device, FIFO or socket); pass a raw memory image file', 'snapshot', 'import', '/dev/zero', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
+    await fails(
+      dir,
+      keep,
+      2,
+      'RAW: /dev/zero is not a regular file (a device, FIFO or socket); pass a raw memory image file',
+      'snapshot',
+      'import',
+      '/dev/zero',
+      '--base',
+      '0x4000_0000',
+      '--into',
+      '-s',
+      'keep.snap',
+    )
     await fails(dir, keep, 2, 'RAW: no file at nosuch.bin; pass the raw memory image to import', 'snapshot', 'import', 'nosuch.bin', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
     await fails(
       dir,
       keep,
       2,
       "RAW img.bin (8192 bytes at 0x7ffff000-0x80001000) does not lie inside the snapshot's RAM 0x40000000-0x80000000; check --base, or import into a new snapshot (leave out --into)",
-      'snapshot', 'import', 'img.bin', '--base', '0x7fff_f000', '--into', '-s', 'keep.snap',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x7fff_f000',
+      '--into',
+      '-s',
+      'keep.snap',
     )
     await fails(dir, keep, 2, 'RAW keep.snap is the snapshot itself; import a raw image from another file', 'snapshot', 'import', 'keep.snap', '--base', '0x4000_0000', '--into', '-s', 'keep.snap')
   })
 
   it('refuses a layout that does not fit, leaving the snapshot byte-identical', async () => {
     const keep = [join(dir, 'keep.snap')]
-    await fails(dir, keep, 8, 'keep.snap already exists; pass --force to replace it, --into to write the image into it, or choose another --snapshot', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '-s', 'keep.snap')
-    await fails(dir, keep, 2, 'RAW img.bin (8192 bytes, 0x40000000-0x40002000) goes past RAM 0x40000000-0x40001000; pass a --ram-size of at least 0x2000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '4K', '--force', '-s', 'keep.snap')
+    await fails(
+      dir,
+      keep,
+      8,
+      'keep.snap already exists; pass --force to replace it, --into to write the image into it, or choose another --snapshot',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '-s',
+      'keep.snap',
+    )
     await fails(
       dir,
       keep,
       2,
-      "RAW img.bin leaves no all-zero page at the top of RAM 0x40000000-0x40002000 for hvmem's heap; pass --ram-size larger than 0x2000 to add RAM above the image, or --heap-start and --heap-size",
-      'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--force', '-s', 'keep.snap',
+      'RAW img.bin (8192 bytes, 0x40000000-0x40002000) goes past RAM 0x40000000-0x40001000; pass a --ram-size of at least 0x2000',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--ram-size',
+      '4K',
+      '--force',
+      '-s',
+      'keep.snap',
+    )
+    await fails(
+      dir,
+      keep,
+      2,
+      // (without --heap-size an image with no free tail makes a snapshot without a heap: test/cli/import-full.test.ts)
+      'RAW img.bin leaves no all-zero page at the top of RAM 0x40000000-0x40002000 for a --heap-size heap; pass --ram-size larger than 0x2000 to add RAM above the image, or --heap-start',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--heap-size',
+      '4K',
+      '--force',
+      '-s',
+      'keep.snap',
     )
     await fails(
       dir,
       keep,
       2,
       "the heap 0x40001000-0x40003000 would overlap imported data (page 0x40001000), which hvmem's allocations (tables are zeroed when allocated) would overwrite; place it over all-zero pages, or leave out --heap-start to use the free tail",
-      'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '16K', '--heap-start', '0x4000_1000', '--heap-size', '8K', '--force', '-s', 'keep.snap',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--ram-size',
+      '16K',
+      '--heap-start',
+      '0x4000_1000',
+      '--heap-size',
+      '8K',
+      '--force',
+      '-s',
+      'keep.snap',
     )
     await fails(
       dir,
       keep,
       2,
-      '--heap-size 16M does not fit in the free tail of RAM (0x40002000-0x40100000, 1016K of all-zero pages above the image\'s data); pass a larger --ram-size, a smaller --heap-size, or --heap-start',
-      'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '1M', '--heap-size', '16M', '--force', '-s', 'keep.snap',
+      "--heap-size 16M does not fit in the free tail of RAM (0x40002000-0x40100000, 1016K of all-zero pages above the image's data); pass a larger --ram-size, a smaller --heap-size, or --heap-start",
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--ram-size',
+      '1M',
+      '--heap-size',
+      '16M',
+      '--force',
+      '-s',
+      'keep.snap',
     )
     await fails(
       dir,
       keep,
       2,
-      'RAW img.bin (8192 bytes at --base 0xfffffff000) would end at 0x10000001000, past the 40-bit physical address space (0x10000000000) hvmem\'s RAM must lie in',
-      'snapshot', 'import', 'img.bin', '--base', '0xff_ffff_f000', '--force', '-s', 'keep.snap',
+      "RAW img.bin (8192 bytes at --base 0xfffffff000) would end at 0x10000001000, past the 40-bit physical address space (0x10000000000) hvmem's RAM must lie in",
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0xff_ffff_f000',
+      '--force',
+      '-s',
+      'keep.snap',
     )
-    await fails(dir, keep, 2, '--force applies to a new snapshot; with --into the image goes into the existing one, whose RAM, heap and mapper are kept', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '--force', '-s', 'keep.snap')
-    await fails(dir, keep, 2, '--adopt 0x40003000 must be a 4 KiB-aligned table inside RAM 0x40000000-0x40003000', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--ram-size', '12K', '--adopt', '0x4000_3000', '--force', '-s', 'keep.snap')
-    await fails(dir, keep, 2, "--vmid describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too", 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--vmid', '3', '--force', '-s', 'keep.snap')
+    await fails(
+      dir,
+      keep,
+      2,
+      '--force applies to a new snapshot; with --into the image goes into the existing one, whose RAM, heap and mapper are kept',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--into',
+      '--force',
+      '-s',
+      'keep.snap',
+    )
+    await fails(
+      dir,
+      keep,
+      2,
+      '--adopt 0x40003000 must be a 4 KiB-aligned table inside RAM 0x40000000-0x40003000',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--ram-size',
+      '12K',
+      '--adopt',
+      '0x4000_3000',
+      '--force',
+      '-s',
+      'keep.snap',
+    )
+    await fails(
+      dir,
+      keep,
+      2,
+      "--vmid describes the mapper --adopt makes of the image's tables; pass --adopt ROOT too",
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--vmid',
+      '3',
+      '--force',
+      '-s',
+      'keep.snap',
+    )
     await fails(dir, keep, 2, 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '-s', '')
-    await fails(dir, [], 3, 'no snapshot at missing.snap; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT', 'snapshot', 'import', 'img.bin', '--base', '0x4000_0000', '--into', '-s', 'missing.snap')
+    await fails(
+      dir,
+      [],
+      3,
+      'no snapshot at missing.snap; create one with "hvmem heap init", or pass --snapshot / set HVMEM_SNAPSHOT',
+      'snapshot',
+      'import',
+      'img.bin',
+      '--base',
+      '0x4000_0000',
+      '--into',
+      '-s',
+      'missing.snap',
+    )
   })
 })
 
@@ -305,10 +485,10 @@ describe('--root, --regime, --vtcr and --tcr', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init')
+    await okIn(dir, 'heap', 'init')
     // a hand-built 48-bit stage-2 tree starting at level 0 (VTCR_EL2 T0SZ 16, SL0 2): IPA 0x100_4000_0000 -> 1 GiB at 0x4000_0000
-    await ok(dir, 'mem', 'write', '0x4200_0010', '0x4200_1003')
-    await ok(dir, 'mem', 'write', '0x4200_1008', '0x4000_07fd')
+    await okIn(dir, 'mem', 'write', '0x4200_0010', '0x4200_1003')
+    await okIn(dir, 'mem', 'write', '0x4200_1008', '0x4000_07fd')
   })
   afterAll(async () => cleanup())
 
@@ -336,7 +516,7 @@ describe('--root, --regime, --vtcr and --tcr', () => {
 
   it('walks a concatenated root (VTCR_EL2 T0SZ 24, SL0 1: two level-1 pages), its first page never written', async () => {
     // L1[513], in the root's second page: IPA 0x80_4000_0000 -> 1 GiB at 0x4000_0000
-    await ok(dir, 'mem', 'write', '0x4200_5008', '0x4000_07fd')
+    await okIn(dir, 'mem', 'write', '0x4200_5008', '0x4000_07fd')
     const out = await ok(dir, 'dump', 'tables', '--root', '0x4200_4000', '--vtcr', '0x80023558', '--format', 'ranges')
     expect(out.split('\n')).toEqual([
       'Stage 2, root 0x42004000: VTTBR_EL2 0x42004000  VTCR_EL2 0x80023558 (4K granule, start level 1, 40-bit input, 40-bit PA)',
@@ -355,7 +535,16 @@ describe('--root, --regime, --vtcr and --tcr', () => {
 
   it('refuses bad combinations and registers (exit 2)', async () => {
     const snap = [join(dir, 'hvmem.snap')]
-    await fails(dir, snap, 2, '--vtcr describes the tables at --root; pass --root ADDR too (without --root the snapshot\'s own tables are walked, with their own settings)', 'dump', 'tables', '--vtcr', '0x80023559')
+    await fails(
+      dir,
+      snap,
+      2,
+      "--vtcr describes the tables at --root; pass --root ADDR too (without --root the snapshot's own tables are walked, with their own settings)",
+      'dump',
+      'tables',
+      '--vtcr',
+      '0x80023559',
+    )
     await fails(dir, snap, 2, '--tcr is for --regime stage1 (TCR_EL2); a stage-2 walk takes --vtcr (VTCR_EL2)', 'translate', '0x0', '--root', '0x4200_0000', '--tcr', '0x80823519')
     await fails(dir, snap, 2, '--vtcr is for stage 2 (VTCR_EL2); a --regime stage1 walk takes --tcr (TCR_EL2)', 'dump', 'tables', '--root', '0x4200_0000', '--regime', 'stage1', '--vtcr', '0x80023559')
     await fails(
@@ -363,7 +552,12 @@ describe('--root, --regime, --vtcr and --tcr', () => {
       snap,
       2,
       'VTCR_EL2 0x80023599: SL0 2 (start at level 0) is inconsistent with T0SZ 25 (39-bit IPA): a level-0 start with the 4K granule needs a 40- to 48-bit input',
-      'translate', '0x0', '--root', '0x4200_0000', '--vtcr', '0x80023599',
+      'translate',
+      '0x0',
+      '--root',
+      '0x4200_0000',
+      '--vtcr',
+      '0x80023599',
     )
     await fails(dir, snap, 2, 'VTCR_EL2 0x8002f559: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)', 'dump', 'tables', '--root', '0x4200_0000', '--vtcr', '0x8002f559')
     await fails(dir, snap, 2, '--root 0x42000800 is not a valid root: it must be a 4K-aligned table, below the 40-bit physical address space', 'dump', 'tables', '--root', '0x4200_0800')
@@ -373,7 +567,7 @@ describe('--root, --regime, --vtcr and --tcr', () => {
     await fails(dir, snap, 2, 'the snapshot has no translation tables yet; create them with "hvmem map region"', 'translate', '0x0')
   })
 
-  it('reports a root outside RAM as an external abort in translate, as for hvmem\'s own tables', async () => {
+  it("reports a root outside RAM as an external abort in translate, as for hvmem's own tables", async () => {
     const t = await okJson<TranslateJson>(dir, 'translate', '0x10', '--root', '0x1000')
     expect(t.fault).toEqual({kind: 'external-abort', level: 1, stage: 2, fsc: '0x15', reason: 'the level-1 table at 0x1000 is outside RAM'})
   })

@@ -17,8 +17,23 @@ afterEach(async () => cleanup())
 
 // Changes (text and --json) and reads; a conflict (exit 6), a parse error (exit 2) as text and as JSON.
 const SEQUENCES: Array<[string, string[][]]> = [
-  ['changes and reads', [['map', 'region', '0x4000_0000', '2M'], ['alloc', 'page', '--json'], ['dump', 'tables']]],
-  ['errors', [['map', 'region', '0x4000_0000', '2M'], ['map', 'region', '0x4000_0000', '2M', '--attr', 'device'], ['alloc', 'bytes', '1__0'], ['mem', 'read', 'nowhere', '--json']]],
+  [
+    'changes and reads',
+    [
+      ['map', 'region', '0x4000_0000', '2M'],
+      ['alloc', 'page', '--json'],
+      ['dump', 'tables'],
+    ],
+  ],
+  [
+    'errors',
+    [
+      ['map', 'region', '0x4000_0000', '2M'],
+      ['map', 'region', '0x4000_0000', '2M', '--attr', 'device'],
+      ['alloc', 'bytes', '1__0'],
+      ['mem', 'read', 'nowhere', '--json'],
+    ],
+  ],
 ]
 
 describe('commands run in-process', () => {

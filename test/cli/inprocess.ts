@@ -12,8 +12,9 @@ import {existsSync} from 'node:fs'
 import {format} from 'node:util'
 import {fileURLToPath} from 'node:url'
 import {type Command, Config, Errors} from '@oclif/core'
+import {expect} from 'vitest'
 
-import type {Run} from './run.js'
+import {type Run, withoutTableWarning} from './run.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const COMMANDS = fileURLToPath(new URL('../../src/commands', import.meta.url))
@@ -103,4 +104,17 @@ export function runInProcessAt(cwd: string, args: string[]): Promise<Run> {
   })
   queue = turn.catch(() => undefined)
   return turn
+}
+
+/** runInProcessAt for a set-up step or a reference reading: exit 0 and nothing on stderr (but the table-page warning); returns stdout. */
+export async function expectOkInProcess(cwd: string, ...args: string[]): Promise<string> {
+  const r = await runInProcessAt(cwd, args)
+  expect(withoutTableWarning(r.stderr), args.join(' ')).toBe('')
+  expect(r.code, args.join(' ')).toBe(0)
+  return r.stdout
+}
+
+/** expectOkInProcess with --json: returns the parsed document. */
+export async function expectOkJsonInProcess<T>(cwd: string, ...args: string[]): Promise<T> {
+  return JSON.parse(await expectOkInProcess(cwd, ...args, '--json')) as T
 }

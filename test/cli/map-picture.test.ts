@@ -3,9 +3,12 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {DumpTablesJson} from '../../src/commands/dump/tables.js'
 import type {DumpMapJson} from '../../src/commands/dump/map.js'
+import {expectOkInProcess} from './inprocess.js'
 import {expectOk, expectOkJson, scratch} from './run.js'
 
 const ok = expectOk
+// set-up steps run in this process; what a test checks runs the binary
+const okIn = expectOkInProcess
 const okJson = expectOkJson
 
 /**
@@ -55,11 +58,11 @@ describe('dump tables --format dot and dump map on a small tree', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init', '--size', '64K')
-    await ok(dir, 'map', 'region', '0x4000_0000', '2M') // L1 0x4100_0000, L2 0x4100_1000
-    await ok(dir, 'map', 'region', '0x4020_0000', '4K', '--attr', 'readonly') // L3 0x4100_2000
-    await ok(dir, 'map', 'region', '0x0900_0000', '4K', '--attr', 'device') // L2 0x4100_3000, L3 0x4100_4000
-    await ok(dir, 'alloc', 'bytes', '100') // 0x4100_5000
+    await okIn(dir, 'heap', 'init', '--size', '64K')
+    await okIn(dir, 'map', 'region', '0x4000_0000', '2M') // L1 0x4100_0000, L2 0x4100_1000
+    await okIn(dir, 'map', 'region', '0x4020_0000', '4K', '--attr', 'readonly') // L3 0x4100_2000
+    await okIn(dir, 'map', 'region', '0x0900_0000', '4K', '--attr', 'device') // L2 0x4100_3000, L3 0x4100_4000
+    await okIn(dir, 'alloc', 'bytes', '100') // 0x4100_5000
   })
   afterAll(async () => cleanup())
 
@@ -162,7 +165,7 @@ describe('dot and map without tables, and on a larger tree', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init')
+    await okIn(dir, 'heap', 'init')
   })
   afterAll(async () => cleanup())
 
@@ -172,13 +175,9 @@ describe('dot and map without tables, and on a larger tree', () => {
     checkDot(dot)
     const map = await ok(dir, 'dump', 'map', '--width', '8')
     expect(map).toBe(
-      [
-        'IPA space: no translation tables yet ("hvmem map region" creates them)',
-        'Heap 0x41000000-0x42000000, 8 cells of 2M:',
-        '░░░░░░░░',
-        '█ tables  ▓ allocated  ░ free  (0 table page(s))',
-        '',
-      ].join('\n'),
+      ['IPA space: no translation tables yet ("hvmem map region" creates them)', 'Heap 0x41000000-0x42000000, 8 cells of 2M:', '░░░░░░░░', '█ tables  ▓ allocated  ░ free  (0 table page(s))', ''].join(
+        '\n',
+      ),
     )
     expect((await okJson<DumpMapJson>(dir, 'dump', 'map')).ipa).toBeNull()
   })

@@ -4,14 +4,16 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {AllocJson} from '../../src/cli/alloc.js'
 import type {HeapStatusJson} from '../../src/commands/heap/status.js'
+import {expectOkInProcess} from './inprocess.js'
 import {hvmem, hvmemJson, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 beforeAll(async () => {
   ;({dir, cleanup} = await scratch())
-  expect((await hvmem(dir, ['heap', 'init'])).code).toBe(0)
-  expect((await hvmem(dir, ['map', 'region', '0x4000_0000', '2M'])).code).toBe(0)
+  // set-up in this process; what a test checks runs the binary
+  await expectOkInProcess(dir, 'heap', 'init')
+  await expectOkInProcess(dir, 'map', 'region', '0x4000_0000', '2M')
 })
 afterAll(async () => cleanup())
 
@@ -36,13 +38,34 @@ describe('output', () => {
   })
 
   const keySets: Array<[string[], string[]]> = [
-    [['heap', 'status'], ['ram', 'heap', 'mapper']],
-    [['alloc', 'page'], ['addresses', 'size', 'align', 'heap']],
-    [['map', 'region', '0x4000_0000', '2M'], ['mapped', 'blocks', 'written', 'unchanged', 'leaves', 'splits', 'newTables', 'orphanedTables', 'mapperCreated', 'mapper']],
-    [['dump', 'tables'], ['mapper', 'entries', 'ranges']],
-    [['mem', 'read', '0x4100_0000', '1'], ['address', 'length', 'bytes']],
-    [['mem', 'write', '0x4200_0000', '1', '--width', '2'], ['address', 'width', 'value']],
-    [['heap', 'reset', '--discard-mapper'], ['heap', 'discardedTables']],
+    [
+      ['heap', 'status'],
+      ['ram', 'heap', 'mapper'],
+    ],
+    [
+      ['alloc', 'page'],
+      ['addresses', 'size', 'align', 'heap'],
+    ],
+    [
+      ['map', 'region', '0x4000_0000', '2M'],
+      ['mapped', 'coversTables', 'blocks', 'written', 'unchanged', 'leaves', 'splits', 'newTables', 'orphanedTables', 'mapperCreated', 'mapper'],
+    ],
+    [
+      ['dump', 'tables'],
+      ['mapper', 'entries', 'ranges'],
+    ],
+    [
+      ['mem', 'read', '0x4100_0000', '1'],
+      ['address', 'length', 'bytes'],
+    ],
+    [
+      ['mem', 'write', '0x4200_0000', '1', '--width', '2'],
+      ['address', 'width', 'value'],
+    ],
+    [
+      ['heap', 'reset', '--discard-mapper'],
+      ['heap', 'discardedTables'],
+    ],
   ]
   it.each(keySets.map(([args, keys]) => [args.join(' '), args, keys] as const))('gives a stable JSON key set: %s', async (_, args, keys) => {
     expect(Object.keys((await hvmemJson<Record<string, unknown>>(dir, args)).json)).toEqual(keys)
@@ -54,12 +77,15 @@ describe('output', () => {
     expect(status.json.mapper).toBeNull()
   })
 
-  it.each(['heap init', 'heap status', 'heap reset', 'alloc page', 'alloc aligned', 'alloc bytes', 'map region', 'dump tables', 'mem read', 'mem write'])('shows help with examples: %s', async (id) => {
-    const r = await hvmem(dir, [...id.split(' '), '--help'])
-    expect(r.code, id).toBe(0)
-    expect(r.stdout).toContain('EXAMPLES')
-    expect(r.stdout).toContain('--json')
-  })
+  it.each(['heap init', 'heap status', 'heap reset', 'alloc page', 'alloc aligned', 'alloc bytes', 'map region', 'dump tables', 'mem read', 'mem write'])(
+    'shows help with examples: %s',
+    async (id) => {
+      const r = await hvmem(dir, [...id.split(' '), '--help'])
+      expect(r.code, id).toBe(0)
+      expect(r.stdout).toContain('EXAMPLES')
+      expect(r.stdout).toContain('--json')
+    },
+  )
 })
 
 // 8 processes at once a case (test/reliability/concurrency.test.ts races readers and maps too).

@@ -5,7 +5,7 @@ import type {AllocJson} from '../../src/cli/alloc.js'
 import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {HeapStatusJson} from '../../src/commands/heap/status.js'
 import type {MapRegionJson} from '../../src/commands/map/region.js'
-import {hvmem, hvmemJson, scratch} from './run.js'
+import {hvmem, hvmemJson, scratch, withoutTableWarning} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
@@ -14,7 +14,7 @@ afterEach(async () => cleanup())
 
 const ok = async (args: string[]): Promise<string> => {
   const r = await hvmem(dir, args)
-  expect(r.stderr).toBe('')
+  expect(withoutTableWarning(r.stderr)).toBe('')
   expect(r.code).toBe(0)
   return r.stdout
 }

@@ -15,14 +15,14 @@ afterAll(async () => cleanup())
 const env = (): Record<string, string> => ({HOME: dir, XDG_CACHE_HOME: `${dir}/cache`, XDG_DATA_HOME: `${dir}/data`, XDG_CONFIG_HOME: `${dir}/config`})
 
 describe('help and completion', () => {
-  it('`hvmem help TOPIC` lists the topic\'s commands', async () => {
+  it("`hvmem help TOPIC` lists the topic's commands", async () => {
     const r = await hvmem(dir, ['help', 'map'], env())
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('$ hvmem map COMMAND')
     for (const command of ['map coalesce', 'map protect', 'map region', 'map unmap']) expect(r.stdout).toContain(command)
   })
 
-  it('`hvmem help COMMAND` shows the command\'s flags', async () => {
+  it("`hvmem help COMMAND` shows the command's flags", async () => {
     const r = await hvmem(dir, ['help', 'alloc', 'page'], env())
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('$ hvmem alloc page')
@@ -35,11 +35,21 @@ describe('help and completion', () => {
     expect(r.stdout).toContain('HVMEM_AC_BASH_SETUP_PATH')
   })
 
-  it('the completion cache lists hvmem\'s commands and their flags', async () => {
+  it("the completion cache lists hvmem's commands and their flags", async () => {
     const r = await hvmem(dir, ['autocomplete', '--refresh-cache'], env())
     expect(r.code).toBe(0)
     const bash = await readFile(`${dir}/cache/hvmem/autocomplete/functions/bash/hvmem.bash`, 'utf8')
     expect(bash).toContain('heap:status')
     expect(bash).toContain('--granularity')
+  })
+})
+
+describe('start-up under NODE_ENV=development (oclif would look for tsx and ts-node at every start)', () => {
+  it.each([[['heap', 'init', '-s', 'dev.snap', '--force']], [['help', 'heap']]])('hvmem %j skips the TypeScript lookup for every plugin it loads', async (args) => {
+    const r = await hvmem(dir, args, {...env(), NODE_ENV: 'development', DEBUG: 'oclif:config:ts-path'})
+    expect(r.code).toBe(0)
+    const lines = r.stderr.split('\n').filter((line) => line.includes('oclif:config:ts-path'))
+    expect(lines.length).toBeGreaterThan(0)
+    for (const line of lines) expect(line).toMatch(/Skipping typescript path lookup for \S+ because enableAutoTranspile is explicitly set to false$/)
   })
 })

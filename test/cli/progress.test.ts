@@ -24,11 +24,7 @@ describe('progress', () => {
     } finally {
       now.mockRestore()
     }
-    expect(written).toEqual([
-      `\rimporting [${'█'.repeat(7)}${'░'.repeat(23)}]  25%`,
-      `\rimporting [${'█'.repeat(15)}${'░'.repeat(15)}]  50%`,
-      '\r\u001b[2K',
-    ])
+    expect(written).toEqual([`\rimporting [${'█'.repeat(7)}${'░'.repeat(23)}]  25%`, `\rimporting [${'█'.repeat(15)}${'░'.repeat(15)}]  50%`, '\r\u001b[2K'])
   })
 
   it('draws nothing when piped, under --json, or for short operations', () => {

@@ -8,7 +8,9 @@ const colours = new Chalk({level: 1})
 const paint = [(s: string): string => s, colours.red, colours.dim, colours.bold, colours.cyan]
 
 /** A cell: printable ASCII, sometimes coloured (as dump tables colours "reserved" and problems). */
-const cell = fc.tuple(fc.string({unit: fc.integer({min: 0x20, max: 0x7e}).map((c) => String.fromCharCode(c)), maxLength: 24}), fc.integer({min: 0, max: paint.length - 1})).map(([text, p]) => paint[p]!(text))
+const cell = fc
+  .tuple(fc.string({unit: fc.integer({min: 0x20, max: 0x7e}).map((c) => String.fromCharCode(c)), maxLength: 24}), fc.integer({min: 0, max: paint.length - 1}))
+  .map(([text, p]) => paint[p]!(text))
 
 function viaCliTable3(head: string[], rows: string[][]): string {
   const t = table(head)
@@ -19,9 +21,14 @@ function viaCliTable3(head: string[], rows: string[][]): string {
 describe('renderTable', () => {
   it('draws exactly what cli-table3 draws, for random ASCII and coloured cells', () => {
     fc.assert(
-      fc.property(fc.integer({min: 1, max: 6}).chain((columns) => fc.tuple(fc.array(cell, {minLength: columns, maxLength: columns}), fc.array(fc.array(cell, {minLength: columns, maxLength: columns}), {maxLength: 12}))), ([head, rows]) => {
-        expect(renderTable(head, rows)).toBe(viaCliTable3(head, rows))
-      }),
+      fc.property(
+        fc
+          .integer({min: 1, max: 6})
+          .chain((columns) => fc.tuple(fc.array(cell, {minLength: columns, maxLength: columns}), fc.array(fc.array(cell, {minLength: columns, maxLength: columns}), {maxLength: 12}))),
+        ([head, rows]) => {
+          expect(renderTable(head, rows)).toBe(viaCliTable3(head, rows))
+        },
+      ),
       {numRuns: 300},
     )
   })

@@ -11,20 +11,23 @@ import type {SnapshotShowJson} from '../../src/commands/snapshot/show.js'
 import {Machine} from '../../src/core/machine.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
 import {dataStart, encodeV1} from '../snapshot/fixtures.js'
+import {expectOkInProcess} from './inprocess.js'
 import {BIN, expectOk, hvmem, hvmemJson, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
 
 const ok = (...args: string[]): Promise<string> => expectOk(dir, ...args)
+// set-up in this process; what a test checks runs the binary
+const okIn = (...args: string[]): Promise<string> => expectOkInProcess(dir, ...args)
 
 /** hvmem.snap: the default heap, the UART mapped as a 2 MiB device block, a value and a string at 0x4110_0000. */
 beforeAll(async () => {
   ;({dir, cleanup} = await scratch())
-  await ok('heap', 'init')
-  await ok('map', 'region', '0x0900_0000', '2M', '--attr', 'device')
-  await ok('mem', 'write', '0x4110_0000', '0x1122334455667788')
-  await ok('mem', 'write', '0x4110_0ff8', '0x6f6c6c6568')
+  await okIn('heap', 'init')
+  await okIn('map', 'region', '0x0900_0000', '2M', '--attr', 'device')
+  await okIn('mem', 'write', '0x4110_0000', '0x1122334455667788')
+  await okIn('mem', 'write', '0x4110_0ff8', '0x6f6c6c6568')
 })
 afterAll(async () => cleanup())
 
@@ -72,7 +75,20 @@ describe('snapshot show', () => {
   it('renders a snapshot without a mapper, and without pages', async () => {
     await ok('heap', 'init', '-s', 'empty.snap')
     expect(await ok('snapshot', 'show', '--text', 'empty.snap')).toBe(
-      ['ram 0x40000000-0x80000000 (1G)', 'heap 0x41000000-0x42000000 (16M)', 'heap.next 0x41000000', 'heap.allocated 0', 'heap.padding 0', 'heap.remaining 16777216', 'mapper none', '', 'mappings (0 ranges):', '', 'pages (0 stored, 0 holding tables):', ''].join('\n'),
+      [
+        'ram 0x40000000-0x80000000 (1G)',
+        'heap 0x41000000-0x42000000 (16M)',
+        'heap.next 0x41000000',
+        'heap.allocated 0',
+        'heap.padding 0',
+        'heap.remaining 16777216',
+        'mapper none',
+        '',
+        'mappings (0 ranges):',
+        '',
+        'pages (0 stored, 0 holding tables):',
+        '',
+      ].join('\n'),
     )
   })
 
@@ -135,7 +151,16 @@ describe('snapshot info', () => {
       size: 12464,
       ram: {base: '0x40000000', size: 0x4000_0000, end: '0x80000000'},
       heap: {start: '0x41000000', end: '0x42000000', size: 0x100_0000, next: '0x41002000', allocated: 8192, remaining: 16769024, padding: 0},
-      mapper: {regime: 'stage2', root: '0x41000000', geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1}, vmid: 0, l2Budget: 4, l2Tables: ['0x41001000'], orphanedTables: 0, registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'}},
+      mapper: {
+        regime: 'stage2',
+        root: '0x41000000',
+        geometry: {granule: 4096, inputBits: 39, paBits: 40, startLevel: 1, rootTables: 1},
+        vmid: 0,
+        l2Budget: 4,
+        l2Tables: ['0x41001000'],
+        orphanedTables: 0,
+        registers: {VTTBR_EL2: '0x41000000', VTCR_EL2: '0x80023559', HCR_EL2: '0x80000001'},
+      },
       pages: {stored: 3, tables: 2},
       checksum: {crc32: hexCrc, covers: 'header+index'},
     })
@@ -161,7 +186,18 @@ describe('snapshot info', () => {
     const v1 = encodeV1(machine)
     await writeFile(join(dir, 'old.snap'), v1)
     const {json} = await hvmemJson<SnapshotInfoJson>(dir, ['snapshot', 'info', 'old.snap'])
-    expect(json).toMatchObject({version: 1, size: v1.length, pages: {stored: 3, tables: 2}, checksum: {crc32: `0x${v1.readUInt32LE(v1.length - 4).toString(16).padStart(8, '0')}`, covers: 'file'}})
+    expect(json).toMatchObject({
+      version: 1,
+      size: v1.length,
+      pages: {stored: 3, tables: 2},
+      checksum: {
+        crc32: `0x${v1
+          .readUInt32LE(v1.length - 4)
+          .toString(16)
+          .padStart(8, '0')}`,
+        covers: 'file',
+      },
+    })
     // the same content renders the same text, whatever the format version
     expect(await ok('snapshot', 'show', '--text', 'old.snap')).toBe(TEXT)
   })
@@ -192,9 +228,7 @@ describe('git textconv', () => {
     await inRepo('map', 'protect', '0x4000_0000', '1G', '--perm', 'r')
     await inRepo('alloc', 'page')
     await inRepo('mem', 'write', '0x4100_1000', '0x6f6c6c6568')
-    const changed = (await run('diff'))
-      .split('\n')
-      .filter((line) => /^[-+][^-+]/.test(line))
+    const changed = (await run('diff')).split('\n').filter((line) => /^[-+][^-+]/.test(line))
     expect(changed).toEqual([
       '-heap.next 0x41001000',
       '-heap.allocated 4096',

@@ -21,7 +21,7 @@ describe('standard input', () => {
   it('every argument of every command is marked ignoreStdin', async () => {
     expect(commandFiles.length).toBeGreaterThan(20)
     for (const file of commandFiles) {
-      const command = (await import(`../../src/commands/${file}`)) as {default: {args?: Record<string, {ignoreStdin?: boolean}>}}
+      const command = (await import(/* @vite-ignore */ `../../src/commands/${file}`)) as {default: {args?: Record<string, {ignoreStdin?: boolean}>}}
       for (const [name, arg] of Object.entries(command.default.args ?? {})) expect(arg.ignoreStdin, `${file}: ${name}`).toBe(true)
     }
   })

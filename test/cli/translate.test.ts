@@ -10,9 +10,12 @@ import type {MemReadJson} from '../../src/commands/mem/read.js'
 import type {RegsJson} from '../../src/commands/regs.js'
 import type {ExportJson} from '../../src/commands/snapshot/export.js'
 import type {TranslateJson} from '../../src/commands/translate.js'
+import {expectOkInProcess} from './inprocess.js'
 import {expectOk, expectOkJson, hvmem, hvmemJson, scratch, snapshotBytes} from './run.js'
 
 const ok = expectOk
+// set-up steps run in this process; what a test checks runs the binary
+const okIn = expectOkInProcess
 const okJson = expectOkJson
 
 const lines = (out: string): string[] => out.trimEnd().split('\n')
@@ -22,12 +25,12 @@ describe('translate and regs, stage 2', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init')
-    await ok(dir, 'map', 'region', '0x4800_0000', '2M')
-    await ok(dir, 'map', 'region', '0x4860_0000', '2M', '--attr', 'readonly')
-    await ok(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device')
+    await okIn(dir, 'heap', 'init')
+    await okIn(dir, 'map', 'region', '0x4800_0000', '2M')
+    await okIn(dir, 'map', 'region', '0x4860_0000', '2M', '--attr', 'readonly')
+    await okIn(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device')
     // L2[80] of the table at 0x4100_1000 (IPA 0x4a00_0000): a normal block with AF clear, by hand
-    await ok(dir, 'mem', 'write', '0x41001280', '0x4a0003fd')
+    await okIn(dir, 'mem', 'write', '0x41001280', '0x4a0003fd')
   })
   afterAll(async () => cleanup())
 
@@ -81,7 +84,7 @@ describe('translate and regs, stage 2', () => {
         {level: 1, table: '0x41000000', index: 1, descriptor: '0x41001003', kind: 'table'},
         {level: 2, table: '0x41001000', index: 64, descriptor: '0x480007fd', kind: 'block'},
       ],
-      output: {address: '0x48001234', level: 2, size: 0x20_0000, memType: 'Normal-WB', attr: '0xff', sh: 3, shareability: 'IS', read: true, write: true, execute: true},
+      output: {address: '0x48001234', level: 2, size: 0x20_0000, memType: 'Normal-WB', attr: '0xff', sh: 3, shareability: 'IS', read: true, write: true, execute: true, contiguous: false},
       fault: null,
       par: '0xff00000048001b80',
     })
@@ -227,13 +230,13 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init')
+    await okIn(dir, 'heap', 'init')
   })
   afterAll(async () => cleanup())
 
-  it('writes the plan encodings 0x405 / 0x409 / 0x485', async () => {
+  it("writes the safe stage-1 presets 0x705 / 0x0040_0000_0000_0709 / 0x785 (the plan's AttrIndx and AP, inner shareable, device execute-never)", async () => {
     const normal = await okJson<MapRegionJson>(dir, 'map', 'region', '0x4800_0000', '2M', '--regime', 'stage1')
-    expect(normal.mapped.descriptor).toBe('0x48000405')
+    expect(normal.mapped.descriptor).toBe('0x48000705')
     expect(normal.mapperCreated).toBe(true)
     expect(normal.mapper).toEqual({
       regime: 'stage1',
@@ -245,23 +248,23 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
       orphanedTables: 0,
       registers: {TTBR0_EL2: '0x41000000', TCR_EL2: '0x80823519', MAIR_EL2: '0x4ff00', SCTLR_EL2: '0x30c51835', HCR_EL2: '0x80000000'},
     })
-    expect((await okJson<MapRegionJson>(dir, 'map', 'region', '0x4860_0000', '2M', '--attr', 'device')).mapped.descriptor).toBe('0x48600409')
-    expect((await okJson<MapRegionJson>(dir, 'map', 'region', '0x4880_0000', '2M', '--attr', 'readonly', '--regime', 'stage1')).mapped.descriptor).toBe('0x48800485')
+    expect((await okJson<MapRegionJson>(dir, 'map', 'region', '0x4860_0000', '2M', '--attr', 'device')).mapped.descriptor).toBe('0x40000048600709')
+    expect((await okJson<MapRegionJson>(dir, 'map', 'region', '0x4880_0000', '2M', '--attr', 'readonly', '--regime', 'stage1')).mapped.descriptor).toBe('0x48800785')
 
     const dump = await okJson<DumpTablesJson>(dir, 'dump', 'tables')
     expect(dump.mapper?.regime).toBe('stage1')
     expect(dump.entries.map((e) => [e.level, e.index, e.table, e.descriptor, e.kind])).toEqual([
       [1, 1, '0x41000000', '0x41001003', 'table'],
-      [2, 64, '0x41001000', '0x48000405', 'block'],
-      [2, 67, '0x41001000', '0x48600409', 'block'],
-      [2, 68, '0x41001000', '0x48800485', 'block'],
+      [2, 64, '0x41001000', '0x48000705', 'block'],
+      [2, 67, '0x41001000', '0x40000048600709', 'block'],
+      [2, 68, '0x41001000', '0x48800785', 'block'],
     ])
     expect(dump.entries[1]!.leaf).toEqual({
       outputAddress: '0x48000000',
       memType: 'Normal-WB',
       access: 'RW',
-      sh: 0,
-      shareability: 'NS',
+      sh: 3,
+      shareability: 'IS',
       af: true,
       executable: true,
       contiguous: false,
@@ -275,9 +278,9 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
 
     expect(lines(await ok(dir, 'dump', 'tables', '--format', 'ranges'))).toEqual([
       'Stage 1 (EL2), root 0x41000000: TTBR0_EL2 0x41000000  TCR_EL2 0x80823519  MAIR_EL2 0x4ff00',
-      '0x0000000048000000-0x0000000048200000   2M  L2  RW X Normal-WB NS AF BLK',
-      '0x0000000048600000-0x0000000048800000   2M  L2  RW X Device-nGnRE NS AF BLK',
-      '0x0000000048800000-0x0000000048a00000   2M  L2  RO X Normal-WB NS AF BLK',
+      '0x0000000048000000-0x0000000048200000   2M  L2  RW X Normal-WB IS AF BLK',
+      '0x0000000048600000-0x0000000048800000   2M  L2  RW NX Device-nGnRE IS AF BLK',
+      '0x0000000048800000-0x0000000048a00000   2M  L2  RO X Normal-WB IS AF BLK',
       '4 valid entries, 3 leaves, 3 range(s)',
     ])
   })
@@ -299,20 +302,32 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
     expect(lines(await ok(dir, 'translate', '0x4800_1234'))).toEqual([
       'Stage-1 (EL2) walk of VA 0x48001234 for read, root 0x41000000',
       '  L1[1]     in 0x41000000: 0x0000000041001003  table',
-      '  L2[64]    in 0x41001000: 0x0000000048000405  block',
-      '-> 0x48001234  Normal-WB NS RWX  (2M block at L2)',
-      'PAR_EL1 0xff00000048001a00',
+      '  L2[64]    in 0x41001000: 0x0000000048000705  block',
+      '-> 0x48001234  Normal-WB IS RWX  (2M block at L2)',
+      'PAR_EL1 0xff00000048001b80',
     ])
     expect(lines(await ok(dir, 'translate', '0x4880_0000', '--write'))).toEqual([
       'Stage-1 (EL2) walk of VA 0x48800000 for write, root 0x41000000',
       '  L1[1]     in 0x41000000: 0x0000000041001003  table',
-      '  L2[68]    in 0x41001000: 0x0000000048800485  block',
+      '  L2[68]    in 0x41001000: 0x0000000048800785  block',
       '-> permission fault, level 2, stage 1 (FSC 0x0e): write is not allowed (RO)',
       'PAR_EL1 0x81d',
     ])
     const device = await okJson<TranslateJson>(dir, 'translate', '0x4860_0000')
-    expect(device).toMatchObject({regime: 'stage1', par: '0x400000048600a00', fault: null})
-    expect(device.output).toEqual({address: '0x48600000', level: 2, size: 0x20_0000, memType: 'Device-nGnRE', attr: '0x04', sh: 0, shareability: 'NS', read: true, write: true, execute: true})
+    expect(device).toMatchObject({regime: 'stage1', par: '0x400000048600b80', fault: null})
+    expect(device.output).toEqual({
+      address: '0x48600000',
+      level: 2,
+      size: 0x20_0000,
+      memType: 'Device-nGnRE',
+      attr: '0x04',
+      sh: 3,
+      shareability: 'IS',
+      read: true,
+      write: true,
+      execute: false,
+      contiguous: false,
+    })
     const empty = await okJson<TranslateJson>(dir, 'translate', '0x4000_0000')
     expect(empty.fault).toEqual({kind: 'translation', level: 2, stage: 1, fsc: '0x06', reason: 'L2[0] is not valid'})
     expect(empty.par).toBe('0x80d')
@@ -414,11 +429,11 @@ describe('snapshot export --raw', () => {
   let cleanup: () => Promise<void>
   beforeAll(async () => {
     ;({dir, cleanup} = await scratch())
-    await ok(dir, 'heap', 'init')
-    await ok(dir, 'map', 'region', '0x4000_0000', '4M')
-    await ok(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device')
-    await ok(dir, 'mem', 'write', '0x41ff_fff8', '0x1122334455667788')
-    await ok(dir, 'mem', 'write', '0x4200_0000', '0xabcdef') // just past the heap: not exported by default
+    await okIn(dir, 'heap', 'init')
+    await okIn(dir, 'map', 'region', '0x4000_0000', '4M')
+    await okIn(dir, 'map', 'region', '0x0900_0000', '2M', '--attr', 'device')
+    await okIn(dir, 'mem', 'write', '0x41ff_fff8', '0x1122334455667788')
+    await okIn(dir, 'mem', 'write', '0x4200_0000', '0xabcdef') // just past the heap: not exported by default
   })
   afterAll(async () => cleanup())
 
@@ -459,6 +474,9 @@ describe('snapshot export --raw', () => {
   it('--json gives the file, range, size, QEMU option and registers', async () => {
     expect(await okJson<ExportJson>(dir, 'snapshot', 'export', '--raw', 'j.bin')).toEqual({
       file: 'j.bin',
+      format: 'bin',
+      base: '0x41000000',
+      tables: null,
       from: '0x41000000',
       to: '0x42000000',
       size: 16777216,
@@ -507,7 +525,17 @@ describe('snapshot export without tables', () => {
   it('exports the zeroed heap and gives registers null', async () => {
     await ok(dir, 'heap', 'init')
     const json = await okJson<ExportJson>(dir, 'snapshot', 'export', '--raw', 'empty.bin')
-    expect(json).toEqual({file: 'empty.bin', from: '0x41000000', to: '0x42000000', size: 16777216, qemuLoader: '-device loader,file=empty.bin,addr=0x41000000,force-raw=on', registers: null})
+    expect(json).toEqual({
+      file: 'empty.bin',
+      format: 'bin',
+      base: '0x41000000',
+      tables: null,
+      from: '0x41000000',
+      to: '0x42000000',
+      size: 16777216,
+      qemuLoader: '-device loader,file=empty.bin,addr=0x41000000,force-raw=on',
+      registers: null,
+    })
     const image = await readFile(join(dir, 'empty.bin'))
     expect(image.equals(Buffer.alloc(16 * 1024 * 1024))).toBe(true)
     // a second export over the same file needs --force (exit 8 without it)

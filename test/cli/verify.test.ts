@@ -110,6 +110,8 @@ describe('snapshot verify', () => {
       ['0x40005000', 'checksum', undefined],
       ['0x41002000', 'checksum', 3],
     ])
+    // as every failing command's JSON (docs/scripting.md): the error beside the report
+    expect((j.json as {error?: unknown}).error).toEqual({kind: 'snapshot-invalid', message: 'two.snap: 2 damaged pages', exitCode: 4})
   })
 
   it('a table entry looping back to the root (valid checksums): exit 4, names the entry (text and --json)', async () => {
@@ -142,13 +144,13 @@ describe('snapshot verify', () => {
     })
   })
 
-  it('a version-1 snapshot: its pages are covered by the whole file\'s CRC-32, its tables walked', async () => {
+  it("a version-1 snapshot: its pages are covered by the whole file's CRC-32, its tables walked", async () => {
     const machine = Machine.create({ramBase: 0x4000_0000n, ramSize: 1n << 30n, heapBase: ROOT, heapSize: 16n << 20n})
     machine.ensureMapper().mapper.mapRegion(0x4000_0000n, 0x1000n, 'normal', {granularity: 'page'})
     await file('v1.snap', encodeV1(machine))
     const r = await verify('v1.snap')
     expect(r.code).toBe(0)
-    expect(r.stdout).toContain('3 checked by the whole file\'s CRC-32: none damaged')
+    expect(r.stdout).toContain("3 checked by the whole file's CRC-32: none damaged")
     expect(r.stdout).toContain('3 tables, 3 valid entries: none damaged')
   })
 
@@ -160,5 +162,7 @@ describe('snapshot verify', () => {
     expect(j.code).toBe(4)
     expect(j.json).toMatchObject({intact: false, header: {intact: false, version: null}, pages: null, tables: null, registers: null})
     expect(j.json.header.problem).toContain('header or page index checksum mismatch')
+    expect((j.json as {error?: {kind: string; message: string; exitCode: number}}).error).toMatchObject({kind: 'snapshot-invalid', exitCode: 4})
+    expect((j.json as {error?: {message: string}}).error?.message).toMatch(/^header\.snap: damaged header or page index: .*checksum mismatch/)
   })
 })

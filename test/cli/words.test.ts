@@ -69,7 +69,10 @@ describe('splitWords', () => {
 
   it('splits like /bin/sh does (random lines of quotes, backslashes, blanks and #)', () => {
     let compared = 0
-    const lines = fc.sample(fc.array(fc.constantFrom(...SHARED), {maxLength: 24}).map((cs) => cs.join('')), {numRuns: 150, seed: 20261124})
+    const lines = fc.sample(
+      fc.array(fc.constantFrom(...SHARED), {maxLength: 24}).map((cs) => cs.join('')),
+      {numRuns: 150, seed: 20261124},
+    )
     for (const line of lines) {
       let expected: string[] | 'error'
       try {

@@ -30,9 +30,9 @@ export function jobFor(mapper: IdentityMapper, images: QemuJob['images']): Omit<
 const hex = (v: bigint): string => `0x${v.toString(16)}`
 
 /** hvmem's PAR for each probe, QEMU's PAR for each probe, compared in full. */
-export async function compare(scenario: string, memory: PhysicalMemory, mapper: IdentityMapper, job: Omit<QemuJob, 'probes'>, probes: Probe[]): Promise<Outcome> {
+export async function compare(scenario: string, memory: PhysicalMemory, mapper: IdentityMapper, job: Omit<QemuJob, 'probes'>, probes: Probe[]): Promise<Outcome & {qemu: bigint[]}> {
   const qemu = await runQemu({...job, probes})
-  const outcome: Outcome = {compared: 0, disagreements: [], results: new Map()}
+  const outcome: Outcome & {qemu: bigint[]} = {compared: 0, disagreements: [], results: new Map(), qemu}
   probes.forEach((probe, i) => {
     const t = translate(memory, mapper.regime, mapper.root, probe.address, {write: probe.write}, mapper.geometry)
     const key = t.fault === undefined ? 'ok' : `${t.fault.kind} L${t.fault.level}`

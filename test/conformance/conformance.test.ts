@@ -17,7 +17,7 @@ import {type Scenario, edgeScenarios, randomScenario} from './scenarios.js'
 /** In CI QEMU must be there (.ci/run installs it): a missing one fails instead of skipping. */
 const required = process.env.CI === 'true'
 /** Seeded random scenarios a regime: 40 in `npm test`, 400 in `npm run soak` (which CI runs too). */
-const RANDOM_SCENARIOS = 40 * SOAK
+const RANDOM_SCENARIOS = 26 * SOAK
 
 function heapImage(s: Scenario): {address: bigint; data: Uint8Array} {
   const used = Number(s.machine.heap.status().next - DEFAULT_HEAP_BASE)

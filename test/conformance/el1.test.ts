@@ -114,7 +114,8 @@ function build(c: Config): Built {
   let ttbr1 = 0n
   for (const range of [walk.lower, walk.upper]) {
     const root = tables.alloc(0x1_0000n) // 64K: aligned for any granule
-    if (range.ttbr === 'TTBR0_EL1') ttbr0 = root | (0x1234n << 48n) | 1n // with an ASID and CnP
+    if (range.ttbr === 'TTBR0_EL1')
+      ttbr0 = root | (0x1234n << 48n) | 1n // with an ASID and CnP
     else ttbr1 = root | (0x42n << 48n)
     const g = range.geometry
     const va = (inner: bigint): bigint => range.base + inner
@@ -129,7 +130,16 @@ function build(c: Config): Built {
     const block = g.entrySize(blockLevel)
     const leaves: bigint[] = []
     for (const ap of AP) for (const xn of [0n, PXN, UXN, PXN | UXN]) leaves.push(NORMAL | ap | xn)
-    leaves.push(NORMAL & ~AF, NORMAL | 0x800n /* nG */, NORMAL | DBM | AP[2]!, NORMAL | DBM | AP[3]!, (NORMAL & ~AF) | DBM | AP[3]!, (0n << 2n) | AF, (1n << 2n) | AF | 0x40n, (2n << 2n) | AF | (2n << 8n))
+    leaves.push(
+      NORMAL & ~AF,
+      NORMAL | 0x800n /* nG */,
+      NORMAL | DBM | AP[2]!,
+      NORMAL | DBM | AP[3]!,
+      (NORMAL & ~AF) | DBM | AP[3]!,
+      (0n << 2n) | AF,
+      (1n << 2n) | AF | 0x40n,
+      (2n << 2n) | AF | (2n << 8n),
+    )
     // pages under the first start-level entry, from its second page; blocks from its second block
     // (a 64K-granule range whose root is at level 2 has them at the root)
     leaves.forEach((d, i) => {
@@ -174,7 +184,7 @@ function build(c: Config): Built {
     ...probe(1n << BigInt(lowerBits)),
     ...probe((1n << 64n) - (1n << BigInt(upperBits)) - 0x1000n),
     ...probe((0x5an << 56n) | 0x1010n),
-    ...probe((0xa5n << 56n) | (((1n << 56n) - (1n << BigInt(upperBits))) + 0x1010n)),
+    ...probe((0xa5n << 56n) | ((1n << 56n) - (1n << BigInt(upperBits)) + 0x1010n)),
     ...probe(1n << 55n),
   )
   return {machine, probes, ttbr0, ttbr1, end: tables.next}
@@ -198,9 +208,12 @@ describe.skipIf(!qemuAvailable() && !required)('conformance of the EL1&0 regime 
       const key = t.fault === undefined ? 'ok' : `${t.fault.kind} L${t.fault.level}`
       results.set(key, (results.get(key) ?? 0) + 1)
       ranges.set(t.range.ttbr, (ranges.get(t.range.ttbr) ?? 0) + 1)
-      if (t.par !== pars[i]) disagreements.push(`${kindName(p)} ${hex(p.address)}: hvmem ${hex(t.par)} QEMU ${hex(pars[i]!)} [${t.steps.map((s) => `L${s.level}[${s.index}]=${hex(s.descriptor)}`).join(' ')}]`)
+      if (t.par !== pars[i])
+        disagreements.push(`${kindName(p)} ${hex(p.address)}: hvmem ${hex(t.par)} QEMU ${hex(pars[i]!)} [${t.steps.map((s) => `L${s.level}[${s.index}]=${hex(s.descriptor)}`).join(' ')}]`)
     })
-    console.log(`conformance EL1&0 ${c.name}: ${probes.length} AT probes, ${disagreements.length} disagreements; ${[...ranges].map(([k, v]) => `${k} ${v}`).join(', ')}; ${[...results].map(([k, v]) => `${k}: ${v}`).join(', ')}`)
+    console.log(
+      `conformance EL1&0 ${c.name}: ${probes.length} AT probes, ${disagreements.length} disagreements; ${[...ranges].map(([k, v]) => `${k} ${v}`).join(', ')}; ${[...results].map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+    )
     expect(disagreements.slice(0, 20)).toEqual([])
     expect(probes.length).toBeGreaterThanOrEqual(100)
   })

@@ -12,9 +12,9 @@ import {FINAL_LEVEL} from '../../src/core/geometry.js'
 import {Machine} from '../../src/core/machine.js'
 import {PERMISSIONS} from '../../src/core/mapper.js'
 import type {RegimeName} from '../../src/core/descriptor.js'
-import {walkTables} from '../../src/core/walker.js'
 import {CPU_PA_BITS, PROGRAM_RANGE, type Probe, UART_RANGE} from './qemu.js'
 import {Random, type Scenario, attempt} from './scenarios.js'
+import {walkEntries} from '../core/helpers.js'
 
 export interface GeometryCase {
   regime: RegimeName
@@ -60,6 +60,9 @@ export function geometryScenario(c: GeometryCase, seed: number): Scenario {
   const space = g.inputLimit < 16n << 30n ? g.inputLimit : 16n << 30n
   const pick = (size: bigint): bigint => (r.chance(0.15) ? g.inputLimit - size * BigInt(1 + r.int(4)) : r.big(space / size) * size)
   const attrs = ['normal', 'device', 'readonly'] as const
+  // one aligned run of pages with the contiguous bit (16 x 4K, 128 x 16K, 32 x 64K) at the top of the low space
+  const run = BigInt(g.contiguousEntries(FINAL_LEVEL)) * page
+  if (!program(space - run, run)) attempt(() => mapper.mapRegion(space - run, run, 'normal', {granularity: page, contiguous: true}))
   for (let op = 0; op < 10; op++) {
     const unit = r.pick(leafSizes)
     // at most 1 GiB or 8 blocks of any size, so a page-granular map stays small
@@ -71,10 +74,11 @@ export function geometryScenario(c: GeometryCase, seed: number): Scenario {
     const pa = identity ? ipa : r.big((g.paLimit < 1n << 40n ? g.paLimit : 1n << 40n) / unit - count - 1n) * unit
     // pages only where they are few (at most 4096 a map)
     const granularity = size / page <= 4096n && r.chance(0.2) ? page : r.pick(leafSizes.filter((l) => size / l <= 4096n))
-    attempt(() => mapper.mapRegion(ipa, size, r.pick(attrs), {pa, granularity, replace: r.chance(0.2)}))
+    // every other map sets the contiguous bit (52) on its aligned runs (no random draw: the scenarios stay as they were otherwise)
+    attempt(() => mapper.mapRegion(ipa, size, r.pick(attrs), {pa, granularity, replace: r.chance(0.2), contiguous: op % 2 === 0}))
   }
   // unmaps and protects inside what is mapped: they split blocks
-  const mapped = walkTables(machine.memory, mapper.regime, mapper.root, g).filter((e) => e.decoded.leaf !== undefined && e.size > page)
+  const mapped = walkEntries(machine.memory, mapper.regime, mapper.root, g).filter((e) => e.decoded.leaf !== undefined && e.size > page)
   for (let op = 0; op < 4 && mapped.length > 0; op++) {
     const leaf = r.pick(mapped)
     const offset = r.big(leaf.size / page) * page
@@ -101,7 +105,7 @@ export function geometryScenario(c: GeometryCase, seed: number): Scenario {
 function damage(s: Scenario, r: Random, program: (ipa: bigint, size: bigint) => boolean): bigint[] {
   const out: bigint[] = []
   const g = s.mapper.geometry
-  const entries = walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, g).filter((e) => !program(e.ipa, e.size))
+  const entries = walkEntries(s.machine.memory, s.mapper.regime, s.mapper.root, g).filter((e) => !program(e.ipa, e.size))
   const leaves = entries.filter((e) => e.decoded.leaf !== undefined)
   const address = (e: (typeof entries)[number]): bigint => e.table + BigInt(8 * e.index)
   const memory = s.machine.memory
@@ -131,7 +135,7 @@ function probes(s: Scenario, r: Random, damaged: bigint[]): Probe[] {
   const g = s.mapper.geometry
   const page = BigInt(g.granule)
   const addresses = new Set<bigint>()
-  for (const e of walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, g)) {
+  for (const e of walkEntries(s.machine.memory, s.mapper.regime, s.mapper.root, g)) {
     addresses.add(e.ipa + r.big(e.size))
     if (e.decoded.kind === 'table') continue
     addresses.add(e.ipa)

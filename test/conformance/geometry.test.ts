@@ -38,6 +38,10 @@ describe.skipIf(!qemuAvailable() && !required)('conformance with QEMU in every g
     expect(total.disagreements.map(describeDisagreement).slice(0, 20)).toEqual([])
     expect(total.compared).toBeGreaterThanOrEqual(100)
     // successful walks and the faults the damage aims at
-    for (const kind of ['ok', 'translation', 'access-flag']) expect([...total.results.keys()].some((k) => k.startsWith(kind)), kind).toBe(true)
+    for (const kind of ['ok', 'translation', 'access-flag'])
+      expect(
+        [...total.results.keys()].some((k) => k.startsWith(kind)),
+        kind,
+      ).toBe(true)
   })
 })

@@ -1,7 +1,8 @@
 /**
  * Self-test of the QEMU conformance runner: translation tables built by hvmem's core (stage 2) and
  * by hand (stage 1, EL2 regime) are walked by QEMU's Arm MMU model through AT, and the PAR_EL1
- * values it reports are checked exactly. PAR_EL1 layout: shared/reference/architecture-notes.md.
+ * values it reports are checked exactly. PAR_EL1 layout: the Arm ARM's PAR_EL1 register description (F/FST/S/PTW
+ * on a fault; PA, SH, ATTR on success).
  * Skipped when qemu-system-aarch64 or the aarch64 binutils are not installed.
  */
 import {describe, expect, it} from 'vitest'
@@ -314,7 +315,15 @@ describe('QEMU runner input checks', () => {
   it('refuses images over the device tree or the program, and missing registers', async () => {
     await expect(runQemu({...base, images: [{address: 0x4000_0000n, data: new Uint8Array(8)}]})).rejects.toThrow(/device tree/)
     await expect(runQemu({...base, images: [{address: 0x403f_f000n, data: new Uint8Array(0x2000)}]})).rejects.toThrow(/probe program/)
-    await expect(runQemu({...base, images: [{address: 0x4100_0000n, data: new Uint8Array(0x2000)}, {address: 0x4100_1000n, data: new Uint8Array(8)}]})).rejects.toThrow(/overlaps the image/)
+    await expect(
+      runQemu({
+        ...base,
+        images: [
+          {address: 0x4100_0000n, data: new Uint8Array(0x2000)},
+          {address: 0x4100_1000n, data: new Uint8Array(8)},
+        ],
+      }),
+    ).rejects.toThrow(/overlaps the image/)
     await expect(runQemu({regime: 'stage1', images: [], probes: []})).rejects.toThrow(/needs ttbr0/)
     await expect(runQemu({...base, probes: [read(1n << 63n)]})).rejects.toThrow(/below 2\^63/)
   })

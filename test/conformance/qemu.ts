@@ -1,8 +1,10 @@
 /**
  * Runs translation tables under QEMU's Arm MMU model: loads raw memory images (the tables) and a
  * parameter block next to the EL2 probe program (el2/probe.S), which configures the MMU registers,
- * translates each probe address with AT (S12E1R/W for stage 2, S1E2R/W for the EL2 stage-1 regime)
- * and prints PAR_EL1. Facts about QEMU used here: shared/reference/architecture-notes.md.
+ * translates each probe address with AT (S12E1R/W for stage 2, S1E2R/W for the EL2 stage-1 regime,
+ * S1E1R/W, S1E0R/W, S1E1RP/WP for EL1&0, S12E1R/W and S12E0R/W for both stages of EL1&0)
+ * and prints PAR_EL1. How the suite uses QEMU, and where QEMU 7.2 departs from the architecture (the checks
+ * allow for it): docs/qemu.md, docs/regimes.md.
  *
  * Memory the runner reserves in QEMU virt's RAM (0x4000_0000 + 1 GiB):
  *   0x4000_0000-0x400F_FFFF  QEMU's device tree (QEMU writes it; load nothing there)
@@ -63,6 +65,8 @@ export const MAX_PROBES = PARAMS_BYTES / 8 - HEADER_WORDS
 
 /** HCR_EL2 for stage-2 probes: VM (bit 0) | DC (bit 12, stage 1 off reads as Normal WB) | RW (bit 31). */
 export const HCR_EL2_STAGE2 = (1n << 0n) | (1n << 12n) | (1n << 31n)
+/** HCR_EL2 for two-stage EL1&0 probes: VM (bit 0) | RW (bit 31); DC clear, so the guest's stage 1 is its tables. */
+export const HCR_EL2_TWO_STAGE = (1n << 0n) | (1n << 31n)
 /** HCR_EL2 for stage-1 probes: RW only; stage 2 stays off. */
 export const HCR_EL2_STAGE1 = 1n << 31n
 /** SCTLR_EL2 bits the program ORs in for stage 1 unless the job says otherwise: M | C | I. */
@@ -81,7 +85,8 @@ export interface Probe {
 
 export interface QemuJob {
   /** el1: stage 1 of EL1&0, AT S1E1R/W, S1E0R/W, S1E1RP/WP from EL2 (HCR_EL2.E2H and TGE clear, stage 2 off) */
-  regime: 'stage2' | 'stage1' | 'el1'
+  /** el1-two-stage: both stages of EL1&0, AT S12E1R/W, S12E0R/W (HCR_EL2.VM set; vttbr, vtcr, ttbr0/ttbr1, tcr, mair) */
+  regime: 'stage2' | 'stage1' | 'el1' | 'el1-two-stage'
   /** raw memory images to load (the translation tables) */
   images: Array<{address: bigint; data: Uint8Array}>
   vttbr?: bigint
@@ -172,6 +177,26 @@ export function paramBlock(job: QemuJob): Uint8Array {
     }
     return wordsToBytes(words)
   }
+  if (job.regime === 'el1-two-stage') {
+    if (job.probes.length > MAX_PROBES / 2) throw new Error(`${job.probes.length} EL1&0 probes do not fit in the parameter block (at most ${MAX_PROBES / 2})`)
+    header = [
+      PARAMS_MAGIC,
+      4n,
+      job.ttbr1 ?? 0n,
+      required(job.vtcr, 'vtcr'),
+      job.hcr ?? HCR_EL2_TWO_STAGE,
+      job.ttbr0 ?? 0n,
+      required(job.tcr, 'tcr'),
+      required(job.mair, 'mair'),
+      required(job.vttbr, 'vttbr'),
+    ]
+    const words = [...header, BigInt(job.probes.length)]
+    for (const probe of job.probes) {
+      if (probe.pan === true) throw new Error('AT S12E1 has no PAN form')
+      words.push(probe.address, BigInt((probe.el0 === true ? 2 : 0) + (probe.write ? 1 : 0)))
+    }
+    return wordsToBytes(words)
+  }
   if (job.regime === 'stage2') {
     const vttbr = required(job.vttbr, 'vttbr')
     const vtcr = required(job.vtcr, 'vtcr')
@@ -228,16 +253,25 @@ function checkImages(images: QemuJob['images']): void {
 /** The command line runQemu uses, for a program, a parameter file and image files. */
 export function qemuArgs(elf: string, paramsFile: string, images: Array<{address: bigint; file: string}>): string[] {
   return [
-    '-machine', 'virt,virtualization=on',
-    '-cpu', QEMU_CPU,
-    '-m', '1G',
+    '-machine',
+    'virt,virtualization=on',
+    '-cpu',
+    QEMU_CPU,
+    '-m',
+    '1G',
     '-nographic',
-    '-nic', 'none',
-    '-monitor', 'none',
-    '-serial', 'stdio',
-    '-semihosting-config', 'enable=on,target=native',
-    '-kernel', elf,
-    '-device', `loader,file=${paramsFile},addr=0x${PARAMS_ADDRESS.toString(16)},force-raw=on`,
+    '-nic',
+    'none',
+    '-monitor',
+    'none',
+    '-serial',
+    'stdio',
+    '-semihosting-config',
+    'enable=on,target=native',
+    '-kernel',
+    elf,
+    '-device',
+    `loader,file=${paramsFile},addr=0x${PARAMS_ADDRESS.toString(16)},force-raw=on`,
     ...images.flatMap((image) => ['-device', `loader,file=${image.file},addr=0x${image.address.toString(16)},force-raw=on`]),
   ]
 }
@@ -249,8 +283,17 @@ export function qemuArgs(elf: string, paramsFile: string, images: Array<{address
  */
 export async function runQemu(job: QemuJob, options: RunOptions = {}): Promise<bigint[]> {
   checkImages(job.images)
+  paramBlock(job)
+  return runProgram(await buildProbeProgram(), job, options)
+}
+
+/**
+ * runQemu with another program than el2/probe.S: one that reads the same parameter block and prints
+ * the same lines (the export test's stub, which installs the tables with the exported routine).
+ */
+export async function runProgram(elf: string, job: QemuJob, options: RunOptions = {}): Promise<bigint[]> {
+  checkImages(job.images)
   const params = paramBlock(job)
-  const elf = await buildProbeProgram()
   const dir = await mkdtemp(path.join(os.tmpdir(), 'hvmem-qemu-'))
   try {
     const paramsFile = path.join(dir, 'params.bin')

@@ -17,8 +17,8 @@ import {PA_LIMIT} from '../../src/core/registers.js'
 const IPA_LIMIT = DEFAULT_STAGE2.inputLimit
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import {walkTables} from '../../src/core/walker.js'
 import {CPU_PA_BITS, PROGRAM_RANGE, type Probe, UART_RANGE} from './qemu.js'
+import {walkEntries} from '../core/helpers.js'
 
 export interface Scenario {
   name: string
@@ -125,7 +125,7 @@ function freeL1Index(s: Scenario, r: Random): number | undefined {
 
 /** The leaf (block) entries of the tables: address of the entry, the IPA it maps, its descriptor. */
 function leaves(s: Scenario): Array<{entry: bigint; ipa: bigint; size: bigint; descriptor: bigint}> {
-  return walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)
+  return walkEntries(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)
     .filter((e) => e.decoded.leaf !== undefined)
     .map((e) => ({entry: e.table + BigInt(8 * e.index), ipa: e.ipa, size: e.size, descriptor: e.decoded.raw}))
 }
@@ -190,7 +190,8 @@ export function damage(s: Scenario, r: Random, count: number): string[] {
         const variant = r.int(6)
         let d = regime.leafDescriptor(3, pa, r.pick(ATTRS))
         if (variant === 1) d &= ~AF
-        else if (variant === 2) d &= ~TABLE_OR_PAGE // 0b01 at level 3: reserved
+        else if (variant === 2)
+          d &= ~TABLE_OR_PAGE // 0b01 at level 3: reserved
         else if (variant === 3) d |= PA_LIMIT
         else if (variant === 4) d = regime.leafDescriptor(3, (pa + BigInt(r.int(4096)) * PAGE) % PA_LIMIT, r.pick(ATTRS)) // not identity
         memory.writeU64(l3! + BigInt(8 * slot), d)
@@ -205,7 +206,7 @@ export function damage(s: Scenario, r: Random, count: number): string[] {
 /** Probe addresses: both edges and the inside of every leaf, the holes beside them, random ones, the input-size limit. */
 export function chooseProbes(s: Scenario, r: Random, most: number): Probe[] {
   const addresses = new Set<bigint>()
-  for (const leaf of walkTables(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)) {
+  for (const leaf of walkEntries(s.machine.memory, s.mapper.regime, s.mapper.root, s.mapper.geometry)) {
     if (leaf.level === 1 && leaf.decoded.kind === 'table') {
       addresses.add(leaf.ipa + r.big(leaf.size)) // somewhere under every table, mapped or not
       continue
@@ -245,7 +246,7 @@ function interestingIpa(r: Random, blocks: number): bigint {
     case 2: // the top of the input space
       return IPA_LIMIT - size
     case 3: // low memory, where the device and RAM maps of a real guest live
-      return r.big(4n * GIB / BLOCK) * BLOCK
+      return r.big((4n * GIB) / BLOCK) * BLOCK
     default:
       return r.big(IPA_LIMIT / BLOCK) * BLOCK
   }
@@ -316,14 +317,34 @@ export function edgeScenarios(regime: RegimeName): Scenario[] {
     ...ATTRS.map((attr) => make(`one ${attr} block`, [[0x8000_0000n + BLOCK * 3n, BLOCK, attr]])),
     ...ATTRS.map((attr) => make(`one ${attr} page`, [[0x8000_0000n + BLOCK * 5n + 7n * PAGE, PAGE, attr]])),
     ...ATTRS.map((attr) => make(`one ${attr} 1 GiB block`, [[(4n + BigInt(ATTRS.indexOf(attr))) * GIB, GIB, attr]])),
-    make('first and last block of a table', [[2n * GIB, BLOCK, 'normal'], [3n * GIB - BLOCK, BLOCK, 'device']]),
-    make('first and last page of a table', [[11n * GIB, PAGE, 'normal'], [11n * GIB + BLOCK - PAGE, PAGE, 'readonly']]),
+    make('first and last block of a table', [
+      [2n * GIB, BLOCK, 'normal'],
+      [3n * GIB - BLOCK, BLOCK, 'device'],
+    ]),
+    make('first and last page of a table', [
+      [11n * GIB, PAGE, 'normal'],
+      [11n * GIB + BLOCK - PAGE, PAGE, 'readonly'],
+    ]),
     make('across an L1 boundary', [[5n * GIB - 2n * BLOCK, 4n * BLOCK, 'readonly']]),
     make('a whole table', [[6n * GIB, GIB, 'normal']]),
     make('the top of the input space', [[top, BLOCK, 'normal']]),
-    make('holes between mappings', [[7n * GIB, BLOCK, 'normal'], [7n * GIB + 2n * BLOCK, BLOCK, 'device'], [7n * GIB + 4n * BLOCK, BLOCK, 'readonly']]),
-    make('guest RAM, UART and flash', [[0x4000_0000n, GIB, 'normal'], [0x0800_0000n, BLOCK, 'readonly']]),
-    make('damaged descriptors', [[9n * GIB, 16n * BLOCK, 'normal'], [10n * GIB, 16n * BLOCK, 'device']], 8),
+    make('holes between mappings', [
+      [7n * GIB, BLOCK, 'normal'],
+      [7n * GIB + 2n * BLOCK, BLOCK, 'device'],
+      [7n * GIB + 4n * BLOCK, BLOCK, 'readonly'],
+    ]),
+    make('guest RAM, UART and flash', [
+      [0x4000_0000n, GIB, 'normal'],
+      [0x0800_0000n, BLOCK, 'readonly'],
+    ]),
+    make(
+      'damaged descriptors',
+      [
+        [9n * GIB, 16n * BLOCK, 'normal'],
+        [10n * GIB, 16n * BLOCK, 'device'],
+      ],
+      8,
+    ),
     edited('blocks, then pages at unaligned edges', (s) => must(tryMap(s, 12n * GIB - 3n * PAGE, GIB + 5n * BLOCK + 7n * PAGE, 'normal'), 'map')),
     edited('not identity: IPA to another PA, as blocks and pages', (s) => {
       must(tryMap(s, 13n * GIB, GIB, 'normal', {pa: 0x80_0000_0000n}), '1G map')
@@ -331,13 +352,25 @@ export function edgeScenarios(regime: RegimeName): Scenario[] {
     }),
     edited('a 1 GiB block split by an unmap in its middle', (s) => {
       must(tryMap(s, 15n * GIB, GIB, 'normal'), 'map')
-      must(attempt(() => s.mapper.unmap(15n * GIB + 5n * BLOCK + 9n * PAGE, 2n * PAGE)), 'unmap')
+      must(
+        attempt(() => s.mapper.unmap(15n * GIB + 5n * BLOCK + 9n * PAGE, 2n * PAGE)),
+        'unmap',
+      )
     }),
     edited('a block split by protect, then coalesced back', (s) => {
       must(tryMap(s, 16n * GIB, 4n * BLOCK, 'normal'), 'map')
-      must(attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'r'})), 'protect r')
-      must(attempt(() => s.mapper.protect(16n * GIB + 2n * BLOCK, PAGE, {attr: 'device'})), 'protect device')
-      must(attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'rwx'})), 'protect rwx')
+      must(
+        attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'r'})),
+        'protect r',
+      )
+      must(
+        attempt(() => s.mapper.protect(16n * GIB + 2n * BLOCK, PAGE, {attr: 'device'})),
+        'protect device',
+      )
+      must(
+        attempt(() => s.mapper.protect(16n * GIB + BLOCK + 4n * PAGE, PAGE, {perm: 'rwx'})),
+        'protect rwx',
+      )
       s.mapper.coalesce()
     }),
     edited('pages coalesced into a block and blocks into a 1 GiB block', (s) => {

@@ -73,7 +73,7 @@ describe('heapSegments', () => {
 
 describe('ipaCategory', () => {
   const leaf = (regime: typeof STAGE2, raw: bigint) => regime.decode(raw, 2).leaf!
-  it('names each of hvmem\'s encodings and the faulting ones', () => {
+  it("names each of hvmem's encodings and the faulting ones", () => {
     expect(ipaCategory(leaf(STAGE2, 0x4000_07fdn))).toBe('normal-rwx')
     expect(ipaCategory(leaf(STAGE2, 0x0040_0000_4000_07fdn))).toBe('normal-rw')
     expect(ipaCategory(leaf(STAGE2, 0x4000_077dn))).toBe('normal-ro')

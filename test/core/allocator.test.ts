@@ -154,19 +154,16 @@ describe('BumpAllocator state', () => {
 type Op = {kind: 'page'} | {kind: 'aligned'; size: bigint; align: bigint} | {kind: 'alloc'; size: bigint}
 
 const sizeArb = fc.oneof({weight: 8, arbitrary: fc.bigInt({min: 1n, max: 0x3000n})}, {weight: 1, arbitrary: fc.bigInt({min: 1n, max: U64_MAX})})
-const alignArb = fc
-  .oneof({weight: 8, arbitrary: fc.integer({min: 0, max: 13})}, {weight: 1, arbitrary: fc.integer({min: 14, max: 64})})
-  .map((shift) => 1n << BigInt(shift))
+const alignArb = fc.oneof({weight: 8, arbitrary: fc.integer({min: 0, max: 13})}, {weight: 1, arbitrary: fc.integer({min: 14, max: 64})}).map((shift) => 1n << BigInt(shift))
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.constant<Op>({kind: 'page'}),
   fc.record({kind: fc.constant<'aligned'>('aligned'), size: sizeArb, align: alignArb}),
   fc.record({kind: fc.constant<'alloc'>('alloc'), size: sizeArb}),
 )
-const rangeArb = fc
-  .record({
-    size: fc.bigInt({min: 1n, max: 0x4_0000n}),
-    start: fc.oneof(fc.bigInt({min: 0n, max: 0x1_0000_0000n}), fc.bigInt({min: TWO_64 - 0x10_0000n, max: TWO_64 - 0x4_0000n})),
-  })
+const rangeArb = fc.record({
+  size: fc.bigInt({min: 1n, max: 0x4_0000n}),
+  start: fc.oneof(fc.bigInt({min: 0n, max: 0x1_0000_0000n}), fc.bigInt({min: TWO_64 - 0x10_0000n, max: TWO_64 - 0x4_0000n})),
+})
 
 function run(a: BumpAllocator, op: Op): {at: bigint | undefined; size: bigint; align: bigint} {
   switch (op.kind) {

@@ -71,7 +71,13 @@ describe('Machine.checkpoint', () => {
     expect(machine.mapper?.state.regime).toBe('stage2')
   })
 
-  type Op = {kind: 'write'; at: bigint; width: 1 | 2 | 4 | 8; value: bigint} | {kind: 'zero'; at: bigint; length: bigint} | {kind: 'alloc'; pages: number} | {kind: 'map'; at: bigint; pages: bigint} | {kind: 'unmap'; at: bigint; pages: bigint} | {kind: 'fail'}
+  type Op =
+    | {kind: 'write'; at: bigint; width: 1 | 2 | 4 | 8; value: bigint}
+    | {kind: 'zero'; at: bigint; length: bigint}
+    | {kind: 'alloc'; pages: number}
+    | {kind: 'map'; at: bigint; pages: bigint}
+    | {kind: 'unmap'; at: bigint; pages: bigint}
+    | {kind: 'fail'}
 
   const address = fc.bigInt({min: 0n, max: 0x40_0000n - 8n}).map((o) => 0x4100_0000n + o)
   const op: fc.Arbitrary<Op> = fc.oneof(

@@ -14,10 +14,8 @@ describe('checkControlBits', () => {
     ['TCR_EL2', 0x8088_3519n, "TCR_EL2 0x80883519: bit 19 is RES0 but set (bit 19 is TCR_EL1's T1SZ: a TCR_EL1 value?)"],
     ['TCR_EL2', 0x8082_3599n, "TCR_EL2 0x80823599: bits 7:6 are RES0 but bit 7 is set (bit 7 is TCR_EL1's EPD0: a TCR_EL1 value?)"],
     ['TCR_EL2', 0x4_8082_3519n, "TCR_EL2 0x480823519: bits 63:34 are RES0 but bit 34 is set (bit 34 is TCR_EL1's IPS: a TCR_EL1 value?)"],
-    ['TCR_EL2', 0x1_8082_3519n, 'TCR_EL2 0x180823519: DS (bit 32) is set: FEAT_LPA2 (52-bit addresses) is not modelled'],
     ['VTCR_EL2', 0x0002_3559n, 'VTCR_EL2 0x23559: bit 31 is RES1 but clear'],
     ['VTCR_EL2', 0x8012_3559n, 'VTCR_EL2 0x80123559: bit 20 is RES0 but set'],
-    ['VTCR_EL2', 0x2_8002_3559n, 'VTCR_EL2 0x280023559: SL2 (bit 33) is set: FEAT_LPA2'],
     ['VTCR_EL2', 0x10_8002_3559n, 'VTCR_EL2 0x1080023559: bits 45:34 are set: AssuredOnly, TL1, S2PIE'],
     ['TCR_EL1', 0x2_8019_0019n | (1n << 35n), 'TCR_EL1 0xa80190019: bit 35 is RES0 but set'],
   ] as Array<[ControlRegister, bigint, string]>)('%s %s', (register, value, message) => {
@@ -29,6 +27,8 @@ describe('checkControlBits', () => {
     ['TCR_EL2', 0x2_8085_3510n], // MTX (bit 33) is TCR_EL2's own
     ['VTCR_EL2', 0x800a_3559n],
     ['VTCR_EL2', 0x8062_3559n], // HA, HD
+    ['TCR_EL2', 0x1_8082_3519n], // DS (FEAT_LPA2)
+    ['VTCR_EL2', 0x3_8006_350cn], // DS and SL2 (FEAT_LPA2)
     ['TCR_EL1', 0x75_b510_3510n],
   ] as Array<[ControlRegister, bigint]>)('%s %s is accepted', (register, value) => {
     expect(() => checkControlBits(register, value)).not.toThrow()

@@ -6,9 +6,9 @@ import {type ByteRange, MERGE_GAP, type SnapshotDiff, bytesAt, diffMachines, dif
 import {type PageList, memoryPages} from '../../src/core/page-list.js'
 import {Machine} from '../../src/core/machine.js'
 import type {Permission} from '../../src/core/mapper.js'
-import {type WalkEntry, walkTables} from '../../src/core/walker.js'
+import {type WalkEntry} from '../../src/core/walker.js'
 import {bufferSource, decodeSource, encodeSnapshot} from '../../src/snapshot/format.js'
-import {BLOCK, GIB, PAGE, defaultMachine, mappedMachine} from './helpers.js'
+import {BLOCK, GIB, PAGE, defaultMachine, mappedMachine, walkEntries} from './helpers.js'
 
 /** An independent copy of a machine (through the snapshot format). */
 function copy(machine: Machine): Machine {
@@ -43,7 +43,12 @@ describe('diffMachines', () => {
     machine.memory.write(0x4180_0000n, 8, 0x1122_3344_5566_7788n)
     const d = diffMachines({machine}, {machine: copy(machine)})
     expect(summary(d)).toEqual(EMPTY)
-    expect(d.heap).toEqual({next: {old: 0x4100_1000n, new: 0x4100_1000n, delta: 0n}, allocated: {old: 0x1000n, new: 0x1000n, delta: 0n}, remaining: {old: 0xfff000n, new: 0xfff000n, delta: 0n}, changed: false})
+    expect(d.heap).toEqual({
+      next: {old: 0x4100_1000n, new: 0x4100_1000n, delta: 0n},
+      allocated: {old: 0x1000n, new: 0x1000n, delta: 0n},
+      remaining: {old: 0xfff000n, new: 0xfff000n, delta: 0n},
+      changed: false,
+    })
   })
 
   it('reports the heap moving: next, allocated and remaining with signed deltas', () => {
@@ -100,17 +105,7 @@ describe('diffMachines', () => {
     const b = mappedMachine({vmid: 2, l2Budget: 8}).machine
     expect(summary(diffMachines({machine: a}, {machine: b})).mapper).toEqual({change: 'changed', fields: ['vmid', 'l2Budget', 'VTTBR_EL2']})
     const s1 = mappedMachine({regime: 'stage1'}).machine
-    expect(diffMachines({machine: a}, {machine: s1}).mapper?.fields).toEqual([
-      'regime',
-      'vmid',
-      'VTTBR_EL2',
-      'VTCR_EL2',
-      'HCR_EL2',
-      'TTBR0_EL2',
-      'TCR_EL2',
-      'MAIR_EL2',
-      'SCTLR_EL2',
-    ])
+    expect(diffMachines({machine: a}, {machine: s1}).mapper?.fields).toEqual(['regime', 'vmid', 'VTTBR_EL2', 'VTCR_EL2', 'HCR_EL2', 'TTBR0_EL2', 'TCR_EL2', 'MAIR_EL2', 'SCTLR_EL2'])
   })
 
   it('reports mappings added, removed and changed as merged ranges, with both sides', () => {
@@ -223,7 +218,13 @@ describe('diffMemory', () => {
 
   it('merges a run across a page boundary and keeps pages in `skip` out', () => {
     const a = listOf(new Map())
-    const b = listOf(new Map([[0x41000, page({4095: 1})], [0x41001, page({0: 2, 100: 3})], [0x41002, page({0: 4})]]))
+    const b = listOf(
+      new Map([
+        [0x41000, page({4095: 1})],
+        [0x41001, page({0: 2, 100: 3})],
+        [0x41002, page({0: 4})],
+      ]),
+    )
     expect(diffMemory(a, b, new Set())).toEqual([
       {address: 0x4100_0fffn, length: 2, differing: 2},
       {address: 0x4100_1064n, length: 1, differing: 1},
@@ -238,10 +239,22 @@ describe('diffMemory', () => {
   it('compares the bytes of pages whose CRCs are equal (an equal CRC is no proof), and trusts different ones', () => {
     const a = new Map([[0x41000, page({5: 1})]])
     const b = new Map([[0x41000, page({5: 2})]])
-    expect(diffMemory(listOf(a, () => 7), listOf(b, () => 7), new Set())).toEqual([{address: 0x4100_0005n, length: 1, differing: 1}])
+    expect(
+      diffMemory(
+        listOf(a, () => 7),
+        listOf(b, () => 7),
+        new Set(),
+      ),
+    ).toEqual([{address: 0x4100_0005n, length: 1, differing: 1}])
     // CRCs that differ send the page to the byte scan, which finds what differs (here nothing)
     let crc = 0
-    expect(diffMemory(listOf(a, () => crc++), listOf(new Map(a), () => crc++), new Set())).toEqual([])
+    expect(
+      diffMemory(
+        listOf(a, () => crc++),
+        listOf(new Map(a), () => crc++),
+        new Set(),
+      ),
+    ).toEqual([])
   })
 
   it('reports progress, ending with the total', () => {
@@ -256,7 +269,11 @@ describe('diffMemory', () => {
   })
 
   it('reads a list in runs into one reused buffer when it can', () => {
-    const stored = new Map([[0x41000, page({1: 1})], [0x41001, page({2: 2})], [0x41003, page({3: 3})]])
+    const stored = new Map([
+      [0x41000, page({1: 1})],
+      [0x41001, page({2: 2})],
+      [0x41003, page({3: 3})],
+    ])
     const base = listOf(stored)
     const runs: Array<[number, number]> = []
     const buffers = new Set<ArrayBufferLike>()
@@ -297,8 +314,20 @@ describe('diffMemory', () => {
         },
       }
     }
-    const a = new Map([[0x41000, page({0: 1})], [0x41001, page({0: 2, 9: 1})], [0x41002, page({0: 3})], [0x41003, page({0: 4})], [0x41005, page({0: 6})]])
-    const b = new Map([[0x41000, page({0: 1})], [0x41001, page({0: 2, 9: 2})], [0x41002, page({0: 9})], [0x41004, page({0: 5})], [0x41005, page({0: 6})]])
+    const a = new Map([
+      [0x41000, page({0: 1})],
+      [0x41001, page({0: 2, 9: 1})],
+      [0x41002, page({0: 3})],
+      [0x41003, page({0: 4})],
+      [0x41005, page({0: 6})],
+    ])
+    const b = new Map([
+      [0x41000, page({0: 1})],
+      [0x41001, page({0: 2, 9: 2})],
+      [0x41002, page({0: 9})],
+      [0x41004, page({0: 5})],
+      [0x41005, page({0: 6})],
+    ])
     const checkedA: Array<[number, number]> = []
     const checkedB: Array<[number, number]> = []
     expect(diffMemory(checking(a, checkedA), checking(b, checkedB), new Set([0x41005]))).toEqual([
@@ -343,7 +372,16 @@ describe('diffMemory', () => {
     const pages = Array.from({length: 20}, (_, k) => page({0: k + 1, 4000: 7}))
     const logA: string[] = []
     const logB: string[] = []
-    expect(diffMemory(runs(pages, logA), runs(pages.map((p) => new Uint8Array(p)), logB), new Set([0x41012]))).toEqual([])
+    expect(
+      diffMemory(
+        runs(pages, logA),
+        runs(
+          pages.map((p) => new Uint8Array(p)),
+          logB,
+        ),
+        new Set([0x41012]),
+      ),
+    ).toEqual([])
     // runs of 16 pages are read; page 18 (0x41012) is skipped, so the second run splits around it
     expect(logA).toEqual(['run 0+16 16 1', 'run 16+2 2 17', 'check 19 20'])
     expect(logB).toEqual([])
@@ -417,9 +455,16 @@ describe('diffMappings', () => {
     return out
   }
 
-  type Op = {op: 'map'; page: number; pages: number; pa: number; granularity: 'page' | '2M'} | {op: 'unmap'; page: number; pages: number} | {op: 'protect'; page: number; pages: number; perm: Permission}
+  type Op =
+    {op: 'map'; page: number; pages: number; pa: number; granularity: 'page' | '2M'} | {op: 'unmap'; page: number; pages: number} | {op: 'protect'; page: number; pages: number; perm: Permission}
   const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({op: fc.constant('map' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 1024}), pa: fc.integer({min: 0, max: 3}), granularity: fc.constantFrom('page' as const, '2M' as const)}),
+    fc.record({
+      op: fc.constant('map' as const),
+      page: fc.integer({min: 0, max: PAGES - 1}),
+      pages: fc.integer({min: 1, max: 1024}),
+      pa: fc.integer({min: 0, max: 3}),
+      granularity: fc.constantFrom('page' as const, '2M' as const),
+    }),
     fc.record({op: fc.constant('unmap' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 600})}),
     fc.record({op: fc.constant('protect' as const), page: fc.integer({min: 0, max: PAGES - 1}), pages: fc.integer({min: 1, max: 600}), perm: fc.constantFrom<Permission>('r', 'rw', 'rx', 'rwx')}),
   )
@@ -447,8 +492,8 @@ describe('diffMappings', () => {
         apply(a, common)
         const b = copy(a)
         apply(b, more)
-        const walkA = walkTables(a.memory, a.mapper!.regime, a.mapper!.root, a.mapper!.geometry)
-        const walkB = walkTables(b.memory, b.mapper!.regime, b.mapper!.root, b.mapper!.geometry)
+        const walkA = walkEntries(a.memory, a.mapper!.regime, a.mapper!.root, a.mapper!.geometry)
+        const walkB = walkEntries(b.memory, b.mapper!.regime, b.mapper!.root, b.mapper!.geometry)
         const changes = diffMappings(mappingsOf(a), mappingsOf(b))
         const pagesA = perPage(walkA)
         const pagesB = perPage(walkB)

@@ -69,7 +69,7 @@ describe('EL1&0 permissions of a page (AP[2:1], PXN, UXN, PAN)', () => {
     ['AP 01 PXN, EL0 execute', AP[1]! | PXN, {el0: true, exec: true}, ok(0x4800_0000n)],
     ['AP 01 UXN, EL0 execute', AP[1]! | UXN, {el0: true, exec: true}, PERMISSION_L3],
     ['AP 01 UXN, EL0 read', AP[1]! | UXN, {el0: true}, ok(0x4800_0000n)],
-    ['AP 00 UXN, EL1 execute (UXN is not EL1\'s)', AP[0]! | UXN, {exec: true}, ok(0x4800_0000n)],
+    ["AP 00 UXN, EL1 execute (UXN is not EL1's)", AP[0]! | UXN, {exec: true}, ok(0x4800_0000n)],
     ['AF clear', -0x400n, {}, 0x817n],
   ]
   it.each(cases)('%s (lower and upper range)', (_what, bits, access, par) => {
@@ -139,7 +139,10 @@ describe('range selection, TBI and EPD', () => {
     machine.memory.writeU64(UPPER_ROOT + 8n * 511n, 0x4201_1003n) // L0[511]
     machine.memory.writeU64(0x4201_1000n + 8n * 511n, 0x4000_0000n | 0x405n) // L1[511]: a 1 GiB block
     const t = translateEl1(machine.memory, el1Walk(tcr, MAIR, LOWER_ROOT, UPPER_ROOT), 0xffff_ffff_c000_5678n)
-    expect(t.steps.map((s) => [s.level, s.index])).toEqual([[0, 511], [1, 511]])
+    expect(t.steps.map((s) => [s.level, s.index])).toEqual([
+      [0, 511],
+      [1, 511],
+    ])
     expect(t.par).toBe(ok(0x4000_5000n))
   })
 
@@ -153,7 +156,7 @@ describe('range selection, TBI and EPD', () => {
     expect(el1Walk(TCR | bits, MAIR, 0x1234_0000_4200_0000n, 0x3456_0000_4201_0000n).asid).toBe(asid)
   })
 
-  it('a nG leaf is reported, with the TTBR\'s ASID', () => {
+  it("a nG leaf is reported, with the TTBR's ASID", () => {
     const machine = machineWith([PAGE | 0x800n])
     const t = translateEl1(machine.memory, el1Walk(TCR, MAIR, 0x002a_0000_4200_0001n, UPPER_ROOT), 0x4000_0000n)
     expect(t.ng).toBe(true)
@@ -244,7 +247,10 @@ describe('FEAT_LPA2 (TCR_EL1.DS): 52-bit VAs and PAs, level -1, OA bits 51:50 in
     const walk = el1Walk(TCR_4K, MAIR, undefined, UPPER_ROOT)
     expect([walk.upper.geometry!.startLevel, walk.upper.geometry!.rootEntries, walk.upper.base]).toEqual([-1, 16, 0xfff0_0000_0000_0000n])
     const t = translateEl1(machine.memory, walk, 0xffff_ff80_0000_1234n)
-    expect(t.steps.map((s) => [s.level, s.index, s.kind])).toEqual([[-1, 15, 'table'], [0, 511, 'block']])
+    expect(t.steps.map((s) => [s.level, s.index, s.kind])).toEqual([
+      [-1, 15, 'table'],
+      [0, 511, 'block'],
+    ])
     expect(t.output!.address).toBe(0xc_0080_0000_1234n)
     expect(t.par).toBe(0xff0c_0080_0000_1b80n)
   })
@@ -269,7 +275,7 @@ describe('FEAT_LPA2 (TCR_EL1.DS): 52-bit VAs and PAs, level -1, OA bits 51:50 in
     expect(t.par).toBe(0xff04_0010_0000_5b00n)
   })
 
-  it('a table address above 2^50 (bits 9:8), and TTBR bits 5:2 as the root\'s bits 51:48', () => {
+  it("a table address above 2^50 (bits 9:8), and TTBR bits 5:2 as the root's bits 51:48", () => {
     const walk = el1Walk(TCR_4K, MAIR, undefined, 0x4201_0000n | (0x5n << 2n))
     expect(walk.upper.table!.base).toBe(0x5_0000_4201_0000n)
     const g = walk.upper.geometry!

@@ -13,8 +13,7 @@ import {Machine} from '../../src/core/machine.js'
 import {stage1Walk, stage2Walk} from '../../src/core/regime-config.js'
 import {tcrEl2For, vtcrFor} from '../../src/core/registers.js'
 import {translate} from '../../src/core/translate.js'
-import {walkTables} from '../../src/core/walker.js'
-import {expectHvmemError} from './helpers.js'
+import {expectHvmemError, walkEntries} from './helpers.js'
 
 const shape = (granule: Granule, inputBits: number, stage: 1 | 2) => {
   const g = stage === 2 ? stage2Geometry({granule, inputBits}) : stage1Geometry({granule, inputBits})
@@ -78,11 +77,18 @@ describe('geometry limits', () => {
     expectHvmemError(() => stage2Geometry({granule: 4096, inputBits: 49}), 'input', 'the IPA size must be 25..48 bits (got 49)')
     expectHvmemError(() => stage1Geometry({granule: 4096, inputBits: 24}), 'input', 'the VA size must be 25..48 bits (got 24)')
     expectHvmemError(() => stage2Geometry({granule: 8192 as Granule, inputBits: 39}), 'input', 'the granule must be 4K, 16K or 64K (got 8192 bytes)')
-    expectHvmemError(() => stage2Geometry({granule: 4096, inputBits: 39, startLevel: 0}), 'input', 'a 39-bit IPA cannot start at level 0: a level-0 start with the 4K granule needs a 40- to 48-bit input')
+    expectHvmemError(
+      () => stage2Geometry({granule: 4096, inputBits: 39, startLevel: 0}),
+      'input',
+      'a 39-bit IPA cannot start at level 0: a level-0 start with the 4K granule needs a 40- to 48-bit input',
+    )
   })
 
   it('leaves: 4K blocks at levels 1 and 2; 16K and 64K at level 2 only; pages at level 3 (AArch64.BlockDescSupported, DS = 0, PAMax 48)', () => {
-    const sizes = (granule: Granule) => stage2Geometry({granule, inputBits: 48}).leafSizes().map((l) => `L${l.level} ${l.size}`)
+    const sizes = (granule: Granule) =>
+      stage2Geometry({granule, inputBits: 48})
+        .leafSizes()
+        .map((l) => `L${l.level} ${l.size}`)
     expect(sizes(4096)).toEqual(['L1 1073741824', 'L2 2097152', 'L3 4096'])
     expect(sizes(16384)).toEqual(['L2 33554432', 'L3 16384'])
     expect(sizes(65536)).toEqual(['L2 536870912', 'L3 65536'])
@@ -90,7 +96,14 @@ describe('geometry limits', () => {
     const g16 = stage2Geometry({granule: 16384, inputBits: 47})
     const g4 = stage2Geometry({granule: 4096, inputBits: 48})
     const g64 = stage2Geometry({granule: 65536, inputBits: 48})
-    expect([kindOf(0x7fdn, 0, g4), kindOf(0x7fdn, 1, g4), kindOf(0x7fdn, 1, g16), kindOf(0x7fdn, 2, g16), kindOf(0x7fdn, 1, g64), kindOf(0x7fdn, 2, g64)]).toEqual(['reserved', 'block', 'reserved', 'block', 'reserved', 'block'])
+    expect([kindOf(0x7fdn, 0, g4), kindOf(0x7fdn, 1, g4), kindOf(0x7fdn, 1, g16), kindOf(0x7fdn, 2, g16), kindOf(0x7fdn, 1, g64), kindOf(0x7fdn, 2, g64)]).toEqual([
+      'reserved',
+      'block',
+      'reserved',
+      'block',
+      'reserved',
+      'block',
+    ])
   })
 })
 
@@ -126,7 +139,7 @@ describe('building and walking in 16K and 64K', () => {
     const r = mapper.mapRegion(0x4000_0000n, 0x200_4000n, 'normal')
     expect(r.written).toEqual({2: 1, 3: 1})
     expect(r.newTables).toEqual([0x4104_0000n])
-    const entries = walkTables(m.memory, STAGE2, mapper.root, mapper.geometry).map((e) => [e.level, e.index, e.table, e.ipa, e.decoded.raw])
+    const entries = walkEntries(m.memory, STAGE2, mapper.root, mapper.geometry).map((e) => [e.level, e.index, e.table, e.ipa, e.decoded.raw])
     expect(entries).toEqual([
       [2, 32, 0x4100_0000n, 0x4000_0000n, 0x4000_07fdn],
       [2, 33, 0x4100_0000n, 0x4200_0000n, 0x4104_0003n],
@@ -134,7 +147,10 @@ describe('building and walking in 16K and 64K', () => {
     ])
     // root entry 32 lies in the root's third 4 KiB page: 32 * 8 = 0x100... and the walk indexes all 32768 entries
     const t = translate(m.memory, STAGE2, mapper.root, 0x4200_3fffn, {}, mapper.geometry)
-    expect(t.steps.map((s) => [s.level, s.index, s.kind])).toEqual([[2, 33, 'table'], [3, 0, 'page']])
+    expect(t.steps.map((s) => [s.level, s.index, s.kind])).toEqual([
+      [2, 33, 'table'],
+      [3, 0, 'page'],
+    ])
     expect(t.output).toMatchObject({address: 0x4200_3fffn, size: 0x4000n})
     expect(translate(m.memory, STAGE2, mapper.root, 0x4200_4000n, {}, mapper.geometry).fault).toMatchObject({kind: 'translation', level: 3})
     // unmapping 16 KiB inside the 32 MiB block splits it into 2048 pages
@@ -151,9 +167,9 @@ describe('building and walking in 16K and 64K', () => {
     expect(mapper.geometry.describe()).toBe('64K granule, 42-bit VA, 42-bit PA, level-2 root')
     const r = mapper.mapRegion(0x4000_0000n, 0x2000_0000n, 'normal', {granularity: 'page'})
     expect(r.written).toEqual({2: 0, 3: 8192})
-    expect(m.memory.readU64(r.newTables[0]!)).toBe(0x4000_0407n)
-    expect(m.memory.readU64(r.newTables[0]! + 8n * 8191n)).toBe(0x5fff_0407n)
-    expect(mapper.coalesce()).toEqual({blocks: [{ipa: 0x4000_0000n, level: 2, descriptor: 0x4000_0405n}], orphanedTables: 1})
+    expect(m.memory.readU64(r.newTables[0]!)).toBe(0x4000_0707n)
+    expect(m.memory.readU64(r.newTables[0]! + 8n * 8191n)).toBe(0x5fff_0707n)
+    expect(mapper.coalesce()).toEqual({blocks: [{ipa: 0x4000_0000n, level: 2, descriptor: 0x4000_0705n}], orphanedTables: 1})
     expect(translate(m.memory, STAGE1, mapper.root, 0x5fff_fff0n, {}, mapper.geometry).output).toMatchObject({address: 0x5fff_fff0n, level: 2, size: 0x2000_0000n})
   })
 

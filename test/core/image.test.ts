@@ -13,15 +13,41 @@ const scan = (nonZero: number[], length = 16n * MiB, base = 0x4100_0000n) => ({b
 describe('newSnapshotLayout', () => {
   it('puts RAM over the image (rounded up to pages) and the heap in its free tail, at most 16 MiB', () => {
     expect(newSnapshotLayout(scan([0, 1, 2]), {}, 'RAW x')).toEqual({ramBase: 0x4100_0000n, ramSize: 16n * MiB, heapBase: 0x4100_3000n, heapSize: 16n * MiB - 0x3000n, heapPlacement: 'tail'})
-    expect(newSnapshotLayout(scan([0], 1024n * MiB, 0x4000_0000n), {}, 'RAW x')).toEqual({ramBase: 0x4000_0000n, ramSize: 1024n * MiB, heapBase: 0x7f00_0000n, heapSize: 16n * MiB, heapPlacement: 'tail'})
+    expect(newSnapshotLayout(scan([0], 1024n * MiB, 0x4000_0000n), {}, 'RAW x')).toEqual({
+      ramBase: 0x4000_0000n,
+      ramSize: 1024n * MiB,
+      heapBase: 0x7f00_0000n,
+      heapSize: 16n * MiB,
+      heapPlacement: 'tail',
+    })
     expect(newSnapshotLayout(scan([], 100n), {}, 'RAW x')).toEqual({ramBase: 0x4100_0000n, ramSize: 4096n, heapBase: 0x4100_0000n, heapSize: 4096n, heapPlacement: 'tail'})
-    expect(newSnapshotLayout(scan([4095]), {ramSize: 32n * MiB, heapSize: 4n * MiB}, 'RAW x')).toEqual({ramBase: 0x4100_0000n, ramSize: 32n * MiB, heapBase: 0x42c0_0000n, heapSize: 4n * MiB, heapPlacement: 'tail'})
-    expect(newSnapshotLayout(scan([4095]), {heapStart: 0x4100_1000n, heapSize: 0x2000n}, 'RAW x')).toEqual({ramBase: 0x4100_0000n, ramSize: 16n * MiB, heapBase: 0x4100_1000n, heapSize: 0x2000n, heapPlacement: 'given'})
+    expect(newSnapshotLayout(scan([4095]), {ramSize: 32n * MiB, heapSize: 4n * MiB}, 'RAW x')).toEqual({
+      ramBase: 0x4100_0000n,
+      ramSize: 32n * MiB,
+      heapBase: 0x42c0_0000n,
+      heapSize: 4n * MiB,
+      heapPlacement: 'tail',
+    })
+    expect(newSnapshotLayout(scan([4095]), {heapStart: 0x4100_1000n, heapSize: 0x2000n}, 'RAW x')).toEqual({
+      ramBase: 0x4100_0000n,
+      ramSize: 16n * MiB,
+      heapBase: 0x4100_1000n,
+      heapSize: 0x2000n,
+      heapPlacement: 'given',
+    })
   })
 
-  it('refuses RAM smaller than the image, no free tail, and a heap over data', () => {
-    expectHvmemError(() => newSnapshotLayout(scan([0]), {ramSize: 8n * MiB}, 'RAW x'), 'input', 'RAW x (16777216 bytes, 0x41000000-0x42000000) goes past RAM 0x41000000-0x41800000; pass a --ram-size of at least 0x1000000')
-    expectHvmemError(() => newSnapshotLayout(scan([4095]), {}, 'RAW x'), 'input', "RAW x leaves no all-zero page at the top of RAM 0x41000000-0x42000000 for hvmem's heap")
+  it('gives no heap for an image with no free tail (unless a --heap-size is asked for)', () => {
+    expect(newSnapshotLayout(scan([4095]), {}, 'RAW x')).toEqual({ramBase: 0x4100_0000n, ramSize: 16n * MiB, heapBase: 0x4100_0000n, heapSize: 0n, heapPlacement: 'none'})
+    expectHvmemError(() => newSnapshotLayout(scan([4095]), {heapSize: MiB}, 'RAW x'), 'input', 'RAW x leaves no all-zero page at the top of RAM 0x41000000-0x42000000 for a --heap-size heap')
+  })
+
+  it('refuses RAM smaller than the image, a heap over data', () => {
+    expectHvmemError(
+      () => newSnapshotLayout(scan([0]), {ramSize: 8n * MiB}, 'RAW x'),
+      'input',
+      'RAW x (16777216 bytes, 0x41000000-0x42000000) goes past RAM 0x41000000-0x41800000; pass a --ram-size of at least 0x1000000',
+    )
     expectHvmemError(() => newSnapshotLayout(scan([7]), {heapStart: 0x4100_0000n, heapSize: 0x8000n}, 'RAW x'), 'input', 'the heap 0x41000000-0x41008000 would overlap imported data (page 0x41007000)')
     expect(newSnapshotLayout(scan([8]), {heapStart: 0x4100_0000n, heapSize: 0x8000n}, 'RAW x').heapBase).toBe(0x4100_0000n)
     expectHvmemError(() => newSnapshotLayout(scan([0]), {heapStart: 0x4000_0000n}, 'RAW x'), 'input', 'heap 0x40000000-0x41000000 is not inside RAM 0x41000000-0x42000000')
@@ -36,7 +62,11 @@ describe('checkImage and checkInsideRam', () => {
     expectHvmemError(() => checkImage({base: 0n, length: 0n}, 'RAW x'), 'input', 'RAW x is empty: there is nothing to import')
     expectHvmemError(() => checkImage({base: (1n << 40n) - 4096n, length: 4097n}, 'RAW x'), 'input', 'past the 40-bit physical address space')
     expect(() => checkImage({base: (1n << 40n) - 4096n, length: 4096n}, 'RAW x')).not.toThrow()
-    expectHvmemError(() => checkInsideRam({base: 0x3fff_f000n, length: 0x1000n}, 0x4000_0000n, 0x8000_0000n, 'RAW x'), 'input', "RAW x (4096 bytes at 0x3ffff000-0x40000000) does not lie inside the snapshot's RAM 0x40000000-0x80000000")
+    expectHvmemError(
+      () => checkInsideRam({base: 0x3fff_f000n, length: 0x1000n}, 0x4000_0000n, 0x8000_0000n, 'RAW x'),
+      'input',
+      "RAW x (4096 bytes at 0x3ffff000-0x40000000) does not lie inside the snapshot's RAM 0x40000000-0x80000000",
+    )
     expect(() => checkInsideRam({base: 0x7fff_f000n, length: 0x1000n}, 0x4000_0000n, 0x8000_0000n, 'RAW x')).not.toThrow()
   })
 })

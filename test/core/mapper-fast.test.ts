@@ -2,8 +2,7 @@ import {describe, expect, it} from 'vitest'
 
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import {walkTables} from '../../src/core/walker.js'
-import {mappedMachine} from './helpers.js'
+import {mappedMachine, walkEntries} from './helpers.js'
 
 describe('maps into new tables (written as 32-bit halves)', () => {
   it('writes exact descriptors with upper attribute bits and output addresses above 2^32', () => {
@@ -13,7 +12,7 @@ describe('maps into new tables (written as 32-bit halves)', () => {
     const pa = 0xff_0000_0000n + 0x1000n
     const r = mapper.mapRegion(ipa, 0x60_0000n - 0x2000n, 'device', {pa})
     expect(r.written).toEqual({1: 0, 2: 1, 3: 1022})
-    const leaves = walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry).filter((e) => e.decoded.leaf !== undefined)
+    const leaves = walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry).filter((e) => e.decoded.leaf !== undefined)
     expect(leaves).toHaveLength(1023)
     for (const e of leaves) {
       const out = pa + (e.ipa - ipa)
@@ -25,7 +24,7 @@ describe('maps into new tables (written as 32-bit halves)', () => {
   it('gives the same tables as mapping entry by entry (512 GiB in 2 MiB blocks, 1 GiB in pages)', () => {
     const bulk = mappedMachine({l2Budget: 512})
     bulk.mapper.mapRegion(0n, 512n << 30n, 'normal', {granularity: '2M'})
-    const entries = walkTables(bulk.machine.memory, STAGE2, bulk.mapper.root, bulk.mapper.geometry)
+    const entries = walkEntries(bulk.machine.memory, STAGE2, bulk.mapper.root, bulk.mapper.geometry)
     expect(entries).toHaveLength(512 + 262_144)
     expect(entries.filter((e) => e.level === 2).every((e) => e.decoded.raw === (e.ipa | 0x7fdn))).toBe(true)
 
@@ -33,8 +32,8 @@ describe('maps into new tables (written as 32-bit halves)', () => {
     const r = pages.mapper.mapRegion(0x4000_0000n, 1n << 30n, 'readonly', {granularity: 'page'})
     expect(r.written).toEqual({1: 0, 2: 0, 3: 262_144})
     expect(r.newTables).toHaveLength(1 + 512)
-    const leaves = walkTables(pages.machine.memory, STAGE1, pages.mapper.root, pages.mapper.geometry).filter((e) => e.level === 3)
+    const leaves = walkEntries(pages.machine.memory, STAGE1, pages.mapper.root, pages.mapper.geometry).filter((e) => e.level === 3)
     expect(leaves).toHaveLength(262_144)
-    expect(leaves.every((e) => e.decoded.raw === (e.ipa | 0x487n))).toBe(true)
+    expect(leaves.every((e) => e.decoded.raw === (e.ipa | 0x787n))).toBe(true)
   })
 })

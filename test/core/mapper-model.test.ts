@@ -3,20 +3,22 @@
  * sorted list of input ranges with their output address and attribute bits, in every geometry the
  * issue names (4K/39, 4K/40 (KVM), 4K/48, 16K/40, 16K/47, 64K/42, 64K/48) and a random one of the
  * rest. After every step every probed address translates in the tables exactly as in the model, and
- * a walk of the tables finds no dangling, misaligned, reserved or half-written entry.
+ * a walk of the tables finds no dangling, misaligned, reserved or half-written entry, and no run of
+ * the contiguous bit whose entries disagree (maps set it at random).
  */
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {SOAK} from '../soak.js'
 
-import {ADDRESS_MASK, type Attr, type RegimeName} from '../../src/core/descriptor.js'
+import {ADDRESS_MASK, type Attr, CONTIGUOUS, type RegimeName} from '../../src/core/descriptor.js'
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
 import {type Granularity, type IdentityMapper, type Permission, XN_BITS} from '../../src/core/mapper.js'
 import {type Geometry, type Granule} from '../../src/core/geometry.js'
 import {translate} from '../../src/core/translate.js'
-import {walkTables} from '../../src/core/walker.js'
+import {type WalkEntry} from '../../src/core/walker.js'
+import {walkEntries} from './helpers.js'
 
 const GIB = 1n << 30n
 const SPACE = 4n * GIB // the operations stay in the first 4 GiB, so they collide often
@@ -39,7 +41,9 @@ class Model {
 
   /** The parts of [start, end) that are mapped, clipped. */
   overlapping(start: bigint, end: bigint): Range[] {
-    return this.ranges.filter((r) => r.start < end && r.end > start).map((r) => ({start: r.start > start ? r.start : start, end: r.end < end ? r.end : end, pa: r.pa + ((r.start > start ? r.start : start) - r.start), bits: r.bits}))
+    return this.ranges
+      .filter((r) => r.start < end && r.end > start)
+      .map((r) => ({start: r.start > start ? r.start : start, end: r.end < end ? r.end : end, pa: r.pa + ((r.start > start ? r.start : start) - r.start), bits: r.bits}))
   }
 
   remove(start: bigint, end: bigint): void {
@@ -72,7 +76,7 @@ class Model {
 }
 
 type Op =
-  | {kind: 'map'; ipa: bigint; size: bigint; attr: Attr; pa: bigint | undefined; granularity: Granularity | bigint; replace: boolean}
+  | {kind: 'map'; ipa: bigint; size: bigint; attr: Attr; pa: bigint | undefined; granularity: Granularity | bigint; replace: boolean; contiguous: boolean}
   | {kind: 'unmap'; ipa: bigint; size: bigint}
   | {kind: 'protect'; ipa: bigint; size: bigint; attr?: Attr; perm?: Permission}
   | {kind: 'coalesce'}
@@ -91,22 +95,48 @@ function sizesOf(g: Geometry): Sizes {
 }
 
 function opArbitrary({page, block, big}: Sizes): fc.Arbitrary<Op> {
-  const ipaArb = fc.oneof(fc.bigInt(0n, SPACE / big - 1n).map((n) => n * big), fc.bigInt(0n, SPACE / block - 1n).map((n) => n * block), fc.bigInt(0n, SPACE / page - 1n).map((n) => n * page))
+  const ipaArb = fc.oneof(
+    fc.bigInt(0n, SPACE / big - 1n).map((n) => n * big),
+    fc.bigInt(0n, SPACE / block - 1n).map((n) => n * block),
+    fc.bigInt(0n, SPACE / page - 1n).map((n) => n * page),
+  )
   // at most 1 GiB of blocks in one step, so a page-granular map stays small
   const blocks = BigInt(Math.max(1, Math.min(8, Number(GIB / block))))
-  const sizeArb = fc.oneof(fc.bigInt(1n, 40n).map((n) => n * page), fc.bigInt(1n, blocks).map((n) => n * block), fc.bigInt(1n, 4n).map((n) => n * block + n * page), fc.constant(big))
+  const sizeArb = fc.oneof(
+    fc.bigInt(1n, 40n).map((n) => n * page),
+    fc.bigInt(1n, blocks).map((n) => n * block),
+    fc.bigInt(1n, 4n).map((n) => n * block + n * page),
+    fc.constant(big),
+  )
   const attrArb = fc.constantFrom<Attr>('normal', 'device', 'readonly')
   const granularities: Array<Granularity | bigint> = ['page', ...new Set([block, big])]
   return fc.oneof(
     {
       weight: 4,
       arbitrary: fc
-        .record({kind: fc.constant('map' as const), ipa: ipaArb, size: sizeArb, attr: attrArb, pa: fc.option(ipaArb.map((p) => p + 8n * GIB), {nil: undefined}), granularity: fc.constantFrom(...granularities, big), replace: fc.boolean()})
+        .record({
+          kind: fc.constant('map' as const),
+          ipa: ipaArb,
+          size: sizeArb,
+          attr: attrArb,
+          pa: fc.option(
+            ipaArb.map((p) => p + 8n * GIB),
+            {nil: undefined},
+          ),
+          granularity: fc.constantFrom(...granularities, big),
+          replace: fc.boolean(),
+          contiguous: fc.boolean(),
+        })
         // a map of the largest leaf is aligned to it and its offset to a block: otherwise it is a great many pages
-        .map((op) => (op.size === big ? {...op, ipa: op.ipa & ~(big - 1n), pa: op.pa === undefined ? undefined : op.pa & ~(block - 1n), granularity: op.granularity === 'page' ? block : op.granularity} : op)),
+        .map((op) =>
+          op.size === big ? {...op, ipa: op.ipa & ~(big - 1n), pa: op.pa === undefined ? undefined : op.pa & ~(block - 1n), granularity: op.granularity === 'page' ? block : op.granularity} : op,
+        ),
     },
     {weight: 2, arbitrary: fc.record({kind: fc.constant('unmap' as const), ipa: ipaArb, size: sizeArb})},
-    {weight: 2, arbitrary: fc.record({kind: fc.constant('protect' as const), ipa: ipaArb, size: sizeArb, attr: fc.option(attrArb, {nil: undefined}), perm: fc.constantFrom<Permission>('r', 'rw', 'rx', 'rwx')})},
+    {
+      weight: 2,
+      arbitrary: fc.record({kind: fc.constant('protect' as const), ipa: ipaArb, size: sizeArb, attr: fc.option(attrArb, {nil: undefined}), perm: fc.constantFrom<Permission>('r', 'rw', 'rx', 'rwx')}),
+    },
     {weight: 1, arbitrary: fc.constant({kind: 'coalesce' as const})},
   )
 }
@@ -143,8 +173,8 @@ function step(mapper: IdentityMapper, model: Model, op: Op): void {
     const pa = op.pa ?? op.ipa
     const bits = mapper.regime.attrBits[op.attr]
     const conflict = model.overlapping(op.ipa, end).some((r) => r.bits !== bits || r.pa !== pa + (r.start - op.ipa))
-    if (conflict && !op.replace) return expectRefused(() => mapper.mapRegion(op.ipa, op.size, op.attr, {pa, granularity: op.granularity}), 'mapping-conflict')
-    mapper.mapRegion(op.ipa, op.size, op.attr, {pa, granularity: op.granularity, replace: op.replace})
+    if (conflict && !op.replace) return expectRefused(() => mapper.mapRegion(op.ipa, op.size, op.attr, {pa, granularity: op.granularity, contiguous: op.contiguous}), 'mapping-conflict')
+    mapper.mapRegion(op.ipa, op.size, op.attr, {pa, granularity: op.granularity, replace: op.replace, contiguous: op.contiguous})
     model.insert({start: op.ipa, end, pa, bits})
   } else if (op.kind === 'unmap') {
     mapper.unmap(op.ipa, op.size)
@@ -169,7 +199,7 @@ function checkAgreement(machine: Machine, mapper: IdentityMapper, model: Model, 
       continue
     }
     expect(t.output?.address, `output of ${ipa.toString(16)}`).toBe(want.pa)
-    expect(t.steps.at(-1)!.descriptor & ~ADDRESS_MASK & ~3n, `attributes at ${ipa.toString(16)}`).toBe(want.bits)
+    expect(t.steps.at(-1)!.descriptor & ~ADDRESS_MASK & ~3n & ~CONTIGUOUS, `attributes at ${ipa.toString(16)}`).toBe(want.bits)
   }
 }
 
@@ -177,7 +207,8 @@ function checkAgreement(machine: Machine, mapper: IdentityMapper, model: Model, 
 function checkStructure(machine: Machine, mapper: IdentityMapper): void {
   const heap = machine.heap.status()
   const problems: string[] = []
-  for (const e of walkTables(machine.memory, mapper.regime, mapper.root, mapper.geometry)) {
+  const entries = walkEntries(machine.memory, mapper.regime, mapper.root, mapper.geometry)
+  for (const e of entries) {
     const where = `L${e.level}[${e.index}] of ${e.table.toString(16)}`
     if (e.problem !== undefined) problems.push(`${where}: ${e.problem}`)
     if (e.decoded.kind === 'reserved') problems.push(`${where}: reserved encoding`)
@@ -190,8 +221,43 @@ function checkStructure(machine: Machine, mapper: IdentityMapper): void {
       if (!e.decoded.leaf.af) problems.push(`${where}: access flag clear`)
     }
   }
+  problems.push(...runProblems(entries, mapper.geometry))
   expect(problems).toEqual([])
   expect(mapper.l2Tables().length).toBeLessThanOrEqual(mapper.state.l2Budget)
+}
+
+/**
+ * Every aligned run of the contiguous bit with an entry that has the bit: all its entries must be
+ * leaves with the bit and the same attributes, their output contiguous from an address aligned to
+ * the run (Arm ARM D8.6.1; otherwise the TLB's result is CONSTRAINED UNPREDICTABLE).
+ */
+function runProblems(walk: readonly WalkEntry[], g: Geometry): string[] {
+  const runKey = (e: WalkEntry, n: number): string => `${e.table}:${e.level}:${Math.floor(e.index / n)}`
+  // the runs that hold an entry with the bit, then their entries
+  const runs = new Map<string, WalkEntry[]>()
+  for (const e of walk) {
+    const n = g.contiguousEntries(e.level)
+    if (n !== 0 && (e.decoded.raw & CONTIGUOUS) !== 0n) runs.set(runKey(e, n), [])
+  }
+  if (runs.size === 0) return []
+  for (const e of walk) {
+    const n = g.contiguousEntries(e.level)
+    if (n !== 0) runs.get(runKey(e, n))?.push(e)
+  }
+  const problems: string[] = []
+  for (const [key, entries] of runs) {
+    const n = g.contiguousEntries(entries[0]!.level)
+    const first = entries[0]!
+    const attrs = first.decoded.raw & ~ADDRESS_MASK
+    const base = first.decoded.leaf?.outputAddress ?? -1n
+    const ok =
+      entries.length === n &&
+      first.index % n === 0 &&
+      base % (BigInt(n) * first.size) === 0n &&
+      entries.every((e, k) => e.decoded.leaf !== undefined && (e.decoded.raw & ~ADDRESS_MASK) === attrs && e.decoded.leaf.outputAddress === base + BigInt(k) * first.size)
+    if (!ok) problems.push(`run ${key}: the contiguous bit on a run whose entries disagree`)
+  }
+  return problems
 }
 
 /** The geometries the issue names, each in both regimes (stage 1 with the same VA size), and hvmem's original with the most runs (ten times as many in `npm run soak`). */
@@ -212,7 +278,12 @@ function run(regime: RegimeName, granule: Granule, inputBits: number, ops: Op[],
   const model = new Model()
   for (const op of ops) {
     step(mapper, model, op)
-    checkAgreement(machine, mapper, model, random.map((a) => a & ~(BigInt(granule) - 1n)))
+    checkAgreement(
+      machine,
+      mapper,
+      model,
+      random.map((a) => a & ~(BigInt(granule) - 1n)),
+    )
     checkStructure(machine, mapper)
   }
 }
@@ -222,7 +293,9 @@ describe.each(CASES)('mapper against a reference model, $regime, $granule-byte g
     const machine = Machine.create({ramBase: 0x4000_0000n, ramSize: 1n << 30n, heapBase: 0x4100_0000n, heapSize: 64n << 20n})
     const sizes = sizesOf(machine.ensureMapper({regime, granule, inputBits}).mapper.geometry)
     fc.assert(
-      fc.property(fc.array(opArbitrary(sizes), {minLength: 1, maxLength: 10}), fc.array(fc.bigInt(0n, SPACE + GIB), {minLength: 16, maxLength: 16}), (ops, random) => run(regime, granule, inputBits, ops, random)),
+      fc.property(fc.array(opArbitrary(sizes), {minLength: 1, maxLength: 10}), fc.array(fc.bigInt(0n, SPACE + GIB), {minLength: 16, maxLength: 16}), (ops, random) =>
+        run(regime, granule, inputBits, ops, random),
+      ),
       {numRuns: runs},
     )
   })
@@ -239,7 +312,14 @@ describe('mapper against a reference model, a random geometry', () => {
           return fc.tuple(fc.constant(g), fc.array(opArbitrary(sizes), {minLength: 1, maxLength: 8}))
         }),
         fc.array(fc.bigInt(0n, SPACE + GIB), {minLength: 8, maxLength: 8}),
-        ([g, ops], random) => run(g.regime, g.granule, g.inputBits, ops.filter((op) => op.kind === 'coalesce' || op.ipa + op.size <= 1n << BigInt(g.inputBits)), random.filter((a) => a < 1n << BigInt(g.inputBits))),
+        ([g, ops], random) =>
+          run(
+            g.regime,
+            g.granule,
+            g.inputBits,
+            ops.filter((op) => op.kind === 'coalesce' || op.ipa + op.size <= 1n << BigInt(g.inputBits)),
+            random.filter((a) => a < 1n << BigInt(g.inputBits)),
+          ),
       ),
       {numRuns: 30 * SOAK},
     )

@@ -3,21 +3,8 @@ import {describe, expect, it} from 'vitest'
 import {DEFAULT_L2_BUDGET, IdentityMapper, MAX_L2_BUDGET} from '../../src/core/mapper.js'
 import {tableDescriptor} from '../../src/core/descriptor.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import {walkTables} from '../../src/core/walker.js'
 import {DEFAULT_STAGE2} from '../../src/core/geometry.js'
-import {
-  BLOCK,
-  GIB,
-  PAGE,
-  capture,
-  defaultMachine,
-  expectHvmemError,
-  expectUnchangedAfterError,
-  l2DescriptorAt,
-  l2Leaves,
-  mappedMachine,
-  smallHeapMachine,
-} from './helpers.js'
+import {BLOCK, GIB, PAGE, capture, defaultMachine, expectHvmemError, expectUnchangedAfterError, l2DescriptorAt, l2Leaves, mappedMachine, smallHeapMachine, walkEntries} from './helpers.js'
 
 const ROOT = 0x4100_0000n
 const FIRST_L2 = 0x4100_1000n
@@ -298,6 +285,19 @@ describe('IdentityMapper: heap exhaustion', () => {
     expect(l2Leaves(machine, mapper).map((e) => e.ipa)).toEqual([0x4000_0000n])
   })
 
+  it('a map refused after it filled new tables (a conflict further on) leaves no trace: the next map fills tables of its own', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n + 4n * BLOCK, BLOCK, 'device')
+    // [1 GiB, +4 blocks) as pages fills four new tables whole before it meets the device block
+    expectUnchangedAfterError(machine, () => mapper.mapRegion(0x4000_0000n, 5n * BLOCK, 'normal', {granularity: 'page'}), 'mapping-conflict')
+    const r = mapper.mapRegion(0x4000_0000n + BLOCK, 2n * BLOCK + 3n * PAGE, 'normal', {granularity: 'page'})
+    expect(r.written[3]).toBe(2 * 512 + 3)
+    expect(r.newTables).toHaveLength(3)
+    // the third table holds the 3 pages asked for and nothing else
+    const third = walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry).filter((e) => e.level === 3 && e.table === r.newTables[2])
+    expect(third.map((e) => e.ipa)).toEqual([0, 1, 2].map((i) => 0x4000_0000n + 3n * BLOCK + BigInt(i) * PAGE))
+  })
+
   it('a mapper cannot be created in a full heap', () => {
     const machine = smallHeapMachine(1)
     machine.heap.alloc(4n)
@@ -330,7 +330,7 @@ describe('IdentityMapper and the walker agree', () => {
   it('walking from the VTTBR (VMID in the top bits) finds the same tables', () => {
     const {machine, mapper} = mappedMachine({vmid: 0x1234})
     mapper.mapRegion(0x4000_0000n, 2n * BLOCK, 'readonly')
-    expect(walkTables(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toEqual(walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry))
-    expect(walkTables(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toHaveLength(3)
+    expect(walkEntries(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toEqual(walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry))
+    expect(walkEntries(machine.memory, STAGE2, mapper.vttbr(), DEFAULT_STAGE2)).toHaveLength(3)
   })
 })

@@ -44,14 +44,26 @@ describe('PhysicalMemory with storedFrames (the compact page list)', () => {
 
   it('refuses frames outside RAM or out of order', () => {
     const pageSource = (): undefined => undefined
-    expectHvmemError(() => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST - 1]), pageSource}), 'input', 'stored page 0x3ffff000 is not a 4 KiB page inside RAM 0x40000000-0x41000000')
-    expectHvmemError(() => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST + 4096]), pageSource}), 'input', 'stored page 0x41000000 is not a 4 KiB page inside RAM 0x40000000-0x41000000')
-    expectHvmemError(() => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST + 2, FIRST + 2]), pageSource}), 'input', 'stored frames must be strictly ascending (frame 262146 at 1)')
+    expectHvmemError(
+      () => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST - 1]), pageSource}),
+      'input',
+      'stored page 0x3ffff000 is not a 4 KiB page inside RAM 0x40000000-0x41000000',
+    )
+    expectHvmemError(
+      () => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST + 4096]), pageSource}),
+      'input',
+      'stored page 0x41000000 is not a 4 KiB page inside RAM 0x40000000-0x41000000',
+    )
+    expectHvmemError(
+      () => new PhysicalMemory(BASE, SIZE, {storedFrames: Float64Array.from([FIRST + 2, FIRST + 2]), pageSource}),
+      'input',
+      'stored frames must be strictly ascending (frame 262146 at 1)',
+    )
   })
 })
 
 describe('page tags', () => {
-  it('keeps a loaded page\'s tag until the page is written or zeroed', () => {
+  it("keeps a loaded page's tag until the page is written or zeroed", () => {
     const m = new PhysicalMemory(BASE, SIZE)
     m.loadPage(BASE, filled(1), 0xdead_beef)
     m.loadPage(BASE + 0x1000n, filled(2), 7)

@@ -12,8 +12,7 @@ import {TCR_EL2, vtcrFor} from '../../src/core/registers.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {translate} from '../../src/core/translate.js'
-import {walkTables} from '../../src/core/walker.js'
-import {defaultMachine, expectHvmemError} from './helpers.js'
+import {defaultMachine, expectHvmemError, walkEntries} from './helpers.js'
 import {DEFAULT_STAGE2, type Geometry, stage2Geometry} from '../../src/core/geometry.js'
 
 /** The walk a geometry describes, as the old WalkConfig did. */
@@ -26,7 +25,7 @@ const vtcr = (t0sz: number, sl0: number): bigint => 0x8002_3500n | (BigInt(sl0) 
 const tcr = (t0sz: number): bigint => 0x8082_3500n | BigInt(t0sz)
 
 describe('stage2Walk (VTCR_EL2)', () => {
-  it('decodes hvmem\'s own VTCR_EL2 as the default walk: level 1, 39-bit IPA, 40-bit PA', () => {
+  it("decodes hvmem's own VTCR_EL2 as the default walk: level 1, 39-bit IPA, 40-bit PA", () => {
     expect(shape(stage2Walk(0x8002_3559n))).toEqual({granule: 4096, startLevel: 1, inputBits: 39, paBits: 40})
     expect(shape(stage2Walk(0x8002_3559n))).toEqual(DEFAULT_WALK)
     expect(shape(stage2Walk(vtcrFor(300)))).toEqual(DEFAULT_WALK)
@@ -66,7 +65,11 @@ describe('stage2Walk (VTCR_EL2)', () => {
   it('refuses a reserved SL0, a reserved granule, T0SZ out of range and a reserved PS', () => {
     expectHvmemError(() => stage2Walk(vtcr(25, 3)), 'input', 'VTCR_EL2 0x800235d9: SL0 3 is reserved for the 4K granule (a level-3 start needs FEAT_TTST); use SL0 0..2')
     expectHvmemError(() => stage2Walk(0x8002_f559n), 'input', 'VTCR_EL2 0x8002f559: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)')
-    expectHvmemError(() => stage2Walk(vtcr(15, 2)), 'input', 'VTCR_EL2 0x8002358f: T0SZ 15 (49-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 or FEAT_TTST')
+    expectHvmemError(
+      () => stage2Walk(vtcr(15, 2)),
+      'input',
+      'VTCR_EL2 0x8002358f: T0SZ 15 (49-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 (DS) or FEAT_TTST',
+    )
     expectHvmemError(() => stage2Walk(vtcr(40, 0)), 'input', 'T0SZ 40 (24-bit inputs) is out of range')
     expectHvmemError(() => stage2Walk(0x8007_3559n), 'input', 'VTCR_EL2 0x80073559: PS 7 is reserved; PS must be 0..6 (32..52-bit physical addresses)')
   })
@@ -105,12 +108,12 @@ describe('stage1Walk (TCR_EL2)', () => {
 
   it('refuses a reserved granule and T0SZ out of range', () => {
     expectHvmemError(() => stage1Walk(0x8082_f519n), 'input', 'TCR_EL2 0x8082f519: TG0 3 is reserved; TG0 must be 0 (4 KiB), 1 (64 KiB) or 2 (16 KiB)')
-    expectHvmemError(() => stage1Walk(tcr(12)), 'input', 'TCR_EL2 0x8082350c: T0SZ 12 (52-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 or FEAT_TTST')
+    expectHvmemError(() => stage1Walk(tcr(12)), 'input', 'TCR_EL2 0x8082350c: T0SZ 12 (52-bit inputs) is out of range; T0SZ must be 16..39 (48- to 25-bit inputs) without FEAT_LPA2 (DS) or FEAT_TTST')
   })
 })
 
 describe('foreignWalk', () => {
-  it('defaults to hvmem\'s registers and reports VTTBR_EL2 with the VMID', () => {
+  it("defaults to hvmem's registers and reports VTTBR_EL2 with the VMID", () => {
     const w = foreignWalk('stage2', 0x4100_0000n, undefined, 5)
     expect(shape(w.geometry)).toEqual(DEFAULT_WALK)
     expect(w.registers).toEqual([
@@ -139,9 +142,17 @@ describe('foreignWalk', () => {
 
   it('refuses a misaligned root, a root past the PA size, a 16-bit VMID without VS, and --vmid for stage 1', () => {
     expectHvmemError(() => foreignWalk('stage2', 0x4100_0800n), 'input', '--root 0x41000800 is not a valid root: it must be a 4K-aligned table, below the 40-bit physical address space')
-    expectHvmemError(() => foreignWalk('stage2', 0x4100_1000n, vtcr(24, 1)), 'input', '--root 0x41001000 is not a valid root: it must be 2 concatenated 4K tables, so aligned to 0x2000, below the 40-bit physical address space')
+    expectHvmemError(
+      () => foreignWalk('stage2', 0x4100_1000n, vtcr(24, 1)),
+      'input',
+      '--root 0x41001000 is not a valid root: it must be 2 concatenated 4K tables, so aligned to 0x2000, below the 40-bit physical address space',
+    )
     expectHvmemError(() => foreignWalk('stage2', 1n << 40n), 'input', 'below the 40-bit physical address space')
-    expectHvmemError(() => foreignWalk('stage2', 0x4100_0000n, 0x8002_3559n, 300), 'input', '--vmid 300 needs 16-bit VMIDs, but VTCR_EL2 0x80023559 has VS (bit 19) clear; pass a VMID up to 255 or set VS')
+    expectHvmemError(
+      () => foreignWalk('stage2', 0x4100_0000n, 0x8002_3559n, 300),
+      'input',
+      '--vmid 300 needs 16-bit VMIDs, but VTCR_EL2 0x80023559 has VS (bit 19) clear; pass a VMID up to 255 or set VS',
+    )
     expect(foreignWalk('stage2', 0x4100_0000n, 0x800a_3559n, 300).registers[0]!.value).toBe(0x012c_0000_4100_0000n)
     expectHvmemError(() => foreignWalk('stage1', 0x4100_0000n, undefined, 1), 'input', '--vmid applies to stage 2 only')
   })
@@ -170,7 +181,7 @@ describe('walks with other start levels', () => {
     // with hvmem's default walk the same IPA is out of range
     expect(translate(m, STAGE2, L0, 0x100_4000_1234n).fault?.reason).toBe('the address is outside the 39-bit input address space (T0SZ 25)')
     // and the walker lists the same tree from level 0
-    const entries = walkTables(m, STAGE2, L0, stage2Geometry({granule: 4096, inputBits: Number(walk.inputBits), startLevel: walk.startLevel}))
+    const entries = walkEntries(m, STAGE2, L0, stage2Geometry({granule: 4096, inputBits: Number(walk.inputBits), startLevel: walk.startLevel}))
     expect(entries.map((e) => [e.level, e.index, e.ipa, e.size])).toEqual([
       [0, 2, 0x100_0000_0000n, 1n << 39n],
       [1, 1, 0x100_4000_0000n, 1n << 30n],
@@ -208,7 +219,7 @@ describe('walks with other start levels', () => {
     expect(translate(m, STAGE2, L1, 0x10n).output?.address).toBe(0x1_0000_0010n)
   })
 
-  it('gives exactly the default walk\'s result for hvmem\'s own VTCR (fast-check)', () => {
+  it("gives exactly the default walk's result for hvmem's own VTCR (fast-check)", () => {
     const machine = defaultMachine()
     const mapper = machine.ensureMapper().mapper
     mapper.mapRegion(0x4000_0000n, 0x4000_0000n, 'normal')

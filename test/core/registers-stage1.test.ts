@@ -1,18 +1,7 @@
 /** Decoded register fields for both regimes: VTCR_EL2, TCR_EL2, and registersFor(). */
 import {describe, expect, it} from 'vitest'
 
-import {
-  HCR_EL2_DC,
-  HCR_EL2_STAGE1,
-  HCR_EL2_STAGE2,
-  type Register,
-  SCTLR_EL2_MMU_ON,
-  SCTLR_EL2_RES1,
-  TCR_EL2,
-  decodeTcrEl2,
-  decodeVtcr,
-  registersFor,
-} from '../../src/core/registers.js'
+import {HCR_EL2_DC, HCR_EL2_STAGE1, HCR_EL2_STAGE2, type Register, SCTLR_EL2_MMU_ON, SCTLR_EL2_RES1, TCR_EL2, decodeTcrEl2, decodeVtcr, registersFor} from '../../src/core/registers.js'
 import {expectHvmemError} from './helpers.js'
 
 const ROOT = 0x4100_0000n

@@ -18,27 +18,27 @@ function leafOf(descriptor: bigint, level: number): LeafFields {
 }
 
 describe('STAGE1 encodings (the sprint plan numbers)', () => {
-  it('is the stage-1 regime with attribute bits 0x404 / 0x408 / 0x484 and MAIR_EL2 0x0004ff00', () => {
+  it('is the stage-1 regime with attribute bits 0x704 / 0x0040_0000_0000_0708 / 0x784 (the plan numbers, inner shareable, device execute-never) and MAIR_EL2 0x0004ff00', () => {
     expect(STAGE1.name).toBe('stage1')
     expect(STAGE1.stage).toBe(1)
-    expect(STAGE1_ATTR_BITS).toEqual({normal: 0x404n, device: 0x408n, readonly: 0x484n})
+    expect(STAGE1_ATTR_BITS).toEqual({normal: 0x704n, device: 0x0040_0000_0000_0708n, readonly: 0x784n})
     expect(STAGE1.attrBits).toEqual(STAGE1_ATTR_BITS)
     expect(MAIR_EL2).toBe(0x4ff00n)
   })
 
-  it('2 MiB blocks: normal P|0x405, device P|0x409, readonly P|0x485', () => {
-    expect(STAGE1.leafDescriptor(2, P, 'normal')).toBe(P | 0x405n)
-    expect(STAGE1.leafDescriptor(2, P, 'normal')).toBe(0x4800_0405n)
-    expect(STAGE1.leafDescriptor(2, P, 'device')).toBe(P | 0x409n)
-    expect(STAGE1.leafDescriptor(2, P, 'readonly')).toBe(P | 0x485n)
+  it('2 MiB blocks: normal P|0x705, device P|0x0040_0000_0000_0709, readonly P|0x785', () => {
+    expect(STAGE1.leafDescriptor(2, P, 'normal')).toBe(P | 0x705n)
+    expect(STAGE1.leafDescriptor(2, P, 'normal')).toBe(0x4800_0705n)
+    expect(STAGE1.leafDescriptor(2, P, 'device')).toBe(P | 0x0040_0000_0000_0709n)
+    expect(STAGE1.leafDescriptor(2, P, 'readonly')).toBe(P | 0x785n)
   })
 
   it('1 GiB blocks have bit 1 clear, 4 KiB pages have it set', () => {
-    expect(STAGE1.leafDescriptor(1, 0x8000_0000n, 'normal')).toBe(0x8000_0405n)
-    expect(STAGE1.leafDescriptor(1, 0x80_0000_0000n, 'device')).toBe(0x80_0000_0409n)
-    expect(STAGE1.leafDescriptor(3, P + PAGE, 'normal')).toBe(0x4800_1407n)
-    expect(STAGE1.leafDescriptor(3, P, 'device')).toBe(0x4800_040bn)
-    expect(STAGE1.leafDescriptor(3, P, 'readonly')).toBe(0x4800_0487n)
+    expect(STAGE1.leafDescriptor(1, 0x8000_0000n, 'normal')).toBe(0x8000_0705n)
+    expect(STAGE1.leafDescriptor(1, 0x80_0000_0000n, 'device')).toBe(0x0040_0080_0000_0709n)
+    expect(STAGE1.leafDescriptor(3, P + PAGE, 'normal')).toBe(0x4800_1707n)
+    expect(STAGE1.leafDescriptor(3, P, 'device')).toBe(0x0040_0000_4800_070bn)
+    expect(STAGE1.leafDescriptor(3, P, 'readonly')).toBe(0x4800_0787n)
   })
 
   it('refuses an output address not aligned to the level or above 48 bits', () => {
@@ -49,12 +49,12 @@ describe('STAGE1 encodings (the sprint plan numbers)', () => {
   })
 
   it('attrOf() names the attribute set a leaf carries, at any level, and nothing else', () => {
-    expect(STAGE1.attrOf(0x4800_0405n)).toBe('normal')
-    expect(STAGE1.attrOf(0x4800_0409n)).toBe('device')
-    expect(STAGE1.attrOf(0x4800_0485n)).toBe('readonly')
-    expect(STAGE1.attrOf(0x4800_1407n)).toBe('normal')
+    expect(STAGE1.attrOf(0x4800_0705n)).toBe('normal')
+    expect(STAGE1.attrOf(0x0040_0000_4800_0709n)).toBe('device')
+    expect(STAGE1.attrOf(0x4800_0785n)).toBe('readonly')
+    expect(STAGE1.attrOf(0x4800_1707n)).toBe('normal')
     expect(STAGE1.attrOf(0x4800_07fdn)).toBeUndefined() // the stage-2 normal encoding
-    expect(STAGE1.attrOf(0x4800_0405n | (1n << 54n))).toBeUndefined()
+    expect(STAGE1.attrOf(0x4800_0705n | (1n << 54n))).toBeUndefined()
     expect(STAGE1.attrOf(0x4100_1003n)).toBeUndefined()
   })
 })
@@ -147,23 +147,23 @@ describe('mairTypeName() and mairAttrAt()', () => {
 })
 
 describe('IdentityMapper with regime stage1', () => {
-  it('writes 0x405 / 0x409 / 0x485 blocks and 0x407 pages under table descriptors', () => {
+  it('writes 0x705 / 0x0040_0000_0000_0709 / 0x785 blocks and 0x707 pages under table descriptors', () => {
     const {machine, mapper} = mappedMachine({regime: 'stage1'})
     expect(mapper.state).toMatchObject({regime: 'stage1', root: ROOT, vmid: 0})
     expect(mapper.regime).toBe(STAGE1)
-    expect(mapper.mapRegion(P, BLOCK, 'normal').descriptor).toBe(0x4800_0405n)
-    expect(mapper.mapRegion(P + BLOCK, BLOCK, 'device').descriptor).toBe(0x4820_0409n)
-    expect(mapper.mapRegion(P + 2n * BLOCK, BLOCK, 'readonly').descriptor).toBe(0x4840_0485n)
-    expect(mapper.mapRegion(0x8000_0000n, GIB, 'normal').descriptor).toBe(0x8000_0405n)
-    expect(mapper.mapRegion(P + 3n * BLOCK, PAGE, 'normal').descriptor).toBe(0x4860_0407n)
+    expect(mapper.mapRegion(P, BLOCK, 'normal').descriptor).toBe(0x4800_0705n)
+    expect(mapper.mapRegion(P + BLOCK, BLOCK, 'device').descriptor).toBe(0x0040_0000_4820_0709n)
+    expect(mapper.mapRegion(P + 2n * BLOCK, BLOCK, 'readonly').descriptor).toBe(0x4840_0785n)
+    expect(mapper.mapRegion(0x8000_0000n, GIB, 'normal').descriptor).toBe(0x8000_0705n)
+    expect(mapper.mapRegion(P + 3n * BLOCK, PAGE, 'normal').descriptor).toBe(0x4860_0707n)
     expect(machine.memory.readU64(ROOT + 8n)).toBe(0x4100_1003n)
-    expect(machine.memory.readU64(ROOT + 16n)).toBe(0x8000_0405n)
-    expect(machine.memory.readU64(0x4100_1000n + 8n * 64n)).toBe(0x4800_0405n)
-    expect(machine.memory.readU64(0x4100_1000n + 8n * 65n)).toBe(0x4820_0409n)
-    expect(machine.memory.readU64(0x4100_1000n + 8n * 66n)).toBe(0x4840_0485n)
+    expect(machine.memory.readU64(ROOT + 16n)).toBe(0x8000_0705n)
+    expect(machine.memory.readU64(0x4100_1000n + 8n * 64n)).toBe(0x4800_0705n)
+    expect(machine.memory.readU64(0x4100_1000n + 8n * 65n)).toBe(0x0040_0000_4820_0709n)
+    expect(machine.memory.readU64(0x4100_1000n + 8n * 66n)).toBe(0x4840_0785n)
     expect(machine.memory.readU64(0x4100_1000n + 8n * 67n)).toBe(0x4100_2003n)
-    expect(machine.memory.readU64(0x4100_2000n)).toBe(0x4860_0407n)
-    expect(mapper.leafAt(P + 0x1234n)).toBe(0x4800_0405n)
+    expect(machine.memory.readU64(0x4100_2000n)).toBe(0x4860_0707n)
+    expect(mapper.leafAt(P + 0x1234n)).toBe(0x4800_0705n)
   })
 
   it('registers(): TTBR0_EL2 = root, TCR_EL2, MAIR_EL2, SCTLR_EL2, HCR_EL2', () => {
@@ -206,9 +206,9 @@ describe('IdentityMapper with regime stage1', () => {
     expect(m.state).toMatchObject({regime: 'stage1', root: ROOT, vmid: 0, l2Budget: 6})
     expect(m.regime).toBe(STAGE1)
     expect(m.registers()).toEqual(mapper.registers())
-    expect(m.leafAt(P)).toBe(0x4800_0405n)
-    expect(m.leafAt(0x0900_0000n)).toBe(0x0900_0409n)
-    expect(translate(restored.memory, m.regime, m.root, 0x0900_0018n).par).toBe(0x0400_0000_0900_0a00n)
+    expect(m.leafAt(P)).toBe(0x4800_0705n)
+    expect(m.leafAt(0x0900_0000n)).toBe(0x0040_0000_0900_0709n)
+    expect(translate(restored.memory, m.regime, m.root, 0x0900_0018n).par).toBe(0x0400_0000_0900_0b80n)
     expect(encodeSnapshot(restored).equals(bytes)).toBe(true)
     expectHvmemError(() => restored.ensureMapper({regime: 'stage2'}), 'input')
   })

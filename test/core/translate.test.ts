@@ -335,7 +335,20 @@ describe('translate(), stage 2: successful walks and PAR_EL1 (QEMU values)', () 
       address: 0x0900_0018n,
       level: 2,
       size: 0x20_0000n,
-      leaf: {outputAddress: 0x0900_0000n, memAttr: 0b0001, memType: 'Device-nGnRE', s2ap: 3, access: 'RW', sh: 3, shareability: 'IS', af: true, xn: 2, executable: false, contiguous: false, software: 0},
+      leaf: {
+        outputAddress: 0x0900_0000n,
+        memAttr: 0b0001,
+        memType: 'Device-nGnRE',
+        s2ap: 3,
+        access: 'RW',
+        sh: 3,
+        shareability: 'IS',
+        af: true,
+        xn: 2,
+        executable: false,
+        contiguous: false,
+        software: 0,
+      },
       memType: 'Device-nGnRE',
       attr: 0x04,
       sh: 2,
@@ -468,47 +481,60 @@ describe('translate(), stage 2: successful walks and PAR_EL1 (QEMU values)', () 
 })
 
 describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)', () => {
-  it('normal block P|0x405, read at 0x4800_1234: 0xff00000048001a00 (SH 0b00)', () => {
+  it('normal block P|0x705 (the safe preset: inner shareable), read at 0x4800_1234: 0xff00000048001b80 (SH 0b11)', () => {
     const {run} = fixture('stage1')
     const t = run(0x4800_1234n)
     expect(t).toEqual({
       input: 0x4800_1234n,
       write: false,
       exec: false,
-      steps: [L1_STEP, step(2, L2_TABLE, 64, 0x4800_0405n, 'block')],
+      steps: [L1_STEP, step(2, L2_TABLE, 64, 0x4800_0705n, 'block')],
       output: {
         address: 0x4800_1234n,
         level: 2,
         size: 0x20_0000n,
-        leaf: {outputAddress: 0x4800_0000n, attrIndx: 1, mairAttr: 0xff, memType: 'Normal-WB', ap: 0, access: 'RW', sh: 0, shareability: 'NS', af: true, executable: true, contiguous: false, software: 0},
+        leaf: {
+          outputAddress: 0x4800_0000n,
+          attrIndx: 1,
+          mairAttr: 0xff,
+          memType: 'Normal-WB',
+          ap: 0,
+          access: 'RW',
+          sh: 3,
+          shareability: 'IS',
+          af: true,
+          executable: true,
+          contiguous: false,
+          software: 0,
+        },
         memType: 'Normal-WB',
         attr: 0xff,
-        sh: 0,
-        shareability: 'NS',
+        sh: 3,
+        shareability: 'IS',
         read: true,
         write: true,
         execute: true,
       },
-      par: 0xff00_0000_4800_1a00n,
+      par: 0xff00_0000_4800_1b80n,
     })
-    expect(run(0x4800_1234n, {write: true}).par).toBe(0xff00_0000_4800_1a00n)
+    expect(run(0x4800_1234n, {write: true}).par).toBe(0xff00_0000_4800_1b80n)
   })
 
-  it('device block P|0x409: 0x0400000048600a00 (stage 1 keeps the descriptor SH, unlike stage 2)', () => {
+  it('device block P|0x0040_0000_0000_0709 (execute-never): 0x0400000048600b80 (stage 1 keeps the descriptor SH, unlike stage 2)', () => {
     const {run, mapper} = fixture('stage1')
     mapper.mapRegion(0x4860_0000n, 0x20_0000n, 'device')
     const t = run(0x4860_0000n)
-    expect(t.par).toBe(0x0400_0000_4860_0a00n)
-    expect(t.steps[1]).toEqual(step(2, L2_TABLE, 0x43, 0x4860_0409n, 'block'))
-    expect(t.output).toMatchObject({address: 0x4860_0000n, memType: 'Device-nGnRE', attr: 0x04, sh: 0, shareability: 'NS', read: true, write: true, execute: true})
+    expect(t.par).toBe(0x0400_0000_4860_0b80n)
+    expect(t.steps[1]).toEqual(step(2, L2_TABLE, 0x43, 0x0040_0000_4860_0709n, 'block'))
+    expect(t.output).toMatchObject({address: 0x4860_0000n, memType: 'Device-nGnRE', attr: 0x04, sh: 3, shareability: 'IS', read: true, write: true, execute: false})
     expect(t.output!.leaf).toMatchObject({attrIndx: 2, mairAttr: 0x04})
   })
 
-  it('readonly block P|0x485: reads succeed, a write is 0x81d', () => {
+  it('readonly block P|0x785: reads succeed, a write is 0x81d', () => {
     const {run, mapper} = fixture('stage1')
     mapper.mapRegion(0x4880_0000n, 0x20_0000n, 'readonly')
     const r = run(0x4880_0abcn)
-    expect(r.par).toBe(0xff00_0000_4880_0a00n)
+    expect(r.par).toBe(0xff00_0000_4880_0b80n)
     expect(r.output).toMatchObject({read: true, write: false, execute: true, attr: 0xff})
     expect(r.output!.leaf).toMatchObject({ap: 2, access: 'RO'})
     expectFault(run(0x4880_0abcn, {write: true}), 'permission', 2, 1, 0b001110, 0x81dn)
@@ -537,12 +563,12 @@ describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)
   it('a 1 GiB block and a 4 KiB page keep their offsets', () => {
     const {run, mapper} = fixture('stage1')
     mapper.mapRegion(0x8000_0000n, GIB, 'normal')
-    expect(run(0x9234_5678n)).toMatchObject({par: 0xff00_0000_9234_5a00n, steps: [step(1, ROOT, 2, 0x8000_0405n, 'block')]})
+    expect(run(0x9234_5678n)).toMatchObject({par: 0xff00_0000_9234_5b80n, steps: [step(1, ROOT, 2, 0x8000_0705n, 'block')]})
     expect(run(0x9234_5678n).output).toMatchObject({address: 0x9234_5678n, level: 1, size: GIB})
     mapper.mapRegion(0x4880_3000n, 0x1000n, 'device', {pa: 0x0900_0000n})
     const t = run(0x4880_3018n)
-    expect(t.par).toBe(0x0400_0000_0900_0a00n)
+    expect(t.par).toBe(0x0400_0000_0900_0b80n)
     expect(t.output).toMatchObject({address: 0x0900_0018n, level: 3, size: 0x1000n})
-    expect(t.steps[2]).toMatchObject({level: 3, index: 3, descriptor: 0x0900_040bn, kind: 'page'})
+    expect(t.steps[2]).toMatchObject({level: 3, index: 3, descriptor: 0x0040_0000_0900_070bn, kind: 'page'})
   })
 })

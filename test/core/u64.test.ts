@@ -38,5 +38,4 @@ describe('u64 helpers', () => {
     expect(formatSize(100n)).toBe('100B')
     expect(formatSize(0n)).toBe('0B')
   })
-
 })

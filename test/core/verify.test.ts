@@ -27,11 +27,80 @@ describe('checkTables', () => {
       tables: 3,
       entries: 6,
       damage: [
-        {kind: 'reserved', level: 3, index: 1, table: 0x4100_2000n, address: 0x4100_2008n, ipa: 0x4000_1000n, descriptor: 0x4000_1001n, message: 'reserved encoding: bit 1 clear at level 3 (neither a page nor a table)'},
-        {kind: 'outside-ram', level: 1, index: 2, table: root, address: root + 16n, ipa: 0x8000_0000n, descriptor: 0x2_0000_0003n, next: 0x2_0000_0000n, message: 'next-level table 0x200000000 is outside RAM'},
-        {kind: 'aliased', level: 1, index: 3, table: root, address: root + 24n, ipa: 0xc000_0000n, descriptor: 0x4100_0003n, next: root, message: 'next-level table 0x41000000 was reached already (a loop or an alias): not walked again'},
+        {
+          kind: 'reserved',
+          level: 3,
+          index: 1,
+          table: 0x4100_2000n,
+          address: 0x4100_2008n,
+          ipa: 0x4000_1000n,
+          descriptor: 0x4000_1001n,
+          message: 'reserved encoding: bit 1 clear at level 3 (neither a page nor a table)',
+        },
+        {
+          kind: 'outside-ram',
+          level: 1,
+          index: 2,
+          table: root,
+          address: root + 16n,
+          ipa: 0x8000_0000n,
+          descriptor: 0x2_0000_0003n,
+          next: 0x2_0000_0000n,
+          message: 'next-level table 0x200000000 is outside RAM',
+        },
+        {
+          kind: 'aliased',
+          level: 1,
+          index: 3,
+          table: root,
+          address: root + 24n,
+          ipa: 0xc000_0000n,
+          descriptor: 0x4100_0003n,
+          next: root,
+          message: 'next-level table 0x41000000 was reached already (a loop or an alias): not walked again',
+        },
       ],
     })
+  })
+
+  it('finds nothing in contiguous runs hvmem built, and names a run whose entries disagree', () => {
+    const {machine, mapper} = mappedMachine()
+    // L3 table 0x41002000: pages 0..31 in two runs of 16, all with bit 52
+    mapper.mapRegion(0x4000_0000n, 0x2_0000n, 'normal', {contiguous: true})
+    expect(checkTables(machine.walkTables(), mapper.geometry, ram(machine)).damage).toEqual([])
+    machine.memory.writeU64(0x4100_2000n + 8n * 5n, 0x4000_57ffn) // L3[5] without the bit
+    machine.memory.writeU64(0x4100_2000n + 8n * 20n, 0n) // L3[20] invalid
+    expect(checkTables(machine.walkTables(), mapper.geometry, ram(machine)).damage).toEqual([
+      {
+        kind: 'contiguous',
+        level: 3,
+        index: 0,
+        table: 0x4100_2000n,
+        address: 0x4100_2000n,
+        ipa: 0x4000_0000n,
+        descriptor: 0x0010_0000_4000_07ffn,
+        message: 'the contiguous bit (52) on a run of 16 entries (L3[0..15]) that disagree: L3[5] does not have the bit',
+      },
+      {
+        kind: 'contiguous',
+        level: 3,
+        index: 16,
+        table: 0x4100_2000n,
+        address: 0x4100_2080n,
+        ipa: 0x4001_0000n,
+        descriptor: 0x0010_0000_4001_07ffn,
+        message: 'the contiguous bit (52) on a run of 16 entries (L3[16..31]) that disagree: L3[20] is not valid',
+      },
+    ])
+  })
+
+  it('names a contiguous run whose output is not aligned to the run', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n, 0x1_0000n, 'normal', {pa: 0x5000_1000n})
+    for (let k = 0n; k < 16n; k++) machine.memory.writeU64(0x4100_2000n + 8n * k, (0x5000_1000n + k * 0x1000n) | 0x7ffn | (1n << 52n))
+    expect(checkTables(machine.walkTables(), mapper.geometry, ram(machine)).damage.map((d) => d.message)).toEqual([
+      "the contiguous bit (52) on a run of 16 entries (L3[0..15]) that disagree: its output 0x50001000 is not aligned to the run's 64K",
+    ])
   })
 
   it('names a next-table address with bits below the 16K granule set', () => {
@@ -39,7 +108,17 @@ describe('checkTables', () => {
     machine.memory.writeU64(mapper.root, 0x4200_1003n)
     const check = checkTables(machine.walkTables(), mapper.geometry, ram(machine))
     expect(check.damage).toEqual([
-      {kind: 'misaligned', level: 2, index: 0, table: mapper.root, address: mapper.root, ipa: 0n, descriptor: 0x4200_1003n, next: 0x4200_0000n, message: 'next-level table address 0x42001000 is not aligned to the 16K granule (the walk reads 0x42000000)'},
+      {
+        kind: 'misaligned',
+        level: 2,
+        index: 0,
+        table: mapper.root,
+        address: mapper.root,
+        ipa: 0n,
+        descriptor: 0x4200_1003n,
+        next: 0x4200_0000n,
+        message: 'next-level table address 0x42001000 is not aligned to the 16K granule (the walk reads 0x42000000)',
+      },
     ])
     expect(check.tables).toBe(2)
   })

@@ -5,8 +5,8 @@ import {type Regime, tableDescriptor} from '../../src/core/descriptor.js'
 import {PhysicalMemory} from '../../src/core/memory.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import {ScanCursor, type TableWalker, type Unfollowed, mergeRanges, scanTables, walkRanges, walkTables} from '../../src/core/walker.js'
-import {mappedMachine} from './helpers.js'
+import {ScanCursor, type TableWalker, type Unfollowed, mergeRanges, scanTables, walkRanges} from '../../src/core/walker.js'
+import {mappedMachine, walkEntries} from './helpers.js'
 import {DEFAULT_STAGE2, stage2Geometry} from '../../src/core/geometry.js'
 
 const RAM = 0x4000_0000n
@@ -16,9 +16,7 @@ const TABLES = [ROOT, 0x4100_1000n, 0x4100_2000n, 0x4100_3000n]
 /** A descriptor that points at one of TABLES, is a random leaf-ish value, or anything at all. */
 const descriptor = fc.oneof(
   fc.constantFrom(...TABLES).map((t) => tableDescriptor(t)),
-  fc.constantFrom(0x7fdn, 0x7ffn, 0x0040_0000_0000_07c5n, 0x77dn, 0x405n, 0x409n, 0x485n, 0x403n).chain((bits) =>
-    fc.bigInt({min: 0n, max: (1n << 36n) - 1n}).map((frame) => (frame << 12n) | bits),
-  ),
+  fc.constantFrom(0x7fdn, 0x7ffn, 0x0040_0000_0000_07c5n, 0x77dn, 0x405n, 0x409n, 0x485n, 0x403n).chain((bits) => fc.bigInt({min: 0n, max: (1n << 36n) - 1n}).map((frame) => (frame << 12n) | bits)),
   fc.bigInt({min: 0n, max: (1n << 64n) - 1n}),
 )
 
@@ -39,12 +37,12 @@ function build(writes: Array<[bigint, number, bigint, number]>): PhysicalMemory 
 }
 
 describe('walkRanges and the number-based walk', () => {
-  it('gives exactly mergeRanges(walkTables()) and its counts, for random tables in both regimes', () => {
+  it('gives exactly mergeRanges(walkEntries()) and its counts, for random tables in both regimes', () => {
     fc.assert(
       fc.property(tables, fc.constantFrom<Regime>(STAGE2, STAGE1), fc.constantFrom(0, 1), (writes, regime, startLevel) => {
         const memory = build(writes)
         const options = startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
-        const entries = walkTables(memory, regime, ROOT, options)
+        const entries = walkEntries(memory, regime, ROOT, options)
         const walk = walkRanges(memory, regime, ROOT, options)
         expect(walk.ranges).toEqual(mergeRanges(entries))
         expect(walk.entries).toBe(entries.length)
@@ -59,7 +57,7 @@ describe('walkRanges and the number-based walk', () => {
     const raw = 0xfff0_ffff_ffe0_07fdn // upper attribute bits all set, output 0xffffffe00000
     memory.writeU64(ROOT, tableDescriptor(0x4100_1000n))
     memory.writeU64(0x4100_1000n, raw)
-    const [table, block] = walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2)
+    const [table, block] = walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2)
     expect(table!.decoded.nextTable).toBe(0x4100_1000n)
     expect(block!.decoded.raw).toBe(raw)
     expect(block!.decoded.leaf!.outputAddress).toBe(0xffff_ffe0_0000n)
@@ -87,11 +85,13 @@ describe('walkRanges and the number-based walk', () => {
 
 describe('ScanCursor: a scan in parts', () => {
   /** What a scan's visits say, one string each: the entry, or the word on a table not followed. */
-  const trace = (out: string[]) => (w: TableWalker, unfollowed?: Unfollowed): void => {
-    out.push(unfollowed === undefined ? `${w.level} ${w.index} ${w.table} ${w.addr} ${w.lo} ${w.hi}` : `unfollowed ${w.next} ${unfollowed}`)
-  }
+  const trace =
+    (out: string[]) =>
+    (w: TableWalker, unfollowed?: Unfollowed): void => {
+      out.push(unfollowed === undefined ? `${w.level} ${w.index} ${w.table} ${w.addr} ${w.lo} ${w.hi}` : `unfollowed ${w.next} ${unfollowed}`)
+    }
 
-  it.each([1, 2, 7, 100])('stopping after every %i entries gives scanTables\' visits, in order', (every) => {
+  it.each([1, 2, 7, 100])("stopping after every %i entries gives scanTables' visits, in order", (every) => {
     fc.assert(
       fc.property(tables, fc.constantFrom(0, 1), (writes, startLevel) => {
         const memory = build(writes)

@@ -4,8 +4,8 @@ import {PhysicalMemory} from '../../src/core/memory.js'
 import {type Attr as Stage2Attr, tableDescriptor} from '../../src/core/descriptor.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {translate} from '../../src/core/translate.js'
-import {type WalkEntry, mergeRanges, walkTables} from '../../src/core/walker.js'
-import {BLOCK, GIB, PAGE, mappedMachine} from './helpers.js'
+import {type WalkEntry, mergeRanges} from '../../src/core/walker.js'
+import {BLOCK, GIB, PAGE, mappedMachine, walkEntries} from './helpers.js'
 import {DEFAULT_STAGE2, Geometry, stage2Geometry} from '../../src/core/geometry.js'
 
 const ROOT = 0x4100_0000n
@@ -34,7 +34,7 @@ describe('walkTables', () => {
     const memory = new PhysicalMemory(0x4000_0000n, 0x4000_0000n)
     // entry 513 of the root sits in its second page; the first page is never written
     memory.writeU64(ROOT + 8n * 513n, STAGE2.leafDescriptor(1, 0x4000_0000n, 'normal'))
-    const entries = walkTables(memory, STAGE2, ROOT, stage2Geometry({granule: 4096, inputBits: 40, startLevel: 1}))
+    const entries = walkEntries(memory, STAGE2, ROOT, stage2Geometry({granule: 4096, inputBits: 40, startLevel: 1}))
     expect(entries.map(shape)).toEqual([{level: 1, index: 513, table: ROOT, ipa: 513n * GIB, size: GIB, kind: 'block'}])
   })
 
@@ -43,7 +43,7 @@ describe('walkTables', () => {
     mapper.mapRegion(0x8000_0000n, BLOCK, 'device') // L1[2] -> 0x4100_1000
     mapper.mapRegion(0x20_0000n, BLOCK, 'normal') // L1[0] -> 0x4100_2000
     mapper.mapRegion(0x7fe0_0000n, BLOCK, 'readonly') // L1[1] -> 0x4100_3000
-    const entries = walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry)
+    const entries = walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'},
       {level: 2, index: 1, table: 0x4100_2000n, ipa: 0x20_0000n, size: BLOCK, kind: 'block'},
@@ -60,14 +60,14 @@ describe('walkTables', () => {
   it('lists an L1 block with its 1 GiB size', () => {
     const {memory, setL1} = handTables()
     setL1(3n, STAGE2.leafDescriptor(1, 3n * GIB, 'device'))
-    expect(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2).map(shape)).toEqual([{level: 1, index: 3, table: ROOT, ipa: 3n * GIB, size: GIB, kind: 'block'}])
+    expect(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2).map(shape)).toEqual([{level: 1, index: 3, table: ROOT, ipa: 3n * GIB, size: GIB, kind: 'block'}])
   })
 
   it('returns nothing for an untouched root, and skips untouched table pages', () => {
     const {memory, setL1} = handTables()
-    expect(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2)).toEqual([])
+    expect(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2)).toEqual([])
     setL1(0n, tableDescriptor(0x4200_0000n)) // inside RAM, never written
-    expect(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2).map(shape)).toEqual([{level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'}])
+    expect(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2).map(shape)).toEqual([{level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'}])
   })
 
   it('a table descriptor pointing outside RAM gets a problem and the walk carries on', () => {
@@ -75,7 +75,7 @@ describe('walkTables', () => {
     setL1(0n, tableDescriptor(0x10_0000_0000n))
     setL1(1n, tableDescriptor(0x4100_1000n))
     setL2(0x4100_1000n, 0n, block(0x4000_0000n))
-    const entries = walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2)
+    const entries = walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 0, table: ROOT, ipa: 0n, size: GIB, kind: 'table'},
       {level: 1, index: 1, table: ROOT, ipa: GIB, size: GIB, kind: 'table'},
@@ -89,7 +89,7 @@ describe('walkTables', () => {
     const {memory, setL1, setL2} = handTables()
     setL1(1n, 0x4100_1003n | (1n << 63n) | (0xfn << 59n))
     setL2(0x4100_1000n, 5n, block(0x40a0_0000n))
-    const entries = walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2)
+    const entries = walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2)
     expect(entries.map(shape)).toEqual([
       {level: 1, index: 1, table: ROOT, ipa: GIB, size: GIB, kind: 'table'},
       {level: 2, index: 5, table: 0x4100_1000n, ipa: 0x40a0_0000n, size: BLOCK, kind: 'block'},
@@ -106,7 +106,7 @@ describe('walkTables', () => {
     memory.writeU64(l2 + 8n * 3n, tableDescriptor(l3))
     memory.writeU64(l3 + 8n, STAGE2.leafDescriptor(3, 0x4000_5000n, 'readonly'))
     memory.writeU64(l3 + 16n, 0x4000_67fdn) // 0b01 at level 3: reserved
-    const entries = walkTables(memory, STAGE2, l0, stage2Geometry({granule: 4096, inputBits: 48, startLevel: 0}))
+    const entries = walkEntries(memory, STAGE2, l0, stage2Geometry({granule: 4096, inputBits: 48, startLevel: 0}))
     const tb512 = 512n * GIB
     expect(entries.map(shape)).toEqual([
       {level: 0, index: 1, table: l0, ipa: tb512, size: tb512, kind: 'table'},
@@ -123,7 +123,7 @@ describe('walkTables', () => {
     const memory = new PhysicalMemory(0x4000_0000n, 0x10_0000n)
     memory.writeU64(0x4000_0000n, tableDescriptor(0x4000_1000n))
     memory.writeU64(0x4000_0008n, tableDescriptor(0x4000_2000n)) // L0[1]: beyond a 39-bit IPA
-    expect(walkTables(memory, STAGE2, 0x4000_0000n, new Geometry(2, 4096, 39, 40, 0)).map((e) => e.index)).toEqual([0])
+    expect(walkEntries(memory, STAGE2, 0x4000_0000n, new Geometry(2, 4096, 39, 40, 0)).map((e) => e.index)).toEqual([0])
   })
 })
 
@@ -131,7 +131,7 @@ describe('mergeRanges', () => {
   it('merges 512 contiguous 2 MiB normal blocks into one 1 GiB range', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, GIB, 'normal', {granularity: '2M'})
-    const ranges = mergeRanges(walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry))
+    const ranges = mergeRanges(walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry))
     expect(ranges).toHaveLength(1)
     expect(ranges[0]).toMatchObject({start: 0x4000_0000n, end: 0x8000_0000n, level: 2, outputStart: 0x4000_0000n, entries: 512})
     expect(ranges[0]!.decoded.raw).toBe(0x4000_07fdn)
@@ -140,7 +140,7 @@ describe('mergeRanges', () => {
   it('merges across an L1 boundary (two L2 tables)', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(GIB - BLOCK, 2n * BLOCK, 'device')
-    expect(mergeRanges(walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry))).toMatchObject([{start: GIB - BLOCK, end: GIB + BLOCK, level: 2, outputStart: GIB - BLOCK, entries: 2}])
+    expect(mergeRanges(walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry))).toMatchObject([{start: GIB - BLOCK, end: GIB + BLOCK, level: 2, outputStart: GIB - BLOCK, entries: 2}])
   })
 
   it('splits on an attribute change', () => {
@@ -149,7 +149,7 @@ describe('mergeRanges', () => {
     mapper.mapRegion(0x4040_0000n, BLOCK, 'device')
     mapper.mapRegion(0x4060_0000n, 3n * BLOCK, 'normal')
     mapper.mapRegion(0x40c0_0000n, BLOCK, 'readonly')
-    const ranges = mergeRanges(walkTables(machine.memory, STAGE2, mapper.root, mapper.geometry))
+    const ranges = mergeRanges(walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry))
     expect(ranges.map((r) => [r.start, r.end, r.entries, r.decoded.raw])).toEqual([
       [0x4000_0000n, 0x4040_0000n, 2, 0x4000_07fdn],
       [0x4040_0000n, 0x4060_0000n, 1, 0x0040_0000_4040_07c5n],
@@ -166,7 +166,7 @@ describe('mergeRanges', () => {
     setL2(l2, 1n, block(0x4800_0000n)) // contiguous IPA, same attributes, output jumps
     setL2(l2, 2n, block(0x4820_0000n))
     setL2(l2, 4n, block(0x4860_0000n)) // IPA gap at index 3, output would be contiguous with index 2
-    const ranges = mergeRanges(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2))
+    const ranges = mergeRanges(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2))
     expect(ranges.map((r) => [r.start, r.end, r.outputStart, r.entries])).toEqual([
       [0x4000_0000n, 0x4020_0000n, 0x4000_0000n, 1],
       [0x4020_0000n, 0x4060_0000n, 0x4800_0000n, 2],
@@ -180,7 +180,7 @@ describe('mergeRanges', () => {
     setL1(0n, tableDescriptor(l2))
     setL2(l2, 511n, block(GIB - BLOCK))
     setL1(1n, STAGE2.leafDescriptor(1, GIB, 'normal')) // contiguous, same attributes, but a 1 GiB block
-    const ranges = mergeRanges(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2))
+    const ranges = mergeRanges(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2))
     expect(ranges.map((r) => [r.level, r.start, r.end, r.entries])).toEqual([
       [2, GIB - BLOCK, GIB, 1],
       [1, GIB, 2n * GIB, 1],
@@ -191,7 +191,7 @@ describe('mergeRanges', () => {
     expect(mergeRanges([])).toEqual([])
     const {memory, setL1} = handTables()
     setL1(0n, tableDescriptor(0x10_0000_0000n))
-    expect(mergeRanges(walkTables(memory, STAGE2, ROOT, DEFAULT_STAGE2))).toEqual([])
+    expect(mergeRanges(walkEntries(memory, STAGE2, ROOT, DEFAULT_STAGE2))).toEqual([])
   })
 })
 
@@ -199,7 +199,7 @@ describe('hostile tables: loops and aliases', () => {
   it('a root whose 512 entries all point back at itself is walked once: 512 entries, each reported, none followed', () => {
     const memory = new PhysicalMemory(0x4000_0000n, 0x10_0000n)
     for (let i = 0n; i < 512n; i++) memory.writeU64(0x4000_0000n + 8n * i, tableDescriptor(0x4000_0000n))
-    const entries = walkTables(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2)
+    const entries = walkEntries(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2)
     expect(entries).toHaveLength(512)
     expect(entries[0]!.problem).toBe('next-level table 0x40000000 was reached already (a loop or an alias): not walked again')
     expect(entries.every((e) => e.problem !== undefined && e.level === 1)).toBe(true)
@@ -210,7 +210,7 @@ describe('hostile tables: loops and aliases', () => {
     memory.writeU64(0x4000_0000n, tableDescriptor(0x4000_1000n))
     memory.writeU64(0x4000_0008n, tableDescriptor(0x4000_1000n))
     memory.writeU64(0x4000_1000n, 0x4000_07fdn)
-    const entries = walkTables(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2).map((e) => [e.level, e.index, e.ipa, e.problem])
+    const entries = walkEntries(memory, STAGE2, 0x4000_0000n, DEFAULT_STAGE2).map((e) => [e.level, e.index, e.ipa, e.problem])
     expect(entries).toEqual([
       [1, 0, 0n, undefined],
       [2, 0, 0n, undefined],

@@ -61,7 +61,7 @@ describe('numbers: whitespace anywhere and backslashes are refused, naming the f
   ])('%s: refused', (_, text, shown) => {
     expect(refused(text)).toMatch(new RegExp(`^VALUE: ${shown.replace(/[\\]/g, '\\\\')} (is not a number|has whitespace)`))
   })
-  it('the binary: mem write ADDR $\'5\\n\' is exit 2, the snapshot unchanged', async () => {
+  it("the binary: mem write ADDR $'5\\n' is exit 2, the snapshot unchanged", async () => {
     const before = await readFile(snap)
     const r = await hvmem(dir, ['mem', 'write', '0x4100_0000', '5\n'])
     expect(oneLine(r)).toMatch(/^hvmem: VALUE: "5\\n" has whitespace in it/)

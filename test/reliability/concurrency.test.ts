@@ -13,6 +13,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 import type {AllocJson} from '../../src/cli/alloc.js'
 import type {HeapStatusJson} from '../../src/commands/heap/status.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
+import {withoutTableWarning} from '../cli/run.js'
 import {SOAK, hvmem, hvmemJson, scratch, start, stackLines} from './proc.js'
 
 const HEAP = 0x4100_0000n
@@ -21,7 +22,7 @@ const PAGE = 4096n
 const RACERS = 8
 const READERS = 2
 const WRITERS = RACERS - READERS
-const ROUNDS = 4 * SOAK
+const ROUNDS = 2 * SOAK
 const rounds = Array.from({length: ROUNDS}, (_, i) => i + 1)
 
 let dir: string
@@ -73,7 +74,7 @@ describe('concurrent commands on one snapshot', () => {
     const runs = await Promise.all(Array.from({length: RACERS}, (_, i) => start(dir, ['map', 'region', `0x${ipa(first + i).toString(16)}`, '2M']).done))
     for (const r of runs) {
       expect(r.code, r.stderr).toBe(0)
-      expect(r.stderr).toBe('')
+      expect(withoutTableWarning(r.stderr)).toBe('') // later rounds map the heap, where the tables are
     }
     const created = runs.filter((r) => r.stdout.includes('Created the stage2 mapper')).length
     expect(created).toBe(1)

@@ -11,7 +11,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
 import {encodeSnapshot} from '../../src/snapshot/format.js'
-import {loadSnapshot, updateSnapshot} from '../../src/snapshot/store.js'
+import {createSnapshot, loadSnapshot, updateSnapshot} from '../../src/snapshot/store.js'
 import {encodeV1, patched} from '../snapshot/fixtures.js'
 import {hvmem, scratch, stackLines} from './proc.js'
 
@@ -109,7 +109,12 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
   let pageOffset: number
   const PAGES = 3 // the written page, the L1 table, the L2 table
   beforeAll(async () => {
-    for (const args of [['heap', 'init', '-s', 'good.snap'], ['alloc', 'page', '-s', 'good.snap'], ['mem', 'write', '0x4100_0000', '0x1122334455667788', '-s', 'good.snap'], ['map', 'region', '0x4000_0000', '2M', '-s', 'good.snap']]) {
+    for (const args of [
+      ['heap', 'init', '-s', 'good.snap'],
+      ['alloc', 'page', '-s', 'good.snap'],
+      ['mem', 'write', '0x4100_0000', '0x1122334455667788', '-s', 'good.snap'],
+      ['map', 'region', '0x4000_0000', '2M', '-s', 'good.snap'],
+    ]) {
       expect((await hvmem(dir, args)).code).toBe(0)
     }
     good = await readFile(join(dir, 'good.snap'))
@@ -128,7 +133,7 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
     const status = ['heap', 'status']
     return [
       {label: 'magic', bytes: flip(0), reader: status, message: /wrong magic/},
-      {label: 'version', bytes: flip(8, 0x04), reader: status, message: /snapshot format version 7, newer than this hvmem reads \(version 3\)/},
+      {label: 'version', bytes: flip(8, 0x04), reader: status, message: /snapshot format version 7, newer than this hvmem reads \(version 5\)/},
       {label: 'header length', bytes: flip(12), reader: status, message: /header length 129/},
       {label: 'RAM base', bytes: flip(19), reader: status, message: header},
       {label: 'heap next', bytes: flip(49), reader: status, message: header},
@@ -149,7 +154,12 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
       {label: 'truncated mid-page', bytes: good.subarray(0, pageOffset + 2000), reader: status, message: /truncated or damaged/},
       {label: 'one byte short', bytes: good.subarray(0, good.length - 1), reader: status, message: /truncated or damaged/},
       {label: 'one byte appended', bytes: Buffer.concat([good, Buffer.of(0)]), reader: status, message: /truncated or damaged/},
-      {label: 'newer version, valid checksums', bytes: patched(good, (b) => b.writeUInt32LE(4, 8)), reader: status, message: /^hvmem: bad\.snap-\d+ has snapshot format version 4, newer than this hvmem reads \(version 3\); upgrade hvmem\n$/},
+      {
+        label: 'newer version, valid checksums',
+        bytes: patched(good, (b) => b.writeUInt32LE(6, 8)),
+        reader: status,
+        message: /^hvmem: bad\.snap-\d+ has snapshot format version 6, newer than this hvmem reads \(version 5\); upgrade hvmem\n$/,
+      },
     ]
   }
 
@@ -189,5 +199,56 @@ describe('the binary refuses damaged files: exit 4, one line naming the file, th
     expect(rewritten.readUInt32LE(8)).toBe(3)
     m.heap.allocPage()
     expect(rewritten.equals(encodeSnapshot(m))).toBe(true)
+  })
+})
+
+describe('version 5: damage to an appended record is refused; a record cut short reads as before it', () => {
+  it('every flip of a record byte fails the load or the read of its page; every cut of it reads as the snapshot before', async () => {
+    const file = join(dir, 'journal.snap')
+    // the stored page of smallMachine (its byte 1 is 0xcd)
+    const PAGE_AT = HEAP + 0x1001n
+    const previous = process.env.HVMEM_JOURNAL_THRESHOLD
+    process.env.HVMEM_JOURNAL_THRESHOLD = '0'
+    let data: Buffer
+    let base: number
+    try {
+      // (5 more pages: a record of one page stays under a quarter of the base, so it is appended)
+      const m = smallMachine()
+      for (let k = 0n; k < 5n; k++) m.memory.write(0x4000_0000n + k * 4096n, 1, 1n)
+      await createSnapshot(file, m, false)
+      base = (await readFile(file)).length
+      await updateSnapshot(file, (m) => m.memory.write(PAGE_AT, 1, 0x55n))
+      data = await readFile(file)
+    } finally {
+      if (previous === undefined) delete process.env.HVMEM_JOURNAL_THRESHOLD
+      else process.env.HVMEM_JOURNAL_THRESHOLD = previous
+    }
+    expect(data.readUInt32LE(8)).toBe(5)
+    expect(data.length).toBe(base + 24 + 128 + 16 + 4096)
+    expect((await loadSnapshot(file)).memory.read(PAGE_AT, 1)).toBe(0x55n)
+    const lengthField = [base + 8, base + 16]
+    let ignored = 0
+    for (let offset = base; offset < data.length; offset++) {
+      const copy = Buffer.from(data)
+      copy[offset] = copy[offset]! ^ 0xff
+      await writeFile(file, copy)
+      let value: bigint | undefined
+      try {
+        value = (await loadSnapshot(file)).memory.read(PAGE_AT, 1)
+      } catch (error) {
+        expect(error, `flip at ${offset}`).toBeInstanceOf(HvmemError)
+        expect((error as HvmemError).kind).toBe('snapshot-invalid')
+        continue
+      }
+      // a length that now passes the end of the file reads as an unfinished append (docs/reliability.md)
+      expect(offset >= lengthField[0]! && offset < lengthField[1]!, `flip at ${offset} was not noticed`).toBe(true)
+      expect(value).toBe(0xcdn)
+      ignored++
+    }
+    expect(ignored).toBeLessThanOrEqual(8)
+    for (let cut = base; cut < data.length; cut++) {
+      await writeFile(file, data.subarray(0, cut))
+      expect((await loadSnapshot(file)).memory.read(PAGE_AT, 1), `cut at ${cut}`).toBe(0xcdn)
+    }
   })
 })

@@ -30,7 +30,12 @@ const LONG_NAME = 'a'.repeat(5000)
 beforeAll(async () => {
   ;({dir, snap, cleanup} = await scratch())
   // default layout, two pages allocated, one written, no mapper
-  for (const args of [['heap', 'init'], ['alloc', 'page', '-n', '2'], ['mem', 'write', '0x4100_0000', '0x1122']]) expect((await hvmem(dir, args)).code).toBe(0)
+  for (const args of [
+    ['heap', 'init'],
+    ['alloc', 'page', '-n', '2'],
+    ['mem', 'write', '0x4100_0000', '0x1122'],
+  ])
+    expect((await hvmem(dir, args)).code).toBe(0)
   original = await readFile(snap)
   await mkdir(join(dir, 'adir'))
   execFileSync('mkfifo', [join(dir, 'afifo')])
@@ -95,7 +100,11 @@ const cases: Case[] = [
   {args: ['mem', 'write', '0x8000_0000', '1'], code: 2, message: '0x80000000-0x80000008 is outside RAM 0x40000000-0x80000000'},
   {args: ['mem', 'read', '0xffff_ffff_ffff_fff0', '32'], code: 2, message: '0xfffffffffffffff0-0x10000000000000010 is outside RAM 0x40000000-0x80000000'},
   {args: ['snapshot', 'export', '--raw', 'x.bin', '--from', '0', '--to', '16M'], code: 2, message: '0x0-0x1000000 is outside RAM 0x40000000-0x80000000'},
-  {args: ['heap', 'init', '--force', '--ram-base', '0xff_ffff_f000', '--ram-size', '8K'], code: 2, message: 'RAM 0xfffffff000-0x10000001000 ends past the 40-bit physical address space (0x10000000000, VTCR_EL2.PS)'},
+  {
+    args: ['heap', 'init', '--force', '--ram-base', '0xff_ffff_f000', '--ram-size', '8K'],
+    code: 2,
+    message: 'RAM 0xfffffff000-0x10000001000 ends past the 40-bit physical address space (0x10000000000, VTCR_EL2.PS)',
+  },
   {args: ['heap', 'init', '--force', '--size', '32G'], code: 2, message: 'heap 0x41000000-0x841000000 is not inside RAM 0x40000000-0x80000000'},
   // unknown attributes and options
   {args: ['map', 'region', '0', '2M', '--attr', 'wb'], code: 2, message: 'Expected --attr=wb to be one of: normal, device, readonly (see --help)'},
@@ -197,10 +206,26 @@ describe('a directory that cannot be written', () => {
       await chmod(ro, 0o555)
       const run = (args: string[]): Promise<{code: number; stdout: string; stderr: string}> => start(top, args, user).done
       const failing: Case[] = [
-        {args: ['alloc', 'page', '-s', 'ro/h.snap'], code: 9, message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot'},
-        {args: ['mem', 'write', '0x4100_0000', '1', '-s', 'ro/h.snap'], code: 9, message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot'},
-        {args: ['heap', 'init', '-s', 'ro/new.snap'], code: 9, message: 'cannot lock ro/new.snap: the directory ro is not writable (EACCES); hvmem creates new.snap.lock and a temp file next to the snapshot'},
-        {args: ['heap', 'init', '--force', '-s', 'ro/h.snap'], code: 9, message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot'},
+        {
+          args: ['alloc', 'page', '-s', 'ro/h.snap'],
+          code: 9,
+          message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot',
+        },
+        {
+          args: ['mem', 'write', '0x4100_0000', '1', '-s', 'ro/h.snap'],
+          code: 9,
+          message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot',
+        },
+        {
+          args: ['heap', 'init', '-s', 'ro/new.snap'],
+          code: 9,
+          message: 'cannot lock ro/new.snap: the directory ro is not writable (EACCES); hvmem creates new.snap.lock and a temp file next to the snapshot',
+        },
+        {
+          args: ['heap', 'init', '--force', '-s', 'ro/h.snap'],
+          code: 9,
+          message: 'cannot lock ro/h.snap: the directory ro is not writable (EACCES); hvmem creates h.snap.lock and a temp file next to the snapshot',
+        },
       ]
       for (const c of failing) expect(check(c, await run(c.args)), label(c)).toEqual([])
       const status = await run(['heap', 'status', '--json', '-s', 'ro/h.snap'])

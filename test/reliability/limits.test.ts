@@ -14,7 +14,7 @@ import {HvmemError} from '../../src/core/errors.js'
 import {MAX_READ_BYTES, checkDeclaredSize, declaredSnapshotSize} from '../../src/snapshot/declared-size.js'
 import {HEADER_BYTES, MAGIC} from '../../src/snapshot/format.js'
 import {openSnapshotFile} from '../../src/snapshot/store.js'
-import {BIN, hvmem, scratch, stackLines} from './proc.js'
+import {BIN, hvmem, hvmemEnv, scratch, stackLines} from './proc.js'
 
 const PRELOAD = pathToFileURL(fileURLToPath(new URL('./rss-preload.mjs', import.meta.url))).href
 
@@ -40,8 +40,7 @@ function header(version: number, bytes = 12): Buffer {
 function shell(script: string): Promise<{code: number | null; stderr: string; rssKb: number}> {
   const rssFile = join(dir, `rss.${Math.random().toString(16).slice(2)}`)
   return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = {...process.env, HVMEM: `"${process.execPath}" --import ${PRELOAD} "${BIN}"`, HVMEM_RSS_OUT: rssFile}
-    delete env.HVMEM_SNAPSHOT
+    const env = hvmemEnv({HVMEM: `"${process.execPath}" --import ${PRELOAD} "${BIN}"`, HVMEM_RSS_OUT: rssFile})
     const child = spawn('sh', ['-c', script.replaceAll('$HVMEM', 'eval $HVMEM')], {cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe']})
     let stderr = ''
     child.stdout.resume()
@@ -68,7 +67,7 @@ describe('declared sizes, checked before reading (src/snapshot/declared-size.ts)
     await truncate(file, 1.5 * 2 ** 30)
     for (const command of ['heap status', 'alloc page']) {
       const r = await shell(`$HVMEM ${command} -s sparse.snap`)
-      expect(oneLine(r.stderr)).toBe('hvmem: sparse.snap is not a valid hvmem snapshot: 1610612736 bytes where the header\'s 0 pages need 132 (truncated or damaged)')
+      expect(oneLine(r.stderr)).toBe("hvmem: sparse.snap is not a valid hvmem snapshot: 1610612736 bytes where the header's 0 pages need 132 (truncated or damaged)")
       expect(r.code).toBe(4)
       expect(r.rssKb).toBeGreaterThan(0)
       expect(r.rssKb).toBeLessThan(400 * 1024)

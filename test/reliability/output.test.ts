@@ -10,7 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {stdoutErrorLine} from '../../src/cli/output.js'
 import {decodeSnapshot} from '../../src/snapshot/format.js'
-import {BIN, hvmem, scratch, stackLines} from './proc.js'
+import {BIN, hvmem, hvmemEnv, scratch, stackLines} from './proc.js'
 
 let dir: string
 let snap: string
@@ -32,9 +32,7 @@ interface Outcome {
 /** Runs hvmem with stdout on `stdout`: a file descriptor (/dev/full) or 'closed' (a pipe whose reader is gone before hvmem writes). */
 function run(args: string[], stdout: number | 'closed', input?: string): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const env = {...process.env}
-    delete env.HVMEM_SNAPSHOT
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: dir, env, stdio: [input === undefined ? 'ignore' : 'pipe', stdout === 'closed' ? 'pipe' : stdout, 'pipe']})
+    const child = spawn(process.execPath, [BIN, ...args], {cwd: dir, env: hvmemEnv(), stdio: [input === undefined ? 'ignore' : 'pipe', stdout === 'closed' ? 'pipe' : stdout, 'pipe']})
     // the reading end closed at once: hvmem's first write meets EPIPE
     if (stdout === 'closed') child.stdout!.destroy()
     if (input !== undefined) child.stdin!.end(input)
@@ -122,7 +120,9 @@ describe('stdout a closed pipe (EPIPE)', () => {
 describe('stdoutErrorLine', () => {
   const error = (code: string): Error & {code: string} => Object.assign(new Error(code), {code})
   it('names the cause and what was saved', () => {
-    expect(stdoutErrorLine(error('EDQUOT'), ['a.snap', 'a.snap'])).toBe('hvmem: cannot write to standard output: no space left on its device (EDQUOT); the change to a.snap was saved (only this output of it is lost)')
+    expect(stdoutErrorLine(error('EDQUOT'), ['a.snap', 'a.snap'])).toBe(
+      'hvmem: cannot write to standard output: no space left on its device (EDQUOT); the change to a.snap was saved (only this output of it is lost)',
+    )
     expect(stdoutErrorLine(error('EIO'), [])).toBe('hvmem: cannot write to standard output: EIO; the snapshot was not changed')
     expect(stdoutErrorLine(error('EPIPE'), [])).toBeUndefined()
     expect(stdoutErrorLine(error('EPIPE'), [], true)).toMatch(/nothing was saved/)

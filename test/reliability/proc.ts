@@ -1,9 +1,9 @@
 /** Starting the built binary with more control than test/cli/run.ts gives: a handle to kill, another user. */
 import {type ChildProcess, spawn} from 'node:child_process'
 
-import {BIN, type Run} from '../cli/run.js'
+import {BIN, type Run, hvmemEnv} from '../cli/run.js'
 
-export {BIN, hvmem, hvmemJson, scratch} from '../cli/run.js'
+export {BIN, hvmem, hvmemEnv, hvmemJson, scratch} from '../cli/run.js'
 
 export {SOAK} from '../soak.js'
 
@@ -23,12 +23,9 @@ export interface StartOptions {
 }
 
 export function start(cwd: string, args: string[], options: StartOptions = {}): Started {
-  const base = {...process.env}
-  delete base.HVMEM_SNAPSHOT
-  delete base.FORCE_COLOR
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...args], {
     cwd,
-    env: {...base, ...options.env},
+    env: hvmemEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.uid === undefined ? {} : {uid: options.uid, gid: options.gid ?? options.uid}),
   })

@@ -60,7 +60,11 @@ describe('a snapshot holding 1 GiB of RAM', () => {
   afterAll(async () => {
     await rm(snap, {force: true})
     await cleanup()
-    console.log(`resources: peak RSS on a snapshot of ${FILLED_PAGES} stored pages (1 GiB): ${Object.entries(peaks).map(([command, kb]) => `${command} ${Math.round(kb / 1024)} MB`).join(', ')}`)
+    console.log(
+      `resources: peak RSS on a snapshot of ${FILLED_PAGES} stored pages (1 GiB): ${Object.entries(peaks)
+        .map(([command, kb]) => `${command} ${Math.round(kb / 1024)} MB`)
+        .join(', ')}`,
+    )
   })
 
   /** Runs a command with the RSS probe; returns its output and peak RSS in KB. */
@@ -99,7 +103,10 @@ describe('a snapshot holding 1 GiB of RAM', () => {
     expect(read.code, read.stderr).toBe(0)
     expect((JSON.parse(read.stdout) as {bytes: string}).bytes).toBe(Buffer.from(pageAt(last).subarray(0, 8)).toString('hex'))
     expect(read.maxRssKb).toBeLessThan(RSS_LIMIT_KB)
-    for (const args of [['dump', 'tables', '--json'], ['translate', '0x9000_1234', '--json']]) {
+    for (const args of [
+      ['dump', 'tables', '--json'],
+      ['translate', '0x9000_1234', '--json'],
+    ]) {
       const r = await measured(args)
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
       expect(r.maxRssKb).toBeLessThan(RSS_LIMIT_KB)
@@ -144,7 +151,11 @@ describe('PhysicalMemory with a page source', () => {
     expect(memory.readBytes(BASE + 0x2fffn, 2)).toEqual(Uint8Array.of(0, 4))
     expect(reads).toEqual([BASE + 0x3000n])
     expect(memory.residentPages).toBe(1)
-    expect(memory.nonZeroPages().map(([a, p]) => [a, p[0]])).toEqual([[BASE, 1], [BASE + 0x3000n, 4], [BASE + 0x5000n, 6]])
+    expect(memory.nonZeroPages().map(([a, p]) => [a, p[0]])).toEqual([
+      [BASE, 1],
+      [BASE + 0x3000n, 4],
+      [BASE + 0x5000n, 6],
+    ])
     expect(reads).toEqual([BASE + 0x3000n, BASE, BASE + 0x5000n])
   })
 

@@ -5,21 +5,7 @@ import {describe, expect, it} from 'vitest'
 import {HvmemError} from '../../src/core/errors.js'
 import {Machine} from '../../src/core/machine.js'
 import {FORMAT_VERSION, HEADER_BYTES, INDEX_ENTRY_BYTES, MAGIC, META_CRC_OFFSET, bufferSource, decodeSnapshot, decodeSource, encodeSnapshot, snapshotBatches} from '../../src/snapshot/format.js'
-import {
-  HEAP_BASE,
-  HEAP_SIZE,
-  PAGE,
-  RAM_BASE,
-  RAM_SIZE,
-  V1_GOLDEN_HEX,
-  V1_ONE_PAGE_SHA256,
-  dataStart,
-  encodeV1,
-  expectHvmemError,
-  newMachine,
-  patched,
-  patchedV1,
-} from './fixtures.js'
+import {HEAP_BASE, HEAP_SIZE, PAGE, RAM_BASE, RAM_SIZE, V1_GOLDEN_HEX, V1_ONE_PAGE_SHA256, dataStart, encodeV1, expectHvmemError, newMachine, patched, patchedV1} from './fixtures.js'
 
 const NAME = '/some dir/test.snap'
 const PAGE_BYTES = 4096
@@ -54,7 +40,10 @@ function richMachine(): Machine {
   expect(mapper.mapRegion(RAM_BASE, NORMAL_SIZE, 'normal').newTables).toEqual([L2_NORMAL])
   expect(mapper.mapRegion(DEVICE_BLOCK, 2n << 20n, 'device').newTables).toEqual([L2_DEVICE])
   m.memory.write(FIRST_PAGE, 8, 0x1122_3344_5566_7788n)
-  m.memory.writeBytes(BYTES_100, Uint8Array.from({length: 100}, (_, i) => i + 1))
+  m.memory.writeBytes(
+    BYTES_100,
+    Uint8Array.from({length: 100}, (_, i) => i + 1),
+  )
   m.memory.write(CROSSING, 4, 0xdead_beefn)
   m.memory.write(LAST_BYTE, 1, 0xaan)
   m.memory.writeBytes(ZEROED_AGAIN, Uint8Array.of(1, 2, 3))
@@ -132,7 +121,7 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(restored.memory.hasPage(ZEROED_AGAIN)).toBe(false)
   })
 
-  it('keeps the mapper\'s count of unreachable table pages (header offset 88)', () => {
+  it("keeps the mapper's count of unreachable table pages (header offset 88)", () => {
     const m = emptyMachine()
     Object.assign(m.mapper!.state, {orphanedTables: 5})
     const data = encodeSnapshot(m)
@@ -189,7 +178,7 @@ describe('encodeSnapshot / decodeSnapshot: round trip', () => {
     expect(data.subarray(0, 8).toString('latin1')).toBe('HVMEMSNP')
     expect(data.subarray(0, 8).equals(MAGIC)).toBe(true)
     expect(data.readUInt32LE(8)).toBe(3)
-    expect(FORMAT_VERSION).toBe(3)
+    expect(FORMAT_VERSION).toBe(5) // the newest read; a snapshot without recorded registers, with a heap, is written as 3
     expect(data.readUInt32LE(12)).toBe(128)
     expect(HEADER_BYTES).toBe(128)
     expect(data.readBigUInt64LE(16)).toBe(RAM_BASE)
@@ -320,7 +309,9 @@ describe('decodeSnapshot: corruption is always snapshot-invalid', () => {
     expect(message(data.subarray(0, 4239))).toBe(`${NAME} is not a valid hvmem snapshot: 4239 bytes where the header's 1 pages need 4240 (truncated or damaged)`)
     const header = Buffer.from(data)
     header[40] = header[40]! ^ 0x01
-    expect(message(header)).toMatch(new RegExp(`^${NAME} is not a valid hvmem snapshot: header or page index checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
+    expect(message(header)).toMatch(
+      new RegExp(`^${NAME} is not a valid hvmem snapshot: header or page index checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`),
+    )
     const page = Buffer.from(data)
     page[200] = page[200]! ^ 0xff
     expect(message(page)).toMatch(new RegExp(`^${NAME} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
@@ -331,7 +322,9 @@ describe('decodeSnapshot: corruption is always snapshot-invalid', () => {
       const data = Buffer.from(onePageSnapshot())
       data.writeBigUInt64LE(count, 80)
       const need = 128n + count * 4112n
-      expect(expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid').message).toBe(`${NAME} is not a valid hvmem snapshot: 4240 bytes where the header's ${count} pages need ${need} (truncated or damaged)`)
+      expect(expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid').message).toBe(
+        `${NAME} is not a valid hvmem snapshot: 4240 bytes where the header's ${count} pages need ${need} (truncated or damaged)`,
+      )
     }
   })
 })
@@ -385,7 +378,8 @@ describe('decodeSource lazy: header and index checked at load, each page when fi
         m.memory.read(HEAP_BASE + 0x10n, 4)
         wrong.push(`${label}: read`)
       } catch (error) {
-        if (!(error instanceof HvmemError) || error.kind !== 'snapshot-invalid' || !error.message.startsWith(`${NAME} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch`)) wrong.push(`${label}: ${String(error)}`)
+        if (!(error instanceof HvmemError) || error.kind !== 'snapshot-invalid' || !error.message.startsWith(`${NAME} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch`))
+          wrong.push(`${label}: ${String(error)}`)
       }
       // still refused on a second use: a damaged page is never taken in
       expect(() => m.memory.nonZeroPages()).toThrow(HvmemError)
@@ -405,10 +399,10 @@ describe('decodeSource lazy: header and index checked at load, each page when fi
 })
 
 describe('decodeSnapshot: format version', () => {
-  it('refuses a newer version (4, valid checksums) naming both versions', () => {
-    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(4, 8))
+  it('refuses a newer version (6, valid checksums) naming both versions', () => {
+    const data = patched(onePageSnapshot(), (b) => b.writeUInt32LE(6, 8))
     const error = expectHvmemError(() => decodeSnapshot(data, NAME), 'snapshot-invalid')
-    expect(error.message).toBe(`${NAME} has snapshot format version 4, newer than this hvmem reads (version 3); upgrade hvmem`)
+    expect(error.message).toBe(`${NAME} has snapshot format version 6, newer than this hvmem reads (version 5); upgrade hvmem`)
   })
 
   it('reads a version-2 file (no geometry bytes) as 4 KiB / 39-bit, and writes it back as version 3, byte for byte otherwise', () => {
@@ -422,11 +416,24 @@ describe('decodeSnapshot: format version', () => {
     expect(m.mapper?.geometry.describe()).toBe('4K granule, 39-bit IPA, 40-bit PA, level-1 root')
     expect(encodeSnapshot(m).equals(v3)).toBe(true)
     // a version-2 file with geometry bytes set is damaged: version 2 keeps them zero
-    expect(expectHvmemError(() => decodeSnapshot(patched(v2, (b) => b.writeUInt8(14, 92)), NAME), 'snapshot-invalid').message).toContain('reserved header bytes are not zero')
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(v2, (b) => b.writeUInt8(14, 92)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain('reserved header bytes are not zero')
   })
 
   it('stores and reads back every geometry; refuses a granule or input size that is not one', () => {
-    for (const [granule, inputBits] of [[4096, 48], [16384, 47], [65536, 42]] as const) {
+    for (const [granule, inputBits] of [
+      [4096, 48],
+      [16384, 47],
+      [65536, 42],
+    ] as const) {
       const m = newMachine()
       m.ensureMapper({granule, inputBits}).mapper.mapRegion(RAM_BASE, BigInt(granule), 'normal')
       const data = encodeSnapshot(m)
@@ -434,14 +441,59 @@ describe('decodeSnapshot: format version', () => {
       expect(decodeSnapshot(data, NAME).mapper?.geometry.equals(m.mapper!.geometry)).toBe(true)
     }
     const base = encodeSnapshot(richMachine())
-    expect(expectHvmemError(() => decodeSnapshot(patched(base, (b) => b.writeUInt8(13, 92)), NAME), 'snapshot-invalid').message).toContain('granule 2^13 bytes is not 4, 16 or 64 KiB')
-    expect(expectHvmemError(() => decodeSnapshot(patched(base, (b) => b.writeUInt8(49, 93)), NAME), 'snapshot-invalid').message).toContain("the mapper's geometry is not valid: the IPA size must be 25..48 bits (got 49)")
-    expect(expectHvmemError(() => decodeSnapshot(patched(onePageSnapshot(), (b) => b.writeUInt8(12, 92)), NAME), 'snapshot-invalid').message).toContain('mapper fields set without a mapper')
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(base, (b) => b.writeUInt8(13, 92)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain('granule 2^13 bytes is not 4, 16 or 64 KiB')
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(base, (b) => b.writeUInt8(49, 93)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain("the mapper's geometry is not valid: the IPA size must be 25..48 bits (got 49)")
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(onePageSnapshot(), (b) => b.writeUInt8(12, 92)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain('mapper fields set without a mapper')
   })
 
   it('refuses version 0 and a wrong header length', () => {
-    expect(expectHvmemError(() => decodeSnapshot(patched(emptySnapshot(), (b) => b.writeUInt32LE(0, 8)), NAME), 'snapshot-invalid').message).toContain('unknown format version 0')
-    expect(expectHvmemError(() => decodeSnapshot(patched(emptySnapshot(), (b) => b.writeUInt32LE(64, 12)), NAME), 'snapshot-invalid').message).toContain('header length 64')
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(emptySnapshot(), (b) => b.writeUInt32LE(0, 8)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain('unknown format version 0')
+    expect(
+      expectHvmemError(
+        () =>
+          decodeSnapshot(
+            patched(emptySnapshot(), (b) => b.writeUInt32LE(64, 12)),
+            NAME,
+          ),
+        'snapshot-invalid',
+      ).message,
+    ).toContain('header length 64')
   })
 })
 
@@ -494,7 +546,9 @@ describe('version 1: still read', () => {
     two.memory.write(RAM_BASE + 0x3000n, 1, 2n)
     const message = (input: Buffer): string => expectHvmemError(() => decodeSnapshot(input, NAME), 'snapshot-invalid').message
     expect(message(patchedV1(encodeV1(two), (b) => b.writeBigUInt64LE(RAM_BASE, 136)))).toContain('out of order at entry 1')
-    expect(message(patchedV1(encodeV1(onePageMachine()), (b) => b.fill(0, 136, 136 + 4096)))).toBe(`${NAME} is not a valid hvmem snapshot: page 0x41000000 is stored but all zero (only non-zero pages are stored)`)
+    expect(message(patchedV1(encodeV1(onePageMachine()), (b) => b.fill(0, 136, 136 + 4096)))).toBe(
+      `${NAME} is not a valid hvmem snapshot: page 0x41000000 is stored but all zero (only non-zero pages are stored)`,
+    )
     expect(message(patchedV1(encodeV1(onePageMachine()), (b) => b.writeUInt8(1, 100)))).toBe(`${NAME} is not a valid hvmem snapshot: reserved header bytes are not zero`)
   })
 })
@@ -504,20 +558,30 @@ describe('decodeSnapshot: structural checks behind valid checksums', () => {
 
   /** Cases whose error message starts with the file name. Index entries are at 128 + 16i: address, CRC, reserved. */
   const named: Array<[string, () => Buffer, string]> = [
-    ['page addresses swapped', () => patched(twoPageSnapshot(), (b) => {
-      b.writeBigUInt64LE(RAM_BASE + 0x3000n, 128)
-      b.writeBigUInt64LE(RAM_BASE, 144)
-    }), 'page addresses out of order at entry 1 (0x40000000)'],
+    [
+      'page addresses swapped',
+      () =>
+        patched(twoPageSnapshot(), (b) => {
+          b.writeBigUInt64LE(RAM_BASE + 0x3000n, 128)
+          b.writeBigUInt64LE(RAM_BASE, 144)
+        }),
+      'page addresses out of order at entry 1 (0x40000000)',
+    ],
     ['page address repeated', () => patched(twoPageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE, 144)), 'out of order at entry 1'],
     ['page just past RAM', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(ramEnd, 128)), 'outside RAM'],
     ['page just below RAM', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE - PAGE, 128)), 'outside RAM'],
     ['page not page-aligned', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_BASE + 8n, 128)), 'page address 0x40000008 at entry 0 is not 4 KiB aligned'],
     ['index entry reserved bytes set', () => patched(onePageSnapshot(), (b) => b.writeUInt32LE(1, 140)), 'reserved bytes of index entry 0 are not zero'],
-    ['heap starting past RAM', () => patched(emptySnapshot(), (b) => {
-      b.writeBigUInt64LE(ramEnd, 32)
-      b.writeBigUInt64LE(ramEnd, 48)
-      b.writeBigUInt64LE(0n, 56)
-    }), 'not inside RAM'],
+    [
+      'heap starting past RAM',
+      () =>
+        patched(emptySnapshot(), (b) => {
+          b.writeBigUInt64LE(ramEnd, 32)
+          b.writeBigUInt64LE(ramEnd, 48)
+          b.writeBigUInt64LE(0n, 56)
+        }),
+      'not inside RAM',
+    ],
     ['heap running past RAM', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(RAM_SIZE, 40)), 'not inside RAM'],
     ['heap size zero', () => patched(onePageSnapshot(), (b) => b.writeBigUInt64LE(0n, 40)), ''],
     ['mapper flag 2', () => patched(emptySnapshot(), (b) => b.writeUInt8(2, 64)), 'mapper flag 2'],

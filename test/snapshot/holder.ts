@@ -31,4 +31,3 @@ export function firstWait(): {waiting: Promise<void>; stop: () => void} {
   const previous = setLockWaitObserver(() => waited())
   return {waiting, stop: () => setLockWaitObserver(previous)}
 }
-

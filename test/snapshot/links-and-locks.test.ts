@@ -97,7 +97,7 @@ describe('a hard-linked snapshot', () => {
 })
 
 describe('the lock and its owner', () => {
-  it('a live command\'s lock is not taken over however long it goes untouched (a batch computing for minutes)', async () => {
+  it("a live command's lock is not taken over however long it goes untouched (a batch computing for minutes)", async () => {
     await createSnapshot(real, newMachine(), false)
     const holder = await startHolder(['session', real], 'locked')
     // What a long synchronous computation leaves: a lock whose mtime was not refreshed for a minute.

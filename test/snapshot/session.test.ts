@@ -82,9 +82,21 @@ describe('withSnapshotSession', () => {
     await writeFile(other, encodeSnapshot(newMachine()))
     await withSnapshotSession(file, async () => {
       await expectHvmemRejection(loadSnapshot(other), 'input', `cannot use ${other} inside a batch, which works on ${file}; run that command outside the batch`)
-      await expectHvmemRejection(updateSnapshot(other, () => 0), 'input', `cannot use ${other} inside a batch`)
-      await expectHvmemRejection(createSnapshot(join(dir, 'new.snap'), newMachine(), false), 'input', `cannot create ${join(dir, 'new.snap')} inside a batch, which works on ${file}; create it before the batch`)
-      await expectHvmemRejection(withSnapshotSession(file, async () => ({result: 0, commit: true})), 'input', `a batch is already running on ${file}`)
+      await expectHvmemRejection(
+        updateSnapshot(other, () => 0),
+        'input',
+        `cannot use ${other} inside a batch`,
+      )
+      await expectHvmemRejection(
+        createSnapshot(join(dir, 'new.snap'), newMachine(), false),
+        'input',
+        `cannot create ${join(dir, 'new.snap')} inside a batch, which works on ${file}; create it before the batch`,
+      )
+      await expectHvmemRejection(
+        withSnapshotSession(file, async () => ({result: 0, commit: true})),
+        'input',
+        `a batch is already running on ${file}`,
+      )
       return {result: undefined, commit: true}
     })
     expect(await readdir(dir)).toEqual(['other.snap', 'test.snap'])
@@ -92,9 +104,15 @@ describe('withSnapshotSession', () => {
 
   it('a missing snapshot, or a directory, fails before any lock is made', async () => {
     const missing = join(dir, 'missing.snap')
-    await expectHvmemRejection(withSnapshotSession(missing, async () => ({result: 0, commit: true})), 'snapshot-missing')
+    await expectHvmemRejection(
+      withSnapshotSession(missing, async () => ({result: 0, commit: true})),
+      'snapshot-missing',
+    )
     await mkdir(join(dir, 'd.snap'))
-    await expectHvmemRejection(withSnapshotSession(join(dir, 'd.snap'), async () => ({result: 0, commit: true})), 'snapshot-invalid')
+    await expectHvmemRejection(
+      withSnapshotSession(join(dir, 'd.snap'), async () => ({result: 0, commit: true})),
+      'snapshot-invalid',
+    )
     expect((await readdir(dir)).sort()).toEqual(['d.snap', 'test.snap'])
   })
 

@@ -87,7 +87,9 @@ describe('loadSnapshot', () => {
     const loaded = await loadSnapshot(file)
     expect(loaded.memory.read(pages[1]!, 8)).toBe(m.memory.read(pages[1]!, 8))
     const error = expectHvmemError(() => loaded.memory.read(HEAP_BASE, 8), 'snapshot-invalid')
-    expect(error.message).toMatch(new RegExp(`^${escape(file)} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`))
+    expect(error.message).toMatch(
+      new RegExp(`^${escape(file)} is not a valid hvmem snapshot: page 0x41000000 checksum mismatch \\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is damaged$`),
+    )
   })
 
   it('reads only the pages used: the header and index, then one page at a time', async () => {
@@ -268,7 +270,10 @@ describe('updateSnapshot', () => {
     data[300] = data[300]! ^ 0x10
     await writeFile(file, data)
     const before = await fingerprint(file)
-    await expectHvmemRejection(updateSnapshot(file, (m) => m.heap.allocPage()), 'snapshot-invalid')
+    await expectHvmemRejection(
+      updateSnapshot(file, (m) => m.heap.allocPage()),
+      'snapshot-invalid',
+    )
     expect(await fingerprint(file)).toEqual(before)
     expect(await entries()).toEqual(['test.snap'])
   })
@@ -370,7 +375,7 @@ describe('the lock', () => {
     expect(warnings).toEqual([])
   })
 
-  it('a command whose lock was taken over while it ran (thought dead) saves nothing, and leaves the new owner\'s lock alone', async () => {
+  it("a command whose lock was taken over while it ran (thought dead) saves nothing, and leaves the new owner's lock alone", async () => {
     await createSnapshot(file, newMachine(), false)
     const before = await fingerprint(file)
     const error = await expectHvmemRejection(
@@ -382,7 +387,9 @@ describe('the lock', () => {
       }),
       'io',
     )
-    expect(error.message).toBe(`the lock on ${file} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`)
+    expect(error.message).toBe(
+      `the lock on ${file} was taken over by another command while this one ran (it was thought dead); nothing was saved: check the snapshot with "hvmem heap status" and try again`,
+    )
     expect(await fingerprint(file)).toEqual(before)
     expect(await entries()).toEqual(['test.snap', 'test.snap.lock']) // the other command's lock, still there
   })
@@ -394,7 +401,10 @@ describe('the lock', () => {
     try {
       const missing = join(dir, 'no-such-dir', 'a.snap')
       await expectHvmemRejection(createSnapshot(missing, newMachine(), false), 'io')
-      await expectHvmemRejection(updateSnapshot(missing, () => undefined), 'snapshot-missing')
+      await expectHvmemRejection(
+        updateSnapshot(missing, () => undefined),
+        'snapshot-missing',
+      )
       await writeFile(join(dir, 'plain'), 'x')
       const under = join(dir, 'plain', 'a.snap')
       expect((await expectHvmemRejection(createSnapshot(under, newMachine(), false), 'io')).message).toBe(`cannot use ${under}: part of its directory ${join(dir, 'plain')} is not a directory`)

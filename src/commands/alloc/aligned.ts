@@ -3,7 +3,7 @@ import {type AllocJson, allocate} from '../../cli/alloc.js'
 import {u64Flag} from '../../cli/flags.js'
 
 export default class AllocAligned extends HvmemCommand {
-  static override summary = 'Allocate SIZE bytes at an ALIGN-aligned address (the plan\'s alloc_aligned).'
+  static override summary = 'Allocate SIZE bytes at the next ALIGN-aligned address of the heap.'
   static override description = 'ALIGN must be a power of two and SIZE > 0. Bytes skipped to reach the alignment are counted as padding in "heap status".'
   static override examples = ['<%= config.bin %> alloc aligned --size 256 --align 2048', '<%= config.bin %> alloc aligned --size 2M --align 2M']
 
@@ -14,6 +14,13 @@ export default class AllocAligned extends HvmemCommand {
 
   async run(): Promise<AllocJson | undefined> {
     const {flags} = await this.parse(AllocAligned)
-    return allocate(flags.snapshot, flags.size, flags.align, this.jsonEnabled(), (l) => this.log(l), (heap) => [heap.allocAligned(flags.size, flags.align)])
+    return allocate(
+      flags.snapshot,
+      flags.size,
+      flags.align,
+      this.jsonEnabled(),
+      (l) => this.log(l),
+      (heap) => [heap.allocAligned(flags.size, flags.align)],
+    )
   }
 }

@@ -17,10 +17,25 @@ export default class AllocPage extends HvmemCommand {
 
   async run(): Promise<AllocJson | undefined> {
     const {flags} = await this.parse(AllocPage)
-    if (flags.count === 1) return allocate(flags.snapshot, PAGE_SIZE, PAGE_SIZE, this.jsonEnabled(), (l) => this.log(l), (heap) => heap.allocPages(1))
+    if (flags.count === 1)
+      return allocate(
+        flags.snapshot,
+        PAGE_SIZE,
+        PAGE_SIZE,
+        this.jsonEnabled(),
+        (l) => this.log(l),
+        (heap) => heap.allocPages(1),
+      )
     // Many addresses: logged as one text (a log call per line took 25 s for a million).
     const lines: string[] = []
-    const result = await allocate(flags.snapshot, PAGE_SIZE, PAGE_SIZE, this.jsonEnabled(), (l) => lines.push(l), (heap) => heap.allocPages(flags.count))
+    const result = await allocate(
+      flags.snapshot,
+      PAGE_SIZE,
+      PAGE_SIZE,
+      this.jsonEnabled(),
+      (l) => lines.push(l),
+      (heap) => heap.allocPages(flags.count),
+    )
     if (lines.length > 0) this.log(lines.join('\n'))
     return result
   }

@@ -4,13 +4,29 @@ import {HvmemCommand} from '../../cli/base.js'
 import {streamDumpJson} from '../../cli/dump-json.js'
 import {type EntryJson, type MapperJson, type RangeJson, entryJson, mapperJson, rangeJson, registerLine} from '../../cli/json.js'
 import {OutputSink} from '../../cli/sink.js'
+import {filterFlags, leafFilter} from '../../cli/filter-flags.js'
 import {dotText, writeDot, writeTree} from '../../cli/table-dump.js'
 import {attributeWords, rangeLine} from '../../cli/render.js'
 import {color, renderTable} from '../../cli/style.js'
-import {type El1WalkJson, type WalkJson, describeEl1Range, describeWalk, el1Target, el1WalkJson, rootPagesInRam, walkEntries, walkFlags, walkJson, walkTarget} from '../../cli/walk.js'
-import {type El1Walk, walkEl1Range} from '../../core/el1.js'
+import {
+  type El1WalkJson,
+  type WalkJson,
+  describeEl1Range,
+  describeWalk,
+  el1Entries,
+  el1Target,
+  el1WalkJson,
+  rootPagesInRam,
+  walkEntries,
+  walkFlags,
+  walkJson,
+  walkTarget,
+  withRecordedRegisters,
+} from '../../cli/walk.js'
+import type {El1Walk} from '../../core/el1.js'
 import {tableAttrBits} from '../../core/el1-permissions.js'
 import {HvmemError} from '../../core/errors.js'
+import {type LeafFilter, clipRange, describeFilter, filterActive, walkFilteredRanges} from '../../core/leaf-filter.js'
 import type {Machine} from '../../core/machine.js'
 import {describeTableBase} from '../../core/table-base.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -25,15 +41,19 @@ export interface DumpTablesJson {
   walk?: WalkJson | El1WalkJson
   /** with --format dot only: the Graphviz source */
   dot?: string
+  /** with a filter (--perm, --exec, --mem, --range, --level): it in words; entries is then empty and ranges holds the matching ranges */
+  filter?: string
 }
 
 export default class DumpTables extends HvmemCommand {
-  static override summary = 'Walk the translation tables in the snapshot and show every valid descriptor, decoded by its regime\'s rules.'
+  static override summary = "Walk the translation tables in the snapshot and show every valid descriptor, decoded by its regime's rules."
   static override description = `--format tree (default) lists each valid entry by level and index: the table it sits in, the IPA it covers, the raw descriptor and its decoded fields. --format ranges merges neighbouring entries with the same attributes and contiguous output addresses into one line per range, like Linux's ptdump. --format dot writes Graphviz source: one node per table page (level and address, its leaves merged into ranges), an edge per table descriptor (render with "dot -Tsvg"). --json gives entries and ranges (and the dot source with --format dot).
 
 --root walks tables hvmem did not build (e.g. imported with "snapshot import"), whether or not the snapshot has a mapper: --regime says whose they are, and --vtcr (stage 2) or --tcr (stage 1, TCR_EL2) gives the start level, input size (T0SZ) and PA size (PS) as the MMU would take them; the defaults are hvmem's own 0x80023559 and 0x80823519. --root (and --vttbr) take a whole register value: the VMID or ASID and CnP are split off and shown.
 
---regime el1 (or --ttbr0/--ttbr1) reads a guest kernel's EL1&0 tables: TTBR0_EL1 and TTBR1_EL1 for the lower and upper VA range, TCR_EL1 (--tcr, required) and MAIR_EL1 (--mair, default Linux's 0xf0ff440400).`
+--regime el1 (or --ttbr0/--ttbr1) reads a guest kernel's EL1&0 tables: TTBR0_EL1 and TTBR1_EL1 for the lower and upper VA range, TCR_EL1 (--tcr, required) and MAIR_EL1 (--mair, default Linux's 0xf0ff440400).
+
+With --format ranges, --perm, --exec, --mem, --range and --level show only the leaves that pass all of them, like gdb-pt-dump's -filter and -range (docs/filters.md in the source tree).`
   static override examples = [
     '<%= config.bin %> dump tables',
     '<%= config.bin %> dump tables --format ranges',
@@ -41,18 +61,26 @@ export default class DumpTables extends HvmemCommand {
     '<%= config.bin %> dump tables --format dot | dot -Tsvg > tables.svg',
     '<%= config.bin %> dump tables --root 0x4100_0000 --vtcr 0x800235a0 --format ranges',
     '<%= config.bin %> dump tables --ttbr0 0x4200_0000 --ttbr1 0x4201_0000 --tcr 0x2_8019_0019 --format ranges',
+    '<%= config.bin %> dump tables --format ranges --perm w --exec',
+    '<%= config.bin %> dump tables --format ranges --mem device --range 0x0..0x4000_0000',
   ]
 
   static override flags = {
     format: Flags.option({options: ['tree', 'ranges', 'dot'] as const, summary: 'Output layout.', default: 'tree' as const})(),
     ...walkFlags,
+    ...filterFlags,
   }
 
   async run(): Promise<DumpTablesJson> {
-    const {flags} = await this.parse(DumpTables)
-    const machine = await loadSnapshot(flags.snapshot)
+    const {flags: given} = await this.parse(DumpTables)
+    const filter = leafFilter(given)
+    const filtered = filterActive(filter)
+    if (filtered && given.format !== 'ranges') throw new HvmemError('input', `--perm, --exec, --mem, --range and --level select ranges: pass --format ranges (not ${given.format})`)
+    const machine = await loadSnapshot(given.snapshot)
+    // a captured snapshot's registers fill in what the flags leave out
+    const flags = withRecordedRegisters(machine, given)
     const el1 = el1Target(flags)
-    if (el1 !== undefined) return this.el1(machine, el1, flags.format)
+    if (el1 !== undefined) return this.el1(machine, el1, flags.format, filtered ? filter : undefined)
     const mapper = machine.mapper
     const target = walkTarget(machine, flags, false)
     if (target === undefined) {
@@ -67,13 +95,28 @@ export default class DumpTables extends HvmemCommand {
     const pages = rootPagesInRam(machine, target)
     const stage = target.regime.stage === 2 ? 'Stage 2' : 'Stage 1 (EL2)'
     const split = target.table === undefined ? '' : describeTableBase(target.table)
-    const registers = target.foreign ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${split === '' ? '' : `${split}; `}${describeWalk(target.geometry)})` : registerLine(mapper!)
+    const registers = target.foreign
+      ? `${target.registers.map((r) => `${r.name} ${hex(r.value)}`).join('  ')} (${split === '' ? '' : `${split}; `}${describeWalk(target.geometry)})`
+      : registerLine(mapper!)
     const title = `${stage}, root ${hex(target.root)}: ${registers}`
     const dotOptions = {root: target.root, startLevel: target.geometry.startLevel, rootPages: pages, title}
     // Written as the walk goes, with nothing kept per entry (src/cli/table-dump.ts, dump-json.ts): the
     // same text as the document below. Inside a batch, which takes the document this method returns,
     // only the text is.
     const sink = new OutputSink(this.batch === undefined ? undefined : {lines: (text) => this.log(text)})
+    if (filtered) {
+      // the matching ranges only, from one walk over --range (or the whole space)
+      const walk = walkFilteredRanges(machine.memory, target.regime, target.root, target.geometry, filter, peekingAccess(machine.memory))
+      const words = describeFilter(filter)
+      if (!this.jsonEnabled()) {
+        sink.line(title)
+        sink.line(color.dim(`Leaves ${words}:`))
+        for (const r of walk.ranges) sink.line(rangeLine(r))
+        sink.line(color.dim(`${walk.leaves} matching leaves, ${walk.ranges.length} range(s)`))
+        sink.flush()
+      }
+      return {mapper: mapper === undefined ? null : mapperJson(mapper), entries: [], ranges: walk.ranges.map(rangeJson), ...(target.foreign ? {walk: walkJson(target)} : {}), filter: words}
+    }
     if (this.jsonEnabled()) {
       if (this.batch === undefined) {
         await streamDumpJson(mapper === undefined ? null : mapperJson(mapper), target, machine.memory, sink, {
@@ -112,26 +155,37 @@ export default class DumpTables extends HvmemCommand {
   }
 
   /** --regime el1: each VA range that has a TTBR, labelled, its VAs as the MMU sees them. */
-  private el1(machine: Machine, walk: El1Walk, format: 'tree' | 'ranges' | 'dot'): DumpTablesJson {
+  private el1(machine: Machine, walk: El1Walk, format: 'tree' | 'ranges' | 'dot', filter?: LeafFilter): DumpTablesJson {
     if (format === 'dot') throw new HvmemError('input', '--format dot draws one table tree; an EL1&0 walk has two: use --format tree or ranges')
     const all: WalkEntry[] = []
     for (const range of [walk.lower, walk.upper]) {
       const g = range.geometry
-      if (range.table !== undefined && g !== undefined && !machine.memory.contains(range.table.base, BigInt(g.tableBytes(g.startLevel)))) {
-        throw new HvmemError('input', `${range.ttbr} ${hex(range.table.value)}: the root table must lie inside RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)}`)
-      }
-      const entries = walkEl1Range(machine.memory, range)
+      const entries = el1Entries(machine, range, filter)
       all.push(...entries)
       if (this.jsonEnabled()) continue
       this.log(`Stage 1 (EL1&0), ${describeEl1Range(range)}`)
-      if (range.table !== undefined && g !== undefined) this.logEntries(entries, g.startLevel, format, 'VA')
+      if (filter !== undefined) this.log(color.dim(`Leaves ${describeFilter(filter)}:`))
+      if (range.table !== undefined && g !== undefined) this.logEntries(entries, g.startLevel, format, 'VA', filter)
     }
-    if (!this.jsonEnabled()) this.log(color.dim(`TCR_EL1 ${hex(walk.tcr.value)}  MAIR_EL1 ${hex(walk.mair)}; access EL1/EL0, PXN, UXN, nG as in the descriptors (table attributes: on the table entries)`))
-    return {mapper: machine.mapper === undefined ? null : mapperJson(machine.mapper), entries: all.map(entryJson), ranges: mergeRanges(all).map(rangeJson), walk: el1WalkJson(walk)}
+    if (!this.jsonEnabled())
+      this.log(color.dim(`TCR_EL1 ${hex(walk.tcr.value)}  MAIR_EL1 ${hex(walk.mair)}; access EL1/EL0, PXN, UXN, nG as in the descriptors (table attributes: on the table entries)`))
+    const ranges = mergeRanges(all).map((r) => (filter === undefined ? r : clipRange(r, filter)))
+    return {
+      mapper: machine.mapper === undefined ? null : mapperJson(machine.mapper),
+      entries: filter === undefined ? all.map(entryJson) : [],
+      ranges: ranges.map(rangeJson),
+      walk: el1WalkJson(walk),
+      ...(filter === undefined ? {} : {filter: describeFilter(filter)}),
+    }
   }
 
-  private logEntries(entries: WalkEntry[], startLevel: number, format: 'tree' | 'ranges', input: 'IPA' | 'VA'): void {
-    const ranges = mergeRanges(entries)
+  private logEntries(entries: WalkEntry[], startLevel: number, format: 'tree' | 'ranges', input: 'IPA' | 'VA', filter?: LeafFilter): void {
+    const ranges = mergeRanges(entries).map((r) => (filter === undefined ? r : clipRange(r, filter)))
+    if (filter !== undefined) {
+      for (const r of ranges) this.log(rangeLine(r))
+      this.log(color.dim(`${entries.length} matching leaves, ${ranges.length} range(s)`))
+      return
+    }
     if (format === 'ranges') {
       for (const r of ranges) this.log(rangeLine(r))
     } else {

@@ -16,8 +16,12 @@ export interface HeapInitJson {
 
 export default class HeapInit extends HvmemCommand {
   static override summary = 'Create a snapshot: emulated RAM with an empty bump-allocated heap in it.'
-  static override description = `RAM defaults to QEMU virt's 0x40000000 + 1 GiB; the heap to the sprint plan's 16 MiB at 0x41000000. The heap must lie inside RAM, and RAM below 2^40 (the 40-bit PA size in VTCR_EL2). An existing snapshot is replaced only with --force.`
-  static override examples = ['<%= config.bin %> heap init', '<%= config.bin %> heap init --size 64M --force', '<%= config.bin %> heap init -s vm1.snap --ram-base 0x8000_0000 --ram-size 2G --base 0x8000_0000']
+  static override description = `RAM defaults to QEMU virt's 0x40000000 + 1 GiB; the heap to 16 MiB at 0x41000000. The heap must lie inside RAM, and RAM below 2^40 (the 40-bit PA size in VTCR_EL2). An existing snapshot is replaced only with --force.`
+  static override examples = [
+    '<%= config.bin %> heap init',
+    '<%= config.bin %> heap init --size 64M --force',
+    '<%= config.bin %> heap init -s vm1.snap --ram-base 0x8000_0000 --ram-size 2G --base 0x8000_0000',
+  ]
 
   static override flags = {
     base: u64Flag({summary: 'Heap start address (4 KiB aligned).', default: DEFAULT_HEAP_BASE}),
@@ -32,7 +36,9 @@ export default class HeapInit extends HvmemCommand {
     const machine = Machine.create({ramBase: flags['ram-base'], ramSize: flags['ram-size'], heapBase: flags.base, heapSize: flags.size})
     await createSnapshot(flags.snapshot, machine, flags.force)
     const heap = machine.heap.status()
-    this.log(`Created ${flags.snapshot}: RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)} (${formatSize(machine.memory.size)}), heap ${hex(heap.start)}-${hex(heap.end)} (${formatSize(heap.size)})`)
+    this.log(
+      `Created ${flags.snapshot}: RAM ${hex(machine.memory.base)}-${hex(machine.memory.end)} (${formatSize(machine.memory.size)}), heap ${hex(heap.start)}-${hex(heap.end)} (${formatSize(heap.size)})`,
+    )
     return {snapshot: flags.snapshot, ram: {base: hex(machine.memory.base), size: Number(machine.memory.size), end: hex(machine.memory.end)}, heap: heapJson(heap)}
   }
 }

@@ -11,7 +11,7 @@ export interface HeapResetJson {
 }
 
 export default class HeapReset extends HvmemCommand {
-  static override summary = 'Return the heap to its start (the plan\'s reset, fixed).'
+  static override summary = 'Return the heap to its start: every allocation is forgotten and the whole heap is free again.'
   static override description = `The stage-2 tables live in the heap, so resetting a heap that holds them would let later allocations overwrite live tables: hvmem refuses (exit 6) unless --discard-mapper, which zeroes every table the mapper reaches (L1, L2 and L3) and forgets the mapper. Other heap contents stay as they are, as on hardware.`
   static override examples = ['<%= config.bin %> heap reset', '<%= config.bin %> heap reset --discard-mapper']
 

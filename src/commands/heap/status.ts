@@ -21,16 +21,11 @@ export default class HeapStatus extends HvmemCommand {
     const s = machine.heap.status()
     const mapper = machine.mapper
     const t = table(['heap', 'value'], {align: ['left', 'right']})
-    t.push(
-      ['start', hex(s.start)],
-      ['end', hex(s.end)],
-      ['next', hex(s.next)],
-      ['allocated', `${s.allocated}`],
-      ['padding', `${s.padding}`],
-      ['remaining', `${s.remaining}`],
-    )
+    t.push(['start', hex(s.start)], ['end', hex(s.end)], ['next', hex(s.next)], ['allocated', `${s.allocated}`], ['padding', `${s.padding}`], ['remaining', `${s.remaining}`])
     this.log(t.toString())
-    this.log(`${usageBar(s)} ${percent(s.next - s.start, s.size)} of ${formatSize(s.size)} used  ${color.cyan('█')} allocated ${color.yellow('▒')} padding ${color.dim('░')} free`)
+    // (no heap: a whole RAM image, size 0, no bar to draw)
+    if (s.size === 0n) this.log('No heap: the snapshot is a whole RAM image, and nothing can be allocated.')
+    else this.log(`${usageBar(s)} ${percent(s.next - s.start, s.size)} of ${formatSize(s.size)} used  ${color.cyan('█')} allocated ${color.yellow('▒')} padding ${color.dim('░')} free`)
     if (mapper === undefined) this.log('No mapper yet: "hvmem map region" creates one.')
     else {
       const vmid = mapper.state.regime === 'stage2' ? `, VMID ${mapper.state.vmid}` : ''

@@ -18,7 +18,7 @@ export interface CoalesceJson {
 }
 
 export default class MapCoalesce extends HvmemCommand {
-  static override summary = 'Fold every table whose entries are uniform, contiguous leaves back into one block (Hafnium\'s defrag).'
+  static override summary = "Fold every table whose entries are uniform, contiguous leaves back into one block (Hafnium's defrag)."
   static override description = `A table qualifies when all 512 entries are valid leaves with identical attributes and physically contiguous output, aligned to the block it becomes: an L3 table of pages becomes a 2 MiB block, then an L2 table of blocks a 1 GiB block. The bump allocator cannot free the folded tables: their bytes are reported here and in "heap status".`
   static override examples = ['<%= config.bin %> map coalesce', '<%= config.bin %> map coalesce --json']
 
@@ -50,7 +50,17 @@ export default class MapCoalesce extends HvmemCommand {
     this.log(result.blocks.length === 0 ? 'Nothing to coalesce.' : `${result.orphanedTables} table page(s) (${formatSize(BigInt(bytes))}) are now unreachable; the bump allocator cannot free them`)
     return {
       folded: {count: result.blocks.length, start: start === undefined ? null : hex(start), end: end === undefined ? null : hex(end)},
-      ...(flags.verbose ? {blocks: result.blocks.map((b) => ({ipa: hex(b.ipa), end: hex(b.ipa + geometry.entrySize(b.level)), level: b.level, size: Number(geometry.entrySize(b.level)), descriptor: hex(b.descriptor)}))} : {}),
+      ...(flags.verbose
+        ? {
+            blocks: result.blocks.map((b) => ({
+              ipa: hex(b.ipa),
+              end: hex(b.ipa + geometry.entrySize(b.level)),
+              level: b.level,
+              size: Number(geometry.entrySize(b.level)),
+              descriptor: hex(b.descriptor),
+            })),
+          }
+        : {}),
       orphanedTables: result.orphanedTables,
       orphanedBytes: bytes,
       mapper,

@@ -18,7 +18,11 @@ export interface ProtectJson extends EditJson {
 export default class MapProtect extends HvmemCommand {
   static override summary = 'Change the attributes (--attr) or the permissions (--perm) of every mapping in [IPA, IPA+SIZE).'
   static override description = `--attr replaces all attribute bits with those of normal, device or readonly. --perm r|rw|rx|rwx changes only read/write and execute (stage 2: S2AP and XN; stage 1: AP[2] and XN) and keeps the memory type. A block that the range covers in part is split first, keeping the rest exactly as it was. The whole range must be mapped (exit 2 otherwise). All or nothing.`
-  static override examples = ['<%= config.bin %> map protect 0x4000_0000 2M --perm r', '<%= config.bin %> map protect 0x4020_0000 4K --attr device', '<%= config.bin %> map protect 0x4000_0000 1G --perm rwx']
+  static override examples = [
+    '<%= config.bin %> map protect 0x4000_0000 2M --perm r',
+    '<%= config.bin %> map protect 0x4020_0000 4K --attr device',
+    '<%= config.bin %> map protect 0x4000_0000 1G --perm rwx',
+  ]
 
   static override args = {
     ipa: u64Arg({description: 'First input address (4 KiB aligned).', required: true}),
@@ -40,7 +44,9 @@ export default class MapProtect extends HvmemCommand {
       return {result: mapper.protect(args.ipa, args.size, protection), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
     const what = 'attr' in protection ? `--attr ${protection.attr}` : `--perm ${protection.perm}`
-    this.log(`Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written, geometry)} descriptor(s) rewritten, ${describeCounts(result.unchanged, geometry)} already so`)
+    this.log(
+      `Protected ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}) with ${what}: ${describeCounts(result.written, geometry)} descriptor(s) rewritten, ${describeCounts(result.unchanged, geometry)} already so`,
+    )
     for (const line of editLines(result, geometry, flags.verbose)) this.log(line)
     return {...editJson(result, geometry, flags.verbose), mapper}
   }

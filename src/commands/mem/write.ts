@@ -14,7 +14,8 @@ export interface MemWriteJson {
 
 export default class MemWrite extends HvmemCommand {
   static override summary = 'Write VALUE (little-endian, --width bytes) to emulated physical memory at ADDR.'
-  static override description = 'VALUE must fit in the width. Any RAM address may be written, including live translation tables: hvmem does not stop you (that is how you model a corrupt table), so check with "dump tables".'
+  static override description =
+    'VALUE must fit in the width. Any RAM address may be written, including live translation tables: hvmem does not stop you (that is how you model a corrupt table), so check with "dump tables".'
   static override examples = ['<%= config.bin %> mem write 0x4100_0000 0xdeadbeef', '<%= config.bin %> mem write 0x4100_0010 0xff --width 1']
 
   static override args = {

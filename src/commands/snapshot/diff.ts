@@ -94,11 +94,16 @@ async function readStdinSnapshot(): Promise<Buffer> {
         // not a snapshot: what was read is enough for the error
         if (!MAGIC.subarray(0, Math.min(head.length, MAGIC.length)).equals(head.subarray(0, MAGIC.length))) break
         if (head.length < HEADER_BYTES) continue
-        const size = declaredSnapshotSize(head)?.size
+        const facts = declaredSnapshotSize(head)
         // a version hvmem does not read: the header is enough for the error
-        if (size === undefined) break
+        if (facts === undefined) break
+        // (version 5: records may follow the base; at most what hvmem reads at once)
+        const size = facts.version === 5 ? BigInt(MAX_READ_BYTES) : facts.size
         if (size > BigInt(MAX_READ_BYTES)) {
-          throw new HvmemError('snapshot-invalid', `${STDIN_NAME}: its header declares a snapshot of ${size} bytes, more than hvmem reads from standard input (${MAX_READ_BYTES}); save it to a file and name the file`)
+          throw new HvmemError(
+            'snapshot-invalid',
+            `${STDIN_NAME}: its header declares a snapshot of ${size} bytes, more than hvmem reads from standard input (${MAX_READ_BYTES}); save it to a file and name the file`,
+          )
         }
         declared = size
       }

@@ -3,17 +3,27 @@ import {dirname} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {u64Flag} from '../../cli/flags.js'
+import {textArg, u64Flag} from '../../cli/flags.js'
+import {stdoutError} from '../../cli/output.js'
+import {OutputSink, drive} from '../../cli/sink.js'
 import {HvmemError} from '../../core/errors.js'
 import type {Machine} from '../../core/machine.js'
+import {registersFor} from '../../core/registers.js'
+import {type TableImage, buildTableImage, misalignedTable, tableSpan} from '../../core/table-image.js'
+import {renderAsm, renderC} from '../../core/table-source.js'
 import {hex} from '../../core/u64.js'
 import {loadSnapshot, snapshotTarget, writeOutputFile} from '../../snapshot/store.js'
 
 export interface ExportJson {
   file: string
+  format: 'asm' | 'c' | 'bin'
   from: string
   to: string
+  /** where the image is placed (table pointers rewritten for it): from unless --base */
+  base: string
   size: number
+  /** the tables in the image (null for a plain raw image of a range) */
+  tables: number | null
   /** the QEMU option that loads the image at its physical address */
   qemuLoader: string
   /** the registers that install the tables, by name (null without a mapper) */
@@ -24,46 +34,152 @@ export interface ExportJson {
 const CHUNK = 1 << 20
 
 export default class SnapshotExport extends HvmemCommand {
-  static override summary = 'Write the bytes of a physical range (default: the heap) as a raw image, ready for QEMU\'s loader.'
-  static override description = `Untouched memory is written as zeros. Load the image with -device loader,file=FILE,addr=FROM,force-raw=on and the registers "hvmem regs" shows.
+  static override summary = "Write the mapper's tables as GNU assembly, a C header or a raw image, or a physical range as a raw image for QEMU's loader."
+  static override description = `--format bin (or --raw FILE) writes the bytes of a physical range (default: the heap) as a raw image; untouched memory is written as zeros. Load it with -device loader,file=FILE,addr=FROM,force-raw=on and the registers "hvmem regs" shows.
 
-The image is written to a temp file beside FILE and renamed over it once complete: an existing FILE is replaced whole or not at all, and only with --force (also to write through a symbolic link). The snapshot itself, under any name, is refused; so are directories, FIFOs and sockets. A character device such as /dev/null is written directly.`
-  static override examples = ['<%= config.bin %> snapshot export --raw tables.bin', '<%= config.bin %> snapshot export --raw low.bin --from 0x4000_0000 --to 0x4100_0000']
+--format asm writes the mapper's tables as GNU assembly for aarch64: a section .rodata.hvmem_tables with a symbol for each table, every table pointer a relocation (symbol + attributes) so the link address decides where they go, the registers as .equs and a routine, hvmem_install_tables, that installs them. --format c writes a header with the same words as a static const uint64_t array aligned to the tables and the registers as #defines. Both take the span of memory that holds the tables unless --from/--to say otherwise.
+
+--base ADDR places the image at ADDR instead of where the tables were built: every table pointer (not a leaf's output address) and the root in VTTBR_EL2/TTBR0_EL2 are rewritten for it. FILE - (or --raw -) writes to standard output (a raw image never to a terminal; not with --json) and what is said of it to stderr.
+
+The file is written to a temp file beside FILE and renamed over it once complete: an existing FILE is replaced whole or not at all, and only with --force (also to write through a symbolic link). The snapshot itself, under any name, is refused; so are directories, FIFOs and sockets. A character device such as /dev/null is written directly.`
+  static override examples = [
+    '<%= config.bin %> snapshot export --raw tables.bin',
+    '<%= config.bin %> snapshot export --raw low.bin --from 0x4000_0000 --to 0x4100_0000',
+    '<%= config.bin %> snapshot export tables.S --format asm',
+    '<%= config.bin %> snapshot export tables.h --format c --base 0x8000_0000',
+  ]
+
+  static override args = {
+    file: textArg({description: 'File to write (- for stdout).'}),
+  }
 
   static override flags = {
-    raw: Flags.string({summary: 'File to write the raw image to.', required: true}),
-    from: u64Flag({summary: 'First physical address (default: heap start).'}),
-    to: u64Flag({summary: 'End of the range, exclusive (default: heap end).'}),
+    format: Flags.option({options: ['asm', 'c', 'bin'] as const, summary: 'What to write (default bin).'})(),
+    raw: Flags.string({summary: 'File to write the raw image to, or - for standard output (the same as FILE --format bin).'}),
+    from: u64Flag({summary: 'First physical address (default: heap start for bin, the first table for asm and c).'}),
+    to: u64Flag({summary: 'End of the range, exclusive (default: heap end for bin, the end of the last table for asm and c).'}),
+    base: u64Flag({summary: 'Physical address to place the image at: table pointers are rewritten for it.'}),
     force: Flags.boolean({summary: 'Replace an existing file (or the file a symbolic link points at).', default: false}),
   }
 
   async run(): Promise<ExportJson> {
-    const {flags} = await this.parse(SnapshotExport)
-    if (flags.raw === '') throw new HvmemError('input', '--raw is empty; pass the file to write the image to')
+    const {args, flags} = await this.parse(SnapshotExport)
+    if (flags.raw !== undefined && args.file !== undefined) throw new HvmemError('input', `both FILE (${args.file}) and --raw (${flags.raw}) name the output; pass one`)
+    if (flags.raw !== undefined && flags.format !== undefined && flags.format !== 'bin')
+      throw new HvmemError('input', `--raw writes a raw image, not --format ${flags.format}; pass FILE --format ${flags.format}`)
+    const file = flags.raw ?? args.file
+    const label = flags.raw !== undefined ? '--raw' : 'FILE'
+    if (file === undefined) throw new HvmemError('input', 'no output file; pass FILE (- for stdout) with --format asm|c|bin, or --raw FILE')
+    if (file === '') throw new HvmemError('input', label === '--raw' ? '--raw is empty; pass the file to write the image to' : 'FILE is empty; pass the file to write (- for stdout)')
+    const format = flags.format ?? 'bin'
+    const stdout = file === '-'
+    if (stdout && this.jsonEnabled())
+      throw new HvmemError('input', `${label} - writes the ${format === 'bin' ? 'image' : 'export'} to standard output, which --json needs for its document; write it to a file with --json`)
+    if (stdout && format === 'bin' && this.batch === undefined && process.stdout.isTTY === true)
+      throw new HvmemError('input', `${label} - would write the binary image to the terminal; redirect standard output to a file or a pipe`)
     const machine = await loadSnapshot(flags.snapshot)
-    const heap = machine.heap.status()
-    const from = flags.from ?? heap.start
-    const to = flags.to ?? heap.end
+    const mapper = machine.mapper
+    if (mapper === undefined && (format !== 'bin' || flags.base !== undefined)) {
+      throw new HvmemError('input', `the snapshot has no mapper, so no tables to ${format === 'bin' ? 'relocate' : `write as ${format}`}; map something first (hvmem map region)`)
+    }
+
+    let from: bigint
+    let to: bigint
+    let align = 0n
+    if (format === 'bin') {
+      const heap = machine.heap.status()
+      from = flags.from ?? heap.start
+      to = flags.to ?? heap.end
+    } else {
+      const span = tableSpan(machine.memory, mapper!.geometry, mapper!.root)
+      from = flags.from ?? span.from
+      to = flags.to ?? span.to
+      align = span.align
+    }
     if (to <= from) throw new HvmemError('input', `--to ${hex(to)} must be above --from ${hex(from)}`)
     machine.memory.checkRange(from, to - from)
-    const snapshot = statSync(flags.snapshot)
-    const target = exportTarget(flags.raw, flags.snapshot, snapshot, flags.force)
-    try {
-      await writeOutputFile(target.path, chunks(machine, from, to), {
-        device: target.device,
-        label: flags.raw,
-        // checked again right before the rename: the image never replaces the snapshot
-        beforeRename: () => refuseSnapshot(statSync(target.path, {throwIfNoEntry: false}), flags.raw, flags.snapshot, snapshot),
-      })
-    } catch (error) {
-      throw writeError(error, flags.raw, target)
+    let image: TableImage | undefined
+    if (mapper !== undefined && (format !== 'bin' || flags.base !== undefined)) {
+      image = buildTableImage(machine.memory, mapper.geometry, mapper.root, from, to, flags.base ?? from)
+      // the section (or array) is aligned to `align`: each table must sit at an offset aligned to what it needs
+      const bad = format === 'bin' ? undefined : misalignedTable(image, mapper.geometry)
+      if (bad !== undefined) {
+        const {table: t, needs} = bad
+        throw new HvmemError(
+          'input',
+          `the L${t.level} table at ${hex(t.address)} is ${hex(BigInt(t.offset))} bytes from --from ${hex(from)}, not a multiple of its alignment ${hex(needs)}; pass a --from aligned to ${hex(align)}`,
+        )
+      }
     }
-    const qemuLoader = `-device loader,file=${flags.raw},addr=${hex(from)},force-raw=on`
-    const registers = machine.mapper === undefined ? null : Object.fromEntries(machine.mapper.registers().map((r) => [r.name, hex(r.value)]))
-    this.log(`Wrote ${to - from} bytes of ${hex(from)}-${hex(to)} to ${flags.raw}`)
-    this.log(`QEMU: ${qemuLoader}`)
-    if (registers !== null) this.log(`Registers: ${Object.entries(registers).map(([n, v]) => `${n}=${v}`).join(' ')}`)
-    return {file: flags.raw, from: hex(from), to: hex(to), size: Number(to - from), qemuLoader, registers}
+    const base = image?.base ?? from
+    const registers = mapper === undefined ? null : registersFor(mapper.state.regime, image?.root ?? mapper.root, mapper.state.vmid, mapper.geometry)
+    const output: () => Iterable<Uint8Array> = () => {
+      if (image === undefined) return chunks(machine, from, to)
+      if (format === 'bin') return [image.bytes]
+      const sourceOptions = {
+        regime: mapper!.state.regime,
+        geometry: mapper!.geometry,
+        registers: registers!,
+        align,
+        command: `hvmem snapshot export --format ${format}${flags.base === undefined ? '' : ` --base ${hex(flags.base)}`}`,
+      }
+      return [Buffer.from(format === 'asm' ? renderAsm(image, sourceOptions) : renderC(image, sourceOptions), 'utf8')]
+    }
+
+    if (stdout) {
+      await this.toStdout(output(), format)
+    } else {
+      const snapshot = statSync(flags.snapshot)
+      const target = exportTarget(file, label, flags.snapshot, snapshot, flags.force)
+      try {
+        await writeOutputFile(target.path, output(), {
+          device: target.device,
+          label: file,
+          // checked again right before the rename: the image never replaces the snapshot
+          beforeRename: () => refuseSnapshot(statSync(target.path, {throwIfNoEntry: false}), file, label, flags.snapshot, snapshot),
+        })
+      } catch (error) {
+        throw writeError(error, file, target)
+      }
+    }
+    const qemuLoader = `-device loader,file=${file},addr=${hex(base)},force-raw=on`
+    const registerMap = registers === null ? null : Object.fromEntries(registers.map((r) => [r.name, hex(r.value)]))
+    // with FILE - the summary goes to stderr: stdout holds the export
+    const say = (line: string): void => {
+      if (stdout) process.stderr.write(`${line}\n`)
+      else this.log(line)
+    }
+    if (!stdout || (!this.jsonEnabled() && stdoutError() === undefined)) {
+      say(
+        `Wrote ${format === 'bin' ? `${to - from} bytes of ${hex(from)}-${hex(to)}` : `${image!.tables.length} table(s) from ${hex(from)}-${hex(to)} as ${format}`}${base === from ? '' : ` placed at ${hex(base)}`} to ${stdout ? 'standard output' : file}`,
+      )
+      if (format === 'bin') say(`QEMU: ${qemuLoader}`)
+      if (registerMap !== null)
+        say(
+          `Registers: ${Object.entries(registerMap)
+            .map(([n, v]) => `${n}=${v}`)
+            .join(' ')}`,
+        )
+    }
+    return {file, format, from: hex(from), to: hex(to), base: hex(base), size: Number(to - from), tables: image === undefined ? null : image.tables.length, qemuLoader, registers: registerMap}
+  }
+
+  /** FILE -: the bytes to stdout, or a batch's output (text only). */
+  private async toStdout(parts: Iterable<Uint8Array>, format: string): Promise<void> {
+    const batch = this.batch
+    if (batch !== undefined && format === 'bin') throw new HvmemError('input', "a raw image cannot go to a batch's output; write it to a file")
+    const sink = new OutputSink(batch === undefined ? undefined : {lines: (text) => batch.log(text)})
+    for (const part of parts) {
+      if (batch !== undefined) sink.text(Buffer.from(part).toString('utf8'))
+      else {
+        // a reader that went away ends the export (src/cli/output.ts reports it at exit: quietly for EPIPE)
+        if (stdoutError() !== undefined) break
+        sink.flush()
+        if (!process.stdout.write(part)) await sink.caughtUp()
+      }
+    }
+    await drive(sink, () => true)
+    sink.flush()
   }
 }
 
@@ -82,14 +198,15 @@ interface ExportTarget {
 }
 
 /** The same file as the snapshot (device and inode: a symlink, a hard link, a /proc/self/cwd path to it): never written. */
-function refuseSnapshot(info: Stats | undefined, raw: string, snapshotName: string, snapshot: Stats): void {
+function refuseSnapshot(info: Stats | undefined, raw: string, label: string, snapshotName: string, snapshot: Stats): void {
   if (info !== undefined && info.dev === snapshot.dev && info.ino === snapshot.ino) {
-    throw new HvmemError('input', `--raw ${raw} is the snapshot ${snapshotName} itself (the same file); write the image to another file`)
+    throw new HvmemError('input', `${label === '--raw' ? '--raw ' : ''}${raw} is the snapshot ${snapshotName} itself (the same file); write the image to another file`)
   }
 }
 
 /** Where the image goes, or why it may not (see the command's description). */
-function exportTarget(raw: string, snapshotName: string, snapshot: Stats, force: boolean): ExportTarget {
+function exportTarget(raw: string, label: string, snapshotName: string, snapshot: Stats, force: boolean): ExportTarget {
+  const name = label === '--raw' ? `--raw ${raw}` : raw
   let link: Stats | undefined
   let info: Stats | undefined
   try {
@@ -98,14 +215,14 @@ function exportTarget(raw: string, snapshotName: string, snapshot: Stats, force:
   } catch (error) {
     throw writeError(error, raw, {path: raw, device: false})
   }
-  refuseSnapshot(info, raw, snapshotName, snapshot)
-  if (info?.isDirectory()) throw new HvmemError('input', `--raw ${raw} is a directory; pass the name of the image file to write`)
+  refuseSnapshot(info, raw, label, snapshotName, snapshot)
+  if (info?.isDirectory()) throw new HvmemError('input', `${name} is a directory; pass the name of the image file to write`)
   if (info?.isCharacterDevice()) return {path: raw, device: true}
-  if (info !== undefined && !info.isFile()) throw new HvmemError('input', `--raw ${raw} is not a regular file (a FIFO, socket or block device); pass the name of the image file to write`)
+  if (info !== undefined && !info.isFile()) throw new HvmemError('input', `${name} is not a regular file (a FIFO, socket or block device); pass the name of the image file to write`)
   if (link?.isSymbolicLink() && !force) {
-    throw new HvmemError('snapshot-exists', `--raw ${raw} is a symbolic link (to ${readlinkSync(raw)}); pass --force to replace the file it points at, or choose another file`)
+    throw new HvmemError('snapshot-exists', `${name} is a symbolic link (to ${readlinkSync(raw)}); pass --force to replace the file it points at, or choose another file`)
   }
-  if (info !== undefined && !force) throw new HvmemError('snapshot-exists', `--raw ${raw} already exists; pass --force to replace it, or choose another file`)
+  if (info !== undefined && !force) throw new HvmemError('snapshot-exists', `${name} already exists; pass --force to replace it, or choose another file`)
   return {path: link?.isSymbolicLink() ? snapshotTarget(raw) : raw, device: false}
 }
 
@@ -120,7 +237,12 @@ function writeError(error: unknown, raw: string, target: ExportTarget): unknown 
   switch (code(error)) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return new HvmemError('io', target.device ? `cannot write ${raw}: no space left on the device (${code(error)})` : `cannot write ${raw}: the file system holding ${dirname(target.path)} is full (${code(error)})${left}; free some space or write elsewhere`)
+      return new HvmemError(
+        'io',
+        target.device
+          ? `cannot write ${raw}: no space left on the device (${code(error)})`
+          : `cannot write ${raw}: the file system holding ${dirname(target.path)} is full (${code(error)})${left}; free some space or write elsewhere`,
+      )
     case 'EFBIG':
       return new HvmemError('io', `cannot write ${raw}: the image is larger than the file system or the file-size limit allows (EFBIG)${left}`)
     case 'ENOENT':

@@ -1,4 +1,3 @@
-
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
@@ -19,8 +18,12 @@ export interface SnapshotInfoJson {
   mapper: MapperJson | null
   /** pages stored in the file (those holding a non-zero byte), and how many of them hold translation tables */
   pages: {stored: number; tables: number}
-  /** the CRC-32 the file stores: version 2, of the header and page index (which holds every page's CRC); version 1, of the whole file */
+  /** the CRC-32 the file stores: version 2 and later, of the (base's) header and page index (which holds every page's CRC); version 1, of the whole file */
   checksum: {crc32: string; covers: 'header+index' | 'file'}
+  /** the system registers snapshot capture recorded, by name (version 4; absent when none) */
+  registers?: Record<string, string>
+  /** version 5: the base's bytes, the records appended after it (count, bytes), and the bytes of an unfinished append after them (ignored) */
+  journal?: {base: number; records: number; recordBytes: number; unfinished: number}
 }
 
 export default class SnapshotInfo extends HvmemCommand {
@@ -53,18 +56,34 @@ export default class SnapshotInfo extends HvmemCommand {
       mapper: mapper === undefined ? null : mapperJson(mapper),
       pages: {stored: stored.count, tables: tableCount},
       checksum: {crc32: hex(BigInt(file.checksum), 8), covers},
+      ...(machine.registers.length === 0 ? {} : {registers: Object.fromEntries(machine.registers.map((r) => [r.name, hex(r.value)]))}),
+      ...(file.journal === undefined ? {} : {journal: {base: file.journal.baseBytes, records: file.journal.records, recordBytes: file.journal.recordBytes, unfinished: file.journal.unfinished}}),
     }
+    const j = json.journal
     const t = table(['snapshot', path])
     t.push(
       ['format', `version ${file.version}`],
       ['size', `${file.size} bytes`],
+      ...(j === undefined
+        ? []
+        : [['records', `${j.records} appended (${j.recordBytes} bytes) after a base of ${j.base} bytes${j.unfinished > 0 ? `; ${j.unfinished} bytes of an unfinished append ignored` : ''}`]]),
       ['RAM', `${hex(memory.base)}-${hex(memory.end)} (${formatSize(memory.size)})`],
-      ['heap', `${hex(s.start)}-${hex(s.end)} (${formatSize(s.size)})`],
-      ['heap next', `${hex(s.next)}: ${s.allocated} allocated, ${s.padding} padding, ${s.remaining} remaining`],
-      ['mapper', mapper === undefined ? 'none' : `${mapper.state.regime}, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables, ${mapper.state.orphanedTables} orphaned`],
+      ...(s.size === 0n
+        ? [['heap', 'none (a whole RAM image: nothing can be allocated)']]
+        : [
+            ['heap', `${hex(s.start)}-${hex(s.end)} (${formatSize(s.size)})`],
+            ['heap next', `${hex(s.next)}: ${s.allocated} allocated, ${s.padding} padding, ${s.remaining} remaining`],
+          ]),
+      [
+        'mapper',
+        mapper === undefined
+          ? 'none'
+          : `${mapper.state.regime}, root ${hex(mapper.root)}, VMID ${mapper.state.vmid}, ${mapper.l2Tables().length}/${mapper.state.l2Budget} L2 tables, ${mapper.state.orphanedTables} orphaned`,
+      ],
       ...(mapper === undefined ? [] : [['geometry', mapper.geometry.describe()]]),
       ...(mapper === undefined ? [] : [['registers', registerLine(mapper)]]),
       ['pages', `${stored.count} stored (${tableCount} holding tables)`],
+      ...machine.registers.map((r) => [`${r.name}`, `${hex(r.value)} (recorded)`]),
       ['checksum', `${json.checksum.crc32} (CRC-32 of the ${covers === 'file' ? 'whole file' : 'header and page index'})`],
     )
     this.log(t.toString())

@@ -22,11 +22,7 @@ export interface SnapshotShowJson {
 export default class SnapshotShow extends HvmemCommand {
   static override summary = 'Show a whole snapshot as text: layout, heap, mapper, mapping ranges, and a hexdump of every non-zero page.'
   static override description = `--text is the stable, line-oriented rendering for git's textconv (see docs/diff.md): never coloured, in a fixed order, all-zero lines of a page folded into "*" as hexdump(1) does. Without --text the same rendering is coloured when stdout is a terminal. FILE defaults to --snapshot. Read-only: nothing is locked or written.`
-  static override examples = [
-    '<%= config.bin %> snapshot show',
-    '<%= config.bin %> snapshot show --text vm.snap',
-    'git config diff.hvmem.textconv "hvmem snapshot show --text"',
-  ]
+  static override examples = ['<%= config.bin %> snapshot show', '<%= config.bin %> snapshot show --text vm.snap', 'git config diff.hvmem.textconv "hvmem snapshot show --text"']
 
   static override args = {
     file: textArg({description: 'Snapshot file (default: --snapshot).'}),
@@ -57,6 +53,12 @@ export default class SnapshotShow extends HvmemCommand {
       stored.push({address: hex(BigInt(frame) << 12n), table: tables.get(frame) ?? null, bytes: Buffer.from(pages.read(i)).toString('hex')})
     }
     const ram = machine.memory
-    return {ram: {base: hex(ram.base), size: Number(ram.size), end: hex(ram.end)}, heap: heapJson(machine.heap.status()), mapper: m === undefined ? null : mapperJson(m), ranges: ranges.map(rangeJson), pages: stored}
+    return {
+      ram: {base: hex(ram.base), size: Number(ram.size), end: hex(ram.end)},
+      heap: heapJson(machine.heap.status()),
+      mapper: m === undefined ? null : mapperJson(m),
+      ranges: ranges.map(rangeJson),
+      pages: stored,
+    }
   }
 }

@@ -1,4 +1,4 @@
-import {HvmemCommand, oneLine} from '../../cli/base.js'
+import {type ErrorJson, HvmemCommand, oneLine} from '../../cli/base.js'
 import {EXIT_CODES} from '../../cli/exit-codes.js'
 import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
@@ -43,11 +43,13 @@ export interface SnapshotVerifyJson {
   tables: {checked: number; entries: number; damaged: VerifyEntryJson[]} | null
   /** the registers that install the tables, against them (null without a mapper) */
   registers: {checked: string[]; damaged: RegisterDamage[]} | null
+  /** present when anything is damaged (exit 4), as every failing command's JSON has it (docs/scripting.md) */
+  error?: ErrorJson['error']
 }
 
 export default class SnapshotVerify extends HvmemCommand {
-  static override summary = 'Check a snapshot whole: every page\'s CRC-32, every table reachable from the mapper, and its registers.'
-  static override description = `Reads every stored page and checks it against the CRC-32 in the page index, reporting every damaged page by address (not only the first); walks every table reachable from the mapper's root (a damaged table page is not walked), reporting each entry that points outside RAM, at a table reached already (a loop or an alias), at a next-level table address not aligned to the granule, or holds a reserved encoding; and checks the registers that install the tables (root, VMID, T0SZ, granule, PA size, start level) against them. Exit 0 when all is intact, 4 when anything is damaged (a damaged header or page index too: nothing else can then be read). FILE defaults to --snapshot. Read-only: nothing is locked or written.`
+  static override summary = "Check a snapshot whole: every page's CRC-32, every table reachable from the mapper, and its registers."
+  static override description = `Reads every stored page and checks it against the CRC-32 in the page index, reporting every damaged page by address (not only the first); walks every table reachable from the mapper's root (a damaged table page is not walked), reporting each entry that points outside RAM, at a table reached already (a loop or an alias), at a next-level table address not aligned to the granule, or holds a reserved encoding, or the contiguous bit (52) on a run whose entries disagree (some without it, other attributes or output, an output not aligned to the run); and checks the registers that install the tables (root, VMID, T0SZ, granule, PA size, start level) against them. Exit 0 when all is intact, 4 when anything is damaged (a damaged header or page index too: nothing else can then be read). FILE defaults to --snapshot. Read-only: nothing is locked or written.`
   static override examples = ['<%= config.bin %> snapshot verify', '<%= config.bin %> snapshot verify vm.snap --json']
 
   static override args = {
@@ -107,18 +109,26 @@ export default class SnapshotVerify extends HvmemCommand {
   /** Renders the report (text), sets the exit code, and returns it (the --json document). */
   private report(json: SnapshotVerifyJson): SnapshotVerifyJson {
     process.exitCode = json.intact ? EXIT_CODES.ok : EXIT_CODES['snapshot-invalid']
-    if (this.jsonEnabled()) return json
+    if (this.jsonEnabled()) return json.intact ? json : {...json, error: {kind: 'snapshot-invalid', message: damageSummary(json), exitCode: EXIT_CODES['snapshot-invalid']}}
     const none = color.green('none damaged')
-    const count = (n: number, one: string, many: string): string => color.red(`${n} damaged ${n === 1 ? one : many}`)
+    const count = (n: number, one: string, many: string): string => color.red(damaged(n, one, many))
     const t = table(['snapshot', json.file])
     t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
     if (json.pages !== null) {
-      const how = json.header.version === 1 ? 'by the whole file\'s CRC-32' : 'each by its CRC-32'
+      const how = json.header.version === 1 ? "by the whole file's CRC-32" : 'each by its CRC-32'
       t.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
     }
     if (json.header.intact) {
-      t.push(['tables', json.tables === null ? 'no mapper' : `${json.tables.checked} tables, ${json.tables.entries} valid entries: ${json.tables.damaged.length === 0 ? none : count(json.tables.damaged.length, 'entry', 'entries')}`])
-      t.push(['registers', json.registers === null ? 'no mapper' : `${json.registers.checked.join(', ')}: ${json.registers.damaged.length === 0 ? none : count(json.registers.damaged.length, 'field', 'fields')}`])
+      t.push([
+        'tables',
+        json.tables === null
+          ? 'no mapper'
+          : `${json.tables.checked} tables, ${json.tables.entries} valid entries: ${json.tables.damaged.length === 0 ? none : count(json.tables.damaged.length, 'entry', 'entries')}`,
+      ])
+      t.push([
+        'registers',
+        json.registers === null ? 'no mapper' : `${json.registers.checked.join(', ')}: ${json.registers.damaged.length === 0 ? none : count(json.registers.damaged.length, 'field', 'fields')}`,
+      ])
     }
     const out = [t.toString()]
     if (json.pages !== null && json.pages.damaged.length > 0) {
@@ -143,6 +153,22 @@ export default class SnapshotVerify extends HvmemCommand {
     this.log(out.join('\n'))
     return json
   }
+}
+
+/** One line: what is damaged (the JSON error's message). */
+function damageSummary(json: SnapshotVerifyJson): string {
+  if (!json.header.intact) return `${json.file}: damaged header or page index: ${oneLine(json.header.problem ?? '')}`
+  const parts = [
+    damaged(json.pages?.damaged.length ?? 0, 'page', 'pages'),
+    damaged(json.tables?.damaged.length ?? 0, 'table entry', 'table entries'),
+    damaged(json.registers?.damaged.length ?? 0, 'register field', 'register fields'),
+  ]
+  return `${json.file}: ${parts.filter((part) => !part.startsWith('0 ')).join(', ')}`
+}
+
+/** "2 damaged pages", "1 damaged page" */
+function damaged(n: number, one: string, many: string): string {
+  return `${n} damaged ${n === 1 ? one : many}`
 }
 
 function entryJson(d: EntryDamage): VerifyEntryJson {

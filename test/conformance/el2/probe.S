@@ -19,6 +19,11 @@
 //   [9] probe count N (at most MAX_PROBES / 2)
 //   [10..10+2N) pairs {VA (all 64 bits), kind}: kind 0 AT S1E1R, 1 S1E1W, 2 S1E0R, 3 S1E0W,
 //       4 S1E1RP, 5 S1E1WP (the last two with PSTATE.PAN set, which the program sets at EL2)
+// Regime 4 (both stages of EL1&0: HCR_EL2.VM set, E2H and TGE clear, SCTLR_EL1.M set; EL2 MMU off):
+//   [2] TTBR1_EL1   [3] VTCR_EL2   [4] HCR_EL2 (VM and RW)
+//   [5] TTBR0_EL1   [6] TCR_EL1    [7] MAIR_EL1   [8] VTTBR_EL2
+//   [9] probe count N (at most MAX_PROBES / 2)
+//   [10..10+2N) pairs {VA, kind}: kind 0 AT S12E1R, 1 S12E1W, 2 S12E0R, 3 S12E0W
 //
 // Output on the PL011 UART (data register 0x0900_0000, FR at +0x18, TXFF = FR bit 5):
 //   one line per probe: PAR_EL1 as 16 lowercase hex digits, then "DONE <N in decimal>",
@@ -94,6 +99,8 @@ _start:
         b.eq    setup_stage1
         cmp     x20, #3
         b.eq    setup_el1
+        cmp     x20, #4
+        b.eq    setup_two
         adr     x0, msg_regime
         b       fail_params
 
@@ -158,6 +165,63 @@ el1_loop:
         bl      put_par_line
         add     x23, x23, #1
         b       el1_loop
+
+// ---- both stages of EL1&0: AT S12E1R/W, S12E0R/W from EL2, the EL2 MMU off ----------------
+setup_two:
+        ldr     x1, =MAX_PROBES
+        lsr     x1, x1, #1
+        cmp     x21, x1
+        b.ls    1f
+        adr     x0, msg_count
+        b       fail_params
+1:      ldr     x0, [x19, #24]
+        msr     vtcr_el2, x0
+        ldr     x0, [x19, #64]
+        msr     vttbr_el2, x0
+        ldr     x0, [x19, #56]
+        msr     mair_el1, x0
+        ldr     x0, [x19, #48]
+        msr     tcr_el1, x0
+        ldr     x0, [x19, #40]
+        msr     ttbr0_el1, x0
+        ldr     x0, [x19, #16]
+        msr     ttbr1_el1, x0
+        ldr     x0, [x19, #32]
+        msr     hcr_el2, x0
+        ldr     x0, =SCTLR_EL1_MMU_OFF
+        orr     x0, x0, #1                      // M: stage 1 of EL1&0 on
+        msr     sctlr_el1, x0
+        isb
+        tlbi    alle1
+        tlbi    vmalls12e1
+        dsb     sy
+        isb
+two_loop:
+        cmp     x23, x21
+        b.hs    done
+        add     x2, x22, x23, lsl #4
+        ldp     x1, x3, [x2]
+        cbz     x3, 10f
+        cmp     x3, #1
+        b.eq    11f
+        cmp     x3, #2
+        b.eq    12f
+        cmp     x3, #3
+        b.eq    13f
+        adr     x0, msg_kind
+        b       fail_params
+10:     at      s12e1r, x1
+        b       20f
+11:     at      s12e1w, x1
+        b       20f
+12:     at      s12e0r, x1
+        b       20f
+13:     at      s12e0w, x1
+20:     isb
+        mrs     x0, par_el1
+        bl      put_par_line
+        add     x23, x23, #1
+        b       two_loop
 
 // ---- stage 2: AT S12E1R/W with EL1&0 stage 1 off (HCR_EL2.DC makes it flat Normal WB) --------
 setup_stage2:
@@ -375,7 +439,7 @@ msg_err:        .asciz  "ERR "
 msg_not_el2:    .asciz  "not started at EL2 (run QEMU with -machine virt,virtualization=on)"
 msg_magic:      .asciz  "bad parameter block magic at 0x40400000"
 msg_count:      .asciz  "too many probes for the 2 MiB parameter block"
-msg_regime:     .asciz  "unknown regime (use 1 = stage 1, 2 = stage 2, 3 = EL1&0 stage 1)"
+msg_regime:     .asciz  "unknown regime (use 1 = stage 1, 2 = stage 2, 3 = EL1&0 stage 1, 4 = EL1&0 both stages)"
 msg_kind:       .asciz  "unknown EL1&0 probe kind (use 0..5)"
 msg_exc_esr:    .asciz  "EXC esr="
 msg_exc_far:    .asciz  " far="

@@ -1,0 +1,48 @@
+/**
+ * hvmem's entry (bin/run.js calls it through the bundle): oclif's `execute`, loading the help and
+ * autocomplete plugins only when the command line may need them. Loading a plugin means finding its
+ * package, reading its package.json and manifest and importing its ESM index: a few milliseconds of
+ * every start-up (docs/performance.md), for commands no hvmem command uses. A line that names one of
+ * hvmem's own commands runs without them (oclif's core draws `--help` for a command itself); anything
+ * else (the root help, `help`, `autocomplete`, a topic, an unknown word, `--version`) and the commands
+ * that list or run other commands (`batch`, `completion`) load them as before.
+ *
+ * And oclif's TypeScript support is off: with NODE_ENV "development" or "test" oclif otherwise looks
+ * for tsx and ts-node beside every plugin at every start (about half a second of CPU), though the
+ * bundle is JavaScript; bin/dev.js, which runs the TypeScript sources, does not come through here.
+ */
+import {execute as oclifExecute, type Interfaces, settings} from '@oclif/core'
+import {readFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+/** hvmem's commands that list or run every command, the plugins' included. */
+const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['batch', 'completion'])
+
+/**
+ * The id of the hvmem command the words start with (the longest run of words before a flag that is
+ * a command id), or undefined. `ids` are hvmem's own command ids ("heap:init").
+ */
+export function ownCommand(argv: readonly string[], ids: ReadonlySet<string>): string | undefined {
+  let id = ''
+  let found: string | undefined
+  for (const word of argv) {
+    if (word.startsWith('-')) break
+    id = id === '' ? word : `${id}:${word}`
+    if (ids.has(id)) found = id
+    else if (found !== undefined) break
+  }
+  return found
+}
+
+/** Runs the command line: `dir` is bin/run.js's URL (the package root is its folder's parent), `ids` hvmem's command ids. */
+export async function execute(dir: string, ids: ReadonlySet<string>): Promise<unknown> {
+  settings.enableAutoTranspile = false
+  const argv = process.argv.slice(2)
+  const id = ownCommand(argv, ids)
+  if (id === undefined || NEEDS_PLUGINS.has(id)) return oclifExecute({dir})
+  const root = dirname(dirname(fileURLToPath(dir)))
+  const pjson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Interfaces.PJSON
+  delete pjson.oclif.plugins
+  return oclifExecute({args: argv, loadOptions: {root, pjson}})
+}

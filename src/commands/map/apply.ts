@@ -1,0 +1,147 @@
+import {readFile} from 'node:fs/promises'
+import {Args, Flags} from '@oclif/core'
+
+import {HvmemCommand} from '../../cli/base.js'
+import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
+import {type CountsJson, contiguousLine, countsJson, describeCounts, total} from '../../cli/edit.js'
+import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
+import {parseLayout} from '../../cli/layout-file.js'
+import {diffMachines} from '../../core/diff.js'
+import {HvmemError} from '../../core/errors.js'
+import {type LayoutOutcome, applyLayout} from '../../core/layout.js'
+import type {Machine} from '../../core/machine.js'
+import {formatSize, hex} from '../../core/u64.js'
+import {decodeSnapshot, encodeSnapshot} from '../../snapshot/format.js'
+import {loadSnapshot, updateSnapshot, warn} from '../../snapshot/store.js'
+import {tablesWarning} from './region.js'
+
+export interface ApplyRegionJson {
+  name: string
+  line: number
+  ipa: string
+  end: string
+  size: number
+  pa: string
+  attr: string
+  descriptor: string
+  written: number
+  unchanged: number
+  /** a region with contiguous: true: its runs whose entries carry the contiguous bit, by leaf size */
+  contiguousRuns?: CountsJson
+  /** the mapper's own table pages the region's output covers (each a warning) */
+  coversTables: string[]
+}
+
+export interface MapApplyJson {
+  layout: string
+  /** --check: nothing was written */
+  check: boolean
+  /** whether applying the layout changes the snapshot */
+  changed: boolean
+  /** whether the snapshot was written (false with --check, or when nothing changes) */
+  saved: boolean
+  mapperCreated: boolean
+  regions: ApplyRegionJson[]
+  /** with --prune: leaf descriptors cleared between the regions */
+  pruned: number
+  /** the snapshot before and after, as snapshot diff --json gives it */
+  diff: SnapshotDiffJson
+  mapper: MapperJson
+}
+
+export default class MapApply extends HvmemCommand {
+  static override summary = 'Make the tables map what a layout file describes: the mapper, then every region, all or nothing.'
+  static override description = `LAYOUT is a YAML file (docs/layout.md): a mapper section (regime, granule, ipa-bits or va-bits, preset, vmid, l2-budget; they create the mapper, or must match the existing one) and a list of regions, each with a name, ipa (va for stage1), size, and optionally pa (default identity), attr (a preset), mem, sh, perm, exec-at, granularity and contiguous (true: the contiguous bit on the aligned runs inside the region), as map region takes them. Regions may not overlap.
+
+Each region is mapped as "map region --replace" would: inside its regions the layout wins; with --prune every mapping outside them is unmapped too. The whole layout is applied in one snapshot update: any error (a bad field, the budget, the heap) leaves the snapshot unchanged, and names the file, the line and the region. Applying a layout that is applied already changes nothing and says so; the snapshot is then not written.
+
+--check applies the layout to a copy and prints what would change, as snapshot diff shows it, without writing. A region whose output covers the mapper's own table pages is applied with a warning.`
+  static override examples = ['<%= config.bin %> map apply memmap.yaml --check', '<%= config.bin %> map apply memmap.yaml', '<%= config.bin %> map apply memmap.yaml --prune --json']
+
+  static override args = {
+    layout: Args.string({description: 'The layout file (YAML).', required: true, ignoreStdin: true}),
+  }
+
+  static override flags = {
+    check: Flags.boolean({summary: 'Print what applying would change (a snapshot diff) and write nothing.', default: false}),
+    prune: Flags.boolean({summary: "Also unmap everything outside the layout's regions.", default: false}),
+  }
+
+  async run(): Promise<MapApplyJson> {
+    const {args, flags} = await this.parse(MapApply)
+    const spec = parseLayout(await readLayout(args.layout), args.layout)
+    // a dry run on a copy: what would change, and whether anything would
+    const current = await loadSnapshot(flags.snapshot)
+    const before = copyOf(current, flags.snapshot)
+    const after = copyOf(current, flags.snapshot)
+    const trial = applyLayout(after, spec, {prune: flags.prune})
+    const diff = diffMachines({machine: before}, {machine: after})
+    const names = {a: flags.snapshot, b: `${flags.snapshot} with ${args.layout}`}
+    const json = (outcome: LayoutOutcome, machine: Machine, saved: boolean): MapApplyJson => ({
+      layout: args.layout,
+      check: flags.check,
+      changed: !diff.same,
+      saved,
+      mapperCreated: outcome.mapperCreated,
+      regions: outcome.regions.map(({region, result, coversTables}) => ({
+        name: region.name,
+        line: region.line,
+        ipa: hex(result.ipa),
+        end: hex(result.ipa + result.size),
+        size: Number(result.size),
+        pa: hex(result.pa),
+        attr: result.attr,
+        descriptor: hex(result.descriptor),
+        written: total(result.written),
+        unchanged: total(result.unchanged),
+        ...(result.contiguousRuns === undefined ? {} : {contiguousRuns: countsJson(result.contiguousRuns, machine.mapper!.geometry)}),
+        coversTables: coversTables.map((t) => hex(t)),
+      })),
+      pruned: outcome.pruned.reduce((n, r) => n + total(r.cleared), 0),
+      diff: diffJson(diff, names),
+      mapper: mapperJson(machine.mapper!),
+    })
+    if (flags.check || diff.same) {
+      if (diff.same) this.log(`No change: ${args.layout} is applied already to ${flags.snapshot}`)
+      else for (const line of diffLines(diff, names)) this.log(line)
+      this.warnTables(trial)
+      return json(trial, after, false)
+    }
+    const {outcome, machine} = await updateSnapshot(flags.snapshot, (machine) => ({outcome: applyLayout(machine, spec, {prune: flags.prune}), machine}))
+    const g = machine.mapper!.geometry
+    if (outcome.mapperCreated) this.log(`Created the ${machine.mapper!.state.regime} mapper (${g.describe()}): root at ${hex(machine.mapper!.root)}`)
+    this.log(`Applied ${args.layout}: ${outcome.regions.length} region(s)`)
+    for (const {region, result} of outcome.regions) {
+      const target = result.pa === result.ipa ? '' : ` -> ${hex(result.pa)}`
+      this.log(
+        `  ${region.name}: ${hex(result.ipa)}-${hex(result.ipa + result.size)}${target} (${formatSize(result.size)}) ${result.attr}: ${describeCounts(result.written, g)} written, ${describeCounts(result.unchanged, g)} already so`,
+      )
+      if (result.contiguousRuns !== undefined) this.log(`    ${contiguousLine(result.contiguousRuns, g)}`)
+    }
+    if (flags.prune) this.log(`Pruned: ${outcome.pruned.reduce((n, r) => n + total(r.cleared), 0)} descriptor(s) outside the regions cleared`)
+    this.warnTables(outcome)
+    this.log(registerLine(machine.mapper!))
+    return json(outcome, machine, true)
+  }
+
+  private warnTables(outcome: LayoutOutcome): void {
+    for (const {region, result, coversTables} of outcome.regions) {
+      if (coversTables.length > 0) warn(`warning: region ${region.name}: ${tablesWarning(outcome.regime, result.ipa, result.size, coversTables, outcome.granule)}`)
+    }
+  }
+}
+
+/** The layout file's text; an unreadable file is an input error naming it. */
+async function readLayout(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error'
+    throw new HvmemError('input', `cannot read the layout ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code}`)
+  }
+}
+
+/** An independent copy of a machine, through the snapshot encoding. */
+function copyOf(machine: Machine, name: string): Machine {
+  return decodeSnapshot(encodeSnapshot(machine), name)
+}

@@ -1,0 +1,119 @@
+/** map apply LAYOUT and map region's attribute flags, in-process: idempotence, --check, errors with file and line, the table-page warning. */
+import {readFile, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {runInProcessAt} from './inprocess.js'
+import {scratch} from './run.js'
+
+let dir: string
+let cleanup: () => Promise<void>
+beforeAll(async () => {
+  ;({dir, cleanup} = await scratch())
+})
+afterAll(async () => cleanup())
+
+const hv = (...args: string[]) => runInProcessAt(dir, args)
+
+const LAYOUT = `# guest RAM around the hypervisor's heap (0x4100_0000, 16M), which holds the tables
+mapper:
+  regime: stage2
+  ipa-bits: 40
+regions:
+  - name: ram-low
+    ipa: 0x4000_0000
+    size: 16M
+  - name: uart
+    ipa: 0x0900_0000
+    size: 4K
+    attr: device
+  - name: shared
+    ipa: 0x1_0000_0000
+    size: 2M
+    pa: 0x8000_0000
+    mem: Normal-NC
+    sh: OS
+    perm: rw
+`
+
+describe('map apply', () => {
+  it('--check writes nothing; apply maps every region; a second apply changes nothing and writes nothing', async () => {
+    await writeFile(join(dir, 'guest.yaml'), LAYOUT)
+    expect((await hv('heap', 'init', '-s', 'a.snap')).code).toBe(0)
+    const initial = await readFile(join(dir, 'a.snap'))
+    const check = await hv('map', 'apply', 'guest.yaml', '--check', '-s', 'a.snap')
+    expect(check.code).toBe(0)
+    expect(check.stdout).toContain('Mappings: 3 added, 0 removed, 0 changed\n')
+    expect(check.stdout).toContain('+ 0x0000000100000000-0x0000000100200000   2M  L2  RW NX Normal-NC OS AF BLK  -> 0x0080000000\n')
+    expect((await readFile(join(dir, 'a.snap'))).equals(initial)).toBe(true)
+
+    const applied = await hv('map', 'apply', 'guest.yaml', '-s', 'a.snap')
+    expect(applied).toMatchObject({code: 0, stderr: ''})
+    expect(applied.stdout).toContain('Applied guest.yaml: 3 region(s)\n')
+    expect(applied.stdout).toContain('  uart: 0x9000000-0x9001000 (4K) device: 1 (1x 4K) written, 0 already so\n')
+    expect(applied.stdout).toContain('  shared: 0x100000000-0x100200000 -> 0x80000000 (2M) Normal-NC OS RW NX: 1 (1x 2M) written, 0 already so\n')
+    const once = await readFile(join(dir, 'a.snap'))
+
+    const again = await hv('map', 'apply', 'guest.yaml', '-s', 'a.snap', '--json')
+    expect(again.code).toBe(0)
+    const json = JSON.parse(again.stdout) as {
+      changed: boolean
+      saved: boolean
+      regions: Array<{name: string; line: number; descriptor: string; written: number; unchanged: number}>
+      diff: {same: boolean}
+    }
+    expect(json).toMatchObject({changed: false, saved: false, diff: {same: true}})
+    expect(json.regions.map((r) => [r.name, r.line, r.descriptor, r.written, r.unchanged])).toEqual([
+      ['ram-low', 6, '0x400007fd', 0, 8],
+      ['uart', 9, '0x400000090007c7', 0, 1],
+      ['shared', 13, '0x400000800006d5', 0, 1],
+    ])
+    expect((await readFile(join(dir, 'a.snap'))).equals(once)).toBe(true)
+  })
+
+  it('all or nothing: an error names the file, the line and the region, and leaves the snapshot as it was', async () => {
+    expect((await hv('heap', 'init', '-s', 'b.snap')).code).toBe(0)
+    const before = await readFile(join(dir, 'b.snap'))
+    const cases: Array<[string, number, string]> = [
+      [LAYOUT.replace('    attr: device\n', '    attr: device\n    perm: rwx\n'), 2, 'bad.yaml:9: region uart: Device memory must be execute-never'],
+      [LAYOUT.replace('size: 4K', 'size: 4Q'), 2, 'bad.yaml:11: region uart: size: "4Q" is not a number'],
+      [LAYOUT.replace('0x0900_0000', '0x4080_0000'), 2, 'bad.yaml:9: region uart: 0x40800000-0x40801000 overlaps region ram-low (line 6, 0x40000000-0x41000000)'],
+      [LAYOUT.replace('    pa: 0x8000_0000\n', '    pa: 0x8000_0000\n    colour: red\n'), 2, 'bad.yaml:17: regions[2]: unknown key "colour"'],
+      [LAYOUT.replace('ipa-bits: 40', 'ipa-bits: 40\n  l2-budget: 1'), 7, 'bad.yaml:10: region uart: mapping 0x9000000-0x9001000 needs 1 new L2 table(s)'],
+      ['regions: [\n', 2, 'bad.yaml:2: not valid YAML'],
+    ]
+    for (const [text, code, message] of cases) {
+      await writeFile(join(dir, 'bad.yaml'), text)
+      const r = await hv('map', 'apply', 'bad.yaml', '-s', 'b.snap')
+      expect(r.code, message).toBe(code)
+      expect(r.stderr, message).toContain(`hvmem: ${message}`)
+      expect((await readFile(join(dir, 'b.snap'))).equals(before), message).toBe(true)
+    }
+  })
+
+  it("warns when a region maps the mapper's own tables (the README's old first example)", async () => {
+    expect((await hv('heap', 'init', '-s', 'c.snap')).code).toBe(0)
+    const r = await hv('map', 'region', '0x4000_0000', '1G', '-s', 'c.snap', '--json')
+    expect(r.code).toBe(0)
+    expect(r.stderr).toBe(
+      "hvmem: warning: 0x40000000-0x80000000 maps 1 of the mapper's own table page(s) (0x41000000-0x41001000): the guest can read and rewrite its own stage-2 tables; keep the heap out of the region (docs/layout.md)\n",
+    )
+    expect((JSON.parse(r.stdout) as {coversTables: string[]}).coversTables).toEqual(['0x41000000'])
+  })
+})
+
+describe('map region attribute flags', () => {
+  it('--mem, --sh, --perm and --exec-at give exact descriptors; impossible combinations are refused', async () => {
+    expect((await hv('heap', 'init', '-s', 'd.snap')).code).toBe(0)
+    const map = async (...args: string[]): Promise<string> => {
+      const r = await hv('map', 'region', ...args, '-s', 'd.snap', '--json')
+      expect(r.code, r.stderr).toBe(0)
+      return (JSON.parse(r.stdout) as {mapped: {descriptor: string}}).mapped.descriptor
+    }
+    expect(await map('0x0800_0000', '64K', '--attr', 'device', '--mem', 'Device-nGnRnE', '--sh', 'OS')).toBe('0x400000080006c3')
+    expect(await map('0x4200_0000', '2M', '--mem', 'Normal-WT', '--perm', 'w')).toBe('0x400000420007a9')
+    expect(await map('0x4400_0000', '2M', '--exec-at', 'el0')).toBe('0x200000440007fd')
+    const refused = await hv('map', 'region', '0x4600_0000', '2M', '--mem', 'Device-GRE', '--perm', 'rx', '-s', 'd.snap')
+    expect(refused).toMatchObject({code: 2, stderr: expect.stringContaining('Device memory must be execute-never') as string})
+  })
+})
