@@ -39,7 +39,9 @@ async function verify(name: string, ...extra: string[]) {
   const r = await hvmem(dir, ['snapshot', 'verify', name, ...extra])
   expect(await readFile(path)).toEqual(before)
   expect(existsSync(`${path}.lock`)).toBe(false)
-  expect(r.stderr).toBe('')
+  // intact: nothing on stderr; damaged: the report on stdout and one "hvmem: " line on stderr (docs/scripting.md)
+  if (r.code === 0) expect(r.stderr).toBe('')
+  else expect(r.stderr).toMatch(/^hvmem: [^\n]+\n$/)
   return r
 }
 
@@ -89,6 +91,7 @@ describe('snapshot verify', () => {
     expect(r.stdout).toMatch(/0x40009000 +│ checksum mismatch \(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\)/)
     expect(r.stdout).toContain('1 damaged page')
     expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('one.snap: damaged')
+    expect(r.stderr).toBe('hvmem: one.snap: 1 damaged page\n')
   })
 
   it('two damaged pages, one a table: both named (text and --json)', async () => {
@@ -102,6 +105,7 @@ describe('snapshot verify', () => {
     expect(r.stdout).toContain('0x40005000')
     expect(r.stdout).toContain('0x41002000')
     expect(r.stdout).toContain('holds a level-3 table, whose entries were not checked')
+    expect(r.stderr).toBe('hvmem: two.snap: 2 damaged pages\n')
     const j = await hvmemJson<{intact: boolean; pages: {checked: number; damaged: Array<{address: string; reason: string; tableLevel?: number}>}}>(dir, ['snapshot', 'verify', 'two.snap'])
     expect(j.code).toBe(4)
     expect(j.json.intact).toBe(false)
@@ -123,6 +127,7 @@ describe('snapshot verify', () => {
     expect(r.stdout).toContain('L1[3] of table 0x41000000')
     expect(r.stdout).toContain('0x41000018')
     expect(r.stdout).toContain('was reached already (a loop or an alias)')
+    expect(r.stderr).toBe('hvmem: loop.snap: 1 damaged table entry\n')
     const j = await hvmemJson<{intact: boolean; tables: unknown}>(dir, ['snapshot', 'verify', 'loop.snap'])
     expect(j.code).toBe(4)
     expect(j.json.tables).toEqual({
@@ -164,5 +169,15 @@ describe('snapshot verify', () => {
     expect(j.json.header.problem).toContain('header or page index checksum mismatch')
     expect((j.json as {error?: {kind: string; message: string; exitCode: number}}).error).toMatchObject({kind: 'snapshot-invalid', exitCode: 4})
     expect((j.json as {error?: {message: string}}).error?.message).toMatch(/^header\.snap: damaged header or page index: .*checksum mismatch/)
+    const r = await verify('header.snap')
+    expect(r.code).toBe(4)
+    expect(r.stderr).toMatch(/^hvmem: header\.snap: damaged header or page index: .*checksum mismatch/)
+  })
+
+  it('a directory named as the snapshot (text): exit 4, the report, one "hvmem: " line on stderr', async () => {
+    const r = await hvmem(dir, ['snapshot', 'verify', '-s', '.'])
+    expect(r.code).toBe(4)
+    expect(r.stdout).toContain('damaged: . is not a regular file')
+    expect(r.stderr).toBe('hvmem: .: damaged header or page index: . is not a regular file; pass a snapshot file with --snapshot\n')
   })
 })

@@ -151,11 +151,13 @@ export default class SnapshotVerify extends HvmemCommand {
     }
     out.push(json.intact ? `${json.file}: intact` : color.red(`${json.file}: damaged`))
     this.log(out.join('\n'))
+    // the report is the output; a damaged snapshot is also the command's error, one line on stderr as every failing command's (docs/scripting.md)
+    if (!json.intact) process.stderr.write(`hvmem: ${damageSummary(json)}\n`)
     return json
   }
 }
 
-/** One line: what is damaged (the JSON error's message). */
+/** One line: what is damaged (the error's message, on stderr or in the JSON). */
 function damageSummary(json: SnapshotVerifyJson): string {
   if (!json.header.intact) return `${json.file}: damaged header or page index: ${oneLine(json.header.problem ?? '')}`
   const parts = [
