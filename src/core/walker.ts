@@ -499,8 +499,10 @@ export interface ScanSink {
    * Optional, for speed: the entries `first` to `last` of a final-level table, all in one memory
    * page (`words`, its 32-bit words), in one call instead of entry() for each valid one (a call per
    * 512 entries, the loop in the sink's own code, so inlined there whatever other sinks exist). It
-   * must do what entry() would, in order, skipping invalid entries (bit 0 clear), each made current
-   * with `w.at(i, words)` first; after a halt it stops.
+   * must do what entry() would, in order, skipping invalid entries (bit 0 clear); an entry is on `w`
+   * (its fields, and what reads them) only once `w.at(i, words)` has made it current, so a sink that
+   * reads the words itself need not (bench/anchor.js's census counts a page in local variables);
+   * after a halt it stops.
    */
   leafPage?(w: TableWalker, words: Uint32Array, first: number, last: number): void
 }
@@ -898,12 +900,88 @@ export class RangeMerger implements ScanSink {
     if (unfollowed === undefined) this.add(w)
   }
 
+  /**
+   * add() for a page of final-level entries, with the open range in local variables while it grows
+   * (a field written per entry is a store and a load the next entry waits on), written back when a
+   * range begins and at the end of the page. Once an entry is added, the entries after it that
+   * continue its range are found by their words alone, in a loop of their own: the same high word,
+   * and the low word one entry size more each (the same attributes, the next output address) up to
+   * a carry into the high word; the first that differs takes add()'s full comparison.
+   */
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    const g = this.geometry
+    const l = FINAL_LEVEL - FIRST_LEVEL
+    const leafBits = g.leafBits[l]!
+    const outHi = g.outputHi[l]!
+    const outLo = g.outputLo[l]!
+    const ds = g.ds
+    w.at(first, words)
+    const size = w.size
+    const step = size | 0 // the same as an int32 (a page: at most 64 KiB), for the words' arithmetic
+    const base = w.addr - first * size
+    let entries = 0
+    let leaves = 0
+    let open = this.open !== undefined && this.level === FINAL_LEVEL
+    let end = this.end
+    let outputEnd = this.outputEnd
+    let attrLo = this.attrLo
+    let attrHi = this.attrHi
+    let count = this.count
     for (let i = first; i <= last; i++) {
-      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
-      w.at(i, words)
-      this.add(w)
+      const k = (i & (PAGE_ENTRIES - 1)) * 2
+      // the words as int32 (| 0), so that the run's comparisons below are small-integer ones
+      const lo = words[k]! | 0
+      if ((lo & 1) === 0) continue
+      entries++
+      if ((lo & 3) !== leafBits) continue
+      leaves++
+      const hi = words[k + 1]! | 0
+      const ipa = base + i * size
+      const output = (hi & outHi) * TWO_32 + ((lo & outLo) >>> 0) + (ds ? ((lo >>> 8) & 3) * TWO_50 : 0)
+      const aLo = lo & 0xfff
+      const aHi = hi >>> 16
+      if (open && ipa === end && aLo === attrLo && aHi === attrHi && output === outputEnd) {
+        end += size
+        outputEnd += size
+        count++
+      } else {
+        this.end = end
+        this.count = count
+        w.at(i, words)
+        this.begin(w, output, aLo, aHi)
+        open = true
+        end = this.end
+        outputEnd = this.outputEnd
+        attrLo = aLo
+        attrHi = aHi
+        count = 1
+      }
+      // the run after it: at most `room` entries before the low word would carry
+      const room = Math.floor((0xffff_ffff - (lo >>> 0)) / size)
+      const limit = Math.min(last, i + room)
+      let j = i + 1
+      let next = (lo + step) | 0
+      while (j <= limit) {
+        const kj = (j & (PAGE_ENTRIES - 1)) * 2
+        if ((words[kj]! | 0) !== next || (words[kj + 1]! | 0) !== hi) break
+        j++
+        next = (next + step) | 0
+      }
+      const run = j - i - 1
+      if (run > 0) {
+        entries += run
+        leaves += run
+        count += run
+        end += run * size
+        outputEnd += run * size
+        i = j - 1
+      }
     }
+    this.entries += entries
+    this.leaves += leaves
+    this.end = end
+    this.outputEnd = outputEnd
+    this.count = count
   }
 
   /** The next valid entry of the walk. */

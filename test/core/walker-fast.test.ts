@@ -7,7 +7,7 @@ import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {ScanCursor, type TableWalker, type Unfollowed, mergeRanges, scanTables, walkRanges} from '../../src/core/walker.js'
 import {mappedMachine, walkEntries} from './helpers.js'
-import {DEFAULT_STAGE2, stage2Geometry} from '../../src/core/geometry.js'
+import {DEFAULT_STAGE2, type GeometrySpec, stage2Geometry} from '../../src/core/geometry.js'
 
 const RAM = 0x4000_0000n
 const ROOT = 0x4100_0000n
@@ -44,6 +44,60 @@ describe('walkRanges and the number-based walk', () => {
         const options = startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
         const entries = walkEntries(memory, regime, ROOT, options)
         const walk = walkRanges(memory, regime, ROOT, options)
+        expect(walk.ranges).toEqual(mergeRanges(entries))
+        expect(walk.entries).toBe(entries.length)
+        expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
+      }),
+      {numRuns: 300},
+    )
+  })
+
+  // RangeMerger.leafPage finds a run's entries by their words alone (the low word one page more each,
+  // up to a carry into the high word): runs of pages that cross a 4 GiB output boundary, and the 16K
+  // and 64K granules (tables 64 KiB apart), against mergeRanges
+  const GRANULES: GeometrySpec[] = [
+    {granule: 4096, inputBits: 39},
+    {granule: 16384, inputBits: 40},
+    {granule: 65536, inputBits: 42},
+  ]
+  const WIDE = [ROOT, ROOT + 0x1_0000n, ROOT + 0x2_0000n, ROOT + 0x3_0000n]
+  const wideTables = fc.array(
+    fc.tuple(
+      fc.constantFrom(...WIDE),
+      fc.integer({min: 0, max: 511}),
+      fc.oneof(
+        fc.constantFrom(...WIDE).map((t) => tableDescriptor(t)),
+        // pages and blocks whose output lies just below a 4 GiB boundary, so that runs cross it
+        fc
+          .tuple(fc.constantFrom(0x7ffn, 0x7fdn, 0x0060_0000_0000_07ffn, 0x77fn), fc.integer({min: 0, max: 3}), fc.integer({min: 1, max: 48}))
+          .map(([bits, high, back]) => (BigInt(high + 1) << 32n) - BigInt(back) * 0x1000n + bits),
+        fc.bigInt({min: 0n, max: (1n << 64n) - 1n}),
+      ),
+      fc.integer({min: 1, max: 80}),
+      // an entry of the run with bit 54 (XN) flipped: the same low words, another high word
+      fc.integer({min: -1, max: 80}),
+      // the run's low words wrapping at 2^32 without a carry into the high word (output not contiguous)
+      fc.boolean(),
+    ),
+    {maxLength: 12},
+  )
+
+  it.each(GRANULES)('gives exactly mergeRanges(walkEntries()) for the $granule-byte granule, with runs across 4 GiB output boundaries', (spec) => {
+    const geometry = stage2Geometry(spec)
+    fc.assert(
+      fc.property(wideTables, fc.constantFrom<Regime>(STAGE2, STAGE1), (writes, regime) => {
+        const memory = new PhysicalMemory(RAM, 0x4000_0000n)
+        for (const [table, index, value, run, flip, wrap] of writes) {
+          // a run continuing the first entry's output addresses by the granule (or 4 KiB), as a map of pages would
+          const step = BigInt(run % 2 === 0 ? spec.granule : 4096)
+          for (let i = 0; i < run && index + i < geometry.entriesAt(geometry.startLevel + 1); i++) {
+            const next = value + BigInt(i) * step
+            const word = wrap ? (value & ~0xffff_ffffn) | (next & 0xffff_ffffn) : next
+            memory.writeU64(table + 8n * BigInt(index + i), (word ^ (i === flip ? 1n << 54n : 0n)) & ((1n << 64n) - 1n))
+          }
+        }
+        const entries = walkEntries(memory, regime, ROOT, geometry)
+        const walk = walkRanges(memory, regime, ROOT, geometry)
         expect(walk.ranges).toEqual(mergeRanges(entries))
         expect(walk.entries).toBe(entries.length)
         expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
