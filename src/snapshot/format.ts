@@ -51,7 +51,7 @@ import {HvmemError} from '../core/errors.js'
 import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
 import {Machine, type MachineState, type RecordedRegister} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
-import {type PageList, pageAt} from '../core/page-list.js'
+import type {PageList} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
@@ -419,15 +419,51 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       // (a full load may have closed its source: no page index to read from later, except an empty one)
       return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
     }
-    const memory = new PhysicalMemory(state.ram.base, state.ram.size, {
-      storedFrames: pageFrames,
-      pageSource: (pageAddress) => {
-        return pageAt(pages, Number(pageAddress >> 12n))
-      },
-    })
+    const memory = new PhysicalMemory(state.ram.base, state.ram.size, {storedFrames: pageFrames, pageSource: readingAhead(pageFrames, readRun, checkPage)})
     return {machine: Machine.restore(state, memory), usesSource: true, ...file, pages}
   } catch (error) {
     throw invalidError(name, error)
+  }
+}
+
+/** The most pages a sequential reader reads ahead at once (256 KiB). */
+const READ_AHEAD_PAGES = 64
+
+/**
+ * A page source over stored pages (`frames` in address order; `readRun` reads pages i.. unchecked,
+ * `check` checks one) that reads ahead while the reads are sequential, as a walk of tables built one
+ * after another reads them: one page at first, then twice as many each time a read starts where the
+ * last one ended, up to READ_AHEAD_PAGES; a read elsewhere starts again at one. A page is checked
+ * when it is asked for, never for having been read ahead, so a damaged page nobody asks for is no
+ * error (as it was with one read a page).
+ */
+function readingAhead(
+  frames: Float64Array,
+  readRun: (first: number, count: number, into: undefined, unchecked: true) => Uint8Array,
+  check: (i: number, page: Uint8Array) => Uint8Array,
+): (pageAddress: bigint) => Uint8Array | undefined {
+  let first = -1
+  let count = 0
+  let run: Uint8Array = new Uint8Array(0)
+  let span = 1
+  return (pageAddress) => {
+    const frame = Number(pageAddress >> 12n)
+    let low = 0
+    let high = frames.length - 1
+    while (low <= high) {
+      const mid = (low + high) >>> 1
+      if (frames[mid]! < frame) low = mid + 1
+      else high = mid - 1
+    }
+    if (low >= frames.length || frames[low] !== frame) return undefined
+    const i = low
+    if (i < first || i >= first + count) {
+      span = i === first + count ? Math.min(span * 2, READ_AHEAD_PAGES) : 1
+      first = i
+      count = Math.min(span, frames.length - i)
+      run = readRun(i, count, undefined, true)
+    }
+    return check(i, run.subarray((i - first) * PAGE_BYTES, (i - first + 1) * PAGE_BYTES))
   }
 }
 

@@ -387,6 +387,25 @@ describe('decodeSource lazy: header and index checked at load, each page when fi
     expect(wrong).toEqual([])
   })
 
+  // reads run ahead while they are sequential (a table walk): a page read ahead is checked only when used
+  it('pages read ahead are checked when used, not before: a damaged page is an error only for its reader', () => {
+    const m0 = newMachine()
+    for (let k = 0n; k < 6n; k++) m0.memory.write(RAM_BASE + k * 0x1000n, 1, k + 1n)
+    const data = encodeSnapshot(m0)
+    const damaged = Buffer.from(data)
+    damaged[dataStart(data) + 3 * 4096 + 7]! ^= 1 // the fourth page, RAM_BASE + 0x3000
+    const m = lazy(damaged)
+    // in order: page 0, then 1 and 2 (read together), then 3 and on (read together with 4 and 5)
+    for (const k of [0n, 1n, 2n]) expect(m.memory.read(RAM_BASE + k * 0x1000n, 1)).toBe(k + 1n)
+    expectHvmemError(() => m.memory.read(RAM_BASE + 0x3000n, 1), 'snapshot-invalid', 'page 0x40003000 checksum mismatch')
+    for (const k of [4n, 5n]) expect(m.memory.read(RAM_BASE + k * 0x1000n, 1)).toBe(k + 1n)
+    // and a fresh load that reads 2 then 3 then stops never meets the damage... until it reads 3 itself
+    const again = lazy(damaged)
+    expect(again.memory.read(RAM_BASE + 0x1000n, 1)).toBe(2n)
+    expect(again.memory.read(RAM_BASE + 0x2000n, 1)).toBe(3n) // sequential: 2 and 3 read together, 3 not checked
+    expectHvmemError(() => again.memory.read(RAM_BASE + 0x3000n, 1), 'snapshot-invalid', 'page 0x40003000 checksum mismatch')
+  })
+
   it('a damaged page does not stop other pages from being read', () => {
     const data = twoPageSnapshot()
     const damaged = Buffer.from(data)
