@@ -9,9 +9,9 @@
  * exact because RAM lies below 2^40.
  */
 import {ADDRESS_MASK, type Decoded, TABLE_OR_PAGE} from './descriptor.js'
-import type {Machine} from './machine.js'
+import type {Checkpoint, Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
-import {PAGE_BYTES} from './memory.js'
+import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {type PageList, memoryPages, pageAt} from './page-list.js'
 import {type Range, TableWalker, memoryAccess, walkRanges} from './walker.js'
 
@@ -132,6 +132,19 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
   const same = layout === undefined && !heap.changed && mapper === undefined && mappings.length === 0 && tables.length === 0 && memory.length === 0
   return {same, layout, heap, mapper, mappings, tables, memory}
+}
+
+/**
+ * What `machine` changed since `checkpoint` (taken before the change, still open): diffMachines of
+ * the machine then and now, reading only the pages changed since (and the tables both walk), so a
+ * small change to a large snapshot costs what it touched.
+ */
+export function diffSinceCheckpoint(machine: Machine, checkpoint: Checkpoint, options: DiffOptions = {}): SnapshotDiff {
+  const frames = checkpoint.changedFrames()
+  const before = checkpoint.before()
+  // the changed pages of each side (every other page is the same on both)
+  const changed = (memory: PhysicalMemory): PageList => ({count: frames.length, frame: (i) => frames[i]!, read: (i) => memory.peekFrame(frames[i]!) ?? ZERO_PAGE})
+  return diffMachines({machine: before, pages: changed(before.memory)}, {machine, pages: changed(machine.memory)}, options)
 }
 
 function layoutOf(machine: Machine): Layout {

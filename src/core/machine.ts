@@ -35,6 +35,16 @@ export interface HeapResetResult {
   discardedTables: bigint[]
 }
 
+/** A point a machine can return to (Machine.checkpoint). */
+export interface Checkpoint {
+  rollback(): void
+  release(): void
+  /** the frames (address >> 12) changed since the checkpoint, ascending */
+  changedFrames(): number[]
+  /** the machine as it was at the checkpoint (read-only, until the machine changes again) */
+  before(): Machine
+}
+
 /**
  * The emulated machine a snapshot holds: RAM, the heap in it, and the stage-2 mapper whose tables
  * live in the heap. Commands load one, change it, and save it; the rules that span the parts
@@ -113,15 +123,19 @@ export class Machine {
 
   /**
    * A point to return to: `rollback` puts memory, heap and mapper back as they were when it was
-   * taken; `release` keeps every change since. hvmem batch --keep-going takes one before each line,
-   * so a line that fails half-way (a map region that created the mapper, then was refused) leaves
-   * the machine as it found it. One checkpoint at a time.
+   * taken; `release` keeps every change since; `before` is the machine as it was then (read-only,
+   * until the machine changes again) and `changedFrames` the pages changed since, for a diff of the
+   * change that reads only what it touched. hvmem batch --keep-going takes one before each line, so
+   * a line that fails half-way (a map region that created the mapper, then was refused) leaves the
+   * machine as it found it. Checkpoints nest, the innermost closed first.
    */
-  checkpoint(): {rollback(): void; release(): void} {
+  checkpoint(): Checkpoint {
     const memory = this.memory.beginUndo()
     const heap = this.heap.allocator.clone()
+    const heapState = this.heap.allocator.state()
     const mapper = this.mapperInstance
     const mapperState = mapper === undefined ? undefined : {...mapper.state}
+    const registers = this.registers
     return {
       rollback: () => {
         memory.rollback()
@@ -130,6 +144,8 @@ export class Machine {
         if (mapper !== undefined && mapperState !== undefined) Object.assign(mapper.state, mapperState)
       },
       release: () => memory.release(),
+      changedFrames: () => memory.changedFrames(),
+      before: () => Machine.restore({ram: {base: this.memory.base, size: this.memory.size}, heap: heapState, mapper: mapperState, registers}, memory.before()),
     }
   }
 

@@ -24,6 +24,18 @@ export interface PageSourceOptions {
   pageSource: (pageAddress: bigint) => Uint8Array | undefined
 }
 
+/** An open undo record (PhysicalMemory.beginUndo). */
+export interface UndoRecord {
+  /** puts every page back as it was when the record was opened, and closes it */
+  rollback(): void
+  /** keeps the changes, and closes the record */
+  release(): void
+  /** the frames (address >> 12) changed since the record was opened, ascending */
+  changedFrames(): number[]
+  /** memory as it was when the record was opened (read-only, until memory changes again) */
+  before(): PhysicalMemory
+}
+
 /**
  * Sparse emulated physical memory: RAM at [base, base + size), kept as 4 KiB pages that exist only once
  * written. Untouched pages read as zero and cost nothing. Accesses are little-endian, may be unaligned
@@ -40,8 +52,8 @@ export class PhysicalMemory {
   /** frame numbers the page source holds that have not been read yet */
   private readonly pending: FrameSet = new FrameSet()
   private readonly source: PageSourceOptions['pageSource'] | undefined
-  /** while an undo record is open (beginUndo): each changed page's contents before its first change (undefined: it did not exist) */
-  private undoLog: Map<number, Uint8Array | undefined> | undefined
+  /** the open undo records (beginUndo), innermost last: each changed page's contents before its first change since the record opened (undefined: it did not exist) */
+  private readonly undoLogs: Array<Map<number, Uint8Array | undefined>> = []
   /** an opaque number a loader attached to a page (a snapshot's checksum of it), dropped when the page changes */
   private readonly tags = new Map<number, number>()
   /** frame numbers of the pages changed (written, zeroed, or loaded without a tag) since the memory was made: what a snapshot's appended record holds */
@@ -310,15 +322,16 @@ export class PhysicalMemory {
   /**
    * Opens an undo record: from now on, the contents each page had before its first change are kept,
    * so that `rollback` puts memory back exactly as it was (`release` keeps the changes and closes the
-   * record). One record at a time. hvmem batch --keep-going takes one around each line, so a line that
-   * fails half-way leaves memory as it found it.
+   * record). Records nest (the innermost is closed first): hvmem batch --keep-going takes one around
+   * each line, so a line that fails half-way leaves memory as it found it, and a line may take its
+   * own inside (map apply diffs its change against it).
    */
-  beginUndo(): {rollback(): void; release(): void} {
-    if (this.undoLog !== undefined) throw new Error('beginUndo: an undo record is already open')
+  beginUndo(): UndoRecord {
     const log = new Map<number, Uint8Array | undefined>()
-    this.undoLog = log
+    this.undoLogs.push(log)
     const close = (): void => {
-      if (this.undoLog === log) this.undoLog = undefined
+      if (this.undoLogs.at(-1) !== log) throw new Error('an undo record closed while one opened after it is open')
+      this.undoLogs.pop()
     }
     return {
       rollback: () => {
@@ -329,14 +342,37 @@ export class PhysicalMemory {
         }
       },
       release: close,
+      changedFrames: () => [...log.keys()].sort((a, b) => a - b),
+      before: () => this.viewBefore(log),
     }
   }
 
-  /** Keeps page `pfn` as it is now in the open undo record, if any, before its first change. */
+  /**
+   * This memory as it was when the record holding `log` was opened, read-only and read on demand: a
+   * logged page as it was, any other as it is now (unchanged since). Valid until memory changes again.
+   */
+  private viewBefore(log: ReadonlyMap<number, Uint8Array | undefined>): PhysicalMemory {
+    const held = [...this.pages.keys()].sort((a, b) => a - b)
+    const existed = [...log].filter(([, page]) => page !== undefined).map(([pfn]) => pfn)
+    const frames = mergeSorted(
+      mergeSorted(held, this.pending.values()),
+      existed.sort((a, b) => a - b),
+    )
+    return new PhysicalMemory(this.base, this.size, {
+      storedFrames: Float64Array.from(frames),
+      pageSource: (address) => {
+        const pfn = Number(address >> PAGE_SHIFT)
+        return log.has(pfn) ? log.get(pfn) : this.peekFrame(pfn)
+      },
+    })
+  }
+
+  /** Keeps page `pfn` as it is now in each open undo record that has not kept it yet, before its change. */
   private remember(pfn: number): void {
-    const log = this.undoLog
-    if (log === undefined || log.has(pfn)) return
-    log.set(pfn, this.page(pfn)?.slice())
+    const logs = this.undoLogs
+    if (logs.length === 0 || logs.at(-1)!.has(pfn)) return
+    const page = this.page(pfn)?.slice()
+    for (const log of logs) if (!log.has(pfn)) log.set(pfn, page)
   }
 
   private pageForWrite(pfn: number): Uint8Array {

@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
 import {HvmemError} from '../../src/core/errors.js'
+import {diffMachines, diffSinceCheckpoint} from '../../src/core/diff.js'
 import {encodeSnapshot} from '../../src/snapshot/format.js'
 import {BLOCK, GIB, PAGE, capture, defaultMachine, expectHvmemError, smallHeapMachine} from './helpers.js'
 
@@ -50,13 +51,48 @@ describe('Machine.checkpoint', () => {
     expect(machine.memory.read(page, 8)).toBe(0xabn)
   })
 
-  it('only one checkpoint at a time; after release or rollback another may be taken', () => {
+  it('checkpoints nest: an inner rollback undoes only what came after it, the outer one everything; closing the outer first is refused', () => {
     const machine = defaultMachine()
-    const first = machine.checkpoint()
-    expect(() => machine.checkpoint()).toThrow('beginUndo: an undo record is already open')
-    first.release()
-    machine.checkpoint().rollback()
+    const start = capture(machine)
+    const outer = machine.checkpoint()
+    machine.memory.write(RAM, 8, 1n)
+    const middle = capture(machine)
+    const inner = machine.checkpoint()
+    machine.memory.write(RAM, 8, 2n)
+    machine.memory.write(RAM + PAGE, 8, 3n)
+    machine.ensureMapper().mapper.mapRegion(RAM, BLOCK, 'normal')
+    expect(() => outer.release()).toThrow('an undo record closed while one opened after it is open')
+    inner.rollback()
+    expect(capture(machine)).toEqual(middle)
+    expect(machine.mapper).toBeUndefined()
+    outer.rollback()
+    expect(capture(machine)).toEqual(start)
     machine.checkpoint().release()
+  })
+
+  it('before(): the machine as it was at the checkpoint, with the frames changed since; diffSinceCheckpoint reads only those', () => {
+    const machine = defaultMachine()
+    machine.memory.write(RAM + 0x10n, 8, 0xaan)
+    machine.memory.write(RAM + 2n * PAGE, 8, 0xbbn)
+    const start = capture(machine)
+    const checkpoint = machine.checkpoint()
+    machine.memory.write(RAM + 0x10n, 8, 0xccn) // changed
+    machine.memory.zero(RAM + 2n * PAGE, PAGE) // dropped
+    machine.ensureMapper().mapper.mapRegion(RAM, BLOCK, 'device') // a mapper, its tables from the heap
+    const before = checkpoint.before()
+    expect(capture(before)).toEqual(start)
+    expect(before.mapper).toBeUndefined()
+    // the two RAM pages, and the root and L2 table the map allocated from the heap at 0x4100_0000
+    expect(checkpoint.changedFrames()).toEqual([0x40000, 0x40002, 0x41000, 0x41001])
+    const diff = diffSinceCheckpoint(machine, checkpoint)
+    const whole = diffMachines({machine: before}, {machine})
+    expect(diff).toEqual(whole)
+    expect(diff.memory.map((r) => [r.address, r.length])).toEqual([
+      [RAM + 0x10n, 1],
+      [RAM + 2n * PAGE, 1],
+    ])
+    expect(diff.mapper?.change).toBe('added')
+    checkpoint.release()
   })
 
   it('heap reset --discard-mapper undone: mapper, tables and heap back', () => {

@@ -6,12 +6,11 @@ import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.
 import {type CountsJson, contiguousLine, countsJson, describeCounts, total} from '../../cli/edit.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {parseLayout} from '../../cli/layout-file.js'
-import {diffMachines} from '../../core/diff.js'
+import {type SnapshotDiff, diffSinceCheckpoint} from '../../core/diff.js'
 import {HvmemError} from '../../core/errors.js'
 import {type LayoutOutcome, applyLayout} from '../../core/layout.js'
-import type {Machine} from '../../core/machine.js'
+import type {Checkpoint, Machine} from '../../core/machine.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {decodeSnapshot, encodeSnapshot} from '../../snapshot/format.js'
 import {loadSnapshot, updateSnapshot, warn} from '../../snapshot/store.js'
 import {tablesWarning} from './region.js'
 
@@ -55,7 +54,7 @@ export default class MapApply extends HvmemCommand {
 
 Each region is mapped as "map region --replace" would: inside its regions the layout wins; with --prune every mapping outside them is unmapped too. The whole layout is applied in one snapshot update: any error (a bad field, the budget, the heap) leaves the snapshot unchanged, and names the file, the line and the region. Applying a layout that is applied already changes nothing and says so; the snapshot is then not written.
 
---check applies the layout to a copy and prints what would change, as snapshot diff shows it, without writing. A region whose output covers the mapper's own table pages is applied with a warning.`
+--check applies the layout to the snapshot as loaded, prints what would change, as snapshot diff shows it, and undoes it, writing nothing. A region whose output covers the mapper's own table pages is applied with a warning.`
   static override examples = ['<%= config.bin %> map apply memmap.yaml --check', '<%= config.bin %> map apply memmap.yaml', '<%= config.bin %> map apply memmap.yaml --prune --json']
 
   static override args = {
@@ -70,14 +69,19 @@ Each region is mapped as "map region --replace" would: inside its regions the la
   async run(): Promise<MapApplyJson> {
     const {args, flags} = await this.parse(MapApply)
     const spec = parseLayout(await readLayout(args.layout), args.layout)
-    // a dry run on a copy: what would change, and whether anything would
-    const current = await loadSnapshot(flags.snapshot)
-    const before = copyOf(current, flags.snapshot)
-    const after = copyOf(current, flags.snapshot)
-    const trial = applyLayout(after, spec, {prune: flags.prune})
-    const diff = diffMachines({machine: before}, {machine: after})
     const names = {a: flags.snapshot, b: `${flags.snapshot} with ${args.layout}`}
-    const json = (outcome: LayoutOutcome, machine: Machine, saved: boolean): MapApplyJson => ({
+    /** Applies the layout, and diffs the change against the machine before it (reading only the pages it touched). */
+    const apply = (machine: Machine): {outcome: LayoutOutcome; diff: SnapshotDiff; checkpoint: Checkpoint} => {
+      const checkpoint = machine.checkpoint()
+      try {
+        const outcome = applyLayout(machine, spec, {prune: flags.prune})
+        return {outcome, diff: diffSinceCheckpoint(machine, checkpoint), checkpoint}
+      } catch (error) {
+        checkpoint.rollback()
+        throw error
+      }
+    }
+    const json = (outcome: LayoutOutcome, diff: SnapshotDiff, machine: Machine, saved: boolean): MapApplyJson => ({
       layout: args.layout,
       check: flags.check,
       changed: !diff.same,
@@ -101,13 +105,25 @@ Each region is mapped as "map region --replace" would: inside its regions the la
       diff: diffJson(diff, names),
       mapper: mapperJson(machine.mapper!),
     })
-    if (flags.check || diff.same) {
-      if (diff.same) this.log(`No change: ${args.layout} is applied already to ${flags.snapshot}`)
-      else for (const line of diffLines(diff, names)) this.log(line)
-      this.warnTables(trial)
-      return json(trial, after, false)
+    // A dry run on the snapshot as loaded (read on demand: a large one costs only the pages the
+    // layout touches), then undone: what would change, and whether anything would.
+    const current = await loadSnapshot(flags.snapshot)
+    const trial = apply(current)
+    if (flags.check || trial.diff.same) {
+      if (trial.diff.same) this.log(`No change: ${args.layout} is applied already to ${flags.snapshot}`)
+      else for (const line of diffLines(trial.diff, names)) this.log(line)
+      this.warnTables(trial.outcome)
+      const report = json(trial.outcome, trial.diff, current, false)
+      trial.checkpoint.rollback()
+      return report
     }
-    const {outcome, machine} = await updateSnapshot(flags.snapshot, (machine) => ({outcome: applyLayout(machine, spec, {prune: flags.prune}), machine}))
+    trial.checkpoint.rollback()
+    // the change itself, under the lock, on the snapshot as it is then
+    const {outcome, diff, machine} = await updateSnapshot(flags.snapshot, (machine) => {
+      const applied = apply(machine)
+      applied.checkpoint.release()
+      return {...applied, machine}
+    })
     const g = machine.mapper!.geometry
     if (outcome.mapperCreated) this.log(`Created the ${machine.mapper!.state.regime} mapper (${g.describe()}): root at ${hex(machine.mapper!.root)}`)
     this.log(`Applied ${args.layout}: ${outcome.regions.length} region(s)`)
@@ -121,7 +137,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     if (flags.prune) this.log(`Pruned: ${outcome.pruned.reduce((n, r) => n + total(r.cleared), 0)} descriptor(s) outside the regions cleared`)
     this.warnTables(outcome)
     this.log(registerLine(machine.mapper!))
-    return json(outcome, machine, true)
+    return json(outcome, diff, machine, true)
   }
 
   private warnTables(outcome: LayoutOutcome): void {
@@ -139,9 +155,4 @@ async function readLayout(path: string): Promise<string> {
     const code = (error as NodeJS.ErrnoException).code ?? 'error'
     throw new HvmemError('input', `cannot read the layout ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code}`)
   }
-}
-
-/** An independent copy of a machine, through the snapshot encoding. */
-function copyOf(machine: Machine, name: string): Machine {
-  return decodeSnapshot(encodeSnapshot(machine), name)
 }
