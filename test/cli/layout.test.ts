@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runInProcessAt} from './inprocess.js'
-import {scratch} from './run.js'
+import {hvmem, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
@@ -89,6 +89,24 @@ describe('map apply', () => {
       expect(r.stderr, message).toContain(`hvmem: ${message}`)
       expect((await readFile(join(dir, 'b.snap'))).equals(before), message).toBe(true)
     }
+  })
+
+  it('in a batch with --keep-going (a checkpoint a line, map apply its own inside): a failing apply is undone whole, the next ones apply and find it applied', async () => {
+    expect((await hv('heap', 'init', '-s', 'batch.snap')).code).toBe(0)
+    await writeFile(join(dir, 'good.yaml'), LAYOUT)
+    await writeFile(join(dir, 'over.yaml'), LAYOUT.replace('ipa-bits: 40', 'ipa-bits: 40\n  l2-budget: 1'))
+    await writeFile(join(dir, 'lines.txt'), 'map apply over.yaml\nmap apply good.yaml --check\nmap apply good.yaml\nmap apply good.yaml\nalloc page\n')
+    // (the binary: a batch runs its lines through oclif's command table)
+    const r = await hvmem(dir, ['batch', 'lines.txt', '--keep-going', '-s', 'batch.snap'])
+    expect(r.code).toBe(7)
+    expect(r.stderr).toContain('hvmem: line 1 "map apply over.yaml": over.yaml:10: region uart: mapping 0x9000000-0x9001000 needs 1 new L2 table(s)')
+    expect(r.stdout).toContain('Mappings: 3 added, 0 removed, 0 changed\n') // line 2: --check, with no trace of line 1
+    expect(r.stdout).toContain('Applied good.yaml: 3 region(s)\n')
+    expect(r.stdout).toContain('No change: good.yaml is applied already to batch.snap\n')
+    // line 1 created the mapper and its tables before it failed: undone whole, so good.yaml's tables are the heap's first six pages, then line 5's page
+    expect(r.stdout).toContain('Created the stage2 mapper (4K granule, 40-bit IPA, 40-bit PA, level-1 root of 2 concatenated tables): root at 0x41000000\n')
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('0x41006000')
+    expect((await hv('map', 'apply', 'good.yaml', '-s', 'batch.snap')).stdout).toBe('No change: good.yaml is applied already to batch.snap\n')
   })
 
   it("warns when a region maps the mapper's own tables (the README's old first example)", async () => {
