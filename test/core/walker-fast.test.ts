@@ -7,7 +7,7 @@ import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
 import {ScanCursor, type TableWalker, type Unfollowed, mergeRanges, scanTables, walkRanges} from '../../src/core/walker.js'
 import {mappedMachine, walkEntries} from './helpers.js'
-import {DEFAULT_STAGE2, type GeometrySpec, stage2Geometry} from '../../src/core/geometry.js'
+import {DEFAULT_STAGE2, type Geometry, type GeometrySpec, stage2Geometry} from '../../src/core/geometry.js'
 
 const RAM = 0x4000_0000n
 const ROOT = 0x4100_0000n
@@ -36,17 +36,22 @@ function build(writes: Array<[bigint, number, bigint, number]>): PhysicalMemory 
   return memory
 }
 
+/** walkRanges gives exactly mergeRanges(walkEntries()) and its counts. */
+function expectRangesAsMerged(memory: PhysicalMemory, regime: Regime, geometry: Geometry): void {
+  const entries = walkEntries(memory, regime, ROOT, geometry)
+  const walk = walkRanges(memory, regime, ROOT, geometry)
+  expect(walk.ranges).toEqual(mergeRanges(entries))
+  expect(walk.entries).toBe(entries.length)
+  expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
+}
+
 describe('walkRanges and the number-based walk', () => {
   it('gives exactly mergeRanges(walkEntries()) and its counts, for random tables in both regimes', () => {
     fc.assert(
       fc.property(tables, fc.constantFrom<Regime>(STAGE2, STAGE1), fc.constantFrom(0, 1), (writes, regime, startLevel) => {
         const memory = build(writes)
         const options = startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
-        const entries = walkEntries(memory, regime, ROOT, options)
-        const walk = walkRanges(memory, regime, ROOT, options)
-        expect(walk.ranges).toEqual(mergeRanges(entries))
-        expect(walk.entries).toBe(entries.length)
-        expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
+        expectRangesAsMerged(memory, regime, options)
       }),
       {numRuns: 300},
     )
@@ -96,11 +101,7 @@ describe('walkRanges and the number-based walk', () => {
             memory.writeU64(table + 8n * BigInt(index + i), (word ^ (i === flip ? 1n << 54n : 0n)) & ((1n << 64n) - 1n))
           }
         }
-        const entries = walkEntries(memory, regime, ROOT, geometry)
-        const walk = walkRanges(memory, regime, ROOT, geometry)
-        expect(walk.ranges).toEqual(mergeRanges(entries))
-        expect(walk.entries).toBe(entries.length)
-        expect(walk.leaves).toBe(entries.filter((e) => e.decoded.leaf !== undefined).length)
+        expectRangesAsMerged(memory, regime, geometry)
       }),
       {numRuns: 300},
     )
