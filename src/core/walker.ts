@@ -901,64 +901,29 @@ export class RangeMerger implements ScanSink {
   }
 
   /**
-   * add() for a page of final-level entries, with the open range in local variables while it grows
-   * (a field written per entry is a store and a load the next entry waits on), written back when a
-   * range begins and at the end of the page. Once an entry is added, the entries after it that
-   * continue its range are found by their words alone, in a loop of their own: the same high word,
-   * and the low word one entry size more each (the same attributes, the next output address) up to
-   * a carry into the high word; the first that differs takes add()'s full comparison.
+   * add() for a page of final-level entries. Once an entry is added, the entries after it that
+   * continue its range are found by their words alone, in a loop of their own that keeps the range
+   * in local variables (a field written per entry is a store and a load the next entry waits on):
+   * the same high word, and the low word one entry size more each (the same attributes, the next
+   * output address) up to a carry into the high word; the first that differs goes through add().
    */
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
-    const g = this.geometry
-    const l = FINAL_LEVEL - FIRST_LEVEL
-    const leafBits = g.leafBits[l]!
-    const outHi = g.outputHi[l]!
-    const outLo = g.outputLo[l]!
-    const ds = g.ds
+    const leafBits = this.geometry.leafBits[FINAL_LEVEL - FIRST_LEVEL]!
     w.at(first, words)
     const size = w.size
     const step = size | 0 // the same as an int32 (a page: at most 64 KiB), for the words' arithmetic
-    const base = w.addr - first * size
-    let entries = 0
-    let leaves = 0
-    let open = this.open !== undefined && this.level === FINAL_LEVEL
-    let end = this.end
-    let outputEnd = this.outputEnd
-    let attrLo = this.attrLo
-    let attrHi = this.attrHi
-    let count = this.count
+    let run = 0
     for (let i = first; i <= last; i++) {
       const k = (i & (PAGE_ENTRIES - 1)) * 2
       // the words as int32 (| 0), so that the run's comparisons below are small-integer ones
       const lo = words[k]! | 0
       if ((lo & 1) === 0) continue
-      entries++
+      w.at(i, words)
+      this.add(w)
       if ((lo & 3) !== leafBits) continue
-      leaves++
-      const hi = words[k + 1]! | 0
-      const ipa = base + i * size
-      const output = (hi & outHi) * TWO_32 + ((lo & outLo) >>> 0) + (ds ? ((lo >>> 8) & 3) * TWO_50 : 0)
-      const aLo = lo & 0xfff
-      const aHi = hi >>> 16
-      if (open && ipa === end && aLo === attrLo && aHi === attrHi && output === outputEnd) {
-        end += size
-        outputEnd += size
-        count++
-      } else {
-        this.end = end
-        this.count = count
-        w.at(i, words)
-        this.begin(w, output, aLo, aHi)
-        open = true
-        end = this.end
-        outputEnd = this.outputEnd
-        attrLo = aLo
-        attrHi = aHi
-        count = 1
-      }
       // the run after it: at most `room` entries before the low word would carry
-      const room = Math.floor((0xffff_ffff - (lo >>> 0)) / size)
-      const limit = Math.min(last, i + room)
+      const hi = words[k + 1]! | 0
+      const limit = Math.min(last, i + Math.floor((0xffff_ffff - (lo >>> 0)) / size))
       let j = i + 1
       let next = (lo + step) | 0
       while (j <= limit) {
@@ -967,21 +932,17 @@ export class RangeMerger implements ScanSink {
         j++
         next = (next + step) | 0
       }
-      const run = j - i - 1
-      if (run > 0) {
-        entries += run
-        leaves += run
-        count += run
-        end += run * size
-        outputEnd += run * size
+      const n = j - i - 1
+      if (n > 0) {
+        run += n
+        this.count += n
+        this.end += n * size
+        this.outputEnd += n * size
         i = j - 1
       }
     }
-    this.entries += entries
-    this.leaves += leaves
-    this.end = end
-    this.outputEnd = outputEnd
-    this.count = count
+    this.entries += run
+    this.leaves += run
   }
 
   /** The next valid entry of the walk. */
