@@ -338,7 +338,8 @@ export class PhysicalMemory {
         close()
         for (const [pfn, page] of log) {
           if (page === undefined) this.pages.delete(pfn)
-          else this.pages.set(pfn, page)
+          // a copy: an outer record may hold the same bytes as its own, which later writes must not change
+          else this.pages.set(pfn, this.undoLogs.length > 0 ? page.slice() : page)
         }
       },
       release: close,

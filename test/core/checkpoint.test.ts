@@ -53,6 +53,7 @@ describe('Machine.checkpoint', () => {
 
   it('checkpoints nest: an inner rollback undoes only what came after it, the outer one everything; closing the outer first is refused', () => {
     const machine = defaultMachine()
+    machine.memory.write(RAM + 3n * PAGE, 8, 9n)
     const start = capture(machine)
     const outer = machine.checkpoint()
     machine.memory.write(RAM, 8, 1n)
@@ -60,11 +61,14 @@ describe('Machine.checkpoint', () => {
     const inner = machine.checkpoint()
     machine.memory.write(RAM, 8, 2n)
     machine.memory.write(RAM + PAGE, 8, 3n)
+    machine.memory.write(RAM + 3n * PAGE, 8, 10n) // first changed with both open: both keep it as it was
     machine.ensureMapper().mapper.mapRegion(RAM, BLOCK, 'normal')
     expect(() => outer.release()).toThrow('an undo record closed while one opened after it is open')
     inner.rollback()
     expect(capture(machine)).toEqual(middle)
     expect(machine.mapper).toBeUndefined()
+    // written again after the inner rollback: the outer record still has it as it was at the start
+    machine.memory.write(RAM + 3n * PAGE, 8, 11n)
     outer.rollback()
     expect(capture(machine)).toEqual(start)
     machine.checkpoint().release()
