@@ -5,7 +5,7 @@
  * the init hook) and binary output run the binary, once each.
  */
 import {spawn, spawnSync} from 'node:child_process'
-import {readdirSync} from 'node:fs'
+import {mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {readFile, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -147,16 +147,27 @@ describe('habits, tried as a user', () => {
   })
 
   it('snapshot import - spools standard input to a temp file it removes, and refuses a terminal', async () => {
-    const spools = (): string[] => readdirSync(tmpdir()).filter((name) => name.startsWith('hvmem-stdin-'))
-    const before = spools()
-    const empty = await openRawImageOrStdin('-', Readable.from([]))
-    expect(empty.size).toBe(0) // which the import refuses: "RAW standard input is empty: there is nothing to import"
-    empty.close()
-    await expect(openRawImageOrStdin('-', Object.assign(Readable.from([]), {isTTY: true}))).rejects.toThrow('RAW -: standard input is a terminal')
-    const image = await openRawImageOrStdin('-', Readable.from([Buffer.alloc(5000, 1)]))
-    expect({path: image.path, size: image.size, stdin: image.stdin}).toEqual({path: 'standard input', size: 5000, stdin: true})
-    image.close()
-    expect(spools()).toEqual(before)
+    // a temp directory of this test's own (TMPDIR, which os.tmpdir() reads at each call): the shared
+    // one may hold other processes' spools, coming and going
+    const own = mkdtempSync(join(tmpdir(), 'hvmem-habits-'))
+    const saved = process.env.TMPDIR
+    process.env.TMPDIR = own
+    try {
+      const spools = (): string[] => readdirSync(own)
+      const empty = await openRawImageOrStdin('-', Readable.from([]))
+      expect(spools()).toEqual([expect.stringMatching(/^hvmem-stdin-/)]) // the spool, while the image is open
+      expect(empty.size).toBe(0) // which the import refuses: "RAW standard input is empty: there is nothing to import"
+      empty.close()
+      await expect(openRawImageOrStdin('-', Object.assign(Readable.from([]), {isTTY: true}))).rejects.toThrow('RAW -: standard input is a terminal')
+      const image = await openRawImageOrStdin('-', Readable.from([Buffer.alloc(5000, 1)]))
+      expect({path: image.path, size: image.size, stdin: image.stdin}).toEqual({path: 'standard input', size: 5000, stdin: true})
+      image.close()
+      expect(spools()).toEqual([])
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR
+      else process.env.TMPDIR = saved
+      rmSync(own, {recursive: true, force: true})
+    }
   })
 
   it('completion bash prints a script that completes commands, flags, flag values and file names', async () => {
