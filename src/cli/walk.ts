@@ -16,7 +16,7 @@ import {foreignWalk} from '../core/regime-config.js'
 import {type TableBase, describeTableBase} from '../core/table-base.js'
 import {type LeafFilter, entryMatches} from '../core/leaf-filter.js'
 import {hex} from '../core/u64.js'
-import {type WalkEntry, walkTables} from '../core/walker.js'
+import {type WalkEntry, walkEntries as entriesOf} from '../core/walker.js'
 import {intFlag, u64Flag} from './flags.js'
 import {requireMapper} from './mapper.js'
 
@@ -287,9 +287,7 @@ export function describeWalk(g: Geometry): string {
 
 /** Every valid entry of the target's tables, in input-address order (a concatenated stage-2 root as one table). */
 export function walkEntries(memory: PhysicalMemory, target: WalkTarget): WalkEntry[] {
-  const entries: WalkEntry[] = []
-  walkTables(memory, target.regime, target.root, target.geometry, (c) => void entries.push(c.entry()))
-  return entries
+  return entriesOf(memory, target.regime, target.root, target.geometry)
 }
 
 /**

@@ -5,7 +5,7 @@ import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {TableWalker, type WalkEntry, memoryAccess, skippingAccess, walkTables} from './walker.js'
+import {TableWalker, type WalkEntry, memoryAccess, skippingAccess, walkEntries} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -156,10 +156,8 @@ export class Machine {
   walkTables(unreadable?: ReadonlySet<number>): WalkEntry[] {
     const m = this.mapperInstance
     if (m === undefined) return []
-    const entries: WalkEntry[] = []
     const access = unreadable === undefined || unreadable.size === 0 ? undefined : skippingAccess(this.memory, unreadable)
-    walkTables(this.memory, m.regime, m.root, m.geometry, (c) => void entries.push(c.entry()), access)
-    return entries
+    return walkEntries(this.memory, m.regime, m.root, m.geometry, access)
   }
 
   /**

@@ -766,6 +766,13 @@ export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint,
   sink.finish()
 }
 
+/** Every valid entry walkTables visits, each copied (cursor.entry()), in walk order: for callers that keep them all. */
+export function walkEntries(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): WalkEntry[] {
+  const entries: WalkEntry[] = []
+  walkTables(memory, regime, root, geometry, (c) => void entries.push(c.entry()), access)
+  return entries
+}
+
 /** walkTables' ScanSink: visits each entry through the cursor, a table entry once its problem is known. */
 class WalkTablesSink implements ScanSink {
   /** a table entry not visited yet: the cursor holds it */

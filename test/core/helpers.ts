@@ -6,10 +6,7 @@ import {DEFAULT_HEAP_BASE, DEFAULT_HEAP_SIZE, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE
 import {Machine} from '../../src/core/machine.js'
 import type {IdentityMapper, MapperOptions, MapperState} from '../../src/core/mapper.js'
 import {STAGE2} from '../../src/core/stage2.js'
-import type {Geometry} from '../../src/core/geometry.js'
-import type {Regime} from '../../src/core/descriptor.js'
-import type {PhysicalMemory} from '../../src/core/memory.js'
-import {type TableAccess, type WalkEntry, walkTables} from '../../src/core/walker.js'
+import {type WalkEntry, walkEntries} from '../../src/core/walker.js'
 import {expectHvmemError} from '../expect-error.js'
 
 export {expectHvmemError}
@@ -57,12 +54,7 @@ export function expectUnchangedAfterError(machine: Machine, fn: () => unknown, k
   return error
 }
 
-/** Every entry walkTables visits, each copied (cursor.entry()), in walk order. */
-export function walkEntries(memory: PhysicalMemory, regime: Regime, root: bigint, geometry: Geometry, access?: TableAccess): WalkEntry[] {
-  const entries: WalkEntry[] = []
-  walkTables(memory, regime, root, geometry, (c) => void entries.push(c.entry()), access)
-  return entries
-}
+export {walkEntries}
 
 /** The level-2 walk entries (2 MiB blocks) under a mapper's root, in IPA order. */
 export function l2Leaves(machine: Machine, mapper: IdentityMapper): WalkEntry[] {
