@@ -13,7 +13,7 @@ import type {Checkpoint, Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {type PageList, memoryPages, pageAt} from './page-list.js'
-import {type Range, TableWalker, memoryAccess, walkRanges} from './walker.js'
+import {type Range, TableWalker, memoryAccess, pageWords, walkRanges} from './walker.js'
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
 export interface DiffSide {
@@ -327,12 +327,6 @@ export function bytesAt(pages: PageList, address: bigint, length: number): Uint8
     done += chunk
   }
   return out
-}
-
-/** A page's bytes as 32-bit words (copied first if the view is not 4-byte aligned). */
-function pageWords(page: Uint8Array): Uint32Array {
-  const bytes = page.byteOffset % 4 === 0 ? page : new Uint8Array(page)
-  return new Uint32Array(bytes.buffer, bytes.byteOffset, WORDS)
 }
 
 /** Pages a reader fetches at once where the list can read runs: 64 KiB, one buffer reused throughout. */

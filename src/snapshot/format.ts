@@ -51,6 +51,7 @@ import {HvmemError} from '../core/errors.js'
 import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
 import {Machine, type MachineState, type RecordedRegister} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
+import {LITTLE_ENDIAN} from '../core/walker.js'
 import type {PageList} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
@@ -516,15 +517,12 @@ function decodeV1(data: Buffer, name: string, bad: (why: string) => never): Mach
   })
 }
 
-/** True where typed arrays are little-endian, like the file. */
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
-
 /**
  * The index as little-endian 32-bit words: a typed array over its bytes where the host is
  * little-endian (three times faster to scan than Buffer's readers), copied first if unaligned.
  */
 function indexWords(index: Buffer): Uint32Array {
-  if (LITTLE_ENDIAN_HOST) {
+  if (LITTLE_ENDIAN) {
     const aligned = index.byteOffset % 4 === 0 ? index : Buffer.from(index)
     return new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.length / 4)
   }
