@@ -124,16 +124,6 @@ export class TableWalker {
     this.walkFrom(root, this.geometry.startLevel, 0, start, end, visitor, options)
   }
 
-  /**
-   * walk() again, over a later part of the range, remembering the tables the earlier walks went into:
-   * a table entered again through the same descriptor (one that spans both parts) is walked on, one
-   * reached through another is still an alias. For a walk that stops (halt) and goes on later.
-   */
-  walkOn(root: number, start: number, end: number, visitor: Visitor, options: WalkOptions = {}): void {
-    if (!this.seen.has(root)) this.seen.set(root, -1)
-    this.walkFrom(root, this.geometry.startLevel, 0, start, end, visitor, options)
-  }
-
   /** From a callback: end the walk when the callback returns (no table-post, no further entries). */
   halt(): void {
     this.halted = true
@@ -354,7 +344,8 @@ export class TableWalker {
    * A read-only walk of the valid entries of the tree at `root` that translate [start, end), for
    * scanTables and ScanCursor: what walk() with validOnly does with `sink.entry` as table-pre, leaf and
    * unfollowed (a table entry's call returning false keeps the walk out of its table), and going into
-   * each table once. `fresh` false remembers the tables earlier scans went into, as walkOn does.
+   * each table once. `fresh` false remembers the tables earlier scans went into (a scan in parts goes on
+   * through a table that spans both parts; reached through another descriptor, it is still an alias).
    *
    * Its loop (scanTable) is visitTable's read side alone, kept apart for speed (issue 13): no edit to
    * look for after a callback, each table page read once into a typed array, the table's own fields
@@ -455,7 +446,7 @@ export class TableWalker {
       return
     }
     if (this.once) {
-      // the descriptor's own address: reaching the table through it again is going on (walkOn), not an alias
+      // the descriptor's own address: reaching the table through it again is going on (a scan in parts), not an alias
       const by = this.table + this.index * 8
       const before = this.seen.get(next)
       if (before !== undefined && before !== by) {
