@@ -218,7 +218,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
       await handle.sync()
     }
     const [first, ...rest] = record.parts
-    await writeAllAt(handle, [first!.subarray(8), ...rest], journal.end + 8)
+    await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
     await handle.sync()
     // Synchronous, so a signal is handled before or after it, never while it is under way.
     writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
@@ -231,21 +231,6 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
   }
   saved.push(name)
   return true
-}
-
-/** Writes the buffers in order at `position` with vectored writes, going on after a short write. */
-async function writeAllAt(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
-  let pending = buffers.filter((b) => b.length > 0)
-  let at = position
-  while (pending.length > 0) {
-    let written = (await handle.writev(pending, at)).bytesWritten
-    at += written
-    while (pending.length > 0 && written >= pending[0]!.length) {
-      written -= pending[0]!.length
-      pending = pending.slice(1)
-    }
-    if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
-  }
 }
 
 /** Writes a new snapshot; an existing file is replaced only with `force` (and must be a snapshot or a regular file). */
@@ -640,11 +625,13 @@ export async function writeOutputFile(target: string, chunks: Iterable<Uint8Arra
   )
 }
 
-/** Writes the buffers in order with vectored writes, going on after a short write. */
-async function writeAll(handle: FileHandle, buffers: Uint8Array[]): Promise<void> {
+/** Writes the buffers in order with vectored writes (at `position` if given, else at the file's offset), going on after a short write. */
+async function writeAll(handle: FileHandle, buffers: Uint8Array[], position?: number): Promise<void> {
   let pending = buffers.filter((b) => b.length > 0)
+  let at = position
   while (pending.length > 0) {
-    let written = (await handle.writev(pending)).bytesWritten
+    let written = (await handle.writev(pending, at)).bytesWritten
+    if (at !== undefined) at += written
     while (pending.length > 0 && written >= pending[0]!.length) {
       written -= pending[0]!.length
       pending = pending.slice(1)
