@@ -22,18 +22,24 @@ export interface PageList {
   checkRun?(first: number, count: number, run: Uint8Array): void
 }
 
-/** The page at `frame` in a page list (binary search), or undefined when it is not stored (all zero). */
-export function pageAt(pages: PageList, frame: number): Uint8Array | undefined {
+/** The index of the page at `frame` in a list of frames in ascending order (binary search), or -1 when it is not there. */
+export function pageIndex(pages: Pick<PageList, 'count' | 'frame'>, frame: number): number {
   let low = 0
   let high = pages.count - 1
   while (low <= high) {
     const mid = (low + high) >>> 1
     const f = pages.frame(mid)
-    if (f === frame) return pages.read(mid)
+    if (f === frame) return mid
     if (f < frame) low = mid + 1
     else high = mid - 1
   }
-  return undefined
+  return -1
+}
+
+/** The page at `frame` in a page list, or undefined when it is not stored (all zero). */
+export function pageAt(pages: PageList, frame: number): Uint8Array | undefined {
+  const i = pageIndex(pages, frame)
+  return i === -1 ? undefined : pages.read(i)
 }
 
 /** A machine's non-zero pages as a page list (no CRCs). */

@@ -52,7 +52,7 @@ import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
 import {Machine, type MachineState, type RecordedRegister} from '../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
 import {LITTLE_ENDIAN} from '../core/walker.js'
-import type {PageList} from '../core/page-list.js'
+import {type PageList, pageIndex} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 
 export const MAGIC = Buffer.from('HVMEMSNP', 'latin1')
@@ -447,17 +447,10 @@ function readingAhead(
   let count = 0
   let run: Uint8Array = new Uint8Array(0)
   let span = 1
+  const list = {count: frames.length, frame: (i: number) => frames[i]!}
   return (pageAddress) => {
-    const frame = Number(pageAddress >> 12n)
-    let low = 0
-    let high = frames.length - 1
-    while (low <= high) {
-      const mid = (low + high) >>> 1
-      if (frames[mid]! < frame) low = mid + 1
-      else high = mid - 1
-    }
-    if (low >= frames.length || frames[low] !== frame) return undefined
-    const i = low
+    const i = pageIndex(list, Number(pageAddress >> 12n))
+    if (i === -1) return undefined
     if (i < first || i >= first + count) {
       span = i === first + count ? Math.min(span * 2, READ_AHEAD_PAGES) : 1
       first = i
@@ -611,18 +604,7 @@ export interface EncodedRecord {
 export function encodeRecord(machine: Machine, previous: Pick<StoredPages, 'count' | 'frame'>): EncodedRecord {
   const state = machine.state()
   const memory = machine.memory
-  const had = (frame: number): boolean => {
-    let low = 0
-    let high = previous.count - 1
-    while (low <= high) {
-      const mid = (low + high) >>> 1
-      const f = previous.frame(mid)
-      if (f === frame) return true
-      if (f < frame) low = mid + 1
-      else high = mid - 1
-    }
-    return false
-  }
+  const had = (frame: number): boolean => pageIndex(previous, frame) !== -1
   const entries: Array<{frame: number; page: Uint8Array | undefined}> = []
   let count = previous.count
   for (const frame of memory.changedFrames()) {
