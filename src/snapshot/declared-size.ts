@@ -4,7 +4,7 @@
  * gigabytes is refused without being read, and nothing is read in one piece larger than Node can.
  */
 import {HvmemError} from '../core/errors.js'
-import {HEADER_BYTES, MAGIC, PAGE_RECORD_BYTES, REGISTER_RECORD_BYTES} from './format.js'
+import {HEADER_BYTES, MAGIC, baseBytes} from './format.js'
 
 /**
  * The most bytes hvmem reads in one piece: a whole version-1 file, a version-2 page index, a snapshot
@@ -24,11 +24,10 @@ export function declaredSnapshotSize(head: Uint8Array): {version: number; pages:
   const pages = view.readBigUInt64LE(80)
   // version 1: header, 8-byte addresses and pages, a 4-byte CRC; versions 2 and 3: header, 16-byte index entries and pages
   if (version === 1) return {version, pages, size: BigInt(HEADER_BYTES + 4) + pages * BigInt(8 + 4096)}
-  if (version === 2 || version === 3) return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES)}
+  if (version === 2 || version === 3) return {version, pages, size: baseBytes(pages, 0)}
   // version 4: the same, then the register records (their count at bytes 94..95)
   // version 5: the same as 4, then appended records (the file may be longer: see format.ts)
-  if ((version === 4 || version === 5) && head.length >= 96)
-    return {version, pages, size: BigInt(HEADER_BYTES) + pages * BigInt(PAGE_RECORD_BYTES) + BigInt(view.readUInt16LE(94) * REGISTER_RECORD_BYTES)}
+  if ((version === 4 || version === 5) && head.length >= 96) return {version, pages, size: baseBytes(pages, view.readUInt16LE(94))}
   return undefined
 }
 

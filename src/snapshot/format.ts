@@ -66,6 +66,11 @@ const FORMAT_V4 = 4
 export const PLAIN_FORMAT_VERSION = 3
 /** Bytes of one recorded register (version 4): name (16, ASCII, NUL-padded), value (8). */
 export const REGISTER_RECORD_BYTES = 24
+
+/** A snapshot's bytes without appended records: the header, `pages` index entries and pages, and `registers` register records. */
+export function baseBytes(pages: number | bigint, registers: number): bigint {
+  return BigInt(HEADER_BYTES) + BigInt(pages) * BigInt(PAGE_RECORD_BYTES) + BigInt(registers * REGISTER_RECORD_BYTES)
+}
 const REGISTER_NAME_BYTES = 16
 /** The oldest format version this hvmem reads. */
 const OLDEST_FORMAT_VERSION = 1
@@ -160,7 +165,7 @@ export function* snapshotBatches(machine: Machine, options: {journalFrom?: numbe
   const n = addresses.length
   const head = Buffer.alloc(HEADER_BYTES + n * INDEX_ENTRY_BYTES)
   const registers = encodeRegisters(state.registers ?? [])
-  const fileBytes = HEADER_BYTES + n * PAGE_RECORD_BYTES + registers.length
+  const fileBytes = Number(baseBytes(n, registers.length / REGISTER_RECORD_BYTES))
   const journal = options.journalFrom !== undefined && fileBytes >= options.journalFrom
   encodeHeader(state, n, registers.length / REGISTER_RECORD_BYTES, journal ? JOURNAL_FORMAT_VERSION : undefined).copy(head, 0)
   for (let i = 0; i < n; i++) {
@@ -302,7 +307,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
   const count = header.readBigUInt64LE(80)
   const registerCount = version >= 4 ? header.readUInt16LE(94) : 0
   const registerBytes = registerCount * REGISTER_RECORD_BYTES
-  const expected = BigInt(HEADER_BYTES) + count * BigInt(PAGE_RECORD_BYTES) + BigInt(registerBytes)
+  const expected = baseBytes(count, registerCount)
   // (version 5: records may follow the base)
   if (version >= JOURNAL_FORMAT_VERSION ? expected > BigInt(size) : expected !== BigInt(size))
     bad(`${size} bytes where the header's ${count} pages${registerCount > 0 ? ` and ${registerCount} registers` : ''} need ${expected} (truncated or damaged)`)

@@ -58,9 +58,8 @@ import {
   type Decoded,
   HEADER_BYTES,
   JOURNAL_FORMAT_VERSION,
-  PAGE_RECORD_BYTES,
-  REGISTER_RECORD_BYTES,
   type SnapshotSource,
+  baseBytes,
   bufferSource,
   decodeSource,
   decodeSourcePaced,
@@ -199,8 +198,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
   const pages = opened.pages
   if (journal === undefined || pages === undefined) return false
   const record = encodeRecord(opened.machine, pages)
-  const registers = (opened.machine.state().registers ?? []).length
-  if (HEADER_BYTES + record.pages * PAGE_RECORD_BYTES + registers * REGISTER_RECORD_BYTES < journalThreshold()) return false
+  if (baseBytes(record.pages, opened.machine.registers.length) < journalThreshold()) return false
   if (journal.records + 1 > MAX_JOURNAL_RECORDS || journal.recordBytes + record.length > journal.baseBytes * MAX_JOURNAL_FRACTION) return false
   let handle: FileHandle
   try {
