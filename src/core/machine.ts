@@ -131,7 +131,6 @@ export class Machine {
    */
   checkpoint(): Checkpoint {
     const memory = this.memory.beginUndo()
-    const heap = this.heap.allocator.clone()
     const heapState = this.heap.allocator.state()
     const mapper = this.mapperInstance
     const mapperState = mapper === undefined ? undefined : {...mapper.state}
@@ -139,7 +138,7 @@ export class Machine {
     return {
       rollback: () => {
         memory.rollback()
-        this.heap.allocator.adopt(heap)
+        this.heap.allocator.adopt(BumpAllocator.fromState(heapState))
         this.mapperInstance = mapper
         if (mapper !== undefined && mapperState !== undefined) Object.assign(mapper.state, mapperState)
       },
