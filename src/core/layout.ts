@@ -6,8 +6,9 @@
  */
 import {type AttributeRequest, resolveAttributes} from './attributes.js'
 import type {RegimeName} from './descriptor.js'
+import {type SnapshotDiff, diffSinceCheckpoint} from './diff.js'
 import {HvmemError} from './errors.js'
-import type {Machine} from './machine.js'
+import type {Checkpoint, Machine} from './machine.js'
 import type {EditResult, MapOptions, MapResult, MapperOptions} from './mapper.js'
 import {hex} from './u64.js'
 
@@ -77,6 +78,22 @@ export function checkRegions(spec: LayoutSpec): void {
     if (b.ipa < a.ipa + a.size) {
       throw new HvmemError('input', `${regionWhere(spec, b)}: ${hex(b.ipa)}-${hex(b.ipa + b.size)} overlaps region ${a.name} (line ${a.line}, ${hex(a.ipa)}-${hex(a.ipa + a.size)})`)
     }
+  }
+}
+
+/**
+ * applyLayout behind a checkpoint, with what it changed: the diff against the machine before it,
+ * reading only the pages it touched (diffSinceCheckpoint). The checkpoint is left open: the caller
+ * releases it (keeps the change) or rolls it back (a dry run); on an error it is rolled back here.
+ */
+export function applyLayoutWithDiff(machine: Machine, spec: LayoutSpec, options: {prune?: boolean} = {}): {outcome: LayoutOutcome; diff: SnapshotDiff; checkpoint: Checkpoint} {
+  const checkpoint = machine.checkpoint()
+  try {
+    const outcome = applyLayout(machine, spec, options)
+    return {outcome, diff: diffSinceCheckpoint(machine, checkpoint), checkpoint}
+  } catch (error) {
+    checkpoint.rollback()
+    throw error
   }
 }
 

@@ -6,10 +6,10 @@ import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.
 import {type CountsJson, contiguousLine, countsJson, describeCounts, total} from '../../cli/edit.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {parseLayout} from '../../cli/layout-file.js'
-import {type SnapshotDiff, diffSinceCheckpoint} from '../../core/diff.js'
+import type {SnapshotDiff} from '../../core/diff.js'
 import {HvmemError} from '../../core/errors.js'
-import {type LayoutOutcome, applyLayout} from '../../core/layout.js'
-import type {Checkpoint, Machine} from '../../core/machine.js'
+import {type LayoutOutcome, applyLayoutWithDiff} from '../../core/layout.js'
+import type {Machine} from '../../core/machine.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {loadSnapshot, updateSnapshot, warn} from '../../snapshot/store.js'
 import {tablesWarning} from './region.js'
@@ -70,17 +70,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     const {args, flags} = await this.parse(MapApply)
     const spec = parseLayout(await readLayout(args.layout), args.layout)
     const names = {a: flags.snapshot, b: `${flags.snapshot} with ${args.layout}`}
-    /** Applies the layout, and diffs the change against the machine before it (reading only the pages it touched). */
-    const apply = (machine: Machine): {outcome: LayoutOutcome; diff: SnapshotDiff; checkpoint: Checkpoint} => {
-      const checkpoint = machine.checkpoint()
-      try {
-        const outcome = applyLayout(machine, spec, {prune: flags.prune})
-        return {outcome, diff: diffSinceCheckpoint(machine, checkpoint), checkpoint}
-      } catch (error) {
-        checkpoint.rollback()
-        throw error
-      }
-    }
+    const options = {prune: flags.prune}
     const json = (outcome: LayoutOutcome, diff: SnapshotDiff, machine: Machine, saved: boolean): MapApplyJson => ({
       layout: args.layout,
       check: flags.check,
@@ -108,7 +98,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     // A dry run on the snapshot as loaded (read on demand: a large one costs only the pages the
     // layout touches), then undone: what would change, and whether anything would.
     const current = await loadSnapshot(flags.snapshot)
-    const trial = apply(current)
+    const trial = applyLayoutWithDiff(current, spec, options)
     if (flags.check || trial.diff.same) {
       if (trial.diff.same) this.log(`No change: ${args.layout} is applied already to ${flags.snapshot}`)
       else for (const line of diffLines(trial.diff, names)) this.log(line)
@@ -120,7 +110,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     trial.checkpoint.rollback()
     // the change itself, under the lock, on the snapshot as it is then
     const {outcome, diff, machine} = await updateSnapshot(flags.snapshot, (machine) => {
-      const applied = apply(machine)
+      const applied = applyLayoutWithDiff(machine, spec, options)
       applied.checkpoint.release()
       return {...applied, machine}
     })
