@@ -2,6 +2,7 @@
 import {Flags} from '@oclif/core'
 
 import type {Geometry} from '../core/geometry.js'
+import type {RegimeName} from '../core/descriptor.js'
 import type {EditResult, LeafCounts} from '../core/mapper.js'
 import {formatSize, hex} from '../core/u64.js'
 
@@ -103,4 +104,12 @@ export function editLines(r: EditResult, g: Geometry, verbose = false): string[]
   if (made !== undefined) lines.push(made)
   if (r.orphanedTables > 0) lines.push(`${r.orphanedTables} table page(s) (${formatSize(BigInt(r.orphanedTables * g.granule))}) are now unreachable; the bump allocator cannot free them`)
   return lines
+}
+
+/** The warning for a mapping over the mapper's own tables: the guest (or EL2 code) can rewrite them. */
+export function tablesWarning(regime: RegimeName, ipa: bigint, size: bigint, tables: readonly bigint[], granule: number): string {
+  const who = regime === 'stage2' ? 'the guest can read and rewrite its own stage-2 tables' : 'EL2 code there can rewrite the tables that translate it'
+  const first = tables[0]!
+  const last = tables.at(-1)!
+  return `${hex(ipa)}-${hex(ipa + size)} maps ${tables.length} of the mapper's own table page(s) (${hex(first)}-${hex(last + BigInt(granule))}): ${who}; keep the heap out of the region (docs/layout.md)`
 }

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
-import {type CountsJson, contiguousLine, countsJson, describeCounts, total} from '../../cli/edit.js'
+import {type CountsJson, contiguousLine, countsJson, describeCounts, tablesWarning, total} from '../../cli/edit.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {parseLayout} from '../../cli/layout-file.js'
 import type {SnapshotDiff} from '../../core/diff.js'
@@ -12,7 +12,6 @@ import {type LayoutOutcome, applyLayoutWithDiff} from '../../core/layout.js'
 import type {Machine} from '../../core/machine.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {loadSnapshot, updateSnapshot, warn} from '../../snapshot/store.js'
-import {tablesWarning} from './region.js'
 
 export interface ApplyRegionJson {
   name: string

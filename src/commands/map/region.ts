@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
-import {type CountsJson, type TableListJson, contiguousLine, countsJson, describeCounts, editJson, editLines, total, verboseFlag} from '../../cli/edit.js'
+import {type CountsJson, type TableListJson, contiguousLine, countsJson, describeCounts, editJson, editLines, tablesWarning, total, verboseFlag} from '../../cli/edit.js'
 import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
@@ -11,7 +11,6 @@ import {MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {type AttributeRequest, resolveAttributes} from '../../core/attributes.js'
 import {ATTRS, type Attr, REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
-import type {IdentityMapper} from '../../core/mapper.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {parseU64} from '../../cli/numbers.js'
 import {updateSnapshot, warn} from '../../snapshot/store.js'
@@ -156,12 +155,4 @@ function mapperOptions(flags: {regime?: string; vmid?: number; 'l2-budget'?: num
 function parseGranularity(text: string | undefined): 'page' | bigint | undefined {
   if (text === undefined || text === 'page') return text
   return parseU64(text, '--granularity')
-}
-
-/** The warning for a mapping over the mapper's own tables: the guest (or EL2 code) can rewrite them. */
-export function tablesWarning(regime: IdentityMapper['state']['regime'], ipa: bigint, size: bigint, tables: readonly bigint[], granule: number): string {
-  const who = regime === 'stage2' ? 'the guest can read and rewrite its own stage-2 tables' : 'EL2 code there can rewrite the tables that translate it'
-  const first = tables[0]!
-  const last = tables.at(-1)!
-  return `${hex(ipa)}-${hex(ipa + size)} maps ${tables.length} of the mapper's own table page(s) (${hex(first)}-${hex(last + BigInt(granule))}): ${who}; keep the heap out of the region (docs/layout.md)`
 }
