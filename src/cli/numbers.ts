@@ -55,3 +55,12 @@ export function parseInteger(text: string, what: string, min: number, max: numbe
   if (value < BigInt(min) || value > BigInt(max)) throw new HvmemError('input', `${what}: ${quote(text)} is out of range (${min}..${max})`)
   return Number(value)
 }
+
+/** Parses hex bytes in memory order: "deadbeef", "de ad be ef", "de:ad:be:ef" (an optional 0x is not a number: byte order is as written). */
+export function parseHexBytes(text: string): Uint8Array {
+  const digits = text.replace(/^0x/i, '').replace(/[\s:_-]/g, '')
+  if (digits.length === 0 || !/^[0-9a-fA-F]+$/.test(digits) || digits.length % 2 !== 0) {
+    throw new HvmemError('input', `PATTERN: "${text}" is not hex bytes (pairs of hex digits, e.g. "deadbeef" or "de ad be ef"; --string for text, --u64 for a 64-bit value)`)
+  }
+  return Uint8Array.from(Buffer.from(digits, 'hex'))
+}

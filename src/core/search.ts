@@ -12,15 +12,6 @@ import {PAGE_BYTES} from './memory.js'
 /** The longest pattern: a few descriptors or a string, not a page. */
 export const MAX_PATTERN = 256
 
-/** Parses hex bytes in memory order: "deadbeef", "de ad be ef", "de:ad:be:ef" (an optional 0x is not a number: byte order is as written). */
-export function parseHexBytes(text: string): Uint8Array {
-  const digits = text.replace(/^0x/i, '').replace(/[\s:_-]/g, '')
-  if (digits.length === 0 || !/^[0-9a-fA-F]+$/.test(digits) || digits.length % 2 !== 0) {
-    throw new HvmemError('input', `PATTERN: "${text}" is not hex bytes (pairs of hex digits, e.g. "deadbeef" or "de ad be ef"; --string for text, --u64 for a 64-bit value)`)
-  }
-  return Uint8Array.from(Buffer.from(digits, 'hex'))
-}
-
 /** A 64-bit value as it lies in memory: 8 bytes, little-endian. */
 export function u64Bytes(value: bigint): Uint8Array {
   const bytes = new Uint8Array(8)

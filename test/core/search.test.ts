@@ -1,7 +1,8 @@
 import {describe, expect, it} from 'vitest'
 
 import {PhysicalMemory} from '../../src/core/memory.js'
-import {OutputIndex, parseHexBytes, searchMemory, u64Bytes} from '../../src/core/search.js'
+import {parseHexBytes} from '../../src/cli/numbers.js'
+import {OutputIndex, searchMemory, u64Bytes} from '../../src/core/search.js'
 import {expectHvmemError} from './helpers.js'
 
 const find = (memory: PhysicalMemory, pattern: string, from = memory.base, to = memory.end): bigint[] => [...searchMemory(memory, parseHexBytes(pattern), from, to)]
