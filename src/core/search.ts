@@ -37,7 +37,8 @@ export function* searchMemory(memory: PhysicalMemory, pattern: Uint8Array, from:
   const page = BigInt(PAGE_BYTES)
   const window = Buffer.alloc(carry + PAGE_BYTES)
   const inside = (at: bigint): boolean => at >= from && at + BigInt(n) <= to
-  let previous: {address: bigint; bytes: Uint8Array} | undefined
+  // the last page read: its address and its last `carry` bytes (the page itself is not held)
+  let previous: {address: bigint; tail: Uint8Array} | undefined
   /** hits in `buffer`, whose first byte is at `base` */
   function* hits(buffer: Buffer, base: bigint): Generator<bigint> {
     for (let i = buffer.indexOf(needle); i !== -1; i = buffer.indexOf(needle, i + 1)) {
@@ -46,10 +47,10 @@ export function* searchMemory(memory: PhysicalMemory, pattern: Uint8Array, from:
     }
   }
   /** after a page that no stored page follows: hits starting in its last bytes and running into zeros */
-  function* tail(p: {address: bigint; bytes: Uint8Array}): Generator<bigint> {
+  function* tail(p: {address: bigint; tail: Uint8Array}): Generator<bigint> {
     if (carry === 0) return
     const buffer = Buffer.alloc(2 * carry)
-    buffer.set(p.bytes.subarray(PAGE_BYTES - carry), 0)
+    buffer.set(p.tail, 0)
     yield* hits(buffer, p.address + page - BigInt(carry))
   }
   for (const [address, bytes] of memory.readNonZeroPages()) {
@@ -58,21 +59,13 @@ export function* searchMemory(memory: PhysicalMemory, pattern: Uint8Array, from:
     const adjacent = previous !== undefined && previous.address + page === address
     if (previous !== undefined && !adjacent) yield* tail(previous)
     // the bytes before this page: the previous page's last bytes, or zeros
-    if (adjacent) window.set(previous!.bytes.subarray(PAGE_BYTES - carry), 0)
+    if (adjacent) window.set(previous!.tail, 0)
     else window.fill(0, 0, carry)
     window.set(bytes, carry)
     yield* hits(window, address - BigInt(carry))
-    // keep only the tail: the page itself is not held
-    previous = {address, bytes: padTail(bytes.subarray(PAGE_BYTES - carry), carry)}
+    previous = {address, tail: bytes.slice(PAGE_BYTES - carry)}
   }
   if (previous !== undefined) yield* tail(previous)
-}
-
-/** The last `carry` bytes of a page, as a page-sized view would give them at its end (a PAGE_BYTES buffer, only its tail used). */
-function padTail(last: Uint8Array, carry: number): Uint8Array {
-  const full = new Uint8Array(PAGE_BYTES)
-  full.set(last, PAGE_BYTES - carry)
-  return full
 }
 
 /** A mapping range: input [start, end) to output [outputStart, outputStart + end - start). */
