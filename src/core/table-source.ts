@@ -49,8 +49,6 @@ function describe(image: TableImage, options: SourceOptions): string[] {
   ]
 }
 
-const hex16 = (value: bigint): string => `0x${value.toString(16).padStart(16, '0')}`
-
 /** The words of the image, 8 bytes each, little-endian. */
 function words(image: TableImage): BigUint64Array {
   return new BigUint64Array(image.bytes.buffer, image.bytes.byteOffset, image.bytes.length / 8)
@@ -59,18 +57,17 @@ function words(image: TableImage): BigUint64Array {
 /** GNU assembly for aarch64 (see the file comment). */
 export function renderAsm(image: TableImage, options: SourceOptions): string {
   const symbols = tableSymbols(image)
-  const tableSymbol = (_image: TableImage, address: bigint): string => symbols.get(address)!
   const out: string[] = []
   for (const line of describe(image, options)) out.push(`// ${line}`)
   out.push(`// Relocatable: link the section ${SECTION} anywhere ${hex(options.align)}-aligned; table pointers are symbol relocations.`)
   out.push('// Leaf output addresses are physical addresses and stay as they are.', '')
   out.push('        .arch   armv8-a', '')
   for (const r of options.registers)
-    out.push(`        .equ    HVMEM_${r.name}, ${hex16(r.value)}${r.name.startsWith('VTTBR') || r.name.startsWith('TTBR') ? '   // with the tables at the export base' : ''}`)
+    out.push(`        .equ    HVMEM_${r.name}, ${hex(r.value, 16)}${r.name.startsWith('VTTBR') || r.name.startsWith('TTBR') ? '   // with the tables at the export base' : ''}`)
   const ttbr = options.regime === 'stage2' ? 'VTTBR_EL2' : 'TTBR0_EL2'
   const ttbrValue = registerValue(options, ttbr)!
   const otherBits = ttbrValue & ~options.geometry.addressMask
-  out.push(`        .equ    HVMEM_${ttbr}_FLAGS, ${hex16(otherBits)}   // the bits besides BADDR`)
+  out.push(`        .equ    HVMEM_${ttbr}_FLAGS, ${hex(otherBits, 16)}   // the bits besides BADDR`)
   out.push(`        .equ    HVMEM_TABLES_BYTES, ${hex(BigInt(image.bytes.length))}`)
   out.push(`        .equ    HVMEM_TABLES_ALIGN, ${hex(options.align)}`, '')
 
@@ -90,17 +87,17 @@ export function renderAsm(image: TableImage, options: SourceOptions): string {
     const t = table.get(offset)
     if (t !== undefined) {
       flushZeros()
-      const symbol = tableSymbol(image, t.address)
+      const symbol = symbols.get(t.address)!
       out.push(`// L${t.level} table, ${t.bytes} bytes, at ${hex(t.address)} in the snapshot`, `        .global ${symbol}`, `${symbol}:`)
     }
     const p = pointer.get(offset)
     if (p !== undefined) {
       flushZeros()
-      out.push(`        .quad   ${tableSymbol(image, p.target)} + ${hex(p.attributes)}`)
+      out.push(`        .quad   ${symbols.get(p.target)!} + ${hex(p.attributes)}`)
     } else if (all[i] === 0n) zeros++
     else {
       flushZeros()
-      out.push(`        .quad   ${hex16(all[i]!)}`)
+      out.push(`        .quad   ${hex(all[i]!, 16)}`)
     }
   }
   flushZeros()
@@ -179,7 +176,6 @@ export const SECTION = '.rodata.hvmem_tables'
 /** A C header (see the file comment). */
 export function renderC(image: TableImage, options: SourceOptions): string {
   const symbols = tableSymbols(image)
-  const tableSymbol = (_image: TableImage, address: bigint): string => symbols.get(address)!
   const out: string[] = ['/*']
   for (const line of describe(image, options)) out.push(` * ${line}`)
   out.push(
@@ -196,9 +192,8 @@ export function renderC(image: TableImage, options: SourceOptions): string {
     `#define HVMEM_TABLES_ALIGN ${options.align}`,
     `#define HVMEM_GRANULE ${options.geometry.granule}`,
   )
-  for (const r of options.registers) out.push(`#define HVMEM_${r.name} ${hex16(r.value)}ULL`)
-  for (const t of image.tables)
-    out.push(`#define ${tableSymbol(image, t.address).toUpperCase()}_OFFSET ${hex(BigInt(t.offset))} /* L${t.level}, ${t.bytes} bytes, at ${hex(t.address)} in the snapshot */`)
+  for (const r of options.registers) out.push(`#define HVMEM_${r.name} ${hex(r.value, 16)}ULL`)
+  for (const t of image.tables) out.push(`#define ${symbols.get(t.address)!.toUpperCase()}_OFFSET ${hex(BigInt(t.offset))} /* L${t.level}, ${t.bytes} bytes, at ${hex(t.address)} in the snapshot */`)
   const all = words(image)
   out.push('', `static const uint64_t hvmem_tables[${all.length}] __attribute__((aligned(${options.align}), used)) = {`)
   const table = new Map(image.tables.map((t) => [t.offset, t]))
@@ -211,9 +206,9 @@ export function renderC(image: TableImage, options: SourceOptions): string {
     const t = table.get(i * 8)
     if (t !== undefined) {
       flush()
-      out.push(`    /* ${tableSymbol(image, t.address)}: L${t.level} table at offset ${hex(BigInt(t.offset))} */`)
+      out.push(`    /* ${symbols.get(t.address)!}: L${t.level} table at offset ${hex(BigInt(t.offset))} */`)
     }
-    line.push(`${hex16(all[i]!)}ULL`)
+    line.push(`${hex(all[i]!, 16)}ULL`)
     if (line.length === 4) flush()
   }
   flush()
