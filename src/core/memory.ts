@@ -273,7 +273,7 @@ export class PhysicalMemory {
     const pfns = held.length === 0 ? pending : pending.length === 0 ? held : mergeSorted(held, pending)
     for (const pfn of pfns) {
       const page = this.pages.get(pfn) ?? (this.pending.has(pfn) ? this.fetch(pfn, false) : undefined)
-      if (page !== undefined && !isZero(page)) yield [BigInt(pfn) << PAGE_SHIFT, page]
+      if (page !== undefined && !isZeroPage(page)) yield [BigInt(pfn) << PAGE_SHIFT, page]
     }
   }
 
@@ -389,8 +389,9 @@ export class PhysicalMemory {
   }
 }
 
-function isZero(page: Uint8Array): boolean {
-  // 32-bit words: no bigint per word (pages start 4-byte aligned, see loadPage and fetch)
+/** Whether a 4096-byte page holds only zero bytes (read as 32-bit words where it is 4-byte aligned, as memory's own pages are). */
+export function isZeroPage(page: Uint8Array): boolean {
+  if (page.byteOffset % 4 !== 0) return page.every((b) => b === 0)
   const words = new Uint32Array(page.buffer, page.byteOffset, PAGE_BYTES / 4)
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false
   return true

@@ -50,7 +50,7 @@ import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {DEFAULT_INPUT_BITS, GRANULES} from '../core/geometry.js'
 import {Machine, type MachineState, type RecordedRegister} from '../core/machine.js'
-import {PAGE_BYTES, PhysicalMemory} from '../core/memory.js'
+import {PAGE_BYTES, PhysicalMemory, isZeroPage} from '../core/memory.js'
 import {LITTLE_ENDIAN} from '../core/walker.js'
 import {type PageList, pageIndex} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
@@ -380,7 +380,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
     const actual = crc32(page)
     if (stored !== actual) bad(`page ${hex(addressOf(i))} checksum mismatch (stored ${hex(BigInt(stored), 8)}, computed ${hex(BigInt(actual), 8)}): the file is damaged`)
     // (a page whose CRC is not the zero page's holds a non-zero byte)
-    if (actual === ZERO_PAGE_CRC && isZero(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
+    if (actual === ZERO_PAGE_CRC && isZeroPage(page)) bad(`page ${hex(addressOf(i))} is stored but all zero (only non-zero pages are stored)`)
     return page
   }
   /** The checked bytes of the i-th stored page. */
@@ -508,7 +508,7 @@ function decodeV1(data: Buffer, name: string, bad: (why: string) => never): Mach
       if (address <= previous) bad(`page addresses out of order at entry ${i} (${hex(address)})`)
       previous = address
       const page = data.subarray(dataStart + i * PAGE_BYTES, dataStart + (i + 1) * PAGE_BYTES)
-      if (isZero(page)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
+      if (isZeroPage(page)) bad(`page ${hex(address)} is stored but all zero (only non-zero pages are stored)`)
       memory.loadPage(address, page)
     }
     return Machine.restore(state, memory)
@@ -537,10 +537,6 @@ function view(bytes: Uint8Array): Buffer {
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES)
 /** The CRC-32 of an all-zero page: a page with any other CRC is not all zero. */
 const ZERO_PAGE_CRC = crc32(ZERO_PAGE)
-
-function isZero(page: Uint8Array): boolean {
-  return ZERO_PAGE.equals(page)
-}
 
 /** Reports a core error raised while rebuilding the machine as an invalid snapshot, naming the file. */
 function asInvalid<T>(name: string, build: () => T): T {
@@ -614,7 +610,7 @@ export function encodeRecord(machine: Machine, previous: Pick<StoredPages, 'coun
   let count = previous.count
   for (const frame of memory.changedFrames()) {
     const page = memory.pageOfFrame(frame)
-    const stored = page !== undefined && !isZero(page) ? page : undefined
+    const stored = page !== undefined && !isZeroPage(page) ? page : undefined
     const existed = had(frame)
     if (stored === undefined && !existed) continue
     if (stored !== undefined && !existed) count++

@@ -7,7 +7,7 @@ import {progress} from '../../cli/progress.js'
 import {HvmemError} from '../../core/errors.js'
 import {DEFAULT_RAM_BASE} from '../../core/heap.js'
 import {Machine} from '../../core/machine.js'
-import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
+import {PAGE_BYTES, PhysicalMemory, isZeroPage} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {captureGuest, parseGdbAddress} from '../../gdb/capture.js'
 import {createSnapshot} from '../../snapshot/store.js'
@@ -70,8 +70,9 @@ Nothing is written unless the whole capture succeeds. A progress bar is drawn on
     let stored = 0
     for (let offset = 0; offset < ram.length; offset += PAGE_BYTES) {
       const page = ram.subarray(offset, offset + PAGE_BYTES)
-      if (page.every((b) => b === 0)) continue
-      memory.loadPage(capture.ramBase + BigInt(offset), page)
+      if (isZeroPage(page)) continue
+      // (a 4 KiB slice of the RAM read: memory takes it over rather than copying it)
+      memory.loadPage(capture.ramBase + BigInt(offset), page, undefined, {adopt: true})
       stored++
     }
     const machine = Machine.restore(
