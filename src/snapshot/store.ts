@@ -245,7 +245,7 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
     })
     if (info !== undefined) {
       if (!info.isFile()) throw new HvmemError('snapshot-invalid', `${path} exists and is not a regular file; choose another --snapshot`)
-      if (!force) throw new HvmemError('snapshot-exists', `${path} already exists; pass --force to replace it, or choose another --snapshot`)
+      if (!force) throw existsError(path)
     }
     stillOurs(held)
     await save(file, path, machine, held)
@@ -367,7 +367,30 @@ export async function withSnapshotSession<T>(path: string, body: (session: Snaps
 }
 
 /** An empty path names nothing (and would resolve to the current directory): bad input. */
-function checkPath(path: string): void {
+/** An existing snapshot that a create would replace; `ways` adds ways out besides --force (", --into to ..."). */
+function existsError(path: string, ways = ''): HvmemError {
+  return new HvmemError('snapshot-exists', `${path} already exists; pass --force to replace it, ${ways}or choose another --snapshot`)
+}
+
+/**
+ * For a command that creates a snapshot after slow work (reading an image, or a guest's RAM):
+ * refuses now what createSnapshot would refuse then (it checks again, under the lock): a path that
+ * names no file, or an existing file without `force`. `ways` as for existsError.
+ */
+export function refuseExistingSnapshot(path: string, force: boolean, ways = ''): void {
+  checkPath(path)
+  if (force) return
+  let existing: Stats | undefined
+  try {
+    existing = statSync(path, {throwIfNoEntry: false})
+  } catch {
+    existing = undefined // createSnapshot says what is wrong with the path
+  }
+  if (existing?.isFile()) throw existsError(path, ways)
+}
+
+/** Refuses a snapshot path that names no file: empty, or a directory's name. */
+export function checkPath(path: string): void {
   if (path === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
   // (a directory's name: no file to load, and its lock would be made beside the directory)
   if (path.endsWith('/')) throw new HvmemError('input', `the snapshot path ${JSON.stringify(path)} ends in "/", which names a directory; name a file, as ${JSON.stringify(`${path}hvmem.snap`)}`)

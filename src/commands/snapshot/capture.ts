@@ -1,16 +1,14 @@
-import {type Stats, statSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {u64Flag} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
-import {HvmemError} from '../../core/errors.js'
 import {DEFAULT_RAM_BASE} from '../../core/heap.js'
 import {Machine} from '../../core/machine.js'
 import {PAGE_BYTES, PhysicalMemory, isZeroPage} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {captureGuest, parseGdbAddress} from '../../gdb/capture.js'
-import {createSnapshot} from '../../snapshot/store.js'
+import {createSnapshot, refuseExistingSnapshot} from '../../snapshot/store.js'
 
 export interface CaptureJson {
   snapshot: string
@@ -45,16 +43,8 @@ Nothing is written unless the whole capture succeeds. A progress bar is drawn on
   async run(): Promise<CaptureJson> {
     const {flags} = await this.parse(SnapshotCapture)
     const address = parseGdbAddress(flags.gdb)
-    if (flags.snapshot === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
-    if (!flags.force) {
-      let existing: Stats | undefined
-      try {
-        existing = statSync(flags.snapshot, {throwIfNoEntry: false})
-      } catch {
-        existing = undefined
-      }
-      if (existing?.isFile()) throw new HvmemError('snapshot-exists', `${flags.snapshot} already exists; pass --force to replace it, or choose another --snapshot`)
-    }
+    // before reading RAM: what createSnapshot would refuse after it
+    refuseExistingSnapshot(flags.snapshot, flags.force)
     let bar: ReturnType<typeof progress> | undefined
     let capture
     try {

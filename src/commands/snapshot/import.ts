@@ -1,4 +1,3 @@
-import {type Stats, statSync} from 'node:fs'
 import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 
@@ -15,7 +14,7 @@ import {MAX_VMID} from '../../core/registers.js'
 import {PAGE_BYTES, PhysicalMemory} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {type RawImage, forEachImagePage, imagePageReader, openRawImageOrStdin, scanImage} from '../../snapshot/raw-image.js'
-import {createSnapshot, updateSnapshot} from '../../snapshot/store.js'
+import {checkPath, createSnapshot, refuseExistingSnapshot, updateSnapshot} from '../../snapshot/store.js'
 
 export interface ImportJson {
   snapshot: string
@@ -96,18 +95,10 @@ A progress bar is drawn on stderr for images of 16 MiB and more when stderr is a
       }
     }
     // Before reading a large image: the same message loadSnapshot/createSnapshot give.
-    if (flags.snapshot === '') throw new HvmemError('input', 'the snapshot path is empty; pass --snapshot FILE or set HVMEM_SNAPSHOT to a file name')
+    checkPath(flags.snapshot)
     if (args.raw !== '-' && resolve(args.raw) === resolve(flags.snapshot)) throw new HvmemError('input', `RAW ${args.raw} is the snapshot itself; import a raw image from another file`)
-    if (!flags.into && !flags.force) {
-      // Say so now, not after reading a large image (createSnapshot checks again under the lock).
-      let existing: Stats | undefined
-      try {
-        existing = statSync(flags.snapshot, {throwIfNoEntry: false})
-      } catch {
-        existing = undefined // createSnapshot says what is wrong with the path
-      }
-      if (existing?.isFile()) throw new HvmemError('snapshot-exists', `${flags.snapshot} already exists; pass --force to replace it, --into to write the image into it, or choose another --snapshot`)
-    }
+    // before reading a large image: what createSnapshot would refuse after it
+    refuseExistingSnapshot(flags.snapshot, flags.into || flags.force, '--into to write the image into it, ')
     const image = await openRawImageOrStdin(args.raw)
     try {
       checkImage({base: flags.base, length: BigInt(image.size)}, `RAW ${image.path}`)
