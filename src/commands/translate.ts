@@ -169,12 +169,12 @@ export default class Translate extends HvmemCommand {
     this.log(`Stage 1: ${describeEl1Range(t.stage1.range)}`)
     t.steps.forEach((s, i) => {
       const pa = t.fetches[i]?.stage2.output?.address
-      this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in IPA ${hex(s.table)}${pa === undefined ? '' : ` (PA ${hex(pa & ~0xfffn)})`}: ${hex(s.descriptor, 16)}  ${s.kind}`)
+      this.log(stepLine(s, 2, `IPA ${hex(s.table)}${pa === undefined ? '' : ` (PA ${hex(pa & ~0xfffn)})`}`))
     })
     const failedFetch = t.fault?.s1ptw === true ? t.fetches.at(-1) : undefined
     if (failedFetch !== undefined) {
       this.log(`  stage 2 of the level-${failedFetch.level} table at IPA ${hex(failedFetch.ipa)}:`)
-      for (const s of failedFetch.stage2.steps) this.log(`    L${s.level}[${s.index}]`.padEnd(13) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
+      for (const s of failedFetch.stage2.steps) this.log(stepLine(s, 4))
     }
     const o1 = t.stage1.output
     if (o1 !== undefined) {
@@ -182,7 +182,7 @@ export default class Translate extends HvmemCommand {
       this.log(
         `Stage 2: ${vttbr === undefined ? '' : `VTTBR_EL2 ${hex(vttbr.value)} `}${vtcr === undefined ? '' : `(VTCR_EL2 ${hex(vtcr.value)}: `}${describeWalk(s2.geometry)}${vtcr === undefined ? '' : ')'}`,
       )
-      for (const s of t.stage2!.steps) this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
+      for (const s of t.stage2!.steps) this.log(stepLine(s, 2))
       const o2 = t.stage2!.output
       if (o2 !== undefined)
         this.log(`  -> PA ${hex(o2.address)}  ${o2.leaf.memType} ${o2.leaf.shareability} ${o2.leaf.access} (${formatSize(o2.size)} ${o2.level === 3 ? 'page' : 'block'} at L${o2.level})`)
@@ -191,12 +191,7 @@ export default class Translate extends HvmemCommand {
     if (o !== undefined) {
       const perms = `${o.read ? 'R' : '-'}${o.write ? 'W' : '-'}${o.execute ? 'X' : '-'}`
       this.log(`${color.green('->')} ${color.bold(hex(o.address))}  ${o.memType} ${o.shareability} ${perms}  (both stages combined; ${formatSize(o.size)} mapped alike)`)
-    } else {
-      const f = t.fault!
-      this.log(
-        `${color.red('->')} ${color.bold(`${f.kind} fault`)}, level ${f.level}, stage ${f.stage}${f.s1ptw === true ? ' on the stage-1 table walk (S1PTW)' : ''} (FSC ${hex(BigInt(f.fsc), 2)}): ${f.reason}`,
-      )
-    }
+    } else this.log(faultLine(t.fault!))
     this.log(`PAR_EL1 ${hex(t.par)}`)
     return {
       ...translationJson(t),
@@ -210,19 +205,26 @@ export default class Translate extends HvmemCommand {
 
   /** The steps, the output or fault, `detail` (if any), PAR_EL1. */
   private logWalk(t: Translation, detail?: string): void {
-    for (const s of t.steps) this.log(`  L${s.level}[${s.index}]`.padEnd(11) + ` in ${hex(s.table)}: ${hex(s.descriptor, 16)}  ${s.kind}`)
+    for (const s of t.steps) this.log(stepLine(s, 2))
     const o = t.output
     if (o !== undefined) {
       const perms = `${o.read ? 'R' : '-'}${o.write ? 'W' : '-'}${o.execute ? 'X' : '-'}`
       const run = o.leaf.contiguous ? ', contiguous bit set' : ''
       this.log(`${color.green('->')} ${color.bold(hex(o.address))}  ${o.memType} ${o.shareability} ${perms}  (${formatSize(o.size)} ${o.level === 3 ? 'page' : 'block'} at L${o.level}${run})`)
-    } else {
-      const f = t.fault!
-      this.log(`${color.red('->')} ${color.bold(`${f.kind} fault`)}, level ${f.level}, stage ${f.stage} (FSC ${hex(BigInt(f.fsc), 2)}): ${f.reason}`)
-    }
+    } else this.log(faultLine(t.fault!))
     if (detail !== undefined) this.log(detail)
     this.log(`PAR_EL1 ${hex(t.par)}`)
   }
+}
+
+/** A walk's step, indented by `indent`: the entry, the table it is in (`where`, default its address), the descriptor and its kind. */
+function stepLine(s: Translation['steps'][number], indent: number, where = hex(s.table)): string {
+  return `${' '.repeat(indent)}L${s.level}[${s.index}]`.padEnd(indent + 9) + ` in ${where}: ${hex(s.descriptor, 16)}  ${s.kind}`
+}
+
+/** The fault a walk ended in (on the stage-1 table walk: S1PTW). */
+function faultLine(f: NonNullable<Translation['fault']>): string {
+  return `${color.red('->')} ${color.bold(`${f.kind} fault`)}, level ${f.level}, stage ${f.stage}${f.s1ptw === true ? ' on the stage-1 table walk (S1PTW)' : ''} (FSC ${hex(BigInt(f.fsc), 2)}): ${f.reason}`
 }
 
 function resultJson(t: Translation): WalkResultJson {
