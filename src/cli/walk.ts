@@ -292,23 +292,19 @@ export function walkEntries(memory: PhysicalMemory, target: WalkTarget): WalkEnt
 
 /**
  * The walk flags with what a captured snapshot recorded (snapshot capture) filled in: with no tables
- * named and no mapper, the regime the guest was running (EL1&0 if SCTLR_EL1.M, else EL2's stage 1 if
- * SCTLR_EL2.M, else stage 2 if HCR_EL2.VM); with --regime el1, stage1 or stage2 and no table given,
+ * named and no mapper, the regime the guest was running (Machine.runningRegime); with --regime el1, stage1 or stage2 and no table given,
  * that regime's recorded TTBRs, control register and MAIR; with `stage2` (translate --stage2) and no
  * stage-2 mapper, VTTBR_EL2 and VTCR_EL2 as well. Flags given always win.
  */
 export function withRecordedRegisters<F extends WalkFlags>(machine: Machine, flags: F, stage2 = false): F {
   if (machine.registers.length === 0) return flags
   const r = (name: string): bigint | undefined => machine.register(name)
-  const on = (name: string, bit: bigint): boolean => ((r(name) ?? 0n) & bit) !== 0n
   const named = flags.root !== undefined || flags.vttbr !== undefined || flags.ttbr0 !== undefined || flags.ttbr1 !== undefined
   let regime = flags.regime
   if (regime === undefined && !named) {
     if (machine.mapper !== undefined) return flags
-    if (r('TCR_EL1') !== undefined && on('SCTLR_EL1', 1n)) regime = 'el1'
-    else if (r('TCR_EL2') !== undefined && r('TTBR0_EL2') !== undefined && on('SCTLR_EL2', 1n)) regime = 'stage1'
-    else if (r('VTTBR_EL2') !== undefined && on('HCR_EL2', 1n)) regime = 'stage2'
-    else return flags
+    regime = machine.runningRegime()
+    if (regime === undefined) return flags
   }
   if (regime === 'el1' || (regime === undefined && (flags.ttbr0 !== undefined || flags.ttbr1 !== undefined))) {
     const tables = flags.ttbr0 === undefined && flags.ttbr1 === undefined ? {ttbr0: r('TTBR0_EL1'), ttbr1: r('TTBR1_EL1')} : {}

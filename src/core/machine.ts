@@ -35,6 +35,10 @@ export interface HeapResetResult {
   discardedTables: bigint[]
 }
 
+/** SCTLR_ELx.M (the stage-1 MMU enabled) and HCR_EL2.VM (stage 2 enabled): bit 0 of each. */
+const SCTLR_M = 1n
+const HCR_VM = 1n
+
 /** A point a machine can return to (Machine.checkpoint). */
 export interface Checkpoint {
   rollback(): void
@@ -73,6 +77,20 @@ export class Machine {
   static restore(state: MachineState, memory: PhysicalMemory): Machine {
     if (memory.base !== state.ram.base || memory.size !== state.ram.size) throw new HvmemError('snapshot-invalid', 'memory does not match the RAM layout')
     return new Machine(memory, new Heap(memory, BumpAllocator.fromState(state.heap)), state.mapper, state.registers ?? [])
+  }
+
+  /**
+   * The translation regime the recorded registers (snapshot capture) say was running: EL1&0 if
+   * SCTLR_EL1.M is set (and TCR_EL1 recorded), else the EL2 stage 1 if SCTLR_EL2.M is (and TCR_EL2,
+   * TTBR0_EL2 recorded), else stage 2 if HCR_EL2.VM is (and VTTBR_EL2 recorded); undefined otherwise.
+   */
+  runningRegime(): 'el1' | 'stage1' | 'stage2' | undefined {
+    const has = (name: string): boolean => this.register(name) !== undefined
+    const on = (name: string, bit: bigint): boolean => ((this.register(name) ?? 0n) & bit) !== 0n
+    if (has('TCR_EL1') && on('SCTLR_EL1', SCTLR_M)) return 'el1'
+    if (has('TCR_EL2') && has('TTBR0_EL2') && on('SCTLR_EL2', SCTLR_M)) return 'stage1'
+    if (has('VTTBR_EL2') && on('HCR_EL2', HCR_VM)) return 'stage2'
+    return undefined
   }
 
   /** A recorded register's value, by name (upper case), if the snapshot holds it. */
