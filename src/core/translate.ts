@@ -206,29 +206,74 @@ function permissions(regime: Regime, leaf: LeafFields): {read: boolean; write: b
   return {read: true, write: leaf.access === 'RW', execute: leaf.executable}
 }
 
-/**
- * MAIR-format nibble for a stage-2 cacheability (01 NC, 10 WT, 11 WB), allocation hints from stage 1
- * (RA, WA). The reserved inner value 00 leaves stage 1's write-back as it is (as QEMU does).
- */
-const S2_NIBBLE = [0b1111, 0b0100, 0b1011, 0b1111] as const
+/** Stage 1 under HCR_EL2.DC: Normal inner and outer write-back (MAIR 0xff), non-shareable. */
+const DC_STAGE1 = {mairAttr: 0xff, sh: 0b00}
 
 /**
  * Stage 2 combined with the guest's stage 1 under HCR_EL2.DC (Normal write-back, non-shareable), as
- * Arm ARM D8.5.5 combines them: the weaker cacheability wins, the more shareable wins, and Device or
- * Normal non-cacheable memory is always outer shareable.
+ * Arm ARM D8.5.5 combines them (combineAttributes).
  */
 function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
-  const memAttr = leaf.memAttr!
-  const outer = (memAttr >> 2) & 3
-  const inner = memAttr & 3
-  if (outer === 0) return {memType: leaf.memType, attr: inner << 2, sh: 0b10}
-  const attr = (S2_NIBBLE[outer]! << 4) | S2_NIBBLE[inner]!
-  // combined with stage 1's non-shareable: outer if either is outer, else inner if either is inner, else none
-  const sh = outer === 1 && inner === 1 ? 0b10 : leaf.sh === 0b10 || leaf.sh === 0b11 ? leaf.sh : 0b00
+  const {attr, sh} = combineAttributes(DC_STAGE1, leaf)
   return {memType: leaf.memType, attr, sh}
 }
 
 /** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects, and the descriptor's shareability as it is (as QEMU reports it, Device included). */
 function stage1Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
   return {memType: leaf.memType, attr: leaf.mairAttr!, sh: leaf.sh}
+}
+
+export interface CombinedAttributes {
+  /** MAIR-format memory type */
+  attr: number
+  /** PAR_EL1.SH: Device and Normal inner and outer Non-cacheable read as outer shareable */
+  sh: number
+  shareability: Shareability
+}
+
+/**
+ * Stage 2's MemAttr as a MAIR byte (QEMU's convert_stage2_attrs): Device 0b00dd keeps its type; a
+ * Normal cacheability (01 NC, 10 WT, 11 WB) becomes the MAIR nibble with read and write allocate
+ * for WT and WB. The reserved inner 00 reads as 0b0011, which the combining leaves to stage 1.
+ */
+export function stage2Mair(memAttr: number): number {
+  const outer = (memAttr >> 2) & 3
+  const inner = memAttr & 3
+  if (outer === 0) return inner << 2
+  const nibble = (c: number): number => (c << 2) | (c === 1 ? 0 : 3)
+  return (nibble(outer) << 4) | nibble(inner)
+}
+
+/** One cacheability nibble (inner or outer) of both stages: Non-cacheable wins, then write-through (allocation hints from stage 1), else stage 1's. */
+function combineNibble(s1: number, s2: number): number {
+  if (s1 === 0b0100 || s2 === 0b0100) return 0b0100
+  if (s1 >> 2 === 0 || s1 >> 2 === 2) return s1 // stage 1 write-through
+  if (s2 >> 2 === 2) return 0b1000 | (s1 & 3) // stage 2 write-through
+  return s1
+}
+
+/**
+ * Stage 1's memory type and shareability combined with stage 2's, HCR_EL2.FWB clear (Arm ARM D8.5.5
+ * "Combining the stage 1 and stage 2 attributes", CombineS1S2Desc; QEMU's combine_cacheattrs and
+ * combined_attrs_nofwb):
+ * - Device at either stage gives Device, the stricter type winning (nGnRnE, then nGnRE, then nGRE, GRE).
+ * - Normal at both: inner and outer cacheability each the weaker (NC, then WT, then WB), the
+ *   allocation hints stage 1's. Stage 1's Tagged Normal (0xf0) stays Tagged when the result is write-back.
+ * - Shareability: outer if either is outer, else inner if either is inner, else non-shareable; any
+ *   Device, and Normal inner and outer Non-cacheable, is outer shareable.
+ */
+export function combineAttributes(s1: Pick<LeafFields, 'mairAttr' | 'sh'>, s2: Pick<LeafFields, 'memAttr' | 'sh'>): CombinedAttributes {
+  const tagged = s1.mairAttr === 0xf0
+  const a1 = tagged ? 0xff : s1.mairAttr!
+  const a2 = stage2Mair(s2.memAttr!)
+  let attr: number
+  if (a1 >> 4 === 0 || a2 >> 4 === 0) {
+    const lo1 = a1 >> 4 === 0 ? a1 & 0xf : 0xc
+    const lo2 = a2 >> 4 === 0 ? a2 & 0xf : 0xc
+    attr = Math.min(lo1, lo2) // 0 nGnRnE, 4 nGnRE, 8 nGRE, 0xc GRE: the smaller the stricter
+  } else attr = (combineNibble(a1 >> 4, a2 >> 4) << 4) | combineNibble(a1 & 0xf, a2 & 0xf)
+  let sh = s1.sh === 0b10 || s2.sh === 0b10 ? 0b10 : s1.sh === 0b11 || s2.sh === 0b11 ? 0b11 : 0b00
+  if (attr >> 4 === 0 || attr === 0x44) sh = 0b10
+  if (tagged && attr === 0xff) attr = 0xf0
+  return {attr, sh, shareability: SHAREABILITY[sh]!}
 }

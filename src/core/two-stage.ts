@@ -15,12 +15,12 @@
  * - Otherwise the PA is stage 2's, permissions are both stages' (each must allow the access), and the
  *   memory type and shareability are combined with HCR_EL2.FWB clear (combineAttributes).
  */
-import {type LeafFields, type Regime, SHAREABILITY, type Shareability} from './descriptor.js'
+import type {LeafFields, Regime} from './descriptor.js'
 import {type El1Access, type El1Translation, type El1Walk, translateEl1} from './el1.js'
 import type {Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {mairTypeName} from './stage1.js'
-import {PA_MASK, PAR_BIT11, PAR_NS, PAR_PTW, PAR_S, type Output, TableFetchFault, type Translation, fscOf, translate} from './translate.js'
+import {PA_MASK, PAR_BIT11, PAR_NS, PAR_PTW, PAR_S, type Output, TableFetchFault, type Translation, combineAttributes, fscOf, translate} from './translate.js'
 import {hex} from './u64.js'
 import type {TableAccess} from './walker.js'
 
@@ -133,57 +133,5 @@ export function stage2Executable(leaf: LeafFields, el0: boolean): boolean {
   return el0 ? xn === 0 || xn === 1 : xn === 0 || xn === 3
 }
 
-export interface CombinedAttributes {
-  /** MAIR-format memory type */
-  attr: number
-  /** PAR_EL1.SH: Device and Normal inner and outer Non-cacheable read as outer shareable */
-  sh: number
-  shareability: Shareability
-}
-
-/**
- * Stage 2's MemAttr as a MAIR byte (QEMU's convert_stage2_attrs): Device 0b00dd keeps its type; a
- * Normal cacheability (01 NC, 10 WT, 11 WB) becomes the MAIR nibble with read and write allocate
- * for WT and WB. The reserved inner 00 reads as 0b0011, which the combining leaves to stage 1.
- */
-export function stage2Mair(memAttr: number): number {
-  const outer = (memAttr >> 2) & 3
-  const inner = memAttr & 3
-  if (outer === 0) return inner << 2
-  const nibble = (c: number): number => (c << 2) | (c === 1 ? 0 : 3)
-  return (nibble(outer) << 4) | nibble(inner)
-}
-
-/** One cacheability nibble (inner or outer) of both stages: Non-cacheable wins, then write-through (allocation hints from stage 1), else stage 1's. */
-function combineNibble(s1: number, s2: number): number {
-  if (s1 === 0b0100 || s2 === 0b0100) return 0b0100
-  if (s1 >> 2 === 0 || s1 >> 2 === 2) return s1 // stage 1 write-through
-  if (s2 >> 2 === 2) return 0b1000 | (s1 & 3) // stage 2 write-through
-  return s1
-}
-
-/**
- * Stage 1's memory type and shareability combined with stage 2's, HCR_EL2.FWB clear (Arm ARM D8.5.5
- * "Combining the stage 1 and stage 2 attributes", CombineS1S2Desc; QEMU's combine_cacheattrs and
- * combined_attrs_nofwb):
- * - Device at either stage gives Device, the stricter type winning (nGnRnE, then nGnRE, then nGRE, GRE).
- * - Normal at both: inner and outer cacheability each the weaker (NC, then WT, then WB), the
- *   allocation hints stage 1's. Stage 1's Tagged Normal (0xf0) stays Tagged when the result is write-back.
- * - Shareability: outer if either is outer, else inner if either is inner, else non-shareable; any
- *   Device, and Normal inner and outer Non-cacheable, is outer shareable.
- */
-export function combineAttributes(s1: LeafFields, s2: LeafFields): CombinedAttributes {
-  const tagged = s1.mairAttr === 0xf0
-  const a1 = tagged ? 0xff : s1.mairAttr!
-  const a2 = stage2Mair(s2.memAttr!)
-  let attr: number
-  if (a1 >> 4 === 0 || a2 >> 4 === 0) {
-    const lo1 = a1 >> 4 === 0 ? a1 & 0xf : 0xc
-    const lo2 = a2 >> 4 === 0 ? a2 & 0xf : 0xc
-    attr = Math.min(lo1, lo2) // 0 nGnRnE, 4 nGnRE, 8 nGRE, 0xc GRE: the smaller the stricter
-  } else attr = (combineNibble(a1 >> 4, a2 >> 4) << 4) | combineNibble(a1 & 0xf, a2 & 0xf)
-  let sh = s1.sh === 0b10 || s2.sh === 0b10 ? 0b10 : s1.sh === 0b11 || s2.sh === 0b11 ? 0b11 : 0b00
-  if (attr >> 4 === 0 || attr === 0x44) sh = 0b10
-  if (tagged && attr === 0xff) attr = 0xf0
-  return {attr, sh, shareability: SHAREABILITY[sh]!}
-}
+// (the attribute combining is translate.ts's, which a stage-2 walk under HCR_EL2.DC uses too)
+export {type CombinedAttributes, combineAttributes, stage2Mair} from './translate.js'
