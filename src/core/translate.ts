@@ -92,6 +92,16 @@ export interface AccessKind {
 /** PAR_EL1.PA and a table address: bits 51:12 (52 bits with FEAT_LPA2) */
 export const PA_MASK = 0x000f_ffff_ffff_f000n
 export const PAR_F = 1n
+
+/** PAR_EL1 after a fault at `stage` with fault status code `fsc` (F set; PTW is the caller's to add). */
+export function faultPar(stage: number, fsc: number): bigint {
+  return PAR_BIT11 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
+}
+
+/** PAR_EL1 after a translation to `address` with MAIR-format memory type `attr` and shareability `sh` (non-secure). */
+export function outputPar(attr: number, address: bigint, sh: number): bigint {
+  return (BigInt(attr) << 56n) | (address & PA_MASK) | PAR_BIT11 | PAR_NS | (BigInt(sh) << 7n)
+}
 /** on a fault: the fault was at stage 2 */
 export const PAR_S = 1n << 9n
 /** on a fault: a stage-2 fault on a stage-1 table walk */
@@ -125,7 +135,7 @@ export function translate(
   const stage = regime.stage
   const fail = (kind: FaultKind, level: number, reason: string): Translation => {
     const fsc = fscOf(kind, level)
-    const par = PAR_BIT11 | (stage === 2 ? PAR_S : 0n) | (BigInt(fsc) << 1n) | PAR_F
+    const par = faultPar(stage, fsc)
     return {input, write, exec, steps, fault: {kind, level, stage, fsc, reason}, par}
   }
 
@@ -195,7 +205,7 @@ export function translate(
   function success(level: number, leaf: LeafFields, size: bigint, perms: {read: boolean; write: boolean; execute: boolean; el1?: El1Permissions}): Translation {
     const effective = regime.stage === 2 ? stage2Effective(leaf) : stage1Effective(leaf)
     const address = leaf.outputAddress | (input & (size - 1n))
-    const par = (BigInt(effective.attr) << 56n) | (address & PA_MASK) | PAR_BIT11 | PAR_NS | (BigInt(effective.sh) << 7n)
+    const par = outputPar(effective.attr, address, effective.sh)
     return {input, write, exec, steps, output: {address, level, size, leaf, ...effective, shareability: SHAREABILITY[effective.sh]!, ...perms}, par}
   }
 }

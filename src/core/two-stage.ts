@@ -20,7 +20,7 @@ import {type El1Access, type El1Translation, type El1Walk, translateEl1} from '.
 import type {Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {mairTypeName} from './stage1.js'
-import {PA_MASK, PAR_BIT11, PAR_NS, PAR_PTW, PAR_S, type Output, TableFetchFault, type Translation, combineAttributes, fscOf, translate} from './translate.js'
+import {PA_MASK, PAR_PTW, type Output, TableFetchFault, type Translation, combineAttributes, faultPar, fscOf, outputPar, translate} from './translate.js'
 import {hex} from './u64.js'
 import type {TableAccess} from './walker.js'
 
@@ -75,15 +75,12 @@ export function translateTwoStage(memory: PhysicalMemory, walk: El1Walk, s2: Sta
       const o = t.output!
       if (options.ptw === true && (o.attr & 0xf0) === 0) {
         const fsc = fscOf('permission', o.level)
-        throw new TableFetchFault(
-          {kind: 'permission', level: o.level, stage: 2, fsc, reason: `${where} is ${o.memType} memory at stage 2 (HCR_EL2.PTW)`, s1ptw: true},
-          PAR_BIT11 | PAR_S | PAR_PTW | (BigInt(fsc) << 1n) | 1n,
-        )
+        throw new TableFetchFault({kind: 'permission', level: o.level, stage: 2, fsc, reason: `${where} is ${o.memType} memory at stage 2 (HCR_EL2.PTW)`, s1ptw: true}, faultPar(2, fsc) | PAR_PTW)
       }
       const pa = o.address & PA_MASK
       if (!memory.contains(pa, 8n)) {
         const fsc = fscOf('external-abort', level)
-        throw new TableFetchFault({kind: 'external-abort', level, stage: 1, fsc, reason: `${where} is at PA ${hex(pa)}, outside RAM`}, PAR_BIT11 | (BigInt(fsc) << 1n) | 1n)
+        throw new TableFetchFault({kind: 'external-abort', level, stage: 1, fsc, reason: `${where} is at PA ${hex(pa)}, outside RAM`}, faultPar(1, fsc))
       }
       return memory.pageOfFrame(Number(pa / 4096n))
     },
@@ -120,10 +117,10 @@ export function translateTwoStage(memory: PhysicalMemory, walk: El1Walk, s2: Sta
       ...base,
       stage2,
       fault: {kind: 'permission', level: o2.level, stage: 2, fsc, reason: `the IPA ${hex(s1.address)}: execution is not allowed at stage 2 (XN ${o2.leaf.xn ?? 0})`},
-      par: PAR_BIT11 | PAR_S | (BigInt(fsc) << 1n) | 1n,
+      par: faultPar(2, fsc),
     }
   }
-  const par = (BigInt(combined.attr) << 56n) | (address & PA_MASK) | PAR_BIT11 | PAR_NS | (BigInt(combined.sh) << 7n)
+  const par = outputPar(combined.attr, address, combined.sh)
   return {...base, stage2, output, par}
 }
 
