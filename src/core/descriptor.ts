@@ -167,9 +167,11 @@ export class Regime {
   private readonly leaves = new Map<bigint, LeafFields>()
 }
 
-/** The fields every leaf has, in either regime. */
-export function commonLeafFields(descriptor: bigint): Pick<LeafFields, 'sh' | 'shareability' | 'af' | 'executable' | 'contiguous' | 'software'> {
-  const sh = Number((descriptor >> 8n) & 3n)
+/**
+ * The fields every leaf has, in either regime. `sh`: the shareability, where the descriptor's bits
+ * 9:8 hold output address bits instead (FEAT_LPA2: it is TCR's or VTCR's SH then).
+ */
+export function commonLeafFields(descriptor: bigint, sh = Number((descriptor >> 8n) & 3n)): Pick<LeafFields, 'sh' | 'shareability' | 'af' | 'executable' | 'contiguous' | 'software'> {
   return {
     sh,
     shareability: SHAREABILITY[sh]!,

@@ -19,7 +19,7 @@
  * Each range is its own Geometry, walked by the one walker at the offset of the range's VA.
  */
 import {checkControlBits} from './control-bits.js'
-import {type LeafFields, Regime, SHAREABILITY} from './descriptor.js'
+import {type LeafFields, Regime} from './descriptor.js'
 import type {El1Context} from './el1-permissions.js'
 import {HvmemError} from './errors.js'
 import {type Geometry, type Granule, LPA2_BITS, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, stage1Geometry} from './geometry.js'
@@ -127,14 +127,13 @@ export function el1Regime(mair: bigint, sh?: number): Regime {
     stage: 1,
     attrBits: STAGE1_ATTR_BITS,
     decodeLeaf(descriptor: bigint, outputAddress: bigint): LeafFields {
-      const fields = stage1LeafFields(descriptor, outputAddress, mair)
+      const fields = stage1LeafFields(descriptor, outputAddress, mair, sh)
       const ap = Number((descriptor >> 6n) & 3n)
       const pxn = ((descriptor >> 53n) & 1n) === 1n
       const uxn = ((descriptor >> 54n) & 1n) === 1n
       const el0Access = (ap & 1) === 0 ? 'none' : (ap & 2) !== 0 ? 'RO' : 'RW'
       return {
         ...fields,
-        ...(sh === undefined ? {} : {sh, shareability: SHAREABILITY[sh]!}),
         executable: !pxn && el0Access !== 'RW',
         el0Access,
         el0Executable: !uxn,

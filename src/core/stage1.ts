@@ -4,7 +4,7 @@
  * level and one VA range: AP[1] and PXN do not apply, AP[2] (bit 7) makes a leaf read-only,
  * XN (bit 54) execute-never.
  */
-import {type LeafFields, Regime, SHAREABILITY, commonLeafFields} from './descriptor.js'
+import {type LeafFields, Regime, commonLeafFields} from './descriptor.js'
 
 /**
  * MAIR_EL2 = 0x0000_0000_0004_ff00:
@@ -51,9 +51,10 @@ export function mairAttrAt(mair: bigint, index: number): number {
 
 /**
  * A stage-1 leaf's fields as every stage-1 regime reads them: AttrIndx through `mair`, AP[2] as
- * read-only, and the fields common to both stages (the EL1&0 regime adds its own to these).
+ * read-only, and the fields common to both stages (the EL1&0 regime adds its own to these); `sh` as
+ * for commonLeafFields.
  */
-export function stage1LeafFields(descriptor: bigint, outputAddress: bigint, mair: bigint): LeafFields {
+export function stage1LeafFields(descriptor: bigint, outputAddress: bigint, mair: bigint, sh?: number): LeafFields {
   const attrIndx = Number((descriptor >> 2n) & 7n)
   const mairAttr = mairAttrAt(mair, attrIndx)
   const ap = Number((descriptor >> 6n) & 3n)
@@ -61,7 +62,7 @@ export function stage1LeafFields(descriptor: bigint, outputAddress: bigint, mair
     outputAddress,
     memType: mairTypeName(mairAttr),
     access: (ap & 2) !== 0 ? 'RO' : 'RW',
-    ...commonLeafFields(descriptor),
+    ...commonLeafFields(descriptor, sh),
     attrIndx,
     mairAttr,
     ap,
@@ -78,10 +79,7 @@ export function stage1Regime(mair: bigint, sh?: number): Regime {
     name: 'stage1',
     stage: 1,
     attrBits: STAGE1_ATTR_BITS,
-    decodeLeaf: (descriptor: bigint, outputAddress: bigint): LeafFields => {
-      const fields = stage1LeafFields(descriptor, outputAddress, mair)
-      return sh === undefined ? fields : {...fields, sh, shareability: SHAREABILITY[sh]!}
-    },
+    decodeLeaf: (descriptor: bigint, outputAddress: bigint): LeafFields => stage1LeafFields(descriptor, outputAddress, mair, sh),
   })
 }
 

@@ -3,7 +3,7 @@
  * attributes", and D8.3 "Translation table descriptor formats" for the fields; hvmem's encodings are in
  * docs/regimes.md, "Stage-2 encodings").
  */
-import {type Access, type LeafFields, Regime, SHAREABILITY, commonLeafFields} from './descriptor.js'
+import {type Access, type LeafFields, Regime, commonLeafFields} from './descriptor.js'
 
 /**
  * Leaf attribute bits, KVM-compatible:
@@ -48,8 +48,7 @@ export function stage2Regime(sh?: number): Regime {
         outputAddress,
         memType: memTypeName(memAttr),
         access: S2AP[s2ap]!,
-        ...commonLeafFields(descriptor),
-        ...(sh === undefined ? {} : {sh, shareability: SHAREABILITY[sh]!}),
+        ...commonLeafFields(descriptor, sh),
         memAttr,
         s2ap,
         xn: Number((descriptor >> 53n) & 3n),
