@@ -144,8 +144,8 @@ export function translate(
   if (input < 0n || input >= geometry.inputLimit) return fail('translation', 0, `the address is outside the ${geometry.inputBits}-bit input address space (T0SZ ${64 - geometry.inputBits})`)
   const rootTable = root & PA_MASK
   const start = geometry.startLevel
-  if (source === undefined && !memory.contains(rootTable + BigInt(8 * geometry.index(input, start)), 8n))
-    return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
+  const reader = source ?? memoryAccess(memory)
+  if (!reader.inRam(Number(rootTable) + 8 * geometry.index(input, start), 8)) return fail('external-abort', start, `the level-${start} table at 0x${rootTable.toString(16)} is outside RAM`)
   const paLimit = geometry.paLimit
   let result: Translation | undefined
   /** the hierarchical attributes of the table descriptors walked (EL1&0: tableAttrBits, ORed) */
@@ -161,7 +161,7 @@ export function translate(
   return result!
 
   function walkOne(): void {
-    new TableWalker(source ?? memoryAccess(memory), geometry).walk(
+    new TableWalker(reader, geometry).walk(
       Number(rootTable),
       at,
       at + 1,
