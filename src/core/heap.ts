@@ -53,7 +53,7 @@ export class Heap {
 
   allocAligned(size: bigint, align: bigint): bigint {
     const at = this.allocator.allocAligned(size, align)
-    if (at === undefined) throw this.exhausted(size, align)
+    if (at === undefined) throw heapExhausted(this.allocator, size, align)
     return at
   }
 
@@ -92,18 +92,18 @@ export class Heap {
     const a = this.allocator
     return {start: a.start, end: a.end, size: a.size, next: a.next, allocated: a.allocated(), remaining: a.remaining(), padding: a.padding()}
   }
+}
 
-  private exhausted(size: bigint, align: bigint): HvmemError {
-    const a = this.allocator
-    if (!this.present) {
-      return new HvmemError(
-        'heap-exhausted',
-        `the snapshot has no heap (its RAM is a whole memory image), so nothing can be allocated for ${size} bytes; reading its tables needs none, but to build tables import the image again with --ram-size (RAM above the image) or --heap-start and --heap-size (all-zero pages in it)`,
-      )
-    }
+/** The 'heap-exhausted' error for an allocation of `size` bytes (`align`) that `a` cannot make (a heap of size 0: no heap at all). */
+export function heapExhausted(a: BumpAllocator, size: bigint, align: bigint): HvmemError {
+  if (a.size === 0n) {
     return new HvmemError(
       'heap-exhausted',
-      `heap exhausted: ${size} bytes (align ${align}) requested but ${a.remaining()} bytes remain at ${hex(a.next)} in heap ${hex(a.start)}-${hex(a.end)}; make a larger heap with "heap init --force --size"`,
+      `the snapshot has no heap (its RAM is a whole memory image), so nothing can be allocated for ${size} bytes; reading its tables needs none, but to build tables import the image again with --ram-size (RAM above the image) or --heap-start and --heap-size (all-zero pages in it)`,
     )
   }
+  return new HvmemError(
+    'heap-exhausted',
+    `heap exhausted: ${size} bytes (align ${align}) requested but ${a.remaining()} bytes remain at ${hex(a.next)} in heap ${hex(a.start)}-${hex(a.end)}; make a larger heap with "heap init --force --size"`,
+  )
 }

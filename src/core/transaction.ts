@@ -1,6 +1,6 @@
 import {BumpAllocator} from './allocator.js'
 import {MEMORY_PAGE} from './geometry.js'
-import {Heap} from './heap.js'
+import {type Heap, heapExhausted} from './heap.js'
 import type {TableAccess} from './walker.js'
 import {memoryAccess} from './walker.js'
 
@@ -109,9 +109,7 @@ export class TableTransaction implements TableAccess {
   /** Throws the heap's own 'heap-exhausted' error for an allocation that does not fit after this transaction's. */
   private exhausted(bytes: number, align: number): never {
     const state = this.heap.allocator.state()
-    const trial = new Heap(this.heap.memory, BumpAllocator.fromState({...state, next: BigInt(this.next), allocated: state.allocated + BigInt(this.allocated)}))
-    trial.allocAligned(BigInt(bytes), BigInt(align))
-    throw new Error(`allocTable: ${bytes} bytes fit in the heap after all`)
+    throw heapExhausted(BumpAllocator.fromState({...state, next: BigInt(this.next), allocated: state.allocated + BigInt(this.allocated)}), BigInt(bytes), BigInt(align))
   }
 
   /** A zeroed 4 KiB page for a new table or a copy; `need`: the pages wanted from this one on (a table's). */
