@@ -20,17 +20,20 @@ export interface HeapStatus {
   padding: bigint
 }
 
-/**
- * Checks a RAM/heap layout: RAM page-aligned and below the 40-bit PA limit of VTCR_EL2.PS (tables in it
- * must be walkable), the heap page-aligned and inside RAM.
- */
-export function checkLayout(ramBase: bigint, ramSize: bigint, heapBase: bigint, heapSize: bigint): void {
-  const fail = (what: string): never => {
-    throw new HvmemError('input', what)
-  }
+const fail = (what: string): never => {
+  throw new HvmemError('input', what)
+}
+
+/** Checks RAM: page-aligned and below the 40-bit PA limit of VTCR_EL2.PS (tables in it must be walkable). */
+export function checkRam(ramBase: bigint, ramSize: bigint): void {
   if (ramBase < 0n || ramSize <= 0n || !isAligned(ramBase, PAGE_SIZE) || !isAligned(ramSize, PAGE_SIZE))
     fail(`RAM base and size must be non-zero multiples of 4 KiB (got ${hex(ramBase)} + ${hex(ramSize)})`)
   if (ramBase + ramSize > PA_LIMIT) fail(`RAM ${hex(ramBase)}-${hex(ramBase + ramSize)} ends past the 40-bit physical address space (${hex(PA_LIMIT)}, VTCR_EL2.PS)`)
+}
+
+/** Checks a RAM/heap layout: RAM as checkRam does, the heap page-aligned and inside RAM. */
+export function checkLayout(ramBase: bigint, ramSize: bigint, heapBase: bigint, heapSize: bigint): void {
+  checkRam(ramBase, ramSize)
   if (heapSize <= 0n || !isAligned(heapBase, PAGE_SIZE) || !isAligned(heapSize, PAGE_SIZE)) fail(`heap base and size must be non-zero multiples of 4 KiB (got ${hex(heapBase)} + ${hex(heapSize)})`)
   if (heapBase < ramBase || heapBase + heapSize > ramBase + ramSize) fail(`heap ${hex(heapBase)}-${hex(heapBase + heapSize)} is not inside RAM ${hex(ramBase)}-${hex(ramBase + ramSize)}`)
 }
@@ -42,7 +45,7 @@ export class Heap {
     readonly allocator: BumpAllocator,
   ) {
     // A heap of size 0 is no heap (an imported full RAM image): RAM is checked, allocations fail.
-    if (allocator.size === 0n) checkLayout(memory.base, memory.size, memory.base, PAGE_SIZE)
+    if (allocator.size === 0n) checkRam(memory.base, memory.size)
     else checkLayout(memory.base, memory.size, allocator.start, allocator.size)
   }
 
