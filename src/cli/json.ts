@@ -58,8 +58,13 @@ export function mapperJson(m: IdentityMapper): MapperJson {
     l2Budget: m.state.l2Budget,
     l2Tables: m.l2Tables().map((t) => hex(t)),
     orphanedTables: m.state.orphanedTables,
-    registers: Object.fromEntries(m.registers().map((r) => [r.name, hex(r.value)])),
+    registers: registersJson(m.registers()),
   }
+}
+
+/** Register values by name, as hex strings: `{"VTTBR_EL2": "0x...", ...}`. */
+export function registersJson(registers: ReadonlyArray<{name: string; value: bigint}>): Record<string, string> {
+  return Object.fromEntries(registers.map((r) => [r.name, hex(r.value)]))
 }
 
 /** The translation-table registers in one line, e.g. "VTTBR_EL2 0x41000000  VTCR_EL2 0x80023559". */

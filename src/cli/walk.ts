@@ -19,6 +19,7 @@ import {hex} from '../core/u64.js'
 import {type WalkEntry, walkEntries as entriesOf} from '../core/walker.js'
 import {intFlag, u64Flag} from './flags.js'
 import {requireMapper} from './mapper.js'
+import {registersJson} from './json.js'
 
 export const walkFlags = {
   root: u64Flag({
@@ -100,7 +101,7 @@ export function walkJson(t: WalkTarget): WalkJson {
     startLevel: t.geometry.startLevel,
     inputBits: t.geometry.inputBits,
     paBits: t.geometry.paBits,
-    registers: Object.fromEntries(t.registers.map((r) => [r.name, hex(r.value)])),
+    registers: registersJson(t.registers),
     ...(t.table === undefined || t.table.base === t.table.value ? {} : {rootRegister: tableBaseJson(t.table)}),
   }
 }
@@ -144,7 +145,7 @@ export function el1RangeJson(r: El1Range): El1RangeJson {
 }
 
 export function el1WalkJson(w: El1Walk): El1WalkJson {
-  return {regime: 'el1', paBits: w.tcr.paBits, registers: Object.fromEntries(w.registers.map((r) => [r.name, hex(r.value)])), ranges: [el1RangeJson(w.lower), el1RangeJson(w.upper)]}
+  return {regime: 'el1', paBits: w.tcr.paBits, registers: registersJson(w.registers), ranges: [el1RangeJson(w.lower), el1RangeJson(w.upper)]}
 }
 
 /** `TTBR1_EL1 0x...(ASID 5): 4K granule, start level 1, 39-bit VA from 0xffffff8000000000` / `... walks disabled (EPD1)` */

@@ -4,6 +4,7 @@ import {color, table} from '../cli/style.js'
 import type {RegimeName} from '../core/descriptor.js'
 import {hex} from '../core/u64.js'
 import {loadSnapshot} from '../snapshot/store.js'
+import {registersJson} from '../cli/json.js'
 
 export interface RegsJson {
   /** the mapper's regime; null in a captured snapshot without one */
@@ -21,7 +22,7 @@ export default class Regs extends HvmemCommand {
   async run(): Promise<RegsJson> {
     const {flags} = await this.parse(Regs)
     const machine = await loadSnapshot(flags.snapshot)
-    const recorded = machine.registers.length === 0 ? {} : {recorded: Object.fromEntries(machine.registers.map((r) => [r.name, hex(r.value)]))}
+    const recorded = machine.registers.length === 0 ? {} : {recorded: registersJson(machine.registers)}
     if (machine.registers.length > 0) {
       this.log(color.bold('Recorded by snapshot capture:'))
       const t = table(['register', 'value'], {align: ['left', 'right']})

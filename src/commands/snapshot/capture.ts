@@ -9,6 +9,7 @@ import {PAGE_BYTES, PhysicalMemory, isZeroPage} from '../../core/memory.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {captureGuest, parseGdbAddress} from '../../gdb/capture.js'
 import {createSnapshot, refuseExistingSnapshot} from '../../snapshot/store.js'
+import {registersJson} from '../../cli/json.js'
 
 export interface CaptureJson {
   snapshot: string
@@ -78,7 +79,7 @@ Nothing is written unless the whole capture succeeds. A progress bar is drawn on
       ramSizeFrom: capture.ramSizeFrom,
       pagesStored: stored,
       zeroPagesSkipped: pages - stored,
-      registers: Object.fromEntries(capture.registers.map((r) => [r.name, hex(r.value)])),
+      registers: registersJson(capture.registers),
     }
     this.log(
       `Captured RAM ${json.ram.base}-${json.ram.end} (${formatSize(capture.ramSize)}${capture.ramSizeFrom === 'monitor' ? ", size from QEMU's info mtree" : ''}) from the gdbstub at ${json.gdb} into new snapshot ${flags.snapshot}: ${stored} page(s) stored, ${pages - stored} all-zero page(s) skipped; no heap`,

@@ -13,6 +13,7 @@ import {type TableImage, buildTableImage, misalignedTable, tableSpan} from '../.
 import {renderAsm, renderC} from '../../core/table-source.js'
 import {hex} from '../../core/u64.js'
 import {loadSnapshot, snapshotTarget, writeOutputFile} from '../../snapshot/store.js'
+import {registersJson} from '../../cli/json.js'
 
 export interface ExportJson {
   file: string
@@ -143,7 +144,7 @@ The file is written to a temp file beside FILE and renamed over it once complete
       }
     }
     const qemuLoader = `-device loader,file=${file},addr=${hex(base)},force-raw=on`
-    const registerMap = registers === null ? null : Object.fromEntries(registers.map((r) => [r.name, hex(r.value)]))
+    const registerMap = registers === null ? null : registersJson(registers)
     // with FILE - the summary goes to stderr: stdout holds the export
     const say = (line: string): void => {
       if (stdout) process.stderr.write(`${line}\n`)

@@ -1,6 +1,6 @@
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
-import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
+import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine, registersJson} from '../../cli/json.js'
 import {table} from '../../cli/style.js'
 import {storedTableCount} from '../../core/diff.js'
 import {memoryPages} from '../../core/page-list.js'
@@ -56,7 +56,7 @@ export default class SnapshotInfo extends HvmemCommand {
       mapper: mapper === undefined ? null : mapperJson(mapper),
       pages: {stored: stored.count, tables: tableCount},
       checksum: {crc32: hex(BigInt(file.checksum), 8), covers},
-      ...(machine.registers.length === 0 ? {} : {registers: Object.fromEntries(machine.registers.map((r) => [r.name, hex(r.value)]))}),
+      ...(machine.registers.length === 0 ? {} : {registers: registersJson(machine.registers)}),
       ...(file.journal === undefined ? {} : {journal: {base: file.journal.baseBytes, records: file.journal.records, recordBytes: file.journal.recordBytes, unfinished: file.journal.unfinished}}),
     }
     const j = json.journal
