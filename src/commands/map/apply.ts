@@ -1,7 +1,8 @@
 import {readFile} from 'node:fs/promises'
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
+import {textArg} from '../../cli/flags.js'
 import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
 import {type CountsJson, contiguousLine, countsJson, describeCounts, tablesWarning, total} from '../../cli/edit.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
@@ -57,7 +58,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
   static override examples = ['<%= config.bin %> map apply memmap.yaml --check', '<%= config.bin %> map apply memmap.yaml', '<%= config.bin %> map apply memmap.yaml --prune --json']
 
   static override args = {
-    layout: Args.string({description: 'The layout file (YAML).', required: true, ignoreStdin: true}),
+    layout: textArg({description: 'The layout file (YAML).', required: true}),
   }
 
   static override flags = {
