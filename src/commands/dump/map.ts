@@ -140,21 +140,15 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
         },
         peekingAccess(machine.memory),
       )
-      const ranges = merger.finish().ranges.map((r) => clipRange(r, filter))
-      const segments: Array<Segment<IpaCategory>> = ranges.map((r) => ({start: r.start, end: r.end, category: ipaCategory(r.decoded.leaf!)}))
-      if (ranges.length > 0) {
-        const start = ranges[0]!.start
-        const end = ranges[ranges.length - 1]!.end
-        ipaStrip = strip(segments, ipaScale(start, end, width), IPA_CATEGORIES, end)
-      }
+      const drawn = ipaStripOf(
+        merger.finish().ranges.map((r) => clipRange(r, filter)),
+        width,
+      )
+      ipaStrip = drawn.strip
       ipa = {
         regime: target.regimeName,
         root: hex(target.root),
-        start: hex(ipaStrip?.start ?? 0n),
-        end: hex(ipaStrip?.end ?? 0n),
-        cellSize: Number(ipaStrip?.cellSize ?? 0n),
-        cells: ipaStrip?.cells ?? [],
-        ranges: ranges.map((r, i) => ipaRangeJson(r, segments[i]!.category)),
+        ...drawn.json,
         ...(target.foreign ? {walk: walkJson(target)} : {}),
         ...(filtered ? {filter: describeFilter(filter)} : {}),
       }
@@ -181,9 +175,7 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
       if (range.table !== undefined && range.geometry !== undefined) tablePages.push(range.table.base & ~0xfffn)
       for (const e of entries) if (e.decoded.nextTable !== undefined) tablePages.push(e.decoded.nextTable)
       const ranges: Range[] = mergeRanges(filter === undefined ? entries : entries.filter((e) => entryMatches(e, filter))).map((r) => (filter === undefined ? r : clipRange(r, filter)))
-      const segments: Array<Segment<IpaCategory>> = ranges.map((r) => ({start: r.start, end: r.end, category: ipaCategory(r.decoded.leaf!)}))
-      const last = ranges[ranges.length - 1]
-      const s = last === undefined ? undefined : strip(segments, ipaScale(ranges[0]!.start, last.end, width), IPA_CATEGORIES, last.end)
+      const {strip: s, json} = ipaStripOf(ranges, width)
       this.log(
         `${el1Label(range)}${s === undefined ? `: ${el1Empty(range, filter)}` : ` ${hex(s.start)}-${hex(s.end)}${el1Register(range)}, ${s.cells.length} cells of ${formatSize(s.cellSize)}${filter === undefined ? '' : `, leaves ${describeFilter(filter)}`}:`}`,
       )
@@ -192,11 +184,7 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
         ttbr: range.ttbr,
         enabled: range.enabled,
         root: range.table === undefined ? null : hex(range.table.base),
-        start: hex(s?.start ?? 0n),
-        end: hex(s?.end ?? 0n),
-        cellSize: Number(s?.cellSize ?? 0n),
-        cells: s?.cells ?? [],
-        ranges: ranges.map((r, i) => ipaRangeJson(r, segments[i]!.category)),
+        ...json,
       }
     })
     this.log(wrapItems(legend(IPA_CATEGORIES, IPA_LOOK), columns))
@@ -227,6 +215,20 @@ A cell shows what covers most of it among what is there (mapped memory; tables o
       tablePages: inHeap.map((t) => hex(t)),
       orphanedTables,
     }
+  }
+}
+
+/** The strip of `ranges` in `width` cells (undefined when nothing is mapped), and the JSON fields the IPA map and each EL1 half give it. */
+function ipaStripOf(
+  ranges: readonly Range[],
+  width: number,
+): {strip: Strip<IpaCategory> | undefined; json: {start: string; end: string; cellSize: number; cells: IpaCategory[]; ranges: IpaRangeJson[]}} {
+  const segments: Array<Segment<IpaCategory>> = ranges.map((r) => ({start: r.start, end: r.end, category: ipaCategory(r.decoded.leaf!)}))
+  const last = ranges.at(-1)
+  const s = last === undefined ? undefined : strip(segments, ipaScale(ranges[0]!.start, last.end, width), IPA_CATEGORIES, last.end)
+  return {
+    strip: s,
+    json: {start: hex(s?.start ?? 0n), end: hex(s?.end ?? 0n), cellSize: Number(s?.cellSize ?? 0n), cells: s?.cells ?? [], ranges: ranges.map((r, i) => ipaRangeJson(r, segments[i]!.category))},
   }
 }
 
