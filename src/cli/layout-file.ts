@@ -9,7 +9,7 @@ import {ATTRS, type Attr} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
 import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, granuleName} from '../core/geometry.js'
 import type {LayoutRegion, LayoutSpec} from '../core/layout.js'
-import {MAX_L2_BUDGET, type MapperOptions} from '../core/mapper.js'
+import {KVM_PRESET, MAX_L2_BUDGET, type MapperOptions} from '../core/mapper.js'
 import {MAX_VMID} from '../core/registers.js'
 import {REGIME_NAMES, type RegimeName} from '../core/descriptor.js'
 import {parseInteger, parseU64, quote} from './numbers.js'
@@ -62,8 +62,8 @@ export function parseLayout(text: string, file: string): LayoutSpec {
       if (preset.value !== 'kvm') fail(preset.line, `mapper preset: ${quote(preset.value)} is not kvm`)
       if (regime === 'stage1') fail(preset.line, 'mapper preset kvm is a stage-2 geometry')
       if (g !== undefined || bits !== undefined) fail(preset.line, 'mapper preset kvm sets the granule and the IPA size: leave those out')
-      options.granule = 4096
-      options.inputBits = 40
+      options.granule = KVM_PRESET.granule
+      options.inputBits = KVM_PRESET.inputBits
     }
     const vmid = text('vmid')
     if (vmid !== undefined) options.vmid = at(vmid.line, () => parseInteger(vmid.value, 'mapper vmid', 0, MAX_VMID))

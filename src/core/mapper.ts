@@ -12,6 +12,9 @@ import {LITTLE_ENDIAN, PAGE_ENTRIES, type TableAccess, TableWalker, type Unfollo
 
 export const DEFAULT_L2_BUDGET = 4
 export const MAX_L2_BUDGET = 512
+
+/** The "kvm" preset: the stage-2 geometry KVM gives a guest by default (4 KiB granule, 40-bit IPA). */
+export const KVM_PRESET = {granule: 4096, inputBits: 40} as const satisfies Pick<MapperOptions, 'granule' | 'inputBits'>
 /** The level whose tables the budget counts: the sprint plan's on-demand L2 tables. */
 const BUDGET_LEVEL = 2
 const TWO_32 = 2 ** 32

@@ -7,7 +7,7 @@ import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
 import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, granuleName} from '../../core/geometry.js'
-import {MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
+import {KVM_PRESET, MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {type AttributeRequest, resolveAttributes} from '../../core/attributes.js'
 import {ATTRS, type Attr, REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
@@ -145,7 +145,7 @@ function mapperOptions(flags: {regime?: string; vmid?: number; 'l2-budget'?: num
   if (flags['ipa-bits'] !== undefined && flags['ipa-bits'] < 32) throw new HvmemError('input', `--ipa-bits must be 32..48 (got ${flags['ipa-bits']})`)
   if (flags.preset === 'kvm') {
     if (regime === 'stage1') throw new HvmemError('input', '--preset kvm is a stage-2 geometry; leave out --regime stage1')
-    return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], granule: 4096, inputBits: 40}
+    return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], ...KVM_PRESET}
   }
   const granule = flags.granule === undefined ? undefined : GRANULES.find((g) => granuleName(g) === flags.granule)
   return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], granule: granule as Granule | undefined, inputBits: flags['ipa-bits'] ?? flags['va-bits']}
