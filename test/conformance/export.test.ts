@@ -89,7 +89,7 @@ describe.skipIf(!qemuAvailable() && !required)('snapshot export --format asm, li
       const file = (name: string): string => path.join(dir, name)
       await writeFile(file('t.S'), asm)
       await tool(AS, [file('t.S'), '-o', file('t.o')])
-      await tool(AS, [STUB, '-o', file('stub.o')])
+      await tool(AS, ['-I', path.dirname(STUB), STUB, '-o', file('stub.o')])
       await tool(LD, ['--no-warn-rwx-segments', '-T', STUB_LD, file('stub.o'), file('t.o'), '-o', file('stub.elf')])
       await tool(LD.replace(/ld$/, 'objcopy'), ['-O', 'binary', '-j', SECTION, file('stub.elf'), file('t.bin')])
       const symbols = new Map(

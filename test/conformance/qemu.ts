@@ -25,6 +25,8 @@ const execFileAsync = promisify(execFile)
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const SOURCE = path.join(HERE, 'el2', 'probe.S')
+/** The UART and semihosting helpers probe.S and export-stub.S share (assembled with -I el2). */
+const UART_INCLUDE = path.join(HERE, 'el2', 'uart.inc')
 const LINKER_SCRIPT = path.join(HERE, 'el2', 'probe.ld')
 
 export const QEMU = 'qemu-system-aarch64'
@@ -134,8 +136,8 @@ export function buildProbeProgram(): Promise<string> {
 }
 
 async function build(): Promise<string> {
-  const [source, script] = await Promise.all([readFile(SOURCE), readFile(LINKER_SCRIPT)])
-  const hash = createHash('sha256').update(source).update('\0').update(script).digest('hex').slice(0, 16)
+  const [source, include, script] = await Promise.all([readFile(SOURCE), readFile(UART_INCLUDE), readFile(LINKER_SCRIPT)])
+  const hash = createHash('sha256').update(source).update('\0').update(include).update('\0').update(script).digest('hex').slice(0, 16)
   const dir = path.join(os.tmpdir(), `hvmem-conformance-${hash}`)
   const elf = path.join(dir, 'probe.elf')
   if (existsSync(elf)) return elf
@@ -145,7 +147,7 @@ async function build(): Promise<string> {
   try {
     const object = path.join(work, 'probe.o')
     const output = path.join(work, 'probe.elf')
-    await tool(AS, [SOURCE, '-o', object])
+    await tool(AS, ['-I', path.dirname(SOURCE), SOURCE, '-o', object])
     await tool(LD, ['--no-warn-rwx-segments', '-T', LINKER_SCRIPT, object, '-o', output])
     await rename(output, elf)
   } finally {

@@ -9,9 +9,7 @@
 // and exits with status 1. Linked by export-stub.ld: code at 0x4020_0000, the tables at 0x4800_0000.
 
         .arch   armv8-a
-        .equ    UART_BASE,   0x09000000
         .equ    PARAMS,      0x40400000
-        .equ    SYS_EXIT,    0x18
         .weak   hvmem_enable_mmu
 
         .section .text.boot, "ax"
@@ -68,63 +66,7 @@ done:
         adr     x1, exit_ok
         b       semihost_exit
 
-semihost_exit:
-        mov     x0, #SYS_EXIT
-        hlt     #0xf000
-        b       .
-
-putc:                                           // w0; clobbers x9, x10
-        ldr     x9, =UART_BASE
-1:      ldr     w10, [x9, #0x18]
-        tbnz    w10, #5, 1b
-        and     w0, w0, #0xff
-        str     w0, [x9]
-        ret
-
-puts:                                           // x0 = NUL-terminated; clobbers x0, x9-x11
-        stp     x29, x30, [sp, #-16]!
-        mov     x11, x0
-1:      ldrb    w0, [x11], #1
-        cbz     w0, 2f
-        bl      putc
-        b       1b
-2:      ldp     x29, x30, [sp], #16
-        ret
-
-put_hex64:                                      // x0; clobbers x0, x9-x13
-        stp     x29, x30, [sp, #-16]!
-        mov     x12, x0
-        mov     x13, #60
-1:      lsr     x0, x12, x13
-        and     x0, x0, #0xf
-        cmp     x0, #10
-        b.lo    2f
-        add     x0, x0, #('a' - '0' - 10)
-2:      add     x0, x0, #'0'
-        bl      putc
-        subs    x13, x13, #4
-        b.pl    1b
-        ldp     x29, x30, [sp], #16
-        ret
-
-put_dec:                                        // x0; clobbers x0, x9-x15
-        stp     x29, x30, [sp, #-48]!
-        add     x14, sp, #48
-        mov     x15, #10
-1:      udiv    x9, x0, x15
-        msub    x10, x9, x15, x0
-        add     x10, x10, #'0'
-        strb    w10, [x14, #-1]!
-        mov     x0, x9
-        cbnz    x0, 1b
-        add     x11, sp, #48
-2:      cmp     x14, x11
-        b.hs    3f
-        ldrb    w0, [x14], #1
-        bl      putc
-        b       2b
-3:      ldp     x29, x30, [sp], #48
-        ret
+        .include "uart.inc"                     // semihost_exit, putc, puts, put_hex64, put_dec
 
         .ltorg
 

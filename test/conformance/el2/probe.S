@@ -45,16 +45,12 @@
 // handler turns the EL2 MMU off before it prints, so it works whatever the tables hold.
 
         .arch   armv8.2-a                       // PAN (msr pan) and AT S1E1RP/WP (FEAT_PAN2)
-        .equ    UART_BASE,   0x09000000
-        .equ    UART_FR,     0x18
-        .equ    FR_TXFF_BIT, 5
         .equ    PARAMS,      0x40400000
         .equ    PARAM_MAGIC, 0x45424f5250564d48
         .equ    HEADER_WORDS, 10
         .equ    MAX_PROBES,  (0x200000 / 8) - HEADER_WORDS
         // SCTLR_EL1 RES1 bits (11, 20, 22, 23, 28, 29) with M (bit 0) clear: stage 1 of EL1&0 off.
         .equ    SCTLR_EL1_MMU_OFF, 0x30d00800
-        .equ    SYS_EXIT,    0x18
 
         .section .text.boot, "ax"
         .global _start
@@ -308,50 +304,7 @@ fail_params:
         adr     x1, exit_params
         b       semihost_exit
 
-// x1 = pointer to {ADP_Stopped_ApplicationExit, status}.
-semihost_exit:
-        mov     x0, #SYS_EXIT
-        hlt     #0xf000
-        b       .
-
-// ---- output helpers (aligned accesses only: with the MMU off, data is Device memory) --------
-
-// w0 = character. Clobbers x9, x10.
-putc:
-        ldr     x9, =UART_BASE
-1:      ldr     w10, [x9, #UART_FR]
-        tbnz    w10, #FR_TXFF_BIT, 1b
-        and     w0, w0, #0xff
-        str     w0, [x9]
-        ret
-
-// x0 = NUL-terminated string. Clobbers x0, x9-x11.
-puts:
-        stp     x29, x30, [sp, #-16]!
-        mov     x11, x0
-1:      ldrb    w0, [x11], #1
-        cbz     w0, 2f
-        bl      putc
-        b       1b
-2:      ldp     x29, x30, [sp], #16
-        ret
-
-// x0 = value: 16 lowercase hex digits. Clobbers x0, x9-x13.
-put_hex64:
-        stp     x29, x30, [sp, #-16]!
-        mov     x12, x0
-        mov     x13, #60
-1:      lsr     x0, x12, x13
-        and     x0, x0, #0xf
-        cmp     x0, #10
-        b.lo    2f
-        add     x0, x0, #('a' - '0' - 10)
-2:      add     x0, x0, #'0'
-        bl      putc
-        subs    x13, x13, #4
-        b.pl    1b
-        ldp     x29, x30, [sp], #16
-        ret
+        .include "uart.inc"
 
 // x0 = PAR: "<16 hex>\n".
 put_par_line:
@@ -360,26 +313,6 @@ put_par_line:
         mov     w0, #'\n'
         bl      putc
         ldp     x29, x30, [sp], #16
-        ret
-
-// x0 = value in decimal. Clobbers x0, x9-x15.
-put_dec:
-        stp     x29, x30, [sp, #-48]!
-        add     x14, sp, #48                    // digits are stored backwards below here
-        mov     x15, #10
-1:      udiv    x9, x0, x15
-        msub    x10, x9, x15, x0
-        add     x10, x10, #'0'
-        strb    w10, [x14, #-1]!
-        mov     x0, x9
-        cbnz    x0, 1b
-        add     x11, sp, #48
-2:      cmp     x14, x11
-        b.hs    3f
-        ldrb    w0, [x14], #1
-        bl      putc
-        b       2b
-3:      ldp     x29, x30, [sp], #48
         ret
 
         .ltorg
