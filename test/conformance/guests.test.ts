@@ -144,6 +144,12 @@ async function recorded(snap: string): Promise<Record<string, string>> {
   return (JSON.parse(info.stdout) as {registers: Record<string, string>}).registers
 }
 
+async function dumpMapJson(snap: string): Promise<DumpMapJson> {
+  const map = await runInProcess(['dump', 'map', '--json', '-s', snap])
+  expect(map.code, map.stderr).toBe(0)
+  return JSON.parse(map.stdout) as DumpMapJson
+}
+
 const span = (start: bigint, step: bigint, count: number, offset = 0x18n): bigint[] => Array.from({length: count}, (_, k) => start + BigInt(k) * step + offset)
 
 describe.skipIf(!available && !required)('real guests captured from QEMU agree with QEMU', () => {
@@ -194,9 +200,7 @@ describe.skipIf(!available && !required)('real guests captured from QEMU agree w
     const cpsr = BigInt((await recorded(snap)).CPSR!)
     expect((cpsr >> 2n) & 3n, 'U-Boot runs at EL2').toBe(2n)
     // dump map pictures the recorded EL2 stage 1; a captured snapshot has no heap
-    const map = await runInProcess(['dump', 'map', '--json', '-s', snap])
-    expect(map.code, map.stderr).toBe(0)
-    const picture = JSON.parse(map.stdout) as DumpMapJson
+    const picture = await dumpMapJson(snap)
     expect([picture.ipa?.regime, picture.ipa?.cells.includes('normal-rw') || picture.ipa?.cells.includes('normal-rwx'), picture.heap.cells]).toEqual(['stage1', true, []])
     console.log(`U-Boot: ${vas.length} VAs: ${r.mapped} mapped RAM, ${r.device} device (not read), ${r.faults} faults`)
     expect(r.disagreements).toEqual([])
@@ -236,9 +240,7 @@ describe.skipIf(!available && !required)('real guests captured from QEMU agree w
     expect((tcr >> 59n) & 1n, 'TCR_EL1.DS').toBe(1n)
     expect([tcr & 0x3fn, (tcr >> 16n) & 0x3fn], 'T0SZ, T1SZ: 52-bit VAs').toEqual([12n, 12n])
     // dump map pictures both ranges from the recorded registers: level -1 roots, the upper range from 2^64 - 2^52
-    const map = await runInProcess(['dump', 'map', '--json', '-s', snap])
-    expect(map.code, map.stderr).toBe(0)
-    const el1 = (JSON.parse(map.stdout) as DumpMapJson).el1!
+    const el1 = (await dumpMapJson(snap)).el1!
     expect(el1.walk.ranges.map((h) => [h.ttbr, h.startLevel, h.inputBits, h.lpa2])).toEqual([
       ['TTBR0_EL1', -1, 52, true],
       ['TTBR1_EL1', -1, 52, true],
