@@ -58,9 +58,9 @@ export class PhysicalMemory {
   private readonly tags = new Map<number, number>()
   /** frame numbers of the pages changed (written, zeroed, or loaded without a tag) since the memory was made: what a snapshot's appended record holds */
   private readonly changed = new Set<number>()
-  /** RAM as frame numbers [firstFrame, endFrame), made on first use (adoptFrame) */
-  private firstFrame: number | undefined
-  private endFrame = 0
+  /** RAM as frame numbers [firstFrame, endFrame) */
+  private readonly firstFrame: number
+  private readonly endFrame: number
 
   constructor(
     readonly base: bigint,
@@ -70,6 +70,8 @@ export class PhysicalMemory {
     if (base < 0n || !isAligned(base, 4096n) || !isAligned(size, 4096n) || size <= 0n || base + size > U64_MAX + 1n) {
       throw new HvmemError('input', `RAM must be a non-empty, 4 KiB-aligned range of the 64-bit address space (got base ${hex(base)}, size ${hex(size)})`)
     }
+    this.firstFrame = Number(base >> PAGE_SHIFT)
+    this.endFrame = Number((base + size) >> PAGE_SHIFT)
     if (options !== undefined) {
       this.source = options.pageSource
       const outside = (address: bigint): HvmemError => new HvmemError('input', `stored page ${hex(address)} is not a 4 KiB page inside RAM ${hex(base)}-${hex(this.end)}`)
@@ -80,11 +82,9 @@ export class PhysicalMemory {
       const frames = options.storedFrames
       if (frames !== undefined && frames.length > 0) {
         // ascending whole numbers from the first RAM frame to the last: checking the ends checks all
-        const first = Number(base >> PAGE_SHIFT)
-        const last = Number((this.end >> PAGE_SHIFT) - 1n)
         for (let i = 0; i < frames.length; i++) {
           const f = frames[i]!
-          if (!Number.isInteger(f) || f < first || f > last) throw outside(BigInt(Math.max(0, Math.trunc(f))) << PAGE_SHIFT)
+          if (!Number.isInteger(f) || f < this.firstFrame || f >= this.endFrame) throw outside(BigInt(Math.max(0, Math.trunc(f))) << PAGE_SHIFT)
           if (i > 0 && f <= frames[i - 1]!) throw new HvmemError('input', `stored frames must be strictly ascending (frame ${f} at ${i})`)
         }
         this.pending.addSorted(frames)
@@ -206,9 +206,13 @@ export class PhysicalMemory {
     this.checkRange(pageAddress, 4096n)
     // A copy with its own buffer, so every page starts 8-byte aligned (see isZero); with `adopt`, the
     // caller hands `data` over (no copy) if it is so aligned: a loader's pages sliced from one big read.
-    const pfn = Number(pageAddress >> PAGE_SHIFT)
+    this.install(Number(pageAddress >> PAGE_SHIFT), options.adopt === true && data.byteOffset % 8 === 0 ? data : new Uint8Array(data), tag)
+  }
+
+  /** Makes `data` the page at frame `pfn` (kept in an open undo record first); with `tag`, unchanged since a load, else changed. */
+  private install(pfn: number, data: Uint8Array, tag?: number): void {
     this.remember(pfn)
-    this.pages.set(pfn, options.adopt === true && data.byteOffset % 8 === 0 ? data : new Uint8Array(data))
+    this.pages.set(pfn, data)
     this.pending.delete(pfn)
     if (tag === undefined) {
       this.tags.delete(pfn)
@@ -222,19 +226,11 @@ export class PhysicalMemory {
    * A transaction's commit: numbers only, no bigint a page.
    */
   adoptFrame(pfn: number, data: Uint8Array): void {
-    if (this.firstFrame === undefined) {
-      this.firstFrame = Number(this.base >> PAGE_SHIFT)
-      this.endFrame = Number(this.end >> PAGE_SHIFT)
-    }
     if (!Number.isInteger(pfn) || pfn < this.firstFrame || pfn >= this.endFrame || data.length !== PAGE_BYTES || data.byteOffset % 8 !== 0) {
       this.loadPage(BigInt(pfn) << PAGE_SHIFT, data) // its checks, its error
       return
     }
-    this.remember(pfn)
-    this.pages.set(pfn, data)
-    this.pending.delete(pfn)
-    this.tags.delete(pfn)
-    this.changed.add(pfn)
+    this.install(pfn, data)
   }
 
   /**
