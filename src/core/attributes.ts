@@ -19,11 +19,10 @@
  * Device memory is never executable here (KVM's stage2_set_prot_attr and hyp_set_prot_attr refuse
  * it too): a speculative instruction fetch may read a device register.
  */
-import {AF, type Attr, type RegimeName, XN} from './descriptor.js'
+import {AF, type Attr, type Regime, type RegimeName, XN} from './descriptor.js'
 import {HvmemError} from './errors.js'
-import {MAIR_EL2, mairAttrAt, mairTypeName} from './stage1.js'
-import {STAGE2_ATTR_BITS, memTypeName} from './stage2.js'
-import {STAGE1_ATTR_BITS} from './stage1.js'
+import {STAGE2, memTypeName} from './stage2.js'
+import {MAIR_EL2, STAGE1, mairAttrAt, mairTypeName} from './stage1.js'
 
 export type Cacheability = 'WB' | 'WT' | 'NC'
 export type DeviceType = 'nGnRnE' | 'nGnRE' | 'nGRE' | 'GRE'
@@ -142,11 +141,12 @@ export function encodeAttributes(a: LeafAttributes): bigint {
   return (BigInt(a.attrIndx) << 2n) | (a.readOnly ? 1n << 7n : 0n) | (BigInt(a.sh) << 8n) | AF | (a.xn ? XN : 0n)
 }
 
-const PRESET_BITS: Record<RegimeName, Record<Attr, bigint>> = {stage2: STAGE2_ATTR_BITS, stage1: STAGE1_ATTR_BITS}
+/** The regimes whose presets (attrBits, attrOf) the attribute model names. */
+const PRESETS: Record<RegimeName, Regime> = {stage2: STAGE2, stage1: STAGE1}
 
 /** The preset whose bits these are, if any. */
 export function presetOf(regime: RegimeName, bits: bigint): Attr | undefined {
-  return (Object.keys(PRESET_BITS[regime]) as Attr[]).find((a) => PRESET_BITS[regime][a] === bits)
+  return PRESETS[regime].attrOf(bits)
 }
 
 /** Spelled out: "Normal-WB IS RW X", "Device-nGnRE OS RO NX", "Normal-NC NS WO X@EL0". */
@@ -174,7 +174,7 @@ export function namedBits(regime: RegimeName, bits: bigint): AttributeBits {
  */
 export function resolveAttributes(regime: RegimeName, request: AttributeRequest): AttributeBits {
   const preset = request.preset ?? 'normal'
-  const base = PRESET_BITS[regime][preset]
+  const base = PRESETS[regime].attrBits[preset]
   const mem = request.mem === undefined ? undefined : parseMemType(request.mem)
   const share = request.share === undefined ? undefined : parseShare(request.share)
   const perm = request.perm === undefined ? undefined : parsePermissions(request.perm)
