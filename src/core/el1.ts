@@ -25,7 +25,7 @@ import {HvmemError} from './errors.js'
 import {type Geometry, type Granule, LPA2_BITS, MAX_INPUT_BITS, MAX_PA_BITS, MIN_INPUT_BITS, PA_SIZES, granuleName, granuleOfTg0, stage1Geometry} from './geometry.js'
 import type {PhysicalMemory} from './memory.js'
 import {STAGE1_ATTR_BITS, stage1LeafFields} from './stage1.js'
-import {type TableBase, lpa2TableBase, tableBase} from './table-base.js'
+import {type TableBase, tableBase, tableBaseIn} from './table-base.js'
 import {type AccessKind, type Translation, translate} from './translate.js'
 import {hex} from './u64.js'
 import {type TableAccess, type WalkEntry, walkTables} from './walker.js'
@@ -182,8 +182,7 @@ export function el1Walk(tcrValue: bigint, mair: bigint, ttbr0?: bigint, ttbr1?: 
     if (value === undefined) return {...h, base}
     const split = tableBase(h.ttbr, value)
     const g = h.geometry
-    // with DS and a 52-bit PA, TTBR bits 5:2 are the table address's bits 51:48
-    const table = g?.ds === true && g.paBits > MAX_PA_BITS ? lpa2TableBase(split) : split
+    const table = tableBaseIn(split, g)
     if (g !== undefined && (table.base >= g.paLimit || (table.base & (BigInt(g.granule) - 1n)) !== 0n)) {
       throw new HvmemError('input', `${h.ttbr} ${hex(value)}: the table address ${hex(table.base)} must be ${granuleName(g.granule)}-aligned and below the ${g.paBits}-bit physical address space`)
     }

@@ -30,7 +30,7 @@ import {
 import {STAGE2, stage2Regime} from './stage2.js'
 import {MAIR_EL2, STAGE1, stage1Regime} from './stage1.js'
 import {TCR_EL2, checkVmid, vtcrFor} from './registers.js'
-import {type TableBase, lpa2TableBase, tableBase} from './table-base.js'
+import {type TableBase, tableBase, tableBaseIn} from './table-base.js'
 import {hex} from './u64.js'
 
 function fieldOf(value: bigint, hi: number, lo: number): number {
@@ -154,7 +154,7 @@ export function foreignWalk(regime: 'stage2' | 'stage1', rootValue: bigint, cont
   const value = control ?? (regime === 'stage2' ? vtcrFor(impliedVmid > 0xff ? impliedVmid : 0) : TCR_EL2)
   const geometry = regime === 'stage2' ? stage2Walk(value) : stage1Walk(value)
   const split = tableBase(regime === 'stage2' ? 'VTTBR_EL2' : 'TTBR0_EL2', rootValue, regime === 'stage2' && fieldOf(value, 19, 19) === 1)
-  const table = geometry.ds && geometry.paBits > MAX_PA_BITS ? lpa2TableBase(split) : split
+  const table = tableBaseIn(split, geometry)
   const root = table.base
   // with DS, descriptor bits 9:8 are address bits: the shareability is SH0's (bits 13:12)
   const sh = geometry.ds ? fieldOf(value, 13, 12) : undefined

@@ -6,6 +6,7 @@
  * the walk.
  */
 import {HvmemError} from './errors.js'
+import {type Geometry, MAX_PA_BITS} from './geometry.js'
 import {hex} from './u64.js'
 
 export type TableBaseRegister = 'TTBR0_EL1' | 'TTBR1_EL1' | 'TTBR0_EL2' | 'VTTBR_EL2'
@@ -39,10 +40,12 @@ export function tableBase(register: TableBaseRegister, value: bigint, vmid16 = t
 }
 
 /**
- * With FEAT_LPA2 (DS = 1) and a 52-bit output size, a TTBR's bits 5:2 hold its table address's bits
- * 51:48 (Arm ARM, TTBRn_ELx.BADDR): the table address a split value names then.
+ * The table a split register value names in a walk of `geometry`: with FEAT_LPA2 (DS = 1) and a
+ * 52-bit output size, the TTBR's bits 5:2 hold the table address's bits 51:48 (Arm ARM,
+ * TTBRn_ELx.BADDR); otherwise the base as split.
  */
-export function lpa2TableBase(t: TableBase): TableBase {
+export function tableBaseIn(t: TableBase, geometry: Pick<Geometry, 'ds' | 'paBits'> | undefined): TableBase {
+  if (geometry?.ds !== true || geometry.paBits <= MAX_PA_BITS) return t
   return {...t, base: (t.base & ~0x3cn) | (((t.base >> 2n) & 0xfn) << 48n)}
 }
 
