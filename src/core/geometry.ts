@@ -242,7 +242,7 @@ function checkSizes(inputBits: number, paBits: number, what: string): void {
   }
 }
 
-function checkLpa2Sizes(inputBits: number, paBits: number, what = 'the VA size'): void {
+function checkLpa2Sizes(inputBits: number, paBits: number, what: string): void {
   if (!Number.isInteger(inputBits) || inputBits < MIN_INPUT_BITS || inputBits > LPA2_BITS)
     throw new HvmemError('input', `${what} must be ${MIN_INPUT_BITS}..${LPA2_BITS} bits with FEAT_LPA2 (got ${inputBits})`)
   if (!PA_SIZES.includes(paBits as (typeof PA_SIZES)[number])) throw new HvmemError('input', `the physical address size must be one of ${PA_SIZES.join(', ')} bits (got ${paBits})`)
@@ -280,15 +280,21 @@ export function rootBitsProblem(granule: Granule, inputBits: number, startLevel:
   return undefined
 }
 
-/** A stage-2 geometry: the start level as KVM derives it unless given. */
-export function stage2Geometry(spec: GeometrySpec): Geometry {
+/** Checks a spec's granule and sizes (`what`: the input size's name), with DS FEAT_LPA2's; returns the PA size (given, or the default for the input size). */
+function checkSpec(spec: GeometrySpec, what: string): number {
   checkGranule(spec.granule)
   const paBits = spec.paBits ?? defaultPaBits(spec.inputBits)
-  const ds = spec.ds === true
-  if (ds) {
+  if (spec.ds === true) {
     if (spec.granule === 65536) throw new HvmemError('input', 'FEAT_LPA2 (DS) applies to the 4K and 16K granules only')
-    checkLpa2Sizes(spec.inputBits, paBits, 'the IPA size')
-  } else checkSizes(spec.inputBits, paBits, 'the IPA size')
+    checkLpa2Sizes(spec.inputBits, paBits, what)
+  } else checkSizes(spec.inputBits, paBits, what)
+  return paBits
+}
+
+/** A stage-2 geometry: the start level as KVM derives it unless given. */
+export function stage2Geometry(spec: GeometrySpec): Geometry {
+  const paBits = checkSpec(spec, 'the IPA size')
+  const ds = spec.ds === true
   const startLevel = spec.startLevel ?? stage2StartLevel(spec.granule, spec.inputBits)
   // level -1 only with DS and the 4 KiB granule
   const first = ds && spec.granule === 4096 ? FIRST_LEVEL : 0
@@ -299,14 +305,8 @@ export function stage2Geometry(spec: GeometrySpec): Geometry {
 
 /** A stage-1 geometry: the start level is the architecture's (a stage-1 root never concatenates). */
 export function stage1Geometry(spec: GeometrySpec): Geometry {
-  checkGranule(spec.granule)
-  const paBits = spec.paBits ?? defaultPaBits(spec.inputBits)
-  if (spec.ds === true) {
-    if (spec.granule === 65536) throw new HvmemError('input', 'FEAT_LPA2 (DS) applies to the 4K and 16K granules only')
-    checkLpa2Sizes(spec.inputBits, paBits)
-    return new Geometry(1, spec.granule, spec.inputBits, paBits, stage1StartLevel(spec.granule, spec.inputBits), true)
-  }
-  checkSizes(spec.inputBits, paBits, 'the VA size')
+  const paBits = checkSpec(spec, 'the VA size')
+  if (spec.ds === true) return new Geometry(1, spec.granule, spec.inputBits, paBits, stage1StartLevel(spec.granule, spec.inputBits), true)
   const startLevel = stage1StartLevel(spec.granule, spec.inputBits)
   if (spec.startLevel !== undefined && spec.startLevel !== startLevel) {
     throw new HvmemError('input', `a ${spec.inputBits}-bit VA with the ${granuleName(spec.granule)} granule starts at level ${startLevel}, not ${spec.startLevel}`)
