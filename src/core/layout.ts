@@ -63,8 +63,8 @@ function located<T>(where: string, body: () => T): T {
 
 const regionWhere = (spec: LayoutSpec, r: LayoutRegion): string => `${spec.file}:${r.line}: region ${r.name}`
 
-/** Refuses two regions with one name, or whose input ranges overlap, naming both. */
-export function checkRegions(spec: LayoutSpec): void {
+/** Refuses two regions with one name, or whose input ranges overlap, naming both; returns the regions in input-address order. */
+export function checkRegions(spec: LayoutSpec): LayoutRegion[] {
   const names = new Map<string, LayoutRegion>()
   for (const r of spec.regions) {
     const other = names.get(r.name)
@@ -79,6 +79,7 @@ export function checkRegions(spec: LayoutSpec): void {
       throw new HvmemError('input', `${regionWhere(spec, b)}: ${hex(b.ipa)}-${hex(b.ipa + b.size)} overlaps region ${a.name} (line ${a.line}, ${hex(a.ipa)}-${hex(a.ipa + a.size)})`)
     }
   }
+  return sorted
 }
 
 /**
@@ -99,7 +100,7 @@ export function applyLayoutWithDiff(machine: Machine, spec: LayoutSpec, options:
 
 /** Applies the layout to `machine`; throws (leaving the machine half-changed: run it where a failure saves nothing) on the first error. */
 export function applyLayout(machine: Machine, spec: LayoutSpec, options: {prune?: boolean} = {}): LayoutOutcome {
-  checkRegions(spec)
+  const inOrder = checkRegions(spec)
   const {mapper, created} = located(`${spec.file}:${spec.mapperLine}: mapper`, () => machine.ensureMapper(spec.mapper))
   const regions: RegionOutcome[] = []
   // every region's attributes first, so a bad one is reported before anything is mapped
@@ -112,7 +113,7 @@ export function applyLayout(machine: Machine, spec: LayoutSpec, options: {prune?
   if (options.prune === true) {
     let at = 0n
     const limit = mapper.geometry.inputLimit
-    for (const r of [...spec.regions].sort((a, b) => (a.ipa < b.ipa ? -1 : 1))) {
+    for (const r of inOrder) {
       if (r.ipa > at) pruned.push(mapper.unmap(at, r.ipa - at))
       at = r.ipa + r.size
     }
