@@ -640,75 +640,47 @@ export function describeUnfollowed(next: number, why: Unfollowed): string {
   return why === 'outside-ram' ? `next-level table ${hex(BigInt(next))} is outside RAM` : `next-level table ${hex(BigInt(next))} was reached already (a loop or an alias): not walked again`
 }
 
-/** The fields that describe a walk's entry (TableWalker's, and a copy a WalkCursor holds). */
+/** The fields that describe a walk's entry (TableWalker's, and a WalkCursor's). */
 type EntryFields = Pick<TableWalker, 'level' | 'index' | 'table' | 'addr' | 'size' | 'lo' | 'hi'>
 
 /**
  * The current entry of a walkTables walk: one object for the whole walk, describing each entry in
- * turn (it reads the walker's fields, or a table entry's it holds), so a walk makes nothing per
- * entry. Numbers as TableWalker has them: `level`, `index` (in its table), `table` (the table's
- * address), `addr` and `size` (the input range the entry translates), the descriptor's halves `lo`
- * and `hi`; `problem` is set on a table entry the walk does not follow. The bigint and decoded forms
- * are made on demand; a visit that keeps an entry copies it (entry()).
+ * turn (walkTables' sink sets its fields before each visit), so a walk makes nothing per entry.
+ * Numbers as TableWalker has them: `level`, `index` (in its table), `table` (the table's address),
+ * `addr` and `size` (the input range the entry translates), the descriptor's halves `lo` and `hi`;
+ * `problem` is set on a table entry the walk does not follow. The bigint and decoded forms are made
+ * on demand; a visit that keeps an entry copies it (entry()). Fields of its own (`addr` computed
+ * from them), not getters over the walker's or a held entry's: a visit reads one kind of object.
  */
 export class WalkCursor {
   problem: string | undefined = undefined
-  /** the entry shown: the walker's current one, or the table entry held */
-  private shown: EntryFields
-  /** a table entry kept for its visit (hold), its fields copied from the walker */
-  private readonly held: EntryFields = {level: 0, index: 0, table: 0, addr: 0, size: 0, lo: 0, hi: 0}
+  level = 0
+  index = 0
+  table = 0
+  size = 0
+  lo = 0
+  hi = 0
+  /** the first input address of the entry's table */
+  private base = 0
 
   constructor(
     readonly regime: Regime,
     readonly geometry: Geometry,
-    private readonly w: TableWalker,
-  ) {
-    this.shown = w
-  }
-
-  get level(): number {
-    return this.shown.level
-  }
-
-  get index(): number {
-    return this.shown.index
-  }
-
-  get table(): number {
-    return this.shown.table
-  }
+  ) {}
 
   get addr(): number {
-    return this.shown.addr
+    return this.base + this.index * this.size
   }
 
-  get size(): number {
-    return this.shown.size
-  }
-
-  get lo(): number {
-    return this.shown.lo
-  }
-
-  get hi(): number {
-    return this.shown.hi
-  }
-
-  /** walkTables' own: holds the walker's current entry (a table entry, visited later). */
-  hold(): void {
-    const {w, held} = this
-    held.level = w.level
-    held.index = w.index
-    held.table = w.table
-    held.addr = w.addr
-    held.size = w.size
-    held.lo = w.lo
-    held.hi = w.hi
-  }
-
-  /** walkTables' own: shows the entry held (true) or the walker's (false). */
-  show(held: boolean): void {
-    this.shown = held ? this.held : this.w
+  /** walkTables' own: shows the walker's current entry, or another cursor's. */
+  copy(w: EntryFields): void {
+    this.level = w.level
+    this.index = w.index
+    this.table = w.table
+    this.size = w.size
+    this.base = w.addr - w.index * w.size
+    this.lo = w.lo
+    this.hi = w.hi
   }
 
   /** The descriptor as one 64-bit value. */
@@ -752,7 +724,7 @@ export function walkTables(memory: PhysicalMemory, regime: Regime, root: bigint,
   const walker = new TableWalker(access, geometry)
   const rootTable = Number(root & geometry.addressMask)
   if (!access.inRam(rootTable, geometry.tableBytes(geometry.startLevel))) return
-  const sink = new WalkTablesSink(new WalkCursor(regime, geometry, walker), visit)
+  const sink = new WalkTablesSink(new WalkCursor(regime, geometry), visit)
   walker.scan(rootTable, 0, 2 ** geometry.inputBits, sink)
   sink.finish()
 }
@@ -764,21 +736,29 @@ export function walkEntries(memory: PhysicalMemory, regime: Regime, root: bigint
   return entries
 }
 
-/** walkTables' ScanSink: visits each entry through the cursor, a table entry once its problem is known. */
+/**
+ * walkTables' ScanSink: visits each entry through the cursor, a table entry once its problem is
+ * known. The walker's current entry is copied into the cursor; a table entry waits in a cursor of
+ * its own (held) for the next entry or the walk's end to show whether it is followed.
+ */
 class WalkTablesSink implements ScanSink {
-  /** a table entry not visited yet: the cursor holds it */
+  /** a table entry not visited yet: `held` holds it */
   private pending = false
+  private readonly held: WalkCursor
 
   constructor(
     private readonly c: WalkCursor,
     private readonly visit: (cursor: WalkCursor) => void,
-  ) {}
+  ) {
+    this.held = new WalkCursor(c.regime, c.geometry)
+  }
 
   entry(w: TableWalker, unfollowed: Unfollowed | undefined): void {
     const c = this.c
     if (unfollowed !== undefined) {
-      // the entry just held is the walker's current one still
+      // the entry held is the walker's current one still
       this.pending = false
+      c.copy(w)
       c.problem = describeUnfollowed(w.next, unfollowed)
       this.visit(c)
       c.problem = undefined
@@ -786,17 +766,26 @@ class WalkTablesSink implements ScanSink {
     }
     if (this.pending) this.flush()
     if (w.level < FINAL_LEVEL && (w.lo & 3) === 3) {
-      c.hold()
+      this.held.copy(w)
       this.pending = true
-    } else this.visit(c)
+    } else {
+      c.copy(w)
+      this.visit(c)
+    }
   }
 
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
     if (this.pending) this.flush()
     const c = this.c
+    w.at(first, words)
+    c.copy(w)
     for (let i = first; i <= last; i++) {
-      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
-      w.at(i, words)
+      const k = (i & (PAGE_ENTRIES - 1)) * 2
+      const lo = words[k]!
+      if ((lo & 1) === 0) continue
+      c.index = i
+      c.lo = lo
+      c.hi = words[k + 1]!
       this.visit(c)
     }
   }
@@ -808,9 +797,9 @@ class WalkTablesSink implements ScanSink {
 
   private flush(): void {
     this.pending = false
-    this.c.show(true)
-    this.visit(this.c)
-    this.c.show(false)
+    const {c, held} = this
+    c.copy(held)
+    this.visit(c)
   }
 }
 
