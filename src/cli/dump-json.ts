@@ -132,9 +132,6 @@ export async function streamDumpJson(mapper: MapperJson | null, target: TreeTarg
 function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: PhysicalMemory, sink: OutputSink, tail: DumpJsonTail): {step: () => boolean; finish: () => void} {
   const regime = target.regime
   const templates = new Map<number, Template>()
-  // UTF-8 straight into the sink's buffer
-  let buffer: Buffer
-  let used = 0
   const emit = (text: string): void => sink.text(text)
 
   emit(`{\n  "mapper": ${mapper === null ? 'null' : nested(mapper, 1)},\n  "entries": [`)
@@ -185,9 +182,8 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
       lastKey = key
     }
     const t = template!
-    ;({buffer, at: used} = sink.reserve(t.maxBytes))
-    const out = buffer
-    let at = used
+    let at = sink.reserve(t.maxBytes)
+    const out = sink.bytes
     const separator = first ? FIRST_SEPARATOR : SEPARATOR
     out.set(separator, at)
     at += separator.length

@@ -18,6 +18,8 @@ export class OutputSink {
   /** lines of a batch (undefined: stdout) */
   private readonly lineSink: ((text: string) => void) | undefined
   private partial = ''
+  /** set by a write stdout queued: `behind` asks the stream until it has caught up */
+  private queued = false
   /** where bytes go instead of stdout (never behind): true if done with them (the buffer may be reused) */
   private readonly bytesSink: ((bytes: Uint8Array) => boolean | void) | undefined
 
@@ -50,10 +52,15 @@ export class OutputSink {
     this.used += this.buffer.write(text, this.used, 'utf8')
   }
 
-  /** Room for `bytes` more bytes in the buffer (flushing it if need be): write them at `at`, then call `wrote(end)`. */
-  reserve(bytes: number): {buffer: Buffer; at: number} {
+  /** Room for `bytes` more bytes in the buffer (flushing it if need be): write them into `bytes` from the offset returned, then call `wrote(end)`. */
+  reserve(bytes: number): number {
     if (this.used + bytes > CHUNK) this.flush()
-    return {buffer: this.buffer, at: this.used}
+    return this.used
+  }
+
+  /** The buffer reserve() made room in. */
+  get bytes(): Buffer {
+    return this.buffer
   }
 
   wrote(end: number): void {
@@ -76,18 +83,27 @@ export class OutputSink {
       if (this.bytesSink(bytes) !== true) this.buffer = Buffer.allocUnsafe(CHUNK)
       return
     }
-    if (!this.send(bytes) || process.stdout.writableLength > 0) this.buffer = Buffer.allocUnsafe(CHUNK)
+    if (!this.send(bytes)) this.buffer = Buffer.allocUnsafe(CHUNK)
   }
 
+  /** Writes `bytes` out; false if the stream keeps them (it holds bytes not written yet). */
   private send(bytes: Uint8Array): boolean {
     if (this.bytesSink !== undefined) return this.bytesSink(bytes) === true
     if (this.failed) return true
-    return process.stdout.write(bytes)
+    const written = process.stdout.write(bytes) && process.stdout.writableLength === 0
+    if (!written) this.queued = true
+    return written
   }
 
-  /** stdout's reader is behind: stop making output and await caughtUp(). */
+  /**
+   * stdout's reader is behind: stop making output and await caughtUp(). Asked of the stream only
+   * after a write it queued (a walk asks at every entry).
+   */
   get behind(): boolean {
-    return this.lineSink === undefined && this.bytesSink === undefined && process.stdout.writableLength > 0 && !this.failed
+    if (!this.queued) return false
+    if (this.lineSink === undefined && this.bytesSink === undefined && process.stdout.writableLength > 0 && !this.failed) return true
+    this.queued = false
+    return false
   }
 
   /** stdout cannot be written (output.ts reports it at exit): stop making output. */
