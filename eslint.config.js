@@ -8,7 +8,7 @@ import tseslint from 'typescript-eslint'
 export default tseslint.config(
   {ignores: ['dist/', '.dist-*/', 'node_modules/', 'coverage/']},
   {
-    files: ['**/*.{js,mjs}'],
+    files: ['**/*.{js,mjs,cjs}'],
     extends: [eslint.configs.recommended],
     languageOptions: {globals: globals.node},
   },

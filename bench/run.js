@@ -26,7 +26,7 @@ import Table from 'cli-table3'
 
 import {PAGE, patternPage, readSnapshot, writeSnapshot} from './snapfile.js'
 
-const BIN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
+const BIN = fileURLToPath(new URL('../bin/run.cjs', import.meta.url))
 const RSS_PRELOAD = new URL('./rss-preload.mjs', import.meta.url).href
 
 // ---- options -------------------------------------------------------------------------------------

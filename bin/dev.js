@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the TypeScript sources directly (no bundle), for development: the commands under src/commands
 // and the hooks under src/hooks are imported through tsx and handed to oclif in place of the bundle's
-// (dist/commands.js, which package.json's explicit command discovery names, reads them from here).
+// (dist/commands.cjs, which package.json's explicit command discovery names, reads them from here).
 import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 import {execute} from '@oclif/core'

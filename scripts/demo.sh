@@ -2,7 +2,7 @@
 # A tour of hvmem's main job: a heap in emulated RAM, stage-2 tables built in it, and the tables read back.
 # Uses a throw-away snapshot; set HVMEM_SNAPSHOT to keep it somewhere else.
 set -eu
-HVMEM="node $(dirname "$0")/../bin/run.js"
+HVMEM="node $(dirname "$0")/../bin/run.cjs"
 export HVMEM_SNAPSHOT="${HVMEM_SNAPSHOT:-$(mktemp -d)/demo.snap}"
 
 run() {

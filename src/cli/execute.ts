@@ -1,5 +1,5 @@
 /**
- * hvmem's entry (bin/run.js calls it through the bundle): oclif's `execute`, loading the help and
+ * hvmem's entry (bin/run.cjs calls it through the bundle): oclif's `execute`, loading the help and
  * autocomplete plugins only when the command line may need them. Loading a plugin means finding its
  * package, reading its package.json and manifest and importing its ESM index: a few milliseconds of
  * every start-up (docs/performance.md), for commands no hvmem command uses. A line that names one of
@@ -35,7 +35,7 @@ export function ownCommand(argv: readonly string[], ids: ReadonlySet<string>): s
   return found
 }
 
-/** Runs the command line: `dir` is bin/run.js's URL (the package root is its folder's parent), `ids` hvmem's command ids. */
+/** Runs the command line: `dir` is bin/run.cjs's URL (the package root is its folder's parent), `ids` hvmem's command ids. */
 export async function execute(dir: string, ids: ReadonlySet<string>): Promise<unknown> {
   settings.enableAutoTranspile = false
   const argv = process.argv.slice(2)

@@ -1,6 +1,6 @@
 /**
  * Runs an hvmem command in this (the test's) process: the command's own class from src/commands,
- * through oclif's Command.run (init, parse, run, catch: the whole life of a command as bin/run.js
+ * through oclif's Command.run (init, parse, run, catch: the whole life of a command as bin/run.cjs
  * gives it), with stdout, stderr and the exit code captured. For tests that run many commands one
  * after another where a process a command adds nothing but start-up time (the reference runs a batch
  * is compared with). Each call loads and saves the snapshot itself, as a separate hvmem process does.

@@ -1,4 +1,4 @@
-/** Runs the real, built binary (bin/run.js over dist/) in a scratch directory. */
+/** Runs the real, built binary (bin/run.cjs over dist/) in a scratch directory. */
 import {spawn} from 'node:child_process'
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {expect} from 'vitest'
 
-export const BIN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))
+export const BIN = fileURLToPath(new URL('../../bin/run.cjs', import.meta.url))
 
 export interface Run {
   code: number

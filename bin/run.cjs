@@ -2,14 +2,17 @@
 // Runs hvmem from its esbuild bundle, dist/hvmem.cjs (scripts/build.mjs), compiled with V8's code
 // cache dist/hvmem.cjs.cache when that matches the bundle: start-up then skips parsing and compiling
 // the bundle's start-up code (docs/performance.md). Without a usable cache it compiles as usual.
-import {readFileSync, renameSync, writeFileSync} from 'node:fs'
-import {createRequire} from 'node:module'
-import {dirname} from 'node:path'
-import {fileURLToPath} from 'node:url'
-import vm from 'node:vm'
-import {crc32} from 'node:zlib'
+// CommonJS, as the bundle and dist/commands.cjs are: a start-up that never initialises Node's ES
+// module loader (5-10 ms of every command, docs/performance.md).
+'use strict'
+const {readFileSync, renameSync, writeFileSync} = require('node:fs')
+const {createRequire} = require('node:module')
+const {dirname, join} = require('node:path')
+const {pathToFileURL} = require('node:url')
+const vm = require('node:vm')
+const {crc32} = require('node:zlib')
 
-const file = fileURLToPath(new URL('../dist/hvmem.cjs', import.meta.url))
+const file = join(__dirname, '../dist/hvmem.cjs')
 const cacheFile = `${file}.cache`
 const source = readFileSync(file)
 const sourceCrc = crc32(source)
@@ -40,4 +43,4 @@ if (process.env.HVMEM_WRITE_CODE_CACHE) {
   })
 }
 
-await bundle.exports.execute({dir: import.meta.url})
+void bundle.exports.execute({dir: pathToFileURL(__filename).href})
