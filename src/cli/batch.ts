@@ -5,7 +5,7 @@
  * (the batch's session, src/snapshot/store.ts) and where its output goes (a buffer) differ.
  */
 import {resolve} from 'node:path'
-import type {Command, Config, Interfaces} from '@oclif/core'
+import {type Command, Config, type Interfaces} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
 import type {SnapshotSession} from '../snapshot/store.js'
@@ -148,13 +148,16 @@ export class BatchRunner {
   /** config.findCommand and findTopic, by id */
   private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
   private readonly snapshot: string
+  /** whether `config` has the plugins' commands too (see withPlugins) */
+  private plugins: boolean
 
   constructor(
-    private readonly config: Config,
+    private config: Config,
     private readonly options: BatchOptions,
     private readonly out: BufferedOutput,
   ) {
     this.snapshot = resolve(options.snapshot)
+    this.plugins = config.plugins.size > 1
   }
 
   /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
@@ -236,7 +239,11 @@ export class BatchRunner {
    * definitions (and of the environment, fixed for the batch), so identical lines share one parse.
    */
   private async prepare(line: ScriptLine): Promise<Prepared> {
-    const resolved = this.resolve(line.words)
+    let resolved = this.resolve(line.words)
+    if (resolved === undefined) {
+      await this.withPlugins()
+      resolved = this.resolve(line.words)!
+    }
     let cls = this.classes.get(resolved.id)
     if (cls === undefined) {
       const loaded = await this.config.findCommand(resolved.id, {must: true}).load()
@@ -286,8 +293,23 @@ export class BatchRunner {
     return prepared
   }
 
-  /** The command a line names: the longest run of leading words that is a command id, through topics. */
-  private resolve(words: string[]): Resolved {
+  /**
+   * hvmem starts a batch without its plugins (help, autocomplete), as any of its own commands: loading
+   * them is a tenth of a batch of 10,000 lines. A line that names none of hvmem's commands loads them
+   * once (config with the plugins, as the package declares them), to be told what it names.
+   */
+  private async withPlugins(): Promise<void> {
+    if (this.plugins) return
+    this.plugins = true
+    this.config = await Config.load({root: this.config.root})
+    this.lookups.clear()
+  }
+
+  /**
+   * The command a line names: the longest run of leading words that is a command id, through topics;
+   * undefined when there is none, until the plugins are loaded (then an error).
+   */
+  private resolve(words: string[]): Resolved | undefined {
     const prefix: string[] = []
     let found: {id: string; length: number; pluginName: string | undefined} | undefined
     let id = ''
@@ -305,6 +327,7 @@ export class BatchRunner {
     }
     if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
     if (found === undefined) {
+      if (!this.plugins) return undefined
       const topic = prefix.join(':')
       if (this.lookups.get(topic)?.topic === true) {
         const commands = this.config.commandIDs.filter((c) => c.startsWith(`${topic}:`)).map((c) => c.replaceAll(':', ' '))

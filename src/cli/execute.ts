@@ -1,11 +1,12 @@
 /**
  * hvmem's entry (bin/run.cjs calls it through the bundle): oclif's `execute`, loading the help and
  * autocomplete plugins only when the command line may need them. Loading a plugin means finding its
- * package, reading its package.json and manifest and importing its ESM index: a few milliseconds of
- * every start-up (docs/performance.md), for commands no hvmem command uses. A line that names one of
- * hvmem's own commands runs without them (oclif's core draws `--help` for a command itself); anything
- * else (the root help, `help`, `autocomplete`, a topic, an unknown word, `--version`) and the commands
- * that list or run other commands (`batch`, `completion`) load them as before.
+ * package, reading its package.json and manifest and importing its ESM index (which starts Node's ES
+ * module loader): 10-15 ms of every start-up (docs/performance.md), for commands no hvmem command
+ * uses. A line that names one of hvmem's own commands runs without them (oclif's core draws `--help`
+ * for a command itself; `batch` loads them if one of its lines names no hvmem command); anything else
+ * (the root help, `help`, `autocomplete`, a topic, an unknown word, `--version`) and `completion`,
+ * which lists every command, load them as before.
  *
  * And oclif's TypeScript support is off: with NODE_ENV "development" or "test" oclif otherwise looks
  * for tsx and ts-node beside every plugin at every start (about half a second of CPU), though the
@@ -16,8 +17,8 @@ import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-/** hvmem's commands that list or run every command, the plugins' included. */
-const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['batch', 'completion'])
+/** hvmem's commands that list every command, the plugins' included. */
+const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['completion'])
 
 /**
  * The id of the hvmem command the words start with (the longest run of words before a flag that is
