@@ -335,6 +335,17 @@ describe('hvmem batch: failures', () => {
     expect(await readdir(dir)).toEqual(['hvmem.snap'])
   })
 
+  it.each([
+    ['alloc page\nheap status\n', 0, 0],
+    ['alloc page\nhelp alloc\nfrobnicate\n', 2, 1],
+  ])("a batch loads oclif's plugins only once a line names none of hvmem's commands: %j", async (script, code, loads) => {
+    await init()
+    // oclif's debug log says when it loads the plugins the package declares
+    const r = await hvmem(dir, ['batch', '-k'], {DEBUG: 'oclif:config'}, script)
+    expect(r.code).toBe(code)
+    expect(r.stderr.match(/loading plugins \[ '@oclif\/plugin-autocomplete', '@oclif\/plugin-help' \]/g)?.length ?? 0).toBe(loads)
+  })
+
   it("a line's --snapshot may name the batch's snapshot, and no other", async () => {
     await init()
     await copyFile(snap, join(dir, 'other.snap'))
