@@ -198,7 +198,9 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
         case 'table':
           if (table !== tableNumber) {
             tableNumber = table
-            tableText = out.slice(at, putQuotedHex(out, at, table))
+            // a copy: the buffer is reused once written out, and a concatenated root's entries (up
+            // to 8,192 with one table address) outlast a buffer or more
+            tableText = new Uint8Array(out.subarray(at, putQuotedHex(out, at, table)))
           }
           out.set(tableText, at)
           at += tableText.length

@@ -47,6 +47,15 @@ describe('dump tables --json, written as produced', () => {
     )
   })
 
+  it('is the same for a concatenated root of 16 tables holding 8,192 blocks (one table address, 4 MB of entries through a reused buffer)', () => {
+    const {machine, mapper} = mappedMachine({inputBits: 43})
+    expect(mapper.geometry.rootTables).toBe(16)
+    mapper.mapRegion(0n, 8n << 40n, 'normal', {granularity: '1G'})
+    const text = streamed(machine, mapper)
+    expect(text.length).toBeGreaterThan(4_000_000)
+    expect(text).toBe(reference(machine, mapper))
+  })
+
   it('is the same for a mapper with no entries, and for 1 GiB of pages', () => {
     const empty = mappedMachine()
     expect(streamed(empty.machine, empty.mapper)).toBe(reference(empty.machine, empty.mapper))
