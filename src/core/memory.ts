@@ -335,7 +335,7 @@ export class PhysicalMemory {
         for (const [pfn, page] of log) {
           if (page === undefined) this.pages.delete(pfn)
           // a copy: an outer record may hold the same bytes as its own, which later writes must not change
-          else this.pages.set(pfn, this.undoLogs.length > 0 ? page.slice() : page)
+          else this.pages.set(pfn, this.undoLogs.length > 0 ? new Uint8Array(page) : page)
         }
       },
       release: close,
@@ -368,7 +368,9 @@ export class PhysicalMemory {
   private remember(pfn: number): void {
     const logs = this.undoLogs
     if (logs.length === 0 || logs.at(-1)!.has(pfn)) return
-    const page = this.page(pfn)?.slice()
+    // a copy (new Uint8Array, not slice(): a page adopted from a read is a Buffer, whose slice is a view)
+    const stored = this.page(pfn)
+    const page = stored === undefined ? undefined : new Uint8Array(stored)
     for (const log of logs) if (!log.has(pfn)) log.set(pfn, page)
   }
 

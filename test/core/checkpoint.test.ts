@@ -4,7 +4,8 @@ import {describe, expect, it} from 'vitest'
 
 import {HvmemError} from '../../src/core/errors.js'
 import {diffMachines, diffSinceCheckpoint} from '../../src/core/diff.js'
-import {encodeSnapshot} from '../../src/snapshot/format.js'
+import {PhysicalMemory} from '../../src/core/memory.js'
+import {decodeSource, encodeSnapshot} from '../../src/snapshot/format.js'
 import {BLOCK, GIB, PAGE, capture, defaultMachine, expectHvmemError, smallHeapMachine} from './helpers.js'
 
 const RAM = 0x4000_0000n
@@ -129,10 +130,29 @@ describe('Machine.checkpoint', () => {
     fc.constant({kind: 'fail' as const}),
   )
 
-  it('any sequence of changes, failed or not, rolled back leaves the snapshot bytes as before (property)', () => {
+  it('undoes a page memory adopted from a Buffer (as a snapshot read whole gives them), also in nested records', () => {
+    const memory = new PhysicalMemory(RAM, 1n << 20n)
+    const chunk = Buffer.alloc(2 * 4096, 0x11)
+    memory.loadPage(RAM, chunk.subarray(0, 4096), 1, {adopt: true})
+    memory.loadPage(RAM + PAGE, chunk.subarray(4096), 2, {adopt: true})
+    const outer = memory.beginUndo()
+    memory.write(RAM, 4, 0xdead_beefn)
+    const inner = memory.beginUndo()
+    memory.write(RAM + PAGE, 4, 0xfeed_f00dn)
+    memory.write(RAM, 4, 0x1234_5678n)
+    inner.rollback()
+    expect([memory.read(RAM, 4), memory.read(RAM + PAGE, 4)]).toEqual([0xdead_beefn, 0x1111_1111n])
+    outer.rollback()
+    expect([memory.read(RAM, 4), memory.read(RAM + PAGE, 4)]).toEqual([0x1111_1111n, 0x1111_1111n])
+  })
+
+  it.each([
+    ['made in memory', false],
+    ['read back from its snapshot file whole (pages adopted from the read)', true],
+  ])('any sequence of changes, failed or not, rolled back leaves the snapshot bytes as before (property): a machine %s', (_, decoded) => {
     fc.assert(
       fc.property(fc.array(op, {maxLength: 6}), fc.array(op, {maxLength: 6}), (setup, inside) => {
-        const machine = smallHeapMachine(256)
+        let machine = smallHeapMachine(256)
         const apply = (o: Op): void => {
           try {
             if (o.kind === 'write') machine.memory.write(o.at, o.width, o.value)
@@ -146,6 +166,11 @@ describe('Machine.checkpoint', () => {
           }
         }
         setup.forEach(apply)
+        if (decoded) {
+          // as the store reads a file whole: each chunk a fresh Buffer, its pages kept as views of it
+          const bytes = encodeSnapshot(machine)
+          machine = decodeSource({length: bytes.length, fresh: true, read: (offset, length) => Buffer.from(bytes.subarray(offset, offset + length))}, 'checkpoint.snap', 'full').machine
+        }
         const before = encodeSnapshot(machine)
         const mapperBefore = machine.mapper
         const checkpoint = machine.checkpoint()
