@@ -96,14 +96,19 @@ export class OutputSink {
   }
 
   /**
-   * stdout's reader is behind: stop making output and await caughtUp(). Asked of the stream only
-   * after a write it queued (a walk asks at every entry).
+   * stdout's reader is behind the writes made through this sink: stop making output and await
+   * caughtUp(). Asked of the stream only after a write it queued (a walk asks at every entry).
    */
   get behind(): boolean {
     if (!this.queued) return false
-    if (this.lineSink === undefined && this.bytesSink === undefined && process.stdout.writableLength > 0 && !this.failed) return true
+    if (this.streamHolds()) return true
     this.queued = false
     return false
+  }
+
+  /** stdout holds bytes not written yet (whoever wrote them) and has not failed. */
+  private streamHolds(): boolean {
+    return this.lineSink === undefined && this.bytesSink === undefined && process.stdout.writableLength > 0 && !this.failed
   }
 
   /** stdout cannot be written (output.ts reports it at exit): stop making output. */
@@ -111,9 +116,9 @@ export class OutputSink {
     return this.lineSink === undefined && this.bytesSink === undefined && stdoutError() !== undefined
   }
 
-  /** Resolves once stdout has written what it holds, or has failed. */
+  /** Resolves once stdout has written what it holds (also what was written to it directly), or has failed. */
   caughtUp(): Promise<void> {
-    if (!this.behind) return Promise.resolve()
+    if (!this.streamHolds()) return Promise.resolve()
     return new Promise((resolve) => {
       const done = (): void => {
         process.stdout.off('drain', done)
