@@ -55,13 +55,14 @@ class Kinds {
 }
 
 /** One row's cells, plain (no colour). */
+/** `sizes`: the entry size of each level, from `startLevel` on. */
 function cells(w: Row, k: Kind, startLevel: number, sizes: string[], problem: string | undefined): string[] {
   const target = !k.target ? '' : k.kind === 'table' ? hexNumber(w.next) : hexNumber(w.output)
   return [
     `${'  '.repeat(w.level - startLevel)}L${w.level}[${w.index}]`,
     hexNumber(w.table),
     hexNumber(w.addr, 10),
-    sizes[w.level]!,
+    sizes[w.level - startLevel]!,
     descriptorHex(w.lo, w.hi),
     k.kind,
     target,
@@ -124,7 +125,8 @@ class HeldEntry implements Row {
 export async function writeTree(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, title: string): Promise<void> {
   const g = t.geometry
   const startLevel = g.startLevel
-  const sizes = Array.from({length: FINAL_LEVEL + 1}, (_, level) => formatSize(g.entrySize(level)))
+  // by level from the start level (-1 with FEAT_LPA2)
+  const sizes = Array.from({length: FINAL_LEVEL - startLevel + 1}, (_, i) => formatSize(g.entrySize(startLevel + i)))
   const kinds = new Kinds(t)
   // walk 1: column widths and counts
   const widths = HEAD.map((h) => h.length)

@@ -589,8 +589,9 @@ export class ScanCursor implements ScanSink {
   private readonly walker: TableWalker
   private readonly rootTable: number
   private readonly end: number
+  /** where the next run starts: the entry stopped at (none passed over before the first: a level -1 root's entry at 0 is visited) */
   private addr = 0
-  private level = 0
+  private level = -Infinity
   private started = false
   private stopped = false
   private visit: Visit = () => {}

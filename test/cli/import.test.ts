@@ -514,6 +514,26 @@ describe('--root, --regime, --vtcr and --tcr', () => {
     expect(human.split('\n')[0]).toBe('Stage-2 walk of IPA 0x10040001234 for read, root 0x42000000 (VTCR_EL2 0x80023590: 4K granule, start level 0, 48-bit input, 40-bit PA)')
   })
 
+  it('walks a level -1 root (FEAT_LPA2, 52-bit IPA) in every format: its entry at index 0 listed, the tree drawn', async () => {
+    // L-1[0] -> L0 table 0x4200_9000, whose entry 0 is a 512 GiB block at 0xc_0000_0000_0000 (DS: bits 9:8 are OA[51:50])
+    await okIn(dir, 'mem', 'write', '0x4200_8000', '0x4200_9003')
+    await okIn(dir, 'mem', 'write', '0x4200_9000', '0x4000_07fd')
+    const root = ['--root', '0x4200_8000', '--vtcr', '0x38006350c']
+    const tree = await ok(dir, 'dump', 'tables', ...root)
+    expect(tree.split('\n').slice(4, 6)).toEqual([
+      '│ L-1[0]  │ 0x42008000 │ 0x0000000000 │ 256T │ 0x0000000042009003 │ table │ 0x42009000      │                          │',
+      '│   L0[0] │ 0x42009000 │ 0x0000000000 │ 512G │ 0x00000000400007fd │ block │ 0xc000000000000 │ RW X Normal-WB IS AF BLK │',
+    ])
+    const json = await okJson<DumpTablesJson>(dir, 'dump', 'tables', ...root)
+    expect(json.entries.map((e) => [e.level, e.index, e.kind])).toEqual([
+      [-1, 0, 'table'],
+      [0, 0, 'block'],
+    ])
+    const dot = await ok(dir, 'dump', 'tables', ...root, '--format', 'dot')
+    expect(dot).toContain('"0x42008000" -> "0x42009000" [label="[0] 0x0"];')
+    expect(dot).toContain('0x0-0x8000000000 512G RW X Normal-WB IS AF BLK -> 0xc000000000000')
+  })
+
   it('walks a concatenated root (VTCR_EL2 T0SZ 24, SL0 1: two level-1 pages), its first page never written', async () => {
     // L1[513], in the root's second page: IPA 0x80_4000_0000 -> 1 GiB at 0x4000_0000
     await okIn(dir, 'mem', 'write', '0x4200_5008', '0x4000_07fd')
