@@ -7,7 +7,7 @@ import {LineCounter, type Node, type Pair, type Scalar, type YAMLMap, isMap, isS
 
 import {ATTRS, type Attr} from '../core/descriptor.js'
 import {HvmemError} from '../core/errors.js'
-import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, granuleName} from '../core/geometry.js'
+import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../core/geometry.js'
 import type {LayoutRegion, LayoutSpec} from '../core/layout.js'
 import {KVM_PRESET, MAX_L2_BUDGET, type MapperOptions} from '../core/mapper.js'
 import {MAX_VMID} from '../core/registers.js'
@@ -56,7 +56,7 @@ export function parseLayout(text: string, file: string): LayoutSpec {
     if (ipaBits !== undefined && regime === 'stage1') fail(ipaBits.line, 'mapper ipa-bits is for stage 2; a stage1 mapper takes va-bits')
     if (vaBits !== undefined && regime === 'stage2') fail(vaBits.line, 'mapper va-bits is for stage 1; a stage2 mapper takes ipa-bits')
     const bits = ipaBits ?? vaBits
-    if (bits !== undefined) options.inputBits = at(bits.line, () => parseInteger(bits.value, 'input bits', regime === 'stage2' ? 32 : MIN_INPUT_BITS, MAX_INPUT_BITS))
+    if (bits !== undefined) options.inputBits = at(bits.line, () => parseInteger(bits.value, 'input bits', regime === 'stage2' ? MIN_MAPPER_IPA_BITS : MIN_INPUT_BITS, MAX_INPUT_BITS))
     const preset = text('preset')
     if (preset !== undefined) {
       if (preset.value !== 'kvm') fail(preset.line, `mapper preset: ${quote(preset.value)} is not kvm`)

@@ -320,6 +320,9 @@ export const DEFAULT_GRANULE: Granule = 4096
 export const DEFAULT_STAGE2 = stage2Geometry({granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
 export const DEFAULT_STAGE1 = stage1Geometry({granule: DEFAULT_GRANULE, inputBits: DEFAULT_INPUT_BITS})
 
+/** The smallest IPA a mapper's stage 2 is made with (KVM's smallest, 32 bits); a walk of foreign tables takes down to MIN_INPUT_BITS. */
+export const MIN_MAPPER_IPA_BITS = 32
+
 /** TG0 of VTCR_EL2, TCR_EL2 and TCR_EL1: 0 = 4 KiB, 1 = 64 KiB, 2 = 16 KiB, 3 reserved. (TCR_EL1.TG1 is encoded otherwise.) */
 const TG0_GRANULE: ReadonlyArray<Granule | undefined> = [4096, 65536, 16384, undefined]
 

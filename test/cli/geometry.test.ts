@@ -84,7 +84,7 @@ describe('map region creates the mapper in the geometry asked for', () => {
     [['--granule', '64K', '--ipa-bits', '42', '--granularity', '1G'], 'hvmem: the 64K granule has no 1G leaf; its leaves are 512M (L2), 64K (L3)'],
     [['--regime', 'stage1', '--ipa-bits', '40'], 'hvmem: --ipa-bits is for stage 2; a --regime stage1 mapper takes --va-bits'],
     [['--va-bits', '40'], 'hvmem: --va-bits is for --regime stage1; a stage-2 mapper takes --ipa-bits'],
-    [['--ipa-bits', '31'], 'hvmem: --ipa-bits must be 32..48 (got 31)'],
+    [['--ipa-bits', '31'], 'hvmem: --ipa-bits: "31" is out of range (32..48)'],
     [['--granule', '64K', '--granularity', 'huge'], '--granularity'],
   ])('%j is refused (exit 2) and nothing is written', async (flags, message) => {
     const before = await readFile(join(dir, 'hvmem.snap'))

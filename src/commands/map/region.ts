@@ -6,7 +6,7 @@ import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {color} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
-import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, granuleName} from '../../core/geometry.js'
+import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../../core/geometry.js'
 import {KVM_PRESET, MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {type AttributeRequest, resolveAttributes} from '../../core/attributes.js'
@@ -88,7 +88,7 @@ A mapping whose output covers the mapper's own table pages is made, with a warni
     vmid: intFlag(0, MAX_VMID)({summary: 'VMID for VTTBR_EL2 (stage 2, when the mapper is created; default 0).'}),
     'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'Most L2 tables the mapper may allocate (when it is created; default 4).'}),
     granule: Flags.option({options: ['4K', '16K', '64K'] as const, summary: 'Translation granule (when the mapper is created; default 4K).', helpGroup: 'GEOMETRY'})(),
-    'ipa-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
+    'ipa-bits': intFlag(MIN_MAPPER_IPA_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
     'va-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 1: VA size in bits, 25..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['ipa-bits']}),
     preset: Flags.option({
       options: ['kvm'] as const,
@@ -142,7 +142,6 @@ function mapperOptions(flags: {regime?: string; vmid?: number; 'l2-budget'?: num
   const regime = flags.regime as RegimeName | undefined
   if (flags['ipa-bits'] !== undefined && regime === 'stage1') throw new HvmemError('input', '--ipa-bits is for stage 2; a --regime stage1 mapper takes --va-bits')
   if (flags['va-bits'] !== undefined && regime !== 'stage1') throw new HvmemError('input', '--va-bits is for --regime stage1; a stage-2 mapper takes --ipa-bits')
-  if (flags['ipa-bits'] !== undefined && flags['ipa-bits'] < 32) throw new HvmemError('input', `--ipa-bits must be 32..48 (got ${flags['ipa-bits']})`)
   if (flags.preset === 'kvm') {
     if (regime === 'stage1') throw new HvmemError('input', '--preset kvm is a stage-2 geometry; leave out --regime stage1')
     return {regime, vmid: flags.vmid, l2Budget: flags['l2-budget'], ...KVM_PRESET}
