@@ -53,6 +53,15 @@ describe('new tables', () => {
     expect((JSON.parse(await run(...args, '--json')) as {newTables: unknown}).newTables).toEqual(newTables)
   })
 
+  it('map unmap of a whole table says no leaf was cleared and the table page it unlinked', async () => {
+    await run(...MAP)
+    expect((await run('map', 'unmap', '0x4000_0000', '2M')).split('\n')).toEqual([
+      'Unmapped 0x40000000-0x40200000 (2M): 0 leaf descriptor(s) cleared',
+      '1 table page(s) (4K) are now unreachable; the bump allocator cannot free them',
+      '',
+    ])
+  })
+
   it('in a batch, each line gives its own summary', async () => {
     const script = join(dirname(snap), 'script.hvmem')
     await writeFile(script, `${MAP.join(' ')}\n${MAP.join(' ').replace('0x4000_0000', '0x8000_0000')} --verbose\n`)

@@ -30,7 +30,7 @@ export default class MapUnmap extends HvmemCommand {
       const mapper = requireMapper(machine)
       return {result: mapper.unmap(args.ipa, args.size), mapper: mapperJson(mapper), geometry: mapper.geometry}
     })
-    this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared, geometry)} descriptor(s) cleared`)
+    this.log(`Unmapped ${hex(args.ipa)}-${hex(args.ipa + args.size)} (${formatSize(args.size)}): ${describeCounts(result.cleared, geometry)} leaf descriptor(s) cleared`)
     for (const line of editLines(result, geometry, flags.verbose)) this.log(line)
     return {...editJson(result, geometry, flags.verbose), mapper}
   }
