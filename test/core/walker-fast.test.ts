@@ -151,7 +151,8 @@ describe('ScanCursor: a scan in parts', () => {
       fc.property(tables, fc.constantFrom(-1, 0, 1), (writes, startLevel) => {
         const memory = build(writes)
         // start levels 0 and -1 (FEAT_LPA2, 52-bit: a 16-entry root) as well as KVM's level 1
-        const geometry = startLevel === -1 ? stage2Geometry({granule: 4096, inputBits: 52, ds: true, startLevel: -1}) : startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
+        const geometry =
+          startLevel === -1 ? stage2Geometry({granule: 4096, inputBits: 52, ds: true, startLevel: -1}) : startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
         expect(geometry.startLevel).toBe(startLevel)
         const whole: string[] = []
         scanTables(memory, ROOT, geometry, trace(whole))
