@@ -148,8 +148,6 @@ export class BatchRunner {
   /** config.findCommand and findTopic, by id */
   private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
   private readonly snapshot: string
-  /** whether `config` has the plugins' commands too (see withPlugins) */
-  private plugins: boolean
 
   constructor(
     private config: Config,
@@ -157,7 +155,6 @@ export class BatchRunner {
     private readonly out: BufferedOutput,
   ) {
     this.snapshot = resolve(options.snapshot)
-    this.plugins = config.plugins.size > 1
   }
 
   /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
@@ -239,10 +236,10 @@ export class BatchRunner {
    * definitions (and of the environment, fixed for the batch), so identical lines share one parse.
    */
   private async prepare(line: ScriptLine): Promise<Prepared> {
-    let resolved = this.resolve(line.words)
+    let resolved = this.resolve(line.words, this.plugins)
     if (resolved === undefined) {
       await this.withPlugins()
-      resolved = this.resolve(line.words)!
+      resolved = this.resolve(line.words, true)
     }
     let cls = this.classes.get(resolved.id)
     if (cls === undefined) {
@@ -300,16 +297,22 @@ export class BatchRunner {
    */
   private async withPlugins(): Promise<void> {
     if (this.plugins) return
-    this.plugins = true
     this.config = await Config.load({root: this.config.root})
     this.lookups.clear()
   }
 
+  /** Whether `config` has the plugins' commands too (more plugins than hvmem's own). */
+  private get plugins(): boolean {
+    return this.config.plugins.size > 1
+  }
+
   /**
    * The command a line names: the longest run of leading words that is a command id, through topics;
-   * undefined when there is none, until the plugins are loaded (then an error).
+   * when there is none, undefined (the plugins may know it), or with `final` an error.
    */
-  private resolve(words: string[]): Resolved | undefined {
+  private resolve(words: string[], final: true): Resolved
+  private resolve(words: string[], final: boolean): Resolved | undefined
+  private resolve(words: string[], final: boolean): Resolved | undefined {
     const prefix: string[] = []
     let found: {id: string; length: number; pluginName: string | undefined} | undefined
     let id = ''
@@ -327,7 +330,7 @@ export class BatchRunner {
     }
     if (prefix.length === 0) throw new HvmemError('input', `the line names no command: it starts with ${quote(words[0] ?? '')}; write the command first, as "alloc page --count 2"`)
     if (found === undefined) {
-      if (!this.plugins) return undefined
+      if (!final) return undefined
       const topic = prefix.join(':')
       if (this.lookups.get(topic)?.topic === true) {
         const commands = this.config.commandIDs.filter((c) => c.startsWith(`${topic}:`)).map((c) => c.replaceAll(':', ' '))
