@@ -47,6 +47,14 @@ export interface UndoRecord {
  * With a page source (see PageSourceOptions), stored pages are read only when first used, so memory
  * stays proportional to the pages a caller touches; every method behaves as if all were loaded.
  */
+/**
+ * `data` as a plain Uint8Array over the same bytes: memory's pages are never Buffers (a loader's read),
+ * whose slice() is a view where Uint8Array's is a copy (undo records and readers copy a page with it).
+ */
+function plain(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.length)
+}
+
 export class PhysicalMemory {
   private readonly pages = new Map<number, Uint8Array>()
   /** frame numbers the page source holds that have not been read yet */
@@ -206,7 +214,7 @@ export class PhysicalMemory {
     this.checkRange(pageAddress, 4096n)
     // A copy with its own buffer, so every page starts 8-byte aligned (see isZero); with `adopt`, the
     // caller hands `data` over (no copy) if it is so aligned: a loader's pages sliced from one big read.
-    this.install(Number(pageAddress >> PAGE_SHIFT), options.adopt === true && data.byteOffset % 8 === 0 ? data : new Uint8Array(data), tag)
+    this.install(Number(pageAddress >> PAGE_SHIFT), options.adopt === true && data.byteOffset % 8 === 0 ? plain(data) : new Uint8Array(data), tag)
   }
 
   /** Makes `data` the page at frame `pfn` (kept in an open undo record first); with `tag`, unchanged since a load, else changed. */
@@ -230,7 +238,7 @@ export class PhysicalMemory {
       this.loadPage(BigInt(pfn) << PAGE_SHIFT, data) // its checks, its error
       return
     }
-    this.install(pfn, data)
+    this.install(pfn, plain(data))
   }
 
   /**
@@ -335,7 +343,7 @@ export class PhysicalMemory {
         for (const [pfn, page] of log) {
           if (page === undefined) this.pages.delete(pfn)
           // a copy: an outer record may hold the same bytes as its own, which later writes must not change
-          else this.pages.set(pfn, this.undoLogs.length > 0 ? new Uint8Array(page) : page)
+          else this.pages.set(pfn, this.undoLogs.length > 0 ? page.slice() : page)
         }
       },
       release: close,
@@ -368,9 +376,7 @@ export class PhysicalMemory {
   private remember(pfn: number): void {
     const logs = this.undoLogs
     if (logs.length === 0 || logs.at(-1)!.has(pfn)) return
-    // a copy (new Uint8Array, not slice(): a page adopted from a read is a Buffer, whose slice is a view)
-    const stored = this.page(pfn)
-    const page = stored === undefined ? undefined : new Uint8Array(stored)
+    const page = this.page(pfn)?.slice()
     for (const log of logs) if (!log.has(pfn)) log.set(pfn, page)
   }
 

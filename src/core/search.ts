@@ -63,8 +63,7 @@ export function* searchMemory(memory: PhysicalMemory, pattern: Uint8Array, from:
     else window.fill(0, 0, carry)
     window.set(bytes, carry)
     yield* hits(window, address - BigInt(carry))
-    // a copy (not slice(): a page read whole from a snapshot file is a Buffer, whose slice is a view)
-    previous = {address, tail: new Uint8Array(bytes.subarray(PAGE_BYTES - carry))}
+    previous = {address, tail: bytes.slice(PAGE_BYTES - carry)}
   }
   if (previous !== undefined) yield* tail(previous)
 }
