@@ -228,9 +228,22 @@ function stage2Effective(leaf: LeafFields): {memType: string; attr: number; sh: 
   return {memType: leaf.memType, attr, sh}
 }
 
-/** Stage 1 of EL2: the MAIR_EL2 byte AttrIndx selects, and the descriptor's shareability as it is (as QEMU reports it, Device included). */
+/**
+ * Stage 1 alone (EL2, or EL1&0 without stage 2): the MAIR byte AttrIndx selects, and the descriptor's
+ * shareability, except for the memory types that are outer shareable whatever it says (outerShared).
+ */
 function stage1Effective(leaf: LeafFields): {memType: string; attr: number; sh: number} {
-  return {memType: leaf.memType, attr: leaf.mairAttr!, sh: leaf.sh}
+  const attr = leaf.mairAttr!
+  return {memType: leaf.memType, attr, sh: outerShared(attr) ? 0b10 : leaf.sh}
+}
+
+/**
+ * Whether memory of MAIR-format type `attr` is outer shareable whatever a descriptor's SH says:
+ * Device, and Normal inner and outer Non-cacheable (Arm ARM: PAREncodeShareability gives PAR_EL1.SH
+ * 0b10 for them; the SH field of their descriptors has no effect).
+ */
+export function outerShared(attr: number): boolean {
+  return attr >> 4 === 0 || attr === 0x44
 }
 
 export interface CombinedAttributes {
@@ -283,7 +296,7 @@ export function combineAttributes(s1: Pick<LeafFields, 'mairAttr' | 'sh'>, s2: P
     attr = Math.min(lo1, lo2) // 0 nGnRnE, 4 nGnRE, 8 nGRE, 0xc GRE: the smaller the stricter
   } else attr = (combineNibble(a1 >> 4, a2 >> 4) << 4) | combineNibble(a1 & 0xf, a2 & 0xf)
   let sh = s1.sh === 0b10 || s2.sh === 0b10 ? 0b10 : s1.sh === 0b11 || s2.sh === 0b11 ? 0b11 : 0b00
-  if (attr >> 4 === 0 || attr === 0x44) sh = 0b10
+  if (outerShared(attr)) sh = 0b10
   if (tagged && attr === 0xff) attr = 0xf0
   return {attr, sh, shareability: SHAREABILITY[sh]!}
 }

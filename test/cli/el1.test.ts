@@ -270,7 +270,7 @@ describe('FEAT_LPA2 from the command line', () => {
     const out = await ok('translate', '0xfff0ff8000001234', ...args)
     expect(out).toContain('TTBR1_EL1 0x42030000: 4K granule, start level -1, 52-bit VA from 0xfff0000000000000, 52-bit PA, FEAT_LPA2 (DS)')
     expect(out).toContain('  L-1[0]    in 0x42030000: 0x0000000042031003  table')
-    expect(out).toContain('-> 0xc008000001234  Device-nGnRE IS RWX  (512G block at L0)')
+    expect(out).toContain('-> 0xc008000001234  Device-nGnRE OS RWX  (512G block at L0)') // Device: outer shareable, whatever TCR_EL1.SH1 says
     expect(await ok('translate', '0xfff1000000000000', ...args)).toContain('-> translation fault, level -1, stage 1 (FSC 0x2b): L-1[1] is not valid')
     const j = await okJson<DumpTablesJson>('dump', 'tables', ...args)
     expect(j.ranges.map((r) => [r.start, r.end, r.outputStart, r.level])).toEqual([['0xfff0ff8000000000', '0xfff1000000000000', '0xc008000000000', 0]])

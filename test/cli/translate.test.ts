@@ -313,16 +313,17 @@ describe('map region --regime stage1, translate and regs for stage 1', () => {
       '-> permission fault, level 2, stage 1 (FSC 0x0e): write is not allowed (RO)',
       'PAR_EL1 0x81d',
     ])
+    // Device memory is outer shareable, whatever its descriptor's SH (0b11 here) says
     const device = await okJson<TranslateJson>(dir, 'translate', '0x4860_0000')
-    expect(device).toMatchObject({regime: 'stage1', par: '0x400000048600b80', fault: null})
+    expect(device).toMatchObject({regime: 'stage1', par: '0x400000048600b00', fault: null})
     expect(device.output).toEqual({
       address: '0x48600000',
       level: 2,
       size: 0x20_0000,
       memType: 'Device-nGnRE',
       attr: '0x04',
-      sh: 3,
-      shareability: 'IS',
+      sh: 2,
+      shareability: 'OS',
       read: true,
       write: true,
       execute: false,

@@ -9,8 +9,8 @@ import {describe, expect, it} from 'vitest'
 
 import type {RegimeName} from '../../src/core/descriptor.js'
 import {DEFAULT_HEAP_BASE} from '../../src/core/heap.js'
-import {type Outcome, compare, describeDisagreement, jobFor, merge} from './compare.js'
-import {qemuAvailable} from './qemu.js'
+import {compare, describeDisagreement, jobFor, merge, type Outcome} from './compare.js'
+import {describeDeviations, qemuAvailable} from './qemu.js'
 import {SOAK} from '../soak.js'
 import {type Scenario, edgeScenarios, randomScenario} from './scenarios.js'
 
@@ -25,7 +25,7 @@ function heapImage(s: Scenario): {address: bigint; data: Uint8Array} {
 }
 
 async function runAll(scenarios: Scenario[]): Promise<Outcome> {
-  const total: Outcome = {compared: 0, disagreements: [], results: new Map()}
+  const total: Outcome = {compared: 0, disagreements: [], results: new Map(), deviations: new Map()}
   // two QEMUs at a time: the machine has two cores
   for (let i = 0; i < scenarios.length; i += 2) {
     const outcomes = await Promise.all(scenarios.slice(i, i + 2).map((s) => compare(s.name, s.machine.memory, s.mapper, jobFor(s.mapper, [heapImage(s)]), s.probes)))
@@ -40,7 +40,9 @@ describe.skipIf(!qemuAvailable() && !required).each(['stage2', 'stage1'] as Regi
     const scenarios = [...edgeScenarios(regime), ...Array.from({length: RANDOM_SCENARIOS}, (_, seed) => randomScenario(regime, seed))]
     const outcome = await runAll(scenarios)
     const results = [...outcome.results].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}: ${v}`)
-    console.log(`conformance ${regime}: ${scenarios.length} scenarios, ${outcome.compared} addresses compared, ${outcome.disagreements.length} disagreements\n  results: ${results.join(', ')}`)
+    console.log(
+      `conformance ${regime}: ${scenarios.length} scenarios, ${outcome.compared} addresses compared, ${outcome.disagreements.length} disagreements, ${describeDeviations(outcome.deviations)}\n  results: ${results.join(', ')}`,
+    )
     expect(outcome.disagreements.map(describeDisagreement).slice(0, 20)).toEqual([])
     expect(scenarios.length).toBeGreaterThanOrEqual(50)
     expect(outcome.compared).toBeGreaterThanOrEqual(2000)

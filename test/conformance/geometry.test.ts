@@ -8,9 +8,9 @@
 import {describe, expect, it} from 'vitest'
 
 import {DEFAULT_HEAP_BASE} from '../../src/core/heap.js'
-import {type Outcome, compare, describeDisagreement, jobFor, merge} from './compare.js'
+import {compare, describeDisagreement, jobFor, merge, type Outcome} from './compare.js'
 import {NAMED_GEOMETRIES, geometryName, geometryScenario} from './geometry-scenarios.js'
-import {qemuAvailable} from './qemu.js'
+import {describeDeviations, qemuAvailable} from './qemu.js'
 import type {Scenario} from './scenarios.js'
 
 /** In CI QEMU must be there (.ci/run installs it): a missing one fails instead of skipping. */
@@ -26,7 +26,7 @@ describe.skipIf(!qemuAvailable() && !required)('conformance with QEMU in every g
   it.each(NAMED_GEOMETRIES.map((c) => ({...c, name: geometryName(c)})))('$name: every probed address agrees', {timeout: 600_000}, async (c) => {
     expect(qemuAvailable(), 'qemu-system-aarch64 and aarch64-linux-gnu binutils are needed (see README)').toBe(true)
     const scenarios = Array.from({length: SCENARIOS}, (_, seed) => geometryScenario(c, seed))
-    const total: Outcome = {compared: 0, disagreements: [], results: new Map()}
+    const total: Outcome = {compared: 0, disagreements: [], results: new Map(), deviations: new Map()}
     // two QEMUs at a time: the machine has two cores
     for (let i = 0; i < scenarios.length; i += 2) {
       const outcomes = await Promise.all(scenarios.slice(i, i + 2).map((s) => compare(s.name, s.machine.memory, s.mapper, jobFor(s.mapper, [heapImage(s)]), s.probes)))
@@ -34,7 +34,9 @@ describe.skipIf(!qemuAvailable() && !required)('conformance with QEMU in every g
     }
     const g = scenarios[0]!.mapper.geometry
     const results = [...total.results].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}: ${v}`)
-    console.log(`conformance ${c.name} (${g.describe()}): ${scenarios.length} scenarios, ${total.compared} addresses, ${total.disagreements.length} disagreements; ${results.join(', ')}`)
+    console.log(
+      `conformance ${c.name} (${g.describe()}): ${scenarios.length} scenarios, ${total.compared} addresses, ${total.disagreements.length} disagreements, ${describeDeviations(total.deviations)}; ${results.join(', ')}`,
+    )
     expect(total.disagreements.map(describeDisagreement).slice(0, 20)).toEqual([])
     expect(total.compared).toBeGreaterThanOrEqual(100)
     // successful walks and the faults the damage aims at

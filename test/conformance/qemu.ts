@@ -30,6 +30,35 @@ const UART_INCLUDE = path.join(HERE, 'el2', 'uart.inc')
 const LINKER_SCRIPT = path.join(HERE, 'el2', 'probe.ld')
 
 export const QEMU = 'qemu-system-aarch64'
+
+/** hvmem's PAR_EL1 as QEMU 7.2 gives it, and the departure from the Arm ARM that made them differ, if one did. */
+export interface Qemu72Par {
+  par: bigint
+  deviation?: string
+}
+
+/**
+ * What QEMU 7.2 gives in PAR_EL1 after a stage-1 walk alone (AT S1E2*, S1E1*, S1E0*), from hvmem's
+ * translation of the same address: PAR_EL1.SH holds the leaf descriptor's SH for every memory type,
+ * where the Arm ARM's PAREncodeShareability gives 0b10 for Device and Normal inner and outer
+ * Non-cacheable memory, as hvmem does (QEMU follows the Arm ARM from 8.0: "target/arm: Set
+ * PAR_EL1.SH to 0b10 for Device or Normal-NC"). At stage 2, and for two stages, QEMU 7.2 already gives 0b10.
+ */
+export function qemu72Stage1(t: {par: bigint; output?: {attr: number; sh: number; leaf: {sh: number}}}): Qemu72Par {
+  const o = t.output
+  if (o === undefined || o.leaf.sh === o.sh) return {par: t.par}
+  return {par: (t.par & ~(3n << 7n)) | (BigInt(o.leaf.sh) << 7n), deviation: "stage 1's SH of Device or Normal-NC"}
+}
+
+/** Counts `expected`'s deviation in `deviations` when QEMU gave the PAR it predicts. */
+export function noteDeviation(deviations: Map<string, number>, expected: Qemu72Par, qemu: bigint): void {
+  if (expected.deviation !== undefined && expected.par === qemu) deviations.set(expected.deviation, (deviations.get(expected.deviation) ?? 0) + 1)
+}
+
+/** The deviations counted, for a suite's report line. */
+export function describeDeviations(deviations: Map<string, number>): string {
+  return [...deviations].map(([k, v]) => `${v} of QEMU 7.2's deviation "${k}"`).join(', ') || 'no QEMU deviation'
+}
 /**
  * The CPU model: `max` (QEMU 7.2: ID_AA64MMFR0_EL1 0x0000_0323_1020_1126), for its 4K, 16K and 64K
  * granules at both stages. Tables must enable what they rely on in the registers (VTCR_EL2/TCR_EL2

@@ -21,7 +21,7 @@ import {Machine} from '../../src/core/machine.js'
 import type {PhysicalMemory} from '../../src/core/memory.js'
 import {foreignWalk} from '../../src/core/regime-config.js'
 import {type TwoStageTranslation, stage2Mair, translateTwoStage} from '../../src/core/two-stage.js'
-import {type Probe, qemuAvailable, runQemu} from './qemu.js'
+import {describeDeviations, noteDeviation, type Probe, qemuAvailable, runQemu} from './qemu.js'
 
 const required = process.env.CI === 'true'
 
@@ -270,11 +270,11 @@ describe.skipIf(!qemuAvailable() && !required)('conformance of two-stage transla
       const key = t.fault === undefined ? 'ok' : `${t.fault.s1ptw === true ? 'S1PTW ' : ''}stage ${t.fault.stage} ${t.fault.kind} L${t.fault.level}`
       results.set(key, (results.get(key) ?? 0) + 1)
       const expected = qemu72(t)
-      if (expected.deviation !== undefined) deviations.set(expected.deviation, (deviations.get(expected.deviation) ?? 0) + 1)
+      noteDeviation(deviations, expected, pars[i]!)
       if (expected.par !== pars[i]) disagreements.push(`${kindName(p)} ${hex(p.address)}: hvmem ${hex(t.par)} (QEMU 7.2 expected ${hex(expected.par)}) QEMU ${hex(pars[i]!)} ${t.fault?.reason ?? ''}`)
     })
     console.log(
-      `conformance two-stage ${c.name}: ${probes.length} AT probes, ${disagreements.length} disagreements, ${[...deviations].map(([k, v]) => `${v} of QEMU 7.2's deviation "${k}"`).join(', ') || 'no QEMU deviation'}; ${[...results].map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+      `conformance two-stage ${c.name}: ${probes.length} AT probes, ${disagreements.length} disagreements, ${describeDeviations(deviations)}; ${[...results].map(([k, v]) => `${k}: ${v}`).join(', ')}`,
     )
     expect(disagreements.slice(0, 30)).toEqual([])
     expect(probes.length).toBeGreaterThanOrEqual(300)

@@ -480,7 +480,7 @@ describe('translate(), stage 2: successful walks and PAR_EL1 (QEMU values)', () 
   })
 })
 
-describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)', () => {
+describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU 7.2 values, but SH for Device as the Arm ARM gives it)', () => {
   it('normal block P|0x705 (the safe preset: inner shareable), read at 0x4800_1234: 0xff00000048001b80 (SH 0b11)', () => {
     const {run} = fixture('stage1')
     const t = run(0x4800_1234n)
@@ -520,14 +520,16 @@ describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)
     expect(run(0x4800_1234n, {write: true}).par).toBe(0xff00_0000_4800_1b80n)
   })
 
-  it('device block P|0x0040_0000_0000_0709 (execute-never): 0x0400000048600b80 (stage 1 keeps the descriptor SH, unlike stage 2)', () => {
+  // Device memory is outer shareable whatever its descriptor's SH says (PAREncodeShareability), at
+  // stage 1 as at stage 2; QEMU 7.2 reports the descriptor's SH here (0x0400000048600b80).
+  it('device block P|0x0040_0000_0000_0709 (execute-never, SH 0b11): 0x0400000048600b00, outer shareable', () => {
     const {run, mapper} = fixture('stage1')
     mapper.mapRegion(0x4860_0000n, 0x20_0000n, 'device')
     const t = run(0x4860_0000n)
-    expect(t.par).toBe(0x0400_0000_4860_0b80n)
+    expect(t.par).toBe(0x0400_0000_4860_0b00n)
     expect(t.steps[1]).toEqual(step(2, L2_TABLE, 0x43, 0x0040_0000_4860_0709n, 'block'))
-    expect(t.output).toMatchObject({address: 0x4860_0000n, memType: 'Device-nGnRE', attr: 0x04, sh: 3, shareability: 'IS', read: true, write: true, execute: false})
-    expect(t.output!.leaf).toMatchObject({attrIndx: 2, mairAttr: 0x04})
+    expect(t.output).toMatchObject({address: 0x4860_0000n, memType: 'Device-nGnRE', attr: 0x04, sh: 2, shareability: 'OS', read: true, write: true, execute: false})
+    expect(t.output!.leaf).toMatchObject({attrIndx: 2, mairAttr: 0x04, sh: 3})
   })
 
   it('readonly block P|0x785: reads succeed, a write is 0x81d', () => {
@@ -550,10 +552,10 @@ describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)
     expect(run(1n << 39n).par).toBe(0x809n)
   })
 
-  it('the MAIR_EL2 byte AttrIndx selects is the reported attr; the descriptor SH is kept', () => {
+  it('the MAIR_EL2 byte AttrIndx selects is the reported attr; the descriptor SH is kept for Normal cacheable memory, Device is outer shareable', () => {
     const {run, poke} = fixture('stage1')
-    poke(L2_TABLE, 0x53, 0x4a60_0000n | 0x401n) // AttrIndx 0: 0x00 Device-nGnRnE
-    expect(run(0x4a60_0000n).par).toBe(0x0000_0000_4a60_0a00n)
+    poke(L2_TABLE, 0x53, 0x4a60_0000n | 0x401n) // AttrIndx 0: 0x00 Device-nGnRnE, SH 0b00 (QEMU 7.2: 0x4a600a00)
+    expect(run(0x4a60_0000n).par).toBe(0x0000_0000_4a60_0b00n)
     poke(L2_TABLE, 0x53, 0x4a60_0000n | 0x705n) // AttrIndx 1, SH 0b11
     expect(run(0x4a60_0000n).par).toBe(0xff00_0000_4a60_0b80n)
     poke(L2_TABLE, 0x53, 0x4a60_0000n | 0x609n) // AttrIndx 2 (Device), SH 0b10
@@ -567,7 +569,7 @@ describe('translate(), stage 1 (EL2): successful walks and PAR_EL1 (QEMU values)
     expect(run(0x9234_5678n).output).toMatchObject({address: 0x9234_5678n, level: 1, size: GIB})
     mapper.mapRegion(0x4880_3000n, 0x1000n, 'device', {pa: 0x0900_0000n})
     const t = run(0x4880_3018n)
-    expect(t.par).toBe(0x0400_0000_0900_0b80n)
+    expect(t.par).toBe(0x0400_0000_0900_0b00n) // Device: outer shareable (QEMU 7.2: the descriptor's 0b11, 0x...b80)
     expect(t.output).toMatchObject({address: 0x0900_0018n, level: 3, size: 0x1000n})
     expect(t.steps[2]).toMatchObject({level: 3, index: 3, descriptor: 0x0040_0000_0900_070bn, kind: 'page'})
   })
