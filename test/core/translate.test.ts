@@ -10,7 +10,7 @@ import {describe, expect, it} from 'vitest'
 import {type RegimeName, tableDescriptor} from '../../src/core/descriptor.js'
 import type {Machine} from '../../src/core/machine.js'
 import type {IdentityMapper} from '../../src/core/mapper.js'
-import {type FaultKind, type Translation, type WalkStep, translate} from '../../src/core/translate.js'
+import {type FaultKind, type Translation, type WalkStep, outerShared, translate} from '../../src/core/translate.js'
 import {GIB, mappedMachine} from './helpers.js'
 
 const ROOT = 0x4100_0000n
@@ -477,6 +477,23 @@ describe('translate(), stage 2: successful walks and PAR_EL1 (QEMU values)', () 
     expect(t.steps).toHaveLength(3)
     expect(t.steps[1]).toMatchObject({level: 2, table: L2_TABLE, index: 0x44, kind: 'table'})
     expect(t.steps[2]).toMatchObject({level: 3, index: 3, descriptor: 0x5555_57ffn, kind: 'page'})
+  })
+})
+
+describe('outerShared: the memory types PAREncodeShareability makes outer shareable', () => {
+  it.each([
+    [0x00, true], // Device-nGnRnE
+    [0x04, true], // Device-nGnRE
+    [0x08, true], // Device-nGRE
+    [0x0c, true], // Device-GRE
+    [0x44, true], // Normal, inner and outer Non-cacheable
+    [0x4f, false], // outer Non-cacheable, inner write-back
+    [0xf4, false], // outer write-back, inner Non-cacheable
+    [0xbb, false], // write-through
+    [0xff, false], // write-back
+    [0xf0, false], // Tagged Normal (FEAT_MTE): write-back
+  ])('MAIR byte %i: %s', (attr, expected) => {
+    expect(outerShared(attr)).toBe(expected)
   })
 })
 
