@@ -19,7 +19,7 @@ All or nothing: the first failing line stops the batch, nothing is saved, and th
 
 Output: each line's own output, in order (--verbose adds a "# line N: ..." header before each); with --json, one JSON object a line, {"line", "command", "result"} or {"line", "command", "text", "error"}, then {"summary": ...}.
 
-Not inside a batch: batch, heap init, the snapshot commands (export, import, diff, ...), and other plugins' commands (help, autocomplete).`
+Not inside a batch: batch, heap init, the snapshot commands (export, import, diff, ...), completion, version, and other plugins' commands (help, autocomplete).`
 
   static override examples = [
     '<%= config.bin %> batch setup.hvmem',
