@@ -1,6 +1,6 @@
 /**
  * Reading a text input that a command names by its file, or `-` for standard input (docs/behaviour.md,
- * "CLI habits"): `batch`'s script.
+ * "CLI habits"): `batch`'s script and `map apply`'s layout.
  */
 import {createReadStream, fstatSync} from 'node:fs'
 
@@ -14,6 +14,8 @@ export interface InputNames {
   name: string
   /** the message when standard input is a directory (`hvmem batch < .`) */
   stdinDirectory: string
+  /** with `-`, the message when standard input is a terminal; absent: a terminal is read as any stdin */
+  stdinTerminal?: string
 }
 
 /**
@@ -31,6 +33,7 @@ export async function* inputChunks(file: string, names: InputNames): AsyncGenera
       }
     })()
     if (info?.isDirectory() === true) throw new HvmemError('input', names.stdinDirectory)
+    if (names.stdinTerminal !== undefined && process.stdin.isTTY === true) throw new HvmemError('input', names.stdinTerminal)
   }
   try {
     for await (const chunk of file === '-' ? process.stdin : createReadStream(file)) yield chunk as Buffer
