@@ -46,6 +46,7 @@ export interface SummaryJson {
 export function refusal(id: string, pluginName: string | undefined, rootName: string): string | undefined {
   if (id === 'batch') return 'a batch cannot run another batch'
   if (id === 'completion') return 'it prints a shell script and touches no snapshot; run it outside the batch'
+  if (id === 'version') return "it prints hvmem's version and touches no snapshot; run it outside the batch"
   if (id === 'heap:init') return 'it creates the snapshot the batch works on; run it before the batch'
   if (id === 'snapshot' || id.startsWith('snapshot:')) return "the snapshot commands work on snapshot files, not on the batch's snapshot in memory; run it before or after the batch"
   if (pluginName !== rootName) return `it is ${pluginName ?? 'a plugin'}'s, not one of hvmem's snapshot commands; run it outside the batch`

@@ -1,10 +1,10 @@
-import {createReadStream, fstatSync} from 'node:fs'
 import {StringDecoder} from 'node:string_decoder'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../cli/base.js'
 import {textArg} from '../cli/flags.js'
 import {BatchRunner, BufferedOutput} from '../cli/batch.js'
+import {STDIN_NAME, inputChunks} from '../cli/input.js'
 import {quote} from '../cli/numbers.js'
 import {noteChangesDiscarded, stdoutError} from '../cli/output.js'
 import {type ScriptError, type ScriptLine, ScriptSplitter} from '../cli/words.js'
@@ -19,7 +19,7 @@ All or nothing: the first failing line stops the batch, nothing is saved, and th
 
 Output: each line's own output, in order (--verbose adds a "# line N: ..." header before each); with --json, one JSON object a line, {"line", "command", "result"} or {"line", "command", "text", "error"}, then {"summary": ...}.
 
-Not inside a batch: batch, heap init, the snapshot commands (export, import, diff, ...), and other plugins' commands (help, autocomplete).`
+Not inside a batch: batch, heap init, the snapshot commands (export, import, diff, ...), completion, version, and other plugins' commands (help, autocomplete).`
 
   static override examples = [
     '<%= config.bin %> batch setup.hvmem',
@@ -88,17 +88,7 @@ export const MAX_LINE_CHARS = 1 << 20
  * `yes 'alloc page' | hvmem batch` stops with one line, in bounded memory).
  */
 async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: ScriptError[]}> {
-  const name = file === '-' ? 'standard input' : `the batch file ${quote(file)}`
-  if (file === '-') {
-    const info = (() => {
-      try {
-        return fstatSync(0)
-      } catch {
-        return undefined
-      }
-    })()
-    if (info?.isDirectory() === true) throw new HvmemError('input', 'cannot read the batch script from standard input: it is a directory; redirect a file of commands, or name it: hvmem batch FILE')
-  }
+  const name = file === '-' ? STDIN_NAME : `the batch file ${quote(file)}`
   const splitter = new ScriptSplitter()
   const tooLong = (): never => {
     throw new HvmemError('input', `${name} has more than ${MAX_SCRIPT_LINES.toLocaleString('en-US')} lines; nothing was run: split the script into several batches`)
@@ -108,25 +98,21 @@ async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: S
   }
   const decoder = new StringDecoder('utf8')
   let pending = ''
-  try {
-    for await (const chunk of file === '-' ? process.stdin : createReadStream(file)) {
-      const text = pending + decoder.write(chunk as Buffer)
-      let start = 0
-      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
-        if (end - start > MAX_LINE_CHARS) lineTooLong()
-        if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
-        splitter.add(text.slice(start, end))
-        start = end + 1
-      }
-      pending = text.slice(start)
-      if (pending.length > MAX_LINE_CHARS) lineTooLong()
+  const chunks = inputChunks(file, {
+    name,
+    stdinDirectory: 'cannot read the batch script from standard input: it is a directory; redirect a file of commands, or name it: hvmem batch FILE',
+  })
+  for await (const chunk of chunks) {
+    const text = pending + decoder.write(chunk)
+    let start = 0
+    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+      if (end - start > MAX_LINE_CHARS) lineTooLong()
+      if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
+      splitter.add(text.slice(start, end))
+      start = end + 1
     }
-  } catch (error) {
-    if (error instanceof HvmemError) throw error
-    const code = (error as {code?: unknown}).code
-    if (code === 'ENOENT') throw new HvmemError('input', `cannot read ${name}: there is no such file`)
-    if (code === 'EISDIR') throw new HvmemError('input', `cannot read ${name}: it is a directory`)
-    throw new HvmemError('io', `cannot read ${name}: ${error instanceof Error ? error.message : String(error)}`)
+    pending = text.slice(start)
+    if (pending.length > MAX_LINE_CHARS) lineTooLong()
   }
   pending += decoder.end()
   if (pending !== '') {

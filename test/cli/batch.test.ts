@@ -319,6 +319,7 @@ describe('hvmem batch: failures', () => {
       'snapshot export --raw t.bin',
       '"snapshot export" cannot run inside a batch: the snapshot commands work on snapshot files, not on the batch\'s snapshot in memory; run it before or after the batch',
     ],
+    ['version', '"version" cannot run inside a batch: it prints hvmem\'s version and touches no snapshot; run it outside the batch'],
     ['help alloc', '"help" cannot run inside a batch: it is @oclif/plugin-help\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
     ['autocomplete bash', '"autocomplete" cannot run inside a batch: it is @oclif/plugin-autocomplete\'s, not one of hvmem\'s snapshot commands; run it outside the batch'],
     ['alloc pag', 'unknown command "alloc pag" (did you mean "alloc page"?); see "hvmem --help" for the commands'],

@@ -1,10 +1,11 @@
-/** map apply LAYOUT and map region's attribute flags, in-process: idempotence, --check, errors with file and line, the table-page warning. */
+/** map apply LAYOUT and map region's attribute flags, in-process: idempotence, --check, errors with file and line, the table-page warning; map apply - (the binary, with the layout on its stdin). */
+import {spawnSync} from 'node:child_process'
 import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runInProcessAt} from './inprocess.js'
-import {hvmem, scratch} from './run.js'
+import {BIN, type Run, hvmem, hvmemEnv, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
@@ -117,6 +118,90 @@ describe('map apply', () => {
       "hvmem: warning: 0x40000000-0x80000000 maps 1 of the mapper's own table page(s) (0x41000000-0x41001000): the guest can read and rewrite its own stage-2 tables; keep the heap out of the region (docs/layout.md)\n",
     )
     expect((JSON.parse(r.stdout) as {coversTables: string[]}).coversTables).toEqual(['0x41000000'])
+  })
+})
+
+describe('map apply - (the layout on standard input)', () => {
+  it('applies a layout piped on stdin: the output names it "the layout from standard input"; a second apply changes nothing, and --json gives layout "-"', async () => {
+    expect((await hv('heap', 'init', '-s', 'in1.snap')).code).toBe(0)
+    expect(await hvmem(dir, ['map', 'apply', '-', '-s', 'in1.snap'], {}, LAYOUT)).toEqual({
+      code: 0,
+      stdout:
+        'Created the stage2 mapper (4K granule, 40-bit IPA, 40-bit PA, level-1 root of 2 concatenated tables): root at 0x41000000\n' +
+        'Applied the layout from standard input: 3 region(s)\n' +
+        '  ram-low: 0x40000000-0x41000000 (16M) normal: 8 (8x 2M) written, 0 already so\n' +
+        '  uart: 0x9000000-0x9001000 (4K) device: 1 (1x 4K) written, 0 already so\n' +
+        '  shared: 0x100000000-0x100200000 -> 0x80000000 (2M) Normal-NC OS RW NX: 1 (1x 2M) written, 0 already so\n' +
+        'VTTBR_EL2 0x41000000  VTCR_EL2 0x80023558\n',
+      stderr: '',
+    })
+    const once = await readFile(join(dir, 'in1.snap'))
+    const again = await hvmem(dir, ['map', 'apply', '-', '-s', 'in1.snap', '--json'], {}, LAYOUT)
+    expect(again.code).toBe(0)
+    expect(JSON.parse(again.stdout)).toMatchObject({layout: '-', check: false, changed: false, saved: false})
+    expect((await readFile(join(dir, 'in1.snap'))).equals(once)).toBe(true)
+  })
+
+  it('--check - prints the diff against the layout from standard input and writes nothing', async () => {
+    expect((await hv('heap', 'init', '-s', 'in2.snap')).code).toBe(0)
+    const before = await readFile(join(dir, 'in2.snap'))
+    const r = await hvmem(dir, ['map', 'apply', '-', '--check', '-s', 'in2.snap'], {}, LAYOUT)
+    expect({code: r.code, stderr: r.stderr}).toEqual({code: 0, stderr: ''})
+    expect(r.stdout.startsWith('--- in2.snap\n+++ in2.snap with the layout from standard input\n')).toBe(true)
+    expect(r.stdout).toContain('Mappings: 3 added, 0 removed, 0 changed\n')
+    expect((await readFile(join(dir, 'in2.snap'))).equals(before)).toBe(true)
+  })
+
+  it('an error in a layout on stdin names standard input and the line, and leaves the snapshot as it was', async () => {
+    expect((await hv('heap', 'init', '-s', 'in3.snap')).code).toBe(0)
+    const before = await readFile(join(dir, 'in3.snap'))
+    const cases: Array<[string, number, string]> = [
+      [
+        LAYOUT.replace('    attr: device\n', '    attr: device\n    perm: rwx\n'),
+        2,
+        'standard input:9: region uart: Device memory must be execute-never (a speculative instruction fetch could read a device register); leave x out of the permissions',
+      ],
+      // (fails after the mapper and ram-low's tables were made: undone whole)
+      [
+        LAYOUT.replace('ipa-bits: 40', 'ipa-bits: 40\n  l2-budget: 1'),
+        7,
+        'standard input:10: region uart: mapping 0x9000000-0x9001000 needs 1 new L2 table(s) but 1 of the budget of 1 are in use; the budget is set when the mapper is created (--l2-budget)',
+      ],
+    ]
+    for (const [text, code, message] of cases) {
+      expect(await hvmem(dir, ['map', 'apply', '-', '--prune', '-s', 'in3.snap'], {}, text)).toEqual({code, stdout: '', stderr: `hvmem: ${message}\n`})
+      expect((await readFile(join(dir, 'in3.snap'))).equals(before), message).toBe(true)
+    }
+  })
+
+  it('a layout that cannot be read is refused naming it (exit 2): no such file, a directory, a directory or endless input on stdin', async () => {
+    expect((await hv('heap', 'init', '-s', 'in5.snap')).code).toBe(0)
+    const before = await readFile(join(dir, 'in5.snap'))
+    const refused = (stderr: string): Run => ({code: 2, stdout: '', stderr: `hvmem: ${stderr}\n`})
+    expect(await hvmem(dir, ['map', 'apply', 'nosuch.yaml', '-s', 'in5.snap'])).toEqual(refused('cannot read the layout "nosuch.yaml": there is no such file'))
+    expect(await hvmem(dir, ['map', 'apply', '.', '-s', 'in5.snap'])).toEqual(refused('cannot read the layout ".": it is a directory'))
+    // (a shell, for stdin a directory, and a writer that a refusal leaves with a closed pipe)
+    const sh = (script: string): Run => {
+      const r = spawnSync('sh', ['-c', script, process.execPath, BIN], {cwd: dir, env: hvmemEnv(), encoding: 'utf8'})
+      return {code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr}
+    }
+    expect(sh('"$0" "$1" map apply - -s in5.snap < .')).toEqual(
+      refused('cannot read the layout from standard input: it is a directory; redirect a layout file to it, or name the file: hvmem map apply LAYOUT'),
+    )
+    expect(sh('yes | "$0" "$1" map apply - -s in5.snap')).toEqual(refused('the layout from standard input is larger than 16 MiB (not a layout?); nothing was applied'))
+    expect((await readFile(join(dir, 'in5.snap'))).equals(before)).toBe(true)
+  })
+
+  it('a batch line "map apply -" is refused (a batch\'s lines never read stdin), and nothing is saved', async () => {
+    expect((await hv('heap', 'init', '-s', 'in4.snap')).code).toBe(0)
+    const before = await readFile(join(dir, 'in4.snap'))
+    await writeFile(join(dir, 'stdin-lines.txt'), 'alloc page\nmap apply -\n')
+    expect(await hvmem(dir, ['batch', 'stdin-lines.txt', '-s', 'in4.snap'], {}, LAYOUT)).toEqual({
+      code: 2,
+      stdout: '0x41000000\n',
+      stderr: 'hvmem: line 2 "map apply -": LAYOUT -: a batch\'s lines never read standard input; name the layout file; the batch stopped there and saved nothing\n',
+    })
+    expect((await readFile(join(dir, 'in4.snap'))).equals(before)).toBe(true)
   })
 })
 

@@ -1,12 +1,13 @@
-import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
 import {type SnapshotDiffJson, diffJson, diffLines} from '../../cli/diff-render.js'
 import {type CountsJson, contiguousLine, countsJson, describeCounts, tablesWarning, total} from '../../cli/edit.js'
+import {STDIN_NAME, inputChunks} from '../../cli/input.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
 import {parseLayout} from '../../cli/layout-file.js'
+import {quote} from '../../cli/numbers.js'
 import type {SnapshotDiff} from '../../core/diff.js'
 import {HvmemError} from '../../core/errors.js'
 import {type LayoutOutcome, applyLayoutWithDiff} from '../../core/layout.js'
@@ -32,6 +33,7 @@ export interface ApplyRegionJson {
 }
 
 export interface MapApplyJson {
+  /** LAYOUT as given: a file name, or "-" for standard input */
   layout: string
   /** --check: nothing was written */
   check: boolean
@@ -50,15 +52,20 @@ export interface MapApplyJson {
 
 export default class MapApply extends HvmemCommand {
   static override summary = 'Make the tables map what a layout file describes: the mapper, then every region, all or nothing.'
-  static override description = `LAYOUT is a YAML file (docs/layout.md): a mapper section (regime, granule, ipa-bits or va-bits, preset, vmid, l2-budget; they create the mapper, or must match the existing one) and a list of regions, each with a name, ipa (va for stage1), size, and optionally pa (default identity), attr (a preset), mem, sh, perm, exec-at, granularity and contiguous (true: the contiguous bit on the aligned runs inside the region), as map region takes them. Regions may not overlap.
+  static override description = `LAYOUT is a YAML file (docs/layout.md), or - for standard input: a mapper section (regime, granule, ipa-bits or va-bits, preset, vmid, l2-budget; they create the mapper, or must match the existing one) and a list of regions, each with a name, ipa (va for stage1), size, and optionally pa (default identity), attr (a preset), mem, sh, perm, exec-at, granularity and contiguous (true: the contiguous bit on the aligned runs inside the region), as map region takes them. Regions may not overlap.
 
-Each region is mapped as "map region --replace" would: inside its regions the layout wins; with --prune every mapping outside them is unmapped too. The whole layout is applied in one snapshot update: any error (a bad field, the budget, the heap) leaves the snapshot unchanged, and names the file, the line and the region. Applying a layout that is applied already changes nothing and says so; the snapshot is then not written.
+Each region is mapped as "map region --replace" would: inside its regions the layout wins; with --prune every mapping outside them is unmapped too. The whole layout is applied in one snapshot update: any error (a bad field, the budget, the heap) leaves the snapshot unchanged, and names the file (standard input for -), the line and the region. Applying a layout that is applied already changes nothing and says so; the snapshot is then not written.
 
 --check applies the layout to the snapshot as loaded, prints what would change, as snapshot diff shows it, and undoes it, writing nothing. A region whose output covers the mapper's own table pages is applied with a warning.`
-  static override examples = ['<%= config.bin %> map apply memmap.yaml --check', '<%= config.bin %> map apply memmap.yaml', '<%= config.bin %> map apply memmap.yaml --prune --json']
+  static override examples = [
+    '<%= config.bin %> map apply memmap.yaml --check',
+    '<%= config.bin %> map apply memmap.yaml',
+    '<%= config.bin %> map apply memmap.yaml --prune --json',
+    'generate-layout | <%= config.bin %> map apply -',
+  ]
 
   static override args = {
-    layout: textArg({description: 'The layout file (YAML).', required: true}),
+    layout: textArg({description: 'The layout file (YAML), or - for standard input.', required: true}),
   }
 
   static override flags = {
@@ -68,8 +75,14 @@ Each region is mapped as "map region --replace" would: inside its regions the la
 
   async run(): Promise<MapApplyJson> {
     const {args, flags} = await this.parse(MapApply)
-    const spec = parseLayout(await readLayout(args.layout), args.layout)
-    const names = {a: flags.snapshot, b: `${flags.snapshot} with ${args.layout}`}
+    const stdin = args.layout === '-'
+    // Lines of a batch never read standard input (docs/scripting.md): the batch's script may be on it.
+    if (stdin && this.batch !== undefined) throw new HvmemError('input', "LAYOUT -: a batch's lines never read standard input; name the layout file")
+    // what messages call the layout: parse errors "standard input:3: ...", the summary "the layout from standard input"
+    const file = stdin ? STDIN_NAME : args.layout
+    const shown = stdin ? `the layout from ${STDIN_NAME}` : args.layout
+    const spec = parseLayout(await readLayout(args.layout), file)
+    const names = {a: flags.snapshot, b: `${flags.snapshot} with ${shown}`}
     const options = {prune: flags.prune}
     const json = (outcome: LayoutOutcome, diff: SnapshotDiff, machine: Machine, saved: boolean): MapApplyJson => ({
       layout: args.layout,
@@ -100,7 +113,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     const current = await loadSnapshot(flags.snapshot)
     const trial = applyLayoutWithDiff(current, spec, options)
     if (flags.check || trial.diff.same) {
-      if (trial.diff.same) this.log(`No change: ${args.layout} is applied already to ${flags.snapshot}`)
+      if (trial.diff.same) this.log(`No change: ${shown} is applied already to ${flags.snapshot}`)
       else for (const line of diffLines(trial.diff, names)) this.log(line)
       this.warnTables(trial.outcome)
       const report = json(trial.outcome, trial.diff, current, false)
@@ -116,7 +129,7 @@ Each region is mapped as "map region --replace" would: inside its regions the la
     })
     const g = machine.mapper!.geometry
     if (outcome.mapperCreated) this.log(`Created the ${machine.mapper!.state.regime} mapper (${g.describe()}): root at ${hex(machine.mapper!.root)}`)
-    this.log(`Applied ${args.layout}: ${outcome.regions.length} region(s)`)
+    this.log(`Applied ${shown}: ${outcome.regions.length} region(s)`)
     for (const {region, result} of outcome.regions) {
       const target = result.pa === result.ipa ? '' : ` -> ${hex(result.pa)}`
       this.log(
@@ -137,12 +150,23 @@ Each region is mapped as "map region --replace" would: inside its regions the la
   }
 }
 
-/** The layout file's text; an unreadable file is an input error naming it. */
+/** The most bytes a layout may have (a real one is a few kilobytes): `yes | hvmem map apply -` stops there. */
+export const MAX_LAYOUT_BYTES = 16 << 20
+
+/** The layout's text: the file, or standard input for "-"; an unreadable file is an error naming it. */
 async function readLayout(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error'
-    throw new HvmemError('input', `cannot read the layout ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code}`)
+  const name = path === '-' ? `the layout from ${STDIN_NAME}` : `the layout ${quote(path)}`
+  const chunks: Buffer[] = []
+  let bytes = 0
+  const input = inputChunks(path, {
+    name,
+    stdinDirectory: 'cannot read the layout from standard input: it is a directory; redirect a layout file to it, or name the file: hvmem map apply LAYOUT',
+    stdinTerminal: 'cannot read the layout from standard input: it is a terminal; pipe the layout in (hvmem map apply - < guest.yaml) or name the file',
+  })
+  for await (const chunk of input) {
+    bytes += chunk.length
+    if (bytes > MAX_LAYOUT_BYTES) throw new HvmemError('input', `${name} is larger than ${MAX_LAYOUT_BYTES >> 20} MiB (not a layout?); nothing was applied`)
+    chunks.push(chunk)
   }
+  return Buffer.concat(chunks).toString('utf8')
 }
