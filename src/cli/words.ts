@@ -115,7 +115,8 @@ export interface ScriptError {
 /**
  * Splits a batch script a line at a time, as it is read (hvmem batch streams its script): `add` each
  * line without its newline, in order. Blank and comment-only lines are skipped, a trailing CR (a
- * CRLF file) dropped, and a leading `hvmem` word (as the line would be typed in a shell) dropped too.
+ * CRLF file) dropped, a UTF-8 byte order mark starting a line (an editor's on Windows, before the first
+ * line; files joined by cat, before others) dropped, and a leading `hvmem` word (as the line would be typed in a shell) dropped too.
  * Lines that cannot be split go to `errors`, with their line numbers.
  */
 export class ScriptSplitter {
@@ -136,7 +137,8 @@ export class ScriptSplitter {
       return
     }
     this.previous = undefined
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw
+    const unmarked = raw.startsWith('\uFEFF') ? raw.slice(1) : raw
+    const line = unmarked.endsWith('\r') ? unmarked.slice(0, -1) : unmarked
     let known = this.seen.get(line)
     if (known === undefined) {
       let words: string[]

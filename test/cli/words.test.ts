@@ -149,6 +149,15 @@ describe('splitScript', () => {
     expect(errors.map((e) => e.line)).toEqual([9, 10])
   })
 
+  it('a UTF-8 byte order mark starting a line (a script saved on Windows, CRLF too; scripts joined by cat) is dropped', () => {
+    const {lines, errors} = splitScript('\uFEFFalloc page\r\n\uFEFFheap status\r\n')
+    expect(lines).toEqual([
+      {line: 1, text: 'alloc page', words: ['alloc', 'page']},
+      {line: 2, text: 'heap status', words: ['heap', 'status']},
+    ])
+    expect(errors).toEqual([])
+  })
+
   it('no final newline, only a newline, nothing', () => {
     expect(splitScript('alloc page').lines).toHaveLength(1)
     expect(splitScript('\n').lines).toEqual([])
