@@ -9,10 +9,19 @@
  * that changed nothing and whose reader went away (EPIPE: `hvmem dump tables | head`) ends quietly,
  * as other Unix tools do.
  *
+ * A file as stdout (or a device that is not a terminal: /dev/full) is written by Node's
+ * SyncWriteStream with one fs.writeSync a chunk, whose count it drops: a short write (a disk that
+ * fills part-way through a chunk, a file-size limit) is no error there, and the rest of the chunk is
+ * lost in silence. guardStdout makes each chunk written whole or fail: the rest is written again, and
+ * that write fails with the cause (ENOSPC, EFBIG), reported as above. (Node ignores SIGXFSZ, so a
+ * file-size limit is the error EFBIG, not a signal that kills the process.)
+ *
  * Also: Node warnings oclif emits when it cannot read its data directory (HOME or XDG_DATA_HOME not a
  * directory; hvmem has no user plugins there) are dropped, and Node's warning that NO_COLOR is ignored when
  * FORCE_COLOR is set (which is hvmem's rule too).
  */
+import {writeSync} from 'node:fs'
+
 import {savedSnapshots} from '../snapshot/store.js'
 import {EXIT_CODES} from './exit-codes.js'
 
@@ -25,11 +34,38 @@ let failure: ErrnoError | undefined
 export function guardStdout(): void {
   if (installed) return
   installed = true
+  writeWhole(process.stdout)
   for (const listener of process.stdout.listeners('error')) process.stdout.removeListener('error', listener as (error: Error) => void)
   process.stdout.on('error', (error: Error) => {
     failure ??= error
   })
   process.on('exit', reportAtExit)
+}
+
+/** What writeWhole sees of Node's SyncWriteStream (lib/internal/fs/sync_write_stream.js). */
+interface FileStream {
+  fd: number
+  _write(chunk: Buffer, encoding: string, callback: (error?: Error | null) => void): void
+}
+
+/** A file or device as `stream` (Node's SyncWriteStream): each chunk written whole, or its error given to the stream. */
+function writeWhole(stream: NodeJS.WriteStream): void {
+  if (stream.constructor.name !== 'SyncWriteStream' || typeof (stream as unknown as FileStream).fd !== 'number') return
+  const file = stream as unknown as FileStream
+  file._write = (chunk, _encoding, callback) => {
+    try {
+      for (let done = 0; done < chunk.length;) {
+        const wrote = writeSync(file.fd, chunk, done, chunk.length - done)
+        // (never for a file or device with bytes to write: an error rather than a loop)
+        if (wrote <= 0) throw Object.assign(new Error('standard output took no bytes'), {code: 'EIO'})
+        done += wrote
+      }
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
+    callback()
+  }
 }
 
 /** The error that stopped standard output, if one has (noted synchronously by the stream, before its 'error' event). */
@@ -48,7 +84,16 @@ export function noteChangesDiscarded(): void {
 export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false): string | undefined {
   const code = typeof error.code === 'string' ? error.code : undefined
   if (code === 'EPIPE' && saved.length === 0 && !changesDiscarded) return undefined
-  const why = code === 'EPIPE' ? 'the reader closed it (EPIPE)' : code === 'ENOSPC' || code === 'EDQUOT' ? `no space left on its device (${code})` : code === undefined ? error.message : `${code}`
+  const why =
+    code === 'EPIPE'
+      ? 'the reader closed it (EPIPE)'
+      : code === 'ENOSPC' || code === 'EDQUOT'
+        ? `no space left on its device (${code})`
+        : code === 'EFBIG'
+          ? 'the file is larger than the file-size limit (ulimit -f) or its file system allows (EFBIG)'
+          : code === undefined
+            ? error.message
+            : `${code}`
   const outcome =
     saved.length === 0
       ? changesDiscarded

@@ -6,6 +6,7 @@
 import {spawn} from 'node:child_process'
 import {closeSync, existsSync, openSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {stdoutErrorLine} from '../../src/cli/output.js'
@@ -29,10 +30,14 @@ interface Outcome {
   stderr: string
 }
 
-/** Runs hvmem with stdout on `stdout`: a file descriptor (/dev/full) or 'closed' (a pipe whose reader is gone before hvmem writes). */
-function run(args: string[], stdout: number | 'closed', input?: string): Promise<Outcome> {
+/**
+ * Runs hvmem with stdout on `stdout`: a file descriptor (/dev/full, a file) or 'closed' (a pipe whose
+ * reader is gone before hvmem writes). `shell`: a sh script run first, which then execs hvmem.
+ */
+function run(args: string[], stdout: number | 'closed', input?: string, shell?: string): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: dir, env: hvmemEnv(), stdio: [input === undefined ? 'ignore' : 'pipe', stdout === 'closed' ? 'pipe' : stdout, 'pipe']})
+    const command = shell === undefined ? [process.execPath, BIN, ...args] : ['sh', '-c', `${shell} && exec "$0" "$@"`, process.execPath, BIN, ...args]
+    const child = spawn(command[0]!, command.slice(1), {cwd: dir, env: hvmemEnv(), stdio: [input === undefined ? 'ignore' : 'pipe', stdout === 'closed' ? 'pipe' : stdout, 'pipe']})
     // the reading end closed at once: hvmem's first write meets EPIPE
     if (stdout === 'closed') child.stdout!.destroy()
     if (input !== undefined) child.stdin!.end(input)
@@ -117,12 +122,64 @@ describe('stdout a closed pipe (EPIPE)', () => {
   })
 })
 
+/** The file-size limit of limited(): `ulimit -f 2`, in the 512-byte blocks sh counts (POSIX). */
+const FILE_LIMIT = 1024
+
+/**
+ * Runs hvmem with stdout to a new file under a file-size limit of FILE_LIMIT bytes: a write that
+ * passes it is cut short there (write(2) returns fewer bytes; the next write fails with EFBIG, as a
+ * disk that fills part-way through a write then fails with ENOSPC). Node ignores SIGXFSZ.
+ */
+async function limited(args: string[]): Promise<Outcome & {out: Buffer}> {
+  const path = join(dir, 'out.txt')
+  const fd = openSync(path, 'w')
+  try {
+    const r = await run(args, fd, undefined, `ulimit -f ${FILE_LIMIT / 512}`)
+    return {...r, out: await readFile(path)}
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const EFBIG = 'hvmem: cannot write to standard output: the file is larger than the file-size limit (ulimit -f) or its file system allows (EFBIG)'
+
+describe('stdout a file that reaches its size limit part-way through a write (a short write)', () => {
+  it('mem read: exit 9 and one line, not exit 0 with the output cut short; the file holds the output up to the limit', async () => {
+    const args = ['mem', 'read', '0x4100_0000', '4096']
+    const full = await hvmem(dir, args)
+    expect(full.stdout.length).toBeGreaterThan(FILE_LIMIT)
+    const r = await limited(args)
+    expect(oneLine(r)).toBe(`${EFBIG}; the snapshot was not changed`)
+    expect(r.code).toBe(9)
+    expect(r.out.toString()).toBe(full.stdout.slice(0, FILE_LIMIT))
+  })
+
+  it('alloc page --count, whose output is one write after the save: the line says the change was saved', async () => {
+    expect((await hvmem(dir, ['heap', 'init', '-s', 'limit.snap'])).code).toBe(0)
+    const r = await limited(['alloc', 'page', '--count', '200', '-s', 'limit.snap'])
+    expect(oneLine(r)).toBe(`${EFBIG}; the change to limit.snap was saved (only this output of it is lost)`)
+    expect(r.code).toBe(9)
+    expect(r.out.length).toBe(FILE_LIMIT)
+    const heap = decodeSnapshot(await readFile(join(dir, 'limit.snap')), 'limit.snap').state().heap
+    expect(heap.allocated).toBe(200n * 4096n)
+  })
+
+  it('snapshot export - (text): the summary on stderr does not claim the export was written', async () => {
+    expect((await hvmem(dir, ['heap', 'init', '-s', 'export.snap'])).code).toBe(0)
+    expect((await hvmem(dir, ['map', 'region', '0x4000_0000', '1G', '-s', 'export.snap'])).code).toBe(0)
+    const r = await limited(['snapshot', 'export', '-', '--format', 'c', '-s', 'export.snap'])
+    expect(oneLine(r)).toBe(`${EFBIG}; the snapshot was not changed`)
+    expect(r.code).toBe(9)
+  })
+})
+
 describe('stdoutErrorLine', () => {
   const error = (code: string): Error & {code: string} => Object.assign(new Error(code), {code})
   it('names the cause and what was saved', () => {
     expect(stdoutErrorLine(error('EDQUOT'), ['a.snap', 'a.snap'])).toBe(
       'hvmem: cannot write to standard output: no space left on its device (EDQUOT); the change to a.snap was saved (only this output of it is lost)',
     )
+    expect(stdoutErrorLine(error('EFBIG'), [])).toBe(`${EFBIG}; the snapshot was not changed`)
     expect(stdoutErrorLine(error('EIO'), [])).toBe('hvmem: cannot write to standard output: EIO; the snapshot was not changed')
     expect(stdoutErrorLine(error('EPIPE'), [])).toBeUndefined()
     expect(stdoutErrorLine(error('EPIPE'), [], true)).toMatch(/nothing was saved/)
