@@ -5,7 +5,7 @@ import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {colorFlag, snapshotFlag} from './flags.js'
 import {quote} from './numbers.js'
-import {guardStdout} from './output.js'
+import {guardStdout, noteSnapshotCommand} from './output.js'
 import {type ColorMode, setColorMode} from './style.js'
 import {closest} from './suggest.js'
 
@@ -31,7 +31,11 @@ export abstract class HvmemCommand extends Command {
 
   /** A full disk or closed pipe on stdout: one line and exit 9 (src/cli/output.ts), not oclif's stack trace or silence. */
   override async init(): Promise<void> {
-    if (this.batch === undefined) guardStdout()
+    if (this.batch === undefined) {
+      guardStdout()
+      // (version and completion hide --snapshot: they touch none)
+      if ((this.ctor.baseFlags as {snapshot?: {hidden?: boolean}} | undefined)?.snapshot?.hidden !== true) noteSnapshotCommand()
+    }
     await super.init()
   }
 

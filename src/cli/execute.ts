@@ -11,11 +11,16 @@
  * And oclif's TypeScript support is off: with NODE_ENV "development" or "test" oclif otherwise looks
  * for tsx and ts-node beside every plugin at every start (about half a second of CPU), though the
  * bundle is JavaScript; bin/dev.js, which runs the TypeScript sources, does not come through here.
+ *
+ * Standard output is guarded here, before anything runs (src/cli/output.ts): every path, oclif's own
+ * help, --version and topic listings too, reports a full disk or a closed pipe in one line, exit 9.
  */
 import {execute as oclifExecute, type Interfaces, settings} from '@oclif/core'
 import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+
+import {guardStdout} from './output.js'
 
 /** hvmem's commands that list every command, the plugins' included. */
 const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['completion'])
@@ -39,6 +44,7 @@ export function ownCommand(argv: readonly string[], ids: ReadonlySet<string>): s
 /** Runs the command line: `dir` is bin/run.cjs's URL (the package root is its folder's parent), `ids` hvmem's command ids. */
 export async function execute(dir: string, ids: ReadonlySet<string>): Promise<unknown> {
   settings.enableAutoTranspile = false
+  guardStdout()
   const argv = process.argv.slice(2)
   const id = ownCommand(argv, ids)
   if (id === undefined || NEEDS_PLUGINS.has(id)) return oclifExecute({dir})

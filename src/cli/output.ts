@@ -30,15 +30,28 @@ type ErrnoError = Error & {code?: unknown; path?: unknown}
 let installed = false
 let failure: ErrnoError | undefined
 
-/** Installs the stdout error policy (once per process). */
+/** Installs the stdout error policy (once per process): by the entry (src/cli/execute.ts) for every command line, and by each command for in-process runs. */
 export function guardStdout(): void {
   if (installed) return
   installed = true
-  writeWhole(process.stdout)
-  for (const listener of process.stdout.listeners('error')) process.stdout.removeListener('error', listener as (error: Error) => void)
-  process.stdout.on('error', (error: Error) => {
-    failure ??= error
-  })
+  const stdout = process.stdout
+  writeWhole(stdout)
+  // Every listener hears of the error (an OutputSink awaiting the stream), but none may throw it:
+  // oclif's rethrows, and each copy of @oclif/core adds its own as it loads (the help and autocomplete
+  // plugins import theirs from node_modules, after this guard is installed).
+  const emit = stdout.emit.bind(stdout) as (event: string | symbol, ...args: unknown[]) => boolean
+  stdout.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+    if (event !== 'error') return emit(event, ...args)
+    failure ??= args[0] as ErrnoError
+    for (const listener of stdout.rawListeners('error')) {
+      try {
+        ;(listener as (...a: unknown[]) => void).apply(stdout, args)
+      } catch {
+        // noted above: reported at exit
+      }
+    }
+    return true
+  }) as typeof stdout.emit
   process.on('exit', reportAtExit)
 }
 
@@ -75,13 +88,20 @@ export function stdoutError(): ErrnoError | undefined {
 
 let discarded = false
 
+/** Set by a command that works on a snapshot as it starts: the line for a run that saved nothing then says "the snapshot was not changed" (for help, the version, completion: "nothing was changed"). */
+let snapshotCommand = false
+
+export function noteSnapshotCommand(): void {
+  snapshotCommand = true
+}
+
 /** Notes that changes were not saved because standard output failed (hvmem batch): the exit says so, even for EPIPE. */
 export function noteChangesDiscarded(): void {
   discarded = true
 }
 
-/** The one line for a stdout error, given the snapshots saved (undefined: say nothing). */
-export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false): string | undefined {
+/** The one line for a stdout error, given the snapshots saved (undefined: say nothing); `snapshot`: whether the command works on one. */
+export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false, snapshot = true): string | undefined {
   const code = typeof error.code === 'string' ? error.code : undefined
   if (code === 'EPIPE' && saved.length === 0 && !changesDiscarded) return undefined
   const why =
@@ -98,7 +118,9 @@ export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], cha
     saved.length === 0
       ? changesDiscarded
         ? 'nothing was saved, the snapshot is unchanged'
-        : 'the snapshot was not changed'
+        : snapshot
+          ? 'the snapshot was not changed'
+          : 'nothing was changed'
       : `the change to ${[...new Set(saved)].join(', ')} was saved (only this output of it is lost)`
   return `hvmem: cannot write to standard output: ${why}; ${outcome}`
 }
@@ -106,7 +128,7 @@ export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], cha
 function reportAtExit(): void {
   const error = stdoutError()
   if (error === undefined) return
-  const line = stdoutErrorLine(error, savedSnapshots(), discarded)
+  const line = stdoutErrorLine(error, savedSnapshots(), discarded, snapshotCommand)
   if (line === undefined) return
   try {
     process.stderr.write(`${line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`)

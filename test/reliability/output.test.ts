@@ -83,6 +83,14 @@ describe.skipIf(!hasDevFull)('stdout on a full device (/dev/full)', () => {
     expect(await allocated()).toBe(before + 4096n)
   })
 
+  // oclif's help and version paths run no hvmem command; `help` loads the help plugin, whose own copy
+  // of @oclif/core adds a listener that rethrows the error: each was a 32 KB stack trace, exit 1
+  it.each([[['--help']], [['-v']], [['version']], [['help', 'heap']], [['dump']], [['alloc', 'page', '--help']]])('%j: one line, exit 9, nothing was changed', async (args) => {
+    const r = await run(args, full)
+    expect(oneLine(r)).toBe('hvmem: cannot write to standard output: no space left on its device (ENOSPC); nothing was changed')
+    expect(r.code).toBe(9)
+  })
+
   it('batch: its output fails before the save, so nothing is saved, and the line says so', async () => {
     const before = await allocated()
     const r = await run(['batch'], full, 'alloc page\nalloc page\n')
@@ -181,6 +189,7 @@ describe('stdoutErrorLine', () => {
     )
     expect(stdoutErrorLine(error('EFBIG'), [])).toBe(`${EFBIG}; the snapshot was not changed`)
     expect(stdoutErrorLine(error('EIO'), [])).toBe('hvmem: cannot write to standard output: EIO; the snapshot was not changed')
+    expect(stdoutErrorLine(error('EIO'), [], false, false)).toBe('hvmem: cannot write to standard output: EIO; nothing was changed')
     expect(stdoutErrorLine(error('EPIPE'), [])).toBeUndefined()
     expect(stdoutErrorLine(error('EPIPE'), [], true)).toMatch(/nothing was saved/)
   })
