@@ -5,7 +5,7 @@ import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {colorFlag, snapshotFlag} from './flags.js'
 import {quote} from './numbers.js'
-import {guardStdout, noteSnapshotCommand} from './output.js'
+import {guardStdout, setStdoutPolicy} from './output.js'
 import {type ColorMode, setColorMode} from './style.js'
 import {closest} from './suggest.js'
 
@@ -33,8 +33,11 @@ export abstract class HvmemCommand extends Command {
   override async init(): Promise<void> {
     if (this.batch === undefined) {
       guardStdout()
-      // (version and completion hide --snapshot: they touch none)
-      if ((this.ctor.baseFlags as {snapshot?: {hidden?: boolean}} | undefined)?.snapshot?.hidden !== true) noteSnapshotCommand()
+      setStdoutPolicy({
+        // (version and completion hide --snapshot: they touch none)
+        snapshot: (this.ctor.baseFlags as {snapshot?: {hidden?: boolean}} | undefined)?.snapshot?.hidden !== true,
+        exitCode: (code) => this.stdoutFailureExitCode(code),
+      })
     }
     await super.init()
   }
@@ -116,6 +119,15 @@ export abstract class HvmemCommand extends Command {
    */
   protected errorExitCode(code: number): number {
     return code
+  }
+
+  /**
+   * The exit code when standard output failed (src/cli/output.ts) and the run would end with `code`:
+   * exit 9 (io) for a run that otherwise succeeded, an error's own code for one that failed anyway.
+   * `snapshot diff` overrides it: 2, though it found the snapshots the same (0) or different (1).
+   */
+  protected stdoutFailureExitCode(code: number): number {
+    return code === EXIT_CODES.ok ? this.errorExitCode(EXIT_CODES.io) : code
   }
 }
 

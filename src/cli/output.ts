@@ -4,7 +4,7 @@
  * oclif's own listener rethrows every stdout error but EPIPE (a 33 KB stack trace for ENOSPC) and
  * swallows EPIPE (a command whose output was lost exits 0 in silence). hvmem's instead notes the error
  * and, as the process exits, says in one line on stderr what happened and whether the snapshot was
- * changed, with exit 9 (io). Output is written after the save, so a change whose output is lost is
+ * changed, with exit 9 (io) (snapshot diff: 2, its code for any trouble). Output is written after the save, so a change whose output is lost is
  * kept, and the line says so: the user can look at it with `heap status` or `dump tables`. A command
  * that changed nothing and whose reader went away (EPIPE: `hvmem dump tables | head`) ends quietly,
  * as other Unix tools do.
@@ -88,11 +88,18 @@ export function stdoutError(): ErrnoError | undefined {
 
 let discarded = false
 
-/** Set by a command that works on a snapshot as it starts: the line for a run that saved nothing then says "the snapshot was not changed" (for help, the version, completion: "nothing was changed"). */
-let snapshotCommand = false
+/** What the command that runs says of a stdout failure (HvmemCommand.init); help and the version are none. */
+export interface StdoutPolicy {
+  /** it works on a snapshot: the line for a run that saved nothing says "the snapshot was not changed" (else "nothing was changed") */
+  snapshot: boolean
+  /** the exit code, given the one the run would end with (0, or snapshot diff's 1 for "different", or an error's) */
+  exitCode(code: number): number
+}
 
-export function noteSnapshotCommand(): void {
-  snapshotCommand = true
+let policy: StdoutPolicy = {snapshot: false, exitCode: (code) => (code === EXIT_CODES.ok ? EXIT_CODES.io : code)}
+
+export function setStdoutPolicy(command: StdoutPolicy): void {
+  policy = command
 }
 
 /** Notes that changes were not saved because standard output failed (hvmem batch): the exit says so, even for EPIPE. */
@@ -128,14 +135,14 @@ export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], cha
 function reportAtExit(): void {
   const error = stdoutError()
   if (error === undefined) return
-  const line = stdoutErrorLine(error, savedSnapshots(), discarded, snapshotCommand)
+  const line = stdoutErrorLine(error, savedSnapshots(), discarded, policy.snapshot)
   if (line === undefined) return
   try {
     process.stderr.write(`${line.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}\n`)
   } catch {
     // stderr is gone too: the exit code still tells
   }
-  if (process.exitCode === undefined || process.exitCode === 0 || process.exitCode === '0') process.exitCode = EXIT_CODES.io
+  process.exitCode = policy.exitCode(Number(process.exitCode ?? EXIT_CODES.ok))
 }
 
 /** File errors Node would print as warnings for oclif's data directory (ENOTDIR, EACCES, ...): dropped. */

@@ -58,8 +58,10 @@ const hasDevFull = existsSync('/dev/full')
 
 describe.skipIf(!hasDevFull)('stdout on a full device (/dev/full)', () => {
   let full: number
-  beforeAll(() => {
+  beforeAll(async () => {
     full = openSync('/dev/full', 'w')
+    // (for snapshot diff: another heap size)
+    expect((await hvmem(dir, ['heap', 'init', '--size', '1M', '-s', 'other.snap'])).code).toBe(0)
   })
   afterAll(() => closeSync(full))
 
@@ -89,6 +91,17 @@ describe.skipIf(!hasDevFull)('stdout on a full device (/dev/full)', () => {
     const r = await run(args, full)
     expect(oneLine(r)).toBe('hvmem: cannot write to standard output: no space left on its device (ENOSPC); nothing was changed')
     expect(r.code).toBe(9)
+  })
+
+  // diff(1)'s codes: 0 the same, 1 different, 2 trouble; its output lost is trouble, not "different"
+  it.each([
+    ['the same', ['hvmem.snap', 'hvmem.snap']],
+    ['different', ['hvmem.snap', 'other.snap']],
+    ['different, --json', ['hvmem.snap', 'other.snap', '--json']],
+  ])('snapshot diff, %s: exit 2', async (_, args) => {
+    const r = await run(['snapshot', 'diff', ...args], full)
+    expect(oneLine(r)).toBe('hvmem: cannot write to standard output: no space left on its device (ENOSPC); the snapshot was not changed')
+    expect(r.code).toBe(2)
   })
 
   it('batch: its output fails before the save, so nothing is saved, and the line says so', async () => {

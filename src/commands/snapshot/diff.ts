@@ -40,6 +40,11 @@ export default class SnapshotDiff extends HvmemCommand {
     return DIFF_EXIT.trouble
   }
 
+  /** Output lost (a full disk, /dev/full): trouble, whether it found the snapshots the same or different. */
+  protected override stdoutFailureExitCode(): number {
+    return DIFF_EXIT.trouble
+  }
+
   async run(): Promise<SnapshotDiffJson | void> {
     const {args, flags} = await this.parse(SnapshotDiff)
     if (args.a === '-' && args.b === '-') throw new HvmemError('input', 'A and B cannot both be "-": standard input holds one snapshot; name the other file')
