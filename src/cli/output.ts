@@ -13,7 +13,9 @@
  * SyncWriteStream with one fs.writeSync a chunk, whose count it drops: a short write (a disk that
  * fills part-way through a chunk, a file-size limit) is no error there, and the rest of the chunk is
  * lost in silence. guardStdout makes each chunk written whole or fail: the rest is written again, and
- * that write fails with the cause (ENOSPC, EFBIG), reported as above. (Node ignores SIGXFSZ, so a
+ * that write fails with the cause (ENOSPC, EFBIG), reported as above. A chunk of no bytes is not
+ * written at all: oclif writes '' as it ends, which /dev/full would fail (a run that printed nothing,
+ * a comment-only batch, then exited 9). (Node ignores SIGXFSZ, so a
  * file-size limit is the error EFBIG, not a signal that kills the process.)
  *
  * Also: Node warnings oclif emits when it cannot read its data directory (HOME or XDG_DATA_HOME not a

@@ -104,6 +104,19 @@ describe.skipIf(!hasDevFull)('stdout on a full device (/dev/full)', () => {
     expect(r.code).toBe(2)
   })
 
+  // oclif writes '' to stdout as it ends, and /dev/full fails even a write of nothing
+  it('a run that prints nothing does not fail: a comment-only batch, exit 0, nothing said', async () => {
+    const r = await run(['batch'], full, '# only a comment\n')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+  })
+
+  it('an unknown command: its own line only (no second line about stdout), exit 2', async () => {
+    const r = await run(['nosuch'], full)
+    expect(oneLine(r)).toBe('hvmem: unknown command "nosuch"; see "hvmem --help" for the commands')
+    expect(r.code).toBe(2)
+  })
+
   it('batch: its output fails before the save, so nothing is saved, and the line says so', async () => {
     const before = await allocated()
     const r = await run(['batch'], full, 'alloc page\nalloc page\n')
