@@ -883,14 +883,25 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
     // between here and the return: this is one synchronous stretch).
     heldLocks.add(held)
     guard()
+    const ownerPath = join(lockPath, OWNER_FILE)
+    let created = false
     try {
-      writeFileSync(join(lockPath, OWNER_FILE), JSON.stringify(owner), {flag: 'wx'})
+      const fd = openSync(ownerPath, 'wx')
+      created = true
+      try {
+        writeFileSync(fd, JSON.stringify(owner))
+      } finally {
+        closeSync(fd)
+      }
     } catch (error) {
       held.released = true
       clearInterval(refresh)
       heldLocks.delete(held)
       guard()
+      // (a full disk: the owner file was made but not written; it goes first, or the directory stays
+      // and the next command waits LOCK_STALE_MS for a lock nobody holds)
       try {
+        if (created) unlinkSync(ownerPath)
         rmdirSync(lockPath)
       } catch {
         // leave it
