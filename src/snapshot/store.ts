@@ -191,7 +191,8 @@ export function journalThreshold(): number {
  * true if it did. The record is written from its 9th byte on, leaving 8 zero bytes where its magic
  * goes (an unfinished append, which loads ignore), fsynced, then the magic is written and fsynced:
  * a load sees the record whole or not at all. An unfinished append left by a killed command is cut
- * away first.
+ * away first. An append that fails (ENOSPC) puts the file back as it was, that unfinished append
+ * included, and throws.
  */
 async function appendChange(file: string, name: string, opened: SnapshotFile, held: HeldLock): Promise<boolean> {
   const journal = opened.journal
@@ -211,17 +212,32 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
     // (another link shares the inode: a save replaces the file, as it always has, and so warns)
     if (!info.isFile() || info.nlink !== 1) return false
     if (info.size !== opened.size) throw new HvmemError('io', `${name} changed size while this command ran (another program writing it?); nothing was saved`)
-    if (info.size > journal.end) {
-      await handle.truncate(journal.end)
+    // An append that fails (a full disk) puts the file back as it was, byte for byte: the records'
+    // end, and an unfinished append that it cut away.
+    const tail = info.size > journal.end ? await readAt(handle, journal.end, info.size - journal.end, name) : undefined
+    try {
+      if (tail !== undefined) {
+        await handle.truncate(journal.end)
+        await handle.sync()
+      }
+      const [first, ...rest] = record.parts
+      await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
       await handle.sync()
+      // Synchronous, so a signal is handled before or after it, never while it is under way.
+      writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
+      held.saved = true
+      await handle.sync()
+    } catch (error) {
+      held.saved = false
+      try {
+        await handle.truncate(journal.end)
+        if (tail !== undefined) await writeAll(handle, [tail], journal.end)
+        await handle.sync()
+      } catch {
+        // (what is left past the records' end is an unfinished append, which loads ignore)
+      }
+      throw error
     }
-    const [first, ...rest] = record.parts
-    await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
-    await handle.sync()
-    // Synchronous, so a signal is handled before or after it, never while it is under way.
-    writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
-    held.saved = true
-    await handle.sync()
   } catch (error) {
     throw fsError(error, name)
   } finally {
@@ -659,6 +675,17 @@ async function writeAll(handle: FileHandle, buffers: Uint8Array[], position?: nu
     }
     if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
   }
+}
+
+/** `length` bytes of the snapshot `name` from `position`. */
+async function readAt(handle: FileHandle, position: number, length: number, name: string): Promise<Buffer> {
+  const out = Buffer.alloc(length)
+  for (let done = 0; done < length;) {
+    const {bytesRead} = await handle.read(out, done, length - done, position + done)
+    if (bytesRead === 0) throw new HvmemError('io', `${name} ended at byte ${position + done} while being read, not at ${position + length} (changed by another program?); nothing was saved`)
+    done += bytesRead
+  }
+  return out
 }
 
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */

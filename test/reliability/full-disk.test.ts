@@ -36,4 +36,30 @@ hvmem alloc page -s fs/t.snap`,
     expect(r.stdout).toBe('rc 9\nrc 9\nfill\nt.snap\nunchanged\n0x41000000\n')
     expect(r.code).toBe(0)
   })
+
+  // A version-5 snapshot (HVMEM_JOURNAL_THRESHOLD lowers the 4 MiB) whose next change is appended;
+  // `fs` is then filled but for one page, which the lock's owner file takes: the record's write fills
+  // what is left of the file's last page and fails.
+  it.each([
+    ['ending in its last record', ''],
+    [
+      'ending in an unfinished append (cut away first, then put back)',
+      'end=$(stat -c %s fs/v.snap)\nhvmem mem write 0x50000000 5 -s fs/v.snap > /dev/null || exit 98\ntruncate -s $((end + 30)) fs/v.snap\n',
+    ],
+  ])('while appending to a snapshot %s: exit 9, and the file byte-identical', async (_what, before) => {
+    const r = await onTmpfs(
+      dir,
+      '1m',
+      `hvmem heap init -s fs/v.snap > /dev/null && hvmem map region 0x40000000 64M --granularity page -s fs/v.snap > /dev/null 2>&1 || exit 98
+[ "$(od -An -tu4 -j8 -N4 fs/v.snap)" -eq 5 ] || exit 97
+${before}cp fs/v.snap before.snap
+${FILL}truncate -s -4096 fs/fill
+hvmem mem write 0x50001000 6 -s fs/v.snap; echo "rc $?"
+ls -A fs; cmp fs/v.snap before.snap && echo unchanged`,
+      {HVMEM_JOURNAL_THRESHOLD: '65536'},
+    )
+    expect(r.stderr).toBe('hvmem: no space left to save fs/v.snap; the snapshot was not changed\n')
+    expect(r.stdout).toBe('rc 9\nfill\nv.snap\nunchanged\n')
+    expect(r.code).toBe(0)
+  })
 })
