@@ -38,6 +38,7 @@ import {
   readlinkSync,
   realpathSync,
   renameSync,
+  rmSync,
   rmdirSync,
   statSync,
   unlinkSync,
@@ -942,9 +943,27 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 let guarding = false
 
-/** Listens for the stop signals and exit exactly while a lock is held or a temp file is being written. */
+/** Temp directories (the spool of `snapshot import -`) that a stop signal or an exit removes, whole. */
+const tempDirectories = new Set<string>()
+
+/**
+ * Has the temp directory `dir` removed, whole, by a stop signal (SIGINT, SIGTERM, SIGHUP: the command
+ * then dies of it, as while it holds a lock) or an exit before the function returned is called; that
+ * function removes it at once, for its owner to call when done with it.
+ */
+export function removeOnStop(dir: string): () => void {
+  tempDirectories.add(dir)
+  guard()
+  return () => {
+    rmSync(dir, {recursive: true, force: true})
+    tempDirectories.delete(dir)
+    guard()
+  }
+}
+
+/** Listens for the stop signals and exit exactly while a lock is held, a temp file is being written or a temp directory is kept. */
 function guard(): void {
-  const want = heldLocks.size > 0 || unfinished.size > 0
+  const want = heldLocks.size > 0 || unfinished.size > 0 || tempDirectories.size > 0
   if (want === guarding) return
   guarding = want
   for (const signal of STOP_SIGNALS) {
@@ -955,7 +974,7 @@ function guard(): void {
   else process.removeListener('exit', cleanUp)
 }
 
-/** Removes the temp files being written and releases the locks held (synchronously: on exit too). */
+/** Removes the temp files being written and the temp directories kept, and releases the locks held (synchronously: on exit too). */
 function cleanUp(): void {
   for (const temp of unfinished.keys()) {
     try {
@@ -965,13 +984,22 @@ function cleanUp(): void {
     }
   }
   unfinished.clear()
+  for (const dir of tempDirectories) {
+    try {
+      rmSync(dir, {recursive: true, force: true})
+    } catch {
+      // cannot be removed
+    }
+  }
+  tempDirectories.clear()
   for (const held of [...heldLocks]) releaseLock(held)
   guard()
 }
 
 /**
- * SIGINT, SIGTERM or SIGHUP while a lock is held or a file written: remove the temp file and the
- * lock, say in one line what became of the snapshot, and die of the signal (the shell sees 128+N).
+ * SIGINT, SIGTERM or SIGHUP while a lock is held, a file written or a temp directory kept: remove the
+ * temp file, the temp directory and the lock, say in one line what became of the snapshot, and die
+ * of the signal (the shell sees 128+N).
  */
 function onStopSignal(signal: NodeJS.Signals): void {
   const locks = [...heldLocks]
