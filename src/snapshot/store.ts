@@ -8,7 +8,8 @@
  *
  * Every change runs load -> change -> save under an exclusive inter-process lock (a
  * `<snapshot>.lock` directory naming its owner), so concurrent commands never lose an update. A change that throws
- * saves nothing: the file stays byte-identical.
+ * saves nothing: the file stays byte-identical. A snapshot this user may not write is never changed
+ * (refuseWriteProtected), though a rename would need only its directory to be writable.
  *
  * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
@@ -27,6 +28,7 @@
  */
 import {
   type Stats,
+  accessSync,
   closeSync,
   constants,
   existsSync,
@@ -157,6 +159,7 @@ async function updateFile<T>(path: string, change: (machine: Machine) => T): Pro
   // Refuse a missing file, a directory or a device before making a lock next to it.
   await checkRegular(file, path, false)
   return withLock(file, path, false, async (held) => {
+    refuseWriteProtected(file, path)
     // A version-5 file (a large snapshot) is read on demand, like a read-only load, and its change
     // appended as a record; any other is read and checked whole, and rewritten.
     const opened = await openDecoded(file, path, 'full', true)
@@ -532,6 +535,7 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
   const dir = dirname(file)
   await removeStaleTemps(dir, basename(file))
   const existing = await stat(file).catch(() => undefined)
+  if (existing !== undefined) refuseWriteProtected(file, name)
   // The rename gives `file` a new inode: other hard links to the old one keep the old snapshot.
   if (existing !== undefined && existing.nlink > 1) {
     const others = existing.nlink === 2 ? 'another hard link, which keeps' : `${existing.nlink - 1} other hard links, which keep`
@@ -554,6 +558,22 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
     throw fsError(error, name)
   }
   saved.push(name)
+}
+
+/**
+ * Refuses to change the snapshot `file` (named `name`) if this user may not write it (access(2),
+ * W_OK): a write-protected snapshot (chmod a-w) is never changed, whether its change would be appended
+ * in place or the file replaced by a rename (which needs only its directory to be writable). Root
+ * may write any file, as the kernel lets it.
+ */
+function refuseWriteProtected(file: string, name: string): void {
+  try {
+    accessSync(file, constants.W_OK)
+  } catch (error) {
+    if (isCode(error, 'EACCES') || isCode(error, 'EPERM'))
+      throw new HvmemError('io', `${name} is write-protected (this user may not write it); nothing was saved: make it writable (chmod u+w) to change it, or work on a copy`)
+    throw fsError(error, name)
+  }
 }
 
 /**
