@@ -3,7 +3,7 @@
  * --raw`) in chunks: a 1 GiB image is never held in one buffer. Pages are checked for zero with one
  * memcmp each (Buffer.compare against a zero page), not a JavaScript loop over bytes.
  */
-import {type Stats, closeSync, constants, createWriteStream, fstatSync, mkdtempSync, openSync, readSync, rmSync, statSync} from 'node:fs'
+import {type Stats, closeSync, constants, createWriteStream, fstatSync, mkdtempSync, openSync, readSync, statSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -11,6 +11,7 @@ import {pipeline} from 'node:stream/promises'
 import {HvmemError} from '../core/errors.js'
 import type {ImageScan} from '../core/image.js'
 import {PAGE_BYTES} from '../core/memory.js'
+import {removeOnStop} from './store.js'
 
 /** Bytes read per chunk (256 pages). */
 export const IMAGE_CHUNK = 1 << 20
@@ -89,13 +90,15 @@ export const STDIN_IMAGE = 'standard input'
 /**
  * Opens the image `path`, or with `-` the image piped to standard input: that is first copied to a
  * temp file in the system's temp directory (TMPDIR), as an import reads the image more than once;
- * close() removes it. Messages then name it "standard input".
+ * close() removes it, as do SIGINT, SIGTERM and SIGHUP (the command then dies of the signal) and an
+ * exit before it. Messages then name it "standard input".
  */
 export async function openRawImageOrStdin(path: string, input: NodeJS.ReadableStream & {isTTY?: boolean} = process.stdin): Promise<RawImage> {
   if (path !== '-') return openRawImage(path)
   if (input.isTTY === true) throw new HvmemError('input', 'RAW -: standard input is a terminal; pipe the image in (hvmem snapshot import - --base ADDR < image.bin) or name the file')
   const dir = mkdtempSync(join(tmpdir(), 'hvmem-stdin-'))
-  const remove = (): void => rmSync(dir, {recursive: true, force: true})
+  // (and a stop signal or an exit removes it meanwhile)
+  const remove = removeOnStop(dir)
   const file = join(dir, 'image.raw')
   let image: RawImage
   try {

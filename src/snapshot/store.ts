@@ -8,7 +8,8 @@
  *
  * Every change runs load -> change -> save under an exclusive inter-process lock (a
  * `<snapshot>.lock` directory naming its owner), so concurrent commands never lose an update. A change that throws
- * saves nothing: the file stays byte-identical.
+ * saves nothing: the file stays byte-identical. A snapshot this user may not write is never changed
+ * (refuseWriteProtected), though a rename would need only its directory to be writable.
  *
  * A save writes `<snapshot>.hvmem-tmp.<pid>.<random>` in the same directory, fsyncs it, renames it
  * over the snapshot and fsyncs the directory. A command killed mid-save leaves the old snapshot and
@@ -27,6 +28,7 @@
  */
 import {
   type Stats,
+  accessSync,
   closeSync,
   constants,
   existsSync,
@@ -38,6 +40,7 @@ import {
   readlinkSync,
   realpathSync,
   renameSync,
+  rmSync,
   rmdirSync,
   statSync,
   unlinkSync,
@@ -156,6 +159,7 @@ async function updateFile<T>(path: string, change: (machine: Machine) => T): Pro
   // Refuse a missing file, a directory or a device before making a lock next to it.
   await checkRegular(file, path, false)
   return withLock(file, path, false, async (held) => {
+    refuseWriteProtected(file, path)
     // A version-5 file (a large snapshot) is read on demand, like a read-only load, and its change
     // appended as a record; any other is read and checked whole, and rewritten.
     const opened = await openDecoded(file, path, 'full', true)
@@ -191,7 +195,8 @@ export function journalThreshold(): number {
  * true if it did. The record is written from its 9th byte on, leaving 8 zero bytes where its magic
  * goes (an unfinished append, which loads ignore), fsynced, then the magic is written and fsynced:
  * a load sees the record whole or not at all. An unfinished append left by a killed command is cut
- * away first.
+ * away first. An append that fails (ENOSPC) puts the file back as it was, that unfinished append
+ * included, and throws.
  */
 async function appendChange(file: string, name: string, opened: SnapshotFile, held: HeldLock): Promise<boolean> {
   const journal = opened.journal
@@ -211,17 +216,32 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
     // (another link shares the inode: a save replaces the file, as it always has, and so warns)
     if (!info.isFile() || info.nlink !== 1) return false
     if (info.size !== opened.size) throw new HvmemError('io', `${name} changed size while this command ran (another program writing it?); nothing was saved`)
-    if (info.size > journal.end) {
-      await handle.truncate(journal.end)
+    // An append that fails (a full disk) puts the file back as it was, byte for byte: the records'
+    // end, and an unfinished append that it cut away.
+    const tail = info.size > journal.end ? await readAt(handle, journal.end, info.size - journal.end, name) : undefined
+    try {
+      if (tail !== undefined) {
+        await handle.truncate(journal.end)
+        await handle.sync()
+      }
+      const [first, ...rest] = record.parts
+      await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
       await handle.sync()
+      // Synchronous, so a signal is handled before or after it, never while it is under way.
+      writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
+      held.saved = true
+      await handle.sync()
+    } catch (error) {
+      held.saved = false
+      try {
+        await handle.truncate(journal.end)
+        if (tail !== undefined) await writeAll(handle, [tail], journal.end)
+        await handle.sync()
+      } catch {
+        // (what is left past the records' end is an unfinished append, which loads ignore)
+      }
+      throw error
     }
-    const [first, ...rest] = record.parts
-    await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
-    await handle.sync()
-    // Synchronous, so a signal is handled before or after it, never while it is under way.
-    writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
-    held.saved = true
-    await handle.sync()
   } catch (error) {
     throw fsError(error, name)
   } finally {
@@ -515,6 +535,7 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
   const dir = dirname(file)
   await removeStaleTemps(dir, basename(file))
   const existing = await stat(file).catch(() => undefined)
+  if (existing !== undefined) refuseWriteProtected(file, name)
   // The rename gives `file` a new inode: other hard links to the old one keep the old snapshot.
   if (existing !== undefined && existing.nlink > 1) {
     const others = existing.nlink === 2 ? 'another hard link, which keeps' : `${existing.nlink - 1} other hard links, which keep`
@@ -537,6 +558,22 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
     throw fsError(error, name)
   }
   saved.push(name)
+}
+
+/**
+ * Refuses to change the snapshot `file` (named `name`) if this user may not write it (access(2),
+ * W_OK): a write-protected snapshot (chmod a-w) is never changed, whether its change would be appended
+ * in place or the file replaced by a rename (which needs only its directory to be writable). Root
+ * may write any file, as the kernel lets it.
+ */
+function refuseWriteProtected(file: string, name: string): void {
+  try {
+    accessSync(file, constants.W_OK)
+  } catch (error) {
+    if (isCode(error, 'EACCES') || isCode(error, 'EPERM'))
+      throw new HvmemError('io', `${name} is write-protected (this user may not write it); nothing was saved: make it writable (chmod u+w) to change it, or work on a copy`)
+    throw fsError(error, name)
+  }
 }
 
 /**
@@ -659,6 +696,17 @@ async function writeAll(handle: FileHandle, buffers: Uint8Array[], position?: nu
     }
     if (written > 0) pending = [pending[0]!.subarray(written), ...pending.slice(1)]
   }
+}
+
+/** `length` bytes of the snapshot `name` from `position`. */
+async function readAt(handle: FileHandle, position: number, length: number, name: string): Promise<Buffer> {
+  const out = Buffer.alloc(length)
+  for (let done = 0; done < length;) {
+    const {bytesRead} = await handle.read(out, done, length - done, position + done)
+    if (bytesRead === 0) throw new HvmemError('io', `${name} ended at byte ${position + done} while being read, not at ${position + length} (changed by another program?); nothing was saved`)
+    done += bytesRead
+  }
+  return out
 }
 
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
@@ -883,14 +931,25 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
     // between here and the return: this is one synchronous stretch).
     heldLocks.add(held)
     guard()
+    const ownerPath = join(lockPath, OWNER_FILE)
+    let created = false
     try {
-      writeFileSync(join(lockPath, OWNER_FILE), JSON.stringify(owner), {flag: 'wx'})
+      const fd = openSync(ownerPath, 'wx')
+      created = true
+      try {
+        writeFileSync(fd, JSON.stringify(owner))
+      } finally {
+        closeSync(fd)
+      }
     } catch (error) {
       held.released = true
       clearInterval(refresh)
       heldLocks.delete(held)
       guard()
+      // (a full disk: the owner file was made but not written; it goes first, or the directory stays
+      // and the next command waits LOCK_STALE_MS for a lock nobody holds)
       try {
+        if (created) unlinkSync(ownerPath)
         rmdirSync(lockPath)
       } catch {
         // leave it
@@ -904,9 +963,27 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 let guarding = false
 
-/** Listens for the stop signals and exit exactly while a lock is held or a temp file is being written. */
+/** Temp directories (the spool of `snapshot import -`) that a stop signal or an exit removes, whole. */
+const tempDirectories = new Set<string>()
+
+/**
+ * Has the temp directory `dir` removed, whole, by a stop signal (SIGINT, SIGTERM, SIGHUP: the command
+ * then dies of it, as while it holds a lock) or an exit before the function returned is called; that
+ * function removes it at once, for its owner to call when done with it.
+ */
+export function removeOnStop(dir: string): () => void {
+  tempDirectories.add(dir)
+  guard()
+  return () => {
+    rmSync(dir, {recursive: true, force: true})
+    tempDirectories.delete(dir)
+    guard()
+  }
+}
+
+/** Listens for the stop signals and exit exactly while a lock is held, a temp file is being written or a temp directory is kept. */
 function guard(): void {
-  const want = heldLocks.size > 0 || unfinished.size > 0
+  const want = heldLocks.size > 0 || unfinished.size > 0 || tempDirectories.size > 0
   if (want === guarding) return
   guarding = want
   for (const signal of STOP_SIGNALS) {
@@ -917,7 +994,7 @@ function guard(): void {
   else process.removeListener('exit', cleanUp)
 }
 
-/** Removes the temp files being written and releases the locks held (synchronously: on exit too). */
+/** Removes the temp files being written and the temp directories kept, and releases the locks held (synchronously: on exit too). */
 function cleanUp(): void {
   for (const temp of unfinished.keys()) {
     try {
@@ -927,13 +1004,22 @@ function cleanUp(): void {
     }
   }
   unfinished.clear()
+  for (const dir of tempDirectories) {
+    try {
+      rmSync(dir, {recursive: true, force: true})
+    } catch {
+      // cannot be removed
+    }
+  }
+  tempDirectories.clear()
   for (const held of [...heldLocks]) releaseLock(held)
   guard()
 }
 
 /**
- * SIGINT, SIGTERM or SIGHUP while a lock is held or a file written: remove the temp file and the
- * lock, say in one line what became of the snapshot, and die of the signal (the shell sees 128+N).
+ * SIGINT, SIGTERM or SIGHUP while a lock is held, a file written or a temp directory kept: remove the
+ * temp file, the temp directory and the lock, say in one line what became of the snapshot, and die
+ * of the signal (the shell sees 128+N).
  */
 function onStopSignal(signal: NodeJS.Signals): void {
   const locks = [...heldLocks]

@@ -4,10 +4,10 @@
  * extends the table in test/cli/errors.test.ts (which it does not repeat) with the
  * hostile-input list of docs/reliability.md: malformed, negative and oversized numbers, unaligned addresses, zero sizes,
  * alignments, ranges past the IPA space or RAM, unknown attributes, wrong flag combinations, and
- * snapshots that are directories, devices, FIFOs, symlink loops, empty, foreign, or in directories
- * that are missing or cannot be written.
+ * snapshots that are directories, devices, FIFOs, symlink loops, empty, foreign, write-protected, or
+ * in directories that are missing or cannot be written.
  */
-import {chmod, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile} from 'node:fs/promises'
+import {chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile} from 'node:fs/promises'
 import {execFileSync} from 'node:child_process'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -235,6 +235,60 @@ describe('a directory that cannot be written', () => {
       expect(await readdir(ro)).toEqual(['h.snap'])
     } finally {
       await chmod(join(top, 'ro'), 0o755).catch(() => undefined)
+      await rm(top, {recursive: true, force: true})
+    }
+  })
+})
+
+describe('a write-protected snapshot (chmod a-w)', () => {
+  // Root may write any file: as root the commands run as "nobody" (uid 65534), who owns the snapshots.
+  const asRoot = process.getuid?.() === 0
+  const user = asRoot ? {uid: 65534, gid: 65534} : {}
+  // large.snap (140 KB) is version 5, and a change to it appended in place; small.snap (128 bytes) is replaced by a rename
+  const env = {HVMEM_JOURNAL_THRESHOLD: '65536', HOME: '/nonexistent'}
+
+  it('is not changed, whether its change would be appended or replace it (exit 9); made writable, it is, and keeps its mode', async () => {
+    const top = await mkdtemp(join(tmpdir(), 'hvmem-wp-'))
+    try {
+      await chmod(top, 0o777) // (the user makes the lock and the temp file here)
+      for (const args of [
+        ['heap', 'init', '-s', 'small.snap'],
+        ['heap', 'init', '-s', 'large.snap'],
+        ['map', 'region', '0x4000_0000', '64M', '--granularity', 'page', '-s', 'large.snap'],
+      ])
+        expect((await hvmem(top, args, env)).code).toBe(0)
+      expect((await readFile(join(top, 'large.snap'))).readUInt32LE(8)).toBe(5)
+      const files = ['small.snap', 'large.snap']
+      for (const name of files) {
+        if (asRoot) await chown(join(top, name), 65534, 65534)
+        await chmod(join(top, name), 0o444)
+      }
+      const before = await Promise.all(files.map((name) => readFile(join(top, name))))
+      const run = async (args: string[]): Promise<{code: number; stdout: string; stderr: string}> => {
+        const {code, stdout, stderr} = await start(top, args, {...user, env}).done
+        return {code, stdout, stderr}
+      }
+      const refused = (file: string): string => `${file} is write-protected (this user may not write it); nothing was saved: make it writable (chmod u+w) to change it, or work on a copy`
+      const failing: Case[] = [
+        {args: ['alloc', 'page', '-s', 'small.snap'], code: 9, message: refused('small.snap')},
+        {args: ['alloc', 'page', '-s', 'large.snap'], code: 9, message: refused('large.snap')},
+        {args: ['heap', 'init', '--force', '-s', 'small.snap'], code: 9, message: refused('small.snap')},
+      ]
+      for (const c of failing) expect(check(c, await run(c.args)), label(c)).toEqual([])
+      expect(await Promise.all(files.map((name) => readFile(join(top, name))))).toEqual(before)
+      expect((await readdir(top)).sort()).toEqual(['large.snap', 'small.snap'])
+      // (small.snap replaced: a new inode; large.snap appended to: the same one)
+      for (const [name, page, replaced] of [
+        ['small.snap', '0x41000000', true],
+        ['large.snap', '0x41022000', false],
+      ] as const) {
+        await chmod(join(top, name), 0o640)
+        const ino = (await stat(join(top, name))).ino
+        expect(await run(['alloc', 'page', '-s', name])).toEqual({code: 0, stdout: `${page}\n`, stderr: ''})
+        expect((await stat(join(top, name))).mode & 0o777).toBe(0o640)
+        expect((await stat(join(top, name))).ino !== ino).toBe(replaced)
+      }
+    } finally {
       await rm(top, {recursive: true, force: true})
     }
   })

@@ -1,5 +1,5 @@
 /** Starting the built binary with more control than test/cli/run.ts gives: a handle to kill, another user. */
-import {type ChildProcess, spawn} from 'node:child_process'
+import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
 
 import {BIN, type Run, hvmemEnv} from '../cli/run.js'
 
@@ -58,4 +58,25 @@ export async function pool<T>(limit: number, tasks: Array<() => Promise<T>>): Pr
   }
   await Promise.all(Array.from({length: Math.min(limit, tasks.length)}, worker))
   return results
+}
+
+/** Whether a tmpfs can be mounted in a new user and mount namespace (unshare -Urm): how tests fill a disk. */
+export const canMountTmpfs = process.platform === 'linux' && spawnSync('unshare', ['-Urm', 'sh', '-c', 'mkdir -p /tmp/.hvmem-probe && mount -t tmpfs -o size=64k tmpfs /tmp/.hvmem-probe']).status === 0
+
+/**
+ * Runs the shell script `script` in `cwd`, in a new user and mount namespace with a tmpfs of `size`
+ * (`200k`) mounted on `cwd/fs` (gone when the script ends), where `hvmem` runs the built binary; exit
+ * 99 if the mount fails.
+ */
+export function onTmpfs(cwd: string, size: string, script: string, env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const setup = `mkdir -p fs && mount -t tmpfs -o size=${size} tmpfs fs || exit 99\nhvmem() { "$TEST_NODE" "$TEST_BIN" "$@"; }\n`
+    const child = spawn('unshare', ['-Urm', 'sh', '-c', setup + script], {cwd, env: hvmemEnv({...env, TEST_NODE: process.execPath, TEST_BIN: BIN}), stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code: code ?? -1, stdout, stderr}))
+  })
 }

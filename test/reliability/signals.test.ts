@@ -4,14 +4,15 @@
  * dies of the signal (the shell sees 128+N). Each test waits for something it can see (a line
  * printed, the lock's owner file naming the process), then signals, then waits for the exit.
  */
-import {readFile, readdir, writeFile} from 'node:fs/promises'
+import {spawn} from 'node:child_process'
+import {mkdir, readFile, readdir, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {createSnapshot, tempFilePattern} from '../../src/snapshot/store.js'
 import {newMachine} from '../snapshot/fixtures.js'
 import {startHolder} from '../snapshot/holder.js'
-import {hvmem, scratch, stackLines, start} from './proc.js'
+import {BIN, hvmem, hvmemEnv, scratch, stackLines, start} from './proc.js'
 
 let dir: string
 let snap: string
@@ -74,5 +75,59 @@ describe('hvmem batch and SIGTERM', () => {
     expect((await readFile(snap)).equals(before)).toBe(true)
     const next = await hvmem(dir, ['alloc', 'page'])
     expect(next).toEqual({code: 0, stdout: '0x41000000\n', stderr: ''})
+  })
+})
+
+describe('a stop signal while snapshot import - keeps standard input in a temp file', () => {
+  /** `snapshot import -` with TMPDIR a directory of its own (`tmp`, in the scratch directory), reading a pipe the test writes to. */
+  async function importStdin(...flags: string[]): Promise<{child: ReturnType<typeof spawn>; tmp: string; done: Promise<{code: number | null; signal: NodeJS.Signals | null; stderr: string}>}> {
+    const tmp = join(dir, 'tmp')
+    await mkdir(tmp)
+    const child = spawn(process.execPath, [BIN, 'snapshot', 'import', '-', '--base', '0x4000_0000', ...flags], {cwd: dir, env: hvmemEnv({TMPDIR: tmp}), stdio: ['pipe', 'ignore', 'pipe']})
+    child.stdin!.on('error', () => undefined) // (the pipe closed by the signal)
+    let stderr = ''
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const done = new Promise<{code: number | null; signal: NodeJS.Signals | null; stderr: string}>((resolve) => child.on('close', (code, signal) => resolve({code, signal, stderr})))
+    return {child, tmp, done}
+  }
+
+  /** Waits until the temp file (tmp/hvmem-stdin-XXXXXX/image.raw) holds `bytes` bytes. */
+  async function spooled(tmp: string, bytes: number, done: Promise<unknown>): Promise<void> {
+    let exited = false
+    void done.then(() => (exited = true))
+    for (;;) {
+      const [spool] = await readdir(tmp)
+      if (spool !== undefined && (await stat(join(tmp, spool, 'image.raw')).catch(() => undefined))?.size === bytes) return
+      expect(exited, 'the import ended before its temp file was seen').toBe(false)
+      await sleep(5)
+    }
+  }
+
+  it.each(SIGNALS)('%s while it copies standard input: the temp file and its directory are removed, and the process dies of the signal', async (signal) => {
+    const run = await importStdin()
+    run.child.stdin!.write(Buffer.alloc(100_000, 1)) // and no end: the copy goes on
+    await spooled(run.tmp, 100_000, run.done)
+    run.child.kill(signal)
+    const r = await run.done
+    expect(await readdir(run.tmp)).toEqual([])
+    expect(r).toEqual({code: null, signal, stderr: `hvmem: stopped by ${signal}\n`})
+    expect(await readdir(dir)).toEqual(['tmp'])
+  })
+
+  it('SIGTERM once it is copied, while another command holds the lock: the same, and the snapshot unchanged', async () => {
+    await createSnapshot(snap, newMachine(), false)
+    const before = await readFile(snap)
+    const holder = await startHolder(['session', snap], 'locked')
+    const run = await importStdin('--force')
+    run.child.stdin!.end(Buffer.alloc(100_000, 1))
+    await spooled(run.tmp, 100_000, run.done)
+    run.child.kill('SIGTERM')
+    const r = await run.done
+    expect(await readdir(run.tmp)).toEqual([])
+    expect(r).toEqual({code: null, signal: 'SIGTERM', stderr: 'hvmem: stopped by SIGTERM\n'})
+    holder.child.kill('SIGTERM')
+    await holder.done
+    expect((await readdir(dir)).sort()).toEqual(['hvmem.snap', 'tmp'])
+    expect((await readFile(snap)).equals(before)).toBe(true)
   })
 })
