@@ -426,10 +426,7 @@ async function checkRegular(path: string, name: string, mayBeMissing: boolean): 
     throw fsError(error, name)
   }
   if (!info.isFile())
-    throw new HvmemError(
-      'snapshot-invalid',
-      mayBeMissing ? `${name} exists and is not a regular file; choose another --snapshot` : `${name} is not a regular file; pass a snapshot file with --snapshot`,
-    )
+    throw new HvmemError('snapshot-invalid', mayBeMissing ? `${name} exists and is not a regular file; choose another --snapshot` : `${name} is not a regular file; name a snapshot file`)
 }
 
 async function openAndDecode(path: string, name: string, mode: DecodeMode): Promise<Machine> {
@@ -451,7 +448,7 @@ async function openDecoded(path: string, name: string, mode: DecodeMode, lazyJou
   try {
     const opened = fstatSync(fd)
     // (replaced by something else between the check and the open)
-    if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${name} is not a regular file; pass a snapshot file with --snapshot`)
+    if (!opened.isFile()) throw new HvmemError('snapshot-invalid', `${name} is not a regular file; name a snapshot file`)
     const source = fileSource(fd, opened.size, name)
     // The sizes the header declares, before decode reads past it.
     const head = source.read(0, Math.min(HEADER_BYTES, opened.size))
@@ -1071,6 +1068,8 @@ function fsError(error: unknown, path: string): unknown {
   if (isCode(error, 'ENAMETOOLONG')) return new HvmemError('io', `cannot use the snapshot path: it is too long (${path.length} characters)`)
   if (isCode(error, 'EACCES') || isCode(error, 'EPERM') || isCode(error, 'EROFS')) return new HvmemError('io', `permission denied for ${path}; check the file and its directory`)
   if (isCode(error, 'ENOSPC') || isCode(error, 'EDQUOT')) return new HvmemError('io', `no space left to save ${path}; the snapshot was not changed`)
+  if (isCode(error, 'EFBIG'))
+    return new HvmemError('io', `${path} would be larger than the file-size limit (ulimit -f) or its file system allows (EFBIG); the snapshot was not changed: raise the limit, or save it elsewhere`)
   if (error instanceof Error) return new HvmemError('io', `cannot access ${path}: ${error.message}`)
   return error
 }

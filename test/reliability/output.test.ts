@@ -5,7 +5,7 @@
  */
 import {spawn} from 'node:child_process'
 import {closeSync, existsSync, openSync} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {readFile, readdir} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -204,6 +204,27 @@ describe('stdout a file that reaches its size limit part-way through a write (a 
     const r = await limited(['snapshot', 'export', '-', '--format', 'c', '-s', 'export.snap'])
     expect(oneLine(r)).toBe(`${EFBIG}; the snapshot was not changed`)
     expect(r.code).toBe(9)
+  })
+})
+
+describe('a snapshot that would pass the file-size limit', () => {
+  it('map region: exit 9, one line naming the limit, the snapshot unchanged and no temp file left', async () => {
+    expect((await hvmem(dir, ['heap', 'init', '-s', 'big.snap'])).code).toBe(0)
+    const before = await readFile(join(dir, 'big.snap'))
+    expect(before.length).toBeLessThan(FILE_LIMIT)
+    const devNull = openSync('/dev/null', 'w')
+    try {
+      // 2 MiB of pages: one table page of 4 KiB is already past the limit
+      const r = await run(['map', 'region', '0x4000_0000', '2M', '--granularity', 'page', '-s', 'big.snap'], devNull, undefined, `ulimit -f ${FILE_LIMIT / 512}`)
+      expect(oneLine(r)).toBe(
+        'hvmem: big.snap would be larger than the file-size limit (ulimit -f) or its file system allows (EFBIG); the snapshot was not changed: raise the limit, or save it elsewhere',
+      )
+      expect(r.code).toBe(9)
+    } finally {
+      closeSync(devNull)
+    }
+    expect((await readFile(join(dir, 'big.snap'))).equals(before)).toBe(true)
+    expect((await readdir(dir)).filter((f) => f.startsWith('big.snap') && f !== 'big.snap')).toEqual([])
   })
 })
 
