@@ -3,13 +3,16 @@
  * so that a line-based diff (git's textconv) shows what changed: layout, heap, mapper and registers,
  * the mapping ranges as ptdump lines, then every stored page as a hexdump whose all-zero lines are
  * folded into `*` (as hexdump(1) does). Deterministic: the same content always gives the same text.
+ * Written as it is made (src/cli/sink.ts), so a snapshot of any size streams out.
  */
-import {storedTableCount} from '../core/diff.js'
+import {storedTableCount, tableSummary} from '../core/diff.js'
 import type {PageList} from '../core/page-list.js'
 import type {Machine} from '../core/machine.js'
 import {formatSize, hex} from '../core/u64.js'
-import {mergeRanges} from '../core/walker.js'
+import type {Range} from '../core/walker.js'
 import {hexdump, rangeLine} from './render.js'
+import type {OutputSink} from './sink.js'
+import {writeRanges} from './table-dump.js'
 
 export interface Paint {
   heading: (text: string) => string
@@ -22,7 +25,7 @@ export const PLAIN: Paint = {heading: (s) => s, dim: (s) => s, table: (s) => s}
 const LINE = 16
 
 /** The page's hexdump lines, each run of all-zero lines folded into one `*`. */
-function pageDump(address: bigint, page: Uint8Array, dim: (text: string) => string): string[] {
+export function pageDump(address: bigint, page: Uint8Array, dim: (text: string) => string): string[] {
   const out: string[] = []
   let folded = false
   for (let offset = 0; offset < page.length; offset += LINE) {
@@ -39,7 +42,7 @@ function pageDump(address: bigint, page: Uint8Array, dim: (text: string) => stri
 }
 
 /** The header: layout, heap, mapper and registers, one fact a line. */
-function stateLines(machine: Machine): string[] {
+export function stateLines(machine: Machine): string[] {
   const ram = machine.memory
   const h = machine.heap.status()
   const out = [
@@ -61,22 +64,55 @@ function stateLines(machine: Machine): string[] {
 }
 
 /**
- * The whole rendering, a section or a page at a time (each chunk is one or more whole lines, without
- * the final newline), so a large snapshot streams out.
+ * The whole rendering, written to `sink` as it is made: the state; the mappings, counted in one walk
+ * (which also finds the table pages) and written in a second; then each stored page. It keeps no
+ * entry, range or page, only the table pages' levels (a number a table page, not an entry), and
+ * stops making output while stdout's reader is behind. False if stdout failed on the way.
  */
-export function* snapshotText(machine: Machine, pages: PageList, paint: Paint = PLAIN): Generator<string> {
-  yield stateLines(machine).join('\n')
-  const entries = machine.walkTables()
-  const ranges = mergeRanges(entries)
-  yield ['', paint.heading(`mappings (${ranges.length} range${ranges.length === 1 ? '' : 's'}):`), ...ranges.map((r) => rangeLine(r))].join('\n')
-  const tables = machine.tablePages(entries)
-  const tableCount = storedTableCount(pages, tables)
-  yield ['', paint.heading(`pages (${pages.count} stored, ${tableCount} holding tables):`)].join('\n')
+export async function writeSnapshotText(machine: Machine, pages: PageList, sink: OutputSink, paint: Paint = PLAIN): Promise<boolean> {
+  try {
+    return await writeText(machine, pages, sink, paint)
+  } catch (error) {
+    // a page that cannot be read (damaged) ends the output there: what came before it is written, as it was when each part was logged at once
+    sink.flush()
+    throw error
+  }
+}
+
+async function writeText(machine: Machine, pages: PageList, sink: OutputSink, paint: Paint): Promise<boolean> {
+  sink.line(stateLines(machine).join('\n'))
+  const summary = tableSummary(machine)
+  const count = summary.ranges
+  sink.line('')
+  sink.line(paint.heading(`mappings (${count} range${count === 1 ? '' : 's'}):`))
+  if (!(await writeMachineRanges(machine, sink, (r) => sink.line(rangeLine(r))))) return false
+  const tables = summary.tables
+  sink.line('')
+  sink.line(paint.heading(`pages (${pages.count} stored, ${storedTableCount(pages, tables)} holding tables):`))
   for (let i = 0; i < pages.count; i++) {
+    if (!(await keepUp(sink))) return false
     const frame = pages.frame(i)
     const address = BigInt(frame) << 12n
     const level = tables.get(frame)
     const title = level === undefined ? `page ${hex(address)}` : paint.table(`page ${hex(address)}  L${level} table`)
-    yield [title, ...pageDump(address, pages.read(i), paint.dim)].join('\n')
+    sink.line([title, ...pageDump(address, pages.read(i), paint.dim)].join('\n'))
   }
+  sink.flush()
+  return !sink.failed
+}
+
+/** The mapper's ranges (none without a mapper), each to `emit` as the walk completes it (writeRanges). */
+export function writeMachineRanges(machine: Machine, sink: OutputSink, emit: (range: Range) => void): Promise<boolean> {
+  const m = machine.mapper
+  if (m === undefined) return Promise.resolve(!sink.failed)
+  return writeRanges(sink, machine.memory, m, emit)
+}
+
+/** Between two parts of the output: waits while stdout's reader is behind; false if stdout has failed. */
+export async function keepUp(sink: OutputSink): Promise<boolean> {
+  if (sink.behind) {
+    sink.flush()
+    await sink.caughtUp()
+  }
+  return !sink.failed
 }

@@ -12,7 +12,7 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {RangeMerger, ScanCursor, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
+import {RangeMerger, ScanCursor, type TableWalker, type Unfollowed, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
 import type {DotOptions} from './dot.js'
 import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
 import {OutputSink, drive} from './sink.js'
@@ -78,7 +78,7 @@ function putDecimal(out: Uint8Array, at: number, n: number): number {
 }
 
 /** `value` as JSON.stringify(_, null, 2) writes it nested `depth` levels deep (its first line not indented). */
-function nested(value: unknown, depth: number): string {
+export function nested(value: unknown, depth: number): string {
   return JSON.stringify(value, null, 2).replaceAll('\n', `\n${'  '.repeat(depth)}`)
 }
 
@@ -153,7 +153,7 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     held = undefined
   }
   const cursor = new ScanCursor(memory, target.root, geometry, peekingAccess(memory))
-  const visit = (w: Parameters<typeof ranges.add>[0], unfollowed?: Parameters<typeof describeUnfollowed>[1]): void => {
+  const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
     if (unfollowed !== undefined) {
       held!.problem = describeUnfollowed(w.next, unfollowed)
       release()

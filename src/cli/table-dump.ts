@@ -10,7 +10,7 @@ import type {Regime} from '../core/descriptor.js'
 import {FINAL_LEVEL, type Geometry} from '../core/geometry.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {formatSize} from '../core/u64.js'
-import {RangeMerger, ScanCursor, peekingAccess, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
+import {type Range, RangeMerger, ScanCursor, peekingAccess, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
 import {type DotOptions, DotWriter} from './dot.js'
 import {attributeWords} from './render.js'
 import {OutputSink, drive} from './sink.js'
@@ -182,6 +182,24 @@ export async function writeTree(sink: OutputSink, memory: PhysicalMemory, t: Tre
   sink.line(rule('└', '┴', '┘'))
   sink.line(color.dim(`${counts.entries} valid entries, ${counts.leaves} leaves, ${merger.rangeCount} range(s)`))
   sink.flush()
+}
+
+/**
+ * The ranges of the tree (walkRanges'), each handed to `emit` once the walk has completed it: a walk
+ * in parts that stops while stdout's reader is behind (ScanCursor), keeping no entry and no range.
+ * False if stdout failed on the way.
+ */
+export async function writeRanges(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, emit: (range: Range) => void): Promise<boolean> {
+  const merger = new RangeMerger(t.regime, t.geometry, 0, emit)
+  const cursor = new ScanCursor(memory, t.root, t.geometry, peekingAccess(memory))
+  const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
+    if (unfollowed !== undefined) return
+    if (sink.behind) return cursor.stop(w)
+    merger.add(w)
+  }
+  if (!(await drive(sink, () => cursor.run(visit)))) return false
+  merger.finish()
+  return true
 }
 
 /** Graphviz source of the tree (tablesDot's text): two scans, nothing kept per entry (DotWriter); lines go to `emit`. */

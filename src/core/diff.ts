@@ -13,7 +13,7 @@ import type {Checkpoint, Machine} from './machine.js'
 import type {IdentityMapper} from './mapper.js'
 import {PAGE_BYTES, type PhysicalMemory} from './memory.js'
 import {type PageList, memoryPages, pageAt} from './page-list.js'
-import {type Range, TableWalker, memoryAccess, pageWords, walkRanges} from './walker.js'
+import {type Range, RangeMerger, TableWalker, memoryAccess, pageWords, walkRanges} from './walker.js'
 
 /** One side of a diff: a machine, and (optionally) its stored pages with their CRCs. */
 export interface DiffSide {
@@ -493,6 +493,24 @@ export function diffMemory(a: PageList, b: PageList, skip: ReadonlySet<number>, 
   flush()
   onProgress?.(total, total)
   return out
+}
+
+/**
+ * What `snapshot show` says ahead of its ranges and pages, from one walk of the mapper's tables that
+ * keeps nothing per entry (Machine.visitTables): how many ranges they make (walkRanges' count), and
+ * their table pages with levels (Machine.tablePages of that walk). None without a mapper.
+ */
+export function tableSummary(machine: Machine): {ranges: number; tables: Map<number, number>} {
+  const m = machine.mapper
+  const tables = machine.tablePageSink()
+  if (m === undefined) return {ranges: 0, tables: tables.pages}
+  const ranges = new RangeMerger(m.regime, m.geometry, 0)
+  machine.visitTables((c) => {
+    ranges.add(c)
+    tables.visit(c)
+  })
+  ranges.finish()
+  return {ranges: ranges.rangeCount, tables: tables.pages}
 }
 
 /** How many of the stored pages hold tables (`tables`: Machine.tablePages). */

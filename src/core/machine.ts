@@ -3,9 +3,9 @@ import {HvmemError} from './errors.js'
 import {Heap, checkLayout} from './heap.js'
 import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
-import {MEMORY_PAGE, granuleName} from './geometry.js'
+import {FINAL_LEVEL, type Geometry, MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {TableWalker, type WalkEntry, memoryAccess, skippingAccess, walkEntries} from './walker.js'
+import {TableWalker, type WalkCursor, type WalkEntry, memoryAccess, peekingAccess, skippingAccess, walkEntries, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -178,6 +178,33 @@ export class Machine {
   }
 
   /**
+   * walkTables (walker.ts) over the mapper's tables, nothing kept: `visit` gets one cursor for the
+   * whole walk, on every valid entry in input-address order (as walkTables(unreadable) lists them),
+   * and keeps what it copies. The pages are read without being kept (peekingAccess), so a read-only
+   * pass over a large tree holds none of them; the pages at `unreadable` frames read as all zero.
+   * Nothing is visited without a mapper.
+   */
+  visitTables(visit: (cursor: WalkCursor) => void, unreadable?: ReadonlySet<number>): void {
+    const m = this.mapperInstance
+    if (m === undefined) return
+    const peeking = peekingAccess(this.memory)
+    const access = unreadable === undefined || unreadable.size === 0 ? peeking : skippingAccess(this.memory, unreadable, peeking)
+    walkTables(this.memory, m.regime, m.root, m.geometry, visit, access)
+  }
+
+  /**
+   * tablePages(entries) made as a walk goes (visitTables): give its `visit` every entry, in walk
+   * order, and `pages` is what tablePages gives for those entries; with `only`, it keeps those frames
+   * alone (snapshot verify wants the levels of its damaged pages only), so it holds nothing a table.
+   */
+  tablePageSink(only?: ReadonlySet<number>): TablePageSink {
+    const m = this.mapperInstance
+    // no mapper, or a root outside RAM: a walk visits nothing, and no table is listed
+    const walked = m !== undefined && this.memory.contains(m.root, BigInt(m.geometry.tableBytes(m.geometry.startLevel)))
+    return new TablePageSink(walked ? m : undefined, only)
+  }
+
+  /**
    * The 4 KiB memory pages of the tables reachable from the mapper's root (inside RAM), by frame
    * number, with their tables' levels, in walk order (the root first; a 16 KiB table is four pages,
    * a concatenated root all its tables'); `entries` is a walk already made (walkTables).
@@ -187,18 +214,14 @@ export class Machine {
     const m = this.mapperInstance
     if (m === undefined) return tables
     const g = m.geometry
-    const add = (table: bigint, level: number): void => {
-      const first = Number(table / BigInt(MEMORY_PAGE))
-      for (let i = 0; i < g.tableBytes(level) / MEMORY_PAGE; i++) tables.set(first + i, level)
+    if (entries !== undefined) {
+      const sink = this.tablePageSink()
+      for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) sink.addTable(e.decoded.nextTable!, e.level + 1)
+      return sink.pages
     }
+    const add = (table: bigint, level: number): void => addTablePages(tables, g, table, level)
     if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
     add(m.root, g.startLevel)
-    if (entries !== undefined) {
-      for (const e of entries) {
-        if (e.decoded.kind === 'table' && e.problem === undefined) add(e.decoded.nextTable!, e.level + 1)
-      }
-      return tables
-    }
     // No walk made: visit the table entries alone, nothing made per entry (a 64 GiB map in pages has
     // 16 million). A table reached again (an alias) is in the map already; one outside RAM is not walked.
     const walker = new TableWalker(memoryAccess(this.memory), g)
@@ -236,5 +259,37 @@ export class Machine {
     }
     this.heap.allocator.reset()
     return {discardedTables}
+  }
+}
+
+/** Sets the frames of the table at `table` (a `level` table: 4 KiB pages, or a concatenated root's) to `level` in `pages`. */
+function addTablePages(pages: Map<number, number>, geometry: Geometry, table: bigint, level: number, only?: ReadonlySet<number>): void {
+  const first = Number(table / BigInt(MEMORY_PAGE))
+  for (let i = 0; i < geometry.tableBytes(level) / MEMORY_PAGE; i++) if (only === undefined || only.has(first + i)) pages.set(first + i, level)
+}
+
+/** Machine.tablePageSink: the table pages of a walk, from its entries as they come. */
+export class TablePageSink {
+  /** frame number -> the level of the table it holds, in walk order (the root first) */
+  readonly pages = new Map<number, number>()
+  private readonly geometry: Geometry | undefined
+
+  /** `tree`: the tables walked (undefined: none, as without a mapper or with a root outside RAM) */
+  constructor(
+    tree: {root: bigint; geometry: Geometry} | undefined,
+    private readonly only?: ReadonlySet<number>,
+  ) {
+    this.geometry = tree?.geometry
+    if (tree !== undefined) addTablePages(this.pages, tree.geometry, tree.root, tree.geometry.startLevel, only)
+  }
+
+  /** The walk's next entry: a table entry the walk goes down into adds its table. */
+  visit(c: WalkCursor): void {
+    if (c.level < FINAL_LEVEL && (c.lo & 3) === 3 && c.problem === undefined) this.addTable(c.geometry.tableAddress(c.raw), c.level + 1)
+  }
+
+  /** The table at `table`, a `level` table, that the walk went into. */
+  addTable(table: bigint, level: number): void {
+    if (this.geometry !== undefined) addTablePages(this.pages, this.geometry, table, level, this.only)
   }
 }

@@ -3,12 +3,12 @@
  * (the walk's entries, the mapper's registers): pure, no I/O. The pages' own checksums are checked
  * where they are read (src/snapshot/verify.ts).
  */
-import {ADDRESS_MASK, CONTIGUOUS} from './descriptor.js'
-import {FINAL_LEVEL, type Geometry, granuleName, sl0Of, tg0Of} from './geometry.js'
+import {ADDRESS_MASK, CONTIGUOUS, kindOfLow} from './descriptor.js'
+import {FINAL_LEVEL, FIRST_LEVEL, type Geometry, granuleName, sl0Of, tg0Of} from './geometry.js'
 import type {Register} from './registers.js'
 import {psOf} from './registers.js'
 import {formatSize, hex} from './u64.js'
-import type {WalkEntry} from './walker.js'
+import {type WalkCursor, type WalkEntry, rawOf} from './walker.js'
 
 /** How a table entry is damaged. */
 export type EntryDamageKind = 'outside-ram' | 'aliased' | 'misaligned' | 'reserved' | 'contiguous'
@@ -43,95 +43,217 @@ export interface RamRange {
   size: bigint
 }
 
+/** What TableChecker reads of an entry: a walkTables cursor's numbers, and the problem of a table entry the walk did not follow. */
+export type CheckedEntry = Pick<WalkCursor, 'level' | 'index' | 'table' | 'addr' | 'lo' | 'hi' | 'problem'>
+
 /**
- * The damaged entries among a walk's (Machine.walkTables): a table entry the walk could not follow,
- * its next table outside RAM or reached already (a loop back up the tree, or two entries sharing a
- * table); a next-table address with bits set below the granule (16K or 64K: bits 13:12 or 15:12,
- * RES0); a reserved encoding (bit 1 clear at level 3, or a block at a level the granule has none);
- * the contiguous bit (52) on a run whose entries disagree (contiguousDamage).
- * An entry may be damaged in more than one way: one finding each.
+ * The damaged entries among a walk's (walkTables): a table entry the walk could not follow, its next
+ * table outside RAM or reached already (a loop back up the tree, or two entries sharing a table); a
+ * next-table address with bits set below the granule (16K or 64K: bits 13:12 or 15:12, RES0); a
+ * reserved encoding (bit 1 clear at level 3, or a block at a level the granule has none); the
+ * contiguous bit (52) on a run whose entries disagree (see closeRun). An entry may be damaged in more
+ * than one way: one finding each. The damage is listed in walk order, the contiguous runs after the
+ * rest, in the walk order of their first entries.
+ *
+ * It checks as the walk goes (Machine.visitTables): `visit` each entry, in walk order, then
+ * finish(). Nothing is kept per entry: the damage found, and at each level the contiguous run the
+ * walk is in (a walk enters each table once and lists its entries in order, so a run's entries come
+ * together, with only deeper tables' entries between them).
  */
-export function checkTables(entries: readonly WalkEntry[], geometry: Geometry, ram: RamRange): TableCheck {
-  const damage: EntryDamage[] = []
-  let tables = 1
-  const lowBits = (BigInt(geometry.granule) - 1n) & ADDRESS_MASK
-  for (const e of entries) {
-    const raw = e.decoded.raw
-    const where = {level: e.level, index: e.index, table: e.table, address: e.table + 8n * BigInt(e.index), ipa: e.ipa, descriptor: raw}
-    if (e.decoded.kind === 'reserved') {
-      const why = e.level === FINAL_LEVEL ? 'bit 1 clear at level 3 (neither a page nor a table)' : `a block at level ${e.level}, which the ${granuleName(geometry.granule)} granule does not have`
-      damage.push({kind: 'reserved', ...where, message: `reserved encoding: ${why}`})
-      continue
+export class TableChecker {
+  private tables = 1
+  private entries = 0
+  private readonly damage: EntryDamage[] = []
+  /** damaged contiguous runs, with the walk ordinal of each run's first entry */
+  private readonly runDamage: Array<{at: number; damage: EntryDamage}> = []
+  /** the open run at each level (index: level - FIRST_LEVEL), where the bit makes runs */
+  private readonly runs: Array<ContiguousRun | undefined> = []
+  /** a next-table address's bits below the granule, in the descriptor's low half */
+  private readonly lowBits: number
+
+  constructor(
+    private readonly geometry: Geometry,
+    private readonly ram: RamRange,
+  ) {
+    this.lowBits = Number((BigInt(geometry.granule) - 1n) & ADDRESS_MASK)
+    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) {
+      const n = geometry.contiguousEntries(level)
+      this.runs.push(n === 0 ? undefined : new ContiguousRun(level, n))
     }
-    if (e.decoded.kind !== 'table') continue
-    const next = e.decoded.nextTable!
+  }
+
+  /** The walk's next entry. */
+  visit(e: CheckedEntry): void {
+    const at = this.entries++
+    const level = e.level
+    const lo = e.lo
+    const kind = kindOfLow(lo, level, this.geometry)
+    if (kind === 'table') this.tableEntry(e)
+    else if (kind === 'reserved') this.reservedEntry(e)
+    const run = this.runs[level - FIRST_LEVEL]
+    if (run === undefined) return
+    const n = run.n
+    const index = e.index
+    const first = index - (index % n)
+    if (e.table !== run.table || first !== run.first) {
+      this.closeRun(run)
+      run.open(e.table, first, e.addr - index * this.geometry.entryBytes(level), at)
+    }
+    run.add(index - first, lo, e.hi, (kind === 'block' || kind === 'page') && (e.hi & CONTIGUOUS_HI) !== 0)
+  }
+
+  /** What the walk found: the runs still open are checked now. */
+  finish(): TableCheck {
+    for (const run of this.runs) if (run !== undefined) this.closeRun(run)
+    const runs = this.runDamage.sort((a, b) => a.at - b.at).map((r) => r.damage)
+    return {tables: this.tables, entries: this.entries, damage: [...this.damage, ...runs]}
+  }
+
+  private where(e: CheckedEntry): Omit<EntryDamage, 'kind' | 'message'> {
+    const table = BigInt(e.table)
+    return {level: e.level, index: e.index, table, address: table + 8n * BigInt(e.index), ipa: BigInt(e.addr), descriptor: rawOf(e.lo, e.hi)}
+  }
+
+  private reservedEntry(e: CheckedEntry): void {
+    const g = this.geometry
+    const why = e.level === FINAL_LEVEL ? 'bit 1 clear at level 3 (neither a page nor a table)' : `a block at level ${e.level}, which the ${granuleName(g.granule)} granule does not have`
+    this.damage.push({kind: 'reserved', ...this.where(e), message: `reserved encoding: ${why}`})
+  }
+
+  private tableEntry(e: CheckedEntry): void {
+    const misaligned = (e.lo & this.lowBits) !== 0
+    if (!misaligned && e.problem === undefined) {
+      this.tables++
+      return
+    }
+    const g = this.geometry
+    const where = this.where(e)
+    const raw = where.descriptor
+    const next = g.tableAddress(raw)
     const found = {...where, next}
-    if ((raw & lowBits) !== 0n) {
-      damage.push({
+    if (misaligned) {
+      this.damage.push({
         kind: 'misaligned',
         ...found,
-        message: `next-level table address ${hex(raw & ADDRESS_MASK)} is not aligned to the ${granuleName(geometry.granule)} granule (the walk reads ${hex(next)})`,
+        message: `next-level table address ${hex(raw & ADDRESS_MASK)} is not aligned to the ${granuleName(g.granule)} granule (the walk reads ${hex(next)})`,
       })
     }
     if (e.problem === undefined) {
-      tables++
-      continue
+      this.tables++
+      return
     }
-    const inRam = next >= ram.base && next + BigInt(geometry.granule) <= ram.base + ram.size
-    damage.push({kind: inRam ? 'aliased' : 'outside-ram', ...found, message: e.problem})
+    const ram = this.ram
+    const inRam = next >= ram.base && next + BigInt(g.granule) <= ram.base + ram.size
+    this.damage.push({kind: inRam ? 'aliased' : 'outside-ram', ...found, message: e.problem})
   }
-  damage.push(...contiguousDamage(entries, geometry))
-  return {tables, entries: entries.length, damage}
-}
 
-/**
- * The aligned runs of the contiguous bit (Geometry.contiguousEntries) where an entry has the bit but
- * the run's entries disagree: each must be a valid leaf with the bit and the same attributes, the
- * output contiguous from an address aligned to the run's size (Arm ARM D8.6.1: otherwise the TLB's
- * result is CONSTRAINED UNPREDICTABLE). One finding a run, at its first entry with the bit.
- */
-export function contiguousDamage(entries: readonly WalkEntry[], geometry: Geometry): EntryDamage[] {
-  const keyOf = (e: WalkEntry): string | undefined => {
-    const n = geometry.contiguousEntries(e.level)
-    return n === 0 || e.decoded.kind === 'table' ? undefined : `${e.table}:${e.level}:${Math.floor(e.index / n)}`
-  }
-  const marked = new Set<string>()
-  for (const e of entries) if (e.decoded.leaf !== undefined && (e.decoded.raw & CONTIGUOUS) !== 0n) marked.add(keyOf(e)!)
-  if (marked.size === 0) return []
-  const runs = new Map<string, WalkEntry[]>()
-  for (const e of entries) {
-    const n = geometry.contiguousEntries(e.level)
-    if (n === 0) continue
-    // a table entry in a run breaks it too
-    const key = `${e.table}:${e.level}:${Math.floor(e.index / n)}`
-    if (marked.has(key)) runs.set(key, [...(runs.get(key) ?? []), e])
-  }
-  const damage: EntryDamage[] = []
-  for (const run of runs.values()) {
-    const level = run[0]!.level
-    const n = geometry.contiguousEntries(level)
-    const size = geometry.entrySize(level)
-    const first = run.find((e) => e.decoded.leaf !== undefined && (e.decoded.raw & CONTIGUOUS) !== 0n)!
-    const start = first.index - (first.index % n)
-    const base = first.decoded.leaf!.outputAddress - BigInt(first.index - start) * size
-    const attrs = first.decoded.raw & ~ADDRESS_MASK
+  /**
+   * A run of the contiguous bit (Geometry.contiguousEntries) where an entry has the bit but the run's
+   * entries disagree: each must be a valid leaf with the bit and the same attributes, the output
+   * contiguous from an address aligned to the run's size (Arm ARM D8.6.1: otherwise the TLB's result
+   * is CONSTRAINED UNPREDICTABLE). One finding a run, at its first entry with the bit.
+   */
+  private closeRun(run: ContiguousRun): void {
+    if (!run.marked) return
+    run.marked = false
+    const g = this.geometry
+    const {level, n} = run
+    const size = g.entrySize(level)
+    const isLeaf = (k: number): boolean => {
+      const kind = kindOfLow(run.lo[k]!, level, g)
+      return kind === 'block' || kind === 'page'
+    }
+    const raw = (k: number): bigint => rawOf(run.lo[k]!, run.hi[k]!)
+    let f = 0
+    while (!(run.has(f) && isLeaf(f) && (run.hi[f]! & CONTIGUOUS_HI) !== 0)) f++
+    const firstRaw = raw(f)
+    const base = g.outputAddress(firstRaw, level) - BigInt(f) * size
+    const attrs = firstRaw & ~ADDRESS_MASK
     const problem = ((): string | undefined => {
       for (let k = 0; k < n; k++) {
-        const e = run.find((x) => x.index === start + k)
-        const name = `L${level}[${start + k}]`
-        if (e === undefined) return `${name} is not valid`
-        if (e.decoded.leaf === undefined) return `${name} is not a leaf`
-        if ((e.decoded.raw & CONTIGUOUS) === 0n) return `${name} does not have the bit`
-        if ((e.decoded.raw & ~ADDRESS_MASK) !== attrs) return `${name} has other attributes`
-        if (e.decoded.leaf.outputAddress !== base + BigInt(k) * size) return `${name}'s output ${hex(e.decoded.leaf.outputAddress)} does not continue the run's`
+        const name = `L${level}[${run.first + k}]`
+        if (!run.has(k)) return `${name} is not valid`
+        if (!isLeaf(k)) return `${name} is not a leaf`
+        const descriptor = raw(k)
+        if ((descriptor & CONTIGUOUS) === 0n) return `${name} does not have the bit`
+        if ((descriptor & ~ADDRESS_MASK) !== attrs) return `${name} has other attributes`
+        const output = g.outputAddress(descriptor, level)
+        if (output !== base + BigInt(k) * size) return `${name}'s output ${hex(output)} does not continue the run's`
       }
       return base % (BigInt(n) * size) === 0n ? undefined : `its output ${hex(base)} is not aligned to the run's ${formatSize(BigInt(n) * size)}`
     })()
-    if (problem === undefined) continue
-    const where = {level, index: first.index, table: first.table, address: first.table + 8n * BigInt(first.index), ipa: first.ipa, descriptor: first.decoded.raw}
-    damage.push({kind: 'contiguous', ...where, message: `the contiguous bit (52) on a run of ${n} entries (L${level}[${start}..${start + n - 1}]) that disagree: ${problem}`})
+    if (problem === undefined) return
+    const index = run.first + f
+    const table = BigInt(run.table)
+    const where = {level, index, table, address: table + 8n * BigInt(index), ipa: BigInt(run.base) + BigInt(index) * size, descriptor: firstRaw}
+    this.runDamage.push({
+      at: run.at,
+      damage: {kind: 'contiguous', ...where, message: `the contiguous bit (52) on a run of ${n} entries (L${level}[${run.first}..${run.first + n - 1}]) that disagree: ${problem}`},
+    })
   }
-  return damage
+}
+
+/** The contiguous bit (52) in a descriptor's high half. */
+const CONTIGUOUS_HI = Number(CONTIGUOUS >> 32n)
+
+/** The aligned run of the contiguous bit a walk is in at one level: the descriptors' halves it has met. */
+class ContiguousRun {
+  /** the table holding the run, -1 before the first */
+  table = -1
+  /** the run's first index, its table's first input address, and the walk ordinal of its first entry met */
+  first = -1
+  base = 0
+  at = 0
+  /** whether a leaf of the run has the bit: it is checked when it ends */
+  marked = false
+  readonly lo: Uint32Array
+  readonly hi: Uint32Array
+  /** for each entry of the run, the run it was last met in (`stamp`): valid entries are met, invalid ones not */
+  private readonly met: Float64Array
+  private stamp = 0
+
+  constructor(
+    readonly level: number,
+    readonly n: number,
+  ) {
+    this.lo = new Uint32Array(n)
+    this.hi = new Uint32Array(n)
+    this.met = new Float64Array(n)
+  }
+
+  open(table: number, first: number, base: number, at: number): void {
+    this.table = table
+    this.first = first
+    this.base = base
+    this.at = at
+    this.marked = false
+    this.stamp++
+  }
+
+  /** The run's k-th entry, valid; `marked`: a leaf with the bit. */
+  add(k: number, lo: number, hi: number, marked: boolean): void {
+    this.met[k] = this.stamp
+    this.lo[k] = lo
+    this.hi[k] = hi
+    if (marked) this.marked = true
+  }
+
+  /** Whether the run's k-th entry is valid (met by the walk). */
+  has(k: number): boolean {
+    return this.met[k] === this.stamp
+  }
+}
+
+/**
+ * TableChecker over a walk's entries already made (Machine.walkTables).
+ */
+export function checkTables(entries: readonly WalkEntry[], geometry: Geometry, ram: RamRange): TableCheck {
+  const checker = new TableChecker(geometry, ram)
+  for (const e of entries) {
+    const raw = e.decoded.raw
+    checker.visit({level: e.level, index: e.index, table: Number(e.table), addr: Number(e.ipa), lo: Number(raw & 0xffff_ffffn), hi: Number(raw >> 32n), problem: e.problem})
+  }
+  return checker.finish()
 }
 
 export interface RegisterDamage {

@@ -538,11 +538,11 @@ export interface WalkEntry {
 export type Visit = (w: TableWalker, unfollowed?: Unfollowed) => void
 
 /**
- * Memory read as a walk sees it, with the pages at `unreadable` frames read as all zero (invalid
- * entries): a walk over a snapshot whose damaged pages cannot be read (snapshot verify).
+ * Memory read as a walk sees it (through `access`: memoryAccess by default), with the pages at
+ * `unreadable` frames read as all zero (invalid entries): a walk over a snapshot whose damaged pages
+ * cannot be read (snapshot verify).
  */
-export function skippingAccess(memory: PhysicalMemory, unreadable: ReadonlySet<number>): TableAccess {
-  const access = memoryAccess(memory)
+export function skippingAccess(memory: PhysicalMemory, unreadable: ReadonlySet<number>, access: TableAccess = memoryAccess(memory)): TableAccess {
   return {page: (frame) => (unreadable.has(frame) ? undefined : access.page(frame)), inRam: (address, bytes) => access.inRam(address, bytes)}
 }
 
@@ -857,9 +857,14 @@ export function walkRanges(memory: PhysicalMemory, regime: Regime, root: bigint,
 /** The open range of a RangeMerger past its `keep`: merged on its numbers, not kept. */
 const PAST_KEEP: Range = {start: 0n, end: 0n, level: -1, outputStart: 0n, decoded: {raw: 0n, level: -1, kind: 'reserved'}, entries: 0}
 
+/** What RangeMerger.add reads of an entry: a scan's walker, or a walkTables cursor. */
+export type RangeEntry = Pick<TableWalker, 'level' | 'addr' | 'size' | 'lo' | 'hi' | 'raw'>
+
 /**
  * mergeRanges over the entries of a scan (scanTables), as they come: for a caller that walks once
- * and wants the ranges too (`walkRanges`, `dump tables --json`).
+ * and wants the ranges too (`walkRanges`, `dump tables --json`). With `emit`, each range is handed
+ * to it once it is complete (the next one begun, or finish()) and not kept: the ranges of a tree of
+ * any size, in constant memory (`snapshot show`).
  */
 export class RangeMerger implements ScanSink {
   private readonly ranges: Range[] = []
@@ -876,11 +881,15 @@ export class RangeMerger implements ScanSink {
   private count = 0
   private open: Range | undefined
 
-  /** `keep`: the most ranges kept (the rest are counted only, and decoded once each), for a listing that shows the first few or none */
+  /**
+   * `keep`: the most ranges kept (the rest are counted only, and decoded once each), for a listing
+   * that shows the first few or none; `emit`: takes every range instead, none kept
+   */
   constructor(
     private readonly regime: Regime,
     private readonly geometry: Geometry,
     private readonly keep = Infinity,
+    private readonly emit?: (range: Range) => void,
   ) {}
 
   /** As a scan's sink (scanTables): adds each entry, not the words on a table not followed. */
@@ -933,8 +942,8 @@ export class RangeMerger implements ScanSink {
     this.leaves += run
   }
 
-  /** The next valid entry of the walk. */
-  add(w: TableWalker): void {
+  /** The next valid entry of the walk (a walkTables cursor's too). */
+  add(w: RangeEntry): void {
     this.entries++
     const level = w.level
     const lo = w.lo
@@ -959,16 +968,16 @@ export class RangeMerger implements ScanSink {
   }
 
   /** A new range from the current entry (apart from add, which stays small enough to inline into a scan's loop). */
-  private begin(w: TableWalker, output: number, aLo: number, aHi: number): void {
+  private begin(w: RangeEntry, output: number, aLo: number, aHi: number): void {
     const level = w.level
     const ipa = w.addr
     const size = w.size
     this.close()
     this.made++
-    if (this.ranges.length < this.keep) {
+    if (this.emit !== undefined || this.ranges.length < this.keep) {
       const decoded = this.regime.decode(w.raw, level, this.geometry)
       this.open = {start: BigInt(ipa), end: 0n, level, outputStart: decoded.leaf!.outputAddress, decoded, entries: 0}
-      this.ranges.push(this.open)
+      if (this.emit === undefined) this.ranges.push(this.open)
     } else this.open = PAST_KEEP
     this.level = level
     this.end = ipa + size
@@ -978,7 +987,7 @@ export class RangeMerger implements ScanSink {
     this.count = 1
   }
 
-  /** The ranges and counts of everything added. */
+  /** The ranges and counts of everything added (with `emit`, no ranges: each has gone to it). */
   finish(): RangeWalk {
     this.close()
     this.open = undefined
@@ -994,5 +1003,6 @@ export class RangeMerger implements ScanSink {
     if (this.open === undefined || this.open === PAST_KEEP) return
     this.open.end = BigInt(this.end)
     this.open.entries = this.count
+    this.emit?.(this.open)
   }
 }

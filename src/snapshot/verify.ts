@@ -3,6 +3,7 @@ import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
 import {PAGE_BYTES} from '../core/memory.js'
+import type {PageList} from '../core/page-list.js'
 import type {StoredPages} from './format.js'
 
 /** Pages read and checked per run (1 MiB): one CRC of the run, page by page only when it fails. */
@@ -44,6 +45,21 @@ export function damagedPages(pages: StoredPages, onProgress?: (done: number) => 
     onProgress?.(first + count)
   }
   return damage
+}
+
+/**
+ * Reads and checks every stored page, a run at a time, as a read of each would (the first damaged
+ * page, in address order, is the 'snapshot-invalid' error its read gives): a command that writes a
+ * page's bytes as it goes checks them all first, so that a damaged file gives the error alone. A list
+ * without checks of its own (a version-1 file's, checked whole when read) has nothing to check.
+ */
+export function checkEveryPage(pages: PageList): void {
+  if (pages.readRun === undefined || pages.checkRun === undefined) return
+  const buffer = new Uint8Array(RUN_PAGES * PAGE_BYTES)
+  for (let first = 0; first < pages.count; first += RUN_PAGES) {
+    const count = Math.min(RUN_PAGES, pages.count - first)
+    pages.checkRun(first, count, pages.readRun(first, count, buffer, true))
+  }
 }
 
 /** Whether `check` finds damage (a 'snapshot-invalid' error); any other error is thrown. */

@@ -2,14 +2,15 @@ import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
-import {PLAIN, type Paint, snapshotText} from '../../cli/diff-text.js'
-import {type HeapJson, type MapperJson, type RangeJson, heapJson, mapperJson, rangeJson} from '../../cli/json.js'
+import {PLAIN, type Paint, writeSnapshotText} from '../../cli/diff-text.js'
+import type {HeapJson, MapperJson, RangeJson} from '../../cli/json.js'
+import {writeSnapshotJson} from '../../cli/show-json.js'
+import {OutputSink} from '../../cli/sink.js'
 import {color} from '../../cli/style.js'
 import {memoryPages} from '../../core/page-list.js'
-import {hex} from '../../core/u64.js'
-import {mergeRanges} from '../../core/walker.js'
 import {openSnapshotFile} from '../../snapshot/store.js'
 
+/** The --json document (written as it is made: src/cli/show-json.ts). */
 export interface SnapshotShowJson {
   ram: {base: string; size: number; end: string}
   heap: HeapJson
@@ -32,33 +33,19 @@ export default class SnapshotShow extends HvmemCommand {
     text: Flags.boolean({summary: 'Plain, stable text for git textconv: never coloured.'}),
   }
 
-  /** The JSON document under --json; the text is streamed to stdout otherwise. */
-  async run(): Promise<SnapshotShowJson | void> {
+  /** Writes the text, or under --json the document (SnapshotShowJson), as it is made: nothing kept per entry or page. */
+  async run(): Promise<void> {
     const {args, flags} = await this.parse(SnapshotShow)
     const file = await openSnapshotFile(args.file ?? flags.snapshot)
     const machine = file.machine
     const pages = file.pages ?? memoryPages(machine.memory)
-    if (!this.jsonEnabled()) {
-      const paint: Paint = flags.text ? PLAIN : {heading: color.bold, dim: color.dim, table: color.cyan}
-      for (const chunk of snapshotText(machine, pages, paint)) this.log(chunk)
+    const sink = new OutputSink()
+    if (this.jsonEnabled()) {
+      await writeSnapshotJson(machine, pages, sink)
+      this.jsonWritten = true
       return
     }
-    const m = machine.mapper
-    const entries = machine.walkTables()
-    const tables = machine.tablePages(entries)
-    const ranges = mergeRanges(entries)
-    const stored: SnapshotShowJson['pages'] = []
-    for (let i = 0; i < pages.count; i++) {
-      const frame = pages.frame(i)
-      stored.push({address: hex(BigInt(frame) << 12n), table: tables.get(frame) ?? null, bytes: Buffer.from(pages.read(i)).toString('hex')})
-    }
-    const ram = machine.memory
-    return {
-      ram: {base: hex(ram.base), size: Number(ram.size), end: hex(ram.end)},
-      heap: heapJson(machine.heap.status()),
-      mapper: m === undefined ? null : mapperJson(m),
-      ranges: ranges.map(rangeJson),
-      pages: stored,
-    }
+    const paint: Paint = flags.text ? PLAIN : {heading: color.bold, dim: color.dim, table: color.cyan}
+    await writeSnapshotText(machine, pages, sink, paint)
   }
 }

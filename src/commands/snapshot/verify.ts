@@ -4,7 +4,7 @@ import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
 import {color, table} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
-import {type EntryDamage, type EntryDamageKind, type RegisterDamage, checkRegisters, checkTables} from '../../core/verify.js'
+import {type EntryDamage, type EntryDamageKind, type RegisterDamage, TableChecker, checkRegisters} from '../../core/verify.js'
 import {hex} from '../../core/u64.js'
 import {type SnapshotFile, openSnapshotFile} from '../../snapshot/store.js'
 import {type PageDamage, damagedPages} from '../../snapshot/verify.js'
@@ -87,10 +87,17 @@ export default class SnapshotVerify extends HvmemCommand {
     let registers: SnapshotVerifyJson['registers'] = null
     let tableLevels = new Map<number, number>()
     if (mapper !== undefined) {
+      // one walk, checked as it goes: nothing kept per entry (a 64 GiB map in pages has 16 million)
       const unreadable = new Set(pageDamage.map((p) => Number(p.address >> 12n)))
-      const entries = machine.walkTables(unreadable)
-      tableLevels = machine.tablePages(entries)
-      const check = checkTables(entries, mapper.geometry, ram)
+      const checker = new TableChecker(mapper.geometry, ram)
+      // the levels of the damaged pages that hold tables, for the report
+      const tablePages = machine.tablePageSink(unreadable)
+      machine.visitTables((c) => {
+        checker.visit(c)
+        tablePages.visit(c)
+      }, unreadable)
+      tableLevels = tablePages.pages
+      const check = checker.finish()
       tables = {checked: check.tables, entries: check.entries, damaged: check.damage.map(entryJson)}
       const regs = mapper.registers()
       registers = {checked: regs.map((r) => r.name), damaged: checkRegisters(regs, mapper.state, mapper.geometry, ram)}
