@@ -41,11 +41,19 @@ export function ownCommand(argv: readonly string[], ids: ReadonlySet<string>): s
   return found
 }
 
+/**
+ * `--version --json` (or `-v --json`) as `version --json`: oclif answers --version and -v from the
+ * first word alone, in text, where every hvmem command line with --json prints JSON.
+ */
+export function versionJson(argv: readonly string[]): string[] {
+  return (argv[0] === '--version' || argv[0] === '-v') && argv.includes('--json') ? ['version', ...argv.slice(1)] : [...argv]
+}
+
 /** Runs the command line: `dir` is bin/run.cjs's URL (the package root is its folder's parent), `ids` hvmem's command ids. */
 export async function execute(dir: string, ids: ReadonlySet<string>): Promise<unknown> {
   settings.enableAutoTranspile = false
   guardStdout()
-  const argv = process.argv.slice(2)
+  const argv = versionJson(process.argv.slice(2))
   const id = ownCommand(argv, ids)
   if (id === undefined || NEEDS_PLUGINS.has(id)) return oclifExecute({dir})
   const root = dirname(dirname(fileURLToPath(dir)))

@@ -1,6 +1,7 @@
 /**
  * `hvmem version` is an hvmem command (src/commands/version.ts): the line oclif's --version and -v
- * print, --json like every command, no snapshot needed; --version and -v are still oclif's.
+ * print, --json like every command, no snapshot needed; --version and -v are still oclif's (with
+ * --json, the command's).
  */
 import {readFile, readdir} from 'node:fs/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -37,6 +38,12 @@ describe('hvmem version', () => {
     expect(Object.keys(json)).toEqual(['name', 'version', 'node', 'platform', 'arch', 'snapshotFormat'])
     expect(json).toMatchObject({name: 'hvmem', version: pkg.version, node: process.version, snapshotFormat: FORMAT_VERSION})
     expect(`${json.name}/${json.version} ${json.platform}-${json.arch} node-${json.node}\n`).toBe(text)
+  })
+
+  it.each([['--version'], ['-v']])('%s --json prints what version --json prints', async (flag) => {
+    const r = await hvmem(dir, [flag, '--json'])
+    expect(r).toEqual(await hvmem(dir, ['version', '--json']))
+    expect(r.code).toBe(0)
   })
 
   it('is listed by the root help, and an argument is refused (exit 2)', async () => {
