@@ -5,7 +5,7 @@ import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {FINAL_LEVEL, type Geometry, MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {TableWalker, type WalkCursor, type WalkEntry, memoryAccess, peekingAccess, skippingAccess, walkEntries, walkTables} from './walker.js'
+import {TableWalker, type WalkCursor, type WalkEntry, peekingAccess, skippingAccess, walkEntries, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -223,10 +223,11 @@ export class Machine {
     if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
     add(m.root, g.startLevel)
     // No walk made: visit the table entries alone, nothing made per entry (a 64 GiB map in pages has
-    // 16 million). A table reached again (an alias) is in the map already; one outside RAM is not walked.
-    const walker = new TableWalker(memoryAccess(this.memory), g)
+    // 16 million), and the pages read, not kept (peekingAccess). A table reached again (an alias) is in
+    // the map already, with the level it was first reached at, as a walk lists it; one outside RAM is not walked.
+    const walker = new TableWalker(peekingAccess(this.memory), g)
     const tablePre = (w: TableWalker): void => {
-      if (walker.access.inRam(w.next, g.granule)) add(BigInt(w.next), w.level + 1)
+      if (walker.access.inRam(w.next, g.granule) && !tables.has(w.next / MEMORY_PAGE)) add(BigInt(w.next), w.level + 1)
     }
     walker.walk(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, {tablePre}, {validOnly: true})
     return tables

@@ -553,4 +553,18 @@ describe('helpers', () => {
     expect([...machine.tablePages()]).toEqual(expected)
     expect([...machine.tablePages(machine.walkTables())]).toEqual(expected)
   })
+
+  it('Machine.tablePages: a table reached again at another level keeps the level it was first reached at, as a walk lists it', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n, PAGE, 'normal')
+    // L2[5] (in 0x4100_1000) points back at the root as if it were an L3 table
+    machine.memory.writeU64(0x4100_1000n + 5n * 8n, tableDescriptor(0x4100_0000n))
+    const expected = [
+      [0x41000, 1],
+      [0x41001, 2],
+      [0x41002, 3],
+    ]
+    expect([...machine.tablePages(machine.walkTables())]).toEqual(expected)
+    expect([...machine.tablePages()]).toEqual(expected)
+  })
 })
