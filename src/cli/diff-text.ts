@@ -10,7 +10,7 @@ import type {PageList} from '../core/page-list.js'
 import type {Machine} from '../core/machine.js'
 import {formatSize, hex} from '../core/u64.js'
 import type {Range} from '../core/walker.js'
-import {hexdump, rangeLine} from './render.js'
+import {hexdumpRow, rangeLine} from './render.js'
 import type {OutputSink} from './sink.js'
 import {writeRanges} from './table-dump.js'
 
@@ -29,14 +29,16 @@ export function pageDump(address: bigint, page: Uint8Array, dim: (text: string) 
   const out: string[] = []
   let folded = false
   for (let offset = 0; offset < page.length; offset += LINE) {
-    const row = page.subarray(offset, offset + LINE)
-    if (row.every((b) => b === 0)) {
+    const end = Math.min(offset + LINE, page.length)
+    let zero = true
+    for (let i = offset; i < end && zero; i++) zero = page[i] === 0
+    if (zero) {
       if (!folded) out.push('*')
       folded = true
       continue
     }
     folded = false
-    out.push(hexdump(address + BigInt(offset), row, dim))
+    out.push(hexdumpRow(address + BigInt(offset), page, offset, dim))
   }
   return out
 }

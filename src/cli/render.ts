@@ -42,13 +42,29 @@ export function rangeLine(r: Range): string {
 /** Classic hexdump, 16 bytes a line: address, bytes in two groups of eight, ASCII. `dim` paints the address (pass `(s) => s` for none). */
 export function hexdump(address: bigint, bytes: Uint8Array, dim: (text: string) => string = color.dim): string {
   const lines: string[] = []
-  for (let offset = 0; offset < bytes.length; offset += 16) {
-    const row = bytes.subarray(offset, offset + 16)
-    const hexes = [...row].map((b) => b.toString(16).padStart(2, '0'))
-    const left = hexes.slice(0, 8).join(' ')
-    const right = hexes.slice(8).join(' ')
-    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('')
-    lines.push(`${dim(hex(address + BigInt(offset), 10))}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${ascii}|`)
-  }
+  for (let offset = 0; offset < bytes.length; offset += 16) lines.push(hexdumpRow(address + BigInt(offset), bytes, offset, dim))
   return lines.join('\n')
+}
+
+/** Each byte's two hex digits, and its character in a hexdump's text column ('.' if not printable ASCII). */
+const HEX_BYTE = Array.from({length: 256}, (_, b) => b.toString(16).padStart(2, '0'))
+const PRINTABLE = Array.from({length: 256}, (_, b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.'))
+
+/**
+ * One hexdump line: the 16 bytes of `bytes` from `start` (fewer at its end) at `address`. Made from
+ * tables, one string a part: `snapshot show` prints millions of them.
+ */
+export function hexdumpRow(address: bigint, bytes: Uint8Array, start: number, dim: (text: string) => string = color.dim): string {
+  const end = Math.min(start + 16, bytes.length)
+  let left = ''
+  let right = ''
+  let text = ''
+  for (let i = start; i < end; i++) {
+    const b = bytes[i]!
+    const k = i - start
+    if (k < 8) left = k === 0 ? HEX_BYTE[b]! : `${left} ${HEX_BYTE[b]}`
+    else right = k === 8 ? HEX_BYTE[b]! : `${right} ${HEX_BYTE[b]}`
+    text += PRINTABLE[b]
+  }
+  return `${dim(hex(address, 10))}  ${left.padEnd(23)}  ${right.padEnd(23)}  |${text}|`
 }
