@@ -310,7 +310,7 @@ describe('snapshot diff', () => {
       stdout: '',
       stderr: 'hvmem: damaged.snap is not a valid hvmem snapshot: page 0x41100000 checksum mismatch (stored 0xe5cd9e35, computed 0xc8cf71b8): the file is damaged\n',
     })
-    expect((await diff('a.snap', '.', [], 2)).stderr).toBe('hvmem: . is not a regular file; pass a snapshot file with --snapshot\n')
+    expect((await diff('a.snap', '.', [], 2)).stderr).toBe('hvmem: . is not a regular file; name a snapshot file\n')
     expect((await diff('a.snap', 'b.snap', ['--bogus'], 2)).stderr).toBe('hvmem: Nonexistent flag: --bogus (see --help)\n')
     expect((await diff('', 'b.snap', [], 2)).stderr).toBe('hvmem: a snapshot file name is empty; name two snapshot files (or - for standard input)\n')
     const missingArg = await hvmem(dir, ['snapshot', 'diff', 'a.snap'])

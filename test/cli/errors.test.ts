@@ -155,7 +155,7 @@ describe('snapshot problems', () => {
 
   it('a directory or a device as the snapshot is exit 4', async () => {
     await mkdir(join(dir, 'adir'))
-    expect((await hvmem(dir, ['heap', 'status', '-s', 'adir'])).stderr).toBe('hvmem: adir is not a regular file; pass a snapshot file with --snapshot\n')
+    expect((await hvmem(dir, ['heap', 'status', '-s', 'adir'])).stderr).toBe('hvmem: adir is not a regular file; name a snapshot file\n')
     expect((await hvmem(dir, ['alloc', 'page', '-s', '/dev/null'])).code).toBe(4)
     expect((await hvmem(dir, ['heap', 'init', '-s', 'adir', '--force'])).code).toBe(4)
   })

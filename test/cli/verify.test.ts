@@ -178,6 +178,6 @@ describe('snapshot verify', () => {
     const r = await hvmem(dir, ['snapshot', 'verify', '-s', '.'])
     expect(r.code).toBe(4)
     expect(r.stdout).toContain('damaged: . is not a regular file')
-    expect(r.stderr).toBe('hvmem: .: damaged header or page index: . is not a regular file; pass a snapshot file with --snapshot\n')
+    expect(r.stderr).toBe('hvmem: .: damaged header or page index: . is not a regular file; name a snapshot file\n')
   })
 })
