@@ -54,8 +54,7 @@ class Kinds {
   }
 }
 
-/** One row's cells, plain (no colour). */
-/** `sizes`: the entry size of each level, from `startLevel` on. */
+/** One row's cells, plain (no colour); `sizes`: the entry size of each level, from `startLevel` on. */
 function cells(w: Row, k: Kind, startLevel: number, sizes: string[], problem: string | undefined): string[] {
   const target = !k.target ? '' : k.kind === 'table' ? hexNumber(w.next) : hexNumber(w.output)
   return [

@@ -37,6 +37,14 @@ export interface UndoRecord {
 }
 
 /**
+ * `data` as a plain Uint8Array over the same bytes: memory's pages are never Buffers (a loader's read),
+ * whose slice() is a view where Uint8Array's is a copy (undo records and readers copy a page with it).
+ */
+function plain(data: Uint8Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.length)
+}
+
+/**
  * Sparse emulated physical memory: RAM at [base, base + size), kept as 4 KiB pages that exist only once
  * written. Untouched pages read as zero and cost nothing. Accesses are little-endian, may be unaligned
  * and may cross pages, and are bounds-checked against RAM.
@@ -47,14 +55,6 @@ export interface UndoRecord {
  * With a page source (see PageSourceOptions), stored pages are read only when first used, so memory
  * stays proportional to the pages a caller touches; every method behaves as if all were loaded.
  */
-/**
- * `data` as a plain Uint8Array over the same bytes: memory's pages are never Buffers (a loader's read),
- * whose slice() is a view where Uint8Array's is a copy (undo records and readers copy a page with it).
- */
-function plain(data: Uint8Array): Uint8Array {
-  return new Uint8Array(data.buffer, data.byteOffset, data.length)
-}
-
 export class PhysicalMemory {
   private readonly pages = new Map<number, Uint8Array>()
   /** frame numbers the page source holds that have not been read yet */
