@@ -9,10 +9,9 @@ import {storedTableCount, tableSummary} from '../core/diff.js'
 import type {PageList} from '../core/page-list.js'
 import type {Machine} from '../core/machine.js'
 import {formatSize, hex} from '../core/u64.js'
-import type {Range} from '../core/walker.js'
 import {hexdumpRow, rangeLine} from './render.js'
-import type {OutputSink} from './sink.js'
-import {writeRanges} from './table-dump.js'
+import {type OutputSink, keepUp} from './sink.js'
+import {writeMachineRanges} from './table-dump.js'
 
 export interface Paint {
   heading: (text: string) => string
@@ -100,21 +99,5 @@ async function writeText(machine: Machine, pages: PageList, sink: OutputSink, pa
     sink.line([title, ...pageDump(address, pages.read(i), paint.dim)].join('\n'))
   }
   sink.flush()
-  return !sink.failed
-}
-
-/** The mapper's ranges (none without a mapper), each to `emit` as the walk completes it (writeRanges). */
-export function writeMachineRanges(machine: Machine, sink: OutputSink, emit: (range: Range) => void): Promise<boolean> {
-  const m = machine.mapper
-  if (m === undefined) return Promise.resolve(!sink.failed)
-  return writeRanges(sink, machine.memory, m, emit)
-}
-
-/** Between two parts of the output: waits while stdout's reader is behind; false if stdout has failed. */
-export async function keepUp(sink: OutputSink): Promise<boolean> {
-  if (sink.behind) {
-    sink.flush()
-    await sink.caughtUp()
-  }
   return !sink.failed
 }

@@ -9,10 +9,10 @@ import type {Machine} from '../core/machine.js'
 import type {PageList} from '../core/page-list.js'
 import {hex} from '../core/u64.js'
 import {checkEveryPage} from '../snapshot/verify.js'
-import {keepUp, writeMachineRanges} from './diff-text.js'
 import {nested} from './dump-json.js'
 import {heapJson, mapperJson, rangeJson} from './json.js'
-import type {OutputSink} from './sink.js'
+import {type OutputSink, keepUp} from './sink.js'
+import {writeMachineRanges} from './table-dump.js'
 
 /**
  * Writes the document for `machine` and its stored `pages` through `sink`. A damaged page or table is

@@ -145,3 +145,12 @@ export async function drive(sink: OutputSink, step: () => boolean): Promise<bool
     await sink.caughtUp()
   }
 }
+
+/** Between two parts of the output: waits while stdout's reader is behind; false if stdout has failed. */
+export async function keepUp(sink: OutputSink): Promise<boolean> {
+  if (sink.behind) {
+    sink.flush()
+    await sink.caughtUp()
+  }
+  return !sink.failed
+}

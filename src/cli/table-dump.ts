@@ -8,12 +8,13 @@
  */
 import type {Regime} from '../core/descriptor.js'
 import {FINAL_LEVEL, type Geometry} from '../core/geometry.js'
+import type {Machine} from '../core/machine.js'
 import type {PhysicalMemory} from '../core/memory.js'
 import {formatSize} from '../core/u64.js'
 import {type Range, RangeMerger, ScanCursor, peekingAccess, type TableWalker, type Unfollowed, describeUnfollowed, scanTables} from '../core/walker.js'
 import {type DotOptions, DotWriter} from './dot.js'
 import {attributeWords} from './render.js'
-import {OutputSink, drive} from './sink.js'
+import {OutputSink, drive, keepUp} from './sink.js'
 import {color} from './style.js'
 
 export interface TreeTarget {
@@ -201,6 +202,13 @@ export async function writeRanges(sink: OutputSink, memory: PhysicalMemory, t: T
   return true
 }
 
+/** The mapper's ranges (none without a mapper), each to `emit` as the walk completes it (writeRanges). */
+export function writeMachineRanges(machine: Machine, sink: OutputSink, emit: (range: Range) => void): Promise<boolean> {
+  const m = machine.mapper
+  if (m === undefined) return Promise.resolve(!sink.failed)
+  return writeRanges(sink, machine.memory, m, emit)
+}
+
 /** Graphviz source of the tree (tablesDot's text): two scans, nothing kept per entry (DotWriter); lines go to `emit`. */
 export async function writeDotLines(sink: OutputSink, memory: PhysicalMemory, t: TreeTarget, options: DotOptions, emit: (line: string) => void): Promise<boolean> {
   const dot = new DotWriter(t.regime, t.geometry, options)
@@ -214,13 +222,7 @@ export async function writeDotLines(sink: OutputSink, memory: PhysicalMemory, t:
     dot.entry(w, emit)
   }
   if (!(await drive(sink, () => cursor.run(visit)))) return false
-  for (const _ of dot.end(emit)) {
-    if (sink.behind) {
-      sink.flush()
-      await sink.caughtUp()
-    }
-    if (sink.failed) return false
-  }
+  for (const _ of dot.end(emit)) if (!(await keepUp(sink))) return false
   return true
 }
 
