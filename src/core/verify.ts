@@ -5,6 +5,7 @@
  */
 import {ADDRESS_MASK, CONTIGUOUS, kindOfLow} from './descriptor.js'
 import {FINAL_LEVEL, FIRST_LEVEL, type Geometry, granuleName, sl0Of, tg0Of} from './geometry.js'
+import type {Machine} from './machine.js'
 import type {Register} from './registers.js'
 import {psOf} from './registers.js'
 import {formatSize, hex} from './u64.js'
@@ -242,6 +243,23 @@ class ContiguousRun {
   has(k: number): boolean {
     return this.met[k] === this.stamp
   }
+}
+
+/**
+ * The mapper's tables checked in one walk that keeps nothing per entry (Machine.visitTables; a 64 GiB
+ * map in pages has 16 million), the pages at `unreadable` frames read as all zero, and the levels of
+ * those of them that hold tables (a damaged page's report names its table level). Undefined without a mapper.
+ */
+export function verifyTables(machine: Machine, unreadable: ReadonlySet<number>): {check: TableCheck; unreadableTables: Map<number, number>} | undefined {
+  const mapper = machine.mapper
+  if (mapper === undefined) return undefined
+  const checker = new TableChecker(mapper.geometry, {base: machine.memory.base, size: machine.memory.size})
+  const tablePages = machine.tablePageSink(unreadable)
+  machine.visitTables((c) => {
+    checker.visit(c)
+    tablePages.visit(c)
+  }, unreadable)
+  return {check: checker.finish(), unreadableTables: tablePages.pages}
 }
 
 /**

@@ -17,6 +17,7 @@ import {rangeLine} from '../../src/cli/render.js'
 import {storedTableCount} from '../../src/core/diff.js'
 import {Machine} from '../../src/core/machine.js'
 import {hex} from '../../src/core/u64.js'
+import {entryJson} from '../../src/commands/snapshot/verify.js'
 import {checkTables} from '../../src/core/verify.js'
 import {WalkCursor, mergeRanges} from '../../src/core/walker.js'
 import {openSnapshotFile} from '../../src/snapshot/store.js'
@@ -72,17 +73,7 @@ async function verifiedTablesBefore(path: string): Promise<unknown> {
   return {
     checked: check.tables,
     entries: check.entries,
-    damaged: check.damage.map((d) => ({
-      kind: d.kind,
-      level: d.level,
-      index: d.index,
-      table: hex(d.table),
-      address: hex(d.address),
-      ipa: hex(d.ipa),
-      descriptor: hex(d.descriptor, 16),
-      ...(d.next === undefined ? {} : {next: hex(d.next)}),
-      message: d.message,
-    })),
+    damaged: check.damage.map(entryJson),
   }
 }
 

@@ -4,7 +4,7 @@ import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
 import {color, table} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
-import {type EntryDamage, type EntryDamageKind, type RegisterDamage, TableChecker, checkRegisters} from '../../core/verify.js'
+import {type EntryDamage, type EntryDamageKind, type RegisterDamage, checkRegisters, verifyTables} from '../../core/verify.js'
 import {hex} from '../../core/u64.js'
 import {type SnapshotFile, openSnapshotFile} from '../../snapshot/store.js'
 import {type PageDamage, damagedPages} from '../../snapshot/verify.js'
@@ -86,19 +86,13 @@ export default class SnapshotVerify extends HvmemCommand {
     let tables: SnapshotVerifyJson['tables'] = null
     let registers: SnapshotVerifyJson['registers'] = null
     let tableLevels = new Map<number, number>()
-    if (mapper !== undefined) {
-      // one walk, checked as it goes: nothing kept per entry (a 64 GiB map in pages has 16 million)
-      const unreadable = new Set(pageDamage.map((p) => Number(p.address >> 12n)))
-      const checker = new TableChecker(mapper.geometry, ram)
-      // the levels of the damaged pages that hold tables, for the report
-      const tablePages = machine.tablePageSink(unreadable)
-      machine.visitTables((c) => {
-        checker.visit(c)
-        tablePages.visit(c)
-      }, unreadable)
-      tableLevels = tablePages.pages
-      const check = checker.finish()
+    const verified = verifyTables(machine, new Set(pageDamage.map((p) => Number(p.address >> 12n))))
+    if (verified !== undefined) {
+      const {check} = verified
+      tableLevels = verified.unreadableTables
       tables = {checked: check.tables, entries: check.entries, damaged: check.damage.map(entryJson)}
+    }
+    if (mapper !== undefined) {
       const regs = mapper.registers()
       registers = {checked: regs.map((r) => r.name), damaged: checkRegisters(regs, mapper.state, mapper.geometry, ram)}
     }
@@ -180,7 +174,8 @@ function damaged(n: number, one: string, many: string): string {
   return `${n} damaged ${n === 1 ? one : many}`
 }
 
-function entryJson(d: EntryDamage): VerifyEntryJson {
+/** A damaged entry as --json reports it. */
+export function entryJson(d: EntryDamage): VerifyEntryJson {
   return {
     kind: d.kind,
     level: d.level,
