@@ -34,8 +34,7 @@ export abstract class HvmemCommand extends Command {
     if (this.batch === undefined) {
       guardStdout()
       setStdoutPolicy({
-        // (version and completion hide --snapshot: they touch none)
-        snapshot: (this.ctor.baseFlags as {snapshot?: {hidden?: boolean}} | undefined)?.snapshot?.hidden !== true,
+        snapshot: this.ctor.baseFlags !== NO_SNAPSHOT_FLAGS,
         exitCode: (code) => this.stdoutFailureExitCode(code),
       })
     }
@@ -130,6 +129,9 @@ export abstract class HvmemCommand extends Command {
     return code === EXIT_CODES.ok ? this.errorExitCode(EXIT_CODES.io) : code
   }
 }
+
+/** The base flags of a command that touches no snapshot (completion, version): --snapshot is accepted, hidden and never read. */
+export const NO_SNAPSHOT_FLAGS = {...HvmemCommand.baseFlags, snapshot: {...snapshotFlag, hidden: true}}
 
 /**
  * A message as one printable line: input quoted into it (a path, an argument) may hold newlines or

@@ -1,7 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {HvmemCommand} from '../cli/base.js'
-import {snapshotFlag} from '../cli/flags.js'
+import {HvmemCommand, NO_SNAPSHOT_FLAGS} from '../cli/base.js'
 import {COMPLETION_SHELLS, type CompletionCommand, completionScript} from '../cli/completion.js'
 
 export interface CompletionJson {
@@ -17,7 +16,7 @@ Load it in the running shell with: source <(hvmem completion bash). To keep it, 
 
   static override examples = ['<%= config.bin %> completion bash', 'source <(<%= config.bin %> completion bash)', '<%= config.bin %> completion zsh > ~/.hvmem-completion.zsh']
   // No snapshot: the script is made from the commands alone (--snapshot is accepted but hidden).
-  static override baseFlags = {...HvmemCommand.baseFlags, snapshot: {...snapshotFlag, hidden: true}}
+  static override baseFlags = NO_SNAPSHOT_FLAGS
 
   static override args = {
     shell: Args.string({description: 'The shell: bash or zsh.', options: [...COMPLETION_SHELLS], required: true, ignoreStdin: true}),

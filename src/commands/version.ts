@@ -1,5 +1,4 @@
-import {HvmemCommand} from '../cli/base.js'
-import {snapshotFlag} from '../cli/flags.js'
+import {HvmemCommand, NO_SNAPSHOT_FLAGS} from '../cli/base.js'
 import {FORMAT_VERSION} from '../snapshot/format.js'
 
 /** `version --json` (docs/scripting.md, "JSON output"). */
@@ -24,7 +23,7 @@ export default class Version extends HvmemCommand {
 
   static override examples = ['<%= config.bin %> version', '<%= config.bin %> version --json']
   // No snapshot: the version is the program's own (--snapshot is accepted but hidden).
-  static override baseFlags = {...HvmemCommand.baseFlags, snapshot: {...snapshotFlag, hidden: true}}
+  static override baseFlags = NO_SNAPSHOT_FLAGS
 
   async run(): Promise<VersionJson> {
     await this.parse(Version)
