@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BIN, type Run, hvmem, hvmemEnv, scratch} from './run.js'
+import {canMountTmpfs} from '../reliability/proc.js'
 
 let dir: string
 let snap: string
@@ -110,7 +111,6 @@ function wrapped(command: string[], args: string[]): Promise<Run> {
 }
 
 const hasPrlimit = spawnSync('prlimit', ['--fsize=1000000', 'true']).status === 0
-const canMountTmpfs = process.platform === 'linux' && spawnSync('unshare', ['-Urm', 'sh', '-c', 'mkdir -p /tmp/.hvmem-probe && mount -t tmpfs -o size=64k tmpfs /tmp/.hvmem-probe']).status === 0
 
 describe('a write that fails half-way leaves no partial image, and an existing file as it was', () => {
   it.skipIf(!hasPrlimit)('past the file-size limit (EFBIG): exit 9, the old file untouched, no temp file', async () => {
