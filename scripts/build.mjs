@@ -31,7 +31,7 @@ import {commandId, hookName, sources} from './discover.mjs'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 /**
- * Two start-up costs of @oclif/core that do nothing for hvmem, cut from its bundled copy (each only if
+ * Start-up costs of @oclif/core that do nothing for hvmem, cut from its bundled copy (each only if
  * its text is found; the build says so otherwise):
  * - index.js checks the Node version against the engines of the package.json next to it: in a bundle
  *   that is hvmem's own, which npm checks at install; it costs a semver evaluation and a file read.
@@ -41,8 +41,92 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  */
 const OCLIF_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
+  // main.js takes two small functions from the help renderer at every run; they live in help/util.js,
+  // so the renderer itself (LAZY_OCLIF_REQUIRES) is left for `--help`.
+  {file: /@oclif[\\/]core[\\/]lib[\\/]main\.js$/, from: '(0, help_1.getHelpFlagAdditions)(config)', to: '(0, require("./help/util").getHelpFlagAdditions)(config)'},
+  {file: /@oclif[\\/]core[\\/]lib[\\/]main\.js$/, from: '(0, help_1.normalizeArgv)(config, argv)', to: '(0, require("./help/util").normalizeArgv)(config, argv)'},
+  // util/os.js asks wsl-utils whether this is WSL at every configuration load; wsl-utils loads
+  // child_process and PowerShell helpers to answer what its own dependency is-wsl answers alone.
+  {file: /@oclif[\\/]core[\\/]lib[\\/]util[\\/]os\.js$/, from: "(await import('wsl-utils')).isWsl", to: "(await import('is-wsl')).default"},
   {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
 ]
+
+/**
+ * Modules that running one of hvmem's commands does not use, but that @oclif/core's own modules
+ * require at their top, so that a bundle evaluates them (and V8's code cache holds them) at every
+ * start-up. Each `require` named here, at the top of the oclif module it is listed for, becomes
+ * `__hvmemLazy(() => require(...))` (LAZY_HELPER): a stand-in that requires the module when first
+ * used, so `--help`, an error's text or a glob still get the real one (docs/performance.md).
+ * - index.js: every module of its own (`./...`), which it re-exports: hvmem's direct start
+ *   (src/cli/direct.ts) reads Command, Flags, Args, Errors and ux, never Config, execute or help.
+ * - command.js: ./config, for the static `Command.run`, which hvmem's direct start does not call.
+ * - anywhere in oclif: the help renderer and its templates (ejs), globbing for pattern-discovered
+ *   commands and plugins (tinyglobby, minimatch), rc files (lilconfig), spinners, error text
+ *   wrapping, and two Node modules (readline, for a `-` argument read from stdin;
+ *   child_process, for Windows' shell name).
+ */
+const LAZY_OCLIF_REQUIRES = [
+  {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, specifiers: (specifier) => specifier.startsWith('./')},
+  {file: /@oclif[\\/]core[\\/]lib[\\/]command\.js$/, specifiers: ['./config']},
+  {
+    file: /@oclif[\\/]core[\\/]lib[\\/]/,
+    specifiers: [
+      './help',
+      '../help/index',
+      '../help/util',
+      './help/util',
+      'ejs',
+      'tinyglobby',
+      'minimatch',
+      'lilconfig',
+      'cli-spinners',
+      'wrap-ansi',
+      'indent-string',
+      'clean-stack',
+      'node:readline',
+      'node:child_process',
+    ],
+  },
+]
+const LAZY_REQUIRE = /^(const|var) (\w+) = (__importDefault\(|__importStar\()?require\("([^"]+)"\)(\)?);$|^exports\.(\w+) = (__importStar\()require\("([^"]+)"\)\);$/gm
+
+/**
+ * The stand-in: a Proxy over the module, loaded at the first property read, call or key listing (an
+ * arrow function as target, so that the Proxy may be called and has no non-configurable keys).
+ */
+const LAZY_HELPER = `function __hvmemLazy(load) {
+  let loaded
+  const m = () => (loaded ??= load())
+  return new Proxy(() => {}, {
+    get: (_, key) => Reflect.get(m(), key),
+    has: (_, key) => Reflect.has(m(), key),
+    set: (_, key, value) => Reflect.set(m(), key, value),
+    ownKeys: () => Reflect.ownKeys(m()),
+    getOwnPropertyDescriptor: (_, key) => {
+      const d = Reflect.getOwnPropertyDescriptor(m(), key)
+      return d && {...d, configurable: true}
+    },
+    apply: (_, self, args) => Reflect.apply(m(), self, args),
+  })
+}`
+
+/** The rule of LAZY_OCLIF_REQUIRES that makes `specifier`, required at the top of the module at `path`, lazy, if one does. */
+function lazyRule(path, specifier) {
+  return LAZY_OCLIF_REQUIRES.find((rule) => rule.file.test(path) && (typeof rule.specifiers === 'function' ? rule.specifiers(specifier) : rule.specifiers.includes(specifier)))
+}
+
+/** `text`, the module at `path`, with the requires LAZY_OCLIF_REQUIRES names made lazy; `seen` maps each rule used to the specifiers it made lazy. */
+function lazyRequires(path, text, seen) {
+  return text.replace(LAZY_REQUIRE, (line, decl, name, wrap = '', spec, close = '', exported, starWrap, exportedSpec) => {
+    const specifier = spec ?? exportedSpec
+    const rule = lazyRule(path, specifier)
+    if (rule === undefined) return line
+    seen.set(rule, (seen.get(rule) ?? new Set()).add(specifier))
+    return exported === undefined
+      ? `${decl} ${name} = __hvmemLazy(() => ${wrap}require(${JSON.stringify(specifier)})${close});`
+      : `exports.${exported} = __hvmemLazy(() => ${starWrap}require(${JSON.stringify(specifier)})));`
+  })
+}
 
 /**
  * Rewrites dependencies as they are bundled: their dynamic imports (oclif's module loader) call
@@ -50,7 +134,7 @@ const OCLIF_PATCHES = [
  * cache) has no module loader of its own for `import()`: bin/run.cjs passes its own in. And
  * OCLIF_PATCHES.
  */
-function dependencyRewrites(patches) {
+function dependencyRewrites(patches, lazySeen) {
   return {
     name: 'hvmem-dependency-rewrites',
     setup(b) {
@@ -63,6 +147,11 @@ function dependencyRewrites(patches) {
             text = text.replace(patch.from, patch.to)
             changed = true
           } else console.warn(`build: ${path} no longer holds ${JSON.stringify(patch.from)}; not patched`)
+        }
+        if (/@oclif[\\/]core[\\/]lib[\\/]/.test(path)) {
+          const lazy = lazyRequires(path, text, lazySeen)
+          changed ||= lazy !== text
+          text = lazy
         }
         if (/\bawait\s+import\s*\(/.test(text)) {
           text = text.replace(/\bawait\s+import\s*\((?!\s*['"`])/g, 'await __hvmemImport(')
@@ -84,13 +173,14 @@ async function bundle() {
   lines.push(`export const COMMANDS = {${commands.map((file) => `get ${JSON.stringify(commandId(file))}() { return require('./${file.replace(/\.ts$/, '.js')}').default }`).join(', ')}}`)
   for (const file of hooks) lines.push(`export {default as ${hookName(file)}} from './${file.replace(/\.ts$/, '.js')}'`)
   // bin/run.cjs's entry: oclif's execute, with the plugins loaded only when the line may need them (src/cli/execute.ts)
-  lines.push(`export const execute = ({dir}) => run(dir, new Set(Object.keys(COMMANDS)))`)
+  lines.push(`export const execute = ({dir}) => run(dir, COMMANDS)`)
   const ids = commands.map(commandId)
   const byUnits = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
   const byLocale = [...ids].sort((a, b) => a.localeCompare(b))
   const patches = byUnits.join() === byLocale.join() ? OCLIF_PATCHES : OCLIF_PATCHES.filter((p) => !p.from.includes('localeCompare'))
   if (patches !== OCLIF_PATCHES) console.warn("build: command ids sort differently by code units and by locale; keeping oclif's localeCompare")
   removeLeftovers()
+  const lazySeen = new Map()
   const out = `.dist-${process.pid}`
   rmSync(join(root, out), {recursive: true, force: true})
   await build({
@@ -107,10 +197,16 @@ async function bundle() {
     external: ['typescript', 'ts-node', 'tsx'],
     logLevel: 'warning',
     logOverride: {'empty-import-meta': 'silent'},
-    plugins: [dependencyRewrites(patches)],
+    plugins: [dependencyRewrites(patches, lazySeen)],
+    banner: {js: LAZY_HELPER},
     // ASCII only (esbuild's default, stated): bin/run.cjs reads the bundle as latin1, a plain copy
     charset: 'ascii',
   })
+  for (const rule of LAZY_OCLIF_REQUIRES) {
+    const made = lazySeen.get(rule) ?? new Set()
+    const missing = typeof rule.specifiers === 'function' ? (made.size === 0 ? ['any module'] : []) : rule.specifiers.filter((specifier) => !made.has(specifier))
+    if (missing.length > 0) console.warn(`build: oclif's ${rule.file} no longer requires ${missing.join(', ')} as expected; not made lazy`)
+  }
   // esbuild leaves a few non-ASCII characters in regular expression literals: escaped here (\uXXXX
   // means the same in strings, templates and regular expressions, which is where they can be).
   const bundled = readFileSync(join(root, out, 'hvmem.cjs'), 'utf8')

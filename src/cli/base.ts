@@ -41,6 +41,11 @@ export abstract class HvmemCommand extends Command {
     await super.init()
   }
 
+  /** Runs this command as oclif's static Command.run does once it has a configuration (src/cli/direct.ts). */
+  start(): Promise<unknown> {
+    return this._run()
+  }
+
   override jsonEnabled(): boolean {
     return this.batch === undefined ? super.jsonEnabled() : this.batch.json
   }

@@ -1,0 +1,116 @@
+/**
+ * hvmem's direct start (src/cli/execute.ts chooses it): a command line naming one of hvmem's own
+ * snapshot commands runs that command without oclif's configuration load and main loop. Those read
+ * the manifest (100 KB of JSON) and the user's theme file, ask whether this is WSL, look up the shell,
+ * set up plugins and run hooks, none of which an hvmem command uses, and their modules are half of
+ * oclif: about 15 ms of every start-up on the machine issue 13 is measured on (docs/performance.md).
+ *
+ * What oclif does for such a line, this does too: the words naming the command are split from its
+ * arguments as oclif splits them (splitCommand); the command class gets its id; `new Command(argv,
+ * config)` runs as oclif's Command.run runs it (init, parse, run, catch, finally, the --json result);
+ * an error goes to oclif's `handle` (its exit code); stdout is flushed. hvmem has no prerun, postrun
+ * or finally hook, and its init hook only answers help, which never comes here.
+ *
+ * Left to oclif (execute.ts sends these lines there): help (`--help` or `-h` anywhere), anything that
+ * is not one of hvmem's commands, `batch` (a line may name a plugin's command), `completion` (it lists
+ * the plugins' commands), `version` (it prints oclif's platform, "wsl" on WSL), and `--json` to a
+ * terminal (oclif colours JSON there with the user's theme).
+ *
+ * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's Command
+ * and hvmem's commands read. test/cli/direct.test.ts checks that it answers as a loaded Config does.
+ */
+import {type Command, type Config, type Errors, flush, handle, type Interfaces} from '@oclif/core'
+
+import type {HvmemCommand} from './base.js'
+
+/** The lines execute.ts leaves to oclif though they name an hvmem command (see above). */
+export const NOT_DIRECT: ReadonlySet<string> = new Set(['batch', 'completion', 'version'])
+
+/** What the direct start reads of a command class: the statics oclif's Command and argv split use. */
+export type CommandClass = Command.Class
+
+/** The part of oclif's Config that oclif's Command and hvmem's snapshot commands read. */
+export interface CommandConfig extends Pick<
+  Config,
+  'bin' | 'commandIDs' | 'name' | 'pjson' | 'root' | 'runHook' | 'scopedEnvVar' | 'scopedEnvVarKey' | 'scopedEnvVarKeys' | 'scopedEnvVarTrue' | 'theme' | 'topicSeparator' | 'userAgent' | 'version'
+> {
+  /** A command's class by id (oclif's Command checks deprecated aliases with it: it reads `strict` and `args`). */
+  findCommand(id: string): CommandClass | undefined
+}
+
+/**
+ * The configuration a directly started command gets: `pjson` is hvmem's package.json, `root` its
+ * folder, `commands` its command classes by id (each loaded when first asked for).
+ */
+export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: Readonly<Record<string, CommandClass>>): CommandConfig {
+  const bin = pjson.oclif.bin ?? pjson.name
+  const {name, version} = pjson
+  // oclif's Config: the environment variable BIN_KEY, bin upper-cased with '-' and '/' as '_'
+  const scopedEnvVarKey = (key: string): string =>
+    [bin, key]
+      .map((part) => part.replaceAll('@', '').replaceAll(/[/-]/g, '_'))
+      .join('_')
+      .toUpperCase()
+  const scopedEnvVar = (key: string): string | undefined => process.env[scopedEnvVarKey(key)] || undefined
+  return {
+    bin,
+    name,
+    version,
+    root,
+    pjson,
+    topicSeparator: pjson.oclif.topicSeparator ?? ':',
+    userAgent: `${name}/${version} ${process.platform}-${process.arch} node-${process.version}`,
+    theme: undefined,
+    commandIDs: Object.keys(commands),
+    scopedEnvVarKey,
+    scopedEnvVarKeys: (key) => [scopedEnvVarKey(key)],
+    scopedEnvVar,
+    scopedEnvVarTrue: (key) => ['1', 'true'].includes(scopedEnvVar(key) ?? ''),
+    // hvmem defines no hook but init and command_not_found, which a direct start does not reach
+    runHook: async () => ({failures: [], successes: []}),
+    findCommand: (id) => (Object.hasOwn(commands, id) ? commands[id] : undefined),
+  }
+}
+
+/**
+ * The command id `argv` starts with and the arguments after it, as oclif's normalizeArgv splits a
+ * line when topics are separated by spaces (help/util.js): words are taken while they extend a command
+ * id or topic, and then while they are neither a flag nor `key=value` and the words so far do not name
+ * a command that takes arguments. Undefined when that is not one of `commands`' ids.
+ */
+export function splitCommand(argv: readonly string[], commands: Readonly<Record<string, CommandClass>>): {id: string; argv: string[]} | undefined {
+  const named = (id: string): {id: string; argv: string[]} | undefined => (Object.hasOwn(commands, id) ? {id, argv: argv.slice(id.split(':').length)} : undefined)
+  if (argv.length === 0) return undefined
+  // one word, or a first word written with colons ("heap:status"): the id is that word
+  if (argv.length === 1 || argv[0]!.includes(':')) return Object.hasOwn(commands, argv[0]!) ? {id: argv[0]!, argv: argv.slice(1)} : undefined
+  const usable = new Set(Object.keys(commands).flatMap((id) => id.split(':').map((_, i, parts) => parts.slice(0, i + 1).join(':'))))
+  const words: string[] = []
+  const joined = (word?: string): string => (word ? [...words, word] : words).filter(Boolean).join(':')
+  const takesArguments = (): boolean => {
+    const id = joined()
+    const command = id !== '' && Object.hasOwn(commands, id) ? commands[id] : undefined
+    return command !== undefined && (command.strict === false || Object.keys(command.args ?? {}).length > 0)
+  }
+  for (const word of argv) {
+    if (usable.has(joined(word))) words.push(word)
+    else if (word.includes('=') || word.startsWith('-') || takesArguments()) break
+    else words.push(word)
+  }
+  const id = joined()
+  return id === '' ? undefined : named(id)
+}
+
+/** Runs `command` (its id `id`) on `argv` as oclif would, with `config` (commandConfig). */
+export async function runDirect(command: CommandClass, id: string, argv: string[], config: CommandConfig): Promise<unknown> {
+  command.id = id
+  // Command.Class is typed abstract; hvmem's command classes are concrete HvmemCommands. CommandConfig
+  // is the part of Config they read (test/cli/direct.test.ts).
+  const concrete = command as unknown as new (argv: string[], config: Config) => HvmemCommand
+  try {
+    const result = await new concrete(argv, config as unknown as Config).start()
+    void flush()
+    return result
+  } catch (error) {
+    return handle(error as Errors.CLIError)
+  }
+}
