@@ -242,7 +242,7 @@ export function unknownCommand(words: string, suggestion?: string): string {
 }
 
 /** The command (or topic) closest to the words typed, space-separated, if one is close enough (src/cli/suggest.ts). */
-export function suggestCommand(words: readonly string[], config: Pick<Config, 'commandIDs' | 'topics'>): string | undefined {
+export function suggestCommand(words: readonly string[], config: {readonly commandIDs: readonly string[]; readonly topics: ReadonlyArray<{readonly name: string}>}): string | undefined {
   const names = [...config.commandIDs, ...config.topics.map((t) => t.name)].map((id) => id.replaceAll(':', ' '))
   return closest(words.join(' '), names)
 }

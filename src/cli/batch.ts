@@ -134,6 +134,22 @@ interface Prepared {
   command: HvmemCommand
 }
 
+/** What a batch reads of a command oclif's configuration finds. */
+interface BatchCommand {
+  readonly pluginName?: string
+  load(): Promise<Command.Class>
+}
+
+/**
+ * What a batch reads of its configuration: oclif's Config, or the direct start's CommandConfig
+ * (src/cli/direct.ts), which has hvmem's own commands and no plugin's.
+ */
+export interface BatchConfig extends Pick<Config, 'commandIDs' | 'name' | 'root'> {
+  findCommand(id: string): BatchCommand | undefined
+  findTopic(name: string): object | undefined
+  readonly topics: ReadonlyArray<{readonly name: string}>
+}
+
 export class BatchRunner {
   ok = 0
   failed = 0
@@ -147,11 +163,13 @@ export class BatchRunner {
   /** line texts run once, and not (yet) kept in `prepared` */
   private readonly seenOnce = new Set<string>()
   /** config.findCommand and findTopic, by id */
-  private readonly lookups = new Map<string, {command: Command.Loadable | undefined; topic: boolean}>()
+  private readonly lookups = new Map<string, {command: BatchCommand | undefined; topic: boolean}>()
+  /** whether `config` has the plugins' commands too (withPlugins) */
+  private plugins = false
   private readonly snapshot: string
 
   constructor(
-    private config: Config,
+    private config: BatchConfig,
     private readonly options: BatchOptions,
     private readonly out: BufferedOutput,
   ) {
@@ -244,7 +262,7 @@ export class BatchRunner {
     }
     let cls = this.classes.get(resolved.id)
     if (cls === undefined) {
-      const loaded = await this.config.findCommand(resolved.id, {must: true}).load()
+      const loaded = await this.config.findCommand(resolved.id)!.load()
       if (!(loaded.prototype instanceof HvmemCommand)) throw new HvmemError('input', `"${resolved.name}" cannot run inside a batch: it is not one of hvmem's snapshot commands`)
       cls = loaded
       this.classes.set(resolved.id, cls)
@@ -252,7 +270,8 @@ export class BatchRunner {
     // Command.Class is typed abstract; the classes oclif loads are the concrete commands (checked above).
     const concrete = cls as unknown as new (argv: string[], config: Config) => HvmemCommand
     // One instance runs every line with this text: an hvmem command keeps nothing of a run on itself.
-    const command = new concrete(resolved.argv, this.config)
+    // (the batch's configuration: oclif's, or the direct start's part of it, src/cli/direct.ts)
+    const command = new concrete(resolved.argv, this.config as Config)
     // Whether the line has its own --json, as oclif tells it (argv, and HVMEM_CONTENT_TYPE).
     const lineJson = command.jsonEnabled()
     // The parse, once made: later lines get the same settled promise (no new one a line).
@@ -299,12 +318,8 @@ export class BatchRunner {
   private async withPlugins(): Promise<void> {
     if (this.plugins) return
     this.config = await Config.load({root: this.config.root})
+    this.plugins = true
     this.lookups.clear()
-  }
-
-  /** Whether `config` has the plugins' commands too (more plugins than hvmem's own). */
-  private get plugins(): boolean {
-    return this.config.plugins.size > 1
   }
 
   /**

@@ -11,31 +11,54 @@
  * an error goes to oclif's `handle` (its exit code); stdout is flushed. hvmem has no prerun, postrun
  * or finally hook, and its init hook only answers help, which never comes here.
  *
- * Left to oclif (execute.ts sends these lines there): help (`--help` or `-h` anywhere), anything that
- * is not one of hvmem's commands, `batch` (a line may name a plugin's command), `completion` (it lists
- * the plugins' commands), `version` (it prints oclif's platform, "wsl" on WSL), and `--json` to a
- * terminal (oclif colours JSON there with the user's theme).
+ * Left to oclif (execute.ts sends these lines there): help (`--help` or `-h` before `--`), anything
+ * that is not one of hvmem's commands, `completion` (it lists the plugins' commands), `version` (it
+ * prints oclif's platform, "wsl" on WSL), and `--json` to a terminal (oclif colours JSON there with the
+ * user's theme). `batch` starts directly, and loads oclif's configuration with the plugins itself if a
+ * line names none of hvmem's commands (src/cli/batch.ts).
  *
- * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's Command
- * and hvmem's commands read. test/cli/direct.test.ts checks that it answers as a loaded Config does.
+ * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's Command,
+ * hvmem's commands and batch read. test/cli/execute.test.ts checks that it answers as a loaded Config does.
  */
 import {type Command, type Config, type Errors, flush, handle, type Interfaces} from '@oclif/core'
 
 import type {HvmemCommand} from './base.js'
 
 /** The lines execute.ts leaves to oclif though they name an hvmem command (see above). */
-export const NOT_DIRECT: ReadonlySet<string> = new Set(['batch', 'completion', 'version'])
+export const NOT_DIRECT: ReadonlySet<string> = new Set(['completion', 'version'])
 
 /** What the direct start reads of a command class: the statics oclif's Command and argv split use. */
 export type CommandClass = Command.Class
 
-/** The part of oclif's Config that oclif's Command and hvmem's snapshot commands read. */
+/** What CommandConfig.findCommand gives for one of hvmem's commands: the part of oclif's Command.Loadable its users read. */
+export interface DirectCommand {
+  readonly id: string
+  /** hvmem's package name, as the root plugin's commands have it */
+  readonly pluginName: string
+  /** the class's own (loaded when read), as oclif's split of a line reads them */
+  readonly strict: boolean | undefined
+  readonly args: CommandClass['args']
+  load(): Promise<CommandClass>
+}
+
+/** A topic as CommandConfig lists them: its name, and the description package.json gives it (if it declares it). */
+export interface DirectTopic {
+  readonly name: string
+  readonly description?: string
+}
+
+/**
+ * The part of oclif's Config that oclif's Command, hvmem's snapshot commands and `batch` read. Its
+ * topics are oclif's: package.json's, and every command id and prefix of one (oclif also gives those
+ * the description of a command under them, which nothing here reads).
+ */
 export interface CommandConfig extends Pick<
   Config,
   'bin' | 'commandIDs' | 'name' | 'pjson' | 'root' | 'runHook' | 'scopedEnvVar' | 'scopedEnvVarKey' | 'scopedEnvVarKeys' | 'scopedEnvVarTrue' | 'theme' | 'topicSeparator' | 'userAgent' | 'version'
 > {
-  /** A command's class by id (oclif's Command checks deprecated aliases with it: it reads `strict` and `args`). */
-  findCommand(id: string): CommandClass | undefined
+  findCommand(id: string): DirectCommand | undefined
+  findTopic(name: string): DirectTopic | undefined
+  readonly topics: DirectTopic[]
 }
 
 /**
@@ -52,6 +75,30 @@ export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: R
       .join('_')
       .toUpperCase()
   const scopedEnvVar = (key: string): string | undefined => process.env[scopedEnvVarKey(key)] || undefined
+  const ids = Object.keys(commands)
+  const found = new Map<string, DirectCommand>()
+  const findCommand = (id: string): DirectCommand | undefined => {
+    if (!Object.hasOwn(commands, id)) return undefined
+    let command = found.get(id)
+    if (command === undefined) {
+      command = {
+        id,
+        pluginName: name,
+        get strict() {
+          return commands[id]!.strict
+        },
+        get args() {
+          return commands[id]!.args
+        },
+        load: async () => commands[id]!,
+      }
+      found.set(id, command)
+    }
+    return command
+  }
+  const topics = new Map<string, DirectTopic>()
+  for (const [topic, {description}] of Object.entries(pjson.oclif.topics ?? {})) topics.set(topic, {name: topic, description})
+  for (const id of ids) for (let parts = id.split(':'); parts.length > 0; parts.pop()) if (!topics.has(parts.join(':'))) topics.set(parts.join(':'), {name: parts.join(':')})
   return {
     bin,
     name,
@@ -61,14 +108,16 @@ export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: R
     topicSeparator: pjson.oclif.topicSeparator ?? ':',
     userAgent: `${name}/${version} ${process.platform}-${process.arch} node-${process.version}`,
     theme: undefined,
-    commandIDs: Object.keys(commands),
+    commandIDs: ids,
     scopedEnvVarKey,
     scopedEnvVarKeys: (key) => [scopedEnvVarKey(key)],
     scopedEnvVar,
     scopedEnvVarTrue: (key) => ['1', 'true'].includes(scopedEnvVar(key) ?? ''),
     // hvmem defines no hook but init and command_not_found, which a direct start does not reach
     runHook: async () => ({failures: [], successes: []}),
-    findCommand: (id) => (Object.hasOwn(commands, id) ? commands[id] : undefined),
+    findCommand,
+    findTopic: (topic) => topics.get(topic),
+    topics: [...topics.values()],
   }
 }
 
@@ -86,6 +135,7 @@ export function splitCommand(argv: readonly string[], commands: Readonly<Record<
   const usable = new Set(Object.keys(commands).flatMap((id) => id.split(':').map((_, i, parts) => parts.slice(0, i + 1).join(':'))))
   const words: string[] = []
   const joined = (word?: string): string => (word ? [...words, word] : words).filter(Boolean).join(':')
+  // (oclif reads the manifest's copy of strict and args; hvmem's manifest is made from these classes)
   const takesArguments = (): boolean => {
     const id = joined()
     const command = id !== '' && Object.hasOwn(commands, id) ? commands[id] : undefined
@@ -104,7 +154,7 @@ export function splitCommand(argv: readonly string[], commands: Readonly<Record<
 export async function runDirect(command: CommandClass, id: string, argv: string[], config: CommandConfig): Promise<unknown> {
   command.id = id
   // Command.Class is typed abstract; hvmem's command classes are concrete HvmemCommands. CommandConfig
-  // is the part of Config they read (test/cli/direct.test.ts).
+  // is the part of Config they read (test/cli/execute.test.ts).
   const concrete = command as unknown as new (argv: string[], config: Config) => HvmemCommand
   try {
     const result = await new concrete(argv, config as unknown as Config).start()

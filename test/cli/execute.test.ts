@@ -89,6 +89,19 @@ describe('the direct start (src/cli/direct.ts)', () => {
     expect(await direct.runHook('preparse', {argv: ['x'], options: {}})).toEqual(await config.runHook('preparse', {argv: ['x'], options: {}}))
   })
 
+  it("has oclif's topics, and finds commands and topics as oclif does", async () => {
+    const names = (topics: ReadonlyArray<{name: string}>) => topics.map((t) => t.name).sort()
+    expect(names(direct.topics)).toEqual(names(config.topics))
+    for (const topic of direct.topics) expect(direct.findTopic(topic.name)).toBeDefined()
+    for (const declared of ['heap', 'alloc', 'map', 'dump', 'mem', 'snapshot']) expect(direct.findTopic(declared)?.description).toBe(config.findTopic(declared)?.description)
+    for (const word of ['nosuch', 'heap:nosuch', 'help']) expect([word, direct.findTopic(word)]).toEqual([word, config.findTopic(word)])
+    for (const id of [...config.commandIDs, 'heap', 'nosuch', 'heap:status:extra']) {
+      const [ours, oclifs] = [direct.findCommand(id), config.findCommand(id)]
+      expect([id, ours?.id, ours?.pluginName, ours?.strict, Object.keys(ours?.args ?? {})]).toEqual([id, oclifs?.id, oclifs?.pluginName, oclifs?.strict, Object.keys(oclifs?.args ?? {})])
+      if (oclifs !== undefined) expect(await ours!.load()).toBe(commands[id])
+    }
+  })
+
   it("knows every setting of package.json's oclif section (a new one, such as exitCodes or theme, may need the direct start to honour it)", () => {
     const pjson = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Interfaces.PJSON
     // bin and topicSeparator: CommandConfig; commands, hooks, topics, help flags and plugins: oclif's alone (execute.ts sends help there)
