@@ -76,26 +76,20 @@ export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: R
       .toUpperCase()
   const scopedEnvVar = (key: string): string | undefined => process.env[scopedEnvVarKey(key)] || undefined
   const ids = Object.keys(commands)
-  const found = new Map<string, DirectCommand>()
-  const findCommand = (id: string): DirectCommand | undefined => {
-    if (!Object.hasOwn(commands, id)) return undefined
-    let command = found.get(id)
-    if (command === undefined) {
-      command = {
-        id,
-        pluginName: name,
-        get strict() {
-          return commands[id]!.strict
-        },
-        get args() {
-          return commands[id]!.args
-        },
-        load: async () => commands[id]!,
-      }
-      found.set(id, command)
-    }
-    return command
-  }
+  const findCommand = (id: string): DirectCommand | undefined =>
+    Object.hasOwn(commands, id)
+      ? {
+          id,
+          pluginName: name,
+          get strict() {
+            return commands[id]!.strict
+          },
+          get args() {
+            return commands[id]!.args
+          },
+          load: async () => commands[id]!,
+        }
+      : undefined
   const topics = new Map<string, DirectTopic>()
   for (const [topic, {description}] of Object.entries(pjson.oclif.topics ?? {})) topics.set(topic, {name: topic, description})
   for (const id of ids) for (let parts = id.split(':'); parts.length > 0; parts.pop()) if (!topics.has(parts.join(':'))) topics.set(parts.join(':'), {name: parts.join(':')})
