@@ -1,7 +1,9 @@
 /**
  * The entry's choice (src/cli/execute.ts): a line naming one of hvmem's own commands runs without the
- * help and autocomplete plugins; anything that may need them (help, a topic, an unknown word, a flag
- * first, batch and completion) loads them. The behaviour of both paths is what the CLI tests run.
+ * help and autocomplete plugins, and a snapshot command's line (batch's too) starts directly, without
+ * oclif's configuration load (src/cli/direct.ts: checked here against a loaded oclif Config); anything
+ * that may need the plugins (help, a topic, an unknown word, a flag first, completion) loads them. The
+ * behaviour of both paths is what the CLI tests run.
  */
 import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -50,11 +52,11 @@ async function ownCommands(): Promise<Record<string, CommandClass>> {
   return commands
 }
 
-/** oclif's own configuration of hvmem, loaded as execute() has oclif load it for one of hvmem's commands (no plugins). */
-async function oclifConfig(): Promise<Config> {
+/** hvmem's package.json, as execute() reads it for one of hvmem's commands: without the plugins. */
+function packageJson(): Interfaces.PJSON {
   const pjson = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Interfaces.PJSON
   delete pjson.oclif.plugins
-  return Config.load({root: ROOT, pjson})
+  return pjson
 }
 
 describe('the direct start (src/cli/direct.ts)', () => {
@@ -63,10 +65,9 @@ describe('the direct start (src/cli/direct.ts)', () => {
   let direct: CommandConfig
   beforeAll(async () => {
     commands = await ownCommands()
-    config = await oclifConfig()
-    const pjson = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Interfaces.PJSON
-    delete pjson.oclif.plugins
-    direct = commandConfig(ROOT, pjson, commands)
+    // oclif's own configuration of hvmem, loaded as execute() has oclif load it for one of hvmem's commands
+    config = await Config.load({root: ROOT, pjson: packageJson()})
+    direct = commandConfig(ROOT, packageJson(), commands)
   })
 
   it("configures a command as oclif does, in everything oclif's Command and hvmem's commands read", async () => {
@@ -104,7 +105,7 @@ describe('the direct start (src/cli/direct.ts)', () => {
 
   it("knows every setting of package.json's oclif section (a new one, such as exitCodes or theme, may need the direct start to honour it)", () => {
     const pjson = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Interfaces.PJSON
-    // bin and topicSeparator: CommandConfig; commands, hooks, topics, help flags and plugins: oclif's alone (execute.ts sends help there)
+    // (plugins: execute.ts drops them for hvmem's own commands) bin and topicSeparator: CommandConfig; commands, hooks, topics, help flags and plugins: oclif's alone (execute.ts sends help there)
     expect(Object.keys(pjson.oclif).sort()).toEqual(['additionalHelpFlags', 'additionalVersionFlags', 'bin', 'commands', 'dirname', 'hooks', 'plugins', 'topicSeparator', 'topics'])
     // hooks a direct start would have to run: none (init answers help only; command_not_found an unknown command)
     expect(Object.keys(pjson.oclif.hooks ?? {}).sort()).toEqual(['command_not_found', 'init'])
@@ -158,12 +159,22 @@ describe('the direct start (src/cli/direct.ts)', () => {
   })
 
   it.each([
-    [['heap', 'status'], true],
-    [['heap', 'status', '--json'], true],
-    [['heap', 'status', '--help'], false],
-    [['heap', 'init', '2T', '-h'], false],
-    [['mem', 'write', '--', '-h'], true],
-  ])('%j is started directly: %s', (argv, expected) => {
-    expect(directLine(argv)).toBe(expected)
+    [['heap', 'status'], false, true],
+    [['heap', 'status', '--json'], false, true],
+    [['heap', 'status', '--json'], true, false],
+    [['heap', 'status'], true, true],
+    [['heap', 'status', '--help'], false, false],
+    [['heap', 'init', '2T', '-h'], false, false],
+    [['mem', 'write', '--', '-h'], false, true],
+    [['mem', 'write', '--', '--json'], true, true],
+  ])('%j, stdout a terminal: %s, is started directly: %s', (argv, tty, expected) => {
+    const saved = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY')
+    Object.defineProperty(process.stdout, 'isTTY', {value: tty, configurable: true})
+    try {
+      expect(directLine(argv)).toBe(expected)
+    } finally {
+      if (saved === undefined) delete (process.stdout as {isTTY?: boolean}).isTTY
+      else Object.defineProperty(process.stdout, 'isTTY', saved)
+    }
   })
 })
