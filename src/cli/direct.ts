@@ -13,8 +13,8 @@
  *
  * Left to oclif (execute.ts sends these lines there): help (`--help` or `-h` before `--`), anything
  * that is not one of hvmem's commands, `completion` (it lists the plugins' commands), `version` (it
- * prints oclif's platform, "wsl" on WSL), and `--json` to a terminal (oclif colours JSON there with the
- * user's theme). `batch` starts directly, and loads oclif's configuration with the plugins itself if a
+ * prints oclif's platform, "wsl" on WSL), and JSON to a terminal (`--json` or HVMEM_CONTENT_TYPE=json:
+ * oclif colours JSON there with the user's theme). `batch` starts directly, and loads oclif's configuration with the plugins itself if a
  * line names none of hvmem's commands (src/cli/batch.ts).
  *
  * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's Command,

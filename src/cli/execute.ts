@@ -55,7 +55,7 @@ export function versionJson(argv: readonly string[]): string[] {
 /**
  * Runs the command line: `dir` is bin/run.cjs's URL (the package root is its folder's parent),
  * `commands` hvmem's command classes by id (each loaded when first asked for). A line naming one of
- * them (not NOT_DIRECT, no help flag, no --json to a terminal) starts it directly (src/cli/direct.ts).
+ * them (not NOT_DIRECT, no help flag, no JSON to a terminal) starts it directly (src/cli/direct.ts).
  */
 export async function execute(dir: string, commands: Readonly<Record<string, CommandClass>>): Promise<unknown> {
   settings.enableAutoTranspile = false
@@ -73,11 +73,13 @@ export async function execute(dir: string, commands: Readonly<Record<string, Com
 
 /**
  * Whether oclif's main loop has nothing to add to the line: no help flag (`--help`, `-h`: oclif's help
- * answers) and no --json to a terminal (oclif colours JSON there with the user's theme file).
+ * answers) and no JSON to a terminal (--json or HVMEM_CONTENT_TYPE=json: oclif colours JSON there
+ * with the user's theme file).
  */
 export function directLine(argv: readonly string[]): boolean {
   const end = argv.indexOf('--')
   const words = end === -1 ? argv : argv.slice(0, end)
   if (words.includes('--help') || words.includes('-h')) return false
-  return !(words.includes('--json') && process.stdout.isTTY === true)
+  const json = words.includes('--json') || process.env.HVMEM_CONTENT_TYPE?.toLowerCase() === 'json'
+  return !(json && process.stdout.isTTY === true)
 }

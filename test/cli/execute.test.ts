@@ -167,14 +167,21 @@ describe('the direct start (src/cli/direct.ts)', () => {
     [['heap', 'init', '2T', '-h'], false, false],
     [['mem', 'write', '--', '-h'], false, true],
     [['mem', 'write', '--', '--json'], true, true],
-  ])('%j, stdout a terminal: %s, is started directly: %s', (argv, tty, expected) => {
+    [['heap', 'status'], true, false, 'JSON'],
+    [['heap', 'status'], false, true, 'json'],
+  ])('%j, stdout a terminal: %s, is started directly: %s (HVMEM_CONTENT_TYPE %s)', (argv, tty, expected, contentType?: string) => {
     const saved = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY')
+    const savedType = process.env.HVMEM_CONTENT_TYPE
     Object.defineProperty(process.stdout, 'isTTY', {value: tty, configurable: true})
+    if (contentType === undefined) delete process.env.HVMEM_CONTENT_TYPE
+    else process.env.HVMEM_CONTENT_TYPE = contentType
     try {
       expect(directLine(argv)).toBe(expected)
     } finally {
       if (saved === undefined) delete (process.stdout as {isTTY?: boolean}).isTTY
       else Object.defineProperty(process.stdout, 'isTTY', saved)
+      if (savedType === undefined) delete process.env.HVMEM_CONTENT_TYPE
+      else process.env.HVMEM_CONTENT_TYPE = savedType
     }
   })
 })
