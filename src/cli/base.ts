@@ -230,9 +230,21 @@ function describeRaw(err: Error & {oclif?: {exit?: number}}): {kind: string; mes
     // "The following error(s) occurred:" is followed by the errors themselves.
     else if (/^The following errors? occurred:$/.test(head) && rest.length > 0) text = rest.join('; ')
     else text = [head, ...rest].join('; ')
-    return {kind: 'input', message: `${text} (see --help)`, exitCode: EXIT_CODES.input}
+    return {kind: 'input', message: `${shortWords(text)} (see --help)`, exitCode: EXIT_CODES.input}
   }
   return {kind: 'internal', message: `internal error: ${err.message} (set HVMEM_DEBUG=1 for a stack trace, and please report it)`, exitCode: EXIT_CODES.internal}
+}
+
+/** A word (no whitespace in it) of more than 80 characters. */
+const LONG_WORD = /\S{81,}/g
+
+/**
+ * `text` with each LONG_WORD cut to its first 40 characters and its length: oclif's parse errors
+ * repeat what was typed ("Expected --format=VALUE to be one of: ..."), which can be a file's worth of
+ * text on one line.
+ */
+function shortWords(text: string): string {
+  return text.replace(LONG_WORD, (word) => `${word.slice(0, 40)}... (${word.length} characters)`)
 }
 
 /** What an unknown command is told (the command_not_found hook, and a batch line), with the command it was likely meant to be. */

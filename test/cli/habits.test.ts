@@ -94,6 +94,10 @@ describe('habits, tried as a user', () => {
     // a batch's lines follow the batch's --color (the binary: in this process a batch runs the bundle's commands, with their own colours)
     expect(esc((await hvmem(dir, ['batch', '--color', 'always'], {}, 'heap status\n')).stdout)).toBe(true)
     expect((await runInProcessAt(dir, ['heap', 'status', '--color', 'pink'])).stderr).toBe('hvmem: Expected --color=pink to be one of: auto, always, never (see --help)\n')
+    // a long value is not repeated whole (a file's worth pasted into a flag)
+    expect((await runInProcessAt(dir, ['heap', 'status', '--color', 'p'.repeat(100_000)])).stderr).toBe(
+      `hvmem: Expected --color=${'p'.repeat(32)}... (100008 characters) to be one of: auto, always, never (see --help)\n`,
+    )
   })
 
   it('an unknown command names the one meant, also when asked for its help (exit 2, one line)', async () => {
