@@ -14,11 +14,12 @@
  * Left to oclif (execute.ts sends these lines there): help (`--help` or `-h` before `--`), anything
  * that is not one of hvmem's commands, `completion` (it lists the plugins' commands), `version` (it
  * prints oclif's platform, "wsl" on WSL), and JSON to a terminal (`--json` or HVMEM_CONTENT_TYPE=json:
- * oclif colours JSON there with the user's theme). `batch` starts directly, and loads oclif's configuration with the plugins itself if a
- * line names none of hvmem's commands (src/cli/batch.ts).
+ * oclif colours JSON there with the user's theme). `batch` starts directly, and loads oclif's
+ * configuration with the plugins itself if a line names none of hvmem's commands (src/cli/batch.ts).
  *
- * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's Command,
- * hvmem's commands and batch read. test/cli/execute.test.ts checks that it answers as a loaded Config does.
+ * The configuration the command gets is CommandConfig: the part of oclif's Config that oclif's
+ * Command, hvmem's commands and batch read. test/cli/execute.test.ts checks that it answers as a
+ * loaded Config does.
  */
 import {type Command, type Config, type Errors, flush, handle, type Interfaces} from '@oclif/core'
 
