@@ -25,9 +25,6 @@ import {type Command, type Config, type Errors, flush, handle, type Interfaces} 
 
 import type {HvmemCommand} from './base.js'
 
-/** The lines execute.ts leaves to oclif though they name an hvmem command (see above). */
-export const NOT_DIRECT: ReadonlySet<string> = new Set(['completion', 'version'])
-
 /** What the direct start reads of a command class: the statics oclif's Command and argv split use. */
 export type CommandClass = Command.Class
 
@@ -118,22 +115,21 @@ export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: R
 
 /**
  * The command id `argv` starts with and the arguments after it, as oclif's normalizeArgv splits a
- * line when topics are separated by spaces (help/util.js): words are taken while they extend a command
- * id or topic, and then while they are neither a flag nor `key=value` and the words so far do not name
- * a command that takes arguments. Undefined when that is not one of `commands`' ids.
+ * line when topics are separated by spaces (help/util.js), from the same configuration: words are
+ * taken while they extend a command id or topic, and then while they are neither a flag nor
+ * `key=value` and the words so far do not name a command that takes arguments. Undefined when that
+ * is not one of the configuration's commands.
  */
-export function splitCommand(argv: readonly string[], commands: Readonly<Record<string, CommandClass>>): {id: string; argv: string[]} | undefined {
-  const named = (id: string): {id: string; argv: string[]} | undefined => (Object.hasOwn(commands, id) ? {id, argv: argv.slice(id.split(':').length)} : undefined)
+export function splitCommand(argv: readonly string[], config: Pick<CommandConfig, 'commandIDs' | 'findCommand'>): {id: string; argv: string[]} | undefined {
+  const named = (id: string): {id: string; argv: string[]} | undefined => (config.findCommand(id) === undefined ? undefined : {id, argv: argv.slice(id.split(':').length)})
   if (argv.length === 0) return undefined
   // one word, or a first word written with colons ("heap:status"): the id is that word
-  if (argv.length === 1 || argv[0]!.includes(':')) return Object.hasOwn(commands, argv[0]!) ? {id: argv[0]!, argv: argv.slice(1)} : undefined
-  const usable = new Set(Object.keys(commands).flatMap((id) => id.split(':').map((_, i, parts) => parts.slice(0, i + 1).join(':'))))
+  if (argv.length === 1 || argv[0]!.includes(':')) return config.findCommand(argv[0]!) === undefined ? undefined : {id: argv[0]!, argv: argv.slice(1)}
+  const usable = new Set(config.commandIDs.flatMap((id) => id.split(':').map((_, i, parts) => parts.slice(0, i + 1).join(':'))))
   const words: string[] = []
   const joined = (word?: string): string => (word ? [...words, word] : words).filter(Boolean).join(':')
-  // (oclif reads the manifest's copy of strict and args; hvmem's manifest is made from these classes)
   const takesArguments = (): boolean => {
-    const id = joined()
-    const command = id !== '' && Object.hasOwn(commands, id) ? commands[id] : undefined
+    const command = config.findCommand(joined())
     return command !== undefined && (command.strict === false || Object.keys(command.args ?? {}).length > 0)
   }
   for (const word of argv) {

@@ -22,11 +22,14 @@ import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {type CommandClass, commandConfig, NOT_DIRECT, runDirect, splitCommand} from './direct.js'
+import {type CommandClass, commandConfig, runDirect, splitCommand} from './direct.js'
 import {guardStdout} from './output.js'
 
 /** hvmem's commands that list every command, the plugins' included. */
 const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['completion'])
+
+/** hvmem's commands that read more of oclif's configuration than a direct start gives: version prints its platform ("wsl" on WSL). */
+const NOT_DIRECT: ReadonlySet<string> = new Set(['version'])
 
 /**
  * The id of the hvmem command the words start with (the longest run of words before a flag that is
@@ -66,8 +69,9 @@ export async function execute(dir: string, commands: Readonly<Record<string, Com
   const root = dirname(dirname(fileURLToPath(dir)))
   const pjson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Interfaces.PJSON
   delete pjson.oclif.plugins
-  const direct = NOT_DIRECT.has(id) || !directLine(argv) ? undefined : splitCommand(argv, commands)
-  if (direct !== undefined) return runDirect(commands[direct.id]!, direct.id, direct.argv, commandConfig(root, pjson, commands))
+  const config = commandConfig(root, pjson, commands)
+  const direct = NOT_DIRECT.has(id) || !directLine(argv) ? undefined : splitCommand(argv, config)
+  if (direct !== undefined) return runDirect(commands[direct.id]!, direct.id, direct.argv, config)
   return oclifExecute({args: argv, loadOptions: {root, pjson}})
 }
 

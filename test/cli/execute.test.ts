@@ -155,7 +155,7 @@ describe('the direct start (src/cli/direct.ts)', () => {
   ])('splits %j into command and arguments as oclif does', (argv) => {
     const [id, ...rest] = normalizeArgv(config, [...argv])
     const expected = id !== undefined && Object.hasOwn(commands, id) ? {id, argv: rest} : undefined
-    expect(splitCommand(argv, commands)).toEqual(expected)
+    expect(splitCommand(argv, direct)).toEqual(expected)
   })
 
   it.each([
