@@ -4,7 +4,7 @@ import {Command, type Config, Errors, type Interfaces, ux} from '@oclif/core'
 import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {colorFlag, snapshotFlag} from './flags.js'
-import {quote} from './numbers.js'
+import {quote, shortWords} from './numbers.js'
 import {guardStdout, setStdoutPolicy} from './output.js'
 import {type ColorMode, setColorMode} from './style.js'
 import {closest} from './suggest.js'
@@ -233,18 +233,6 @@ function describeRaw(err: Error & {oclif?: {exit?: number}}): {kind: string; mes
     return {kind: 'input', message: `${shortWords(text)} (see --help)`, exitCode: EXIT_CODES.input}
   }
   return {kind: 'internal', message: `internal error: ${err.message} (set HVMEM_DEBUG=1 for a stack trace, and please report it)`, exitCode: EXIT_CODES.internal}
-}
-
-/** A word (no whitespace in it) of more than 80 characters. */
-const LONG_WORD = /\S{81,}/g
-
-/**
- * `text` with each LONG_WORD cut to its first 40 characters and its length: oclif's parse errors
- * repeat what was typed ("Expected --format=VALUE to be one of: ..."), which can be a file's worth of
- * text on one line.
- */
-function shortWords(text: string): string {
-  return text.replace(LONG_WORD, (word) => `${word.slice(0, 40)}... (${word.length} characters)`)
 }
 
 /** What an unknown command is told (the command_not_found hook, and a batch line), with the command it was likely meant to be. */

@@ -18,8 +18,25 @@ const MAX_QUOTED = 40
 
 /** The text as it appears in an error: in double quotes, escaped like a JSON string, long text cut short. */
 export function quote(text: string): string {
-  if (text.length <= MAX_QUOTED) return visible(JSON.stringify(text))
-  return `${visible(JSON.stringify(text.slice(0, MAX_QUOTED)))}... (${text.length} characters)`
+  const [kept, cut] = clip(text)
+  return `${visible(JSON.stringify(kept))}${cut}`
+}
+
+/** A word (no whitespace in it) longer than twice MAX_QUOTED. */
+const LONG_WORD = new RegExp(`\\S{${2 * MAX_QUOTED + 1},}`, 'g')
+
+/**
+ * `text` with each LONG_WORD cut as quote() cuts text: for a message made by another (oclif's parse
+ * errors repeat what was typed: "Expected --format=VALUE to be one of: ..."), which can be a file's
+ * worth of text on one line.
+ */
+export function shortWords(text: string): string {
+  return text.replace(LONG_WORD, (word) => clip(word).join(''))
+}
+
+/** `text`'s first MAX_QUOTED characters, and what says the rest was cut ('' if nothing was). */
+function clip(text: string): [string, string] {
+  return text.length <= MAX_QUOTED ? [text, ''] : [text.slice(0, MAX_QUOTED), `... (${text.length} characters)`]
 }
 
 /** Characters that print as nothing or as a plain space (no-break spaces, BOM, zero-width ones): shown escaped, \u00a0. */
