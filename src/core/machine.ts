@@ -210,27 +210,24 @@ export class Machine {
    * a concatenated root all its tables'); `entries` is a walk already made (walkTables).
    */
   tablePages(entries?: readonly WalkEntry[]): Map<number, number> {
-    const tables = new Map<number, number>()
+    const sink = this.tablePageSink()
     const m = this.mapperInstance
-    if (m === undefined) return tables
-    const g = m.geometry
+    // (no mapper or a root outside RAM: the sink lists nothing, and there is nothing to walk)
+    if (m === undefined || sink.pages.size === 0) return sink.pages
     if (entries !== undefined) {
-      const sink = this.tablePageSink()
       for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) sink.addTable(e.decoded.nextTable!, e.level + 1)
       return sink.pages
     }
-    const add = (table: bigint, level: number): void => addTablePages(tables, g, table, level)
-    if (!this.memory.contains(m.root, BigInt(g.tableBytes(g.startLevel)))) return tables
-    add(m.root, g.startLevel)
     // No walk made: visit the table entries alone, nothing made per entry (a 64 GiB map in pages has
     // 16 million), and the pages read, not kept (peekingAccess). A table reached again (an alias) is in
     // the map already, with the level it was first reached at, as a walk lists it; one outside RAM is not walked.
+    const g = m.geometry
     const walker = new TableWalker(peekingAccess(this.memory), g)
     const tablePre = (w: TableWalker): void => {
-      if (walker.access.inRam(w.next, g.granule) && !tables.has(w.next / MEMORY_PAGE)) add(BigInt(w.next), w.level + 1)
+      if (walker.access.inRam(w.next, g.granule) && !sink.pages.has(w.next / MEMORY_PAGE)) sink.addTable(BigInt(w.next), w.level + 1)
     }
     walker.walk(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, {tablePre}, {validOnly: true})
-    return tables
+    return sink.pages
   }
 
   /**
