@@ -109,20 +109,19 @@ export function noteChangesDiscarded(): void {
   discarded = true
 }
 
+/** What stdout's error codes mean, in the one line that reports one (any other: its code). */
+const WHY: ReadonlyMap<string, string> = new Map([
+  ['EPIPE', 'the reader closed it (EPIPE)'],
+  ['ENOSPC', 'no space left on its device (ENOSPC)'],
+  ['EDQUOT', 'no space left on its device (EDQUOT)'],
+  ['EFBIG', 'the file is larger than the file-size limit (ulimit -f) or its file system allows (EFBIG)'],
+])
+
 /** The one line for a stdout error, given the snapshots saved (undefined: say nothing); `snapshot`: whether the command works on one. */
 export function stdoutErrorLine(error: ErrnoError, saved: readonly string[], changesDiscarded = false, snapshot = true): string | undefined {
   const code = typeof error.code === 'string' ? error.code : undefined
   if (code === 'EPIPE' && saved.length === 0 && !changesDiscarded) return undefined
-  const why =
-    code === 'EPIPE'
-      ? 'the reader closed it (EPIPE)'
-      : code === 'ENOSPC' || code === 'EDQUOT'
-        ? `no space left on its device (${code})`
-        : code === 'EFBIG'
-          ? 'the file is larger than the file-size limit (ulimit -f) or its file system allows (EFBIG)'
-          : code === undefined
-            ? error.message
-            : `${code}`
+  const why = code === undefined ? error.message : (WHY.get(code) ?? code)
   const outcome =
     saved.length === 0
       ? changesDiscarded
