@@ -41,10 +41,6 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  */
 const OCLIF_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
-  // main.js takes two small functions from the help renderer at every run; they live in help/util.js,
-  // so the renderer itself (LAZY_OCLIF_REQUIRES) is left for `--help`.
-  {file: /@oclif[\\/]core[\\/]lib[\\/]main\.js$/, from: '(0, help_1.getHelpFlagAdditions)(config)', to: '(0, require("./help/util").getHelpFlagAdditions)(config)'},
-  {file: /@oclif[\\/]core[\\/]lib[\\/]main\.js$/, from: '(0, help_1.normalizeArgv)(config, argv)', to: '(0, require("./help/util").normalizeArgv)(config, argv)'},
   // util/os.js asks wsl-utils whether this is WSL at every configuration load; wsl-utils loads
   // child_process and PowerShell helpers to answer what its own dependency is-wsl answers alone.
   {file: /@oclif[\\/]core[\\/]lib[\\/]util[\\/]os\.js$/, from: "(await import('wsl-utils')).isWsl", to: "(await import('is-wsl')).default"},
