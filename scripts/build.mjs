@@ -41,9 +41,6 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  */
 const OCLIF_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
-  // util/os.js asks wsl-utils whether this is WSL at every configuration load; wsl-utils loads
-  // child_process and PowerShell helpers to answer what its own dependency is-wsl answers alone.
-  {file: /@oclif[\\/]core[\\/]lib[\\/]util[\\/]os\.js$/, from: "(await import('wsl-utils')).isWsl", to: "(await import('is-wsl')).default"},
   {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
 ]
 
@@ -58,30 +55,14 @@ const OCLIF_PATCHES = [
  * - command.js: ./config, for the static `Command.run`, which hvmem's direct start does not call.
  * - anywhere in oclif: the help renderer and its templates (ejs), globbing for pattern-discovered
  *   commands and plugins (tinyglobby, minimatch), rc files (lilconfig), spinners, error text
- *   wrapping, and two Node modules (readline, for a `-` argument read from stdin;
- *   child_process, for Windows' shell name).
+ *   wrapping, and Node's readline (for a `-` argument read from stdin).
  */
 const LAZY_OCLIF_REQUIRES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, specifiers: (specifier) => specifier.startsWith('./')},
   {file: /@oclif[\\/]core[\\/]lib[\\/]command\.js$/, specifiers: ['./config']},
   {
     file: /@oclif[\\/]core[\\/]lib[\\/]/,
-    specifiers: [
-      './help',
-      '../help/index',
-      '../help/util',
-      './help/util',
-      'ejs',
-      'tinyglobby',
-      'minimatch',
-      'lilconfig',
-      'cli-spinners',
-      'wrap-ansi',
-      'indent-string',
-      'clean-stack',
-      'node:readline',
-      'node:child_process',
-    ],
+    specifiers: ['./help', '../help/index', '../help/util', './help/util', 'ejs', 'tinyglobby', 'minimatch', 'lilconfig', 'cli-spinners', 'wrap-ansi', 'indent-string', 'clean-stack', 'node:readline'],
   },
 ]
 const LAZY_REQUIRE = /^(const|var) (\w+) = (__importDefault\(|__importStar\()?require\("([^"]+)"\)(\)?);$|^exports\.(\w+) = (__importStar\()require\("([^"]+)"\)\);$/gm
