@@ -7,7 +7,9 @@
  * Each entry's text comes from a template: the first entry of each kind (level, descriptor type and
  * attribute bits) is rendered by entryJson and JSON.stringify with marker values in the fields that
  * vary (index, addresses, descriptor), and later entries of that kind fill the markers in. So the
- * text is JSON.stringify's by construction.
+ * text is JSON.stringify's by construction. Most entries are not even filled in: an entry whose fields
+ * take as many digits as those of the last entry of its kind is that entry's text with the digits that
+ * differ written again (a few, from the end: neighbours differ in their low digits), copied out whole.
  */
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
@@ -18,18 +20,34 @@ import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
 import {OutputSink, drive} from './sink.js'
 import {type TreeTarget, writeDotLines} from './table-dump.js'
 
-type Field = 'index' | 'table' | 'ipa' | 'descriptor' | 'next' | 'output'
-const FIELDS: readonly Field[] = ['index', 'table', 'ipa', 'descriptor', 'next', 'output']
+/** The fields that differ between entries of one kind, in the order FIELD_NAMES names them. */
+const INDEX = 0
+const TABLE = 1
+const IPA = 2
+const DESCRIPTOR = 3
+const NEXT = 4
+const OUTPUT = 5
+const FIELD_NAMES = ['index', 'table', 'ipa', 'descriptor', 'next', 'output'] as const
 /** A marker value, and how JSON.stringify writes it (quoted, its NULs escaped). */
-const marker = (field: Field): string => `\u0000${field}\u0000`
-const MARKER_TEXT = new Map(FIELDS.map((f) => [JSON.stringify(marker(f)), f]))
+const marker = (field: number): string => `\u0000${FIELD_NAMES[field]}\u0000`
+const MARKER_TEXT = new Map(FIELD_NAMES.map((_, f) => [JSON.stringify(marker(f)), f]))
 const MARKER_PATTERN = new RegExp(`(${[...MARKER_TEXT.keys()].map((t) => t.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')).join('|')})`)
 
-/** An entry's text: literals[0], fields[0], literals[1], ... as UTF-8, and the most bytes it can take. */
+/**
+ * An entry's text: literals[0], fields[0], literals[1], ... as UTF-8, and the most bytes it can take.
+ * `last` is the last entry written from it (with the separator before it): the next entry whose
+ * fields take as many digits is that entry with the digits that differ written again.
+ */
 interface Template {
   literals: Uint8Array[]
-  fields: Field[]
+  fields: number[]
   maxBytes: number
+  last: Uint8Array | undefined
+  /** in `last`, each field's value as 32-bit halves, how many digits it has and where they end */
+  highs: Uint32Array
+  lows: Uint32Array
+  lengths: Uint8Array
+  ends: Int32Array
 }
 
 const QUOTE = 0x22
@@ -39,28 +57,38 @@ const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
 const FIRST_SEPARATOR = Buffer.from('\n    ')
 const SEPARATOR = Buffer.from(',\n    ')
 
+/** How many hex digits a 32-bit `v` has (1 for 0). */
+const hexDigits = (v: number): number => Math.max(1, (35 - Math.clz32(v)) >> 2)
+
 /** Writes the hex digits of a 32-bit `v` (at least `width` of them, zero-padded) at `at`; returns the end. */
 function putDigits(out: Uint8Array, at: number, v: number, width: number): number {
-  const digits = Math.max(width, 1, (35 - Math.clz32(v)) >> 2)
+  const digits = Math.max(width, hexDigits(v))
   for (let shift = 4 * (digits - 1); shift >= 0; shift -= 4) out[at++] = HEX_DIGITS[(v >>> shift) & 15]!
   return at
 }
 
-/** Writes `0x` and the hex digits of `n`, a whole number below 2^53, as hex(BigInt(n)) spells it. */
-function putHex(out: Uint8Array, at: number, n: number): number {
-  out[at++] = ZERO
-  out[at++] = X
-  const high = Math.floor(n / 0x1_0000_0000)
-  if (high === 0) return putDigits(out, at, n >>> 0, 0)
-  return putDigits(out, putDigits(out, at, high, 0), n >>> 0, 8)
+/**
+ * Rewrites, in hex digits that end at `end`, the digits of the 32-bit `from` that differ in `to`
+ * (both written with as many digits): from the last digit until the rest agrees.
+ */
+function patchHex(out: Uint8Array, end: number, to: number, from: number): void {
+  for (let at = end - 1; to !== from; at--, to >>>= 4, from >>>= 4) out[at] = HEX_DIGITS[to & 15]!
 }
 
-function putQuotedHex(out: Uint8Array, at: number, n: number): number {
-  out[at++] = QUOTE
-  at = putHex(out, at, n)
-  out[at++] = QUOTE
-  return at
+/** The same in decimal (table indexes). */
+function patchDecimal(out: Uint8Array, end: number, to: number, from: number): void {
+  for (let at = end - 1; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) out[at] = ZERO + (to % 10)
 }
+
+/** How many digits a field's value (as 32-bit halves) takes: decimal for an index, else hex. */
+function fieldDigits(field: number, high: number, low: number): number {
+  if (field === INDEX) return low < 10 ? 1 : low < 100 ? 2 : low < 1000 ? 3 : String(low).length
+  return high === 0 ? hexDigits(low) : 8 + hexDigits(high)
+}
+
+/** The fields of the entry being written, as 32-bit halves. */
+const HIGHS = new Uint32Array(FIELD_NAMES.length)
+const LOWS = new Uint32Array(FIELD_NAMES.length)
 
 /** The decimal digits of 0..511 (table indexes), ready to copy. */
 const DECIMALS = Array.from({length: 512}, (_, i) => Buffer.from(String(i)))
@@ -140,9 +168,6 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   let template: Template | undefined
   const geometry = target.geometry
   const ranges = new RangeMerger(regime, geometry)
-  // the table of the entries being written (512 in a row share it), and its text
-  let tableNumber = -1
-  let tableText = new Uint8Array(0)
   // an entry whose table the walk does not follow is written with its problem, so it waits for the walk's word
   let held: WalkEntry | undefined
   const release = (): void => {
@@ -182,55 +207,31 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
       lastKey = key
     }
     const t = template!
-    let at = sink.reserve(t.maxBytes)
-    const out = sink.bytes
-    const separator = first ? FIRST_SEPARATOR : SEPARATOR
-    out.set(separator, at)
-    at += separator.length
-    first = false
-    out.set(t.literals[0]!, at)
-    at += t.literals[0]!.length
-    for (let i = 0; i < t.fields.length; i++) {
-      switch (t.fields[i]!) {
-        case 'index':
-          at = putDecimal(out, at, index)
-          break
-        case 'table':
-          if (table !== tableNumber) {
-            tableNumber = table
-            // a copy: the buffer is reused once written out, and a concatenated root's entries (up
-            // to 8,192 with one table address) outlast a buffer or more
-            tableText = new Uint8Array(out.subarray(at, putQuotedHex(out, at, table)))
-          }
-          out.set(tableText, at)
-          at += tableText.length
-          break
-        case 'ipa':
-          at = putQuotedHex(out, at, ipa)
-          break
-        case 'descriptor':
-          out[at++] = QUOTE
-          if (hi === 0) at = putHex(out, at, lo >>> 0)
-          else {
-            out[at++] = ZERO
-            out[at++] = X
-            at = putDigits(out, at, hi >>> 0, 0)
-            at = putDigits(out, at, lo >>> 0, 8)
-          }
-          out[at++] = QUOTE
-          break
-        case 'next':
-          at = putQuotedHex(out, at, w.next)
-          break
-        case 'output':
-          at = putQuotedHex(out, at, w.output)
-          break
+    const fields = t.fields
+    for (let i = 0; i < fields.length; i++) {
+      const field = fields[i]!
+      if (field === INDEX) {
+        HIGHS[i] = 0
+        LOWS[i] = index
+      } else if (field === DESCRIPTOR) {
+        HIGHS[i] = hi
+        LOWS[i] = lo
+      } else {
+        const n = field === TABLE ? table : field === IPA ? ipa : field === NEXT ? w.next : w.output
+        HIGHS[i] = Math.floor(n / 0x1_0000_0000)
+        LOWS[i] = n
       }
-      const literal = t.literals[i + 1]!
-      out.set(literal, at)
-      at += literal.length
     }
-    sink.wrote(at)
+    const last = first ? undefined : patched(t)
+    if (last !== undefined) {
+      const at = sink.reserve(last.length)
+      sink.bytes.set(last, at)
+      sink.wrote(at + last.length)
+    } else {
+      const at = sink.reserve(t.maxBytes)
+      sink.wrote(render(t, sink.bytes, at, first ? FIRST_SEPARATOR : SEPARATOR))
+      first = false
+    }
   }
   const step = (): boolean => cursor.run(visit)
   const finish = (): void => {
@@ -241,15 +242,84 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   return {step, finish}
 }
 
+/**
+ * The last entry written from `t` with the digits of the fields in HIGHS and LOWS (the entry being
+ * written) where they differ, or undefined if a field takes more or fewer digits than there.
+ */
+function patched(t: Template): Uint8Array | undefined {
+  const {fields, last, highs, lows, lengths, ends} = t
+  if (last === undefined) return undefined
+  for (let i = 0; i < fields.length; i++) if (fieldDigits(fields[i]!, HIGHS[i]!, LOWS[i]!) !== lengths[i]) return undefined
+  for (let i = 0; i < fields.length; i++) {
+    const high = HIGHS[i]!
+    const low = LOWS[i]!
+    if (fields[i] === INDEX) patchDecimal(last, ends[i]!, low, lows[i]!)
+    else {
+      patchHex(last, ends[i]!, low, lows[i]!)
+      if (high !== highs[i]) patchHex(last, ends[i]! - 8, high, highs[i]!)
+    }
+    highs[i] = high
+    lows[i] = low
+  }
+  return last
+}
+
+/** Writes `separator` and the entry in HIGHS and LOWS from `t` at `at` in `out`; returns the end. Keeps it as `t.last`. */
+function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array): number {
+  const {fields, literals, highs, lows, lengths, ends} = t
+  out.set(separator, at)
+  at += separator.length
+  const start = at
+  out.set(literals[0]!, at)
+  at += literals[0]!.length
+  for (let i = 0; i < fields.length; i++) {
+    const high = HIGHS[i]!
+    const low = LOWS[i]!
+    if (fields[i] === INDEX) {
+      at = putDecimal(out, at, low)
+      ends[i] = at
+    } else {
+      out[at++] = QUOTE
+      out[at++] = ZERO
+      out[at++] = X
+      at = high === 0 ? putDigits(out, at, low, 0) : putDigits(out, putDigits(out, at, high, 0), low, 8)
+      ends[i] = at
+      out[at++] = QUOTE
+    }
+    highs[i] = high
+    lows[i] = low
+    lengths[i] = fieldDigits(fields[i]!, high, low)
+    out.set(literals[i + 1]!, at)
+    at += literals[i + 1]!.length
+  }
+  // kept with the separator a later entry has before it
+  const size = SEPARATOR.length + at - start
+  if (t.last?.length !== size) t.last = new Uint8Array(size)
+  t.last.set(SEPARATOR)
+  t.last.set(out.subarray(start, at), SEPARATOR.length)
+  for (let i = 0; i < fields.length; i++) ends[i] += SEPARATOR.length - start
+  return at
+}
+
 /** The text of an entry like this one, with markers where entries of its kind differ. */
 function makeTemplate(decoded: Decoded, level: number, index: number, table: number, ipa: number, size: bigint): Template {
   const json = entryJson({level, index, table: BigInt(table), ipa: BigInt(ipa), size, decoded})
-  const marked: Record<string, unknown> = {...json, index: marker('index'), table: marker('table'), ipa: marker('ipa'), descriptor: marker('descriptor')}
-  if (json.nextTable !== undefined) marked.nextTable = marker('next')
-  if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker('output')}
+  const marked: Record<string, unknown> = {...json, index: marker(INDEX), table: marker(TABLE), ipa: marker(IPA), descriptor: marker(DESCRIPTOR)}
+  if (json.nextTable !== undefined) marked.nextTable = marker(NEXT)
+  if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker(OUTPUT)}
   const parts = nested(marked, 2).split(MARKER_PATTERN)
   const literals = parts.filter((_, i) => i % 2 === 0).map((part) => Buffer.from(part, 'utf8'))
   const fields = parts.filter((_, i) => i % 2 === 1).map((part) => MARKER_TEXT.get(part)!)
   // each field: at most 18 characters and its quotes ("0x" and 16 hex digits, or an index)
-  return {literals, fields, maxBytes: SEPARATOR.length + literals.reduce((sum, l) => sum + l.length, 0) + 20 * fields.length}
+  const n = fields.length
+  return {
+    literals,
+    fields,
+    maxBytes: SEPARATOR.length + literals.reduce((sum, l) => sum + l.length, 0) + 20 * n,
+    last: undefined,
+    highs: new Uint32Array(n),
+    lows: new Uint32Array(n),
+    lengths: new Uint8Array(n),
+    ends: new Int32Array(n),
+  }
 }
