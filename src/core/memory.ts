@@ -20,7 +20,11 @@ export interface PageSourceOptions {
    * (8 bytes a page, no bigint each), kept as given (the caller must not change it).
    */
   storedFrames?: Float64Array
-  /** The 4096 bytes of a stored page (undefined: all zero). Called when the page is first used; a throw leaves it unread. */
+  /**
+   * The 4096 bytes of a stored page (undefined: all zero). Called when the page is first used; a throw
+   * leaves it unread. Memory copies the bytes to keep them, and reads them in place for a look that
+   * keeps nothing (peekFrame, pages), so they must stay as they are while memory is in use.
+   */
   pageSource: (pageAddress: bigint) => Uint8Array | undefined
 }
 
@@ -314,12 +318,11 @@ export class PhysicalMemory {
     const address = BigInt(pfn) << PAGE_SHIFT
     const data = this.source!(address)
     if (data !== undefined && data.length !== PAGE_BYTES) throw new HvmemError('input', `the page source gave ${data.length} bytes for page ${hex(address)}, not 4096`)
+    if (!keep) return data === undefined ? undefined : plain(data) // a look: the source's bytes, read in place
     // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
     const page = data === undefined ? undefined : new Uint8Array(data)
-    if (keep) {
-      this.pending.delete(pfn)
-      if (page !== undefined) this.pages.set(pfn, page)
-    }
+    this.pending.delete(pfn)
+    if (page !== undefined) this.pages.set(pfn, page)
     return page
   }
 
