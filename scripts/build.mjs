@@ -38,10 +38,19 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  * - plugin.js sorts each plugin's manifest commands with localeCompare, whose first call loads ICU's
  *   collator (4-5 ms). hvmem's command ids sort the same by code units (checked below), and the
  *   help and autocomplete plugins' ids too.
+ * - logger.js loads the debug package for every logger it makes (each command's init makes one),
+ *   and debug loads tty, util, os and supports-color. Its loggers print only namespaces the DEBUG
+ *   variable names (hvmem never enables one in code), so without DEBUG they are functions that do
+ *   nothing, and debug is not loaded.
  */
 const OCLIF_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
   {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
+  {
+    file: /@oclif[\\/]core[\\/]lib[\\/]logger\.js$/,
+    from: 'const debug_1 = __importDefault(require("debug"));',
+    to: '/* hvmem: the debug package logs only what DEBUG names; without it, its loggers do nothing */\nconst debug_1 = __importDefault(process.env.DEBUG ? require("debug") : () => () => {});',
+  },
 ]
 
 /**
@@ -55,15 +64,34 @@ const OCLIF_PATCHES = [
  * - command.js: ./config, for the static `Command.run`, which hvmem's direct start does not call.
  * - anywhere in oclif: the help renderer and its templates (ejs), globbing for pattern-discovered
  *   commands and plugins (tinyglobby, minimatch), rc files (lilconfig), spinners, error text
- *   wrapping, and Node's readline (for a `-` argument read from stdin).
+ *   wrapping, Node's readline (for a `-` argument read from stdin), and Node's fs/promises (its
+ *   file and directory flag checks; loading it loads Node's streams and readline).
+ * - ux/theme.js: ansis and oclif's supports-color, for colouring with a theme (an error's text, JSON
+ *   to a terminal); supports-color loads tty and os.
  */
 const LAZY_OCLIF_REQUIRES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, specifiers: (specifier) => specifier.startsWith('./')},
   {file: /@oclif[\\/]core[\\/]lib[\\/]command\.js$/, specifiers: ['./config']},
   {
     file: /@oclif[\\/]core[\\/]lib[\\/]/,
-    specifiers: ['./help', '../help/index', '../help/util', './help/util', 'ejs', 'tinyglobby', 'minimatch', 'lilconfig', 'cli-spinners', 'wrap-ansi', 'indent-string', 'clean-stack', 'node:readline'],
+    specifiers: [
+      './help',
+      '../help/index',
+      '../help/util',
+      './help/util',
+      'ejs',
+      'tinyglobby',
+      'minimatch',
+      'lilconfig',
+      'cli-spinners',
+      'wrap-ansi',
+      'indent-string',
+      'clean-stack',
+      'node:readline',
+      'node:fs/promises',
+    ],
   },
+  {file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]theme\.js$/, specifiers: ['ansis', './supports-color']},
 ]
 const LAZY_REQUIRE = /^(const|var) (\w+) = (__importDefault\(|__importStar\()?require\("([^"]+)"\)(\)?);$|^exports\.(\w+) = (__importStar\()require\("([^"]+)"\)\);$/gm
 

@@ -35,6 +35,7 @@ import {
   fstatSync,
   lstatSync,
   openSync,
+  promises as fsp,
   readFileSync,
   readSync,
   readlinkSync,
@@ -48,7 +49,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs'
-import {type FileHandle, mkdir, open, readdir, stat, unlink} from 'node:fs/promises'
+import type {FileHandle} from 'node:fs/promises'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {crc32} from 'node:zlib'
@@ -157,7 +158,7 @@ export function updateSnapshot<T>(path: string, change: (machine: Machine) => T)
 async function updateFile<T>(path: string, change: (machine: Machine) => T): Promise<T> {
   const file = snapshotTarget(path)
   // Refuse a missing file, a directory or a device before making a lock next to it.
-  await checkRegular(file, path, false)
+  checkRegular(file, path, false)
   return withLock(file, path, false, async (held) => {
     refuseWriteProtected(file, path)
     // A version-5 file (a large snapshot) is read on demand, like a read-only load, and its change
@@ -207,7 +208,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
   if (journal.records + 1 > MAX_JOURNAL_RECORDS || journal.recordBytes + record.length > journal.baseBytes * MAX_JOURNAL_FRACTION) return false
   let handle: FileHandle
   try {
-    handle = await open(file, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
+    handle = await fsp.open(file, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
   } catch (error) {
     throw fsError(error, name)
   }
@@ -257,9 +258,9 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
   if (active !== undefined) throw new HvmemError('input', `cannot create ${path} inside a batch, which works on ${active.path}; create it before the batch`)
   // A dangling symlink names the file it points at: that file is created, the link stays.
   const file = snapshotTarget(path)
-  await checkRegular(file, path, true)
+  checkRegular(file, path, true)
   await withLock(file, path, true, async (held) => {
-    const info = await stat(file).catch((error: unknown) => {
+    const info = await fsp.stat(file).catch((error: unknown) => {
       if (isCode(error, 'ENOENT')) return undefined
       throw fsError(error, path)
     })
@@ -365,7 +366,7 @@ export async function withSnapshotSession<T>(path: string, body: (session: Snaps
   checkPath(path)
   if (active !== undefined) throw new HvmemError('input', `a batch is already running on ${active.path}`)
   const file = snapshotTarget(path)
-  await checkRegular(file, path, false)
+  checkRegular(file, path, false)
   return withLock(file, path, false, async (held) => {
     const machine = await openAndDecode(file, path, 'full')
     const session = {path, resolved: canonical(path), machine, changed: false}
@@ -417,10 +418,10 @@ export function checkPath(path: string): void {
 }
 
 /** Refuses a path that is not a regular file (or, with `mayBeMissing`, nothing at all); errors name it `name`. */
-async function checkRegular(path: string, name: string, mayBeMissing: boolean): Promise<void> {
+function checkRegular(path: string, name: string, mayBeMissing: boolean): void {
   let info: Stats
   try {
-    info = await stat(path)
+    info = statSync(path)
   } catch (error) {
     if (mayBeMissing && isCode(error, 'ENOENT')) return
     throw fsError(error, name)
@@ -436,7 +437,7 @@ async function openAndDecode(path: string, name: string, mode: DecodeMode): Prom
 /** With `lazyJournal`, a version-5 file is decoded 'lazy' whatever `mode` says (a change appended to it reads only the pages it uses). */
 async function openDecoded(path: string, name: string, mode: DecodeMode, lazyJournal = false): Promise<SnapshotFile> {
   // Never open a device, FIFO or socket: opening some has effects, or blocks.
-  await checkRegular(path, name, false)
+  checkRegular(path, name, false)
   let fd: number
   try {
     // A plain descriptor, not a FileHandle: it outlives this function when pages are read on demand (see openFiles).
@@ -531,7 +532,7 @@ export function tempFilePattern(base: string): RegExp {
 async function save(file: string, name: string, machine: Machine, held: HeldLock): Promise<void> {
   const dir = dirname(file)
   await removeStaleTemps(dir, basename(file))
-  const existing = await stat(file).catch(() => undefined)
+  const existing = await fsp.stat(file).catch(() => undefined)
   if (existing !== undefined) refuseWriteProtected(file, name)
   // The rename gives `file` a new inode: other hard links to the old one keep the old snapshot.
   if (existing !== undefined && existing.nlink > 1) {
@@ -610,7 +611,7 @@ async function replaceFile(
       guard()
       try {
         // A new file gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
-        handle = await open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
+        handle = await fsp.open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
       } catch (error) {
         // not ours to remove
         unfinished.delete(temp)
@@ -637,7 +638,7 @@ async function replaceFile(
   } catch (error) {
     if (temp !== '') {
       unfinished.delete(temp)
-      await unlink(temp).catch(() => undefined)
+      await fsp.unlink(temp).catch(() => undefined)
     }
     throw error
   } finally {
@@ -661,7 +662,7 @@ export function savedSnapshots(): readonly string[] {
  */
 export async function writeOutputFile(target: string, chunks: Iterable<Uint8Array>, options: {device: boolean; label: string; beforeRename?: () => void}): Promise<void> {
   if (options.device) {
-    const handle = await open(target, constants.O_WRONLY | constants.O_NOCTTY)
+    const handle = await fsp.open(target, constants.O_WRONLY | constants.O_NOCTTY)
     try {
       for (const chunk of chunks) await writeAll(handle, [chunk])
     } finally {
@@ -669,7 +670,7 @@ export async function writeOutputFile(target: string, chunks: Iterable<Uint8Arra
     }
     return
   }
-  const existing = await stat(target).catch(() => undefined)
+  const existing = await fsp.stat(target).catch(() => undefined)
   await replaceFile(
     target,
     existing,
@@ -709,7 +710,7 @@ async function readAt(handle: FileHandle, position: number, length: number, name
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
 async function syncDirectory(dir: string): Promise<void> {
   try {
-    const handle = await open(dir, constants.O_RDONLY)
+    const handle = await fsp.open(dir, constants.O_RDONLY)
     try {
       await handle.sync()
     } finally {
@@ -722,8 +723,8 @@ async function syncDirectory(dir: string): Promise<void> {
 
 async function removeStaleTemps(dir: string, base: string): Promise<void> {
   const pattern = tempFilePattern(base)
-  const names = await readdir(dir).catch(() => [] as string[])
-  for (const name of names.filter((n) => pattern.test(n))) await unlink(join(dir, name)).catch(() => undefined)
+  const names = await fsp.readdir(dir).catch(() => [] as string[])
+  for (const name of names.filter((n) => pattern.test(n))) await fsp.unlink(join(dir, name)).catch(() => undefined)
 }
 
 /*
@@ -891,7 +892,7 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
   let delay = 5
   for (;;) {
     try {
-      await mkdir(lockPath)
+      await fsp.mkdir(lockPath)
     } catch (error) {
       if (!isCode(error, 'EEXIST')) throw lockError(error, name, lockPath, creating)
       if (isRegularFile(lockPath)) throw lockFileError(name, lockPath)

@@ -71,4 +71,21 @@ describe('the build', () => {
       await cleanup()
     }
   })
+
+  // the bundle's oclif loads the debug package only when DEBUG is set (scripts/build.mjs, OCLIF_PATCHES)
+  it.each([
+    ['oclif:*', /oclif:hvmem:heap:status init version: @oclif\/core@[\d.]+ argv: \[ '-s', '[^']*' \]\n/],
+    ['hvmem:other', /^$/],
+    ['', /^$/],
+  ])('logs oclif debug lines with DEBUG=%j as the debug package does', async (debug, stderr) => {
+    const {dir, snap, cleanup} = await scratch()
+    try {
+      expect((await hvmem(dir, ['heap', 'init', '-s', snap])).code).toBe(0)
+      const r = await hvmem(dir, ['heap', 'status', '-s', snap], {DEBUG: debug})
+      expect(r.code).toBe(0)
+      expect(r.stderr).toMatch(stderr)
+    } finally {
+      await cleanup()
+    }
+  })
 })
