@@ -31,8 +31,8 @@ import {commandId, hookName, sources} from './discover.mjs'
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 /**
- * Start-up costs of @oclif/core that do nothing for hvmem, cut from its bundled copy (each only if
- * its text is found; the build says so otherwise):
+ * Start-up costs of dependencies that do nothing for hvmem, cut from their bundled copies (each only
+ * if its text is found; the build says so otherwise). In @oclif/core:
  * - index.js checks the Node version against the engines of the package.json next to it: in a bundle
  *   that is hvmem's own, which npm checks at install; it costs a semver evaluation and a file read.
  * - plugin.js sorts each plugin's manifest commands with localeCompare, whose first call loads ICU's
@@ -42,14 +42,58 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  *   and debug loads tty, util, os and supports-color. Its loggers print only namespaces the DEBUG
  *   variable names (hvmem never enables one in code), so without DEBUG they are functions that do
  *   nothing, and debug is not loaded.
+ * - ux/index.js makes its action (a spinner, or plain text when stderr is no terminal) as it loads,
+ *   which makes process.stderr: for a pipe that loads net (3 ms with the stream). hvmem shows no
+ *   action; oclif stops it after an error. It is made at its first use instead.
+ * In chalk, its copy of supports-color asks tty.isatty(1) and isatty(2) as it loads (hvmem decides its
+ * colours itself, src/cli/style.ts, but imports chalk), and Node's tty module loads net (2 ms). The
+ * same answers without it, unless a descriptor may be a terminal: one that is not a character device
+ * (a pipe, a file) is not one, and stdout and stderr are asked of the streams Node makes for them,
+ * which load tty only for a terminal.
  */
-const OCLIF_PATCHES = [
+const DEPENDENCY_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
   {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
   {
     file: /@oclif[\\/]core[\\/]lib[\\/]logger\.js$/,
     from: 'const debug_1 = __importDefault(require("debug"));',
     to: '/* hvmem: the debug package logs only what DEBUG names; without it, its loggers do nothing */\nconst debug_1 = __importDefault(process.env.DEBUG ? require("debug") : () => () => {});',
+  },
+  {
+    file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]index\.js$/,
+    from: `const ACTION_TYPE = (Boolean(process.stderr.isTTY) &&
+    !process.env.CI &&
+    !['dumb', 'emacs-color'].includes(process.env.TERM) &&
+    'spinner') ||
+    'simple';
+exports.action = ACTION_TYPE === 'spinner' ? new spinner_1.default() : new simple_1.default();`,
+    to: `/* hvmem: the action is made at its first use (making it makes process.stderr) */
+let action;
+const makeAction = () => (action ??= ((Boolean(process.stderr.isTTY) &&
+    !process.env.CI &&
+    !['dumb', 'emacs-color'].includes(process.env.TERM) &&
+    'spinner') ||
+    'simple') === 'spinner' ? new spinner_1.default() : new simple_1.default());
+Object.defineProperty(exports, 'action', { enumerable: true, get: makeAction });`,
+  },
+  {file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]index\.js$/, from: '    action: exports.action,\n', to: '    get action() {\n        return makeAction();\n    },\n'},
+  {
+    file: /chalk[\\/]source[\\/]vendor[\\/]supports-color[\\/]index\.js$/,
+    from: "import tty from 'node:tty';",
+    to: `import {fstatSync} from 'node:fs';
+/* hvmem: tty.isatty without Node's tty module unless the descriptor may be a terminal */
+const tty = {
+\tisatty(fd) {
+\t\ttry {
+\t\t\tif (!fstatSync(fd).isCharacterDevice()) return false;
+\t\t} catch {
+\t\t\treturn false;
+\t\t}
+\t\tif (fd === 1) return process.stdout.isTTY === true;
+\t\tif (fd === 2) return process.stderr.isTTY === true;
+\t\treturn require('node:tty').isatty(fd);
+\t},
+};`,
   },
 ]
 
@@ -64,8 +108,9 @@ const OCLIF_PATCHES = [
  * - command.js: ./config, for the static `Command.run`, which hvmem's direct start does not call.
  * - anywhere in oclif: the help renderer and its templates (ejs), globbing for pattern-discovered
  *   commands and plugins (tinyglobby, minimatch), rc files (lilconfig), spinners, error text
- *   wrapping, Node's readline (for a `-` argument read from stdin), and Node's fs/promises (its
- *   file and directory flag checks; loading it loads Node's streams and readline).
+ *   wrapping, Node's readline (for a `-` argument read from stdin), Node's fs/promises (its
+ *   file and directory flag checks; loading it loads Node's streams and readline), and the terminal
+ *   widths for wrapping (screen.js: it makes process.stderr to ask, which loads net for a pipe).
  * - ux/theme.js: ansis and oclif's supports-color, for colouring with a theme (an error's text, JSON
  *   to a terminal); supports-color loads tty and os.
  */
@@ -89,6 +134,8 @@ const LAZY_OCLIF_REQUIRES = [
       'clean-stack',
       'node:readline',
       'node:fs/promises',
+      '../screen',
+      '../../screen',
     ],
   },
   {file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]theme\.js$/, specifiers: ['ansis', './supports-color']},
@@ -137,7 +184,7 @@ function lazyRequires(path, text, seen) {
  * Rewrites dependencies as they are bundled: their dynamic imports (oclif's module loader) call
  * `__hvmemImport`, as code compiled by vm.Script (how bin/run.cjs loads the bundle, to use a code
  * cache) has no module loader of its own for `import()`: bin/run.cjs passes its own in. And
- * OCLIF_PATCHES.
+ * DEPENDENCY_PATCHES.
  */
 function dependencyRewrites(patches, lazySeen) {
   return {
@@ -182,8 +229,8 @@ async function bundle() {
   const ids = commands.map(commandId)
   const byUnits = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
   const byLocale = [...ids].sort((a, b) => a.localeCompare(b))
-  const patches = byUnits.join() === byLocale.join() ? OCLIF_PATCHES : OCLIF_PATCHES.filter((p) => !p.from.includes('localeCompare'))
-  if (patches !== OCLIF_PATCHES) console.warn("build: command ids sort differently by code units and by locale; keeping oclif's localeCompare")
+  const patches = byUnits.join() === byLocale.join() ? DEPENDENCY_PATCHES : DEPENDENCY_PATCHES.filter((p) => !p.from.includes('localeCompare'))
+  if (patches !== DEPENDENCY_PATCHES) console.warn("build: command ids sort differently by code units and by locale; keeping oclif's localeCompare")
   removeLeftovers()
   const lazySeen = new Map()
   const out = `.dist-${process.pid}`

@@ -50,10 +50,18 @@ export abstract class HvmemCommand extends Command {
     return this.batch === undefined ? super.jsonEnabled() : this.batch.json
   }
 
+  /**
+   * A line of output, as oclif's log makes it (a value not a string inspected, then formatted with
+   * `args`), written to stdout itself: oclif's goes through console.log, whose first use makes
+   * process.stderr to ask about colours (for a pipe that loads net: 3 ms of every start).
+   */
   override log(message = '', ...args: unknown[]): void {
-    if (this.batch === undefined) super.log(message, ...args)
-    // (format() of a lone string returns it as it is: skip it, as the hot path of a batch.)
-    else if (!this.jsonEnabled()) this.batch.log(typeof message !== 'string' ? inspect(message) : args.length === 0 ? message : format(message, ...args))
+    if (this.jsonEnabled()) return
+    const text = typeof message !== 'string' ? inspect(message) : message
+    // (format() of a lone string returns it as it is: skipped, as the hot path of a batch)
+    const line = args.length === 0 ? text : text === '' ? format(...args) : format(text, ...args)
+    if (this.batch === undefined) process.stdout.write(`${line}\n`)
+    else this.batch.log(line)
   }
 
   /** Set by a command that wrote its --json document itself, as it was produced (dump tables): oclif then writes nothing more. */

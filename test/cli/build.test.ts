@@ -72,7 +72,7 @@ describe('the build', () => {
     }
   })
 
-  // the bundle's oclif loads the debug package only when DEBUG is set (scripts/build.mjs, OCLIF_PATCHES)
+  // the bundle's oclif loads the debug package only when DEBUG is set (scripts/build.mjs, DEPENDENCY_PATCHES)
   it.each([
     ['oclif:*', /oclif:hvmem:heap:status init version: @oclif\/core@[\d.]+ argv: \[ '-s', '[^']*' \]\n/],
     ['hvmem:other', /^$/],
