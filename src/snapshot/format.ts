@@ -84,6 +84,8 @@ const V1_CRC_BYTES = 4
 const REGIME_CODE: Record<RegimeName, number> = {stage2: 1, stage1: 2}
 /** Pages read or written per chunk when a snapshot is loaded whole or streamed out (1 MiB). */
 const CHUNK_PAGES = 256
+/** Index entries a load reads at once (256 KiB). */
+const INDEX_CHUNK_ENTRIES = 16_384
 
 /** Where a snapshot's bytes come from: a file held in memory, or an open file read on demand. */
 export interface SnapshotSource {
@@ -312,38 +314,55 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
   if (version >= JOURNAL_FORMAT_VERSION ? expected > BigInt(size) : expected !== BigInt(size))
     bad(`${size} bytes where the header's ${count} pages${registerCount > 0 ? ` and ${registerCount} registers` : ''} need ${expected} (truncated or damaged)`)
   const baseCount = Number(count)
-  const index = view(source.read(HEADER_BYTES, baseCount * INDEX_ENTRY_BYTES))
   const baseEnd = Number(expected)
   const registerRecords = registerCount === 0 ? Buffer.alloc(0) : Buffer.from(source.read(baseEnd - registerBytes, registerBytes))
   const storedCrc = header.readUInt32LE(META_CRC_OFFSET)
-  const actualCrc = metaCrc(header, index, registerRecords)
+  // The page index, read INDEX_CHUNK_ENTRIES at a time into one buffer (a 1 GiB image's index is 4 MB,
+  // and every new page of memory costs a fault), and kept as what a load needs: each page's frame
+  // number (address >> 12, exact below 2^52: 8 bytes, no bigint) and CRC. Its first problem is told
+  // where the checks of the header allow (after its checksum is known to be right).
+  const frames = new Float64Array(baseCount)
+  const crcs = new Uint32Array(baseCount)
+  let actualCrc = crc32(header.subarray(0, META_CRC_OFFSET))
+  let indexProblem: string | undefined
+  const chunk = new Uint8Array(Math.min(baseCount, INDEX_CHUNK_ENTRIES) * INDEX_ENTRY_BYTES)
+  let previousHi = -1
+  let previousLo = 0
+  for (let first = 0; first < baseCount; first += INDEX_CHUNK_ENTRIES) {
+    const n = Math.min(INDEX_CHUNK_ENTRIES, baseCount - first)
+    const at = HEADER_BYTES + first * INDEX_ENTRY_BYTES
+    let bytes: Uint8Array
+    if (source.readInto === undefined) bytes = source.read(at, n * INDEX_ENTRY_BYTES)
+    else {
+      bytes = chunk.subarray(0, n * INDEX_ENTRY_BYTES)
+      source.readInto(at, bytes)
+    }
+    actualCrc = crc32(bytes, actualCrc)
+    const words = indexWords(view(bytes))
+    for (let k = 0; k < n; k++) {
+      const lo = words[4 * k]!
+      const hi = words[4 * k + 1]!
+      const disordered = hi < previousHi || (hi === previousHi && lo <= previousLo)
+      if (indexProblem === undefined && (disordered || (lo & 0xfff) !== 0 || words[4 * k + 3] !== 0)) indexProblem = indexEntryProblem(first + k, hi, lo, disordered)
+      previousHi = hi
+      previousLo = lo
+      // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
+      frames[first + k] = hi * 0x10_0000 + (lo >>> 12)
+      crcs[first + k] = words[4 * k + 2]!
+    }
+  }
+  // (zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value: skipped)
+  if (registerRecords.length > 0) actualCrc = crc32(registerRecords, actualCrc)
   if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
   if (!header.subarray(version >= 4 ? 96 : version >= 3 ? 94 : 92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
   let state = headerState(header, bad, header.readUInt32LE(88), version >= 3)
   if (state.heap.size === 0n && version < 4) bad('heap size 0 (a snapshot without a heap is version 4)')
   if (registerCount > 0) state.registers = decodeRegisters(registerRecords, bad)
   const journal = version >= JOURNAL_FORMAT_VERSION ? readJournal(source, baseEnd, bad) : undefined
+  if (indexProblem !== undefined) bad(indexProblem)
 
-  // Page frame numbers (address >> 12, exact below 2^52) in a typed array: 8 bytes a page, however
-  // many, read as 32-bit halves (no bigint per entry).
-  const frames = new Float64Array(baseCount)
-  const entryAddress = (i: number): bigint => index.readBigUInt64LE(INDEX_ENTRY_BYTES * i)
-  const words = indexWords(index)
-  let previousHi = -1
-  let previousLo = 0
-  for (let i = 0; i < baseCount; i++) {
-    const lo = words[4 * i]!
-    const hi = words[4 * i + 1]!
-    if (hi < previousHi || (hi === previousHi && lo <= previousLo)) bad(`page addresses out of order at entry ${i} (${hex(entryAddress(i))})`)
-    if ((lo & 0xfff) !== 0) bad(`page address ${hex(entryAddress(i))} at entry ${i} is not 4 KiB aligned`)
-    if (words[4 * i + 3] !== 0) bad(`reserved bytes of index entry ${i} are not zero`)
-    previousHi = hi
-    previousLo = lo
-    // address >> 12 = hi * 2^20 + lo >>> 12: exact, as hi < 2^32
-    frames[i] = hi * 0x10_0000 + (lo >>> 12)
-  }
   const dataStart = HEADER_BYTES + baseCount * INDEX_ENTRY_BYTES
-  let pageCrc = (i: number): number => words[4 * i + 2]!
+  let pageCrc = (i: number): number => crcs[i]!
   let offsetOf = (i: number): number => dataStart + i * PAGE_BYTES
   let pageFrames: Float64Array = frames
   if (journal !== undefined && journal.records > 0) {
@@ -527,6 +546,14 @@ function indexWords(index: Buffer): Uint32Array {
   const words = new Uint32Array(index.length / 4)
   for (let w = 0; w < words.length; w++) words[w] = index.readUInt32LE(4 * w)
   return words
+}
+
+/** What is wrong with index entry `i` (address `hi`:`lo`), which is `disordered` (not after the one before), not aligned, or has reserved bits set. */
+function indexEntryProblem(i: number, hi: number, lo: number, disordered: boolean): string {
+  const address = hex((BigInt(hi) << 32n) | BigInt(lo))
+  if (disordered) return `page addresses out of order at entry ${i} (${address})`
+  if ((lo & 0xfff) !== 0) return `page address ${address} at entry ${i} is not 4 KiB aligned`
+  return `reserved bytes of index entry ${i} are not zero`
 }
 
 /** A Buffer over the same bytes (no copy), for Buffer's readers. */

@@ -698,3 +698,33 @@ describe('decodeSnapshot: structural checks behind valid checksums', () => {
     expect(wrong).toEqual([])
   })
 })
+
+// A load reads the page index 16,384 entries at a time (src/snapshot/format.ts, INDEX_CHUNK_ENTRIES).
+describe('decodeSource: a page index longer than one chunk of reading', () => {
+  const PAGES = 16_390
+  const machine = newMachine()
+  for (let i = 0; i < PAGES; i++) machine.memory.write(RAM_BASE + BigInt(i) * PAGE, 4, BigInt(i + 1))
+  const data = encodeSnapshot(machine)
+  const entry = (i: number): number => HEADER_BYTES + INDEX_ENTRY_BYTES * i
+  // the file read through readInto (as a snapshot file is) and through read (a file held in memory)
+  const sources = [
+    ['read', (d: Buffer) => bufferSource(d)],
+    ['readInto', (d: Buffer) => ({...bufferSource(d), readInto: (offset: number, out: Uint8Array) => void out.set(d.subarray(offset, offset + out.length))})],
+  ] as const
+
+  it.each(sources)('reads every entry through %s: the pages of the second chunk are where the index says', (_, source) => {
+    const decoded = decodeSource(source(data), NAME, 'lazy')
+    expect(decoded.pages!.count).toBe(PAGES)
+    for (const i of [0, 16_383, 16_384, PAGES - 1]) expect(decoded.machine.memory.read(RAM_BASE + BigInt(i) * PAGE, 4)).toBe(BigInt(i + 1))
+  })
+
+  it.each(sources)('through %s, finds a problem in the second chunk once the checksum is right, and a damaged entry there by the checksum', (_, source) => {
+    const message = (input: Buffer): string => expectHvmemError(() => decodeSource(source(input), NAME, 'lazy'), 'snapshot-invalid').message
+    expect(message(patched(data, (b) => b.writeUInt32LE(1, entry(16_388) + 12)))).toBe(`${NAME} is not a valid hvmem snapshot: reserved bytes of index entry 16388 are not zero`)
+    const swapped = patched(data, (b) => b.writeBigUInt64LE(RAM_BASE, entry(16_384)))
+    expect(message(swapped)).toBe(`${NAME} is not a valid hvmem snapshot: page addresses out of order at entry 16384 (0x40000000)`)
+    const flipped = Buffer.from(data)
+    flipped[entry(16_389)] ^= 0x10
+    expect(message(flipped)).toMatch(/header or page index checksum mismatch/)
+  })
+})
