@@ -32,12 +32,17 @@ import {
   closeSync,
   constants,
   existsSync,
+  fchmodSync,
+  fchownSync,
   fstatSync,
+  fsync,
   lstatSync,
+  mkdirSync,
   openSync,
   promises as fsp,
   readFileSync,
   readSync,
+  readdirSync,
   readlinkSync,
   realpathSync,
   renameSync,
@@ -48,6 +53,7 @@ import {
   utimes,
   writeFileSync,
   writeSync,
+  writev,
 } from 'node:fs'
 import type {FileHandle} from 'node:fs/promises'
 import {constants as osConstants, hostname} from 'node:os'
@@ -226,7 +232,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
         await handle.sync()
       }
       const [first, ...rest] = record.parts
-      await writeAll(handle, [first!.subarray(8), ...rest], journal.end + 8)
+      await writeAll(handle.fd, [first!.subarray(8), ...rest], journal.end + 8)
       await handle.sync()
       // Synchronous, so a signal is handled before or after it, never while it is under way.
       writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
@@ -236,7 +242,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
       held.saved = false
       try {
         await handle.truncate(journal.end)
-        if (tail !== undefined) await writeAll(handle, [tail], journal.end)
+        if (tail !== undefined) await writeAll(handle.fd, [tail], journal.end)
         await handle.sync()
       } catch {
         // (what is left past the records' end is an unfinished append, which loads ignore)
@@ -260,10 +266,12 @@ export async function createSnapshot(path: string, machine: Machine, force: bool
   const file = snapshotTarget(path)
   checkRegular(file, path, true)
   await withLock(file, path, true, async (held) => {
-    const info = await fsp.stat(file).catch((error: unknown) => {
-      if (isCode(error, 'ENOENT')) return undefined
-      throw fsError(error, path)
-    })
+    let info: Stats | undefined
+    try {
+      info = statSync(file)
+    } catch (error) {
+      if (!isCode(error, 'ENOENT')) throw fsError(error, path)
+    }
     if (info !== undefined) {
       if (!info.isFile()) throw new HvmemError('snapshot-invalid', `${path} exists and is not a regular file; choose another --snapshot`)
       if (!force) throw existsError(path)
@@ -531,8 +539,8 @@ export function tempFilePattern(base: string): RegExp {
  */
 async function save(file: string, name: string, machine: Machine, held: HeldLock): Promise<void> {
   const dir = dirname(file)
-  await removeStaleTemps(dir, basename(file))
-  const existing = await fsp.stat(file).catch(() => undefined)
+  removeStaleTemps(dir, basename(file))
+  const existing = statIfAny(file)
   if (existing !== undefined) refuseWriteProtected(file, name)
   // The rename gives `file` a new inode: other hard links to the old one keep the old snapshot.
   if (existing !== undefined && existing.nlink > 1) {
@@ -543,8 +551,8 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
     await replaceFile(
       file,
       existing,
-      async (handle) => {
-        for (const batch of snapshotBatches(machine, {journalFrom: journalThreshold()})) await writeAll(handle, batch)
+      async (fd) => {
+        for (const batch of snapshotBatches(machine, {journalFrom: journalThreshold()})) await writeAll(fd, batch)
       },
       {
         renamed: () => {
@@ -590,15 +598,15 @@ const unfinished = new Map<string, string | undefined>()
 async function replaceFile(
   target: string,
   existing: Stats | undefined,
-  write: (handle: FileHandle) => Promise<void>,
+  write: (fd: number) => Promise<void>,
   options: {label?: string; beforeRename?: () => void; renamed?: () => void} = {},
 ): Promise<void> {
   const dir = dirname(target)
   const base = basename(target)
   let temp = ''
   try {
-    let handle: FileHandle | undefined
-    for (let attempt = 0; handle === undefined; attempt++) {
+    let fd: number | undefined
+    for (let attempt = 0; fd === undefined; attempt++) {
       // Math.random, not crypto: the name only has to differ from other saves' ("wx" refuses an
       // existing file, and a clash is retried), and loading Web Crypto cost every save up to 1 ms.
       temp = join(
@@ -611,7 +619,7 @@ async function replaceFile(
       guard()
       try {
         // A new file gets 0666 less the umask, like any new file; a replacement, the old file's mode (below).
-        handle = await fsp.open(temp, 'wx', existing === undefined ? 0o666 : 0o600)
+        fd = openSync(temp, 'wx', existing === undefined ? 0o666 : 0o600)
       } catch (error) {
         // not ours to remove
         unfinished.delete(temp)
@@ -620,14 +628,20 @@ async function replaceFile(
       }
     }
     try {
-      await write(handle)
+      await write(fd)
       if (existing !== undefined) {
-        await handle.chmod(existing.mode & 0o7777)
-        if (process.getuid?.() === 0) await handle.chown(existing.uid, existing.gid).catch(() => undefined)
+        fchmodSync(fd, existing.mode & 0o7777)
+        if (process.getuid?.() === 0) {
+          try {
+            fchownSync(fd, existing.uid, existing.gid)
+          } catch {
+            // (best effort, as root)
+          }
+        }
       }
-      await handle.sync()
+      await fsyncAsync(fd)
     } finally {
-      await handle.close()
+      closeSync(fd)
     }
     options.beforeRename?.()
     // Synchronous, so a signal is handled before or after it, never while it is under way.
@@ -638,7 +652,11 @@ async function replaceFile(
   } catch (error) {
     if (temp !== '') {
       unfinished.delete(temp)
-      await fsp.unlink(temp).catch(() => undefined)
+      try {
+        unlinkSync(temp)
+      } catch {
+        // gone already
+      }
     }
     throw error
   } finally {
@@ -662,31 +680,32 @@ export function savedSnapshots(): readonly string[] {
  */
 export async function writeOutputFile(target: string, chunks: Iterable<Uint8Array>, options: {device: boolean; label: string; beforeRename?: () => void}): Promise<void> {
   if (options.device) {
+    // (a device's open may wait: asynchronous, so that a signal is still answered)
     const handle = await fsp.open(target, constants.O_WRONLY | constants.O_NOCTTY)
     try {
-      for (const chunk of chunks) await writeAll(handle, [chunk])
+      for (const chunk of chunks) await writeAll(handle.fd, [chunk])
     } finally {
       await handle.close()
     }
     return
   }
-  const existing = await fsp.stat(target).catch(() => undefined)
+  const existing = statIfAny(target)
   await replaceFile(
     target,
     existing,
-    async (handle) => {
-      for (const chunk of chunks) await writeAll(handle, [chunk])
+    async (fd) => {
+      for (const chunk of chunks) await writeAll(fd, [chunk])
     },
     {label: options.label, beforeRename: options.beforeRename},
   )
 }
 
 /** Writes the buffers in order with vectored writes (at `position` if given, else at the file's offset), going on after a short write. */
-async function writeAll(handle: FileHandle, buffers: Uint8Array[], position?: number): Promise<void> {
+async function writeAll(fd: number, buffers: Uint8Array[], position?: number): Promise<void> {
   let pending = buffers.filter((b) => b.length > 0)
   let at = position
   while (pending.length > 0) {
-    let written = (await handle.writev(pending, at)).bytesWritten
+    let written = await writevAsync(fd, pending, at)
     if (at !== undefined) at += written
     while (pending.length > 0 && written >= pending[0]!.length) {
       written -= pending[0]!.length
@@ -710,21 +729,55 @@ async function readAt(handle: FileHandle, position: number, length: number, name
 /** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
 async function syncDirectory(dir: string): Promise<void> {
   try {
-    const handle = await fsp.open(dir, constants.O_RDONLY)
+    const fd = openSync(dir, constants.O_RDONLY)
     try {
-      await handle.sync()
+      await fsyncAsync(fd)
     } finally {
-      await handle.close()
+      closeSync(fd)
     }
   } catch {
     // best effort
   }
 }
 
-async function removeStaleTemps(dir: string, base: string): Promise<void> {
+function removeStaleTemps(dir: string, base: string): void {
   const pattern = tempFilePattern(base)
-  const names = await fsp.readdir(dir).catch(() => [] as string[])
-  for (const name of names.filter((n) => pattern.test(n))) await fsp.unlink(join(dir, name)).catch(() => undefined)
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return
+  }
+  for (const name of names.filter((n) => pattern.test(n))) {
+    try {
+      unlinkSync(join(dir, name))
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/*
+ * A save's file operations: the ones that wait for the disk (writes, fsync) asynchronously, so that a
+ * signal is answered while a large snapshot is written; the others (open, stat, chmod, close, a
+ * directory listing) synchronously, as they take microseconds. Through fs's callbacks rather than
+ * fs/promises, which a save would load for them (2-3 ms of every command that changes a snapshot).
+ */
+function writevAsync(fd: number, buffers: Uint8Array[], position: number | undefined): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, buffers, position ?? null, (error, written) => (error ? reject(error) : resolve(written))))
+}
+
+function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
+}
+
+/** `path`'s stat, or undefined if there is none (or it cannot be read: the operation that needs it says why). */
+function statIfAny(path: string): Stats | undefined {
+  try {
+    return statSync(path)
+  } catch {
+    return undefined
+  }
 }
 
 /*
@@ -892,7 +945,7 @@ async function acquire(file: string, name: string, creating: boolean): Promise<H
   let delay = 5
   for (;;) {
     try {
-      await fsp.mkdir(lockPath)
+      mkdirSync(lockPath)
     } catch (error) {
       if (!isCode(error, 'EEXIST')) throw lockError(error, name, lockPath, creating)
       if (isRegularFile(lockPath)) throw lockFileError(name, lockPath)
