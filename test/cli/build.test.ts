@@ -1,10 +1,10 @@
 /** The bundled build (scripts/build.mjs): every command file is found, and the bundle is what runs. */
-import {execFile} from 'node:child_process'
+import {execFile, spawnSync} from 'node:child_process'
 import {readFile, readdir, stat, writeFile} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
-import {hvmem, scratch} from './run.js'
+import {BIN, hvmem, hvmemEnv, scratch} from './run.js'
 
 const root = new URL('../../', import.meta.url)
 
@@ -67,6 +67,28 @@ describe('the build', () => {
       expect((await hvmem(dir, ['heap', 'init', '-s', snap])).code).toBe(0)
       const r = await hvmem(dir, ['alloc', 'page', '-s', snap], {HVMEM_DEBUG_CODE_CACHE: '1'})
       expect(r).toEqual({code: 0, stdout: '0x41000000\n', stderr: 'hvmem: code cache used\n'})
+    } finally {
+      await cleanup()
+    }
+  })
+
+  // chalk's supports-color in the bundle asks whether stdout is a terminal without Node's tty module
+  // unless it is a character device (scripts/build.mjs, DEPENDENCY_PATCHES): a terminal (script(1)
+  // gives the command one) still gets colour, and a pipe from the same terminal does not
+  it.each([
+    ['a terminal', true, ''],
+    ['a pipe', false, ' | cat'],
+  ])('heap status on %s (from a terminal): coloured %s', async (_, coloured, pipe) => {
+    const {dir, snap, cleanup} = await scratch()
+    try {
+      expect((await hvmem(dir, ['heap', 'init', '-s', snap])).code).toBe(0)
+      const env = hvmemEnv({TERM: 'xterm'})
+      delete env.NO_COLOR
+      const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} heap status -s ${JSON.stringify(snap)}${pipe}`
+      const r = spawnSync('script', ['-qec', command, '/dev/null'], {cwd: dir, env, encoding: 'utf8'})
+      expect(r.status).toBe(0)
+      expect(r.stdout).toContain('0x41000000')
+      expect(r.stdout.includes('\u001b[')).toBe(coloured)
     } finally {
       await cleanup()
     }
