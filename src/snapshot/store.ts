@@ -36,10 +36,11 @@ import {
   fchownSync,
   fstatSync,
   fsync,
+  ftruncateSync,
   lstatSync,
   mkdirSync,
+  open,
   openSync,
-  promises as fsp,
   readFileSync,
   readSync,
   readdirSync,
@@ -55,7 +56,6 @@ import {
   writeSync,
   writev,
 } from 'node:fs'
-import type {FileHandle} from 'node:fs/promises'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {crc32} from 'node:zlib'
@@ -212,38 +212,38 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
   const record = encodeRecord(opened.machine, pages)
   if (baseBytes(record.pages, opened.machine.registers.length) < journalThreshold()) return false
   if (journal.records + 1 > MAX_JOURNAL_RECORDS || journal.recordBytes + record.length > journal.baseBytes * MAX_JOURNAL_FRACTION) return false
-  let handle: FileHandle
+  let fd: number
   try {
-    handle = await fsp.open(file, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
+    fd = openSync(file, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK)
   } catch (error) {
     throw fsError(error, name)
   }
   try {
-    const info = await handle.stat()
+    const info = fstatSync(fd)
     // (another link shares the inode: a save replaces the file, as it always has, and so warns)
     if (!info.isFile() || info.nlink !== 1) return false
     if (info.size !== opened.size) throw new HvmemError('io', `${name} changed size while this command ran (another program writing it?); nothing was saved`)
     // An append that fails (a full disk) puts the file back as it was, byte for byte: the records'
     // end, and an unfinished append that it cut away.
-    const tail = info.size > journal.end ? await readAt(handle, journal.end, info.size - journal.end, name) : undefined
+    const tail = info.size > journal.end ? readAt(fd, journal.end, info.size - journal.end, name) : undefined
     try {
       if (tail !== undefined) {
-        await handle.truncate(journal.end)
-        await handle.sync()
+        ftruncateSync(fd, journal.end)
+        await fsyncAsync(fd)
       }
       const [first, ...rest] = record.parts
-      await writeAll(handle.fd, [first!.subarray(8), ...rest], journal.end + 8)
-      await handle.sync()
+      await writeAll(fd, [first!.subarray(8), ...rest], journal.end + 8)
+      await fsyncAsync(fd)
       // Synchronous, so a signal is handled before or after it, never while it is under way.
-      writeSync(handle.fd, first!.subarray(0, 8), 0, 8, journal.end)
+      writeSync(fd, first!.subarray(0, 8), 0, 8, journal.end)
       held.saved = true
-      await handle.sync()
+      await fsyncAsync(fd)
     } catch (error) {
       held.saved = false
       try {
-        await handle.truncate(journal.end)
-        if (tail !== undefined) await writeAll(handle.fd, [tail], journal.end)
-        await handle.sync()
+        ftruncateSync(fd, journal.end)
+        if (tail !== undefined) await writeAll(fd, [tail], journal.end)
+        await fsyncAsync(fd)
       } catch {
         // (what is left past the records' end is an unfinished append, which loads ignore)
       }
@@ -252,7 +252,7 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
   } catch (error) {
     throw fsError(error, name)
   } finally {
-    await handle.close()
+    closeSync(fd)
   }
   saved.push(name)
   return true
@@ -448,7 +448,7 @@ async function openDecoded(path: string, name: string, mode: DecodeMode, lazyJou
   checkRegular(path, name, false)
   let fd: number
   try {
-    // A plain descriptor, not a FileHandle: it outlives this function when pages are read on demand (see openFiles).
+    // It outlives this function when pages are read on demand (see openFiles).
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
   } catch (error) {
     throw fsError(error, name)
@@ -681,11 +681,11 @@ export function savedSnapshots(): readonly string[] {
 export async function writeOutputFile(target: string, chunks: Iterable<Uint8Array>, options: {device: boolean; label: string; beforeRename?: () => void}): Promise<void> {
   if (options.device) {
     // (a device's open may wait: asynchronous, so that a signal is still answered)
-    const handle = await fsp.open(target, constants.O_WRONLY | constants.O_NOCTTY)
+    const fd = await openAsync(target, constants.O_WRONLY | constants.O_NOCTTY)
     try {
-      for (const chunk of chunks) await writeAll(handle.fd, [chunk])
+      for (const chunk of chunks) await writeAll(fd, [chunk])
     } finally {
-      await handle.close()
+      closeSync(fd)
     }
     return
   }
@@ -716,10 +716,10 @@ async function writeAll(fd: number, buffers: Uint8Array[], position?: number): P
 }
 
 /** `length` bytes of the snapshot `name` from `position`. */
-async function readAt(handle: FileHandle, position: number, length: number, name: string): Promise<Buffer> {
+function readAt(fd: number, position: number, length: number, name: string): Buffer {
   const out = Buffer.alloc(length)
   for (let done = 0; done < length;) {
-    const {bytesRead} = await handle.read(out, done, length - done, position + done)
+    const bytesRead = readSync(fd, out, done, length - done, position + done)
     if (bytesRead === 0) throw new HvmemError('io', `${name} ended at byte ${position + done} while being read, not at ${position + length} (changed by another program?); nothing was saved`)
     done += bytesRead
   }
@@ -758,13 +758,18 @@ function removeStaleTemps(dir: string, base: string): void {
 }
 
 /*
- * A save's file operations: the ones that wait for the disk (writes, fsync) asynchronously, so that a
- * signal is answered while a large snapshot is written; the others (open, stat, chmod, close, a
- * directory listing) synchronously, as they take microseconds. Through fs's callbacks rather than
- * fs/promises, which a save would load for them (2-3 ms of every command that changes a snapshot).
+ * The file operations of a save, an append and an export: the ones that wait for the disk (writes,
+ * fsync; a device's open) asynchronously, so that a signal is answered while a large snapshot is
+ * written; the others (a regular file's open, stat, chmod, truncate, close, a directory listing)
+ * synchronously, as they take microseconds. Through fs's callbacks rather than fs/promises, which they
+ * would load (2-3 ms of every command that changes a snapshot).
  */
 function writevAsync(fd: number, buffers: Uint8Array[], position: number | undefined): Promise<number> {
   return new Promise((resolve, reject) => writev(fd, buffers, position ?? null, (error, written) => (error ? reject(error) : resolve(written))))
+}
+
+function openAsync(path: string, flags: number): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, (error, fd) => (error ? reject(error) : resolve(fd))))
 }
 
 function fsyncAsync(fd: number): Promise<void> {
