@@ -652,11 +652,7 @@ async function replaceFile(
   } catch (error) {
     if (temp !== '') {
       unfinished.delete(temp)
-      try {
-        unlinkSync(temp)
-      } catch {
-        // gone already
-      }
+      removeIfThere(temp)
     }
     throw error
   } finally {
@@ -748,12 +744,15 @@ function removeStaleTemps(dir: string, base: string): void {
   } catch {
     return
   }
-  for (const name of names.filter((n) => pattern.test(n))) {
-    try {
-      unlinkSync(join(dir, name))
-    } catch {
-      // gone already
-    }
+  for (const name of names.filter((n) => pattern.test(n))) removeIfThere(join(dir, name))
+}
+
+/** Removes the file `path` if it can: one already gone, or that cannot be removed, is left as it is. */
+function removeIfThere(path: string): void {
+  try {
+    unlinkSync(path)
+  } catch {
+    // gone already, or not ours to remove
   }
 }
 
@@ -1052,13 +1051,7 @@ function guard(): void {
 
 /** Removes the temp files being written and the temp directories kept, and releases the locks held (synchronously: on exit too). */
 function cleanUp(): void {
-  for (const temp of unfinished.keys()) {
-    try {
-      unlinkSync(temp)
-    } catch {
-      // not there
-    }
-  }
+  for (const temp of unfinished.keys()) removeIfThere(temp)
   unfinished.clear()
   for (const dir of tempDirectories) {
     try {
