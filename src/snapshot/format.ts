@@ -225,11 +225,18 @@ export function encodeHeader(state: MachineState, n: number, registerCount: numb
   return head
 }
 
+/** The header-and-index CRC: the header up to the CRC's own bytes, then the index, then the registers (a load computes it chunk by chunk, with headerCrc and crcAfter). */
 function metaCrc(header: Uint8Array, index: Uint8Array, registers?: Uint8Array): number {
-  const headerCrc = crc32(header.subarray(0, META_CRC_OFFSET))
-  // (zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value: skip it)
-  const indexCrc = index.length === 0 ? headerCrc : crc32(index, headerCrc)
-  return registers === undefined || registers.length === 0 ? indexCrc : crc32(registers, indexCrc)
+  return crcAfter(crcAfter(headerCrc(header), index), registers)
+}
+
+function headerCrc(header: Uint8Array): number {
+  return crc32(header.subarray(0, META_CRC_OFFSET))
+}
+
+/** `crc` continued over `bytes` (none or empty: `crc` as it is, for zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value). */
+function crcAfter(crc: number, bytes: Uint8Array | undefined): number {
+  return bytes === undefined || bytes.length === 0 ? crc : crc32(bytes, crc)
 }
 
 /** Version 4's register records: name (16 bytes ASCII, NUL-padded), value (8). */
@@ -323,7 +330,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
   // where the checks of the header allow (after its checksum is known to be right).
   const frames = new Float64Array(baseCount)
   const crcs = new Uint32Array(baseCount)
-  let actualCrc = crc32(header.subarray(0, META_CRC_OFFSET))
+  let actualCrc = headerCrc(header)
   let indexProblem: string | undefined
   const chunk = new Uint8Array(Math.min(baseCount, INDEX_CHUNK_ENTRIES) * INDEX_ENTRY_BYTES)
   let previousHi = -1
@@ -337,7 +344,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       bytes = chunk.subarray(0, n * INDEX_ENTRY_BYTES)
       source.readInto(at, bytes)
     }
-    actualCrc = crc32(bytes, actualCrc)
+    actualCrc = crcAfter(actualCrc, bytes)
     const words = indexWords(view(bytes))
     for (let k = 0; k < n; k++) {
       const lo = words[4 * k]!
@@ -351,8 +358,7 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       crcs[first + k] = words[4 * k + 2]!
     }
   }
-  // (zlib.crc32 of an empty view over an empty ArrayBuffer ignores the running value: skipped)
-  if (registerRecords.length > 0) actualCrc = crc32(registerRecords, actualCrc)
+  actualCrc = crcAfter(actualCrc, registerRecords)
   if (storedCrc !== actualCrc) bad(`header or page index checksum mismatch (stored ${hex(BigInt(storedCrc), 8)}, computed ${hex(BigInt(actualCrc), 8)}): the file is damaged`)
   if (!header.subarray(version >= 4 ? 96 : version >= 3 ? 94 : 92, META_CRC_OFFSET).every((b) => b === 0)) bad('reserved header bytes are not zero')
   let state = headerState(header, bad, header.readUInt32LE(88), version >= 3)
