@@ -43,10 +43,9 @@ interface Template {
   fields: number[]
   maxBytes: number
   last: Uint8Array | undefined
-  /** in `last`, each field's value as 32-bit halves, how many digits it has and where they end */
+  /** in `last`, each field's value as 32-bit halves and where its digits end */
   highs: Uint32Array
   lows: Uint32Array
-  lengths: Uint8Array
   ends: Int32Array
 }
 
@@ -247,9 +246,9 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
  * written) where they differ, or undefined if a field takes more or fewer digits than there.
  */
 function patched(t: Template): Uint8Array | undefined {
-  const {fields, last, highs, lows, lengths, ends} = t
+  const {fields, last, highs, lows, ends} = t
   if (last === undefined) return undefined
-  for (let i = 0; i < fields.length; i++) if (fieldDigits(fields[i]!, HIGHS[i]!, LOWS[i]!) !== lengths[i]) return undefined
+  for (let i = 0; i < fields.length; i++) if (fieldDigits(fields[i]!, HIGHS[i]!, LOWS[i]!) !== fieldDigits(fields[i]!, highs[i]!, lows[i]!)) return undefined
   for (let i = 0; i < fields.length; i++) {
     const high = HIGHS[i]!
     const low = LOWS[i]!
@@ -266,7 +265,7 @@ function patched(t: Template): Uint8Array | undefined {
 
 /** Writes `separator` and the entry in HIGHS and LOWS from `t` at `at` in `out`; returns the end. Keeps it as `t.last`. */
 function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array): number {
-  const {fields, literals, highs, lows, lengths, ends} = t
+  const {fields, literals, highs, lows, ends} = t
   out.set(separator, at)
   at += separator.length
   const start = at
@@ -288,7 +287,6 @@ function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array)
     }
     highs[i] = high
     lows[i] = low
-    lengths[i] = fieldDigits(fields[i]!, high, low)
     out.set(literals[i + 1]!, at)
     at += literals[i + 1]!.length
   }
@@ -319,7 +317,6 @@ function makeTemplate(decoded: Decoded, level: number, index: number, table: num
     last: undefined,
     highs: new Uint32Array(n),
     lows: new Uint32Array(n),
-    lengths: new Uint8Array(n),
     ends: new Int32Array(n),
   }
 }
