@@ -121,10 +121,11 @@ export function commandConfig(root: string, pjson: Interfaces.PJSON, commands: R
  * is not one of the configuration's commands.
  */
 export function splitCommand(argv: readonly string[], config: Pick<CommandConfig, 'commandIDs' | 'findCommand'>): {id: string; argv: string[]} | undefined {
-  const named = (id: string): {id: string; argv: string[]} | undefined => (config.findCommand(id) === undefined ? undefined : {id, argv: argv.slice(id.split(':').length)})
+  // the command `id`, named by the first `words` words, if the configuration has it
+  const named = (id: string, words: number): {id: string; argv: string[]} | undefined => (config.findCommand(id) === undefined ? undefined : {id, argv: argv.slice(words)})
   if (argv.length === 0) return undefined
   // one word, or a first word written with colons ("heap:status"): the id is that word
-  if (argv.length === 1 || argv[0]!.includes(':')) return config.findCommand(argv[0]!) === undefined ? undefined : {id: argv[0]!, argv: argv.slice(1)}
+  if (argv.length === 1 || argv[0]!.includes(':')) return named(argv[0]!, 1)
   const usable = new Set(config.commandIDs.flatMap((id) => id.split(':').map((_, i, parts) => parts.slice(0, i + 1).join(':'))))
   const words: string[] = []
   const joined = (word?: string): string => (word ? [...words, word] : words).filter(Boolean).join(':')
@@ -138,7 +139,7 @@ export function splitCommand(argv: readonly string[], config: Pick<CommandConfig
     else words.push(word)
   }
   const id = joined()
-  return id === '' ? undefined : named(id)
+  return id === '' ? undefined : named(id, id.split(':').length)
 }
 
 /** Runs `command` (its id `id`) on `argv` as oclif would, with `config` (commandConfig). */
