@@ -7,7 +7,11 @@
  * Arithmetic is on JS numbers, exact: inputs lie below 2^48, table and output addresses in bits
  * 47:12, and descriptors are read as two 32-bit halves (`lo`, bits 31:0, and `hi`, bits 63:32), so
  * a walk makes no bigint and no object per entry. Tables are granule-sized and stored in 4 KiB
- * memory pages: entry i of a table is in its page i >> 9.
+ * memory pages: entry i of a table is in its page i >> 9, at i & 511 there.
+ *
+ * Code run per entry writes 511 (PAGE_ENTRIES - 1) as a literal: a module constant is a load from
+ * the module's context on every use, of a type the JIT does not know (a number it must check, and
+ * arithmetic on it that may overflow into a double).
  */
 import {ADDRESS_MASK, type Decoded, type DescriptorKind, type Regime, kindOfLow} from './descriptor.js'
 import {FINAL_LEVEL, FIRST_LEVEL, type Geometry, MEMORY_PAGE} from './geometry.js'
@@ -136,7 +140,7 @@ export class TableWalker {
 
   /** For a ScanSink's leafPage(): makes entry `i` of the current table, in `words` (its page's), the current entry. */
   at(i: number, words: Uint32Array): void {
-    const k = (i & (PAGE_ENTRIES - 1)) * 2
+    const k = (i & 511) * 2
     this.index = i
     this.addr = this.tableBase + i * this.size
     this.lo = words[k]!
@@ -196,7 +200,7 @@ export class TableWalker {
   }
 
   private get offset(): number {
-    return (this.index & (PAGE_ENTRIES - 1)) * 8
+    return (this.index & 511) * 8
   }
 
   /** Replaces the current entry (an edit walk: the access must be writable). */
@@ -291,7 +295,7 @@ export class TableWalker {
           continue
         }
       }
-      const offset = (i & (PAGE_ENTRIES - 1)) * 8
+      const offset = (i & 511) * 8
       const lo = view === undefined ? 0 : view.getUint32(offset, true)
       if ((lo & 1) === 0 && this.validOnly) continue
       this.level = level
@@ -392,7 +396,7 @@ export class TableWalker {
         continue
       }
       for (; i <= pageLast; i++) {
-        const at = (i & (PAGE_ENTRIES - 1)) * 2
+        const at = (i & 511) * 2
         const lo = words[at]!
         if ((lo & 1) === 0) continue
         this.index = i
@@ -567,10 +571,11 @@ class VisitSink implements ScanSink {
   }
 
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    const visit = this.visit
     for (let i = first; i <= last; i++) {
-      if ((words[(i & (PAGE_ENTRIES - 1)) * 2]! & 1) === 0) continue
+      if ((words[(i & 511) * 2]! & 1) === 0) continue
       w.at(i, words)
-      this.visit(w, undefined)
+      visit(w, undefined)
       if (w.halting) return
     }
   }
@@ -778,16 +783,19 @@ class WalkTablesSink implements ScanSink {
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
     if (this.pending) this.flush()
     const c = this.c
+    const visit = this.visit
     w.at(first, words)
     c.copy(w)
-    for (let i = first; i <= last; i++) {
-      const k = (i & (PAGE_ENTRIES - 1)) * 2
+    // one induction variable, the word's index k (the entry's index is the page's first plus k / 2),
+    // bounded by literals: with PAGE_ENTRIES the bound may be a double, and so k (10% slower)
+    const pageFirst = first & ~511
+    for (let k = (first & 511) * 2, end = (last & 511) * 2; k <= end; k += 2) {
       const lo = words[k]!
       if ((lo & 1) === 0) continue
-      c.index = i
+      c.index = pageFirst + (k >> 1)
       c.lo = lo
       c.hi = words[k + 1]!
-      this.visit(c)
+      visit(c)
     }
   }
 
@@ -911,7 +919,7 @@ export class RangeMerger implements ScanSink {
     const step = size | 0 // the same as an int32 (a page: at most 64 KiB), for the words' arithmetic
     let run = 0
     for (let i = first; i <= last; i++) {
-      const k = (i & (PAGE_ENTRIES - 1)) * 2
+      const k = (i & 511) * 2
       // the words as int32 (| 0), so that the run's comparisons below are small-integer ones
       const lo = words[k]! | 0
       if ((lo & 1) === 0) continue
@@ -924,7 +932,7 @@ export class RangeMerger implements ScanSink {
       let j = i + 1
       let next = (lo + step) | 0
       while (j <= limit) {
-        const kj = (j & (PAGE_ENTRIES - 1)) * 2
+        const kj = (j & 511) * 2
         if ((words[kj]! | 0) !== next || (words[kj + 1]! | 0) !== hi) break
         j++
         next = (next + step) | 0
