@@ -43,9 +43,9 @@ interface Template {
   fields: number[]
   maxBytes: number
   last: Uint8Array | undefined
-  /** in `last`, each field's value as 32-bit halves and where its digits end */
-  highs: Uint32Array
-  lows: Uint32Array
+  /** in `last`, each field's value as 32-bit halves (as int32: see HIGHS) and where its digits end */
+  highs: Int32Array
+  lows: Int32Array
   ends: Int32Array
 }
 
@@ -56,7 +56,7 @@ const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
 const FIRST_SEPARATOR = Buffer.from('\n    ')
 const SEPARATOR = Buffer.from(',\n    ')
 
-/** How many hex digits a 32-bit `v` has (1 for 0). */
+/** How many hex digits a 32-bit `v` has (1 for 0; 8 for a negative int32, the halves' form here). */
 const hexDigits = (v: number): number => Math.max(1, (35 - Math.clz32(v)) >> 2)
 
 /** Writes the hex digits of a 32-bit `v` (at least `width` of them, zero-padded) at `at`; returns the end. */
@@ -79,15 +79,23 @@ function patchDecimal(out: Uint8Array, end: number, to: number, from: number): v
   for (let at = end - 1; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) out[at] = ZERO + (to % 10)
 }
 
-/** How many digits a field's value (as 32-bit halves) takes: decimal for an index, else hex. */
+/**
+ * How many digits a field's value (as 32-bit halves) takes: decimal for an index, else hex. One call
+ * of hexDigits whichever half counts: a call first made once the JIT has compiled this (at the first
+ * address past 4 GiB) would throw the compiled code away.
+ */
 function fieldDigits(field: number, high: number, low: number): number {
   if (field === INDEX) return low < 10 ? 1 : low < 100 ? 2 : low < 1000 ? 3 : String(low).length
-  return high === 0 ? hexDigits(low) : 8 + hexDigits(high)
+  return (high === 0 ? 0 : 8) + hexDigits(high === 0 ? low : high)
 }
 
-/** The fields of the entry being written, as 32-bit halves. */
-const HIGHS = new Uint32Array(FIELD_NAMES.length)
-const LOWS = new Uint32Array(FIELD_NAMES.length)
+/**
+ * The fields of the entry being written, as 32-bit halves, kept as int32 (the bits are what counts):
+ * always small integers to the JIT, where a half of 2^31 or more read from a Uint32Array is a double
+ * that throws away code compiled for the smaller ones seen first.
+ */
+const HIGHS = new Int32Array(FIELD_NAMES.length)
+const LOWS = new Int32Array(FIELD_NAMES.length)
 
 /** The decimal digits of 0..511 (table indexes), ready to copy. */
 const DECIMALS = Array.from({length: 512}, (_, i) => Buffer.from(String(i)))
@@ -315,8 +323,8 @@ function makeTemplate(decoded: Decoded, level: number, index: number, table: num
     fields,
     maxBytes: SEPARATOR.length + literals.reduce((sum, l) => sum + l.length, 0) + 20 * n,
     last: undefined,
-    highs: new Uint32Array(n),
-    lows: new Uint32Array(n),
+    highs: new Int32Array(n),
+    lows: new Int32Array(n),
     ends: new Int32Array(n),
   }
 }

@@ -59,6 +59,18 @@ describe('dump tables --json, written as produced', () => {
     expect(text).toBe(reference(machine, mapper))
   })
 
+  // Entries of one kind are written by patching the last one's digits: here halves of 2^31 and more
+  // (bit 63 set; outputs from below 512 GiB to above it: the low half goes from 2^31 and more to less).
+  it('is the same for a table of pages whose descriptor halves reach 2^31 and cross 2^32 boundaries', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n, 0x20_0000n, 'normal', {granularity: 'page'})
+    const table = walkEntries(machine.memory, mapper.regime, mapper.root, mapper.geometry).find((e) => e.level === 3)!.table
+    for (let i = 0n; i < 512n; i++) machine.memory.writeU64(table + 8n * i, (1n << 63n) | ((0x7_ffff_00n + i) << 12n) | 0x7ffn)
+    const text = streamed(machine, mapper)
+    expect(text).toContain('"descriptor": "0x80000080000007ff"')
+    expect(text).toBe(reference(machine, mapper))
+  })
+
   it('is the same for a mapper with no entries, and for 1 GiB of pages', () => {
     const empty = mappedMachine()
     expect(streamed(empty.machine, empty.mapper)).toBe(reference(empty.machine, empty.mapper))
