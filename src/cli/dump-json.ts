@@ -9,7 +9,7 @@
  * vary (index, addresses, descriptor), and later entries of that kind fill the markers in. So the
  * text is JSON.stringify's by construction. Most entries are not even filled in: an entry whose fields
  * take as many digits as those of the last entry of its kind is that entry's text with the digits that
- * differ written again (a few, from the end: neighbours differ in their low digits), copied out whole.
+ * differ written again (a digit or two a field: neighbours differ in a few low digits), copied out whole.
  */
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
@@ -68,10 +68,14 @@ function putDigits(out: Uint8Array, at: number, v: number, width: number): numbe
 
 /**
  * Rewrites, in hex digits that end at `end`, the digits of the 32-bit `from` that differ in `to`
- * (both written with as many digits): from the last digit until the rest agrees.
+ * (both written with as many digits): the lowest to the highest nibble that differs, and no other
+ * (neighbours' addresses differ in one or two digits, above several that agree).
  */
 function patchHex(out: Uint8Array, end: number, to: number, from: number): void {
-  for (let at = end - 1; to !== from; at--, to >>>= 4, from >>>= 4) out[at] = HEX_DIGITS[to & 15]!
+  const diff = to ^ from
+  if (diff === 0) return
+  const last = (31 - Math.clz32(diff)) >> 2
+  for (let n = (31 - Math.clz32(diff & -diff)) >> 2; n <= last; n++) out[end - 1 - n] = HEX_DIGITS[(to >>> (4 * n)) & 15]!
 }
 
 /** The same in decimal (table indexes). */
@@ -79,15 +83,11 @@ function patchDecimal(out: Uint8Array, end: number, to: number, from: number): v
   for (let at = end - 1; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) out[at] = ZERO + (to % 10)
 }
 
-/**
- * How many digits a field's value (as 32-bit halves) takes: decimal for an index, else hex. One call
- * of hexDigits whichever half counts: a call first made once the JIT has compiled this (at the first
- * address past 4 GiB) would throw the compiled code away.
- */
-function fieldDigits(field: number, high: number, low: number): number {
-  if (field === INDEX) return low < 10 ? 1 : low < 100 ? 2 : low < 1000 ? 3 : String(low).length
-  return (high === 0 ? 0 : 8) + hexDigits(high === 0 ? low : high)
-}
+/** How many decimal digits a table index takes. */
+const decimalDigits = (n: number): number => (n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : String(n).length)
+
+/** A number that two 32-bit values share if and only if they take as many hex digits (0 as 1 to 15). */
+const hexWidth = (v: number): number => Math.clz32(v | 1) >> 2
 
 /**
  * The fields of the entry being written, as 32-bit halves, kept as int32 (the bits are what counts):
@@ -251,19 +251,32 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
 
 /**
  * The last entry written from `t` with the digits of the fields in HIGHS and LOWS (the entry being
- * written) where they differ, or undefined if a field takes more or fewer digits than there.
+ * written) where they differ, or undefined if a field takes more or fewer digits than there (the
+ * fields before it may have been patched already: render() then writes `t.last` and its values anew).
  */
 function patched(t: Template): Uint8Array | undefined {
   const {fields, last, highs, lows, ends} = t
   if (last === undefined) return undefined
-  for (let i = 0; i < fields.length; i++) if (fieldDigits(fields[i]!, HIGHS[i]!, LOWS[i]!) !== fieldDigits(fields[i]!, highs[i]!, lows[i]!)) return undefined
   for (let i = 0; i < fields.length; i++) {
     const high = HIGHS[i]!
     const low = LOWS[i]!
-    if (fields[i] === INDEX) patchDecimal(last, ends[i]!, low, lows[i]!)
-    else {
-      patchHex(last, ends[i]!, low, lows[i]!)
-      if (high !== highs[i]) patchHex(last, ends[i]! - 8, high, highs[i]!)
+    const oldHigh = highs[i]!
+    const oldLow = lows[i]!
+    if (fields[i] === INDEX) {
+      if (decimalDigits(low) !== decimalDigits(oldLow)) return undefined
+      patchDecimal(last, ends[i]!, low, oldLow)
+    } else {
+      // As many digits: both high halves zero and the low ones as wide, or both non-zero and as wide
+      // (the low half then takes 8). Every comparison is made every time, so the compiled code has
+      // seen them all before the first address past 4 GiB (a call or comparison first made then,
+      // with no type feedback, would discard it: --trace-deopt).
+      const highsAlike = hexWidth(high) === hexWidth(oldHigh)
+      const lowsAlike = hexWidth(low) === hexWidth(oldLow)
+      const highZero = high === 0
+      const oldHighZero = oldHigh === 0
+      if (highZero ? !oldHighZero || !lowsAlike : oldHighZero || !highsAlike) return undefined
+      patchHex(last, ends[i]!, low, oldLow)
+      if (high !== oldHigh) patchHex(last, ends[i]! - 8, high, oldHigh)
     }
     highs[i] = high
     lows[i] = low

@@ -431,9 +431,10 @@ export class TableWalker {
       sink.entry(this, 'outside-ram')
       return
     }
+    // (a table not seen yet counts as reached through `by`: one comparison, made every time, so the
+    // compiled code has seen it before a walk first reaches a table again, which would discard it)
     const by = this.table + this.index * 8
-    const before = this.seen.get(next)
-    if (before !== undefined && before !== by) {
+    if ((this.seen.get(next) ?? by) !== by) {
       sink.entry(this, 'aliased')
       return
     }
@@ -452,8 +453,7 @@ export class TableWalker {
     if (this.once) {
       // the descriptor's own address: reaching the table through it again is going on (a scan in parts), not an alias
       const by = this.table + this.index * 8
-      const before = this.seen.get(next)
-      if (before !== undefined && before !== by) {
+      if ((this.seen.get(next) ?? by) !== by) {
         visitor.unfollowed?.(this, 'aliased')
         return
       }
