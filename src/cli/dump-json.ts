@@ -14,7 +14,7 @@
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
 import type {PhysicalMemory} from '../core/memory.js'
-import {RangeMerger, ScanCursor, type TableWalker, type Unfollowed, peekingAccess, type WalkEntry, describeUnfollowed} from '../core/walker.js'
+import {RangeMerger, ScanCursor, type TableWalker, type Unfollowed, peekingAccess, rawOf, type WalkEntry, describeUnfollowed} from '../core/walker.js'
 import type {DotOptions} from './dot.js'
 import {type MapperJson, entryJson, mapperJson, rangeJson} from './json.js'
 import {OutputSink, drive} from './sink.js'
@@ -200,7 +200,9 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     ranges.add(w)
     if ((lo & 3) === 3 && level < 3) {
       // a table entry (one in 512 or more) is rendered whole once the walk has said whether it follows it
-      held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(w.raw, level, geometry)}
+      // (rawOf of the halves at hand rather than w.raw: a getter reached once in 513 entries may have
+      // no type feedback when this is compiled, and reaching it then discards the compiled code)
+      held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(rawOf(lo, hi), level, geometry)}
       return
     }
     // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number

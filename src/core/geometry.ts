@@ -91,6 +91,8 @@ export class Geometry {
   private readonly shifts: number[] = []
   private readonly bytes: number[] = []
   private readonly sizes: bigint[] = []
+  /** entriesAt by level: a lookup the same for every level (see entriesAt) */
+  private readonly tableEntries: number[] = []
 
   constructor(
     readonly stage: 1 | 2,
@@ -112,6 +114,7 @@ export class Geometry {
     }
     const rootBits = inputBits - this.shift(startLevel)
     this.rootEntries = 2 ** rootBits
+    for (let level = FIRST_LEVEL; level <= FINAL_LEVEL; level++) this.tableEntries.push(level === startLevel ? this.rootEntries : this.entries)
     this.rootTables = Math.max(1, 2 ** (rootBits - this.stride))
     this.addressMask = ((1n << BigInt(ds ? 50 : MAX_PA_BITS)) - 1n) & ~(BigInt(granule) - 1n)
     this.addressMaskLo = Number(this.addressMask & 0xffff_ffffn)
@@ -162,9 +165,13 @@ export class Geometry {
     return this.tableAddress(descriptor) & ~(this.entrySize(level) - 1n)
   }
 
-  /** Entries of the table at `level`. */
+  /**
+   * Entries of the table at `level`. Looked up by level rather than chosen by a comparison: a walk's
+   * loop compiled while it walked tables below the root would have no type feedback for the root's
+   * side, and the next walk's root would discard the compiled code (--trace-deopt).
+   */
   entriesAt(level: number): number {
-    return level === this.startLevel ? this.rootEntries : this.entries
+    return this.tableEntries[level - FIRST_LEVEL]!
   }
 
   /** Bytes of the table at `level` (the root: all its concatenated tables). */
