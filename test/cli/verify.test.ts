@@ -8,6 +8,7 @@ import {readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {type VerifyPageJson, reportText} from '../../src/commands/snapshot/verify.js'
 import {tableDescriptor} from '../../src/core/descriptor.js'
 import {Machine} from '../../src/core/machine.js'
 import {createSnapshot} from '../../src/snapshot/store.js'
@@ -172,6 +173,22 @@ describe('snapshot verify', () => {
     const r = await verify('header.snap')
     expect(r.code).toBe(4)
     expect(r.stderr).toMatch(/^hvmem: header\.snap: damaged header or page index: .*checksum mismatch/)
+  })
+
+  // In-process: the report of a snapshot damaged everywhere (a 500 MB file to make). cli-table3 drew
+  // its tables in time quadratic in the rows, and past about 120,000 overflowed the stack.
+  it('the text report of 125,000 damaged pages: every one a row of one table, as for a few', () => {
+    const n = 125_000
+    const damaged = Array.from({length: n}, (_, i): VerifyPageJson => ({address: `0x${(0x4200_0000 + i * 4096).toString(16)}`, reason: 'checksum', stored: '0x7cd551dd', computed: '0x899de68d'}))
+    const lines = reportText({file: 'all.snap', intact: false, header: {intact: true, version: 3}, pages: {checked: n, damaged}, tables: null, registers: null}).split('\n')
+    // the summary (8 lines), then the damaged pages: a rule, the heading, a rule, a row each, a rule; the last line
+    expect(lines).toHaveLength(8 + 3 + n + 1 + 1)
+    expect(lines[8]).toBe(`┌──────────────┬${'─'.repeat(60)}┐`)
+    expect(lines[9]).toMatch(/^│ .*damaged page.* │ .*problem.* +│$/)
+    expect(lines[11]).toBe('│ 0x42000000   │ checksum mismatch (stored 0x7cd551dd, computed 0x899de68d) │')
+    expect(lines[11 + n - 1]).toBe('│ 0x60847000   │ checksum mismatch (stored 0x7cd551dd, computed 0x899de68d) │')
+    expect(lines.at(-2)).toBe(`└──────────────┴${'─'.repeat(60)}┘`)
+    expect(lines.at(-1)).toContain('all.snap: damaged')
   })
 
   it('a directory named as the snapshot (text): exit 4, the report, one "hvmem: " line on stderr', async () => {

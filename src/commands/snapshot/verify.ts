@@ -2,7 +2,7 @@ import {type ErrorJson, HvmemCommand, oneLine} from '../../cli/base.js'
 import {EXIT_CODES} from '../../cli/exit-codes.js'
 import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
-import {color, table} from '../../cli/style.js'
+import {color, renderTable, table} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
 import {type EntryDamage, type EntryDamageKind, type RegisterDamage, checkRegisters, verifyTables} from '../../core/verify.js'
 import {hex} from '../../core/u64.js'
@@ -111,51 +111,58 @@ export default class SnapshotVerify extends HvmemCommand {
   private report(json: SnapshotVerifyJson): SnapshotVerifyJson {
     process.exitCode = json.intact ? EXIT_CODES.ok : EXIT_CODES['snapshot-invalid']
     if (this.jsonEnabled()) return json.intact ? json : {...json, error: {kind: 'snapshot-invalid', message: damageSummary(json), exitCode: EXIT_CODES['snapshot-invalid']}}
-    const none = color.green('none damaged')
-    const count = (n: number, one: string, many: string): string => color.red(damaged(n, one, many))
-    const t = table(['snapshot', json.file])
-    t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
-    if (json.pages !== null) {
-      const how = json.header.version === 1 ? "by the whole file's CRC-32" : 'each by its CRC-32'
-      t.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
-    }
-    if (json.header.intact) {
-      t.push([
-        'tables',
-        json.tables === null
-          ? 'no mapper'
-          : `${json.tables.checked} tables, ${json.tables.entries} valid entries: ${json.tables.damaged.length === 0 ? none : count(json.tables.damaged.length, 'entry', 'entries')}`,
-      ])
-      t.push([
-        'registers',
-        json.registers === null ? 'no mapper' : `${json.registers.checked.join(', ')}: ${json.registers.damaged.length === 0 ? none : count(json.registers.damaged.length, 'field', 'fields')}`,
-      ])
-    }
-    const out = [t.toString()]
-    if (json.pages !== null && json.pages.damaged.length > 0) {
-      const p = table(['damaged page', 'problem'])
-      for (const d of json.pages.damaged) {
-        const why = d.reason === 'checksum' ? `checksum mismatch (stored ${d.stored}, computed ${d.computed})` : 'stored but all zero'
-        p.push([d.address, d.tableLevel === undefined ? why : `${why}; holds a level-${d.tableLevel} table, whose entries were not checked`])
-      }
-      out.push(p.toString())
-    }
-    if (json.tables !== null && json.tables.damaged.length > 0) {
-      const e = table(['damaged entry', 'at', 'descriptor', 'problem'])
-      for (const d of json.tables.damaged) e.push([`L${d.level}[${d.index}] of table ${d.table} (input ${d.ipa})`, d.address, d.descriptor, d.message])
-      out.push(e.toString())
-    }
-    if (json.registers !== null && json.registers.damaged.length > 0) {
-      const r = table(['register', 'problem'])
-      for (const d of json.registers.damaged) r.push([d.register, d.message])
-      out.push(r.toString())
-    }
-    out.push(json.intact ? `${json.file}: intact` : color.red(`${json.file}: damaged`))
-    this.log(out.join('\n'))
+    this.log(reportText(json))
     // the report is the output; a damaged snapshot is also the command's error, one line on stderr as every failing command's (docs/scripting.md)
     if (!json.intact) process.stderr.write(`hvmem: ${damageSummary(json)}\n`)
     return json
   }
+}
+
+/**
+ * The text report: a summary table, a table of the damaged pages and one of the damaged entries
+ * (drawn in one pass, renderTable: they have a row a damaged page or entry, any number of them), the
+ * damaged register fields, and a last line.
+ */
+export function reportText(json: SnapshotVerifyJson): string {
+  const none = color.green('none damaged')
+  const count = (n: number, one: string, many: string): string => color.red(damaged(n, one, many))
+  const t = table(['snapshot', json.file])
+  t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
+  if (json.pages !== null) {
+    const how = json.header.version === 1 ? "by the whole file's CRC-32" : 'each by its CRC-32'
+    t.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
+  }
+  if (json.header.intact) {
+    t.push([
+      'tables',
+      json.tables === null
+        ? 'no mapper'
+        : `${json.tables.checked} tables, ${json.tables.entries} valid entries: ${json.tables.damaged.length === 0 ? none : count(json.tables.damaged.length, 'entry', 'entries')}`,
+    ])
+    t.push([
+      'registers',
+      json.registers === null ? 'no mapper' : `${json.registers.checked.join(', ')}: ${json.registers.damaged.length === 0 ? none : count(json.registers.damaged.length, 'field', 'fields')}`,
+    ])
+  }
+  const out = [t.toString()]
+  if (json.pages !== null && json.pages.damaged.length > 0) {
+    const rows = json.pages.damaged.map((d) => {
+      const why = d.reason === 'checksum' ? `checksum mismatch (stored ${d.stored}, computed ${d.computed})` : 'stored but all zero'
+      return [d.address, d.tableLevel === undefined ? why : `${why}; holds a level-${d.tableLevel} table, whose entries were not checked`]
+    })
+    out.push(renderTable(['damaged page', 'problem'], rows))
+  }
+  if (json.tables !== null && json.tables.damaged.length > 0) {
+    const rows = json.tables.damaged.map((d) => [`L${d.level}[${d.index}] of table ${d.table} (input ${d.ipa})`, d.address, d.descriptor, d.message])
+    out.push(renderTable(['damaged entry', 'at', 'descriptor', 'problem'], rows))
+  }
+  if (json.registers !== null && json.registers.damaged.length > 0) {
+    const r = table(['register', 'problem'])
+    for (const d of json.registers.damaged) r.push([d.register, d.message])
+    out.push(r.toString())
+  }
+  out.push(json.intact ? `${json.file}: intact` : color.red(`${json.file}: damaged`))
+  return out.join('\n')
 }
 
 /** One line: what is damaged (the error's message, on stderr or in the JSON). */
