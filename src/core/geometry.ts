@@ -167,8 +167,9 @@ export class Geometry {
 
   /**
    * Entries of the table at `level`. Looked up by level rather than chosen by a comparison: a walk's
-   * loop compiled while it walked tables below the root would have no type feedback for the root's
-   * side, and the next walk's root would discard the compiled code (--trace-deopt).
+   * loop compiled with this inlined had no type feedback for the root's side (its only calls at a
+   * root came before V8 kept feedback for it), and reaching that side discarded the compiled code
+   * (--trace-deopt: in every `dump tables --json`).
    */
   entriesAt(level: number): number {
     return this.tableEntries[level - FIRST_LEVEL]!
