@@ -424,6 +424,20 @@ export class TableWalker {
     }
   }
 
+  /**
+   * Whether the walk may go into the table at `next` from the current entry, which it then records:
+   * a table not walked into yet, or one reached before through this same descriptor (going on, as a
+   * scan in parts does); false for an alias or a loop. (A table not seen counts as reached through
+   * this descriptor: one comparison, made every time, so the compiled code has seen it before a walk
+   * first reaches a table again, which would discard it.)
+   */
+  private enter(next: number): boolean {
+    const by = this.table + this.index * 8
+    if ((this.seen.get(next) ?? by) !== by) return false
+    this.seen.set(next, by)
+    return true
+  }
+
   /** descend() for scan(): the same checks (in RAM, not walked into already), no table-post. */
   private scanDown(sink: ScanSink): void {
     const next = this.next
@@ -431,14 +445,10 @@ export class TableWalker {
       sink.entry(this, 'outside-ram')
       return
     }
-    // (a table not seen yet counts as reached through `by`: one comparison, made every time, so the
-    // compiled code has seen it before a walk first reaches a table again, which would discard it)
-    const by = this.table + this.index * 8
-    if ((this.seen.get(next) ?? by) !== by) {
+    if (!this.enter(next)) {
       sink.entry(this, 'aliased')
       return
     }
-    this.seen.set(next, by)
     this.scanTable(next, this.level + 1, this.addr, this.start, this.end, sink)
   }
 
@@ -450,14 +460,9 @@ export class TableWalker {
       visitor.unfollowed?.(this, 'outside-ram')
       return
     }
-    if (this.once) {
-      // the descriptor's own address: reaching the table through it again is going on (a scan in parts), not an alias
-      const by = this.table + this.index * 8
-      if ((this.seen.get(next) ?? by) !== by) {
-        visitor.unfollowed?.(this, 'aliased')
-        return
-      }
-      this.seen.set(next, by)
+    if (this.once && !this.enter(next)) {
+      visitor.unfollowed?.(this, 'aliased')
+      return
     }
     const {level, index, table, addr, size, rangeStart, rangeStop, lo, hi} = this
     this.visitTable(next, level + 1, addr, this.start, this.end)
