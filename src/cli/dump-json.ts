@@ -86,9 +86,6 @@ function patchDecimal(out: Uint8Array, end: number, to: number, from: number): v
 /** How many decimal digits a table index takes. */
 const decimalDigits = (n: number): number => (n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : String(n).length)
 
-/** A number that two 32-bit values share if and only if they take as many hex digits (0 as 1 to 15). */
-const hexWidth = (v: number): number => Math.clz32(v | 1) >> 2
-
 /**
  * The fields of the entry being written, as 32-bit halves, kept as int32 (the bits are what counts):
  * always small integers to the JIT, where a half of 2^31 or more read from a Uint32Array is a double
@@ -272,8 +269,8 @@ function patched(t: Template): Uint8Array | undefined {
       // (the low half then takes 8). Every comparison is made every time, so the compiled code has
       // seen them all before the first address past 4 GiB (a call or comparison first made then,
       // with no type feedback, would discard it: --trace-deopt).
-      const highsAlike = hexWidth(high) === hexWidth(oldHigh)
-      const lowsAlike = hexWidth(low) === hexWidth(oldLow)
+      const highsAlike = hexDigits(high) === hexDigits(oldHigh)
+      const lowsAlike = hexDigits(low) === hexDigits(oldLow)
       const highZero = high === 0
       const oldHighZero = oldHigh === 0
       if (highZero ? !oldHighZero || !lowsAlike : oldHighZero || !highsAlike) return undefined
