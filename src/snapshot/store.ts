@@ -58,6 +58,7 @@ import {
 } from 'node:fs'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
+import {promisify} from 'node:util'
 import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
@@ -701,7 +702,7 @@ async function writeAll(fd: number, buffers: Uint8Array[], position?: number): P
   let pending = buffers.filter((b) => b.length > 0)
   let at = position
   while (pending.length > 0) {
-    let written = await writevAsync(fd, pending, at)
+    let written = (await writevAsync(fd, pending, at)).bytesWritten
     if (at !== undefined) at += written
     while (pending.length > 0 && written >= pending[0]!.length) {
       written -= pending[0]!.length
@@ -760,20 +761,12 @@ function removeIfThere(path: string): void {
  * The file operations of a save, an append and an export: the ones that wait for the disk (writes,
  * fsync; a device's open) asynchronously, so that a signal is answered while a large snapshot is
  * written; the others (a regular file's open, stat, chmod, truncate, close, a directory listing)
- * synchronously, as they take microseconds. Through fs's callbacks rather than fs/promises, which they
- * would load (2-3 ms of every command that changes a snapshot).
+ * synchronously, as they take microseconds. Through fs's callbacks (promisified) rather than
+ * fs/promises, which they would load (2-3 ms of every command that changes a snapshot).
  */
-function writevAsync(fd: number, buffers: Uint8Array[], position: number | undefined): Promise<number> {
-  return new Promise((resolve, reject) => writev(fd, buffers, position ?? null, (error, written) => (error ? reject(error) : resolve(written))))
-}
-
-function openAsync(path: string, flags: number): Promise<number> {
-  return new Promise((resolve, reject) => open(path, flags, (error, fd) => (error ? reject(error) : resolve(fd))))
-}
-
-function fsyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())))
-}
+const writevAsync = promisify(writev)
+const openAsync = promisify(open)
+const fsyncAsync = promisify(fsync)
 
 /** `path`'s stat, or undefined if there is none (or it cannot be read: the operation that needs it says why). */
 function statIfAny(path: string): Stats | undefined {
