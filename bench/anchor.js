@@ -175,8 +175,8 @@ export async function loadCore(dir) {
 /**
  * (c)'s census as a ScanSink (src/core/walker.ts), hvmem's API for a consumer of every entry: the
  * valid leaves by level and the xor of their halves, as the crate's closure counts them. entry()
- * sees table entries and blocks; leafPage() a final-level page of entries in one call, counted in
- * local variables (a callback per entry keeps its counts in memory: see the callback row).
+ * sees table entries; leafPage() a final-level page of entries, or a run of blocks, in one call,
+ * counted in local variables (a callback per entry keeps its counts in memory: see the callback row).
  */
 class Census {
   levels = [0, 0, 0, 0]
@@ -192,17 +192,19 @@ class Census {
   }
 
   leafPage(w, words, first, last) {
-    let pages = 0
+    // a valid leaf: a page at level 3, a block above it
+    const bits = w.level === 3 ? 3 : 1
+    let leaves = 0
     let acc = 0
     for (let i = first; i <= last; i++) {
       const k = (i & 511) * 2
       const lo = words[k]
-      if ((lo & 3) === 3) {
-        pages++
+      if ((lo & 3) === bits) {
+        leaves++
         acc ^= lo ^ words[k + 1]
       }
     }
-    this.levels[3] += pages
+    this.levels[w.level] += leaves
     this.acc ^= acc
   }
 }

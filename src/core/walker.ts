@@ -372,7 +372,7 @@ export class TableWalker {
     const last = Math.min(g.entriesAt(level) - 1, Math.floor((end - 1 - base) / size))
     const tableFrame = table / MEMORY_PAGE
     const final = level === FINAL_LEVEL
-    const batch = final && sink.leafPage !== undefined
+    const batch = sink.leafPage !== undefined
     this.level = level
     this.table = table
     this.tableBase = base
@@ -388,7 +388,7 @@ export class TableWalker {
         continue
       }
       const words = pageWords(bytes)
-      if (batch) {
+      if (batch && final) {
         // a final-level page: entries only, no table to go into
         sink.leafPage!(this, words, i, pageLast)
         if (this.halted) return
@@ -399,6 +399,17 @@ export class TableWalker {
         const at = (i & 511) * 2
         const lo = words[at]!
         if ((lo & 1) === 0) continue
+        if (batch && (lo & 2) === 0) {
+          // a block: it and the entries after it up to the next table entry, in one call (their
+          // type bits read as bytes, which are small integers even to code not yet compiled: a
+          // word of 2^31 or more read there would be a new heap number)
+          let j = i + 1
+          while (j <= pageLast && (bytes[(j & 511) * 8]! & 3) !== 3) j++
+          sink.leafPage!(this, words, i, j - 1)
+          if (this.halted) return
+          i = j - 1
+          continue
+        }
         this.index = i
         this.addr = base + i * size
         this.lo = lo
@@ -496,10 +507,12 @@ const NO_VISITOR: Visitor = {}
 export interface ScanSink {
   entry(w: TableWalker, unfollowed?: Unfollowed): boolean | void
   /**
-   * Optional, for speed: the entries `first` to `last` of a final-level table, all in one memory
-   * page (`words`, its 32-bit words), in one call instead of entry() for each valid one (a call per
-   * 512 entries, the loop in the sink's own code, so inlined there whatever other sinks exist). It
-   * must do what entry() would, in order, skipping invalid entries (bit 0 clear); an entry is on `w`
+   * Optional, for speed: the entries `first` to `last` of the current table, all in one memory page
+   * (`words`, its 32-bit words) and none of them a table descriptor (a page of a final-level table,
+   * or the blocks between two table entries of a table above), in one call instead of entry() for
+   * each valid one (a call per page or run, the loop in the sink's own code, so inlined there
+   * whatever other sinks exist). It must do what entry() would, in order, skipping invalid entries
+   * (bit 0 clear), and look at `w.level` for what a valid one is; an entry is on `w`
    * (its fields, and what reads them) only once `w.at(i, words)` has made it current, so a sink that
    * reads the words itself need not (bench/anchor.js's census counts a page in local variables);
    * after a halt it stops.
@@ -545,6 +558,9 @@ export interface WalkEntry {
  * not go down into.
  */
 export type Visit = (w: TableWalker, unfollowed?: Unfollowed) => void
+
+/** A page or run of leaves, as ScanSink.leafPage has them, for a ScanCursor's caller. */
+export type PageVisit = (w: TableWalker, words: Uint32Array, first: number, last: number) => void
 
 /**
  * Memory read as a walk sees it (through `access`: memoryAccess by default), with the pages at
@@ -605,6 +621,7 @@ export class ScanCursor implements ScanSink {
   private started = false
   private stopped = false
   private visit: Visit = () => {}
+  private page: PageVisit | undefined
 
   constructor(memory: PhysicalMemory, root: bigint, geometry: Geometry, access: TableAccess = memoryAccess(memory)) {
     this.walker = new TableWalker(access, geometry)
@@ -612,14 +629,19 @@ export class ScanCursor implements ScanSink {
     this.end = 2 ** geometry.inputBits
   }
 
-  /** Scans on, calling `visit` as scanTables does; returns true when the tree has been scanned to its end. */
-  run(visit: Visit): boolean {
+  /**
+   * Scans on, calling `visit` as scanTables does, or `page` with a page or run of leaves as a
+   * ScanSink's leafPage has them (the entries passed over left out); returns true when the tree has
+   * been scanned to its end.
+   */
+  run(visit: Visit, page?: PageVisit): boolean {
     const w = this.walker
     if (!this.started) {
       this.started = true
       if (!w.access.inRam(this.rootTable, w.geometry.tableBytes(w.geometry.startLevel))) return true
     }
     this.visit = visit
+    this.page = page
     this.stopped = false
     w.scan(this.rootTable, this.addr, this.end, this, false)
     return !this.stopped
@@ -631,10 +653,30 @@ export class ScanCursor implements ScanSink {
       this.visit(w, unfollowed)
       return
     }
-    // passed over: an entry before the one the last part stopped at (a table above it)
-    if (w.addr < this.addr || (w.addr === this.addr && w.level < this.level)) return true
+    if (this.passedOver(w)) return true
     this.visit(w)
     return !this.stopped
+  }
+
+  /** The scan's calls (ScanSink), not the caller's: to `page`, or entry by entry to `visit`. */
+  leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
+    const page = this.page
+    for (let i = first; i <= last; i++) {
+      if ((words[(i & 511) * 2]! & 1) === 0) continue
+      w.at(i, words)
+      if (this.passedOver(w)) continue
+      if (page !== undefined) {
+        page(w, words, i, last)
+        return
+      }
+      this.visit(w)
+      if (this.stopped) return
+    }
+  }
+
+  /** An entry before the one the last part stopped at (a table above it, or a leaf). */
+  private passedOver(w: TableWalker): boolean {
+    return w.addr < this.addr || (w.addr === this.addr && w.level < this.level)
   }
 
   /** From a visit (not an unfollowed one), before using its entry: stop there; the next run starts with it. */
@@ -940,34 +982,38 @@ export class RangeMerger implements ScanSink {
   }
 
   /**
-   * add() for a page of final-level entries. Once an entry is added, the entries after it that
+   * add() for a page or run of leaves (ScanSink). Once an entry is added, the entries after it that
    * continue its range are found by their words alone, in a loop of their own that keeps the range
    * in local variables (a field written per entry is a store and a load the next entry waits on):
    * the same high word, and the low word one entry size more each (the same attributes, the next
    * output address) up to a carry into the high word; the first that differs goes through add().
    */
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
-    const leafBits = this.geometry.leafBits[FINAL_LEVEL - FIRST_LEVEL]!
     w.at(first, words)
+    const leafBits = this.geometry.leafBits[w.level - FIRST_LEVEL]!
     const size = w.size
-    const step = size | 0 // the same as an int32 (a page: at most 64 KiB), for the words' arithmetic
+    // the size as an int32, for the words' arithmetic: congruent to it modulo 2^32 (a block of 4 GiB
+    // or more adds nothing to the low word, and then `limit` allows no run)
+    const step = size | 0
     let run = 0
+    // the words as int32, so that the run's comparisons below are small-integer ones (and code not
+    // yet compiled makes no heap number of a word of 2^31 or more)
+    const ints = new Int32Array(words.buffer, words.byteOffset, words.length)
     for (let i = first; i <= last; i++) {
       const k = (i & 511) * 2
-      // the words as int32 (| 0), so that the run's comparisons below are small-integer ones
-      const lo = words[k]! | 0
+      const lo = ints[k]!
       if ((lo & 1) === 0) continue
       w.at(i, words)
       this.add(w)
       if ((lo & 3) !== leafBits) continue
       // the run after it: at most `room` entries before the low word would carry
-      const hi = words[k + 1]! | 0
+      const hi = ints[k + 1]!
       const limit = Math.min(last, i + Math.floor((0xffff_ffff - (lo >>> 0)) / size))
       let j = i + 1
       let next = (lo + step) | 0
       while (j <= limit) {
         const kj = (j & 511) * 2
-        if ((words[kj]! | 0) !== next || (words[kj + 1]! | 0) !== hi) break
+        if (ints[kj]! !== next || ints[kj + 1]! !== hi) break
         j++
         next = (next + step) | 0
       }
