@@ -10,6 +10,9 @@
  * text is JSON.stringify's by construction. Most entries are not even filled in: an entry whose fields
  * take as many digits as those of the last entry of its kind is that entry's text with the digits that
  * differ written again (a digit or two a field: neighbours differ in a few low digits), copied out whole.
+ * And most entries come in runs (a page of leaves, or the blocks between two table entries, one call
+ * each): an entry that goes on from the one before it (the same kind, its descriptor one entry size
+ * more) is that entry's text counted on by hand, its index by one and its addresses by the size.
  */
 import type {Decoded} from '../core/descriptor.js'
 import type {IdentityMapper} from '../core/mapper.js'
@@ -25,9 +28,8 @@ const INDEX = 0
 const TABLE = 1
 const IPA = 2
 const DESCRIPTOR = 3
-const NEXT = 4
-const OUTPUT = 5
-const FIELD_NAMES = ['index', 'table', 'ipa', 'descriptor', 'next', 'output'] as const
+const OUTPUT = 4
+const FIELD_NAMES = ['index', 'table', 'ipa', 'descriptor', 'output'] as const
 /** A marker value, and how JSON.stringify writes it (quoted, its NULs escaped). */
 const marker = (field: number): string => `\u0000${FIELD_NAMES[field]}\u0000`
 const MARKER_TEXT = new Map(FIELD_NAMES.map((_, f) => [JSON.stringify(marker(f)), f]))
@@ -43,16 +45,23 @@ interface Template {
   fields: number[]
   maxBytes: number
   last: Uint8Array | undefined
-  /** in `last`, each field's value as 32-bit halves (as int32: see HIGHS) and where its digits end */
+  /** in `last`, each field's value as 32-bit halves (as int32: see HIGHS) and where its digits start and end */
   highs: Int32Array
   lows: Int32Array
+  starts: Int32Array
   ends: Int32Array
+  /** `last` was stepped on (stepOn()) since highs and lows were written: patched() cannot go from them */
+  stepped: boolean
 }
 
 const QUOTE = 0x22
 const ZERO = 0x30
+const NINE = 0x39
 const X = 0x78
 const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0))
+/** A hex digit's value by its character code (the digits HEX_DIGITS writes). */
+const HEX_VALUES = new Uint8Array(128)
+for (const [v, c] of HEX_DIGITS.entries()) HEX_VALUES[c] = v
 const FIRST_SEPARATOR = Buffer.from('\n    ')
 const SEPARATOR = Buffer.from(',\n    ')
 
@@ -64,23 +73,6 @@ function putDigits(out: Uint8Array, at: number, v: number, width: number): numbe
   const digits = Math.max(width, hexDigits(v))
   for (let shift = 4 * (digits - 1); shift >= 0; shift -= 4) out[at++] = HEX_DIGITS[(v >>> shift) & 15]!
   return at
-}
-
-/**
- * Rewrites, in hex digits that end at `end`, the digits of the 32-bit `from` that differ in `to`
- * (both written with as many digits): the lowest to the highest nibble that differs, and no other
- * (neighbours' addresses differ in one or two digits, above several that agree).
- */
-function patchHex(out: Uint8Array, end: number, to: number, from: number): void {
-  const diff = to ^ from
-  if (diff === 0) return
-  const last = (31 - Math.clz32(diff)) >> 2
-  for (let n = (31 - Math.clz32(diff & -diff)) >> 2; n <= last; n++) out[end - 1 - n] = HEX_DIGITS[(to >>> (4 * n)) & 15]!
-}
-
-/** The same in decimal (table indexes). */
-function patchDecimal(out: Uint8Array, end: number, to: number, from: number): void {
-  for (let at = end - 1; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) out[at] = ZERO + (to % 10)
 }
 
 /** How many decimal digits a table index takes. */
@@ -182,38 +174,22 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     held = undefined
   }
   const cursor = new ScanCursor(memory, target.root, geometry, peekingAccess(memory))
-  const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
-    if (unfollowed !== undefined) {
-      held!.problem = describeUnfollowed(w.next, unfollowed)
-      release()
-      return
-    }
-    if (sink.behind) {
-      cursor.stop(w)
-      return
-    }
-    release()
+  /** Writes the walker's current entry, not a table entry: from its kind's template. */
+  const write = (w: TableWalker): void => {
     const {level, index, table, addr: ipa, lo, hi} = w
-    ranges.add(w)
-    if ((lo & 3) === 3 && level < 3) {
-      // a table entry (one in 512 or more) is rendered whole once the walk has said whether it follows it
-      // (rawOf of the halves at hand rather than w.raw: a getter reached once in 513 entries may have
-      // no type feedback when this is compiled, and reaching it then discards the compiled code)
-      held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(rawOf(lo, hi), level, geometry)}
-      return
-    }
     // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number
     const key = level * 0x1000_0000 + (lo & 0xfff) * 0x1_0000 + (hi >>> 16)
     if (key !== lastKey) {
       template = templates.get(key)
       if (template === undefined) {
-        template = makeTemplate(regime.decode(w.raw, level, geometry), level, index, table, ipa, geometry.entrySize(level))
+        template = makeTemplate(regime.decode(rawOf(lo, hi), level, geometry), level, index, table, ipa, geometry.entrySize(level))
         templates.set(key, template)
       }
       lastKey = key
     }
     const t = template!
     const fields = t.fields
+    const output = w.output
     for (let i = 0; i < fields.length; i++) {
       const field = fields[i]!
       if (field === INDEX) {
@@ -223,7 +199,7 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
         HIGHS[i] = hi
         LOWS[i] = lo
       } else {
-        const n = field === TABLE ? table : field === IPA ? ipa : field === NEXT ? w.next : w.output
+        const n = field === TABLE ? table : field === IPA ? ipa : output
         HIGHS[i] = Math.floor(n / 0x1_0000_0000)
         LOWS[i] = n
       }
@@ -239,7 +215,77 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
       first = false
     }
   }
-  const step = (): boolean => cursor.run(visit)
+  const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
+    if (unfollowed !== undefined) {
+      held!.problem = describeUnfollowed(w.next, unfollowed)
+      release()
+      return
+    }
+    if (sink.behind) {
+      cursor.stop(w)
+      return
+    }
+    release()
+    ranges.add(w)
+    const {level, lo, hi} = w
+    if ((lo & 3) === 3 && level < 3) {
+      // a table entry (one in 512 or more) is rendered whole once the walk has said whether it follows it
+      // (rawOf of the halves at hand rather than w.raw: a getter reached once in 513 entries may have
+      // no type feedback when this is compiled, and reaching it then discards the compiled code)
+      const {index, table, addr: ipa} = w
+      held = {level, index, table: BigInt(table), ipa: BigInt(ipa), size: geometry.entrySize(level), decoded: regime.decode(rawOf(lo, hi), level, geometry)}
+      return
+    }
+    write(w)
+  }
+  // most entries come a page of leaves (or a run of blocks) at a time, written in a loop of their own
+  const page = (w: TableWalker, words: Uint32Array, from: number, to: number): void => {
+    if (sink.behind) {
+      cursor.stop(w)
+      return
+    }
+    release()
+    w.at(from, words)
+    const size = w.size
+    // What the entry size adds to the text of an address: `add` at hex digit `nibble`. A run goes on
+    // while the low word does not carry into the high one, in int32 arithmetic (the words read as
+    // uint32 would be doubles from 2^31 on: a heap number each in code not yet compiled, and code
+    // compiled for small integers is thrown away there); so only for entries of at most 1 GiB,
+    // which add a positive int32.
+    const runs = size <= 0x4000_0000
+    const nibble = (31 - Math.clz32(size)) >> 2
+    const add = size / 16 ** nibble
+    const plus = size | 0
+    // whether the next entry could go on from the last one written, and its words if so
+    let going = false
+    let nextLo = 0
+    let nextHi = 0
+    const ints = new Int32Array(words.buffer, words.byteOffset, words.length)
+    for (let i = from; i <= to; i++) {
+      const k = (i & 511) * 2
+      const lo = ints[k]!
+      if ((lo & 1) === 0) {
+        going = false
+        continue
+      }
+      const hi = ints[k + 1]!
+      if (going && lo === nextLo && hi === nextHi && stepOn(template!, nibble, add)) {
+        // the next entry of a run: the last one's text stepped on
+        const last = template!.last!
+        const at = sink.reserve(last.length)
+        sink.bytes.set(last, at)
+        sink.wrote(at + last.length)
+      } else {
+        w.at(i, words)
+        write(w)
+      }
+      nextLo = (lo + plus) | 0
+      nextHi = hi
+      going = runs && (lo >= 0 || nextLo < 0)
+    }
+    ranges.leafPage(w, words, from, to)
+  }
+  const step = (): boolean => cursor.run(visit, page)
   const finish = (): void => {
     release()
     emit(`${first ? ']' : '\n  ]'},\n  "ranges": ${nested(ranges.finish().ranges.map(rangeJson), 1)}`)
@@ -255,27 +301,36 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
  */
 function patched(t: Template): Uint8Array | undefined {
   const {fields, last, highs, lows, ends} = t
-  if (last === undefined) return undefined
+  if (last === undefined || t.stepped) return undefined
   for (let i = 0; i < fields.length; i++) {
     const high = HIGHS[i]!
     const low = LOWS[i]!
     const oldHigh = highs[i]!
     const oldLow = lows[i]!
+    const end = ends[i]!
     if (fields[i] === INDEX) {
       if (decimalDigits(low) !== decimalDigits(oldLow)) return undefined
-      patchDecimal(last, ends[i]!, low, oldLow)
+      for (let at = end - 1, to = low, from = oldLow; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) last[at] = ZERO + (to % 10)
     } else {
       // As many digits: both high halves zero and the low ones as wide, or both non-zero and as wide
-      // (the low half then takes 8). Every comparison is made every time, so the compiled code has
+      // (the low half then takes 8). Two hex widths agree when their counts of leading zero bits do
+      // in all but the lowest two bits. Every comparison is made every time, so the compiled code has
       // seen them all before the first address past 4 GiB (a call or comparison first made then,
       // with no type feedback, would discard it: --trace-deopt).
-      const highsAlike = hexDigits(high) === hexDigits(oldHigh)
-      const lowsAlike = hexDigits(low) === hexDigits(oldLow)
-      const highZero = high === 0
-      const oldHighZero = oldHigh === 0
-      if (highZero ? !oldHighZero || !lowsAlike : oldHighZero || !highsAlike) return undefined
-      patchHex(last, ends[i]!, low, oldLow)
-      if (high !== oldHigh) patchHex(last, ends[i]! - 8, high, oldHigh)
+      const lowWidths = Math.clz32(low | 1) ^ Math.clz32(oldLow | 1)
+      const highWidths = Math.clz32(high | 1) ^ Math.clz32(oldHigh | 1)
+      if ((high === 0) !== (oldHigh === 0) || (high === 0 ? lowWidths : highWidths) > 3) return undefined
+      // the digits from the lowest to the highest that differs, and no other
+      let diff = low ^ oldLow
+      if (diff !== 0) {
+        const top = (31 - Math.clz32(diff)) >> 2
+        for (let n = (31 - Math.clz32(diff & -diff)) >> 2; n <= top; n++) last[end - 1 - n] = HEX_DIGITS[(low >>> (4 * n)) & 15]!
+      }
+      diff = high ^ oldHigh
+      if (diff !== 0) {
+        const top = (31 - Math.clz32(diff)) >> 2
+        for (let n = (31 - Math.clz32(diff & -diff)) >> 2; n <= top; n++) last[end - 9 - n] = HEX_DIGITS[(high >>> (4 * n)) & 15]!
+      }
     }
     highs[i] = high
     lows[i] = low
@@ -283,9 +338,46 @@ function patched(t: Template): Uint8Array | undefined {
   return last
 }
 
+/**
+ * Makes `t.last` the text of the next entry of its run: the entry after it in its table, of the same
+ * kind, its descriptor's low word `size` more (no carry into the high word), and so its input and
+ * output addresses `size` more too. The index is counted up by one in decimal and the addresses and
+ * descriptor by `size` in hex, each from the digit `size` adds to (`nibble`, adding `add`) with its
+ * carry, as by hand; false if a field would need a digit more (`last` is then half stepped:
+ * `stepped` says render() must write it anew).
+ */
+function stepOn(t: Template, nibble: number, add: number): boolean {
+  const {fields, last, starts, ends} = t
+  t.stepped = true
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!
+    if (field === TABLE) continue
+    const start = starts[i]!
+    if (field === INDEX) {
+      let at = ends[i]! - 1
+      while (last![at] === NINE) {
+        last![at] = ZERO
+        if (--at < start) return false
+      }
+      last![at]!++
+    } else {
+      let at = ends[i]! - 1 - nibble
+      if (at < start) return false
+      let digit = HEX_VALUES[last![at]!]! + add
+      while (digit > 15) {
+        last![at] = HEX_DIGITS[digit - 16]!
+        if (--at < start) return false
+        digit = HEX_VALUES[last![at]!]! + 1
+      }
+      last![at] = HEX_DIGITS[digit]!
+    }
+  }
+  return true
+}
+
 /** Writes `separator` and the entry in HIGHS and LOWS from `t` at `at` in `out`; returns the end. Keeps it as `t.last`. */
 function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array): number {
-  const {fields, literals, highs, lows, ends} = t
+  const {fields, literals, highs, lows, starts, ends} = t
   out.set(separator, at)
   at += separator.length
   const start = at
@@ -295,12 +387,14 @@ function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array)
     const high = HIGHS[i]!
     const low = LOWS[i]!
     if (fields[i] === INDEX) {
+      starts[i] = at
       at = putDecimal(out, at, low)
       ends[i] = at
     } else {
       out[at++] = QUOTE
       out[at++] = ZERO
       out[at++] = X
+      starts[i] = at
       at = high === 0 ? putDigits(out, at, low, 0) : putDigits(out, putDigits(out, at, high, 0), low, 8)
       ends[i] = at
       out[at++] = QUOTE
@@ -315,7 +409,11 @@ function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array)
   if (t.last?.length !== size) t.last = new Uint8Array(size)
   t.last.set(SEPARATOR)
   t.last.set(out.subarray(start, at), SEPARATOR.length)
-  for (let i = 0; i < fields.length; i++) ends[i] += SEPARATOR.length - start
+  for (let i = 0; i < fields.length; i++) {
+    starts[i] += SEPARATOR.length - start
+    ends[i] += SEPARATOR.length - start
+  }
+  t.stepped = false
   return at
 }
 
@@ -323,7 +421,6 @@ function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array)
 function makeTemplate(decoded: Decoded, level: number, index: number, table: number, ipa: number, size: bigint): Template {
   const json = entryJson({level, index, table: BigInt(table), ipa: BigInt(ipa), size, decoded})
   const marked: Record<string, unknown> = {...json, index: marker(INDEX), table: marker(TABLE), ipa: marker(IPA), descriptor: marker(DESCRIPTOR)}
-  if (json.nextTable !== undefined) marked.nextTable = marker(NEXT)
   if (json.leaf !== undefined) marked.leaf = {...json.leaf, outputAddress: marker(OUTPUT)}
   const parts = nested(marked, 2).split(MARKER_PATTERN)
   const literals = parts.filter((_, i) => i % 2 === 0).map((part) => Buffer.from(part, 'utf8'))
@@ -337,6 +434,8 @@ function makeTemplate(decoded: Decoded, level: number, index: number, table: num
     last: undefined,
     highs: new Int32Array(n),
     lows: new Int32Array(n),
+    starts: new Int32Array(n),
     ends: new Int32Array(n),
+    stepped: false,
   }
 }

@@ -71,6 +71,24 @@ describe('dump tables --json, written as produced', () => {
     expect(text).toBe(reference(machine, mapper))
   })
 
+  // An entry that goes on from the one before it is that one's text counted on digit by digit: here
+  // digits that grow inside runs (addresses from 0: 0xf000 to 0x10000, 0xe00000 to 0x1000000; indexes
+  // 9 to 10, 99 to 100), and a low word that carries, whose next entry's words look like a run's
+  // (the same high word) but whose addresses go back 4 GiB.
+  it('is the same where digits grow inside a run, and where a run would carry into the high word', () => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(0n, 0x20_0000n, 'normal', {granularity: 'page'})
+    mapper.mapRegion(0x20_0000n, 0x3fe0_0000n, 'normal', {granularity: '2M'})
+    mapper.mapRegion(0x4000_0000n, 0x20_0000n, 'normal', {granularity: '2M'})
+    const l2 = walkEntries(machine.memory, mapper.regime, mapper.root, mapper.geometry).find((e) => e.level === 2 && e.ipa === 0x4000_0000n)!.table
+    machine.memory.writeU64(l2, (1n << 32n) | 0xffe0_07fdn)
+    machine.memory.writeU64(l2 + 8n, (1n << 32n) | 0x7fdn)
+    const text = streamed(machine, mapper)
+    expect(text).toContain('"outputAddress": "0x1000000"')
+    expect(text).toContain('"descriptor": "0x1000007fd"')
+    expect(text).toBe(reference(machine, mapper))
+  })
+
   it('is the same for a mapper with no entries, and for 1 GiB of pages', () => {
     const empty = mappedMachine()
     expect(streamed(empty.machine, empty.mapper)).toBe(reference(empty.machine, empty.mapper))
