@@ -50,8 +50,10 @@ interface Template {
   lows: Int32Array
   starts: Int32Array
   ends: Int32Array
-  /** `last` was stepped on (stepOn()) since highs and lows were written: patched() cannot go from them */
+  /** `last` was stepped on (runOn()) since highs and lows were written: patched() cannot go from them */
   stepped: boolean
+  /** `last` is half stepped (a field outgrew its digits in runOn()): render() must write it anew */
+  torn: boolean
 }
 
 const QUOTE = 0x22
@@ -177,8 +179,9 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
   /** Writes the walker's current entry, not a table entry: from its kind's template. */
   const write = (w: TableWalker): void => {
     const {level, index, table, addr: ipa, lo, hi} = w
-    // the kind: level, type bits and attribute bits (11:0 and 63:48), as one number
-    const key = level * 0x1000_0000 + (lo & 0xfff) * 0x1_0000 + (hi >>> 16)
+    // the kind: level, type bits and attribute bits (11:0 and 63:48), and the index's digits (so the
+    // first entries of a table patch the last ones of the table before, not one of 3 digits), as one number
+    const key = decimalDigits(index) * 2 ** 31 + level * 0x1000_0000 + (lo & 0xfff) * 0x1_0000 + (hi >>> 16)
     if (key !== lastKey) {
       template = templates.get(key)
       if (template === undefined) {
@@ -188,22 +191,7 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
       lastKey = key
     }
     const t = template!
-    const fields = t.fields
-    const output = w.output
-    for (let i = 0; i < fields.length; i++) {
-      const field = fields[i]!
-      if (field === INDEX) {
-        HIGHS[i] = 0
-        LOWS[i] = index
-      } else if (field === DESCRIPTOR) {
-        HIGHS[i] = hi
-        LOWS[i] = lo
-      } else {
-        const n = field === TABLE ? table : field === IPA ? ipa : output
-        HIGHS[i] = Math.floor(n / 0x1_0000_0000)
-        LOWS[i] = n
-      }
-    }
+    fill(t, w)
     const last = first ? undefined : patched(t)
     if (last !== undefined) {
       const at = sink.reserve(last.length)
@@ -247,43 +235,45 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     release()
     w.at(from, words)
     const size = w.size
-    // What the entry size adds to the text of an address: `add` at hex digit `nibble`. A run goes on
-    // while the low word does not carry into the high one, in int32 arithmetic (the words read as
-    // uint32 would be doubles from 2^31 on: a heap number each in code not yet compiled, and code
-    // compiled for small integers is thrown away there); so only for entries of at most 1 GiB,
-    // which add a positive int32.
+    // Runs are followed in int32 arithmetic (runOn), so for entries of at most 1 GiB, which add a
+    // positive int32 to the low word. What the size adds to the text of an address: `add` at hex
+    // digit `nibble`.
     const runs = size <= 0x4000_0000
     const nibble = (31 - Math.clz32(size)) >> 2
     const add = size / 16 ** nibble
-    const plus = size | 0
-    // whether the next entry could go on from the last one written, and its words if so
-    let going = false
-    let nextLo = 0
-    let nextHi = 0
     const ints = new Int32Array(words.buffer, words.byteOffset, words.length)
-    for (let i = from; i <= to; i++) {
-      const k = (i & 511) * 2
-      const lo = ints[k]!
-      if ((lo & 1) === 0) {
-        going = false
+    let i = from
+    while (i <= to) {
+      if ((ints[(i & 511) * 2]! & 1) === 0) {
+        i++
         continue
       }
-      const hi = ints[k + 1]!
-      if (going && lo === nextLo && hi === nextHi && stepOn(template!, nibble, add)) {
-        // the next entry of a run: the last one's text stepped on
-        const last = template!.last!
-        const at = sink.reserve(last.length)
-        sink.bytes.set(last, at)
-        sink.wrote(at + last.length)
-      } else {
-        w.at(i, words)
-        write(w)
+      w.at(i, words)
+      write(w)
+      if (!runs) {
+        ranges.add(w)
+        i++
+        continue
       }
-      nextLo = (lo + plus) | 0
-      nextHi = hi
-      going = runs && (lo >= 0 || nextLo < 0)
+      const t = template!
+      // room for the rest of the page's entries (at most 511, about 300 KB: less than the sink's 1 MiB)
+      const at = sink.reserve((to - i) * t.last!.length)
+      let wider = 10
+      while (wider <= i) wider *= 10
+      const k = (i & 511) * 2
+      const next = runOn(t, sink.bytes, at, ints, i + 1, to, wider, ints[k]!, ints[k + 1]!, nibble, add, size | 0)
+      sink.wrote(runEnd)
+      ranges.addRun(w, next - i - 1)
+      if (t.stepped && !t.torn) {
+        // the values of the run's last entry, for patched()
+        w.at(next - 1, words)
+        fill(t, w)
+        t.highs.set(HIGHS.subarray(0, t.fields.length))
+        t.lows.set(LOWS.subarray(0, t.fields.length))
+        t.stepped = false
+      }
+      i = next
     }
-    ranges.leafPage(w, words, from, to)
   }
   const step = (): boolean => cursor.run(visit, page)
   const finish = (): void => {
@@ -339,40 +329,84 @@ function patched(t: Template): Uint8Array | undefined {
 }
 
 /**
- * Makes `t.last` the text of the next entry of its run: the entry after it in its table, of the same
- * kind, its descriptor's low word `size` more (no carry into the high word), and so its input and
- * output addresses `size` more too. The index is counted up by one in decimal and the addresses and
- * descriptor by `size` in hex, each from the digit `size` adds to (`nibble`, adding `add`) with its
- * carry, as by hand; false if a field would need a digit more (`last` is then half stepped:
- * `stepped` says render() must write it anew).
+ * Writes the entries of a page (`ints`, its words as int32) from `j` up to `to` that go on from the
+ * one before `j` (just written from `t`, its words `lo` and `hi`), each the text of the one before it
+ * counted on by hand: the index by one in decimal, the
+ * addresses and the descriptor by the entry size in hex (`add` at digit `nibble`), each with its
+ * carry. Returns the first entry that does not go on: invalid, of another kind, not contiguous, an
+ * index a digit longer (`wider`: entries with longer indexes have templates of their own), or a field that
+ * would need a digit more (`last` is then half stepped: `torn`, render() writes it anew). An entry
+ * goes on from the one before it if its low word is the entry size more, without a carry into the
+ * high word, and its high word the same, in int32 arithmetic: the words read as uint32 would be
+ * doubles from 2^31 on (a heap number each in code not yet compiled, and code compiled for small
+ * integers is thrown away there). One function with its loops, small, so that it is soon compiled;
+ * its arguments are worked out by its caller, and what it reads of `t` is read in its loop, so that
+ * its compiled code has seen everything it does (its first call runs before V8 keeps its type
+ * feedback, and a compare or property read first made then, with none, would discard it).
+ * Writes into `out` from `at` (room made for the page's entries); runEnd is where it stopped.
  */
-function stepOn(t: Template, nibble: number, add: number): boolean {
-  const {fields, last, starts, ends} = t
-  t.stepped = true
+function runOn(t: Template, out: Uint8Array, at: number, ints: Int32Array, j: number, to: number, wider: number, lo: number, hi: number, nibble: number, add: number, plus: number): number {
+  for (; j <= to && j !== wider; j++) {
+    const k = (j & 511) * 2
+    const next = (lo + plus) | 0
+    if ((lo < 0 && next >= 0) || ints[k] !== next || ints[k + 1] !== hi) break
+    const {fields, starts, ends} = t
+    const last = t.last!
+    t.stepped = true
+    let fits = true
+    for (let f = 0; f < fields.length && fits; f++) {
+      const field = fields[f]!
+      if (field === TABLE) continue
+      const start = starts[f]!
+      let d = ends[f]! - 1
+      if (field === INDEX) {
+        while (last[d] === NINE) last[d--] = ZERO
+        last[d]!++
+      } else {
+        d -= nibble
+        let digit = d < start ? 16 : HEX_VALUES[last[d]!]! + add
+        while (digit > 15 && d >= start) {
+          last[d] = HEX_DIGITS[digit - 16]!
+          digit = --d < start ? 16 : HEX_VALUES[last[d]!]! + 1
+        }
+        if (d < start) fits = false
+        else last[d] = HEX_DIGITS[digit]!
+      }
+    }
+    if (!fits) {
+      t.torn = true
+      break
+    }
+    out.set(last, at)
+    at += last.length
+    lo = next
+  }
+  runEnd = at
+  return j
+}
+
+/** Where runOn() stopped writing in its buffer. */
+let runEnd = 0
+
+/** The values of the walker's current entry in HIGHS and LOWS, in the order of `t`'s fields. */
+function fill(t: Template, w: TableWalker): void {
+  const fields = t.fields
+  const {index, table, addr: ipa, lo, hi} = w
+  const output = w.output
   for (let i = 0; i < fields.length; i++) {
     const field = fields[i]!
-    if (field === TABLE) continue
-    const start = starts[i]!
     if (field === INDEX) {
-      let at = ends[i]! - 1
-      while (last![at] === NINE) {
-        last![at] = ZERO
-        if (--at < start) return false
-      }
-      last![at]!++
+      HIGHS[i] = 0
+      LOWS[i] = index
+    } else if (field === DESCRIPTOR) {
+      HIGHS[i] = hi
+      LOWS[i] = lo
     } else {
-      let at = ends[i]! - 1 - nibble
-      if (at < start) return false
-      let digit = HEX_VALUES[last![at]!]! + add
-      while (digit > 15) {
-        last![at] = HEX_DIGITS[digit - 16]!
-        if (--at < start) return false
-        digit = HEX_VALUES[last![at]!]! + 1
-      }
-      last![at] = HEX_DIGITS[digit]!
+      const n = field === TABLE ? table : field === IPA ? ipa : output
+      HIGHS[i] = Math.floor(n / 0x1_0000_0000)
+      LOWS[i] = n
     }
   }
-  return true
 }
 
 /** Writes `separator` and the entry in HIGHS and LOWS from `t` at `at` in `out`; returns the end. Keeps it as `t.last`. */
@@ -414,6 +448,7 @@ function render(t: Template, out: Uint8Array, at: number, separator: Uint8Array)
     ends[i] += SEPARATOR.length - start
   }
   t.stepped = false
+  t.torn = false
   return at
 }
 
@@ -437,5 +472,6 @@ function makeTemplate(decoded: Decoded, level: number, index: number, table: num
     starts: new Int32Array(n),
     ends: new Int32Array(n),
     stepped: false,
+    torn: false,
   }
 }

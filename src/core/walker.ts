@@ -1055,6 +1055,21 @@ export class RangeMerger implements ScanSink {
     this.begin(w, output, aLo, aHi)
   }
 
+  /**
+   * add() for the current entry and the `more` entries after it that go on from it (each descriptor
+   * one entry size more, and no carry into its high word: the same attributes, the next input and
+   * output addresses), as add() of each would: for a caller that has found the run already.
+   */
+  addRun(w: RangeEntry, more: number): void {
+    this.add(w)
+    this.entries += more
+    if ((w.lo & 3) !== this.geometry.leafBits[w.level - FIRST_LEVEL]) return
+    this.leaves += more
+    this.count += more
+    this.end += more * w.size
+    this.outputEnd += more * w.size
+  }
+
   /** A new range from the current entry (apart from add, which stays small enough to inline into a scan's loop). */
   private begin(w: RangeEntry, output: number, aLo: number, aHi: number): void {
     const level = w.level
