@@ -240,7 +240,7 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
     // digit `nibble`.
     const runs = size <= 0x4000_0000
     const nibble = (31 - Math.clz32(size)) >> 2
-    const add = size / 16 ** nibble
+    const add = size >>> (4 * nibble)
     const ints = new Int32Array(words.buffer, words.byteOffset, words.length)
     let i = from
     while (i <= to) {
@@ -349,7 +349,10 @@ function runOn(t: Template, out: Uint8Array, at: number, ints: Int32Array, j: nu
   for (; j <= to && j !== wider; j++) {
     const k = (j & 511) * 2
     const next = (lo + plus) | 0
-    if ((lo < 0 && next >= 0) || ints[k] !== next || ints[k + 1] !== hi) break
+    // a carry into the high word: the sign bit set in the low word and clear in the next (one
+    // expression, evaluated whole: a comparison first made at the first low word of 2^31 or more,
+    // after the loop was compiled, would have no type feedback and discard the compiled code)
+    if ((lo & ~next) < 0 || ints[k] !== next || ints[k + 1] !== hi) break
     const {fields, starts, ends} = t
     const last = t.last!
     t.stepped = true
