@@ -146,70 +146,51 @@ describe('ScanCursor: a scan in parts', () => {
       out.push(unfollowed === undefined ? `${w.level} ${w.index} ${w.table} ${w.addr} ${w.lo} ${w.hi}` : `unfollowed ${w.next} ${unfollowed}`)
     }
 
-  it.each([1, 2, 7, 100])("stopping after every %i entries gives scanTables' visits, in order", (every) => {
-    fc.assert(
-      fc.property(tables, fc.constantFrom(-1, 0, 1), (writes, startLevel) => {
-        const memory = build(writes)
-        // start levels 0 and -1 (FEAT_LPA2, 52-bit: a 16-entry root) as well as KVM's level 1
-        const geometry =
-          startLevel === -1 ? stage2Geometry({granule: 4096, inputBits: 52, ds: true, startLevel: -1}) : startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
-        expect(geometry.startLevel).toBe(startLevel)
-        const whole: string[] = []
-        scanTables(memory, ROOT, geometry, trace(whole))
-        const parts: string[] = []
-        const record = trace(parts)
-        const cursor = new ScanCursor(memory, ROOT, geometry)
-        let n = 0
-        let runs = 0
-        const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
-          if (unfollowed === undefined && ++n % (every + 1) === 0) return cursor.stop(w)
-          record(w, unfollowed)
-        }
-        while (!cursor.run(visit)) runs++
-        expect(parts).toEqual(whole)
-        // it did stop, where there was more than a part's worth
-        if (whole.filter((v) => !v.startsWith('unfollowed')).length > every) expect(runs).toBeGreaterThan(0)
-      }),
-      {numRuns: 100},
-    )
-  })
+  /** The tables `writes` builds, a geometry starting at `startLevel`, and scanTables' visits of them. */
+  function scanned(writes: Array<[bigint, number, bigint, number]>, startLevel: number): {memory: PhysicalMemory; geometry: Geometry; whole: string[]} {
+    const memory = build(writes)
+    // start levels 0 and -1 (FEAT_LPA2, 52-bit: a 16-entry root) as well as KVM's level 1
+    const geometry = startLevel === -1 ? stage2Geometry({granule: 4096, inputBits: 52, ds: true, startLevel: -1}) : startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
+    expect(geometry.startLevel).toBe(startLevel)
+    const whole: string[] = []
+    scanTables(memory, ROOT, geometry, trace(whole))
+    return {memory, geometry, whole}
+  }
 
-  // with a page visitor (dump tables --json's): pages of leaves and runs of blocks come in one call,
+  // with a page visitor (dump tables --json's), pages of leaves and runs of blocks come in one call,
   // the entries passed over left out, and a stop inside one goes on from that entry
-  it.each([1, 2, 7, 100])("with a page visitor, stopping after every %i entries (inside pages and runs too) gives scanTables' visits", (every) => {
-    fc.assert(
-      fc.property(tables, fc.constantFrom(-1, 0, 1), (writes, startLevel) => {
-        const memory = build(writes)
-        const geometry =
-          startLevel === -1 ? stage2Geometry({granule: 4096, inputBits: 52, ds: true, startLevel: -1}) : startLevel === 0 ? stage2Geometry({granule: 4096, inputBits: 48}) : DEFAULT_STAGE2
-        const whole: string[] = []
-        scanTables(memory, ROOT, geometry, trace(whole))
-        const parts: string[] = []
-        const record = trace(parts)
-        const cursor = new ScanCursor(memory, ROOT, geometry)
-        let n = 0
-        const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
-          // table entries only: every leaf comes in a page or run
-          expect(w.level < 3 && (w.lo & 3) === 3).toBe(true)
-          if (unfollowed === undefined && ++n % (every + 1) === 0) return cursor.stop(w)
-          record(w, unfollowed)
-        }
-        const page = (w: TableWalker, words: Uint32Array, from: number, to: number): void => {
-          for (let i = from; i <= to; i++) {
-            if ((words[(i & 511) * 2]! & 1) === 0) continue
-            w.at(i, words)
-            // no table entry among them
-            expect(w.level === 3 || (w.lo & 3) !== 3).toBe(true)
-            if (++n % (every + 1) === 0) return cursor.stop(w)
-            record(w)
+  it.each([1, 2, 7, 100].flatMap((every) => [[every, false] as const, [every, true] as const]))(
+    "stopping after every %i entries (a page visitor: %s) gives scanTables' visits, in order",
+    (every, paged) => {
+      fc.assert(
+        fc.property(tables, fc.constantFrom(-1, 0, 1), (writes, startLevel) => {
+          const {memory, geometry, whole} = scanned(writes, startLevel)
+          const parts: string[] = []
+          const record = trace(parts)
+          const cursor = new ScanCursor(memory, ROOT, geometry)
+          let n = 0
+          let runs = 0
+          const visit = (w: TableWalker, unfollowed?: Unfollowed): void => {
+            // with a page visitor, table entries only: every leaf comes in a page or run
+            if (paged) expect(w.level < 3 && (w.lo & 3) === 3).toBe(true)
+            if (unfollowed === undefined && ++n % (every + 1) === 0) return cursor.stop(w)
+            record(w, unfollowed)
           }
-        }
-        while (!cursor.run(visit, page)) {
-          // going on
-        }
-        expect(parts).toEqual(whole)
-      }),
-      {numRuns: 100},
-    )
-  })
+          const page = (w: TableWalker, words: Uint32Array, from: number, to: number): void => {
+            for (let i = from; i <= to; i++) {
+              if ((words[(i & 511) * 2]! & 1) === 0) continue
+              w.at(i, words)
+              if (++n % (every + 1) === 0) return cursor.stop(w)
+              record(w)
+            }
+          }
+          while (!cursor.run(visit, paged ? page : undefined)) runs++
+          expect(parts).toEqual(whole)
+          // it did stop, where there was more than a part's worth
+          if (whole.filter((v) => !v.startsWith('unfollowed')).length > every) expect(runs).toBeGreaterThan(0)
+        }),
+        {numRuns: 100},
+      )
+    },
+  )
 })
