@@ -233,7 +233,6 @@ function dumpJsonParts(mapper: MapperJson | null, target: TreeTarget, memory: Ph
       return
     }
     release()
-    w.at(from, words)
     const size = w.size
     // Runs are followed in int32 arithmetic (runOn), so for entries of at most 1 GiB, which add a
     // positive int32 to the low word. What the size adds to the text of an address: `add` at hex
