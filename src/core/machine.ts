@@ -5,7 +5,7 @@ import {IdentityMapper, type MapperOptions, type MapperState} from './mapper.js'
 import {PhysicalMemory} from './memory.js'
 import {FINAL_LEVEL, type Geometry, MEMORY_PAGE, granuleName} from './geometry.js'
 import {hex} from './u64.js'
-import {TableWalker, type WalkCursor, type WalkEntry, peekingAccess, skippingAccess, walkEntries, walkTables} from './walker.js'
+import {type ScanSink, TableWalker, type Unfollowed, type WalkCursor, type WalkEntry, peekingAccess, skippingAccess, walkEntries, walkTables} from './walker.js'
 
 export interface Layout {
   ramBase: bigint
@@ -218,15 +218,13 @@ export class Machine {
       for (const e of entries) if (e.decoded.kind === 'table' && e.problem === undefined) sink.addTable(e.decoded.nextTable!, e.level + 1)
       return sink.pages
     }
-    // No walk made: visit the table entries alone, nothing made per entry (a 64 GiB map in pages has
-    // 16 million), and the pages read, not kept (peekingAccess). A table reached again (an alias) is in
-    // the map already, with the level it was first reached at, as a walk lists it; one outside RAM is not walked.
+    // No walk made: a scan of the table entries alone (pages of leaves and runs of blocks are passed
+    // over a page at a time: a 64 GiB map in pages has 16 million leaves), the pages read, not kept
+    // (peekingAccess). A table reached again (an alias) is in the map already, with the level it was
+    // first reached at, as a walk lists it; one outside RAM is not walked.
     const g = m.geometry
     const walker = new TableWalker(peekingAccess(this.memory), g)
-    const tablePre = (w: TableWalker): void => {
-      if (walker.access.inRam(w.next, g.granule) && !sink.pages.has(w.next / MEMORY_PAGE)) sink.addTable(BigInt(w.next), w.level + 1)
-    }
-    walker.walk(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, {tablePre}, {validOnly: true})
+    walker.scan(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, new TableEntrySink(sink, walker))
     return sink.pages
   }
 
@@ -264,6 +262,24 @@ export class Machine {
 function addTablePages(pages: Map<number, number>, geometry: Geometry, table: bigint, level: number, only?: ReadonlySet<number>): void {
   const first = Number(table / BigInt(MEMORY_PAGE))
   for (let i = 0; i < geometry.tableBytes(level) / MEMORY_PAGE; i++) if (only === undefined || only.has(first + i)) pages.set(first + i, level)
+}
+
+/** Machine.tablePages' scan: adds the table each table entry leads to (in RAM, not reached before); leaves pass by a page at a time. */
+class TableEntrySink implements ScanSink {
+  constructor(
+    private readonly sink: TablePageSink,
+    private readonly walker: TableWalker,
+  ) {}
+
+  entry(w: TableWalker, unfollowed?: Unfollowed): void {
+    if (unfollowed !== undefined || w.level === FINAL_LEVEL || (w.lo & 3) !== 3) return
+    const next = w.next
+    if (this.walker.access.inRam(next, w.geometry.granule) && !this.sink.pages.has(next / MEMORY_PAGE)) this.sink.addTable(BigInt(next), w.level + 1)
+  }
+
+  leafPage(): void {
+    // no table entry among them
+  }
 }
 
 /** Machine.tablePageSink: the table pages of a walk, from its entries as they come. */

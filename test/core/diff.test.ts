@@ -554,6 +554,28 @@ describe('helpers', () => {
     expect([...machine.tablePages(machine.walkTables())]).toEqual(expected)
   })
 
+  // tablePages() scans the table entries alone (pages of leaves and runs of blocks a page at a time);
+  // tablePages(entries) reads them from a walk: the same pages, levels and order, for random tables
+  it('Machine.tablePages from its own scan is what it is from a walk, for random tables (blocks, runs, aliases, loops)', () => {
+    const tables = [0x4100_0000n, 0x4100_1000n, 0x4100_2000n, 0x4100_3000n]
+    const descriptor = fc.oneof(
+      fc.constantFrom(...tables, 0x10_0000_0000n).map((t) => tableDescriptor(t)),
+      fc.constantFrom(0x7fdn, 0x7ffn, 0x405n).chain((bits) => fc.bigInt({min: 0n, max: (1n << 30n) - 1n}).map((frame) => (frame << 12n) | bits)),
+      fc.bigInt({min: 0n, max: (1n << 64n) - 1n}),
+    )
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(...tables), fc.integer({min: 0, max: 511}), descriptor, fc.integer({min: 1, max: 20})), {maxLength: 12}), (writes) => {
+        const {machine, mapper} = mappedMachine()
+        mapper.mapRegion(0x4000_0000n, 0x40_0000n, 'normal', {granularity: 'page'})
+        for (const [table, index, value, run] of writes) {
+          for (let i = 0; i < run && index + i < 512; i++) machine.memory.writeU64(table + 8n * BigInt(index + i), (value + BigInt(i) * ((value & 2n) === 0n ? BLOCK : PAGE)) & ((1n << 64n) - 1n))
+        }
+        expect([...machine.tablePages()]).toEqual([...machine.tablePages(machine.walkTables())])
+      }),
+      {numRuns: 200},
+    )
+  })
+
   it('Machine.tablePages: a table reached again at another level keeps the level it was first reached at, as a walk lists it', () => {
     const {machine, mapper} = mappedMachine()
     mapper.mapRegion(0x4000_0000n, PAGE, 'normal')
