@@ -224,7 +224,7 @@ export class Machine {
     // first reached at, as a walk lists it; one outside RAM is not walked.
     const g = m.geometry
     const walker = new TableWalker(peekingAccess(this.memory), g)
-    walker.scan(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, new TableEntrySink(sink, walker))
+    walker.scan(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, new TableEntrySink(sink))
     return sink.pages
   }
 
@@ -266,15 +266,12 @@ function addTablePages(pages: Map<number, number>, geometry: Geometry, table: bi
 
 /** Machine.tablePages' scan: adds the table each table entry leads to (in RAM, not reached before); leaves pass by a page at a time. */
 class TableEntrySink implements ScanSink {
-  constructor(
-    private readonly sink: TablePageSink,
-    private readonly walker: TableWalker,
-  ) {}
+  constructor(private readonly sink: TablePageSink) {}
 
   entry(w: TableWalker, unfollowed?: Unfollowed): void {
     if (unfollowed !== undefined || w.level === FINAL_LEVEL || (w.lo & 3) !== 3) return
     const next = w.next
-    if (this.walker.access.inRam(next, w.geometry.granule) && !this.sink.pages.has(next / MEMORY_PAGE)) this.sink.addTable(BigInt(next), w.level + 1)
+    if (w.access.inRam(next, w.geometry.granule) && !this.sink.pages.has(next / MEMORY_PAGE)) this.sink.addTable(BigInt(next), w.level + 1)
   }
 
   leafPage(): void {
