@@ -224,7 +224,7 @@ export class Machine {
     // first reached at, as a walk lists it; one outside RAM is not walked.
     const g = m.geometry
     const walker = new TableWalker(peekingAccess(this.memory), g)
-    walker.scan(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, new TableEntrySink(sink))
+    walker.scan(Number(m.root & g.addressMask), 0, 2 ** g.inputBits, sink)
     return sink.pages
   }
 
@@ -264,23 +264,11 @@ function addTablePages(pages: Map<number, number>, geometry: Geometry, table: bi
   for (let i = 0; i < geometry.tableBytes(level) / MEMORY_PAGE; i++) if (only === undefined || only.has(first + i)) pages.set(first + i, level)
 }
 
-/** Machine.tablePages' scan: adds the table each table entry leads to (in RAM, not reached before); leaves pass by a page at a time. */
-class TableEntrySink implements ScanSink {
-  constructor(private readonly sink: TablePageSink) {}
-
-  entry(w: TableWalker, unfollowed?: Unfollowed): void {
-    if (unfollowed !== undefined || w.level === FINAL_LEVEL || (w.lo & 3) !== 3) return
-    const next = w.next
-    if (w.access.inRam(next, w.geometry.granule) && !this.sink.pages.has(next / MEMORY_PAGE)) this.sink.addTable(BigInt(next), w.level + 1)
-  }
-
-  leafPage(): void {
-    // no table entry among them
-  }
-}
-
-/** Machine.tablePageSink: the table pages of a walk, from its entries as they come. */
-export class TablePageSink {
+/**
+ * Machine.tablePageSink: the table pages of a walk, from its entries as they come (visit, from a
+ * walkTables cursor), or of a scan's table entries (as a ScanSink: leaves pass by a page at a time).
+ */
+export class TablePageSink implements ScanSink {
   /** frame number -> the level of the table it holds, in walk order (the root first) */
   readonly pages = new Map<number, number>()
   private readonly geometry: Geometry | undefined
@@ -297,6 +285,17 @@ export class TablePageSink {
   /** The walk's next entry: a table entry the walk goes down into adds its table. */
   visit(c: WalkCursor): void {
     if (c.level < FINAL_LEVEL && (c.lo & 3) === 3 && c.problem === undefined) this.addTable(c.geometry.tableAddress(c.raw), c.level + 1)
+  }
+
+  /** As a scan's sink (tablePages, all frames kept): a table entry adds the table it leads to if it is in RAM and not reached before (an alias keeps the level it was first reached at). */
+  entry(w: TableWalker, unfollowed?: Unfollowed): void {
+    if (unfollowed !== undefined || w.level === FINAL_LEVEL || (w.lo & 3) !== 3) return
+    const next = w.next
+    if (w.access.inRam(next, w.geometry.granule) && !this.pages.has(next / MEMORY_PAGE)) this.addTable(BigInt(next), w.level + 1)
+  }
+
+  leafPage(): void {
+    // no table entry among them
   }
 
   /** The table at `table`, a `level` table, that the walk went into. */
