@@ -982,11 +982,11 @@ export class RangeMerger implements ScanSink {
   }
 
   /**
-   * add() for a page or run of leaves (ScanSink). Once an entry is added, the entries after it that
-   * continue its range are found by their words alone, in a loop of their own that keeps the range
-   * in local variables (a field written per entry is a store and a load the next entry waits on):
-   * the same high word, and the low word one entry size more each (the same attributes, the next
-   * output address) up to a carry into the high word; the first that differs goes through add().
+   * add() for a page or run of leaves (ScanSink). The entries after a leaf that continue its range
+   * are found by their words alone, in a loop of their own (no field written per entry: a store and
+   * a load the next entry waits on): the same high word, and the low word one entry size more each
+   * (the same attributes, the next output address) up to a carry into the high word; the leaf and
+   * they go to addRun() at once, and the first that differs starts again.
    */
   leafPage(w: TableWalker, words: Uint32Array, first: number, last: number): void {
     w.at(first, words)
@@ -995,7 +995,6 @@ export class RangeMerger implements ScanSink {
     // the size as an int32, for the words' arithmetic: congruent to it modulo 2^32 (a block of 4 GiB
     // or more adds nothing to the low word, and then `limit` allows no run)
     const step = size | 0
-    let run = 0
     // the words as int32, so that the run's comparisons below are small-integer ones (and code not
     // yet compiled makes no heap number of a word of 2^31 or more)
     const ints = new Int32Array(words.buffer, words.byteOffset, words.length)
@@ -1004,9 +1003,11 @@ export class RangeMerger implements ScanSink {
       const lo = ints[k]!
       if ((lo & 1) === 0) continue
       w.at(i, words)
-      this.add(w)
-      if ((lo & 3) !== leafBits) continue
-      // the run after it: at most `room` entries before the low word would carry
+      if ((lo & 3) !== leafBits) {
+        this.add(w)
+        continue
+      }
+      // the run after it: up to the entry where the low word would carry
       const hi = ints[k + 1]!
       const limit = Math.min(last, i + Math.floor((0xffff_ffff - (lo >>> 0)) / size))
       let j = i + 1
@@ -1017,17 +1018,9 @@ export class RangeMerger implements ScanSink {
         j++
         next = (next + step) | 0
       }
-      const n = j - i - 1
-      if (n > 0) {
-        run += n
-        this.count += n
-        this.end += n * size
-        this.outputEnd += n * size
-        i = j - 1
-      }
+      this.addRun(w, j - i - 1)
+      i = j - 1
     }
-    this.entries += run
-    this.leaves += run
   }
 
   /** The next valid entry of the walk (a walkTables cursor's too). */
