@@ -298,7 +298,7 @@ function patched(t: Template): Uint8Array | undefined {
     const oldLow = lows[i]!
     const end = ends[i]!
     if (fields[i] === INDEX) {
-      if (decimalDigits(low) !== decimalDigits(oldLow)) return undefined
+      // as many digits: a template's entries have indexes of one width (their kind counts it)
       for (let at = end - 1, to = low, from = oldLow; to !== from; at--, to = (to / 10) | 0, from = (from / 10) | 0) last[at] = ZERO + (to % 10)
     } else {
       // As many digits: both high halves zero and the low ones as wide, or both non-zero and as wide
