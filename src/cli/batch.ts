@@ -8,8 +8,10 @@ import {resolve} from 'node:path'
 import {type Command, Config, type Interfaces} from '@oclif/core'
 
 import {HvmemError} from '../core/errors.js'
-import type {SnapshotSession} from '../snapshot/store.js'
+import type {Machine} from '../core/machine.js'
+import {type SnapshotSession, sessionDue, sessionTurn} from '../snapshot/store.js'
 import {type BatchHooks, HvmemCommand, describeError, suggestCommand, unknownCommand} from './base.js'
+import {MachineCommand, type SnapshotParse} from './machine-command.js'
 import {quote} from './numbers.js'
 import type {ScriptLine} from './words.js'
 
@@ -132,6 +134,19 @@ const PREPARED_LIMIT = 1024
 interface Prepared {
   name: string
   command: HvmemCommand
+  /** a MachineCommand, with its parse (made once): the line then runs at once (MachineCommand.runIn) */
+  machine: RunsAtOnce | undefined
+}
+
+interface RunsAtOnce {
+  command: MachineCommand<SnapshotParse, unknown, unknown>
+  parsed: SnapshotParse
+}
+
+/** What undoes a line that fails under --keep-going: the machine's checkpoint, and whether the session had changed before it. */
+interface Undo {
+  checkpoint: ReturnType<Machine['checkpoint']>
+  changed: boolean
 }
 
 /** What a batch reads of a command oclif's configuration finds. */
@@ -157,6 +172,10 @@ export class BatchRunner {
   /** the first failing line's exit code (0: none failed) */
   exitCode = 0
   private firstFailure: number | undefined
+  /** a line failed without --keep-going: no more lines run */
+  private stopped = false
+  /** the session is due a turn of the event loop (sessionDue) before the next line */
+  private turnDue = false
   private readonly classes = new Map<string, Command.Class>()
   /** per distinct line text: what running it needs that does not change from one run to the next */
   private readonly prepared = new Map<string, Prepared>()
@@ -176,36 +195,83 @@ export class BatchRunner {
     this.snapshot = resolve(options.snapshot)
   }
 
-  /** Runs `lines` in the session, in order; without --keep-going, stops at the first failure. */
+  /** Runs `lines` in the session, in order (each `count` times); without --keep-going, stops at the first failure. */
   async runAll(lines: ScriptLine[], session: SnapshotSession): Promise<void> {
-    const {json, keepGoing, verbose} = this.options
-    // One loop, no function a line: at 10,000 lines, every promise and frame shows.
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!
-      if (verbose && !json) this.out.line(`# line ${line.line}: ${line.text}`)
-      // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
-      const checkpoint = keepGoing ? session.machine.checkpoint() : undefined
-      const changed = session.changed
-      let prepared: Prepared | undefined
-      try {
-        prepared = this.prepared.get(line.text) ?? (await this.prepare(line))
-        const command = prepared.command
-        const result: unknown = await command.run()
-        checkpoint?.release()
-        this.ok++
-        if (json) this.out.line(JSON.stringify({line: line.line, command: prepared.name, result: result ?? null} satisfies LineResultJson))
-        // A line's own --json prints its result as JSON, as the command alone would.
-        else if (command.jsonEnabled() && result !== undefined) command.logJson(result)
-      } catch (error) {
-        checkpoint?.rollback()
-        session.changed = changed
-        this.failure(line, prepared?.name, error)
-        if (!keepGoing) {
-          this.skipped = lines.length - i - 1
+    let remaining = 0
+    for (const line of lines) remaining += line.count
+    for (const line of lines) {
+      let prepared = this.prepared.get(line.text)
+      for (let k = 0; k < line.count; ) {
+        let ran = 1
+        if (prepared?.machine !== undefined) ran = this.runAtOnce(line, k, prepared, prepared.machine, session)
+        else {
+          // the first of these lines (its parse), or a command that runs through its own run()
+          const undo = this.begin(line, k, session)
+          try {
+            prepared ??= await this.prepare(line)
+            const {machine, command} = prepared
+            this.lineSucceeded(line, k, prepared, undo, machine === undefined ? await command.run() : machine.command.runIn(session, machine.parsed))
+          } catch (error) {
+            this.lineFailed(line, k, prepared, undo, session, error)
+          }
+          this.turnDue = sessionDue()
+        }
+        k += ran
+        remaining -= ran
+        if (this.stopped) {
+          this.skipped = remaining
           return
         }
+        if (this.turnDue) await sessionTurn()
       }
     }
+  }
+
+  /**
+   * Runs the lines of `line` from its k-th on, its command one that runs at once (a MachineCommand,
+   * parsed): one after the other with no turn of the event loop, until the run ends, a line stops
+   * the batch, or the session is due a turn (sessionDue). Returns how many it ran.
+   */
+  private runAtOnce(line: ScriptLine, k: number, prepared: Prepared, machine: RunsAtOnce, session: SnapshotSession): number {
+    let ran = 0
+    do {
+      const undo = this.begin(line, k + ran, session)
+      try {
+        this.lineSucceeded(line, k + ran, prepared, undo, machine.command.runIn(session, machine.parsed))
+      } catch (error) {
+        this.lineFailed(line, k + ran, prepared, undo, session, error)
+      }
+      ran++
+      this.turnDue = sessionDue()
+    } while (k + ran < line.count && !this.stopped && !this.turnDue)
+    return ran
+  }
+
+  /** Before the k-th line of `line`: its --verbose header; under --keep-going, what undoes it if it fails. */
+  private begin(line: ScriptLine, k: number, session: SnapshotSession): Undo | undefined {
+    const {json, keepGoing, verbose} = this.options
+    if (verbose && !json) this.out.line(`# line ${line.line + k}: ${line.text}`)
+    // Under --keep-going a line that fails must leave the machine as it found it, even half-way.
+    return keepGoing ? {checkpoint: session.machine.checkpoint(), changed: session.changed} : undefined
+  }
+
+  /** After a line that succeeded with `result`: counted, and its result printed as the batch or the line asks. */
+  private lineSucceeded(line: ScriptLine, k: number, prepared: Prepared, undo: Undo | undefined, result: unknown): void {
+    undo?.checkpoint.release()
+    this.ok++
+    if (this.options.json) this.out.line(JSON.stringify({line: line.line + k, command: prepared.name, result: result ?? null} satisfies LineResultJson))
+    // A line's own --json prints its result as JSON, as the command alone would.
+    else if (result !== undefined && prepared.command.jsonEnabled()) prepared.command.logJson(result)
+  }
+
+  /** After a line that failed: undone (--keep-going), counted and reported; without --keep-going the batch stops. */
+  private lineFailed(line: ScriptLine, k: number, prepared: Prepared | undefined, undo: Undo | undefined, session: SnapshotSession, error: unknown): void {
+    if (undo !== undefined) {
+      undo.checkpoint.rollback()
+      session.changed = undo.changed
+    }
+    this.failure(line, line.line + k, prepared?.name, error)
+    if (!this.options.keepGoing) this.stopped = true
   }
 
   /** The closing output: the JSON summary, or (text) a note of failures under --keep-going and a summary line with --verbose. */
@@ -227,15 +293,15 @@ export class BatchRunner {
     }
   }
 
-  /** Counts and reports a failed line. */
-  private failure(line: ScriptLine, name: string | undefined, error: unknown): void {
+  /** Counts and reports a failed line (`line`'s line `number`). */
+  private failure(line: ScriptLine, number: number, name: string | undefined, error: unknown): void {
     const {json, keepGoing} = this.options
     const err = error instanceof Error ? error : new Error(String(error))
     if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
     const described = describeError(err)
     this.failed++
     if (this.firstFailure === undefined) {
-      this.firstFailure = line.line
+      this.firstFailure = number
       this.exitCode = described.exitCode
     }
     // A line that names no known command is reported by its first words.
@@ -245,8 +311,8 @@ export class BatchRunner {
         .filter((w) => !w.startsWith('-'))
         .slice(0, 2)
         .join(' ')
-    if (json) this.out.line(JSON.stringify({line: line.line, command, text: line.text, error: described} satisfies LineErrorJson))
-    else this.out.stderr(`hvmem: line ${line.line} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
+    if (json) this.out.line(JSON.stringify({line: number, command, text: line.text, error: described} satisfies LineErrorJson))
+    else this.out.stderr(`hvmem: line ${number} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
   }
 
   /**
@@ -298,7 +364,10 @@ export class BatchRunner {
       },
     }
     command.batch = hooks
-    const prepared: Prepared = {name: resolved.name, command}
+    // A command whose work is on the machine alone runs each line at once, from its parse.
+    const runsAtOnce = command instanceof MachineCommand ? (command as MachineCommand<SnapshotParse, unknown, unknown>) : undefined
+    const machine = runsAtOnce === undefined ? undefined : {command: runsAtOnce, parsed: await runsAtOnce.parseLine()}
+    const prepared: Prepared = {name: resolved.name, command, machine}
     // Kept from a text's second line on: a line seen once would only burden the garbage collector.
     if (this.seenOnce.delete(line.text)) {
       if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()

@@ -95,14 +95,21 @@ export function splitWords(line: string): string[] {
   return words
 }
 
+const NEWLINE = 10
+
 /** Characters that end a run of ordinary ones inside a word (`#` does not: it starts a comment only at a word's start). */
 const SPECIAL = new Set([' ', '\t', '\\', "'", '"', ...OPERATORS])
 
-/** One command of a batch script: its 1-based line number, the line as written, and its words. */
+/**
+ * One command of a batch script: its 1-based line number, the line as written, and its words; and
+ * `count`, how many lines in a row have that same text (numbered line, line + 1, ...). A script of
+ * 10,000 "alloc page" is one ScriptLine: its memory does not grow with repetition.
+ */
 export interface ScriptLine {
   line: number
   text: string
   words: string[]
+  count: number
 }
 
 /** A line that cannot be split: its number, its text, and why. */
@@ -124,38 +131,89 @@ export class ScriptSplitter {
   readonly errors: ScriptError[] = []
   /** lines added so far (blank and comment lines too) */
   count = 0
+  /** command lines added so far (the sum of the lines' counts) */
+  commands = 0
   // Scripts repeat lines (10,000 "alloc page"): identical lines share their text and words, and a
-  // line that repeats the one before it is recognised at once.
+  // line that repeats the one just before it is counted into that one's ScriptLine.
   private readonly seen = new Map<string, {text: string; words: string[]}>()
-  private previous: {raw: string; text: string; words: string[]} | undefined
+  /** the last line added, as written, while the next line may repeat it */
+  private previous: {raw: string; line: ScriptLine} | undefined
+
+  /** Adds text[start, end) as the next line: a line that repeats the one before it is not copied out of `text`. */
+  addFrom(text: string, start: number, end: number): void {
+    const previous = this.previous
+    if (previous !== undefined && end - start === previous.raw.length && text.startsWith(previous.raw, start)) this.repeat(previous.line)
+    else this.add(text.slice(start, end))
+  }
+
+  /**
+   * Adds the lines at text[start...] that repeat the line just added (each as written, with its
+   * newline), up to `limit` lines in all, and returns where they end. However many there are, they
+   * are found in a few comparisons of the text with itself (a run of n repeats doubled while the next
+   * n equal it, then the rest by halves): a script of 10,000 "alloc page" is not read line by line.
+   */
+  addRepeats(text: string, start: number, limit: number): number {
+    const previous = this.previous
+    const most = limit - this.count
+    if (previous === undefined || most < 1) return start
+    const {raw, line} = previous
+    if (!text.startsWith(raw, start) || text.charCodeAt(start + raw.length) !== NEWLINE) return start
+    const unit = raw.length + 1
+    // whether the `count` units after the first n repeats are repeats too (equal the first `count`)
+    const repeats = (n: number, count: number): boolean => text.startsWith(text.slice(start, start + count * unit), start + n * unit)
+    let n = 1
+    while (2 * n <= most && repeats(n, n)) n *= 2
+    for (let step = n >> 1; step >= 1; step >>= 1) if (n + step <= most && repeats(n, step)) n += step
+    this.count += n
+    this.commands += n
+    line.count += n
+    return start + n * unit
+  }
 
   add(raw: string): void {
-    const number = ++this.count
     const previous = this.previous
     if (previous !== undefined && raw === previous.raw) {
-      this.lines.push({line: number, text: previous.text, words: previous.words})
+      this.repeat(previous.line)
       return
     }
+    const number = ++this.count
     this.previous = undefined
     const unmarked = raw.startsWith('\uFEFF') ? raw.slice(1) : raw
-    const line = unmarked.endsWith('\r') ? unmarked.slice(0, -1) : unmarked
-    let known = this.seen.get(line)
+    const text = unmarked.endsWith('\r') ? unmarked.slice(0, -1) : unmarked
+    let known = this.seen.get(text)
     if (known === undefined) {
       let words: string[]
       try {
-        words = splitWords(line)
+        words = splitWords(text)
       } catch (error) {
         if (!(error instanceof WordsError)) throw error
-        this.errors.push({line: number, text: line, message: error.message})
+        this.errors.push({line: number, text, message: error.message})
         return
       }
       if (words[0] === 'hvmem') words = words.slice(1)
-      known = {text: line.trim(), words}
-      if (words.length > 0) this.seen.set(line, known)
+      known = {text: text.trim(), words}
+      if (words.length > 0) this.seen.set(text, known)
     }
     if (known.words.length === 0) return
-    this.previous = {raw, ...known}
-    this.lines.push({line: number, text: known.text, words: known.words})
+    // the same command as the line just before (written otherwise: a CR, a byte order mark) counts into it
+    const last = this.lines.at(-1)
+    let line: ScriptLine
+    if (last !== undefined && last.words === known.words && last.line + last.count === number) {
+      line = last
+      line.count++
+    } else {
+      line = {line: number, text: known.text, words: known.words, count: 1}
+      this.lines.push(line)
+    }
+    this.commands++
+    this.previous = {raw, line}
+  }
+
+  /** The line just added, once more. */
+  private repeat(line: ScriptLine): void {
+    this.count++
+    this.commands++
+    line.count++
   }
 }
 
@@ -167,8 +225,8 @@ export function splitScript(text: string): {lines: ScriptLine[]; errors: ScriptE
   for (let start = 0; start < n;) {
     let end = text.indexOf('\n', start)
     if (end < 0) end = n
-    splitter.add(text.slice(start, end))
-    start = end + 1
+    splitter.addFrom(text, start, end)
+    start = splitter.addRepeats(text, end + 1, Infinity)
   }
   return {lines: splitter.lines, errors: splitter.errors}
 }

@@ -39,7 +39,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Batch)
-    const {lines, errors} = await readScript(args.file)
+    const {lines, commands, errors} = await readScript(args.file)
     const first = errors[0]
     if (first !== undefined) {
       const more = errors.length > 1 ? ` (and ${errors.length - 1} more line(s) that cannot be split)` : ''
@@ -66,7 +66,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
       out.flush()
       throw error
     }
-    runner.finish(lines.length, saved)
+    runner.finish(commands, saved)
     out.flush()
     if (runner.exitCode !== 0) process.exitCode = runner.exitCode
   }
@@ -87,7 +87,7 @@ export const MAX_LINE_CHARS = 1 << 20
  * whole text in one string, and refused past MAX_SCRIPT_LINES lines or a line of MAX_LINE_CHARS (so
  * `yes 'alloc page' | hvmem batch` stops with one line, in bounded memory).
  */
-async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: ScriptError[]}> {
+async function readScript(file: string): Promise<{lines: ScriptLine[]; commands: number; errors: ScriptError[]}> {
   const name = file === '-' ? STDIN_NAME : `the batch file ${quote(file)}`
   const splitter = new ScriptSplitter()
   const tooLong = (): never => {
@@ -108,8 +108,9 @@ async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: S
     for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
       if (end - start > MAX_LINE_CHARS) lineTooLong()
       if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
-      splitter.add(text.slice(start, end))
-      start = end + 1
+      splitter.addFrom(text, start, end)
+      // the lines after it that repeat it, in one step
+      start = splitter.addRepeats(text, end + 1, MAX_SCRIPT_LINES)
     }
     pending = text.slice(start)
     if (pending.length > MAX_LINE_CHARS) lineTooLong()
@@ -120,5 +121,5 @@ async function readScript(file: string): Promise<{lines: ScriptLine[]; errors: S
     if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
     splitter.add(pending)
   }
-  return {lines: splitter.lines, errors: splitter.errors}
+  return {lines: splitter.lines, commands: splitter.commands, errors: splitter.errors}
 }

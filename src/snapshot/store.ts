@@ -351,16 +351,25 @@ let breaths = 0
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /**
- * A session's result, now or after one turn of the event loop if the session has computed for a
- * while without one: a long batch then still keeps its lock fresh and answers SIGINT/SIGTERM/SIGHUP
- * within a fraction of a second (both run from the event loop), at a cost of one clock read in 64 lines.
+ * Whether a session has computed for a while without a turn of the event loop: then it takes one
+ * (sessionTurn), so that a long batch still keeps its lock fresh and answers SIGINT/SIGTERM/SIGHUP
+ * within a fraction of a second (both run from the event loop), at a cost of one clock read in 64
+ * calls. Asked once a line of a batch (here, or by the batch itself for a line it runs at once:
+ * src/cli/batch.ts).
  */
+export function sessionDue(): boolean {
+  return (++breaths & 63) === 0 && Date.now() - lastBreath >= 50
+}
+
+/** The turn of the event loop a session is due. */
+export function sessionTurn(): Promise<void> {
+  lastBreath = Date.now()
+  return nextTurn()
+}
+
+/** A session's result, now or after the turn of the event loop it is due. */
 function breathe<T>(value: T): Promise<T> {
-  if ((++breaths & 63) !== 0) return Promise.resolve(value)
-  const now = Date.now()
-  if (now - lastBreath < 50) return Promise.resolve(value)
-  lastBreath = now
-  return new Promise((resolve) => setImmediate(() => resolve(value)))
+  return sessionDue() ? sessionTurn().then(() => value) : Promise.resolve(value)
 }
 
 /**

@@ -278,6 +278,25 @@ describe('hvmem batch: failures', () => {
     expect(status.json.heap.next).toBe('0x41002000')
   })
 
+  it('a run of the same line that fails part-way: each line numbered, the rest counted as skipped or each reported under -k', async () => {
+    await init(['--size', '16K']) // 4 pages
+    const lines = 'alloc page\n'.repeat(6) + 'heap status --json\n'
+    const r = await hvmem(dir, ['batch', '--json'], {}, lines)
+    expect(r.code).toBe(5)
+    const out = jsonLines(r.stdout)
+    expect(out.slice(0, 4).map((l) => (l as LineResultJson).line)).toEqual([1, 2, 3, 4])
+    expect(out[4]).toMatchObject({line: 5, command: 'alloc page', text: 'alloc page', error: {kind: 'heap-exhausted', exitCode: 5}})
+    expect(out[5]).toEqual({summary: {lines: 7, ok: 4, failed: 1, skipped: 2, saved: false, exitCode: 5}})
+    const kept = await hvmem(dir, ['batch', '-k', '--verbose'], {}, `${lines}alloc bytes 1__0\nalloc bytes 1__0\n`)
+    expect(kept.code).toBe(5)
+    expect(kept.stdout.split('\n').filter((l) => l.startsWith('# line')).map((l) => l.split(':')[0])).toEqual(
+      ['# line 1', '# line 2', '# line 3', '# line 4', '# line 5', '# line 6', '# line 7', '# line 8', '# line 9'],
+    )
+    expect(kept.stdout.endsWith('# 9 line(s): 5 ok, 4 failed; saved ./hvmem.snap\n')).toBe(true)
+    const failed = kept.stderr.split('\n').filter((l) => l.startsWith('hvmem: line ')).map((l) => l.split(' "')[0])
+    expect(failed).toEqual(['hvmem: line 5', 'hvmem: line 6', 'hvmem: line 8', 'hvmem: line 9'])
+  })
+
   it('--keep-going where every line fails: nothing to save, the file untouched', async () => {
     await init()
     const before = await fingerprint(snap)

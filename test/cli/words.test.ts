@@ -3,7 +3,7 @@ import {execFileSync} from 'node:child_process'
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 
-import {WordsError, splitScript, splitWords} from '../../src/cli/words.js'
+import {ScriptSplitter, WordsError, splitScript, splitWords} from '../../src/cli/words.js'
 
 function failure(line: string): {reason: string; column: number} {
   try {
@@ -119,9 +119,9 @@ describe('splitScript', () => {
     const {lines, errors} = splitScript('alloc page\n\n# setup\n  hvmem heap status  \r\nmap region 0x4000_0000 2M # ram\n\t\nhvmem\n')
     expect(errors).toEqual([])
     expect(lines).toEqual([
-      {line: 1, text: 'alloc page', words: ['alloc', 'page']},
-      {line: 4, text: 'hvmem heap status', words: ['heap', 'status']},
-      {line: 5, text: 'map region 0x4000_0000 2M # ram', words: ['map', 'region', '0x4000_0000', '2M']},
+      {line: 1, text: 'alloc page', words: ['alloc', 'page'], count: 1},
+      {line: 4, text: 'hvmem heap status', words: ['heap', 'status'], count: 1},
+      {line: 5, text: 'map region 0x4000_0000 2M # ram', words: ['map', 'region', '0x4000_0000', '2M'], count: 1},
     ])
   })
 
@@ -134,26 +134,59 @@ describe('splitScript', () => {
     ])
   })
 
-  it('repeated lines (as in 10,000 "alloc page"): each numbered, a CR or a different spelling still seen as written', () => {
-    const {lines, errors} = splitScript("alloc page\nalloc page\nalloc page\r\nalloc page\n\nalloc page\nalloc  page\nalloc page\nmem write 'x\nmem write 'x\nalloc page")
-    expect(lines.map((l) => [l.line, l.text, l.words.join(' ')])).toEqual([
-      [1, 'alloc page', 'alloc page'],
-      [2, 'alloc page', 'alloc page'],
-      [3, 'alloc page', 'alloc page'],
-      [4, 'alloc page', 'alloc page'],
-      [6, 'alloc page', 'alloc page'],
-      [7, 'alloc  page', 'alloc page'],
-      [8, 'alloc page', 'alloc page'],
-      [11, 'alloc page', 'alloc page'],
+  it('repeated lines (as in 10,000 "alloc page"): one ScriptLine and its count for each run of the same command on consecutive lines', () => {
+    const {lines, errors} = splitScript("alloc page\nalloc page\nalloc page\r\nalloc page\n\nalloc page\nalloc  page\nalloc page\nmem write 'x\nmem write 'x\nalloc page\nalloc page -n 2\nalloc page\nalloc page")
+    expect(lines.map((l) => [l.line, l.count, l.text, l.words.join(' ')])).toEqual([
+      // (a CR does not make another command)
+      [1, 4, 'alloc page', 'alloc page'],
+      // (a blank line between: another run, numbered after it)
+      [6, 1, 'alloc page', 'alloc page'],
+      [7, 1, 'alloc  page', 'alloc page'],
+      [8, 1, 'alloc page', 'alloc page'],
+      [11, 1, 'alloc page', 'alloc page'],
+      // (a line that starts with the one before it is not a repeat)
+      [12, 1, 'alloc page -n 2', 'alloc page -n 2'],
+      [13, 2, 'alloc page', 'alloc page'],
     ])
     expect(errors.map((e) => e.line)).toEqual([9, 10])
+    // lines that repeat share one text and one words array
+    expect(new Set(lines.filter((l) => l.text === 'alloc page').map((l) => l.words)).size).toBe(1)
+  })
+
+  it('runs of repeated lines found in one step give what adding the lines one by one gives (property)', () => {
+    const line = fc.constantFrom('alloc page', 'alloc page\r', 'alloc pag', 'alloc page -n 2', 'alloc  page', '', '# note', "mem write 'x", 'heap status', '\uFEFFalloc page')
+    fc.assert(
+      fc.property(fc.array(fc.tuple(line, fc.integer({min: 1, max: 70})), {maxLength: 10}), fc.boolean(), (runs, finalNewline) => {
+        const text = runs.flatMap(([l, n]) => Array<string>(n).fill(l)).join('\n') + (finalNewline ? '\n' : '')
+        const oneByOne = new ScriptSplitter()
+        const pieces = text.split('\n')
+        if (text.endsWith('\n') || text === '') pieces.pop()
+        for (const piece of pieces) oneByOne.add(piece)
+        expect(splitScript(text)).toEqual({lines: oneByOne.lines, errors: oneByOne.errors})
+      }),
+      {numRuns: 300},
+    )
+  })
+
+  it('repeats are added up to the line limit, and the text after them is left', () => {
+    const splitter = new ScriptSplitter()
+    splitter.add('alloc page')
+    const text = `${'alloc page\n'.repeat(100)}heap status\n`
+    expect(splitter.addRepeats(text, 0, 50)).toBe(49 * 11)
+    expect(splitter.count).toBe(50)
+    expect(splitter.lines).toEqual([{line: 1, text: 'alloc page', words: ['alloc', 'page'], count: 50}])
+    // at the limit, none; past the run, none
+    expect(splitter.addRepeats(text, 49 * 11, 50)).toBe(49 * 11)
+    expect(splitter.addRepeats(text, 100 * 11, 1000)).toBe(100 * 11)
+    expect(splitter.addRepeats(text, 49 * 11, 1000)).toBe(100 * 11)
+    expect(splitter.commands).toBe(101)
   })
 
   it('a UTF-8 byte order mark starting a line (a script saved on Windows, CRLF too; scripts joined by cat) is dropped', () => {
     const {lines, errors} = splitScript('\uFEFFalloc page\r\n\uFEFFheap status\r\n')
     expect(lines).toEqual([
-      {line: 1, text: 'alloc page', words: ['alloc', 'page']},
-      {line: 2, text: 'heap status', words: ['heap', 'status']},
+      {line: 1, text: 'alloc page', words: ['alloc', 'page'], count: 1},
+      {line: 2, text: 'heap status', words: ['heap', 'status'], count: 1},
     ])
     expect(errors).toEqual([])
   })
