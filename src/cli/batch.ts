@@ -135,7 +135,7 @@ interface Prepared {
   name: string
   command: HvmemCommand
   /** a MachineCommand, with its parse (made once): the line then runs at once (MachineCommand.runIn) */
-  machine: RunsAtOnce | undefined
+  atOnce: RunsAtOnce | undefined
 }
 
 interface RunsAtOnce {
@@ -201,16 +201,16 @@ export class BatchRunner {
     for (const line of lines) remaining += line.count
     for (const line of lines) {
       let prepared = this.prepared.get(line.text)
-      for (let k = 0; k < line.count; ) {
+      for (let k = 0; k < line.count;) {
         let ran = 1
-        if (prepared?.machine !== undefined) ran = this.runAtOnce(line, k, prepared, prepared.machine, session)
+        if (prepared?.atOnce !== undefined) ran = this.runAtOnce(line, k, prepared, prepared.atOnce, session)
         else {
           // the first of these lines (its parse), or a command that runs through its own run()
           const undo = this.begin(line, k, session)
           try {
             prepared ??= await this.prepare(line)
-            const {machine, command} = prepared
-            this.lineSucceeded(line, k, prepared, undo, machine === undefined ? await command.run() : machine.command.runIn(session, machine.parsed))
+            const {atOnce, command} = prepared
+            this.lineSucceeded(line, k, prepared, undo, atOnce === undefined ? await command.run() : atOnce.command.runIn(session, atOnce.parsed))
           } catch (error) {
             this.lineFailed(line, k, prepared, undo, session, error)
           }
@@ -232,12 +232,12 @@ export class BatchRunner {
    * parsed): one after the other with no turn of the event loop, until the run ends, a line stops
    * the batch, or the session is due a turn (sessionDue). Returns how many it ran.
    */
-  private runAtOnce(line: ScriptLine, k: number, prepared: Prepared, machine: RunsAtOnce, session: SnapshotSession): number {
+  private runAtOnce(line: ScriptLine, k: number, prepared: Prepared, {command, parsed}: RunsAtOnce, session: SnapshotSession): number {
     let ran = 0
     do {
       const undo = this.begin(line, k + ran, session)
       try {
-        this.lineSucceeded(line, k + ran, prepared, undo, machine.command.runIn(session, machine.parsed))
+        this.lineSucceeded(line, k + ran, prepared, undo, command.runIn(session, parsed))
       } catch (error) {
         this.lineFailed(line, k + ran, prepared, undo, session, error)
       }
@@ -264,14 +264,32 @@ export class BatchRunner {
     else if (result !== undefined && prepared.command.jsonEnabled()) prepared.command.logJson(result)
   }
 
-  /** After a line that failed: undone (--keep-going), counted and reported; without --keep-going the batch stops. */
+  /** After a line that failed (the k-th of `line`): undone (--keep-going), counted and reported; without --keep-going the batch stops. */
   private lineFailed(line: ScriptLine, k: number, prepared: Prepared | undefined, undo: Undo | undefined, session: SnapshotSession, error: unknown): void {
+    const {json, keepGoing} = this.options
     if (undo !== undefined) {
       undo.checkpoint.rollback()
       session.changed = undo.changed
     }
-    this.failure(line, line.line + k, prepared?.name, error)
-    if (!this.options.keepGoing) this.stopped = true
+    const number = line.line + k
+    const err = error instanceof Error ? error : new Error(String(error))
+    if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
+    const described = describeError(err)
+    this.failed++
+    if (this.firstFailure === undefined) {
+      this.firstFailure = number
+      this.exitCode = described.exitCode
+    }
+    // A line that names no known command is reported by its first words.
+    const command =
+      prepared?.name ??
+      line.words
+        .filter((w) => !w.startsWith('-'))
+        .slice(0, 2)
+        .join(' ')
+    if (json) this.out.line(JSON.stringify({line: number, command, text: line.text, error: described} satisfies LineErrorJson))
+    else this.out.stderr(`hvmem: line ${number} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
+    if (!keepGoing) this.stopped = true
   }
 
   /** The closing output: the JSON summary, or (text) a note of failures under --keep-going and a summary line with --verbose. */
@@ -291,28 +309,6 @@ export class BatchRunner {
         `hvmem: ${this.failed} of ${lines} line(s) failed (the first: line ${this.firstFailure}); ${saved ? "the snapshot holds the other lines' changes" : 'the snapshot is unchanged'}\n`,
       )
     }
-  }
-
-  /** Counts and reports a failed line (`line`'s line `number`). */
-  private failure(line: ScriptLine, number: number, name: string | undefined, error: unknown): void {
-    const {json, keepGoing} = this.options
-    const err = error instanceof Error ? error : new Error(String(error))
-    if (process.env.HVMEM_DEBUG) this.out.stderr(`${err.stack ?? String(err)}\n`)
-    const described = describeError(err)
-    this.failed++
-    if (this.firstFailure === undefined) {
-      this.firstFailure = number
-      this.exitCode = described.exitCode
-    }
-    // A line that names no known command is reported by its first words.
-    const command =
-      name ??
-      line.words
-        .filter((w) => !w.startsWith('-'))
-        .slice(0, 2)
-        .join(' ')
-    if (json) this.out.line(JSON.stringify({line: number, command, text: line.text, error: described} satisfies LineErrorJson))
-    else this.out.stderr(`hvmem: line ${number} ${quote(line.text)}: ${described.message}${keepGoing ? '' : '; the batch stopped there and saved nothing'}\n`)
   }
 
   /**
@@ -366,8 +362,8 @@ export class BatchRunner {
     command.batch = hooks
     // A command whose work is on the machine alone runs each line at once, from its parse.
     const runsAtOnce = command instanceof MachineCommand ? (command as MachineCommand<SnapshotParse, unknown, unknown>) : undefined
-    const machine = runsAtOnce === undefined ? undefined : {command: runsAtOnce, parsed: await runsAtOnce.parseLine()}
-    const prepared: Prepared = {name: resolved.name, command, machine}
+    const atOnce = runsAtOnce === undefined ? undefined : {command: runsAtOnce, parsed: await runsAtOnce.parseLine()}
+    const prepared: Prepared = {name: resolved.name, command, atOnce}
     // Kept from a text's second line on: a line seen once would only burden the garbage collector.
     if (this.seenOnce.delete(line.text)) {
       if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()

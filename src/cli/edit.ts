@@ -3,11 +3,24 @@ import {Flags} from '@oclif/core'
 
 import type {Geometry} from '../core/geometry.js'
 import type {RegimeName} from '../core/descriptor.js'
-import type {EditResult, LeafCounts} from '../core/mapper.js'
+import type {EditResult, IdentityMapper, LeafCounts} from '../core/mapper.js'
 import {formatSize, hex} from '../core/u64.js'
+import {type MapperJson, mapperJson} from './json.js'
 
 /** Leaf descriptors by size, largest first: {"1G": n, "2M": n, "4K": n} for the 4 KiB granule, {"32M": n, "16K": n} for 16 KiB. */
 export type CountsJson = Record<string, number>
+
+/** An edit of the tables as a command reports it: the mapper's result, the mapper after it (as JSON) and its geometry. */
+export interface Edited<T> {
+  result: T
+  mapper: MapperJson
+  geometry: Geometry
+}
+
+/** `result` of an edit by `mapper`, with the mapper as it is now. */
+export function edited<T>(mapper: IdentityMapper, result: T): Edited<T> {
+  return {result, mapper: mapperJson(mapper), geometry: mapper.geometry}
+}
 
 export interface EditJson {
   range: {ipa: string; end: string; size: number}

@@ -34,11 +34,16 @@ export abstract class MachineCommand<P extends SnapshotParse, O, R> extends Hvme
   /** the output of `work`, printed (this.log) and returned as the --json result */
   protected abstract report(outcome: O, parsed: P): R
 
-  /** The command's parse: its own flags and arguments (oclif's, through HvmemCommand.parse). */
-  parseLine(): Promise<P> {
+  /** Checks of the parse alone (flags that go together, a value's range), made before the snapshot is loaded. */
+  protected check(_parsed: P): void {}
+
+  /** The command's parse: its own flags and arguments (oclif's, through HvmemCommand.parse), checked. */
+  async parseLine(): Promise<P> {
     // The class's statics are the parse's input (as `this.parse(TheCommand)`); P is that parse's
     // type, which a subclass names (Parsed<typeof flags, typeof args>) and TypeScript cannot relate here.
-    return this.parse(this.ctor) as unknown as Promise<P>
+    const parsed = (await this.parse(this.ctor)) as unknown as P
+    this.check(parsed)
+    return parsed
   }
 
   async run(): Promise<R> {
@@ -53,5 +58,14 @@ export abstract class MachineCommand<P extends SnapshotParse, O, R> extends Hvme
     const outcome = this.work(session.machine, parsed)
     if (this.changes) session.changed = true
     return this.report(outcome, parsed)
+  }
+}
+
+/** A MachineCommand that only reads the machine: its report is made from the machine itself. */
+export abstract class ReadCommand<P extends SnapshotParse, R> extends MachineCommand<P, Machine, R> {
+  protected readonly changes = false
+
+  protected work(machine: Machine): Machine {
+    return machine
   }
 }

@@ -1,9 +1,9 @@
-import {HvmemCommand} from '../cli/base.js'
+import {type Parsed, ReadCommand} from '../cli/machine-command.js'
 import {requireMapper} from '../cli/mapper.js'
 import {color, table} from '../cli/style.js'
 import type {RegimeName} from '../core/descriptor.js'
+import type {Machine} from '../core/machine.js'
 import {hex} from '../core/u64.js'
-import {loadSnapshot} from '../snapshot/store.js'
 import {registersJson} from '../cli/json.js'
 
 export interface RegsJson {
@@ -14,14 +14,12 @@ export interface RegsJson {
   registers: Array<{name: string; value: string; purpose: string; fields: Array<{name: string; bits: string; value: string; meaning: string}>}>
 }
 
-export default class Regs extends HvmemCommand {
+export default class Regs extends ReadCommand<Parsed, RegsJson> {
   static override summary = "The system-register values that install the snapshot's tables, decoded field by field."
   static override description = `Stage 2: VTTBR_EL2 (root and VMID), VTCR_EL2, and the HCR_EL2 bits stage 2 needs. Stage 1 (EL2): TTBR0_EL2, TCR_EL2, MAIR_EL2, SCTLR_EL2 with the MMU on, and HCR_EL2.E2H clear. A captured snapshot (snapshot capture) lists the registers it recorded first; without a mapper, only those.`
   static override examples = ['<%= config.bin %> regs', '<%= config.bin %> regs --json']
 
-  async run(): Promise<RegsJson> {
-    const {flags} = await this.parse(Regs)
-    const machine = await loadSnapshot(flags.snapshot)
+  protected report(machine: Machine): RegsJson {
     const recorded = machine.registers.length === 0 ? {} : {recorded: registersJson(machine.registers)}
     if (machine.registers.length > 0) {
       this.log(color.bold('Recorded by snapshot capture:'))

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {HvmemCommand} from '../cli/base.js'
 import {u64Arg} from '../cli/flags.js'
+import {type Parsed, ReadCommand} from '../cli/machine-command.js'
 import {color} from '../cli/style.js'
 import {
   type El1WalkJson,
@@ -25,7 +25,6 @@ import {describeTableBase} from '../core/table-base.js'
 import {type Fault, type Translation, translate} from '../core/translate.js'
 import {type TwoStageTranslation, translateTwoStage} from '../core/two-stage.js'
 import {formatSize, hex} from '../core/u64.js'
-import {loadSnapshot} from '../snapshot/store.js'
 
 export interface TranslateJson {
   regime: WalkRegimeName
@@ -68,7 +67,25 @@ export interface TwoStageJson {
   ptw: boolean
 }
 
-export default class Translate extends HvmemCommand {
+const args = {
+  address: u64Arg({description: 'Input address: an IPA (stage 2), an EL2 VA (stage 1) or an EL1&0 VA (el1).', required: true}),
+}
+
+const flags = {
+  write: Flags.boolean({summary: 'Translate for a write (default: a read).', default: false}),
+  exec: Flags.boolean({summary: 'Also require execute permission.', default: false}),
+  el0: Flags.boolean({summary: "--regime el1: an EL0 access (AT S1E0R/W) instead of EL1's.", default: false}),
+  pan: Flags.boolean({summary: '--regime el1: PSTATE.PAN set (AT S1E1RP/WP): EL1 has no data access to EL0-accessible pages.', default: false}),
+  stage2: Flags.boolean({
+    summary: "--regime el1: both stages (HCR_EL2.VM set): the stage-1 tables and output are IPAs, translated by the snapshot's stage-2 tables or --vttbr/--vtcr.",
+    default: false,
+  }),
+  ptw: Flags.boolean({summary: '--stage2: HCR_EL2.PTW set: a stage-1 table walk to stage-2 Device memory is a stage-2 permission fault.', default: false}),
+  ...walkFlags,
+}
+type Input = Parsed<typeof flags, typeof args>
+
+export default class Translate extends ReadCommand<Input, TranslateJson> {
   static override summary = 'Walk the tables for one input address, as the MMU would: each level visited, then the output address or the fault.'
   static override description = `Stage 2 walks an IPA as AT S12E1R/W does with HCR_EL2.DC set (the guest's stage 1 an identity map of Normal write-back memory); stage 1 walks an EL2 virtual address as AT S1E2R/W does. A fault is reported with its kind (translation, access flag, permission, address size; external abort when a table lies outside the snapshot's RAM), level, stage and fault status code, and PAR_EL1 is what the AT instruction would leave. A fault is a result, not an error: the exit code is 0. --exec also checks execute permission (which AT does not).
 
@@ -86,26 +103,10 @@ export default class Translate extends HvmemCommand {
     '<%= config.bin %> translate 0x40_1000 --ttbr0 0x8000_0000 --tcr 0x2_8019_0019 --stage2',
   ]
 
-  static override args = {
-    address: u64Arg({description: 'Input address: an IPA (stage 2), an EL2 VA (stage 1) or an EL1&0 VA (el1).', required: true}),
-  }
+  static override args = args
+  static override flags = flags
 
-  static override flags = {
-    write: Flags.boolean({summary: 'Translate for a write (default: a read).', default: false}),
-    exec: Flags.boolean({summary: 'Also require execute permission.', default: false}),
-    el0: Flags.boolean({summary: "--regime el1: an EL0 access (AT S1E0R/W) instead of EL1's.", default: false}),
-    pan: Flags.boolean({summary: '--regime el1: PSTATE.PAN set (AT S1E1RP/WP): EL1 has no data access to EL0-accessible pages.', default: false}),
-    stage2: Flags.boolean({
-      summary: "--regime el1: both stages (HCR_EL2.VM set): the stage-1 tables and output are IPAs, translated by the snapshot's stage-2 tables or --vttbr/--vtcr.",
-      default: false,
-    }),
-    ptw: Flags.boolean({summary: '--stage2: HCR_EL2.PTW set: a stage-1 table walk to stage-2 Device memory is a stage-2 permission fault.', default: false}),
-    ...walkFlags,
-  }
-
-  async run(): Promise<TranslateJson> {
-    const {args, flags: given} = await this.parse(Translate)
-    const machine = await loadSnapshot(given.snapshot)
+  protected report(machine: Machine, {args, flags: given}: Input): TranslateJson {
     // a captured snapshot's registers fill in what the flags leave out (with --stage2, VTTBR_EL2 and VTCR_EL2 too)
     const flags = withRecordedRegisters(machine, given, given.stage2)
     const el1 = el1Target(flags, flags.stage2)

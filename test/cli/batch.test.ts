@@ -59,6 +59,7 @@ const MIXED: string[][] = [
   ['map', 'region', '0x4000_0000', '1G'],
   ['map', 'region', '0x0900_0000', '2M', '--attr', 'device'],
   ['mem', 'write', '0x4100_0000', '0xdeadbeef', '--width', '4'],
+  ['mem', 'search', 'efbeadde', '--through-tables'],
   ['map', 'unmap', '0x4020_0000', '4K'],
   ['map', 'protect', '0x4000_0000', '2M', '--perm', 'r'],
   ['map', 'region', '0x8000_0000', '64M', '--pa', '0x4800_0000', '--granularity', 'page'],
@@ -289,12 +290,33 @@ describe('hvmem batch: failures', () => {
     expect(out[5]).toEqual({summary: {lines: 7, ok: 4, failed: 1, skipped: 2, saved: false, exitCode: 5}})
     const kept = await hvmem(dir, ['batch', '-k', '--verbose'], {}, `${lines}alloc bytes 1__0\nalloc bytes 1__0\n`)
     expect(kept.code).toBe(5)
-    expect(kept.stdout.split('\n').filter((l) => l.startsWith('# line')).map((l) => l.split(':')[0])).toEqual(
-      ['# line 1', '# line 2', '# line 3', '# line 4', '# line 5', '# line 6', '# line 7', '# line 8', '# line 9'],
-    )
+    expect(
+      kept.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('# line'))
+        .map((l) => l.split(':')[0]),
+    ).toEqual(['# line 1', '# line 2', '# line 3', '# line 4', '# line 5', '# line 6', '# line 7', '# line 8', '# line 9'])
     expect(kept.stdout.endsWith('# 9 line(s): 5 ok, 4 failed; saved ./hvmem.snap\n')).toBe(true)
-    const failed = kept.stderr.split('\n').filter((l) => l.startsWith('hvmem: line ')).map((l) => l.split(' "')[0])
+    const failed = kept.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('hvmem: line '))
+      .map((l) => l.split(' "')[0])
     expect(failed).toEqual(['hvmem: line 5', 'hvmem: line 6', 'hvmem: line 8', 'hvmem: line 9'])
+  })
+
+  it('a line refused by its own checks before any work (mem read LEN, map protect without --attr or --perm) fails each time it comes', async () => {
+    await init()
+    const before = await fingerprint(snap)
+    const r = await hvmem(dir, ['batch', '-k'], {}, 'mem read 0x4100_0000 0\nmem read 0x4100_0000 0\nmap protect 0x4000_0000 2M\nmem read 0x4100_0000 0\n')
+    expect(r.code).toBe(2)
+    const read = 'LEN: 0 is out of range (1..1048576)'
+    const protect = 'say what to change: --attr normal|device|readonly or --perm r|rw|rx|rwx'
+    expect(r.stderr).toBe(
+      `hvmem: line 1 "mem read 0x4100_0000 0": ${read}\nhvmem: line 2 "mem read 0x4100_0000 0": ${read}\n` +
+        `hvmem: line 3 "map protect 0x4000_0000 2M": ${protect}\nhvmem: line 4 "mem read 0x4100_0000 0": ${read}\n` +
+        'hvmem: 4 of 4 line(s) failed (the first: line 1); the snapshot is unchanged\n',
+    )
+    expect(await fingerprint(snap)).toEqual(before)
   })
 
   it('--keep-going where every line fails: nothing to save, the file untouched', async () => {

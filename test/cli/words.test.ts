@@ -135,7 +135,9 @@ describe('splitScript', () => {
   })
 
   it('repeated lines (as in 10,000 "alloc page"): one ScriptLine and its count for each run of the same command on consecutive lines', () => {
-    const {lines, errors} = splitScript("alloc page\nalloc page\nalloc page\r\nalloc page\n\nalloc page\nalloc  page\nalloc page\nmem write 'x\nmem write 'x\nalloc page\nalloc page -n 2\nalloc page\nalloc page")
+    const {lines, errors} = splitScript(
+      "alloc page\nalloc page\nalloc page\r\nalloc page\n\nalloc page\nalloc  page\nalloc page\nmem write 'x\nmem write 'x\nalloc page\nalloc page -n 2\nalloc page\nalloc page",
+    )
     expect(lines.map((l) => [l.line, l.count, l.text, l.words.join(' ')])).toEqual([
       // (a CR does not make another command)
       [1, 4, 'alloc page', 'alloc page'],

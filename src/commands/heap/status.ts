@@ -1,9 +1,9 @@
-import {HvmemCommand} from '../../cli/base.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
 import {percent, usageBar} from '../../cli/render.js'
 import {color, table} from '../../cli/style.js'
+import {type Parsed, ReadCommand} from '../../cli/machine-command.js'
+import type {Machine} from '../../core/machine.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface HeapStatusJson {
   ram: {base: string; size: number; end: string}
@@ -11,13 +11,11 @@ export interface HeapStatusJson {
   mapper: MapperJson | null
 }
 
-export default class HeapStatus extends HvmemCommand {
+export default class HeapStatus extends ReadCommand<Parsed, HeapStatusJson> {
   static override summary = 'Show the heap: start, end, next free address, allocated, remaining, and bytes lost to alignment padding.'
   static override examples = ['<%= config.bin %> heap status', '<%= config.bin %> heap status --json']
 
-  async run(): Promise<HeapStatusJson> {
-    const {flags} = await this.parse(HeapStatus)
-    const machine = await loadSnapshot(flags.snapshot)
+  protected report(machine: Machine): HeapStatusJson {
     const s = machine.heap.status()
     const mapper = machine.mapper
     const t = table(['heap', 'value'], {align: ['left', 'right']})

@@ -1,11 +1,12 @@
 import {Flags} from '@oclif/core'
 
-import {HvmemCommand} from '../../cli/base.js'
-import {LISTED_TABLES} from '../../cli/edit.js'
-import {type MapperJson, mapperJson} from '../../cli/json.js'
+import {type Edited, LISTED_TABLES, edited} from '../../cli/edit.js'
+import type {MapperJson} from '../../cli/json.js'
+import {MachineCommand, type Parsed} from '../../cli/machine-command.js'
 import {requireMapper} from '../../cli/mapper.js'
+import type {Machine} from '../../core/machine.js'
+import type {CoalesceResult} from '../../core/mapper.js'
 import {formatSize, hex} from '../../core/u64.js'
-import {updateSnapshot} from '../../snapshot/store.js'
 
 export interface CoalesceJson {
   /** how many tables were folded into blocks, and the input range [start, end) those blocks span (null when none) */
@@ -17,21 +18,25 @@ export interface CoalesceJson {
   mapper: MapperJson
 }
 
-export default class MapCoalesce extends HvmemCommand {
+const flags = {
+  verbose: Flags.boolean({char: 'v', default: false, summary: 'List every block a table was folded into (text and --json); by default they are counted and their range given.'}),
+}
+type Input = Parsed<typeof flags>
+
+export default class MapCoalesce extends MachineCommand<Input, Edited<CoalesceResult>, CoalesceJson> {
   static override summary = "Fold every table whose entries are uniform, contiguous leaves back into one block (Hafnium's defrag)."
   static override description = `A table qualifies when all 512 entries are valid leaves with identical attributes and physically contiguous output, aligned to the block it becomes: an L3 table of pages becomes a 2 MiB block, then an L2 table of blocks a 1 GiB block. The bump allocator cannot free the folded tables: their bytes are reported here and in "heap status".`
   static override examples = ['<%= config.bin %> map coalesce', '<%= config.bin %> map coalesce --json']
 
-  static override flags = {
-    verbose: Flags.boolean({char: 'v', default: false, summary: 'List every block a table was folded into (text and --json); by default they are counted and their range given.'}),
+  static override flags = flags
+  protected readonly changes = true
+
+  protected work(machine: Machine): Edited<CoalesceResult> {
+    const mapper = requireMapper(machine)
+    return edited(mapper, mapper.coalesce())
   }
 
-  async run(): Promise<CoalesceJson> {
-    const {flags} = await this.parse(MapCoalesce)
-    const {result, mapper, geometry} = await updateSnapshot(flags.snapshot, (machine) => {
-      const mapper = requireMapper(machine)
-      return {result: mapper.coalesce(), mapper: mapperJson(mapper), geometry: mapper.geometry}
-    })
+  protected report({result, mapper, geometry}: Edited<CoalesceResult>, {flags}: Input): CoalesceJson {
     const blockEnd = (b: {ipa: bigint; level: number}): bigint => b.ipa + geometry.entrySize(b.level)
     let start: bigint | undefined
     let end: bigint | undefined

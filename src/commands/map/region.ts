@@ -1,19 +1,20 @@
 import {Flags} from '@oclif/core'
 
-import {HvmemCommand} from '../../cli/base.js'
 import {type CountsJson, type TableListJson, contiguousLine, countsJson, describeCounts, editJson, editLines, tablesWarning, total, verboseFlag} from '../../cli/edit.js'
 import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
 import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
+import {MachineCommand, type Parsed} from '../../cli/machine-command.js'
 import {color} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
-import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../../core/geometry.js'
-import {KVM_PRESET, MAX_L2_BUDGET, type MapperOptions} from '../../core/mapper.js'
+import {GRANULES, type Geometry, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../../core/geometry.js'
+import type {Machine} from '../../core/machine.js'
+import {KVM_PRESET, MAX_L2_BUDGET, type MapResult, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
 import {type AttributeRequest, resolveAttributes} from '../../core/attributes.js'
 import {ATTRS, type Attr, REGIME_NAMES, type RegimeName} from '../../core/descriptor.js'
 import {formatSize, hex} from '../../core/u64.js'
 import {parseU64} from '../../cli/numbers.js'
-import {updateSnapshot, warn} from '../../snapshot/store.js'
+import {warn} from '../../snapshot/store.js'
 
 export interface MapRegionJson {
   /** attr: the preset's name, or the attributes spelled out ("Normal-NC IS RW NX") */
@@ -34,7 +35,51 @@ export interface MapRegionJson {
   mapper: MapperJson
 }
 
-export default class MapRegion extends HvmemCommand {
+const args = {
+  ipa: u64Arg({description: 'First input address (4 KiB aligned).', required: true}),
+  size: u64Arg({description: 'Bytes to map (a multiple of 4 KiB).', required: true}),
+}
+
+const flags = {
+  attr: Flags.option({options: ATTRS, summary: 'Memory attributes.', default: 'normal' as Attr})(),
+  mem: Flags.string({
+    summary: 'Memory type, overriding the preset: Normal-WB, Normal-WT, Normal-NC, Normal-oWB-iNC ..., Device-nGnRnE, Device-nGnRE, Device-nGRE, Device-GRE.',
+    helpGroup: 'ATTRIBUTES',
+  }),
+  sh: Flags.string({summary: 'Shareability, overriding the preset: NS, OS or IS.', helpGroup: 'ATTRIBUTES'}),
+  perm: Flags.string({summary: 'Permissions, overriding the preset: r, rw, rx, rwx; stage 2 also none, w, wx, x.', helpGroup: 'ATTRIBUTES'}),
+  'exec-at': Flags.option({options: ['all', 'none', 'el0', 'el1'] as const, summary: 'Stage 2 with FEAT_XNX: executable at EL0 only or EL1 only (XN[1:0] 01, 11).', helpGroup: 'ATTRIBUTES'})(),
+  pa: u64Flag({summary: 'Output address of IPA (default: IPA, an identity map).'}),
+  granularity: Flags.string({summary: 'Largest descriptor to use: page, or a leaf size of the geometry (4K, 2M, 1G; 16K, 32M; 64K, 512M).'}),
+  replace: Flags.boolean({summary: 'Overwrite existing mappings in the range.', default: false}),
+  contiguous: Flags.boolean({summary: 'Set the contiguous bit (52) on every aligned run of leaves wholly inside the range.', default: false}),
+  regime: Flags.option({options: REGIME_NAMES, summary: 'Translation regime (when the mapper is created; default stage2).'})(),
+  vmid: intFlag(0, MAX_VMID)({summary: 'VMID for VTTBR_EL2 (stage 2, when the mapper is created; default 0).'}),
+  'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'Most L2 tables the mapper may allocate (when it is created; default 4).'}),
+  granule: Flags.option({options: ['4K', '16K', '64K'] as const, summary: 'Translation granule (when the mapper is created; default 4K).', helpGroup: 'GEOMETRY'})(),
+  'ipa-bits': intFlag(MIN_MAPPER_IPA_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
+  'va-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 1: VA size in bits, 25..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['ipa-bits']}),
+  preset: Flags.option({
+    options: ['kvm'] as const,
+    summary: "A named geometry: kvm is KVM's default stage 2 (40-bit IPA, 4K granule, two concatenated level-1 tables).",
+    helpGroup: 'GEOMETRY',
+    exclusive: ['granule', 'ipa-bits', 'va-bits'],
+  })(),
+  verbose: verboseFlag,
+}
+type Input = Parsed<typeof flags, typeof args>
+
+/** What a map region did, as its report needs it. */
+interface Mapped {
+  result: MapResult
+  created: boolean
+  mapper: MapperJson
+  registers: string
+  geometry: Geometry
+  covered: bigint[]
+}
+
+export default class MapRegion extends MachineCommand<Input, Mapped, MapRegionJson> {
   static override summary = 'Map [IPA, IPA+SIZE) in the translation tables, identity or to --pa, with the largest descriptors that fit.'
   static override description = `Creates the mapper (its root table, from the heap) on first use; --regime, --vmid, --l2-budget and the geometry (--granule, --ipa-bits or --va-bits, or --preset) apply then. By default: 4 KiB granule, 39-bit input, a level-1 root, 40-bit PA (VTCR_EL2 0x80023559). The start level follows from granule and input size: at stage 2 as KVM derives it (the fewest levels, the root concatenating up to 16 tables), at stage 1 by the architecture's rule; the PA size is 40 bits, or the smallest larger one that holds the input size (42, 44, 48). --preset kvm is KVM's default: a 40-bit IPA, 4 KiB granule, two concatenated level-1 tables.
 
@@ -66,48 +111,19 @@ A mapping whose output covers the mapper's own table pages is made, with a warni
     '<%= config.bin %> map region 0x4000_0000 64M --granularity page --contiguous',
   ]
 
-  static override args = {
-    ipa: u64Arg({description: 'First input address (4 KiB aligned).', required: true}),
-    size: u64Arg({description: 'Bytes to map (a multiple of 4 KiB).', required: true}),
-  }
+  static override args = args
+  static override flags = flags
+  protected readonly changes = true
 
-  static override flags = {
-    attr: Flags.option({options: ATTRS, summary: 'Memory attributes.', default: 'normal' as Attr})(),
-    mem: Flags.string({
-      summary: 'Memory type, overriding the preset: Normal-WB, Normal-WT, Normal-NC, Normal-oWB-iNC ..., Device-nGnRnE, Device-nGnRE, Device-nGRE, Device-GRE.',
-      helpGroup: 'ATTRIBUTES',
-    }),
-    sh: Flags.string({summary: 'Shareability, overriding the preset: NS, OS or IS.', helpGroup: 'ATTRIBUTES'}),
-    perm: Flags.string({summary: 'Permissions, overriding the preset: r, rw, rx, rwx; stage 2 also none, w, wx, x.', helpGroup: 'ATTRIBUTES'}),
-    'exec-at': Flags.option({options: ['all', 'none', 'el0', 'el1'] as const, summary: 'Stage 2 with FEAT_XNX: executable at EL0 only or EL1 only (XN[1:0] 01, 11).', helpGroup: 'ATTRIBUTES'})(),
-    pa: u64Flag({summary: 'Output address of IPA (default: IPA, an identity map).'}),
-    granularity: Flags.string({summary: 'Largest descriptor to use: page, or a leaf size of the geometry (4K, 2M, 1G; 16K, 32M; 64K, 512M).'}),
-    replace: Flags.boolean({summary: 'Overwrite existing mappings in the range.', default: false}),
-    contiguous: Flags.boolean({summary: 'Set the contiguous bit (52) on every aligned run of leaves wholly inside the range.', default: false}),
-    regime: Flags.option({options: REGIME_NAMES, summary: 'Translation regime (when the mapper is created; default stage2).'})(),
-    vmid: intFlag(0, MAX_VMID)({summary: 'VMID for VTTBR_EL2 (stage 2, when the mapper is created; default 0).'}),
-    'l2-budget': intFlag(1, MAX_L2_BUDGET)({summary: 'Most L2 tables the mapper may allocate (when it is created; default 4).'}),
-    granule: Flags.option({options: ['4K', '16K', '64K'] as const, summary: 'Translation granule (when the mapper is created; default 4K).', helpGroup: 'GEOMETRY'})(),
-    'ipa-bits': intFlag(MIN_MAPPER_IPA_BITS, MAX_INPUT_BITS)({summary: 'Stage 2: IPA size in bits, 32..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['va-bits']}),
-    'va-bits': intFlag(MIN_INPUT_BITS, MAX_INPUT_BITS)({summary: 'Stage 1: VA size in bits, 25..48 (when the mapper is created; default 39).', helpGroup: 'GEOMETRY', exclusive: ['ipa-bits']}),
-    preset: Flags.option({
-      options: ['kvm'] as const,
-      summary: "A named geometry: kvm is KVM's default stage 2 (40-bit IPA, 4K granule, two concatenated level-1 tables).",
-      helpGroup: 'GEOMETRY',
-      exclusive: ['granule', 'ipa-bits', 'va-bits'],
-    })(),
-    verbose: verboseFlag,
-  }
-
-  async run(): Promise<MapRegionJson> {
-    const {args, flags} = await this.parse(MapRegion)
+  protected work(machine: Machine, {args, flags}: Input): Mapped {
     const request: AttributeRequest = {preset: flags.attr, mem: flags.mem, share: flags.sh, perm: flags.perm, execAt: flags['exec-at']}
-    const {result, created, mapper, registers, geometry, covered} = await updateSnapshot(flags.snapshot, (machine) => {
-      const {mapper, created} = machine.ensureMapper(mapperOptions(flags))
-      const attributes = resolveAttributes(mapper.state.regime, request)
-      const result = mapper.mapRegion(args.ipa, args.size, attributes, {pa: flags.pa, granularity: parseGranularity(flags.granularity), replace: flags.replace, contiguous: flags.contiguous})
-      return {result, created, mapper: mapperJson(mapper), registers: registerLine(mapper), geometry: mapper.geometry, covered: mapper.tablePagesIn(result.pa, result.size)}
-    })
+    const {mapper, created} = machine.ensureMapper(mapperOptions(flags))
+    const attributes = resolveAttributes(mapper.state.regime, request)
+    const result = mapper.mapRegion(args.ipa, args.size, attributes, {pa: flags.pa, granularity: parseGranularity(flags.granularity), replace: flags.replace, contiguous: flags.contiguous})
+    return {result, created, mapper: mapperJson(mapper), registers: registerLine(mapper), geometry: mapper.geometry, covered: mapper.tablePagesIn(result.pa, result.size)}
+  }
+
+  protected report({result, created, mapper, registers, geometry, covered}: Mapped, {flags}: Input): MapRegionJson {
     if (covered.length > 0) warn('warning: ' + tablesWarning(mapper.regime, result.ipa, result.size, covered, geometry.granule))
     const end = result.ipa + result.size
     const target = result.pa === result.ipa ? '' : ` -> ${hex(result.pa)}`

@@ -1,15 +1,15 @@
 import {Flags} from '@oclif/core'
 
-import {HvmemCommand} from '../../cli/base.js'
 import {intFlag, textArg, u64Flag} from '../../cli/flags.js'
+import {type Parsed, ReadCommand} from '../../cli/machine-command.js'
 import {parseHexBytes, parseU64} from '../../cli/numbers.js'
 import {el1Target, namesTables, walkFlags, walkTarget, withRecordedRegisters} from '../../cli/walk.js'
 import {walkEl1Range} from '../../core/el1.js'
 import {HvmemError} from '../../core/errors.js'
+import type {Machine} from '../../core/machine.js'
 import {type MappedRange, OutputIndex, checkPattern, searchMemory, u64Bytes} from '../../core/search.js'
 import {hex} from '../../core/u64.js'
 import {mergeRanges, peekingAccess, walkRanges} from '../../core/walker.js'
-import {loadSnapshot} from '../../snapshot/store.js'
 
 export interface MemSearchHitJson {
   address: string
@@ -29,7 +29,27 @@ export interface MemSearchJson {
   regime?: string
 }
 
-export default class MemSearch extends HvmemCommand {
+const args = {
+  pattern: textArg({description: 'The bytes to find: hex (default), text (--string) or a 64-bit value (--u64).', required: true}),
+}
+
+const flags = {
+  string: Flags.boolean({summary: 'PATTERN is text, searched for as UTF-8 bytes.', exclusive: ['u64']}),
+  u64: Flags.boolean({summary: 'PATTERN is a 64-bit number, searched for as 8 little-endian bytes.'}),
+  from: u64Flag({summary: 'First physical address to search (default: RAM start).'}),
+  to: u64Flag({summary: 'End of the search, exclusive (default: RAM end).'}),
+  limit: intFlag(1, 1_000_000)({summary: 'Most hits to report.', default: 1000}),
+  'through-tables': Flags.boolean({summary: 'Give the input addresses that map each hit, through the tables.'}),
+  ...walkFlags,
+}
+type Input = Parsed<typeof flags, typeof args>
+
+/** The bytes PATTERN names (hex, --string or --u64). */
+function patternOf({args, flags}: Input): Uint8Array {
+  return flags.string ? new TextEncoder().encode(args.pattern) : flags.u64 ? u64Bytes(parseU64(args.pattern, 'PATTERN')) : parseHexBytes(args.pattern)
+}
+
+export default class MemSearch extends ReadCommand<Input, MemSearchJson> {
   static override summary = 'Find a byte pattern in emulated physical memory and, with --through-tables, the input addresses that map each hit.'
   static override description = `PATTERN is hex bytes in memory order ("deadbeef", "de ad be ef"), or with --string UTF-8 text, or with --u64 a 64-bit value as it lies in memory (little-endian: a descriptor, a pointer). Only memory that was written is read, page by page, so a search of all RAM takes as long as the snapshot's stored pages; a hit across a page boundary is found. A pattern of zero bytes alone is refused (all untouched memory matches it).
 
@@ -40,25 +60,16 @@ export default class MemSearch extends HvmemCommand {
     '<%= config.bin %> mem search --string "Linux version" --through-tables --ttbr1 0x4200_0000 --tcr 0x2_8019_0019',
   ]
 
-  static override args = {
-    pattern: textArg({description: 'The bytes to find: hex (default), text (--string) or a 64-bit value (--u64).', required: true}),
+  static override args = args
+  static override flags = flags
+
+  protected override check(input: Input): void {
+    checkPattern(patternOf(input))
   }
 
-  static override flags = {
-    string: Flags.boolean({summary: 'PATTERN is text, searched for as UTF-8 bytes.', exclusive: ['u64']}),
-    u64: Flags.boolean({summary: 'PATTERN is a 64-bit number, searched for as 8 little-endian bytes.'}),
-    from: u64Flag({summary: 'First physical address to search (default: RAM start).'}),
-    to: u64Flag({summary: 'End of the search, exclusive (default: RAM end).'}),
-    limit: intFlag(1, 1_000_000)({summary: 'Most hits to report.', default: 1000}),
-    'through-tables': Flags.boolean({summary: 'Give the input addresses that map each hit, through the tables.'}),
-    ...walkFlags,
-  }
-
-  async run(): Promise<MemSearchJson> {
-    const {args, flags} = await this.parse(MemSearch)
-    const pattern = flags.string ? new TextEncoder().encode(args.pattern) : flags.u64 ? u64Bytes(parseU64(args.pattern, 'PATTERN')) : parseHexBytes(args.pattern)
-    checkPattern(pattern)
-    const machine = await loadSnapshot(flags.snapshot)
+  protected report(machine: Machine, given: Input): MemSearchJson {
+    const {flags} = given
+    const pattern = patternOf(given)
     const memory = machine.memory
     const from = flags.from ?? memory.base
     const to = flags.to ?? memory.end
