@@ -139,13 +139,6 @@ export class ScriptSplitter {
   /** the last line added, as written, while the next line may repeat it */
   private previous: {raw: string; line: ScriptLine} | undefined
 
-  /** Adds text[start, end) as the next line: a line that repeats the one before it is not copied out of `text`. */
-  addFrom(text: string, start: number, end: number): void {
-    const previous = this.previous
-    if (previous !== undefined && end - start === previous.raw.length && text.startsWith(previous.raw, start)) this.repeat(previous.line)
-    else this.add(text.slice(start, end))
-  }
-
   /**
    * Adds the lines at text[start...] that repeat the line just added (each as written, with its
    * newline), up to `limit` lines in all, and returns where they end. However many there are, they
@@ -225,7 +218,7 @@ export function splitScript(text: string): {lines: ScriptLine[]; errors: ScriptE
   for (let start = 0; start < n;) {
     let end = text.indexOf('\n', start)
     if (end < 0) end = n
-    splitter.addFrom(text, start, end)
+    splitter.add(text.slice(start, end))
     start = splitter.addRepeats(text, end + 1, Infinity)
   }
   return {lines: splitter.lines, errors: splitter.errors}

@@ -108,7 +108,7 @@ async function readScript(file: string): Promise<{lines: ScriptLine[]; commands:
     for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
       if (end - start > MAX_LINE_CHARS) lineTooLong()
       if (splitter.count >= MAX_SCRIPT_LINES) tooLong()
-      splitter.addFrom(text, start, end)
+      splitter.add(text.slice(start, end))
       // the lines after it that repeat it, in one step
       start = splitter.addRepeats(text, end + 1, MAX_SCRIPT_LINES)
     }
