@@ -131,13 +131,18 @@ export class ScriptSplitter {
   readonly errors: ScriptError[] = []
   /** lines added so far (blank and comment lines too) */
   count = 0
-  /** command lines added so far (the sum of the lines' counts) */
-  commands = 0
   // Scripts repeat lines (10,000 "alloc page"): identical lines share their text and words, and a
   // line that repeats the one just before it is counted into that one's ScriptLine.
   private readonly seen = new Map<string, {text: string; words: string[]}>()
-  /** the last line added, as written, while the next line may repeat it */
-  private previous: {raw: string; line: ScriptLine} | undefined
+  /** the last line added (the last of `lines`), as written, while the next line may repeat it */
+  private previousRaw: string | undefined
+
+  /** command lines added so far (the sum of the lines' counts) */
+  get commands(): number {
+    let commands = 0
+    for (const line of this.lines) commands += line.count
+    return commands
+  }
 
   /**
    * Adds the lines at text[start...] that repeat the line just added (each as written, with its
@@ -146,10 +151,9 @@ export class ScriptSplitter {
    * n equal it, then the rest by halves): a script of 10,000 "alloc page" is not read line by line.
    */
   addRepeats(text: string, start: number, limit: number): number {
-    const previous = this.previous
+    const raw = this.previousRaw
     const most = limit - this.count
-    if (previous === undefined || most < 1) return start
-    const {raw, line} = previous
+    if (raw === undefined || most < 1) return start
     if (!text.startsWith(raw, start) || text.charCodeAt(start + raw.length) !== NEWLINE) return start
     const unit = raw.length + 1
     // whether the `count` units after the first n repeats are repeats too (equal the first `count`)
@@ -158,19 +162,13 @@ export class ScriptSplitter {
     while (2 * n <= most && repeats(n, n)) n *= 2
     for (let step = n >> 1; step >= 1; step >>= 1) if (n + step <= most && repeats(n, step)) n += step
     this.count += n
-    this.commands += n
-    line.count += n
+    this.lines.at(-1)!.count += n
     return start + n * unit
   }
 
   add(raw: string): void {
-    const previous = this.previous
-    if (previous !== undefined && raw === previous.raw) {
-      this.repeat(previous.line)
-      return
-    }
     const number = ++this.count
-    this.previous = undefined
+    this.previousRaw = undefined
     const unmarked = raw.startsWith('\uFEFF') ? raw.slice(1) : raw
     const text = unmarked.endsWith('\r') ? unmarked.slice(0, -1) : unmarked
     let known = this.seen.get(text)
@@ -188,25 +186,11 @@ export class ScriptSplitter {
       if (words.length > 0) this.seen.set(text, known)
     }
     if (known.words.length === 0) return
-    // the same command as the line just before (written otherwise: a CR, a byte order mark) counts into it
+    // the same command as the line just before (a repeat, or written otherwise: a CR, a byte order mark) counts into it
     const last = this.lines.at(-1)
-    let line: ScriptLine
-    if (last !== undefined && last.words === known.words && last.line + last.count === number) {
-      line = last
-      line.count++
-    } else {
-      line = {line: number, text: known.text, words: known.words, count: 1}
-      this.lines.push(line)
-    }
-    this.commands++
-    this.previous = {raw, line}
-  }
-
-  /** The line just added, once more. */
-  private repeat(line: ScriptLine): void {
-    this.count++
-    this.commands++
-    line.count++
+    if (last !== undefined && last.words === known.words && last.line + last.count === number) last.count++
+    else this.lines.push({line: number, text: known.text, words: known.words, count: 1})
+    this.previousRaw = raw
   }
 }
 
