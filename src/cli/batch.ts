@@ -131,14 +131,14 @@ interface Resolved {
  */
 const PREPARED_LIMIT = 1024
 
-interface Prepared {
-  name: string
-  command: HvmemCommand
-  /** a MachineCommand, with its parse (made once): the line then runs at once (MachineCommand.runIn) */
-  atOnce: RunsAtOnce | undefined
-}
+/**
+ * What running a line needs: its command, and for a MachineCommand its parse (made once), from which
+ * the line runs at once (MachineCommand.runIn); any other command runs through its own run().
+ */
+type Prepared = {name: string; command: HvmemCommand; parsed: undefined} | RunsAtOnce
 
 interface RunsAtOnce {
+  name: string
   command: MachineCommand<SnapshotParse, unknown, unknown>
   parsed: SnapshotParse
 }
@@ -203,14 +203,13 @@ export class BatchRunner {
       let prepared = this.prepared.get(line.text)
       for (let k = 0; k < line.count;) {
         let ran = 1
-        if (prepared?.atOnce !== undefined) ran = this.runAtOnce(line, k, prepared, prepared.atOnce, session)
+        if (prepared?.parsed !== undefined) ran = this.runAtOnce(line, k, prepared, session)
         else {
           // the first of these lines (its parse), or a command that runs through its own run()
           const undo = this.begin(line, k, session)
           try {
             prepared ??= await this.prepare(line)
-            const {atOnce, command} = prepared
-            this.lineSucceeded(line, k, prepared, undo, atOnce === undefined ? await command.run() : atOnce.command.runIn(session, atOnce.parsed))
+            this.lineSucceeded(line, k, prepared, undo, prepared.parsed === undefined ? await prepared.command.run() : prepared.command.runIn(session, prepared.parsed))
           } catch (error) {
             this.lineFailed(line, k, prepared, undo, session, error)
           }
@@ -232,7 +231,8 @@ export class BatchRunner {
    * parsed): one after the other with no turn of the event loop, until the run ends, a line stops
    * the batch, or the session is due a turn (sessionDue). Returns how many it ran.
    */
-  private runAtOnce(line: ScriptLine, k: number, prepared: Prepared, {command, parsed}: RunsAtOnce, session: SnapshotSession): number {
+  private runAtOnce(line: ScriptLine, k: number, prepared: RunsAtOnce, session: SnapshotSession): number {
+    const {command, parsed} = prepared
     let ran = 0
     do {
       const undo = this.begin(line, k + ran, session)
@@ -361,9 +361,8 @@ export class BatchRunner {
     }
     command.batch = hooks
     // A command whose work is on the machine alone runs each line at once, from its parse.
-    const runsAtOnce = command instanceof MachineCommand ? (command as MachineCommand<SnapshotParse, unknown, unknown>) : undefined
-    const atOnce = runsAtOnce === undefined ? undefined : {command: runsAtOnce, parsed: await runsAtOnce.parseLine()}
-    const prepared: Prepared = {name: resolved.name, command, atOnce}
+    const atOnce = command instanceof MachineCommand ? (command as MachineCommand<SnapshotParse, unknown, unknown>) : undefined
+    const prepared: Prepared = atOnce === undefined ? {name: resolved.name, command, parsed: undefined} : {name: resolved.name, command: atOnce, parsed: await atOnce.parseLine()}
     // Kept from a text's second line on: a line seen once would only burden the garbage collector.
     if (this.seenOnce.delete(line.text)) {
       if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear()
