@@ -31,9 +31,8 @@ const CHUNK_BYTES = 1 << 16
  * start-up more than its reading (14 ms of a one-line batch on the machine issue 13 is measured on).
  */
 export async function* inputChunks(file: string, names: InputNames): AsyncGenerator<Buffer> {
-  // a regular file's descriptor: read here without a stream
+  // a regular file's descriptor (standard input's, 0, for -): read here without a stream
   let fd: number | undefined
-  let opened = false
   try {
     if (file === '-') {
       const info = (() => {
@@ -47,13 +46,9 @@ export async function* inputChunks(file: string, names: InputNames): AsyncGenera
       if (names.stdinTerminal !== undefined && process.stdin.isTTY === true) throw new HvmemError('input', names.stdinTerminal)
       if (info?.isFile() === true) fd = 0
     } else {
-      // (a FIFO is not opened here: its open waits for a writer, which a stream's open does off the main thread)
-      const info = statSync(file)
-      if (info.isDirectory()) throw new HvmemError('input', `cannot read ${names.name}: it is a directory`)
-      if (info.isFile()) {
-        fd = openSync(file, 'r')
-        opened = true
-      }
+      // (A FIFO is not opened here: its open waits for a writer, which a stream's open does off the
+      // main thread. A directory goes to the stream too, which says EISDIR.)
+      if (statSync(file).isFile()) fd = openSync(file, 'r')
     }
     if (fd === undefined) {
       for await (const chunk of file === '-' ? process.stdin : createReadStream(file)) yield chunk as Buffer
@@ -73,6 +68,6 @@ export async function* inputChunks(file: string, names: InputNames): AsyncGenera
     if (code === 'EISDIR') throw new HvmemError('input', `cannot read ${names.name}: it is a directory`)
     throw new HvmemError('io', `cannot read ${names.name}: ${error instanceof Error ? error.message : String(error)}`)
   } finally {
-    if (opened && fd !== undefined) closeSync(fd)
+    if (fd !== undefined && file !== '-') closeSync(fd)
   }
 }
