@@ -1,12 +1,12 @@
 import {Flags} from '@oclif/core'
 
-import {type CountsJson, type TableListJson, contiguousLine, countsJson, describeCounts, editJson, editLines, tablesWarning, total, verboseFlag} from '../../cli/edit.js'
+import {type CountsJson, type Edited, type TableListJson, contiguousLine, countsJson, describeCounts, editJson, editLines, edited, tablesWarning, total, verboseFlag} from '../../cli/edit.js'
 import {intFlag, u64Arg, u64Flag} from '../../cli/flags.js'
-import {type MapperJson, mapperJson, registerLine} from '../../cli/json.js'
+import {type MapperJson, registerLine} from '../../cli/json.js'
 import {MachineCommand, type Parsed} from '../../cli/machine-command.js'
 import {color} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
-import {GRANULES, type Geometry, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../../core/geometry.js'
+import {GRANULES, type Granule, MAX_INPUT_BITS, MIN_INPUT_BITS, MIN_MAPPER_IPA_BITS, granuleName} from '../../core/geometry.js'
 import type {Machine} from '../../core/machine.js'
 import {KVM_PRESET, MAX_L2_BUDGET, type MapResult, type MapperOptions} from '../../core/mapper.js'
 import {MAX_VMID} from '../../core/registers.js'
@@ -70,12 +70,9 @@ const flags = {
 type Input = Parsed<typeof flags, typeof args>
 
 /** What a map region did, as its report needs it. */
-interface Mapped {
-  result: MapResult
+interface Mapped extends Edited<MapResult> {
   created: boolean
-  mapper: MapperJson
   registers: string
-  geometry: Geometry
   covered: bigint[]
 }
 
@@ -120,7 +117,7 @@ A mapping whose output covers the mapper's own table pages is made, with a warni
     const {mapper, created} = machine.ensureMapper(mapperOptions(flags))
     const attributes = resolveAttributes(mapper.state.regime, request)
     const result = mapper.mapRegion(args.ipa, args.size, attributes, {pa: flags.pa, granularity: parseGranularity(flags.granularity), replace: flags.replace, contiguous: flags.contiguous})
-    return {result, created, mapper: mapperJson(mapper), registers: registerLine(mapper), geometry: mapper.geometry, covered: mapper.tablePagesIn(result.pa, result.size)}
+    return {...edited(mapper, result), created, registers: registerLine(mapper), covered: mapper.tablePagesIn(result.pa, result.size)}
   }
 
   protected report({result, created, mapper, registers, geometry, covered}: Mapped, {flags}: Input): MapRegionJson {
