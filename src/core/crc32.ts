@@ -1,10 +1,35 @@
 /**
- * CRC-32 (zlib's, the reflected polynomial 0xedb88320) arithmetic: the CRC of two pieces of data one
- * after the other from the CRCs of the pieces, as zlib's crc32_combine computes it. A reader that has
- * each page's CRC can so check a run of pages with one CRC of the whole run.
+ * CRC-32 (zlib's, the reflected polynomial 0xedb88320) arithmetic: the CRC of a few bytes, a byte at
+ * a time, and the CRC of two pieces of data one after the other from the CRCs of the pieces, as
+ * zlib's crc32_combine computes it. A reader that has each page's CRC can so check a run of pages
+ * with one CRC of the whole run.
  */
 
 const POLY = 0xedb88320
+
+let byteTable: Int32Array | undefined
+
+/** The CRC of each byte value (made at the first use). */
+function makeByteTable(): Int32Array {
+  const t = new Int32Array(256)
+  for (let n = 0; n < 256; n++) {
+    let c = n
+    for (let k = 0; k < 8; k++) c = (c & 1) !== 0 ? POLY ^ (c >>> 1) : c >>> 1
+    t[n] = c
+  }
+  return t
+}
+
+/**
+ * zlib's crc32(bytes, crc): the CRC-32 of `bytes`, continuing `crc` (the CRC of what came before
+ * them), a byte at a time: for a few hundred bytes, where zlib's own would first have to be loaded.
+ */
+export function crc32Bytes(bytes: Uint8Array, crc = 0): number {
+  const t = (byteTable ??= makeByteTable())
+  let c = ~crc
+  for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8)
+  return ~c >>> 0
+}
 
 /** a * b modulo the CRC polynomial, both reflected (bit 31 is x^0). */
 function multiplyModP(a: number, b: number): number {

@@ -59,10 +59,10 @@ import {
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 import {promisify} from 'node:util'
-import {crc32} from 'node:zlib'
 
 import {HvmemError} from '../core/errors.js'
 import type {Machine} from '../core/machine.js'
+import {crc32} from './checksum.js'
 import {checkDeclaredSize, declaredSnapshotSize} from './declared-size.js'
 import {
   type DecodeMode,

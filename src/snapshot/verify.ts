@@ -1,9 +1,8 @@
 /** Checking every stored page of a snapshot against its index's CRC-32, collecting every damaged page (snapshot verify). */
-import {crc32} from 'node:zlib'
-
 import {HvmemError} from '../core/errors.js'
 import {PAGE_BYTES} from '../core/memory.js'
 import type {PageList} from '../core/page-list.js'
+import {crc32} from './checksum.js'
 import type {StoredPages} from './format.js'
 
 /** Pages read and checked per run (1 MiB): one CRC of the run, page by page only when it fails. */
