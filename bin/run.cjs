@@ -10,17 +10,20 @@ const {createRequire} = require('node:module')
 const {dirname, join} = require('node:path')
 const {pathToFileURL} = require('node:url')
 const vm = require('node:vm')
-const {crc32} = require('node:zlib')
 
 const file = join(__dirname, '../dist/hvmem.cjs')
 const cacheFile = `${file}.cache`
 const source = readFileSync(file)
-const sourceCrc = crc32(source)
+// The bundle's last line names its build: `//hvmem-build XXXXXXXX`, the CRC-32 of the text before it
+// in hex (scripts/build.mjs), read here rather than computed (zlib and the CRC of 770 KB were 3-5 ms
+// of every start-up). A bundle without it has no cache.
+const build = /^\/\/hvmem-build ([0-9a-f]{8})\n$/.exec(source.toString('latin1', source.length - 23))
+const buildId = build === null ? undefined : Number.parseInt(build[1], 16)
 let cachedData
 try {
-  // The cache file: CRC-32 of the bundle it was made for (4 bytes LE), then V8's data.
+  // The cache file: the build it was made for (4 bytes LE), then V8's data.
   const cache = readFileSync(cacheFile)
-  if (cache.length > 4 && cache.readUInt32LE(0) === sourceCrc) cachedData = cache.subarray(4)
+  if (cache.length > 4 && buildId !== undefined && cache.readUInt32LE(0) === buildId) cachedData = cache.subarray(4)
 } catch {
   // no cache: compile as usual
 }
@@ -37,7 +40,8 @@ if (process.env.HVMEM_WRITE_CODE_CACHE) {
   // scripts/build.mjs --code-cache: save the cache once the command has run (its functions compiled).
   process.on('exit', () => {
     const header = Buffer.alloc(4)
-    header.writeUInt32LE(sourceCrc, 0)
+    if (buildId === undefined) throw new Error('dist/hvmem.cjs has no build line: rebuild it (npm run bundle)')
+    header.writeUInt32LE(buildId, 0)
     writeFileSync(`${cacheFile}.tmp`, Buffer.concat([header, script.createCachedData()]))
     renameSync(`${cacheFile}.tmp`, cacheFile)
   })

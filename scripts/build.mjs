@@ -25,6 +25,7 @@ import {readFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {crc32} from 'node:zlib'
 
 import {commandId, hookName, sources} from './discover.mjs'
 
@@ -266,10 +267,11 @@ async function bundle() {
   // import() a module esbuild leaves external (a Node builtin); bundled ones become require()s.
   const left = /(?<![\w$.])import\((?!\))/.exec(bundled)
   if (left) throw new Error(`dist/hvmem.cjs has a dynamic import() at ${left.index}: ${bundled.slice(left.index - 40, left.index + 60)}`)
-  writeFileSync(
-    join(root, out, 'hvmem.cjs'),
-    bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
-  )
+  // Its last line names the build, for bin/run.cjs to match the code cache to it without computing
+  // a CRC of the whole bundle at every start-up: the CRC-32 of the text before it.
+  const ascii = bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  const text = ascii.endsWith('\n') ? ascii : `${ascii}\n`
+  writeFileSync(join(root, out, 'hvmem.cjs'), `${text}//hvmem-build ${crc32(Buffer.from(text, 'latin1')).toString(16).padStart(8, '0')}\n`)
   // What oclif requires to find commands and hooks: the bundle bin/run.cjs loaded (with its code
   // cache), or, for other tools (oclif manifest, oclif readme), the bundle required afresh. CommonJS,
   // so that oclif require()s it: an import() would start Node's ES module loader at every start-up.

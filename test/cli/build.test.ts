@@ -1,10 +1,11 @@
 /** The bundled build (scripts/build.mjs): every command file is found, and the bundle is what runs. */
 import {execFile, spawnSync} from 'node:child_process'
-import {readFile, readdir, stat, writeFile} from 'node:fs/promises'
+import {copyFile, cp, mkdir, readFile, readdir, stat, symlink, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
-import {BIN, hvmem, hvmemEnv, scratch} from './run.js'
+import {BIN, type Run, hvmem, hvmemEnv, scratch} from './run.js'
 
 const root = new URL('../../', import.meta.url)
 
@@ -59,14 +60,44 @@ describe('the build', () => {
   it('runs the ASCII bundle with a code cache made for it', async () => {
     const bundle = await readFile(new URL('dist/hvmem.cjs', root))
     expect(bundle.every((byte) => byte < 0x80)).toBe(true)
+    // its last line names the build (the CRC-32 of the text before it), and the cache is for that build
     const {crc32} = await import('node:zlib')
+    const text = bundle.toString('latin1')
+    const line = text.lastIndexOf('//hvmem-build ')
+    const id = crc32(bundle.subarray(0, line))
+    expect(text.slice(line)).toBe(`//hvmem-build ${id.toString(16).padStart(8, '0')}\n`)
     const cache = await readFile(new URL('dist/hvmem.cjs.cache', root))
-    expect(cache.readUInt32LE(0)).toBe(crc32(bundle))
+    expect(cache.readUInt32LE(0)).toBe(id)
     const {dir, snap, cleanup} = await scratch()
     try {
       expect((await hvmem(dir, ['heap', 'init', '-s', snap])).code).toBe(0)
       const r = await hvmem(dir, ['alloc', 'page', '-s', snap], {HVMEM_DEBUG_CODE_CACHE: '1'})
       expect(r).toEqual({code: 0, stdout: '0x41000000\n', stderr: 'hvmem: code cache used\n'})
+    } finally {
+      await cleanup()
+    }
+  })
+
+  // a cache for another build, or a bundle with no build line (edited, or built another way), is not used
+  it.each([
+    ['names another build', (text: string) => text.replace(/\/\/hvmem-build [0-9a-f]{8}\n$/, '//hvmem-build 00000000\n')],
+    ['has no build line', (text: string) => text.replace(/\/\/hvmem-build [0-9a-f]{8}\n$/, '')],
+  ])('runs a bundle that %s without the code cache', async (_, edit) => {
+    const {dir, snap, cleanup} = await scratch()
+    try {
+      const copy = join(dir, 'copy')
+      await mkdir(join(copy, 'bin'), {recursive: true})
+      await cp(new URL('dist/', root), join(copy, 'dist'), {recursive: true})
+      for (const file of ['bin/run.cjs', 'package.json', 'oclif.manifest.json']) await copyFile(new URL(file, root), join(copy, file))
+      await symlink(fileURLToPath(new URL('node_modules', root)), join(copy, 'node_modules'))
+      const bundle = join(copy, 'dist/hvmem.cjs')
+      await writeFile(bundle, edit(await readFile(bundle, 'latin1')), 'latin1')
+      const run = (args: string[]): Run => {
+        const r = spawnSync(process.execPath, [join(copy, 'bin/run.cjs'), ...args], {cwd: dir, env: hvmemEnv({HVMEM_DEBUG_CODE_CACHE: '1'}), encoding: 'utf8'})
+        return {code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr}
+      }
+      expect(run(['heap', 'init', '-s', snap]).code).toBe(0)
+      expect(run(['alloc', 'page', '-s', snap])).toEqual({code: 0, stdout: '0x41000000\n', stderr: 'hvmem: code cache missing or stale\n'})
     } finally {
       await cleanup()
     }
