@@ -43,6 +43,9 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  *   and debug loads tty, util, os and supports-color. Its loggers print only namespaces the DEBUG
  *   variable names (hvmem never enables one in code), so without DEBUG they are functions that do
  *   nothing, and debug is not loaded.
+ * - command.js adds a listener to process.stdout as it loads (to swallow EPIPE), which makes the
+ *   stream (3-5 ms: Node's stream modules): hvmem's own guard (src/cli/output.ts) reports stdout's
+ *   errors, and writes a file or /dev/null without the stream.
  * - ux/index.js makes its action (a spinner, or plain text when stderr is no terminal) as it loads,
  *   which makes process.stderr: for a pipe that loads net (3 ms with the stream). hvmem shows no
  *   action; oclif stops it after an error. It is made at its first use instead.
@@ -50,10 +53,19 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  * colours itself, src/cli/style.ts, but imports chalk), and Node's tty module loads net (2 ms). The
  * same answers without it, unless a descriptor may be a terminal: one that is not a character device
  * (a pipe, a file) is not one, and stdout and stderr are asked of the streams Node makes for them,
- * which load tty only for a terminal.
+ * which load tty only for a terminal; and a memory device (/dev/null) is none, without asking the stream.
  */
 const DEPENDENCY_PATCHES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, from: '\ncheckNodeVersion();\n', to: '\n/* hvmem: engines are checked by npm */\n'},
+  {
+    file: /@oclif[\\/]core[\\/]lib[\\/]command\.js$/,
+    from: `process.stdout.on('error', (err) => {
+    if (err && err.code === 'EPIPE')
+        return;
+    throw err;
+});`,
+    to: '/* hvmem: stdout errors are reported by src/cli/output.ts, which guards process.stdout when it is made */',
+  },
   {file: /@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin\.js$/, from: '.sort((a, b) => a.id.localeCompare(b.id));', to: '.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));'},
   {
     file: /@oclif[\\/]core[\\/]lib[\\/]logger\.js$/,
@@ -86,7 +98,10 @@ Object.defineProperty(exports, 'action', { enumerable: true, get: makeAction });
 const tty = {
 \tisatty(fd) {
 \t\ttry {
-\t\t\tif (!fstatSync(fd).isCharacterDevice()) return false;
+\t\t\tconst stat = fstatSync(fd);
+\t\t\tif (!stat.isCharacterDevice()) return false;
+\t\t\t/* a memory device (Linux's major 1: /dev/null, /dev/full) is no terminal */
+\t\t\tif (process.platform === 'linux' && ((stat.rdev >> 8) & 0xfff) === 1) return false;
 \t\t} catch {
 \t\t\treturn false;
 \t\t}
@@ -113,7 +128,8 @@ const tty = {
  *   file and directory flag checks; loading it loads Node's streams and readline), and the terminal
  *   widths for wrapping (screen.js: it makes process.stderr to ask, which loads net for a pipe).
  * - ux/theme.js: ansis and oclif's supports-color, for colouring with a theme (an error's text, JSON
- *   to a terminal); supports-color loads tty and os.
+ *   to a terminal); supports-color loads tty and os. ux/action/spinner.js: ansis, for the spinner
+ *   (ansis asks process.stdout.isTTY as it loads, which makes the stream: src/cli/output.ts).
  */
 const LAZY_OCLIF_REQUIRES = [
   {file: /@oclif[\\/]core[\\/]lib[\\/]index\.js$/, specifiers: (specifier) => specifier.startsWith('./')},
@@ -140,6 +156,7 @@ const LAZY_OCLIF_REQUIRES = [
     ],
   },
   {file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]theme\.js$/, specifiers: ['ansis', './supports-color']},
+  {file: /@oclif[\\/]core[\\/]lib[\\/]ux[\\/]action[\\/]spinner\.js$/, specifiers: ['ansis']},
 ]
 const LAZY_REQUIRE = /^(const|var) (\w+) = (__importDefault\(|__importStar\()?require\("([^"]+)"\)(\)?);$|^exports\.(\w+) = (__importStar\()require\("([^"]+)"\)\);$/gm
 

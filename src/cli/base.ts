@@ -5,7 +5,7 @@ import {HvmemError} from '../core/errors.js'
 import {EXIT_CODES} from './exit-codes.js'
 import {colorFlag, snapshotFlag} from './flags.js'
 import {quote, shortWords} from './numbers.js'
-import {guardStdout, setStdoutPolicy} from './output.js'
+import {guardStdout, setStdoutPolicy, stdoutIsTerminal, writeStdout} from './output.js'
 import {type ColorMode, setColorMode} from './style.js'
 import {closest} from './suggest.js'
 
@@ -60,7 +60,7 @@ export abstract class HvmemCommand extends Command {
     const text = typeof message !== 'string' ? inspect(message) : message
     // (format() of a lone string returns it as it is: skipped, as the hot path of a batch)
     const line = args.length === 0 ? text : text === '' ? format(...args) : format(text, ...args)
-    if (this.batch === undefined) process.stdout.write(`${line}\n`)
+    if (this.batch === undefined) writeStdout(`${line}\n`)
     else this.batch.log(line)
   }
 
@@ -75,8 +75,8 @@ export abstract class HvmemCommand extends Command {
   override logJson(json: unknown): void {
     if (this.jsonWritten) return
     const theme = this.config.theme?.json
-    const text = theme !== undefined && process.stdout.isTTY === true ? ux.colorizeJson(json, {pretty: true, theme}) : JSON.stringify(json, null, 2)
-    if (this.batch === undefined) process.stdout.write(`${text}\n`)
+    const text = theme !== undefined && stdoutIsTerminal() ? ux.colorizeJson(json, {pretty: true, theme}) : JSON.stringify(json, null, 2)
+    if (this.batch === undefined) writeStdout(`${text}\n`)
     else this.batch.log(text)
   }
 
@@ -276,7 +276,7 @@ export function reportUnknownCommand(id: string, argv: readonly string[], config
   const flag = argv.indexOf('--json')
   const json = (flag !== -1 && (dashes === -1 || flag < dashes)) || config.scopedEnvVar('CONTENT_TYPE')?.toLowerCase() === 'json'
   const exitCode = EXIT_CODES.input
-  if (json) process.stdout.write(`${JSON.stringify({error: {kind: 'input', message, exitCode}} satisfies ErrorJson, null, 2)}\n`)
+  if (json) writeStdout(`${JSON.stringify({error: {kind: 'input', message, exitCode}} satisfies ErrorJson, null, 2)}\n`)
   else process.stderr.write(`hvmem: ${message}\n`)
   process.exitCode = exitCode
 }

@@ -13,6 +13,7 @@ import {type SnapshotSession, sessionDue, sessionTurn} from '../snapshot/store.j
 import {type BatchHooks, HvmemCommand, describeError, suggestCommand, unknownCommand} from './base.js'
 import {MachineCommand, type SnapshotParse} from './machine-command.js'
 import {quote} from './numbers.js'
+import {writeStdout} from './output.js'
 import type {ScriptLine} from './words.js'
 
 export interface BatchOptions {
@@ -98,7 +99,7 @@ export class BufferedOutput {
     if (this.used + text.length * 3 > BufferedOutput.CHUNK) {
       this.flushBytes()
       if (text.length * 3 > BufferedOutput.CHUNK) {
-        process.stdout.write(text)
+        writeStdout(text)
         return
       }
     }
@@ -113,7 +114,7 @@ export class BufferedOutput {
 
   private flushBytes(): void {
     // A copy: a stream may hold on to what it is given after write() returns.
-    if (this.used > 0) process.stdout.write(Buffer.from(this.buffer.subarray(0, this.used)))
+    if (this.used > 0) writeStdout(Buffer.from(this.buffer.subarray(0, this.used)))
     this.used = 0
   }
 }

@@ -21,9 +21,10 @@
  * Command, hvmem's commands and batch read. test/cli/execute.test.ts checks that it answers as a
  * loaded Config does.
  */
-import {type Command, type Config, type Errors, flush, handle, type Interfaces} from '@oclif/core'
+import {type Command, type Config, type Errors, handle, type Interfaces} from '@oclif/core'
 
 import type {HvmemCommand} from './base.js'
+import {flushStdout} from './output.js'
 
 /** What the direct start reads of a command class: the statics oclif's Command and argv split use. */
 export type CommandClass = Command.Class
@@ -150,7 +151,7 @@ export async function runDirect(command: CommandClass, id: string, argv: string[
   const concrete = command as unknown as new (argv: string[], config: Config) => HvmemCommand
   try {
     const result = await new concrete(argv, config as unknown as Config).start()
-    void flush()
+    void flushStdout()
     return result
   } catch (error) {
     return handle(error as Errors.CLIError)

@@ -23,7 +23,7 @@ import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {type CommandClass, commandConfig, runDirect, splitCommand} from './direct.js'
-import {guardStdout} from './output.js'
+import {guardStdout, stdoutIsTerminal} from './output.js'
 
 /** hvmem's commands that list every command, the plugins' included. */
 const NEEDS_PLUGINS: ReadonlySet<string> = new Set(['completion'])
@@ -62,7 +62,7 @@ export function versionJson(argv: readonly string[]): string[] {
  */
 export async function execute(dir: string, commands: Readonly<Record<string, CommandClass>>): Promise<unknown> {
   settings.enableAutoTranspile = false
-  guardStdout()
+  guardStdout({direct: true})
   const argv = versionJson(process.argv.slice(2))
   const id = ownCommand(argv, new Set(Object.keys(commands)))
   if (id === undefined || NEEDS_PLUGINS.has(id)) return oclifExecute({dir})
@@ -85,5 +85,5 @@ export function directLine(argv: readonly string[]): boolean {
   const words = end === -1 ? argv : argv.slice(0, end)
   if (words.includes('--help') || words.includes('-h')) return false
   const json = words.includes('--json') || process.env.HVMEM_CONTENT_TYPE?.toLowerCase() === 'json'
-  return !(json && process.stdout.isTTY === true)
+  return !(json && stdoutIsTerminal())
 }

@@ -18,11 +18,20 @@
  * a comment-only batch, then exited 9). (Node ignores SIGXFSZ, so a
  * file-size limit is the error EFBIG, not a signal that kills the process.)
  *
+ * Written directly: a process's own command line (src/cli/execute.ts) whose standard output is a
+ * file or a memory device (/dev/null, /dev/full) writes it with fs.writeSync, each chunk whole, as
+ * Node's SyncWriteStream would, without making process.stdout: making it loads Node's stream modules
+ * (3-5 ms of every start-up, docs/performance.md). Whoever makes process.stdout later (oclif's help,
+ * a plugin) gets it guarded as above, and hvmem's own writes then go through it, after the ones
+ * already written. A terminal or a pipe is written through the stream, as before.
+ *
  * Also: Node warnings oclif emits when it cannot read its data directory (HOME or XDG_DATA_HOME not a
  * directory; hvmem has no user plugins there) are dropped, and Node's warning that NO_COLOR is ignored when
  * FORCE_COLOR is set (which is hvmem's rule too).
  */
-import {writeSync} from 'node:fs'
+import {fstatSync, writeSync} from 'node:fs'
+
+import {flush} from '@oclif/core'
 
 import {savedSnapshots} from '../snapshot/store.js'
 import {EXIT_CODES} from './exit-codes.js'
@@ -31,12 +40,85 @@ type ErrnoError = Error & {code?: unknown; path?: unknown}
 
 let installed = false
 let failure: ErrnoError | undefined
+/** hvmem writes standard output with fs.writeSync (process.stdout not made) */
+let direct = false
 
-/** Installs the stdout error policy (once per process): by the entry (src/cli/execute.ts) for every command line, and by each command for in-process runs. */
-export function guardStdout(): void {
+/**
+ * Installs the stdout error policy (once per process): by the entry (src/cli/execute.ts) for every
+ * command line, with `direct` (write a file or a memory device directly), and by each command for
+ * in-process runs, whose stdout is the test's stream.
+ */
+export function guardStdout(options: {direct?: boolean} = {}): void {
   if (installed) return
   installed = true
-  const stdout = process.stdout
+  process.on('exit', reportAtExit)
+  // Node's own: a getter that makes the stream at the first read
+  const node = Object.getOwnPropertyDescriptor(process, 'stdout')
+  if (options.direct === true && node?.get !== undefined && node.configurable === true && plainOutput(1)) {
+    direct = true
+    // the stream, if something makes it: guarded, and hvmem's own writes go through it from then on
+    Object.defineProperty(process, 'stdout', {
+      ...node,
+      get() {
+        Object.defineProperty(process, 'stdout', node)
+        const stream = process.stdout
+        direct = false
+        guardStream(stream)
+        return stream
+      },
+    })
+    return
+  }
+  guardStream(process.stdout)
+}
+
+/**
+ * Whether descriptor `fd` is a regular file or a memory device (Linux's character devices of major 1:
+ * /dev/null, /dev/zero, /dev/full): written by plain writes that never wait on a reader, and never a
+ * terminal. Anything else (a terminal, a pipe, a socket, another device) is not.
+ */
+function plainOutput(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd)
+    return stat.isFile() || (process.platform === 'linux' && stat.isCharacterDevice() && ((stat.rdev >> 8) & 0xfff) === 1)
+  } catch {
+    return false
+  }
+}
+
+/** Whether standard output is a terminal (without making process.stdout when it is written directly, and so is none). */
+export function stdoutIsTerminal(): boolean {
+  return !direct && process.stdout.isTTY === true
+}
+
+/**
+ * Writes `chunk` to standard output (nothing once it has failed: the failure is reported at exit);
+ * true when it is written through and the caller may reuse its bytes (false: the stream holds them).
+ */
+export function writeStdout(chunk: string | Uint8Array): boolean {
+  if (!direct) return process.stdout.write(chunk)
+  if (failure === undefined) {
+    try {
+      writeAll(1, typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk)
+    } catch (error) {
+      failure = error as ErrnoError
+    }
+  }
+  return true
+}
+
+/** Whether standard output holds bytes it has not written yet (its reader is behind). */
+export function stdoutHolds(): boolean {
+  return !direct && process.stdout.writableLength > 0 && stdoutError() === undefined
+}
+
+/** Waits until what standard output was given is written (oclif's flush, for the stream: written directly, it is). */
+export async function flushStdout(): Promise<void> {
+  if (!direct) await flush()
+}
+
+/** The stream made for standard output, guarded: each chunk written whole, no error thrown. */
+function guardStream(stdout: NodeJS.WriteStream): void {
   writeWhole(stdout)
   // Every listener hears of the error (an OutputSink awaiting the stream), but none may throw it:
   // oclif's rethrows, and each copy of @oclif/core adds its own as it loads (the help and autocomplete
@@ -54,7 +136,6 @@ export function guardStdout(): void {
     }
     return true
   }) as typeof stdout.emit
-  process.on('exit', reportAtExit)
 }
 
 /** What writeWhole sees of Node's SyncWriteStream (lib/internal/fs/sync_write_stream.js). */
@@ -69,12 +150,7 @@ function writeWhole(stream: NodeJS.WriteStream): void {
   const file = stream as unknown as FileStream
   file._write = (chunk, _encoding, callback) => {
     try {
-      for (let done = 0; done < chunk.length;) {
-        const wrote = writeSync(file.fd, chunk, done, chunk.length - done)
-        // (never for a file or device with bytes to write: an error rather than a loop)
-        if (wrote <= 0) throw Object.assign(new Error('standard output took no bytes'), {code: 'EIO'})
-        done += wrote
-      }
+      writeAll(file.fd, chunk)
     } catch (error) {
       callback(error as Error)
       return
@@ -83,9 +159,19 @@ function writeWhole(stream: NodeJS.WriteStream): void {
   }
 }
 
+/** Writes `bytes` whole to `fd` (a file or device), or throws the error that stopped it. */
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) {
+    const wrote = writeSync(fd, bytes, done, bytes.length - done)
+    // (never for a file or device with bytes to write: an error rather than a loop)
+    if (wrote <= 0) throw Object.assign(new Error('standard output took no bytes'), {code: 'EIO'})
+    done += wrote
+  }
+}
+
 /** The error that stopped standard output, if one has (noted synchronously by the stream, before its 'error' event). */
 export function stdoutError(): ErrnoError | undefined {
-  return failure ?? (process.stdout.errored as ErrnoError | null | undefined) ?? undefined
+  return failure ?? (direct ? undefined : ((process.stdout.errored as ErrnoError | null | undefined) ?? undefined))
 }
 
 let discarded = false

@@ -8,7 +8,7 @@
  * A stdout that fails (closed pipe, full disk) is reported as output.ts says; `failed` tells the
  * writer to stop making output.
  */
-import {stdoutError} from './output.js'
+import {stdoutError, stdoutHolds, writeStdout} from './output.js'
 
 const CHUNK = 1 << 20
 
@@ -90,7 +90,7 @@ export class OutputSink {
   private send(bytes: Uint8Array): boolean {
     if (this.bytesSink !== undefined) return this.bytesSink(bytes) === true
     if (this.failed) return true
-    const written = process.stdout.write(bytes) && process.stdout.writableLength === 0
+    const written = writeStdout(bytes) && !stdoutHolds()
     if (!written) this.queued = true
     return written
   }
@@ -108,7 +108,7 @@ export class OutputSink {
 
   /** stdout holds bytes not written yet (whoever wrote them) and has not failed. */
   private streamHolds(): boolean {
-    return this.lineSink === undefined && this.bytesSink === undefined && process.stdout.writableLength > 0 && !this.failed
+    return this.lineSink === undefined && this.bytesSink === undefined && stdoutHolds()
   }
 
   /** stdout cannot be written (output.ts reports it at exit): stop making output. */

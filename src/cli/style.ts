@@ -1,6 +1,8 @@
 import {Chalk, type ChalkInstance} from 'chalk'
 import Table from 'cli-table3'
 
+import {stdoutIsTerminal} from './output.js'
+
 /** What --color asks for: auto (the environment and the terminal decide), always or never. */
 export const COLOR_MODES = ['auto', 'always', 'never'] as const
 export type ColorMode = (typeof COLOR_MODES)[number]
@@ -12,7 +14,7 @@ export type ColorMode = (typeof COLOR_MODES)[number]
  * anything non-empty turns it off (https://no-color.org); so does TERM=dumb; otherwise colour only
  * for a terminal. docs/behaviour.md, "Colour".
  */
-export function colorEnabled(mode: ColorMode = 'auto', env: NodeJS.ProcessEnv = process.env, isTTY: boolean = process.stdout.isTTY === true): boolean {
+export function colorEnabled(mode: ColorMode = 'auto', env: NodeJS.ProcessEnv = process.env, isTTY: boolean = stdoutIsTerminal()): boolean {
   if (mode !== 'auto') return mode === 'always'
   const force = env.FORCE_COLOR
   if (force !== undefined && force !== '') return !/^(0|false)$/i.test(force)
@@ -21,8 +23,13 @@ export function colorEnabled(mode: ColorMode = 'auto', env: NodeJS.ProcessEnv = 
   return isTTY
 }
 
-/** The colours of all output: chalk's 16 colours or none (setColorMode switches them once --color is parsed). */
-export const color: ChalkInstance = new Chalk({level: colorEnabled() ? 1 : 0})
+/**
+ * The colours of all output: chalk's 16 colours or none, set by setColorMode once --color is parsed
+ * (every command has it, `auto` by default; a batch's lines follow the batch's): none before, as no
+ * output is made before (and asking then whether stdout is a terminal would make process.stdout
+ * before the entry has chosen how to write it, src/cli/output.ts).
+ */
+export const color: ChalkInstance = new Chalk({level: 0})
 
 /** Applies --color: `color` (and the tables' bold headings made after) colour or not. */
 export function setColorMode(mode: ColorMode): void {
@@ -37,7 +44,7 @@ const SGR = /\u001b\[[0-9;]*m/g
  * strips of `dump map`); undefined when standard output is not a terminal (piped output stays the same
  * wherever it runs).
  */
-export function terminalColumns(stdout: {isTTY?: boolean; columns?: number} = process.stdout): number | undefined {
+export function terminalColumns(stdout: {isTTY?: boolean; columns?: number} = stdoutIsTerminal() ? process.stdout : {}): number | undefined {
   return stdout.isTTY === true && typeof stdout.columns === 'number' && stdout.columns > 0 ? stdout.columns : undefined
 }
 

@@ -6,7 +6,7 @@ import {textArg} from '../cli/flags.js'
 import {BatchRunner, BufferedOutput} from '../cli/batch.js'
 import {STDIN_NAME, inputChunks} from '../cli/input.js'
 import {quote} from '../cli/numbers.js'
-import {noteChangesDiscarded, stdoutError} from '../cli/output.js'
+import {noteChangesDiscarded, stdoutError, writeStdout} from '../cli/output.js'
 import {type ScriptError, type ScriptLine, ScriptSplitter} from '../cli/words.js'
 import {HvmemError} from '../core/errors.js'
 import {withSnapshotSession} from '../snapshot/store.js'
@@ -73,7 +73,7 @@ Not inside a batch: batch, heap init, the snapshot commands (export, import, dif
 
   /** JSON lines: the batch's own error, too, is one line. */
   override logJson(json: unknown): void {
-    process.stdout.write(`${JSON.stringify(json)}\n`)
+    writeStdout(`${JSON.stringify(json)}\n`)
   }
 }
 

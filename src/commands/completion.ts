@@ -2,6 +2,7 @@ import {Args} from '@oclif/core'
 
 import {HvmemCommand, NO_SNAPSHOT_FLAGS} from '../cli/base.js'
 import {COMPLETION_SHELLS, type CompletionCommand, completionScript} from '../cli/completion.js'
+import {writeStdout} from '../cli/output.js'
 
 export interface CompletionJson {
   shell: string
@@ -27,7 +28,7 @@ Load it in the running shell with: source <(hvmem completion bash). To keep it, 
     const shell = args.shell as (typeof COMPLETION_SHELLS)[number]
     const commands = this.config.commands as unknown as CompletionCommand[]
     const script = completionScript(shell, this.config.bin, commands)
-    if (!this.jsonEnabled()) process.stdout.write(script)
+    if (!this.jsonEnabled()) writeStdout(script)
     return {shell, script}
   }
 }

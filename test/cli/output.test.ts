@@ -1,11 +1,14 @@
 /** Output contracts: plain text when piped, stable JSON shapes, help with examples, concurrent writers. */
-import {readFile} from 'node:fs/promises'
+import {spawnSync} from 'node:child_process'
+import {closeSync, openSync, readFileSync} from 'node:fs'
+import {readFile, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import type {AllocJson} from '../../src/cli/alloc.js'
 import type {HeapStatusJson} from '../../src/commands/heap/status.js'
 import {expectOkInProcess} from './inprocess.js'
-import {hvmem, hvmemJson, scratch} from './run.js'
+import {BIN, hvmem, hvmemEnv, hvmemJson, scratch} from './run.js'
 
 let dir: string
 let cleanup: () => Promise<void>
@@ -86,6 +89,58 @@ describe('output', () => {
       expect(r.stdout).toContain('--json')
     },
   )
+})
+
+// A file or /dev/null as stdout is written with fs.writeSync, without making process.stdout (src/cli/output.ts):
+// the same bytes as through the stream, and process.stdout never made (which loads Node's stream modules).
+describe('stdout a file or /dev/null: written without the stream', () => {
+  let own: {dir: string; snap: string; cleanup: () => Promise<void>}
+  let probe: string
+  beforeAll(async () => {
+    own = await scratch()
+    await expectOkInProcess(own.dir, 'heap', 'init')
+    await expectOkInProcess(own.dir, 'map', 'region', '0x4000_0000', '4M', '--granularity', 'page')
+    await writeFile(join(own.dir, 'lines.txt'), 'heap status\ndump tables --format ranges\nmem read 0x4100_0000 16\n')
+    // loaded with -r: at exit, whether anything read process.stdout (which makes the stream), into the file PROBE_OUT names
+    probe = join(own.dir, 'probe.cjs')
+    await writeFile(
+      probe,
+      `const node = Object.getOwnPropertyDescriptor(process, 'stdout')
+let made = false
+Object.defineProperty(process, 'stdout', {...node, get() { made = true; Object.defineProperty(process, 'stdout', node); return process.stdout }})
+process.on('exit', () => require('node:fs').writeFileSync(process.env.PROBE_OUT, String(made)))
+`,
+    )
+  })
+  afterAll(async () => own.cleanup())
+
+  /** Runs hvmem with stdout on `stdout` ('pipe', or the path of a file or device opened for writing); the output (for a pipe) and whether process.stdout was made. */
+  const run = (args: string[], stdout: string): {code: number | null; stdout: string; stderr: string; stream: boolean} => {
+    const out = join(own.dir, 'probe.out')
+    const fd = stdout === 'pipe' ? 'pipe' : openSync(stdout, 'w')
+    try {
+      const r = spawnSync(process.execPath, ['-r', probe, BIN, ...args], {cwd: own.dir, env: hvmemEnv({PROBE_OUT: out}), stdio: ['ignore', fd, 'pipe'], encoding: 'utf8'})
+      return {code: r.status, stdout: r.stdout ?? '', stderr: r.stderr, stream: readFileSync(out, 'utf8') === 'true'}
+    } finally {
+      if (typeof fd === 'number') closeSync(fd)
+    }
+  }
+
+  it.each([
+    ['heap', 'status'],
+    ['dump', 'tables'],
+    ['dump', 'tables', '--json'],
+    ['mem', 'read', '0x4100_0000', '64'],
+    ['batch', 'lines.txt'],
+    ['batch', 'lines.txt', '--json'],
+  ])('%s %s: a file gets what a pipe gets, and neither it nor /dev/null makes the stream', (...args) => {
+    const piped = run(args, 'pipe')
+    expect(piped).toMatchObject({code: 0, stderr: '', stream: true})
+    const file = join(own.dir, 'out.txt')
+    expect(run(args, file)).toEqual({code: 0, stdout: '', stderr: '', stream: false})
+    expect(readFileSync(file, 'utf8')).toBe(piped.stdout)
+    expect(run(args, '/dev/null')).toEqual({code: 0, stdout: '', stderr: '', stream: false})
+  })
 })
 
 // 8 processes at once a case (test/reliability/concurrency.test.ts races readers and maps too).

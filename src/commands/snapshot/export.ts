@@ -4,7 +4,7 @@ import {Flags} from '@oclif/core'
 
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg, u64Flag} from '../../cli/flags.js'
-import {stdoutError} from '../../cli/output.js'
+import {stdoutError, stdoutIsTerminal, writeStdout} from '../../cli/output.js'
 import {OutputSink, drive} from '../../cli/sink.js'
 import {HvmemError} from '../../core/errors.js'
 import type {Machine} from '../../core/machine.js'
@@ -76,7 +76,7 @@ The file is written to a temp file beside FILE and renamed over it once complete
     const stdout = file === '-'
     if (stdout && this.jsonEnabled())
       throw new HvmemError('input', `${label} - writes the ${format === 'bin' ? 'image' : 'export'} to standard output, which --json needs for its document; write it to a file with --json`)
-    if (stdout && format === 'bin' && this.batch === undefined && process.stdout.isTTY === true)
+    if (stdout && format === 'bin' && this.batch === undefined && stdoutIsTerminal())
       throw new HvmemError('input', `${label} - would write the binary image to the terminal; redirect standard output to a file or a pipe`)
     const machine = await loadSnapshot(flags.snapshot)
     const mapper = machine.mapper
@@ -176,7 +176,7 @@ The file is written to a temp file beside FILE and renamed over it once complete
         // a reader that went away ends the export (src/cli/output.ts reports it at exit: quietly for EPIPE)
         if (stdoutError() !== undefined) break
         sink.flush()
-        if (!process.stdout.write(part)) await sink.caughtUp()
+        if (!writeStdout(part)) await sink.caughtUp()
       }
     }
     await drive(sink, () => true)
