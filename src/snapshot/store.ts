@@ -36,6 +36,7 @@ import {
   fchownSync,
   fstatSync,
   fsync,
+  fsyncSync,
   ftruncateSync,
   lstatSync,
   mkdirSync,
@@ -55,6 +56,7 @@ import {
   writeFileSync,
   writeSync,
   writev,
+  writevSync,
 } from 'node:fs'
 import {constants as osConstants, hostname} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
@@ -227,24 +229,25 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
     // An append that fails (a full disk) puts the file back as it was, byte for byte: the records'
     // end, and an unfinished append that it cut away.
     const tail = info.size > journal.end ? readAt(fd, journal.end, info.size - journal.end, name) : undefined
+    const bytes = record.length + (tail?.length ?? 0)
     try {
       if (tail !== undefined) {
         ftruncateSync(fd, journal.end)
-        await fsyncAsync(fd)
+        await fsyncAfter(fd, bytes)
       }
       const [first, ...rest] = record.parts
-      await writeAll(fd, [first!.subarray(8), ...rest], journal.end + 8)
-      await fsyncAsync(fd)
+      await writeAll(fd, [first!.subarray(8), ...rest], journal.end + 8, bytes <= SYNC_BYTES)
+      await fsyncAfter(fd, bytes)
       // Synchronous, so a signal is handled before or after it, never while it is under way.
       writeSync(fd, first!.subarray(0, 8), 0, 8, journal.end)
       held.saved = true
-      await fsyncAsync(fd)
+      await fsyncAfter(fd, bytes)
     } catch (error) {
       held.saved = false
       try {
         ftruncateSync(fd, journal.end)
-        if (tail !== undefined) await writeAll(fd, [tail], journal.end)
-        await fsyncAsync(fd)
+        if (tail !== undefined) await writeAll(fd, [tail], journal.end, bytes <= SYNC_BYTES)
+        await fsyncAfter(fd, bytes)
       } catch {
         // (what is left past the records' end is an unfinished append, which loads ignore)
       }
@@ -562,7 +565,12 @@ async function save(file: string, name: string, machine: Machine, held: HeldLock
       file,
       existing,
       async (fd) => {
-        for (const batch of snapshotBatches(machine, {journalFrom: journalThreshold()})) await writeAll(fd, batch)
+        let bytes = 0
+        for (const batch of snapshotBatches(machine, {journalFrom: journalThreshold()})) {
+          for (const part of batch) bytes += part.length
+          await writeAll(fd, batch, undefined, bytes <= SYNC_BYTES)
+        }
+        return bytes
       },
       {
         renamed: () => {
@@ -608,12 +616,13 @@ const unfinished = new Map<string, string | undefined>()
 async function replaceFile(
   target: string,
   existing: Stats | undefined,
-  write: (fd: number) => Promise<void>,
+  write: (fd: number) => Promise<number | void>,
   options: {label?: string; beforeRename?: () => void; renamed?: () => void} = {},
 ): Promise<void> {
   const dir = dirname(target)
   const base = basename(target)
   let temp = ''
+  let bytes = Infinity
   try {
     let fd: number | undefined
     for (let attempt = 0; fd === undefined; attempt++) {
@@ -638,7 +647,8 @@ async function replaceFile(
       }
     }
     try {
-      await write(fd)
+      // (how many bytes `write` wrote, if it says: a small file's fsyncs are synchronous)
+      bytes = (await write(fd)) ?? Infinity
       if (existing !== undefined) {
         fchmodSync(fd, existing.mode & 0o7777)
         if (process.getuid?.() === 0) {
@@ -649,7 +659,7 @@ async function replaceFile(
           }
         }
       }
-      await fsyncAsync(fd)
+      await fsyncAfter(fd, bytes)
     } finally {
       closeSync(fd)
     }
@@ -668,7 +678,7 @@ async function replaceFile(
   } finally {
     guard()
   }
-  await syncDirectory(dir)
+  await syncDirectory(dir, bytes)
 }
 
 /** The snapshots this process has saved, as named: what a command whose output then fails says was kept (src/cli/output.ts). */
@@ -706,12 +716,15 @@ export async function writeOutputFile(target: string, chunks: Iterable<Uint8Arra
   )
 }
 
-/** Writes the buffers in order with vectored writes (at `position` if given, else at the file's offset), going on after a short write. */
-async function writeAll(fd: number, buffers: Uint8Array[], position?: number): Promise<void> {
+/**
+ * Writes the buffers in order with vectored writes (at `position` if given, else at the file's
+ * offset), going on after a short write; synchronously with `sync` (see SYNC_BYTES).
+ */
+async function writeAll(fd: number, buffers: Uint8Array[], position?: number, sync = false): Promise<void> {
   let pending = buffers.filter((b) => b.length > 0)
   let at = position
   while (pending.length > 0) {
-    let written = (await writevAsync(fd, pending, at)).bytesWritten
+    let written = sync ? writevSync(fd, pending, at) : (await writevAsync(fd, pending, at)).bytesWritten
     if (at !== undefined) at += written
     while (pending.length > 0 && written >= pending[0]!.length) {
       written -= pending[0]!.length
@@ -732,12 +745,12 @@ function readAt(fd: number, position: number, length: number, name: string): Buf
   return out
 }
 
-/** Makes the rename durable; some file systems cannot fsync a directory, which is not an error. */
-async function syncDirectory(dir: string): Promise<void> {
+/** Makes the rename of a file of `bytes` bytes durable; some file systems cannot fsync a directory, which is not an error. */
+async function syncDirectory(dir: string, bytes: number): Promise<void> {
   try {
     const fd = openSync(dir, constants.O_RDONLY)
     try {
-      await fsyncAsync(fd)
+      await fsyncAfter(fd, bytes)
     } finally {
       closeSync(fd)
     }
@@ -771,11 +784,21 @@ function removeIfThere(path: string): void {
  * fsync; a device's open) asynchronously, so that a signal is answered while a large snapshot is
  * written; the others (a regular file's open, stat, chmod, truncate, close, a directory listing)
  * synchronously, as they take microseconds. Through fs's callbacks (promisified) rather than
- * fs/promises, which they would load (2-3 ms of every command that changes a snapshot).
+ * fs/promises, which they would load (2-3 ms of every command that changes a snapshot). A save or
+ * an append of at most SYNC_BYTES is written and fsynced synchronously: the first asynchronous
+ * operation starts libuv's thread pool, 2-3 ms on this VM (docs/performance.md), more than such a
+ * write and its fsyncs take; a signal is answered right after them.
  */
 const writevAsync = promisify(writev)
 const openAsync = promisify(open)
 const fsyncAsync = promisify(fsync)
+const SYNC_BYTES = 4 << 20
+
+/** fsync of a file after `bytes` were written to it: synchronous up to SYNC_BYTES (see above). */
+function fsyncAfter(fd: number, bytes: number): Promise<void> | void {
+  if (bytes > SYNC_BYTES) return fsyncAsync(fd)
+  fsyncSync(fd)
+}
 
 /** `path`'s stat, or undefined if there is none (or it cannot be read: the operation that needs it says why). */
 function statIfAny(path: string): Stats | undefined {
