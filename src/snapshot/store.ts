@@ -622,7 +622,7 @@ async function replaceFile(
   const dir = dirname(target)
   const base = basename(target)
   let temp = ''
-  let bytes = Infinity
+  let bytes: number
   try {
     let fd: number | undefined
     for (let attempt = 0; fd === undefined; attempt++) {
