@@ -11,11 +11,12 @@ export interface AllocJson {
   heap: HeapJson
 }
 
-/** What an allocation did: its addresses, and (for --json only) the heap after it. */
-export interface Allocated {
-  addresses: bigint[]
-  heap: HeapStatus | undefined
-}
+/**
+ * What an allocation did: its first address (count() of them, each `asked().size` after the one
+ * before); under --json with the heap after it. In text mode the address alone: no object a line
+ * (10,000 `alloc page` lines of a batch made 10,000 objects, a scavenge's worth with the rest).
+ */
+export type Allocated = bigint | {first: bigint; heap: HeapStatus}
 
 /**
  * An allocation command (alloc page, bytes, aligned): the allocation is a change of the snapshot,
@@ -26,22 +27,37 @@ export interface Allocated {
 export abstract class AllocCommand<P extends SnapshotParse> extends MachineCommand<P, Allocated, AllocJson | undefined> {
   protected readonly changes = true
 
-  /** the allocation, on the snapshot's heap: the addresses allocated */
-  protected abstract take(heap: Heap, parsed: P): bigint[]
+  /** the allocation, on the snapshot's heap: the first address allocated (of count(), consecutive) */
+  protected abstract take(heap: Heap, parsed: P): bigint
+
+  /** how many allocations of asked().size take() makes, one after the other */
+  protected count(_parsed: P): number {
+    return 1
+  }
 
   /** the size and alignment asked for, as --json reports them */
   protected abstract asked(parsed: P): {size: bigint; align: bigint}
 
   protected work(machine: Machine, parsed: P): Allocated {
-    return {addresses: this.take(machine.heap, parsed), heap: this.jsonEnabled() ? machine.heap.status() : undefined}
+    const first = this.take(machine.heap, parsed)
+    return this.jsonEnabled() ? {first, heap: machine.heap.status()} : first
   }
 
-  protected report({addresses, heap}: Allocated, parsed: P): AllocJson | undefined {
-    // Many addresses are logged as one text (a log call a line took 25 s for a million).
-    if (addresses.length === 1) this.log(hex(addresses[0]!))
-    else if (addresses.length > 1) this.log(addresses.map((a) => hex(a)).join('\n'))
-    if (heap === undefined) return undefined
+  protected report(outcome: Allocated, parsed: P): AllocJson | undefined {
+    const count = this.count(parsed)
+    // One address as it is; many as one text (a log call a line took 25 s for a million).
+    if (typeof outcome === 'bigint' && count === 1) {
+      this.logLine(hex(outcome))
+      return undefined
+    }
+    const first = typeof outcome === 'bigint' ? outcome : outcome.first
     const {size, align} = this.asked(parsed)
-    return {addresses: addresses.map((a) => hex(a)), size: Number(size), align: Number(align), heap: heapJson(heap)}
+    const addresses: string[] = []
+    for (let i = 0, at = first; i < count; i++, at += size) addresses.push(hex(at))
+    if (typeof outcome === 'bigint') {
+      this.logLine(addresses.join('\n'))
+      return undefined
+    }
+    return {addresses, size: Number(size), align: Number(align), heap: heapJson(outcome.heap)}
   }
 }

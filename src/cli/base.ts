@@ -59,7 +59,12 @@ export abstract class HvmemCommand extends Command {
     if (this.jsonEnabled()) return
     const text = typeof message !== 'string' ? inspect(message) : message
     // (format() of a lone string returns it as it is: skipped, as the hot path of a batch)
-    const line = args.length === 0 ? text : text === '' ? format(...args) : format(text, ...args)
+    this.logLine(args.length === 0 ? text : text === '' ? format(...args) : format(text, ...args))
+  }
+
+  /** A line of output as it is (log's own, without its formatting or a rest array: a batch's hot path). */
+  protected logLine(line: string): void {
+    if (this.jsonEnabled()) return
     if (this.batch === undefined) writeStdout(`${line}\n`)
     else this.batch.log(line)
   }

@@ -68,12 +68,17 @@ export class Heap {
     return this.allocAligned(size, 4n)
   }
 
-  /** `count` consecutive pages, all or none (page-aligned pages leave no padding between them). */
-  allocPages(count: number): bigint[] {
+  /** `count` consecutive pages, all or none (page-aligned pages leave no padding between them): the first one's address. */
+  allocRun(count: number): bigint {
+    // One page (10,000 "alloc page" lines of a batch): no size to compute.
+    if (count === 1) return this.allocPage()
     if (!Number.isSafeInteger(count) || count < 1) throw new HvmemError('input', `page count must be a positive integer (got ${count})`)
-    // One page (10,000 "alloc page" lines of a batch): no size to compute, no loop.
-    if (count === 1) return [this.allocPage()]
-    const first = this.allocAligned(BigInt(count) * PAGE_SIZE, PAGE_SIZE)
+    return this.allocAligned(BigInt(count) * PAGE_SIZE, PAGE_SIZE)
+  }
+
+  /** `count` consecutive pages, all or none: their addresses. */
+  allocPages(count: number): bigint[] {
+    const first = this.allocRun(count)
     // A plain loop: Array.from with a mapping function is V8's slow generic path.
     const pages: bigint[] = []
     for (let i = 0, page = first; i < count; i++, page += PAGE_SIZE) pages.push(page)

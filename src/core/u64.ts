@@ -21,7 +21,8 @@ export function isAligned(value: bigint, align: bigint): boolean {
 
 /** Lowercase `0x` hex; `digits` pads with zeros. */
 export function hex(value: bigint, digits = 0): string {
-  return '0x' + value.toString(16).padStart(digits, '0')
+  // (no padStart when no width is asked: it makes a string of its own, 10,000 of them in a batch)
+  return digits === 0 ? '0x' + value.toString(16) : '0x' + value.toString(16).padStart(digits, '0')
 }
 
 const UNITS: Array<[bigint, string]> = [

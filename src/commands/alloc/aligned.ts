@@ -16,8 +16,8 @@ export default class AllocAligned extends AllocCommand<Input> {
   static override examples = ['<%= config.bin %> alloc aligned --size 256 --align 2048', '<%= config.bin %> alloc aligned --size 2M --align 2M']
   static override flags = flags
 
-  protected take(heap: Heap, {flags}: Input): bigint[] {
-    return [heap.allocAligned(flags.size, flags.align)]
+  protected take(heap: Heap, {flags}: Input): bigint {
+    return heap.allocAligned(flags.size, flags.align)
   }
 
   protected asked({flags}: Input): {size: bigint; align: bigint} {

@@ -13,8 +13,8 @@ export default class AllocBytes extends AllocCommand<Input> {
   static override examples = ['<%= config.bin %> alloc bytes 100', '<%= config.bin %> alloc bytes 1K']
   static override args = args
 
-  protected take(heap: Heap, {args}: Input): bigint[] {
-    return [heap.alloc(args.size)]
+  protected take(heap: Heap, {args}: Input): bigint {
+    return heap.alloc(args.size)
   }
 
   protected asked({args}: Input): {size: bigint; align: bigint} {

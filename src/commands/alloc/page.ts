@@ -19,8 +19,12 @@ export default class AllocPage extends AllocCommand<Input> {
   static override examples = ['<%= config.bin %> alloc page', '<%= config.bin %> alloc page --count 4', 'PAGE=$(<%= config.bin %> alloc page)']
   static override flags = flags
 
-  protected take(heap: Heap, {flags}: Input): bigint[] {
-    return heap.allocPages(flags.count)
+  protected take(heap: Heap, {flags}: Input): bigint {
+    return heap.allocRun(flags.count)
+  }
+
+  protected override count({flags}: Input): number {
+    return flags.count
   }
 
   protected asked(): {size: bigint; align: bigint} {
