@@ -8,7 +8,7 @@ import {STAGE1} from './stage1.js'
 import {STAGE2} from './stage2.js'
 import {TableTransaction} from './transaction.js'
 import {GiB, MiB, formatSize, hex} from './u64.js'
-import {LITTLE_ENDIAN, PAGE_ENTRIES, type TableAccess, TableWalker, type Unfollowed, type Visitor, memoryAccess, pageWords, rawOf} from './walker.js'
+import {LITTLE_ENDIAN, PAGE_ENTRIES, type ScanSink, type TableAccess, TableWalker, type Unfollowed, type Visitor, memoryAccess, pageWords, rawOf} from './walker.js'
 
 export const DEFAULT_L2_BUDGET = 4
 export const MAX_L2_BUDGET = 512
@@ -805,18 +805,9 @@ export class IdentityMapper {
     const pages: bigint[] = []
     const rootBytes = BigInt(g.tableBytes(g.startLevel))
     for (let t = this.state.root; t < this.state.root + rootBytes; t += granule) pages.push(t)
-    new TableWalker(memoryAccess(this.heap.memory), g).walk(
-      Number(this.state.root),
-      0,
-      2 ** g.inputBits,
-      {
-        tablePre: (w) => {
-          pages.push(BigInt(w.next))
-          return true
-        },
-      },
-      {validOnly: true},
-    )
+    // A scan of the table entries: pages of leaves (262,144 of them for 1 GiB in pages) are passed
+    // over a page at a time, where a walk with a table-pre visitor visited every leaf.
+    new TableWalker(memoryAccess(this.heap.memory), g).scan(Number(this.state.root), 0, 2 ** g.inputBits, new TableEntries(pages))
     return pages.filter((t) => t >= pa && t < pa + size).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
   }
 
@@ -948,4 +939,17 @@ function mergeHoles(holes: Array<[number, number]>): Array<[number, number]> {
 /** The level-2 tables the tree at `root` holds, one per table entry at level 1: what counts against a mapper's L2 budget. */
 export function l2TablesAt(memory: Heap['memory'], geometry: Geometry, root: bigint): bigint[] {
   return budgetTables(new TableWalker(memoryAccess(memory), geometry), Number(root))
+}
+
+/** tablePagesIn's ScanSink: the address of the table each table entry points at (each time one does), as a walk's table-pre sees them. */
+class TableEntries implements ScanSink {
+  constructor(private readonly pages: bigint[]) {}
+
+  entry(w: TableWalker, unfollowed?: Unfollowed): void {
+    if (unfollowed === undefined && w.level < FINAL_LEVEL && (w.lo & 3) === 3) this.pages.push(BigInt(w.next))
+  }
+
+  leafPage(): void {
+    // leaves: no table entry among them
+  }
 }

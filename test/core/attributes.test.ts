@@ -5,6 +5,7 @@ import {type AttributeRequest, describeAttributes, parseMemType, resolveAttribut
 import type {RegimeName} from '../../src/core/descriptor.js'
 import {STAGE1} from '../../src/core/stage1.js'
 import {STAGE2} from '../../src/core/stage2.js'
+import {walkTables} from '../../src/core/walker.js'
 import {BLOCK, PAGE, expectHvmemError, mappedMachine} from './helpers.js'
 
 const bits = (regime: RegimeName, request: AttributeRequest): bigint => resolveAttributes(regime, request).bits
@@ -95,5 +96,31 @@ describe("the mapper's own tables", () => {
     expect(mapper.tablePagesIn(0x4000_0000n, 0x4000_0000n)).toEqual([0x4100_0000n, 0x4100_1000n, 0x4100_2000n, 0x4100_3000n])
     expect(mapper.tablePagesIn(0x4100_2000n, PAGE)).toEqual([0x4100_2000n])
     expect(mapper.tablePagesIn(0x4200_0000n, 0x3e00_0000n)).toEqual([])
+  })
+
+  // against a walk's own account (walkTables visits every table entry, the ones it does not follow
+  // too): the root's granules, and the table each table entry points at, each time one does
+  it.each([4096, 16384, 65536] as const)('tablePagesIn (%i granule) is every table a table entry points at, an alias twice and one outside RAM too', (granule) => {
+    const {machine, mapper} = mappedMachine({granule})
+    const g = mapper.geometry
+    const block = BigInt(g.entrySize(g.startLevel + 1 === 3 ? 2 : g.startLevel + 1))
+    mapper.mapRegion(0x4000_0000n, 3n * BigInt(granule), 'normal', {granularity: 'page'})
+    mapper.mapRegion(0x2_0000_0000n, 2n * BigInt(g.entrySize(2)), 'normal', {granularity: 'page'})
+    mapper.mapRegion(0x4_0000_0000n, block, 'device')
+    // the root's first table entry copied into a free root slot (an alias), and a table entry to a page outside RAM
+    const root = mapper.root
+    const entries = BigInt(g.entriesAt(g.startLevel))
+    const first = machine.memory.readU64(root + 8n * BigInt(Number((0x4000_0000n / BigInt(g.entrySize(g.startLevel))) % entries)))
+    expect(first & 3n).toBe(3n)
+    machine.memory.writeU64(root + 8n * (entries - 1n), first)
+    machine.memory.writeU64(root + 8n * (entries - 2n), 0x1_0000_0000n | 3n)
+    const expected = [...Array(g.tableBytes(g.startLevel) / granule).keys()].map((i) => root + BigInt(i * granule))
+    walkTables(machine.memory, mapper.regime, root, g, (c) => {
+      if (c.kind === 'table') expected.push(c.decoded.nextTable!)
+    })
+    const sorted = (xs: bigint[]): bigint[] => [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    expect(expected.filter((t) => t === 0x1_0000_0000n)).toHaveLength(1)
+    expect(mapper.tablePagesIn(0n, 1n << 48n)).toEqual(sorted(expected))
+    expect(mapper.tablePagesIn(0x4100_0000n, 0x100_0000n)).toEqual(sorted(expected.filter((t) => t >= 0x4100_0000n && t < 0x4200_0000n)))
   })
 })
