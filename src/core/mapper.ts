@@ -146,7 +146,9 @@ const lo32 = (value: number): number => value - hi32(value) * TWO_32
 function fillLeaves(tx: TableTransaction, table: number, index: number, count: number, oa: number, step: number, attrLo: number, attrHi: number): void {
   let hi = hi32(oa)
   let lo = oa - hi * TWO_32
-  const carries = step >= TWO_32 || lo + step * count >= TWO_32
+  // (whether a low half written passes 2^32: the last is lo + step * (count - 1); the fast loop's
+  // lo may reach 2^32 after it, never written)
+  const carries = step >= TWO_32 || lo + step * (count - 1) >= TWO_32
   for (let k = index, end = index + count; k < end;) {
     const view = tx.writable(table / MEMORY_PAGE + (k >>> 9))
     const from = k & (PAGE_ENTRIES - 1)

@@ -21,6 +21,22 @@ describe('maps into new tables (written as 32-bit halves)', () => {
     }
   })
 
+  // A new table's leaves are written in 32-bit halves: where the output's low half passes 2^32 inside
+  // the table, the high half carries (an output not aligned like the input); where it only reaches
+  // 2^32 after the last entry (a table ending at 4 GiB), it does not
+  it.each([
+    ['2 MiB blocks, 4 GiB crossed at entry 256', 0x4000_0000n, 1n << 30n, 0xe000_0000n, '2M', 2, 0x7fdn],
+    ['pages, 4 GiB crossed at entry 256', 0x4000_0000n, 0x20_0000n, 0xfff0_0000n, 'page', 3, 0x7ffn],
+    ['2 MiB blocks ending at 4 GiB', 0xc000_0000n, 1n << 30n, 0xc000_0000n, '2M', 2, 0x7fdn],
+  ] as const)('%s: exact descriptors', (_, ipa, size, pa, granularity, level, bits) => {
+    const {machine, mapper} = mappedMachine()
+    mapper.mapRegion(ipa, size, 'normal', {pa, granularity})
+    const leaves = walkEntries(machine.memory, STAGE2, mapper.root, mapper.geometry).filter((e) => e.decoded.leaf !== undefined)
+    expect(leaves).toHaveLength(512)
+    expect(leaves.every((e) => e.level === level && e.decoded.raw === ((pa + (e.ipa - ipa)) | bits))).toBe(true)
+    expect(leaves.at(-1)!.decoded.raw).toBe((pa + size - size / 512n) | bits)
+  })
+
   it('gives the same tables as mapping entry by entry (512 GiB in 2 MiB blocks, 1 GiB in pages)', () => {
     const bulk = mappedMachine({l2Budget: 512})
     bulk.mapper.mapRegion(0n, 512n << 30n, 'normal', {granularity: '2M'})
