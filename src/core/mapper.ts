@@ -155,19 +155,13 @@ function fillLeaves(tx: TableTransaction, table: number, index: number, count: n
     const to = Math.min(PAGE_ENTRIES, from + end - k)
     // descriptors are little-endian: on such a host a Uint32Array writes a page's halves as they are stored
     if (LITTLE_ENDIAN && !carries) {
-      // The common case: the output's high half stays put. The halves as int32s (their bits), the
-      // low one counted on with wrapping int32 additions (no carry out of it here): small integers
-      // to code V8 has not compiled yet, where a value of 2^31 or more would be a new heap number
-      // at each step (a 512 GiB map's first tables are written before TurboFan's code lands).
-      const words = new Int32Array(view.buffer, view.byteOffset, MEMORY_PAGE / 4)
-      const h = hi | attrHi
-      let l = lo | 0
-      for (let j = 2 * from; j < 2 * to; j += 2) {
-        words[j] = l | attrLo
+      // the common case: the output's high half stays put
+      const words = new Uint32Array(view.buffer, view.byteOffset, MEMORY_PAGE / 4)
+      const h = (hi | attrHi) >>> 0
+      for (let j = 2 * from; j < 2 * to; j += 2, lo += step) {
+        words[j] = (lo | attrLo) >>> 0
         words[j + 1] = h
-        l = (l + step) | 0
       }
-      lo += step * (to - from)
     } else {
       for (let j = from; j < to; j++) {
         view.setUint32(8 * j, (lo | attrLo) >>> 0, true)
