@@ -78,20 +78,23 @@ export function table(head: string[], options: {align?: Array<'left' | 'right' |
 }
 
 /**
- * The text of `table(head)` with `rows` pushed, made in one pass: cli-table3 lays a table out in time
- * quadratic in its rows (10,000 rows take over 10 s, and past about 120,000 its toString overflows
- * the stack), which a table walk of a large tree needs. Cells of printable ASCII with chalk's colours
- * are drawn here, exactly as cli-table3 draws them (a test compares the two); anything else (a
- * newline, other characters, whose width cli-table3 measures) goes to cli-table3.
+ * The text of `table(head, options)` with `rows` pushed, made in one pass: cli-table3 lays a table
+ * out in time quadratic in its rows (10,000 rows take over 10 s, and past about 120,000 its toString
+ * overflows the stack), which a table walk of a large tree needs, and a small table drawn once is
+ * most of what a start-up spends on output (cli-table3's code runs once, not compiled: 4 ms of
+ * `heap status`). Cells of printable ASCII with chalk's colours, aligned left or right, are drawn
+ * here, exactly as cli-table3 draws them (a test compares the two); anything else (a newline, other
+ * characters, whose width cli-table3 measures, a centred column) goes to cli-table3.
  */
-export function renderTable(head: string[], rows: string[][]): string {
+export function renderTable(head: string[], rows: string[][], options: {align?: Array<'left' | 'right' | 'center'>} = {}): string {
+  const align = options.align ?? []
   const plainWidth = (cell: string): number => {
     const plain = cell.replace(SGR, '')
     return /^[\u0020-\u007e]*$/.test(plain) ? plain.length : -1
   }
   const heads = head.map((h) => color.bold(h))
   const widths = heads.map(plainWidth)
-  let simple = widths.every((w) => w >= 0)
+  let simple = widths.every((w) => w >= 0) && !align.includes('center')
   for (let r = 0; simple && r < rows.length; r++) {
     const row = rows[r]!
     if (row.length !== head.length) simple = false
@@ -102,12 +105,16 @@ export function renderTable(head: string[], rows: string[][]): string {
     }
   }
   if (!simple) {
-    const t = table(head)
+    const t = table(head, options)
     for (const row of rows) t.push(row)
     return t.toString()
   }
   const rule = (left: string, middle: string, right: string): string => left + widths.map((w) => '─'.repeat(w + 2)).join(middle) + right
-  const line = (cells: string[]): string => `│${cells.map((cell, c) => ` ${cell}${' '.repeat(widths[c]! - plainWidth(cell))} `).join('│')}│`
+  const padded = (cell: string, c: number): string => {
+    const pad = ' '.repeat(widths[c]! - plainWidth(cell))
+    return align[c] === 'right' ? ` ${pad}${cell} ` : ` ${cell}${pad} `
+  }
+  const line = (cells: string[]): string => `│${cells.map(padded).join('│')}│`
   const lines = [rule('┌', '┬', '┐'), line(heads)]
   if (rows.length > 0) lines.push(rule('├', '┼', '┤'))
   for (const row of rows) lines.push(line(row))

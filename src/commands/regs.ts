@@ -1,6 +1,6 @@
 import {type Parsed, ReadCommand} from '../cli/machine-command.js'
 import {requireMapper} from '../cli/mapper.js'
-import {color, table} from '../cli/style.js'
+import {color, renderTable} from '../cli/style.js'
 import type {RegimeName} from '../core/descriptor.js'
 import type {Machine} from '../core/machine.js'
 import {hex} from '../core/u64.js'
@@ -23,18 +23,26 @@ export default class Regs extends ReadCommand<Parsed, RegsJson> {
     const recorded = machine.registers.length === 0 ? {} : {recorded: registersJson(machine.registers)}
     if (machine.registers.length > 0) {
       this.log(color.bold('Recorded by snapshot capture:'))
-      const t = table(['register', 'value'], {align: ['left', 'right']})
-      for (const r of machine.registers) t.push([r.name, hex(r.value)])
-      this.log(t.toString())
+      this.log(
+        renderTable(
+          ['register', 'value'],
+          machine.registers.map((r) => [r.name, hex(r.value)]),
+          {align: ['left', 'right']},
+        ),
+      )
       if (machine.mapper === undefined) return {regime: null, ...recorded, registers: []}
     }
     const mapper = requireMapper(machine)
     const registers = mapper.registers()
     for (const r of registers) {
       this.log(`${color.bold(r.name)} = ${hex(r.value)}  ${color.dim(r.purpose)}`)
-      const t = table(['field', 'bits', 'value', 'meaning'], {align: ['left', 'right', 'right', 'left']})
-      for (const f of r.fields) t.push([f.name, f.bits, hex(f.value), f.meaning])
-      this.log(t.toString())
+      this.log(
+        renderTable(
+          ['field', 'bits', 'value', 'meaning'],
+          r.fields.map((f) => [f.name, f.bits, hex(f.value), f.meaning]),
+          {align: ['left', 'right', 'right', 'left']},
+        ),
+      )
     }
     return {
       regime: mapper.state.regime,

@@ -12,8 +12,10 @@ const cell = fc
   .tuple(fc.string({unit: fc.integer({min: 0x20, max: 0x7e}).map((c) => String.fromCharCode(c)), maxLength: 24}), fc.integer({min: 0, max: paint.length - 1}))
   .map(([text, p]) => paint[p]!(text))
 
-function viaCliTable3(head: string[], rows: string[][]): string {
-  const t = table(head)
+type Align = 'left' | 'right' | 'center'
+
+function viaCliTable3(head: string[], rows: string[][], align?: Align[]): string {
+  const t = table(head, align === undefined ? {} : {align})
   for (const row of rows) t.push(row)
   return t.toString()
 }
@@ -31,6 +33,38 @@ describe('renderTable', () => {
       ),
       {numRuns: 300},
     )
+  })
+
+  it('aligns columns left or right as cli-table3 does (heads too), and leaves a centred one to it', () => {
+    const alignment = fc.constantFrom<Align>('left', 'right', 'center')
+    fc.assert(
+      fc.property(
+        fc
+          .integer({min: 1, max: 5})
+          .chain((columns) =>
+            fc.tuple(
+              fc.array(cell, {minLength: columns, maxLength: columns}),
+              fc.array(fc.array(cell, {minLength: columns, maxLength: columns}), {maxLength: 8}),
+              fc.array(alignment, {minLength: columns, maxLength: columns}),
+            ),
+          ),
+        ([head, rows, align]) => {
+          expect(renderTable(head, rows, {align})).toBe(viaCliTable3(head, rows, align))
+        },
+      ),
+      {numRuns: 300},
+    )
+    // heap status's: the values right-aligned under a right-aligned heading
+    expect(
+      renderTable(
+        ['heap', 'value'],
+        [
+          ['start', '0x41000000'],
+          ['allocated', '0'],
+        ],
+        {align: ['left', 'right']},
+      ).split('\n'),
+    ).toEqual(['┌───────────┬────────────┐', '│ heap      │      value │', '├───────────┼────────────┤', '│ start     │ 0x41000000 │', '│ allocated │          0 │', '└───────────┴────────────┘'])
   })
 
   it('leaves other characters and ragged rows to cli-table3', () => {

@@ -1,6 +1,6 @@
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine} from '../../cli/json.js'
 import {percent, usageBar} from '../../cli/render.js'
-import {color, table} from '../../cli/style.js'
+import {color, renderTable} from '../../cli/style.js'
 import {type Parsed, ReadCommand} from '../../cli/machine-command.js'
 import type {Machine} from '../../core/machine.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -18,9 +18,15 @@ export default class HeapStatus extends ReadCommand<Parsed, HeapStatusJson> {
   protected report(machine: Machine): HeapStatusJson {
     const s = machine.heap.status()
     const mapper = machine.mapper
-    const t = table(['heap', 'value'], {align: ['left', 'right']})
-    t.push(['start', hex(s.start)], ['end', hex(s.end)], ['next', hex(s.next)], ['allocated', `${s.allocated}`], ['padding', `${s.padding}`], ['remaining', `${s.remaining}`])
-    this.log(t.toString())
+    const rows = [
+      ['start', hex(s.start)],
+      ['end', hex(s.end)],
+      ['next', hex(s.next)],
+      ['allocated', `${s.allocated}`],
+      ['padding', `${s.padding}`],
+      ['remaining', `${s.remaining}`],
+    ]
+    this.log(renderTable(['heap', 'value'], rows, {align: ['left', 'right']}))
     // (no heap: a whole RAM image, size 0, no bar to draw)
     if (s.size === 0n) this.log('No heap: the snapshot is a whole RAM image, and nothing can be allocated.')
     else this.log(`${usageBar(s)} ${percent(s.next - s.start, s.size)} of ${formatSize(s.size)} used  ${color.cyan('█')} allocated ${color.yellow('▒')} padding ${color.dim('░')} free`)
