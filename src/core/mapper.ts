@@ -6,7 +6,7 @@ import type {Heap} from './heap.js'
 import {type Register, checkVmid, registersFor} from './registers.js'
 import {STAGE1} from './stage1.js'
 import {STAGE2} from './stage2.js'
-import {TableTransaction} from './transaction.js'
+import {TableTransaction, slabWords} from './transaction.js'
 import {GiB, MiB, formatSize, hex} from './u64.js'
 import {LITTLE_ENDIAN, PAGE_ENTRIES, type ScanSink, type TableAccess, TableWalker, type Unfollowed, type Visitor, memoryAccess, pageWords, rawOf} from './walker.js'
 
@@ -138,22 +138,6 @@ const MAP_HI = ATTR_HI & ~CONT_HI
 const hi32 = (value: number): number => Math.floor(value / TWO_32)
 const lo32 = (value: number): number => value - hi32(value) * TWO_32
 
-/** The last buffer slabWords was asked about, and its words. */
-let wordsBuffer: ArrayBufferLike | undefined
-let bufferWords: Uint32Array = new Uint32Array(0)
-
-/**
- * The buffer a transaction's page views lie in, as 32-bit words: one view a slab (its pages are
- * views of one buffer, src/core/transaction.ts), where a view a page was an object a new table.
- */
-function slabWords(buffer: ArrayBufferLike): Uint32Array {
-  if (buffer !== wordsBuffer) {
-    wordsBuffer = buffer
-    bufferWords = new Uint32Array(buffer)
-  }
-  return bufferWords
-}
-
 /**
  * Writes `count` leaves from entry `index` of the table at `table` through the transaction: output
  * `oa` on by `step` an entry, halves `lo` | `attrLo` and `hi` | `attrHi` (the type bits in `attrLo`).
@@ -172,7 +156,7 @@ function fillLeaves(tx: TableTransaction, table: number, index: number, count: n
     // descriptors are little-endian: on such a host a Uint32Array writes a page's halves as they are stored
     if (LITTLE_ENDIAN && !carries) {
       // the common case: the output's high half stays put
-      const words = slabWords(view.buffer)
+      const words = slabWords(view)
       const base = view.byteOffset >> 2
       const h = (hi | attrHi) >>> 0
       for (let j = base + 2 * from, e = base + 2 * to; j < e; j += 2, lo += step) {

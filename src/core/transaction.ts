@@ -19,6 +19,22 @@ const COPIES = 2
 let slab = new ArrayBuffer(0)
 let slabPages = 0
 let slabNext = 0
+/** The last slab slabWords was asked about, and its words. */
+let wordsSlab: ArrayBufferLike | undefined
+let wordsOfSlab: Uint32Array = new Uint32Array(0)
+
+/**
+ * The slab a page view a transaction gave out lies in, as 32-bit words (the page's first word at
+ * `view.byteOffset / 4`): one view a slab for a writer of whole pages (a new table's leaves), where
+ * a view a page was an object a table. Made once a slab (the last one asked about is kept).
+ */
+export function slabWords(view: DataView): Uint32Array {
+  if (view.buffer !== wordsSlab) {
+    wordsSlab = view.buffer
+    wordsOfSlab = new Uint32Array(wordsSlab)
+  }
+  return wordsOfSlab
+}
 
 /**
  * An all-or-nothing edit of translation tables: reads see the edit so far, writes go to private
