@@ -45,19 +45,20 @@ export abstract class AllocCommand<P extends SnapshotParse> extends MachineComma
 
   protected report(outcome: Allocated, parsed: P): AllocJson | undefined {
     const count = this.count(parsed)
-    // One address as it is; many as one text (a log call a line took 25 s for a million).
-    if (typeof outcome === 'bigint' && count === 1) {
-      this.logLine(hex(outcome))
-      return undefined
-    }
-    const first = typeof outcome === 'bigint' ? outcome : outcome.first
-    const {size, align} = this.asked(parsed)
-    const addresses: string[] = []
-    for (let i = 0, at = first; i < count; i++, at += size) addresses.push(hex(at))
     if (typeof outcome === 'bigint') {
-      this.logLine(addresses.join('\n'))
+      // One address as it is (asked() not made: a batch's 10,000 lines); many as one text (a log
+      // call a line took 25 s for a million).
+      this.logLine(count === 1 ? hex(outcome) : addresses(outcome, count, this.asked(parsed).size).join('\n'))
       return undefined
     }
-    return {addresses, size: Number(size), align: Number(align), heap: heapJson(outcome.heap)}
+    const {size, align} = this.asked(parsed)
+    return {addresses: addresses(outcome.first, count, size), size: Number(size), align: Number(align), heap: heapJson(outcome.heap)}
   }
+}
+
+/** `count` addresses `size` apart from `first`, in hex. */
+function addresses(first: bigint, count: number, size: bigint): string[] {
+  const list: string[] = []
+  for (let i = 0, at = first; i < count; i++, at += size) list.push(hex(at))
+  return list
 }
