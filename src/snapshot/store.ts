@@ -229,25 +229,25 @@ async function appendChange(file: string, name: string, opened: SnapshotFile, he
     // An append that fails (a full disk) puts the file back as it was, byte for byte: the records'
     // end, and an unfinished append that it cut away.
     const tail = info.size > journal.end ? readAt(fd, journal.end, info.size - journal.end, name) : undefined
-    const bytes = record.length + (tail?.length ?? 0)
+    const sync = record.length + (tail?.length ?? 0) <= SYNC_BYTES
     try {
       if (tail !== undefined) {
         ftruncateSync(fd, journal.end)
-        await fsyncAfter(fd, bytes)
+        await fsyncFile(fd, sync)
       }
       const [first, ...rest] = record.parts
-      await writeAll(fd, [first!.subarray(8), ...rest], journal.end + 8, bytes <= SYNC_BYTES)
-      await fsyncAfter(fd, bytes)
+      await writeAll(fd, [first!.subarray(8), ...rest], journal.end + 8, sync)
+      await fsyncFile(fd, sync)
       // Synchronous, so a signal is handled before or after it, never while it is under way.
       writeSync(fd, first!.subarray(0, 8), 0, 8, journal.end)
       held.saved = true
-      await fsyncAfter(fd, bytes)
+      await fsyncFile(fd, sync)
     } catch (error) {
       held.saved = false
       try {
         ftruncateSync(fd, journal.end)
-        if (tail !== undefined) await writeAll(fd, [tail], journal.end, bytes <= SYNC_BYTES)
-        await fsyncAfter(fd, bytes)
+        if (tail !== undefined) await writeAll(fd, [tail], journal.end, sync)
+        await fsyncFile(fd, sync)
       } catch {
         // (what is left past the records' end is an unfinished append, which loads ignore)
       }
@@ -622,7 +622,7 @@ async function replaceFile(
   const dir = dirname(target)
   const base = basename(target)
   let temp = ''
-  let bytes: number
+  let sync: boolean
   try {
     let fd: number | undefined
     for (let attempt = 0; fd === undefined; attempt++) {
@@ -648,7 +648,7 @@ async function replaceFile(
     }
     try {
       // (how many bytes `write` wrote, if it says: a small file's fsyncs are synchronous)
-      bytes = (await write(fd)) ?? Infinity
+      sync = ((await write(fd)) ?? Infinity) <= SYNC_BYTES
       if (existing !== undefined) {
         fchmodSync(fd, existing.mode & 0o7777)
         if (process.getuid?.() === 0) {
@@ -659,7 +659,7 @@ async function replaceFile(
           }
         }
       }
-      await fsyncAfter(fd, bytes)
+      await fsyncFile(fd, sync)
     } finally {
       closeSync(fd)
     }
@@ -678,7 +678,7 @@ async function replaceFile(
   } finally {
     guard()
   }
-  await syncDirectory(dir, bytes)
+  await syncDirectory(dir, sync)
 }
 
 /** The snapshots this process has saved, as named: what a command whose output then fails says was kept (src/cli/output.ts). */
@@ -745,12 +745,12 @@ function readAt(fd: number, position: number, length: number, name: string): Buf
   return out
 }
 
-/** Makes the rename of a file of `bytes` bytes durable; some file systems cannot fsync a directory, which is not an error. */
-async function syncDirectory(dir: string, bytes: number): Promise<void> {
+/** Makes the rename durable (`sync`: synchronously, after a small file); some file systems cannot fsync a directory, which is not an error. */
+async function syncDirectory(dir: string, sync: boolean): Promise<void> {
   try {
     const fd = openSync(dir, constants.O_RDONLY)
     try {
-      await fsyncAfter(fd, bytes)
+      await fsyncFile(fd, sync)
     } finally {
       closeSync(fd)
     }
@@ -794,9 +794,9 @@ const openAsync = promisify(open)
 const fsyncAsync = promisify(fsync)
 const SYNC_BYTES = 4 << 20
 
-/** fsync of a file after `bytes` were written to it: synchronous up to SYNC_BYTES (see above). */
-function fsyncAfter(fd: number, bytes: number): Promise<void> | void {
-  if (bytes > SYNC_BYTES) return fsyncAsync(fd)
+/** fsync, synchronous with `sync` (an operation of at most SYNC_BYTES, see above). */
+function fsyncFile(fd: number, sync: boolean): Promise<void> | void {
+  if (!sync) return fsyncAsync(fd)
   fsyncSync(fd)
 }
 
