@@ -68,7 +68,7 @@ export function wrapItems(items: readonly string[], columns: number | undefined)
   return lines.join('\n')
 }
 
-/** A cli-table3 table with hvmem's look: bold headings, no colour of its own (plain when piped). */
+/** A cli-table3 table with hvmem's look: bold headings, no colour of its own (plain when piped). renderTable's fallback: commands draw their tables with renderTable. */
 export function table(head: string[], options: {align?: Array<'left' | 'right' | 'center'>} = {}): Table.Table {
   return new Table({
     head: head.map((h) => color.bold(h)),

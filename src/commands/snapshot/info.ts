@@ -1,7 +1,7 @@
 import {HvmemCommand} from '../../cli/base.js'
 import {textArg} from '../../cli/flags.js'
 import {type HeapJson, type MapperJson, heapJson, mapperJson, registerLine, registersJson} from '../../cli/json.js'
-import {table} from '../../cli/style.js'
+import {renderTable} from '../../cli/style.js'
 import {storedTableCount} from '../../core/diff.js'
 import {memoryPages} from '../../core/page-list.js'
 import {formatSize, hex} from '../../core/u64.js'
@@ -60,8 +60,7 @@ export default class SnapshotInfo extends HvmemCommand {
       ...(file.journal === undefined ? {} : {journal: {base: file.journal.baseBytes, records: file.journal.records, recordBytes: file.journal.recordBytes, unfinished: file.journal.unfinished}}),
     }
     const j = json.journal
-    const t = table(['snapshot', path])
-    t.push(
+    const rows: string[][] = [
       ['format', `version ${file.version}`],
       ['size', `${file.size} bytes`],
       ...(j === undefined
@@ -85,8 +84,8 @@ export default class SnapshotInfo extends HvmemCommand {
       ['pages', `${stored.count} stored (${tableCount} holding tables)`],
       ...machine.registers.map((r) => [`${r.name}`, `${hex(r.value)} (recorded)`]),
       ['checksum', `${json.checksum.crc32} (CRC-32 of the ${covers === 'file' ? 'whole file' : 'header and page index'})`],
-    )
-    this.log(t.toString())
+    ]
+    this.log(renderTable(['snapshot', path], rows))
     return json
   }
 }

@@ -2,7 +2,7 @@ import {type ErrorJson, HvmemCommand, oneLine} from '../../cli/base.js'
 import {EXIT_CODES} from '../../cli/exit-codes.js'
 import {textArg} from '../../cli/flags.js'
 import {progress} from '../../cli/progress.js'
-import {color, renderTable, table} from '../../cli/style.js'
+import {color, renderTable} from '../../cli/style.js'
 import {HvmemError} from '../../core/errors.js'
 import {type EntryDamage, type EntryDamageKind, type RegisterDamage, checkRegisters, verifyTables} from '../../core/verify.js'
 import {hex} from '../../core/u64.js'
@@ -126,25 +126,25 @@ export default class SnapshotVerify extends HvmemCommand {
 export function reportText(json: SnapshotVerifyJson): string {
   const none = color.green('none damaged')
   const count = (n: number, one: string, many: string): string => color.red(damaged(n, one, many))
-  const t = table(['snapshot', json.file])
-  t.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
+  const summary: string[][] = []
+  summary.push(['header and index', json.header.intact ? `intact (format version ${json.header.version})` : color.red(`damaged: ${oneLine(json.header.problem ?? '')}`)])
   if (json.pages !== null) {
     const how = json.header.version === 1 ? "by the whole file's CRC-32" : 'each by its CRC-32'
-    t.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
+    summary.push(['pages', `${json.pages.checked} checked ${how}: ${json.pages.damaged.length === 0 ? none : count(json.pages.damaged.length, 'page', 'pages')}`])
   }
   if (json.header.intact) {
-    t.push([
+    summary.push([
       'tables',
       json.tables === null
         ? 'no mapper'
         : `${json.tables.checked} tables, ${json.tables.entries} valid entries: ${json.tables.damaged.length === 0 ? none : count(json.tables.damaged.length, 'entry', 'entries')}`,
     ])
-    t.push([
+    summary.push([
       'registers',
       json.registers === null ? 'no mapper' : `${json.registers.checked.join(', ')}: ${json.registers.damaged.length === 0 ? none : count(json.registers.damaged.length, 'field', 'fields')}`,
     ])
   }
-  const out = [t.toString()]
+  const out = [renderTable(['snapshot', json.file], summary)]
   if (json.pages !== null && json.pages.damaged.length > 0) {
     const rows = json.pages.damaged.map((d) => {
       const why = d.reason === 'checksum' ? `checksum mismatch (stored ${d.stored}, computed ${d.computed})` : 'stored but all zero'
@@ -157,9 +157,12 @@ export function reportText(json: SnapshotVerifyJson): string {
     out.push(renderTable(['damaged entry', 'at', 'descriptor', 'problem'], rows))
   }
   if (json.registers !== null && json.registers.damaged.length > 0) {
-    const r = table(['register', 'problem'])
-    for (const d of json.registers.damaged) r.push([d.register, d.message])
-    out.push(r.toString())
+    out.push(
+      renderTable(
+        ['register', 'problem'],
+        json.registers.damaged.map((d) => [d.register, d.message]),
+      ),
+    )
   }
   out.push(json.intact ? `${json.file}: intact` : color.red(`${json.file}: damaged`))
   return out.join('\n')
