@@ -403,8 +403,7 @@ export class TableWalker {
           // a block: it and the entries after it up to the next table entry, in one call (their
           // type bits read as bytes, which are small integers even to code not yet compiled: a
           // word of 2^31 or more read there would be a new heap number)
-          let j = i + 1
-          while (j <= pageLast && (bytes[(j & 511) * 8]! & 3) !== 3) j++
+          const j = nextTableEntry(bytes, i + 1, pageLast)
           sink.leafPage!(this, words, i, j - 1)
           if (this.halted) return
           i = j - 1
@@ -600,6 +599,19 @@ class VisitSink implements ScanSink {
       if (w.halting) return
     }
   }
+}
+
+/**
+ * The first entry from `from` to `last` of the table page `bytes` whose type bits say table (3), or
+ * last + 1. A function of its own, not a loop in scanTable: scanTable's optimized code inlines its
+ * sink's calls and takes V8 tens of milliseconds to make, so a whole-process walk of 512 GiB in 2 MiB
+ * blocks ran this loop, once an entry, in baseline code to its end; on its own the loop is compiled
+ * within the first few tables (dump tables --json 20 ms faster, --format ranges 13 ms).
+ */
+function nextTableEntry(bytes: Uint8Array, from: number, last: number): number {
+  let j = from
+  while (j <= last && (bytes[(j & 511) * 8]! & 3) !== 3) j++
+  return j
 }
 
 /**
