@@ -139,6 +139,21 @@ const hi32 = (value: number): number => Math.floor(value / TWO_32)
 const lo32 = (value: number): number => value - hi32(value) * TWO_32
 
 /**
+ * Writes the descriptors words[j], words[j + 1] for j from `from` to `end` (by 2): low halves `lo` |
+ * `attrLo`, `lo` on by `step` each (never reaching 2^32), high halves `hi`; returns the next `lo`.
+ * fillLeaves' loop as a function of its own: V8 compiles it in well under a millisecond, where
+ * fillLeaves with what it inlines took 12 ms, by when a whole-process `map region` of 262,144
+ * entries had filled them all in baseline code (10-12 ms of it; warm, the anchor's map cases 10% faster).
+ */
+function fillWords(words: Uint32Array, from: number, end: number, lo: number, step: number, attrLo: number, hi: number): number {
+  for (let j = from; j < end; j += 2, lo += step) {
+    words[j] = (lo | attrLo) >>> 0
+    words[j + 1] = hi
+  }
+  return lo
+}
+
+/**
  * Writes `count` leaves from entry `index` of the table at `table` through the transaction: output
  * `oa` on by `step` an entry, halves `lo` | `attrLo` and `hi` | `attrHi` (the type bits in `attrLo`).
  * One typed-array loop a 4 KiB page: a split's table, or a new table a map fills.
@@ -156,13 +171,8 @@ function fillLeaves(tx: TableTransaction, table: number, index: number, count: n
     // descriptors are little-endian: on such a host a Uint32Array writes a page's halves as they are stored
     if (LITTLE_ENDIAN && !carries) {
       // the common case: the output's high half stays put
-      const words = slabWords(view)
       const base = view.byteOffset >> 2
-      const h = (hi | attrHi) >>> 0
-      for (let j = base + 2 * from, e = base + 2 * to; j < e; j += 2, lo += step) {
-        words[j] = (lo | attrLo) >>> 0
-        words[j + 1] = h
-      }
+      lo = fillWords(slabWords(view), base + 2 * from, base + 2 * to, lo, step, attrLo, (hi | attrHi) >>> 0)
     } else {
       for (let j = from; j < to; j++) {
         view.setUint32(8 * j, (lo | attrLo) >>> 0, true)
