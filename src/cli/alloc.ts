@@ -1,6 +1,7 @@
 import type {Heap, HeapStatus} from '../core/heap.js'
 import type {Machine} from '../core/machine.js'
 import {hex} from '../core/u64.js'
+import type {SnapshotSession} from '../snapshot/store.js'
 import {type HeapJson, heapJson} from './json.js'
 import {MachineCommand, type SnapshotParse} from './machine-command.js'
 
@@ -30,6 +31,14 @@ export abstract class AllocCommand<P extends SnapshotParse> extends MachineComma
   /** the allocation, on the snapshot's heap: the first address allocated (of count(), consecutive) */
   protected abstract take(heap: Heap, parsed: P): bigint
 
+  /**
+   * `times` runs of take() at once, when their addresses follow one another `step` bytes apart from
+   * `first` (alloc page's pages); undefined when they do not, or do not all fit (nothing taken then).
+   */
+  protected takeRepeated(_heap: Heap, _parsed: P, _times: number): {first: bigint; step: number} | undefined {
+    return undefined
+  }
+
   /** how many allocations of asked().size take() makes, one after the other */
   protected count(_parsed: P): number {
     return 1
@@ -41,6 +50,39 @@ export abstract class AllocCommand<P extends SnapshotParse> extends MachineComma
   protected work(machine: Machine, parsed: P): Allocated {
     const first = this.take(machine.heap, parsed)
     return this.jsonEnabled() ? {first, heap: machine.heap.status()} : first
+  }
+
+  /**
+   * A run of identical allocation lines (a script's `alloc page` 10,000 times), in text mode: each
+   * line's allocation and its address line(s), without the rest of a line's way through the batch.
+   * A line whose allocation fails (the heap is full) is left to the batch: an allocation that fails
+   * changes nothing, so the batch's own run of it fails the same way and reports it.
+   */
+  override runRepeatedIn(session: SnapshotSession, parsed: P, times: number): number {
+    if (this.jsonEnabled()) return 0
+    const heap = session.machine.heap
+    const count = this.count(parsed)
+    const size = count === 1 ? 0n : this.asked(parsed).size
+    const run = this.takeRepeated(heap, parsed, times)
+    if (run !== undefined) {
+      // (addresses in RAM are below 2^52: exact as numbers, and printed as hex() prints them)
+      const {first, step} = run
+      for (let i = 0, n = times * count, at = Number(first); i < n; i++, at += step) this.logLine(`0x${at.toString(16)}`)
+      session.changed = true
+      return times
+    }
+    let ran = 0
+    try {
+      for (; ran < times; ran++) {
+        const first = this.take(heap, parsed)
+        if (count === 1) this.logLine(hex(first))
+        else for (let i = 0, at = first; i < count; i++, at += size) this.logLine(hex(at))
+      }
+    } catch {
+      // the line that fails: run by the batch, and reported there
+    }
+    if (ran > 0) session.changed = true
+    return ran
   }
 
   protected report(outcome: Allocated, parsed: P): AllocJson | undefined {

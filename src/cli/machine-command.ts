@@ -53,6 +53,16 @@ export abstract class MachineCommand<P extends SnapshotParse, O, R> extends Hvme
     return this.report(outcome, parsed)
   }
 
+  /**
+   * The command `times` times over on a batch's session, as that many lines of the same text run one
+   * after the other would do it and print it, where it can do them at once; returns how many it ran,
+   * each a success (0: it cannot, and the batch runs the lines one by one). It stops before a line
+   * that would fail, leaving it to the batch, which runs it alone and reports it.
+   */
+  runRepeatedIn(_session: SnapshotSession, _parsed: P, _times: number): number {
+    return 0
+  }
+
   /** The command on a batch's session, at once (its parse settled): what run() does there, without a promise. */
   runIn(session: SnapshotSession, parsed: P): R {
     const outcome = this.work(session.machine, parsed)

@@ -358,10 +358,13 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
  * (sessionTurn), so that a long batch still keeps its lock fresh and answers SIGINT/SIGTERM/SIGHUP
  * within a fraction of a second (both run from the event loop), at a cost of one clock read in 64
  * calls. Asked once a line of a batch (here, or by the batch itself for a line it runs at once:
- * src/cli/batch.ts).
+ * src/cli/batch.ts), or once for `steps` lines done together (a run of them: MachineCommand.runRepeatedIn).
  */
-export function sessionDue(): boolean {
-  return (++breaths & 63) === 0 && Date.now() - lastBreath >= 50
+export function sessionDue(steps = 1): boolean {
+  breaths += steps
+  if (breaths < 64) return false
+  breaths = 0
+  return Date.now() - lastBreath >= 50
 }
 
 /** The turn of the event loop a session is due. */

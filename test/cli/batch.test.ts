@@ -304,6 +304,47 @@ describe('hvmem batch: failures', () => {
     expect(failed).toEqual(['hvmem: line 5', 'hvmem: line 6', 'hvmem: line 8', 'hvmem: line 9'])
   })
 
+  it.each([
+    ['alloc page', [4096, 4096, 4096, 4096]],
+    ['alloc page --count 3', [3 * 4096, 3 * 4096]],
+  ])('a run of "%s" lines that fills the heap part-way in text mode: the lines that fit print, then the one that does not stops the batch', async (line, sizes) => {
+    await init(['--size', '16K']) // 4 pages
+    const before = await fingerprint(snap)
+    const r = await hvmem(dir, ['batch', '-'], {}, `${line}\n`.repeat(6))
+    const fitting = line === 'alloc page' ? 4 : 1
+    expect(r.code).toBe(5)
+    expect(r.stdout).toBe(Array.from({length: fitting * (line === 'alloc page' ? 1 : 3)}, (_, i) => `0x${(0x4100_0000 + i * 0x1000).toString(16)}\n`).join(''))
+    expect(r.stderr).toMatch(new RegExp(`^hvmem: line ${fitting + 1} "${line}": .*; the batch stopped there and saved nothing\n$`))
+    expect(await fingerprint(snap)).toEqual(before)
+    // under -k the same lines, each that does not fit reported, and the others' pages saved
+    const kept = await hvmem(dir, ['batch', '-k', '-'], {}, `${line}\n`.repeat(6))
+    expect(kept.stdout).toBe(r.stdout)
+    expect(
+      kept.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('hvmem: line '))
+        .map((l) => l.split(' "')[0]),
+    ).toEqual(Array.from({length: 6 - fitting}, (_, i) => `hvmem: line ${fitting + 1 + i}`))
+    const status = await hvmemJson<HeapStatusJson>(dir, ['heap', 'status'])
+    expect(status.json.heap.allocated).toBe(sizes.slice(0, fitting).reduce((a, b) => a + b, 0))
+  })
+
+  it('runs of alloc bytes and alloc aligned lines (addresses not a page apart): the same output and bytes as the commands run one by one', async () => {
+    await init(['--size', '64M'])
+    const commands = [
+      ...Array.from({length: 7}, () => ['alloc', 'bytes', '100']),
+      ...Array.from({length: 5}, () => ['alloc', 'aligned', '--size', '24', '--align', '64']),
+      ['alloc', 'page', '--count', '2'],
+      ['alloc', 'page', '--count', '2'],
+    ]
+    const alone = await separately(commands)
+    const r = await hvmem(dir, ['batch', '-'], {}, commands.map((c) => `${c.join(' ')}\n`).join(''))
+    expect(r.code).toBe(0)
+    expect(r.stdout).toBe(alone.stdout)
+    expect(r.stdout.split('\n').slice(0, 8)).toEqual(['0x41000000', '0x41000064', '0x410000c8', '0x4100012c', '0x41000190', '0x410001f4', '0x41000258', '0x410002c0'])
+    expect((await readFile(snap)).equals(alone.bytes)).toBe(true)
+  })
+
   it('a line refused by its own checks before any work (mem read LEN, map protect without --attr or --perm) fails each time it comes', async () => {
     await init()
     const before = await fingerprint(snap)

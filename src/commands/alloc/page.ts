@@ -23,6 +23,16 @@ export default class AllocPage extends AllocCommand<Input> {
     return heap.allocRun(flags.count)
   }
 
+  /** A run of page allocations, one after the other, is one run of pages: the same addresses in the same order. */
+  protected override takeRepeated(heap: Heap, {flags}: Input, times: number): {first: bigint; step: number} | undefined {
+    try {
+      return {first: heap.allocRun(times * flags.count), step: Number(PAGE_SIZE)}
+    } catch {
+      // not all of them fit (nothing was taken): the lines one by one find the one that fails
+      return undefined
+    }
+  }
+
   protected override count({flags}: Input): number {
     return flags.count
   }
