@@ -127,7 +127,7 @@ export function diffMachines(a: DiffSide, b: DiffSide, options: DiffOptions = {}
   const mappings = diffMappings(mappingsOf(a.machine), mappingsOf(b.machine))
   const tablesA = a.machine.tablePages()
   const tablesB = b.machine.tablePages()
-  const tables = diffTables(tablesA, tablesB, pagesA, pagesB)
+  const tables = diffTables(tablesA, tablesB, a.machine.memory, b.machine.memory)
   const skip = new Set([...tablesA.keys(), ...tablesB.keys()])
   const memory = diffMemory(pagesA, pagesB, skip, options.onProgress)
   const same = layout === undefined && !heap.changed && mapper === undefined && mappings.length === 0 && tables.length === 0 && memory.length === 0
@@ -291,11 +291,16 @@ export function diffMappings(leavesA: Mappings, leavesB: Mappings): MappingChang
   return out
 }
 
-function diffTables(a: Map<number, number>, b: Map<number, number>, pagesA: PageList, pagesB: PageList): TableChange[] {
+/**
+ * The table pages of either side (frame to level) compared entry by entry. Their bytes come from each
+ * machine's memory, which holds them already (the walks of mappingsOf and tablePages read them), not
+ * from the side's page list: for a snapshot that is a second read of every table page from the file.
+ */
+function diffTables(a: Map<number, number>, b: Map<number, number>, memoryA: PhysicalMemory, memoryB: PhysicalMemory): TableChange[] {
   const frames = [...new Set([...a.keys(), ...b.keys()])].sort((x, y) => x - y)
   const out: TableChange[] = []
   for (const frame of frames) {
-    const entriesChanged = changedEntries(pageAt(pagesA, frame) ?? ZERO_PAGE, pageAt(pagesB, frame) ?? ZERO_PAGE)
+    const entriesChanged = changedEntries(memoryA.peekFrame(frame) ?? ZERO_PAGE, memoryB.peekFrame(frame) ?? ZERO_PAGE)
     const levelA = a.get(frame)
     const levelB = b.get(frame)
     const address = BigInt(frame) << 12n

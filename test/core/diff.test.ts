@@ -169,6 +169,28 @@ describe('diffMachines', () => {
     expect(d.memory).toEqual([])
   })
 
+  it("compares table pages as each machine's memory holds them: a side's page list is not asked for them again", () => {
+    const {machine: a, mapper} = mappedMachine()
+    mapper.mapRegion(0x4000_0000n, BLOCK, 'normal', {granularity: 'page'})
+    const b = copy(a)
+    b.mapper!.protect(0x4000_0000n, PAGE, {perm: 'r'})
+    // page lists that read as the memory does, and count the reads of table pages
+    const tables = new Set([...a.tablePages().keys(), ...b.tablePages().keys()])
+    let tableReads = 0
+    const counted = (list: PageList): PageList => ({
+      ...list,
+      read: (i) => {
+        if (tables.has(list.frame(i))) tableReads++
+        return list.read(i)
+      },
+      readRun: undefined,
+    })
+    const d = diffMachines({machine: a, pages: counted(memoryPages(a.memory))}, {machine: b, pages: counted(memoryPages(b.memory))})
+    expect(d.tables).toEqual([{change: 'changed', address: 0x4100_2000n, level: 3, entriesChanged: 1}])
+    expect(d.memory).toEqual([])
+    expect(tableReads).toBe(0)
+  })
+
   it('reports other memory as ranges of changed bytes, with how many bytes differ', () => {
     const a = defaultMachine()
     a.memory.write(0x4180_0000n, 8, 0x1122_3344_5566_7788n)
