@@ -22,10 +22,19 @@ export interface PageSourceOptions {
   storedFrames?: Float64Array
   /**
    * The 4096 bytes of a stored page (undefined: all zero). Called when the page is first used; a throw
-   * leaves it unread. Memory copies the bytes to keep them, and reads them in place for a look that
-   * keeps nothing (peekFrame, pages), so they must stay as they are while memory is in use.
+   * leaves it unread. Memory copies the bytes to keep them (unless `givesPages`), and reads them in
+   * place for a look that keeps nothing (peekFrame, pages), so they must stay as they are while
+   * memory is in use.
    */
   pageSource: (pageAddress: bigint) => Uint8Array | undefined
+  /**
+   * The bytes pageSource returns are memory's to keep: no one else holds or changes them (a snapshot
+   * reader's own reads). Memory then keeps a page as it is (when it is 8-byte aligned, see isZero)
+   * and may change it in place, where it would otherwise keep a copy: a fresh page of memory each,
+   * which on some hosts costs more than the read (a first touch of a page, about 15 us on the VMs
+   * this project runs on; docs/performance.md).
+   */
+  givesPages?: boolean
 }
 
 /** An open undo record (PhysicalMemory.beginUndo). */
@@ -64,6 +73,8 @@ export class PhysicalMemory {
   /** frame numbers the page source holds that have not been read yet */
   private readonly pending: FrameSet = new FrameSet()
   private readonly source: PageSourceOptions['pageSource'] | undefined
+  /** the source's bytes may be kept as they are (PageSourceOptions.givesPages) */
+  private readonly givesPages: boolean = false
   /** the open undo records (beginUndo), innermost last: each changed page's contents before its first change since the record opened (undefined: it did not exist) */
   private readonly undoLogs: Array<Map<number, Uint8Array | undefined>> = []
   /** an opaque number a loader attached to a page (a snapshot's checksum of it), dropped when the page changes */
@@ -86,6 +97,7 @@ export class PhysicalMemory {
     this.endFrame = Number((base + size) >> PAGE_SHIFT)
     if (options !== undefined) {
       this.source = options.pageSource
+      this.givesPages = options.givesPages === true
       const outside = (address: bigint): HvmemError => new HvmemError('input', `stored page ${hex(address)} is not a 4 KiB page inside RAM ${hex(base)}-${hex(this.end)}`)
       for (const address of options.storedPages ?? []) {
         if (!isAligned(address, 4096n) || !this.contains(address, 4096n)) throw outside(address)
@@ -319,8 +331,8 @@ export class PhysicalMemory {
     const data = this.source!(address)
     if (data !== undefined && data.length !== PAGE_BYTES) throw new HvmemError('input', `the page source gave ${data.length} bytes for page ${hex(address)}, not 4096`)
     if (!keep) return data === undefined ? undefined : plain(data) // a look: the source's bytes, read in place
-    // A copy with its own buffer, so every page starts 8-byte aligned (see isZero).
-    const page = data === undefined ? undefined : new Uint8Array(data)
+    // The source's bytes if they are memory's to keep and 8-byte aligned (see isZero), else a copy with its own buffer.
+    const page = data === undefined ? undefined : this.givesPages && data.byteOffset % 8 === 0 ? plain(data) : new Uint8Array(data)
     this.pending.delete(pfn)
     if (page !== undefined) this.pages.set(pfn, page)
     return page

@@ -449,7 +449,10 @@ function* decodeSteps(source: SnapshotSource, name: string, mode: DecodeMode): G
       // (a full load may have closed its source: no page index to read from later, except an empty one)
       return {machine: Machine.restore(state, memory), usesSource: false, ...file, ...(n === 0 ? {pages} : {})}
     }
-    const memory = new PhysicalMemory(state.ram.base, state.ram.size, {storedFrames: pageFrames, pageSource: readingAhead(pageFrames, readRun, checkPage)})
+    // (from a source whose reads are new bytes of their own, each run the reader reads is too: memory
+    // may keep its pages as they are; a file held whole in a caller's buffer is read in place, and
+    // memory keeps copies)
+    const memory = new PhysicalMemory(state.ram.base, state.ram.size, {storedFrames: pageFrames, pageSource: readingAhead(pageFrames, readRun, checkPage), givesPages: source.fresh === true})
     return {machine: Machine.restore(state, memory), usesSource: true, ...file, pages}
   } catch (error) {
     throw invalidError(name, error)

@@ -91,3 +91,39 @@ describe('page tags', () => {
     expect(m.isResident(BASE + 0x2000n)).toBe(false)
   })
 })
+
+describe('PhysicalMemory: a page source that gives its pages (givesPages)', () => {
+  /** Two stored pages in one buffer, as a snapshot reader's run of pages; the second at `offset` bytes into it. */
+  function source(offset: number): {buffer: Uint8Array; pageSource: (address: bigint) => Uint8Array | undefined} {
+    const buffer = new Uint8Array(offset + 4096).fill(7)
+    return {buffer, pageSource: (address) => (address === BASE ? buffer.subarray(0, 4096) : buffer.subarray(offset, offset + 4096))}
+  }
+  const frames = Float64Array.from([FIRST, FIRST + 1])
+
+  it("keeps the source's own bytes, 8-byte aligned, where it would otherwise keep a copy; a write changes them", () => {
+    const given = source(4096)
+    const m = new PhysicalMemory(BASE, SIZE, {storedFrames: frames, pageSource: given.pageSource, givesPages: true})
+    const page = m.pageOfFrame(FIRST)!
+    expect(page.buffer).toBe(given.buffer.buffer)
+    expect(page.byteOffset).toBe(0)
+    m.write(BASE + 8n, 1, 0x99n)
+    expect(given.buffer[8]).toBe(0x99)
+    expect(m.readU64(BASE + 8n)).toBe(0x0707_0707_0707_0799n)
+    // a page that is not 8-byte aligned in its buffer is copied (isZero reads words)
+    const odd = source(4100)
+    const n = new PhysicalMemory(BASE, SIZE, {storedFrames: frames, pageSource: odd.pageSource, givesPages: true})
+    const copied = n.pageOfFrame(FIRST + 1)!
+    expect(copied.buffer).not.toBe(odd.buffer.buffer)
+    expect(copied.byteOffset).toBe(0)
+    expect(n.readU64(BASE + 0x1000n)).toBe(0x0707_0707_0707_0707n)
+  })
+
+  it('without it, memory keeps a copy: a write leaves the source as it was', () => {
+    const given = source(4096)
+    const m = new PhysicalMemory(BASE, SIZE, {storedFrames: frames, pageSource: given.pageSource})
+    expect(m.pageOfFrame(FIRST)!.buffer).not.toBe(given.buffer.buffer)
+    m.write(BASE + 8n, 1, 0x99n)
+    expect(given.buffer[8]).toBe(7)
+    expect(m.readU64(BASE + 8n)).toBe(0x0707_0707_0707_0799n)
+  })
+})
