@@ -61,23 +61,18 @@ export abstract class AllocCommand<P extends SnapshotParse> extends MachineComma
   override runRepeatedIn(session: SnapshotSession, parsed: P, times: number): number {
     if (this.jsonEnabled()) return 0
     const heap = session.machine.heap
-    const count = this.count(parsed)
-    const size = count === 1 ? 0n : this.asked(parsed).size
     const run = this.takeRepeated(heap, parsed, times)
     if (run !== undefined) {
       // (addresses in RAM are below 2^52: exact as numbers, and printed as hex() prints them)
       const {first, step} = run
-      for (let i = 0, n = times * count, at = Number(first); i < n; i++, at += step) this.logLine(`0x${at.toString(16)}`)
+      for (let i = 0, n = times * this.count(parsed), at = Number(first); i < n; i++, at += step) this.logLine(`0x${at.toString(16)}`)
       session.changed = true
       return times
     }
     let ran = 0
     try {
-      for (; ran < times; ran++) {
-        const first = this.take(heap, parsed)
-        if (count === 1) this.logLine(hex(first))
-        else for (let i = 0, at = first; i < count; i++, at += size) this.logLine(hex(at))
-      }
+      // each line's allocation printed as the line itself prints it (report of a text-mode outcome)
+      for (; ran < times; ran++) this.report(this.take(heap, parsed), parsed)
     } catch {
       // the line that fails: run by the batch, and reported there
     }
